@@ -1,0 +1,172 @@
+//! Who is calling, and may they? Credentials are parsed from the `Authorization`
+//! header, resolved to a [`Principal`] through the store, and every handler asks the
+//! one [`authorize`] function before it acts. A refusal always names the permission
+//! that was missing.
+
+mod credentials;
+mod tokens;
+
+pub use credentials::Credentials;
+pub use tokens::{generate_token, hash_token};
+
+use domain::{Action, Principal, RepoName};
+use store::Store;
+
+/// Settings of the access model that come from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct AccessPolicy {
+    /// Whether pulls need no credentials.
+    pub anonymous_pull: bool,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// No (valid) credentials; the client should authenticate and retry.
+    #[error("authentication required: {permission} needs a valid token")]
+    Unauthenticated { permission: String },
+    /// Valid credentials that lack the permission.
+    #[error("{principal} lacks the permission {permission}")]
+    Forbidden {
+        principal: String,
+        permission: String,
+    },
+}
+
+/// Why credentials could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Malformed, unknown, expired or revoked credentials.
+    #[error("invalid credentials: {0}")]
+    InvalidCredentials(&'static str),
+    /// The store failed; try again.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// Resolves the `Authorization` header (if any) to a principal.
+pub async fn authenticate(
+    store: &Store,
+    authorization: Option<&str>,
+    now_millis: i64,
+) -> Result<Principal, AuthError> {
+    let Some(header) = authorization else {
+        return Ok(Principal::Anonymous);
+    };
+    let credentials = Credentials::parse(header).ok_or(AuthError::InvalidCredentials(
+        "malformed Authorization header",
+    ))?;
+    let owner = store
+        .users()
+        .token_owner(&hash_token(credentials.secret()))
+        .await?
+        .ok_or(AuthError::InvalidCredentials("unknown token"))?;
+    if let Some(user) = credentials.user() {
+        if user != owner.user_name {
+            return Err(AuthError::InvalidCredentials(
+                "the token belongs to another user",
+            ));
+        }
+    }
+    if owner.revoked_at.is_some() {
+        return Err(AuthError::InvalidCredentials("the token was revoked"));
+    }
+    if owner.expires_at.is_some_and(|expiry| expiry <= now_millis) {
+        return Err(AuthError::InvalidCredentials("the token has expired"));
+    }
+    Ok(Principal::User {
+        name: owner.user_name,
+        admin: owner.admin,
+    })
+}
+
+/// The permission check every registry handler uses: may `principal` do `action`
+/// on `repository` (`None` for registry-wide actions such as the catalog)?
+pub fn authorize(
+    principal: &Principal,
+    action: Action,
+    repository: Option<&RepoName>,
+    policy: &AccessPolicy,
+) -> Result<(), Denied> {
+    let permission = match repository {
+        Some(name) => format!("repository:{name}:{}", action.as_str()),
+        None => format!("registry:{}", action.as_str()),
+    };
+    match principal {
+        Principal::User { admin: true, .. } => Ok(()),
+        Principal::Anonymous if action == Action::Pull && policy.anonymous_pull => Ok(()),
+        Principal::Anonymous => Err(Denied::Unauthenticated { permission }),
+        Principal::User { admin: false, .. } if action == Action::Pull => Ok(()),
+        Principal::User { name, .. } => Err(Denied::Forbidden {
+            principal: name.clone(),
+            permission,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(
+        principal: &Principal,
+        action: Action,
+        anonymous_pull: bool,
+        expected: Result<(), &str>,
+    ) {
+        let repo = RepoName::parse("acme/app").expect("valid name");
+        let got = authorize(
+            principal,
+            action,
+            Some(&repo),
+            &AccessPolicy { anonymous_pull },
+        );
+        let got = got.map_err(|denied| match denied {
+            Denied::Unauthenticated { .. } => "unauthenticated",
+            Denied::Forbidden { .. } => "forbidden",
+        });
+        assert_eq!(
+            got, expected,
+            "{principal:?} {action:?} anonymous_pull={anonymous_pull}"
+        );
+    }
+
+    #[test]
+    fn permissions_follow_the_bootstrap_access_model() {
+        let admin = Principal::User {
+            name: "admin".into(),
+            admin: true,
+        };
+        let user = Principal::User {
+            name: "dev".into(),
+            admin: false,
+        };
+        let anonymous = Principal::Anonymous;
+        for action in [Action::Pull, Action::Push, Action::Delete] {
+            check(&admin, action, false, Ok(()));
+        }
+        check(&user, Action::Pull, false, Ok(()));
+        check(&user, Action::Push, false, Err("forbidden"));
+        check(&user, Action::Delete, true, Err("forbidden"));
+        check(&anonymous, Action::Pull, false, Err("unauthenticated"));
+        check(&anonymous, Action::Pull, true, Ok(()));
+        check(&anonymous, Action::Push, true, Err("unauthenticated"));
+        check(&anonymous, Action::Delete, true, Err("unauthenticated"));
+    }
+
+    #[test]
+    fn a_refusal_names_the_missing_permission() {
+        let repo = RepoName::parse("acme/app").expect("valid name");
+        let denied = authorize(
+            &Principal::Anonymous,
+            Action::Push,
+            Some(&repo),
+            &AccessPolicy::default(),
+        )
+        .expect_err("anonymous push is refused");
+        assert!(
+            denied.to_string().contains("repository:acme/app:push"),
+            "{denied}"
+        );
+    }
+}

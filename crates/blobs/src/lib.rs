@@ -1,0 +1,366 @@
+//! Content-addressed blob storage on [`object_store`]: the local filesystem by default,
+//! memory for tests. Object paths exist only in this crate.
+//!
+//! Bytes arrive as upload *parts* (`uploads/{id}/{key}`), are hashed while they are
+//! received, and only after the digest is verified are they committed to their final,
+//! content-addressed place (`blobs/{algorithm}/{xx}/{hex}`) by an atomic rename (one
+//! part) or a staged concatenation (several). A reader can therefore never see a
+//! partial or unverified blob, and every blob is stored once whatever the number of
+//! repositories that link it.
+
+mod read;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domain::{Digest, DigestAlgorithm, DigestHasher};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+
+pub use read::BlobBody;
+
+/// How many bytes the multipart writer buffers before handing a part to the store.
+const WRITE_CHUNK: usize = 4 << 20;
+/// How many parts may be in flight to the store per upload (bounds memory per upload).
+const WRITE_CONCURRENCY: usize = 2;
+
+/// What can go wrong storing or reading blobs.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The client's request body failed before it was complete (disconnect, bad framing).
+    #[error("the request body ended with an error: {0}")]
+    Body(String),
+    /// More bytes arrived than the configured limit allows.
+    #[error("the blob exceeds the maximum size of {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The blob is not in the store.
+    #[error("blob not found")]
+    NotFound,
+    /// The blob store failed; the request may be retried.
+    #[error("blob store error: {0}")]
+    Storage(#[from] object_store::Error),
+    /// The blob store URL is not one Gantry understands.
+    #[error("unsupported blob store `{0}`: use a directory path, file:///PATH or memory://")]
+    UnsupportedUrl(String),
+    /// A local blob directory could not be created.
+    #[error("cannot use blob directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One stored part of an upload: `size` bytes under a key unique to the attempt that
+/// wrote them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRef {
+    pub key: String,
+    pub size: u64,
+}
+
+/// A fresh key for a part about to be written.
+pub fn new_part_key() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The content-addressed blob store. Cheap to clone.
+#[derive(Clone)]
+pub struct BlobStore {
+    objects: Arc<dyn ObjectStore>,
+    description: String,
+}
+
+impl BlobStore {
+    /// Opens the store named by `url`: a directory path, `file:///PATH`, or `memory://`.
+    pub fn open(url: &str, fsync: bool) -> Result<BlobStore, BlobError> {
+        if url == "memory://" || url == "memory:" {
+            return Ok(BlobStore::memory());
+        }
+        let dir = match url.strip_prefix("file://") {
+            Some(path) => PathBuf::from(path),
+            None if !url.contains("://") => PathBuf::from(url),
+            None => return Err(BlobError::UnsupportedUrl(url.to_owned())),
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| BlobError::Directory {
+            path: dir.clone(),
+            source,
+        })?;
+        let dir = dir.canonicalize().map_err(|source| BlobError::Directory {
+            path: dir.clone(),
+            source,
+        })?;
+        let local = LocalFileSystem::new_with_prefix(&dir)?
+            .with_automatic_cleanup(true)
+            .with_fsync(fsync);
+        Ok(BlobStore {
+            objects: Arc::new(local),
+            description: format!("file://{}", dir.display()),
+        })
+    }
+
+    /// A store that keeps everything in memory, for tests.
+    pub fn memory() -> BlobStore {
+        BlobStore {
+            objects: Arc::new(InMemory::new()),
+            description: "memory://".to_owned(),
+        }
+    }
+
+    /// Where the blobs live, for logs.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn blob_path(digest: &Digest) -> Path {
+        let hex = digest.hex();
+        Path::from(format!(
+            "blobs/{}/{}/{}",
+            digest.algorithm().as_str(),
+            &hex[..2],
+            hex
+        ))
+    }
+
+    fn part_path(upload_id: &str, key: &str) -> Path {
+        Path::from(format!("uploads/{upload_id}/{key}"))
+    }
+
+    /// Streams `body` into part `key` of upload `upload_id`, whose earlier parts hold
+    /// `start` bytes, feeding every byte to `hasher` (if any). Refuses to store more than
+    /// `max_total` bytes for the whole upload. Returns the part's size. On any error
+    /// nothing is kept.
+    pub async fn write_part<S, E>(
+        &self,
+        upload_id: &str,
+        key: &str,
+        start: u64,
+        body: S,
+        mut hasher: Option<&mut DigestHasher>,
+        max_total: u64,
+    ) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let location = Self::part_path(upload_id, key);
+        let upload = self.objects.put_multipart(&location).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
+        let mut written: u64 = 0;
+        let mut body = std::pin::pin!(body);
+        let outcome: Result<(), BlobError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+                written += chunk.len() as u64;
+                if start + written > max_total {
+                    return Err(BlobError::TooLarge { limit: max_total });
+                }
+                if let Some(hasher) = hasher.as_deref_mut() {
+                    hasher.update(&chunk);
+                }
+                writer.wait_for_capacity(WRITE_CONCURRENCY).await?;
+                writer.put(chunk);
+            }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                writer.finish().await?;
+                Ok(written)
+            }
+            Err(error) => {
+                // Best effort: the staged data is discarded; a failed abort only leaves
+                // a file the upload purge removes.
+                if let Err(abort_error) = writer.abort().await {
+                    tracing::warn!(%abort_error, upload_id, "could not discard a failed upload part");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Hashes the stored parts again under `algorithm`. Used only when the client
+    /// names a digest in another algorithm than the one hashed while receiving.
+    pub async fn hash_parts(
+        &self,
+        upload_id: &str,
+        parts: &[PartRef],
+        algorithm: DigestAlgorithm,
+    ) -> Result<Digest, BlobError> {
+        let mut hasher = DigestHasher::new(algorithm);
+        for part in parts {
+            let mut stream = self
+                .read_object(&Self::part_path(upload_id, &part.key), None)
+                .await?;
+            while let Some(chunk) = stream.next().await {
+                hasher.update(&chunk?);
+            }
+        }
+        Ok(hasher.finish())
+    }
+
+    /// Makes the verified parts of an upload the blob `digest`. The caller has checked
+    /// the digest. If the blob is already stored, the parts are simply discarded.
+    pub async fn commit(
+        &self,
+        upload_id: &str,
+        parts: &[PartRef],
+        digest: &Digest,
+    ) -> Result<(), BlobError> {
+        let destination = Self::blob_path(digest);
+        if self.exists(digest).await? {
+            self.discard(upload_id, parts).await;
+            return Ok(());
+        }
+        match parts {
+            [] => {
+                self.objects.put(&destination, Bytes::new().into()).await?;
+            }
+            [single] => {
+                match self
+                    .objects
+                    .rename(&Self::part_path(upload_id, &single.key), &destination)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(object_store::Error::NotFound { .. }) => return Err(BlobError::NotFound),
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            several => {
+                let upload = self.objects.put_multipart(&destination).await?;
+                let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
+                let copied: Result<(), BlobError> = async {
+                    for part in several {
+                        let mut stream = self
+                            .read_object(&Self::part_path(upload_id, &part.key), None)
+                            .await?;
+                        while let Some(chunk) = stream.next().await {
+                            writer.wait_for_capacity(WRITE_CONCURRENCY).await?;
+                            writer.put(chunk?);
+                        }
+                    }
+                    Ok(())
+                }
+                .await;
+                match copied {
+                    Ok(()) => {
+                        writer.finish().await?;
+                    }
+                    Err(error) => {
+                        let _ = writer.abort().await;
+                        return Err(error);
+                    }
+                }
+                self.discard(upload_id, several).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes an upload's parts. Failures are logged, not returned: leftovers are
+    /// harmless and removed by the next purge.
+    pub async fn discard(&self, upload_id: &str, parts: &[PartRef]) {
+        for part in parts {
+            match self
+                .objects
+                .delete(&Self::part_path(upload_id, &part.key))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => tracing::warn!(%error, upload_id, "could not delete an upload part"),
+            }
+        }
+    }
+
+    /// Upload ids that have objects older than `cutoff` (milliseconds since the epoch).
+    pub async fn stale_uploads(&self, cutoff_millis: i64) -> Result<Vec<String>, BlobError> {
+        let prefix = Path::from("uploads");
+        let mut stale = std::collections::BTreeSet::new();
+        let mut listing = self.objects.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            if meta.last_modified.timestamp_millis() < cutoff_millis {
+                if let Some(id) = meta.location.parts().nth(1) {
+                    stale.insert(id.as_ref().to_owned());
+                }
+            }
+        }
+        Ok(stale.into_iter().collect())
+    }
+
+    /// Deletes whatever is stored for an upload, parts the database knows of or not.
+    pub async fn discard_all(&self, upload_id: &str) -> Result<(), BlobError> {
+        let prefix = Path::from(format!("uploads/{upload_id}"));
+        let locations = self
+            .objects
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .boxed();
+        self.objects
+            .delete_stream(locations)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the blob is stored.
+    pub async fn exists(&self, digest: &Digest) -> Result<bool, BlobError> {
+        match self.objects.head(&Self::blob_path(digest)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Streams the blob, or the byte range `first..=last` of it.
+    pub async fn get(
+        &self,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+    ) -> Result<BlobBody, BlobError> {
+        self.read_object(&Self::blob_path(digest), range).await
+    }
+
+    /// Stores small content in one call (an already-verified digest).
+    pub async fn put_small(&self, digest: &Digest, content: Bytes) -> Result<(), BlobError> {
+        if !self.exists(digest).await? {
+            self.objects
+                .put(&Self::blob_path(digest), content.into())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the store answers, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), BlobError> {
+        match self.objects.head(&Path::from("readyz-probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn read_object(
+        &self,
+        location: &Path,
+        range: Option<(u64, u64)>,
+    ) -> Result<BlobBody, BlobError> {
+        let mut options = object_store::GetOptions::default();
+        if let Some((first, last)) = range {
+            options.range = Some((first..last + 1).into());
+        }
+        match self.objects.get_opts(location, options).await {
+            Ok(result) => Ok(BlobBody::from_result(result)),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound),
+            Err(error) => Err(error.into()),
+        }
+    }
+}

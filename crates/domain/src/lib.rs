@@ -1,0 +1,13 @@
+//! Gantry's vocabulary: the names, digests and references every other crate speaks,
+//! parsed once at the edge into types that cannot hold an invalid value.
+//!
+//! Nothing here does I/O. Hashing is pure computation, so the streaming
+//! [`DigestHasher`] lives here too: the registry and the blob store must agree on it.
+
+mod digest;
+mod names;
+mod principal;
+
+pub use digest::{Digest, DigestAlgorithm, DigestError, DigestHasher};
+pub use names::{NameError, Reference, RepoName, Tag};
+pub use principal::{Action, Principal};

@@ -1,0 +1,86 @@
+//! The `gantry` binary: parses the command line and configuration, wires the crates
+//! together, and runs. No product logic lives here.
+
+mod config;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+/// Build once, promote everywhere: an OCI registry and release pipeline in one binary.
+#[derive(Parser)]
+#[command(name = "gantry", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: registry and API on one port (default 127.0.0.1:5000, data in ./gantry-data).
+    Serve(ServeArgs),
+}
+
+/// Flags override environment variables, which override `gantry.toml`, which
+/// overrides the defaults.
+#[derive(Args, Debug, Default)]
+pub(crate) struct ServeArgs {
+    /// Configuration file [default: ./gantry.toml if present]
+    #[arg(long, env = "GANTRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000]
+    #[arg(long, env = "GANTRY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the embedded database and blobs [default: ./gantry-data]
+    #[arg(long, env = "GANTRY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database: sqlite://PATH or postgres://USER@HOST/DB [default: SQLite in the data directory]
+    #[arg(long, env = "GANTRY_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Blob store: a directory, file:///PATH or memory:// [default: DATA_DIR/blobs]
+    #[arg(long, env = "GANTRY_BLOB_STORE")]
+    blob_store: Option<String>,
+    /// Flush blobs to disk before acknowledging them [default: true]
+    #[arg(long, env = "GANTRY_BLOB_FSYNC")]
+    blob_fsync: Option<bool>,
+    /// Log format [default: text]
+    #[arg(long, env = "GANTRY_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Allow pulls without credentials [default: false]
+    #[arg(long, env = "GANTRY_ANONYMOUS_PULL")]
+    anonymous_pull: Option<bool>,
+    /// Maximum database connections [default: 16]
+    #[arg(long, env = "GANTRY_MAX_CONNECTIONS")]
+    max_connections: Option<u32>,
+    /// Largest manifest accepted, in bytes [default: 4194304]
+    #[arg(long, env = "GANTRY_MAX_MANIFEST_BYTES")]
+    max_manifest_bytes: Option<usize>,
+    /// Largest blob accepted, in bytes [default: 1 TiB]
+    #[arg(long, env = "GANTRY_MAX_BLOB_BYTES")]
+    max_blob_bytes: Option<u64>,
+    /// Seconds an untouched upload session lives [default: 86400]
+    #[arg(long, env = "GANTRY_UPLOAD_TTL_SECONDS")]
+    upload_ttl_seconds: Option<u64>,
+    /// Seconds between purges of expired uploads [default: 600]
+    #[arg(long, env = "GANTRY_MAINTENANCE_INTERVAL_SECONDS")]
+    maintenance_interval_seconds: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gantry: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `gantry serve`: configuration → store, blob store, registry → HTTP server, with
+//! graceful shutdown on SIGTERM or Ctrl-C.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use auth::AccessPolicy;
+use blobs::BlobStore;
+use registry::{MutableTagRule, RegistryConfig};
+use server::AppState;
+use store::{NewToken, Store, StoreOptions};
+use tokio::net::TcpListener;
+
+use crate::ServeArgs;
+use crate::config::{Config, LogFormat};
+
+/// Applies the environment/flag layer over the file layer.
+fn configure(args: ServeArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(args.config.as_deref())?;
+    macro_rules! set {
+        ($($arg:ident => $($field:ident).+),* $(,)?) => {
+            $(if let Some(value) = args.$arg { config.$($field).+ = value; })*
+        };
+    }
+    set!(
+        listen => listen,
+        data_dir => data_dir,
+        blob_fsync => blob_fsync,
+        log_format => log_format,
+        anonymous_pull => anonymous_pull,
+        max_connections => max_connections,
+        max_manifest_bytes => limits.max_manifest_bytes,
+        max_blob_bytes => limits.max_blob_bytes,
+        upload_ttl_seconds => limits.upload_ttl_seconds,
+        maintenance_interval_seconds => limits.maintenance_interval_seconds,
+    );
+    if args.database_url.is_some() {
+        config.database_url = args.database_url;
+    }
+    if args.blob_store.is_some() {
+        config.blob_store = args.blob_store;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = configure(args)?;
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let uses_data_dir = config.database_url.is_none() || config.blob_store.is_none();
+    if uses_data_dir {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+    }
+    let store = Store::open(
+        &config.database_url(),
+        StoreOptions {
+            max_connections: config.max_connections,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .context("opening the database")?;
+    let blobs = BlobStore::open(&config.blob_store(), config.blob_fsync)
+        .context("opening the blob store")?;
+    bootstrap_admin(&store).await?;
+
+    let registry_config = RegistryConfig {
+        max_manifest_bytes: config.limits.max_manifest_bytes,
+        max_blob_bytes: config.limits.max_blob_bytes,
+        upload_ttl: Duration::from_secs(config.limits.upload_ttl_seconds),
+        mutable_tags: config
+            .registry
+            .mutable_tags
+            .iter()
+            .map(|rule| MutableTagRule {
+                repository: rule.repository.clone(),
+                tags: rule.tags.clone(),
+            })
+            .collect(),
+        access: AccessPolicy {
+            anonymous_pull: config.anonymous_pull,
+        },
+        realm: "gantry".to_owned(),
+    };
+    let state = AppState::new(store.clone(), blobs, registry_config);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    tracing::info!(%address, database = store.kind(), blob_store = state.blobs.description(), "gantry started");
+    println!("gantry: listening on http://{address}");
+
+    let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);
+    let maintenance = tokio::spawn(server::run_maintenance(
+        state.clone(),
+        Duration::from_secs(config.limits.maintenance_interval_seconds),
+        maintenance_stopped,
+    ));
+    axum::serve(listener, server::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    let _ = stop_maintenance.send(true);
+    let _ = maintenance.await;
+    store.close().await;
+    tracing::info!("gantry stopped");
+    Ok(())
+}
+
+/// On the very first start, creates the `admin` user and prints its token once.
+async fn bootstrap_admin(store: &Store) -> anyhow::Result<()> {
+    let secret = auth::generate_token().context("generating the admin token")?;
+    let id = format!("tok_{}", &auth::hash_token(&secret)[..16]);
+    let created = store
+        .users()
+        .bootstrap_admin(NewToken {
+            id: &id,
+            user_name: "admin",
+            description: "bootstrap admin token",
+            token_hash: &auth::hash_token(&secret),
+            expires_at: None,
+        })
+        .await
+        .context("creating the admin user")?;
+    if created {
+        println!("gantry: first start: created user `admin`; its token is shown only this once:");
+        println!("gantry: admin token: {secret}");
+        println!(
+            "gantry: use it as the password for user `admin` (docker/skopeo/oras login) or as `Authorization: Bearer`"
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

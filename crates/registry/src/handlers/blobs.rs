@@ -1,0 +1,97 @@
+//! `GET|HEAD|DELETE /v2/{name}/blobs/{digest}`.
+
+use axum::body::Body;
+use axum::response::Response;
+use domain::{Digest, RepoName};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use store::UnlinkOutcome;
+
+use super::{existing_repository, header_value};
+use crate::Registry;
+use crate::error::{ErrorCode, RegistryError};
+use crate::headers::{ByteRange, byte_range};
+
+fn blob_unknown(digest: &Digest, name: &RepoName) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::BlobUnknown,
+        StatusCode::NOT_FOUND,
+        format!("blob {digest} is not in repository {name}"),
+    )
+}
+
+pub(super) async fn get(
+    registry: &Registry,
+    name: &RepoName,
+    digest: &Digest,
+    head: bool,
+    request_headers: &HeaderMap,
+) -> Result<Response, RegistryError> {
+    let repository = existing_repository(registry, name).await?;
+    let blob = registry
+        .store
+        .blobs()
+        .linked(repository.id, digest)
+        .await?
+        .ok_or_else(|| blob_unknown(digest, name))?;
+    let size = u64::try_from(blob.size).unwrap_or(0);
+    let (status, range) = match byte_range(request_headers, size) {
+        ByteRange::Whole => (StatusCode::OK, None),
+        ByteRange::Part { first, last } => (StatusCode::PARTIAL_CONTENT, Some((first, last))),
+        ByteRange::Unsatisfiable => {
+            return Err(RegistryError::new(
+                ErrorCode::RangeInvalid,
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the requested range is not within the blob's {size} bytes"),
+            )
+            .with_header(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{size}")),
+            ));
+        }
+    };
+    let length = range.map_or(size, |(first, last)| last - first + 1);
+    let mut response = crate::empty(status);
+    if !head && length > 0 {
+        let body = registry.blobs.get(digest, range).await?;
+        *response.body_mut() = Body::from_stream(body);
+    }
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, header_value(&length.to_string()));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert("docker-content-digest", header_value(&digest.to_string()));
+    headers.insert(header::ETAG, header_value(&format!("\"{digest}\"")));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    if let Some((first, last)) = range {
+        headers.insert(
+            header::CONTENT_RANGE,
+            header_value(&format!("bytes {first}-{last}/{size}")),
+        );
+    }
+    Ok(response)
+}
+
+pub(super) async fn delete(
+    registry: &Registry,
+    name: &RepoName,
+    digest: &Digest,
+) -> Result<Response, RegistryError> {
+    let repository = existing_repository(registry, name).await?;
+    match registry.store.blobs().unlink(repository.id, digest).await? {
+        UnlinkOutcome::Unlinked => Ok(crate::empty(StatusCode::ACCEPTED)),
+        UnlinkOutcome::NotLinked => Err(blob_unknown(digest, name)),
+        UnlinkOutcome::StillReferenced { manifest } => Err(RegistryError::new(
+            ErrorCode::Denied,
+            StatusCode::CONFLICT,
+            format!(
+                "blob {digest} is used by manifest {manifest} of {name}; delete the manifest first"
+            ),
+        )),
+    }
+}

@@ -1,0 +1,231 @@
+//! The OCI Distribution Specification v1.1 over Gantry's [`store`] and [`blobs`].
+//!
+//! A request to `/v2/…` is parsed once into an [`Endpoint`], the caller is resolved to
+//! a [`Principal`] and authorized for the endpoint's action, and then exactly one
+//! handler runs, chosen by an exhaustive `match`. OCI wire JSON exists only in this
+//! crate; errors leave only as the spec's error envelope.
+
+mod endpoint;
+mod error;
+mod handlers;
+mod headers;
+mod manifest;
+mod policy;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use auth::{AccessPolicy, Denied};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use blobs::BlobStore;
+use domain::Principal;
+use http::{HeaderValue, StatusCode, header};
+use store::Store;
+
+pub use endpoint::{Endpoint, RouteClass};
+pub use error::{ErrorCode, RegistryError};
+pub use manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+pub use policy::MutableTagRule;
+
+/// Registry settings, from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Largest manifest accepted, in bytes (the spec's common limit is 4 MiB).
+    pub max_manifest_bytes: usize,
+    /// Largest blob accepted, in bytes.
+    pub max_blob_bytes: u64,
+    /// How long an untouched upload session lives.
+    pub upload_ttl: Duration,
+    /// Where tags may be moved to other bytes; everywhere else they are immutable.
+    pub mutable_tags: Vec<MutableTagRule>,
+    pub access: AccessPolicy,
+    /// The realm named in `WWW-Authenticate` challenges.
+    pub realm: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            max_manifest_bytes: 4 << 20,
+            max_blob_bytes: 1 << 40,
+            upload_ttl: Duration::from_secs(24 * 3600),
+            mutable_tags: Vec::new(),
+            access: AccessPolicy::default(),
+            realm: "gantry".to_owned(),
+        }
+    }
+}
+
+/// The registry: its configuration and the stores it serves from.
+pub struct Registry {
+    pub(crate) store: Store,
+    pub(crate) blobs: BlobStore,
+    pub(crate) config: RegistryConfig,
+    uploads_in_flight: AtomicI64,
+}
+
+impl Registry {
+    pub fn new(store: Store, blobs: BlobStore, config: RegistryConfig) -> Arc<Registry> {
+        Arc::new(Registry {
+            store,
+            blobs,
+            config,
+            uploads_in_flight: AtomicI64::new(0),
+        })
+    }
+
+    /// Upload requests whose bodies are being received right now.
+    pub fn uploads_in_flight(&self) -> i64 {
+        self.uploads_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Deletes upload sessions idle for longer than the configured lifetime, and their
+    /// parts. Returns how many were purged.
+    pub async fn purge_expired_uploads(&self, now_millis: i64) -> Result<usize, RegistryError> {
+        let ttl = i64::try_from(self.config.upload_ttl.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_millis.saturating_sub(ttl);
+        let mut purged = 0;
+        loop {
+            let ids = self.store.uploads().idle_since(cutoff, 100).await?;
+            if ids.is_empty() {
+                break;
+            }
+            for id in ids {
+                self.blobs.discard_all(&id).await?;
+                self.store.uploads().delete(&id).await?;
+                purged += 1;
+            }
+        }
+        // Parts with no session: a monolithic upload cut off before it finished.
+        for id in self.blobs.stale_uploads(cutoff).await? {
+            if !self.store.uploads().exists(&id).await? {
+                self.blobs.discard_all(&id).await?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+}
+
+/// Counts a request as an upload in flight for as long as it lives.
+pub(crate) struct InFlight<'a>(&'a AtomicI64);
+
+impl<'a> InFlight<'a> {
+    pub(crate) fn start(registry: &'a Registry) -> InFlight<'a> {
+        registry.uploads_in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&registry.uploads_in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The axum handler for every `/v2` path.
+pub async fn serve(State(registry): State<Arc<Registry>>, request: Request) -> Response {
+    let (class, result) = dispatch(&registry, request).await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    response.extensions_mut().insert(class);
+    response
+}
+
+async fn dispatch(
+    registry: &Registry,
+    request: Request,
+) -> (RouteClass, Result<Response, RegistryError>) {
+    let endpoint = match Endpoint::parse(request.method(), request.uri().path()) {
+        Ok(endpoint) => endpoint,
+        Err(error) => return (RouteClass::Unknown, Err(error)),
+    };
+    let class = endpoint.class();
+    let authorization = match request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|value| value.to_str())
+    {
+        None => None,
+        Some(Ok(text)) => Some(text.to_owned()),
+        Some(Err(_)) => {
+            return (
+                class,
+                Err(unauthorized(
+                    registry,
+                    "the Authorization header is not text",
+                )),
+            );
+        }
+    };
+    let principal = match authenticate(registry, authorization.as_deref()).await {
+        Ok(principal) => principal,
+        Err(error) => return (class, Err(error)),
+    };
+    if let Err(denied) = auth::authorize(
+        &principal,
+        endpoint.action(),
+        endpoint.repository(),
+        &registry.config.access,
+    ) {
+        return (class, Err(refusal(registry, denied)));
+    }
+    (
+        class,
+        handlers::handle(registry, &principal, endpoint, request).await,
+    )
+}
+
+async fn authenticate(
+    registry: &Registry,
+    header: Option<&str>,
+) -> Result<Principal, RegistryError> {
+    match auth::authenticate(&registry.store, header, store::now_millis()).await {
+        Ok(principal) => Ok(principal),
+        Err(auth::AuthError::InvalidCredentials(reason)) => {
+            tracing::info!(reason, "registry credentials refused");
+            Err(unauthorized(
+                registry,
+                &format!("invalid credentials: {reason}"),
+            ))
+        }
+        Err(auth::AuthError::Store(error)) => Err(error.into()),
+    }
+}
+
+fn unauthorized(registry: &Registry, message: &str) -> RegistryError {
+    let challenge = format!("Basic realm=\"{}\"", registry.config.realm.replace('"', ""));
+    let challenge = HeaderValue::from_str(&challenge)
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"gantry\""));
+    RegistryError::new(ErrorCode::Unauthorized, StatusCode::UNAUTHORIZED, message)
+        .with_header(header::WWW_AUTHENTICATE, challenge)
+}
+
+fn refusal(registry: &Registry, denied: Denied) -> RegistryError {
+    match &denied {
+        Denied::Unauthenticated { .. } => unauthorized(registry, &denied.to_string()),
+        Denied::Forbidden { .. } => {
+            RegistryError::new(ErrorCode::Denied, StatusCode::FORBIDDEN, denied.to_string())
+        }
+    }
+}
+
+/// An empty response with a status, for the many bodiless answers of the spec.
+pub(crate) fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+}

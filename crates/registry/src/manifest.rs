@@ -1,0 +1,302 @@
+//! Manifest validation: the OCI image spec and Docker schema 2 wire JSON, read only to
+//! check it and to learn what it references. The bytes themselves are stored untouched.
+
+use std::collections::BTreeMap;
+
+use domain::Digest;
+use serde::Deserialize;
+use store::ManifestChild;
+
+use crate::error::RegistryError;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_SCHEMA1: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
+
+/// The shape of a manifest media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Image,
+    Index,
+}
+
+fn kind_of(media_type: &str) -> Option<Kind> {
+    match media_type {
+        OCI_MANIFEST | DOCKER_MANIFEST => Some(Kind::Image),
+        OCI_INDEX | DOCKER_MANIFEST_LIST => Some(Kind::Index),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireManifest {
+    schema_version: Option<serde_json::Value>,
+    media_type: Option<String>,
+    artifact_type: Option<String>,
+    config: Option<WireDescriptor>,
+    layers: Option<Vec<WireDescriptor>>,
+    manifests: Option<Vec<WireDescriptor>>,
+    subject: Option<WireDescriptor>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireDescriptor {
+    media_type: String,
+    digest: String,
+    size: i64,
+    #[serde(default)]
+    urls: Vec<String>,
+}
+
+/// What the registry needs to know about a valid manifest.
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedManifest {
+    pub(crate) media_type: String,
+    pub(crate) artifact_type: Option<String>,
+    pub(crate) subject: Option<Digest>,
+    pub(crate) annotations: Option<String>,
+    pub(crate) children: Vec<ManifestChild>,
+}
+
+/// Validates `body` as a manifest declared with `content_type` (the request's
+/// `Content-Type`, without parameters, if it had one).
+pub(crate) fn parse(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<ParsedManifest, RegistryError> {
+    let wire: WireManifest = serde_json::from_slice(body).map_err(|e| {
+        RegistryError::manifest_invalid(format!(
+            "the manifest is not valid JSON of a manifest: {e}"
+        ))
+    })?;
+    if wire
+        .schema_version
+        .as_ref()
+        .and_then(serde_json::Value::as_i64)
+        != Some(2)
+    {
+        return Err(RegistryError::manifest_invalid("schemaVersion must be 2"));
+    }
+    let media_type = match (content_type, wire.media_type.as_deref()) {
+        (Some(header), Some(field)) if header != field => {
+            return Err(RegistryError::manifest_invalid(format!(
+                "Content-Type {header} does not match the manifest's mediaType {field}"
+            )));
+        }
+        (Some(header), _) => header.to_owned(),
+        (None, Some(field)) => field.to_owned(),
+        (None, None) => {
+            return Err(RegistryError::manifest_invalid(
+                "the manifest's media type is unknown: send Content-Type or set mediaType",
+            ));
+        }
+    };
+    if DOCKER_SCHEMA1.contains(&media_type.as_str()) {
+        return Err(RegistryError::manifest_invalid(
+            "Docker schema 1 manifests are not supported; push schema 2 or OCI",
+        ));
+    }
+    let kind = kind_of(&media_type).ok_or_else(|| {
+        RegistryError::manifest_invalid(format!(
+            "unsupported manifest media type {media_type}; use {OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST} or {DOCKER_MANIFEST_LIST}"
+        ))
+    })?;
+    let mut children: Vec<ManifestChild> = Vec::new();
+    let artifact_type =
+        match kind {
+            Kind::Image => {
+                let config = wire.config.as_ref().ok_or_else(|| {
+                    RegistryError::manifest_invalid("an image manifest needs a config")
+                })?;
+                let layers = wire.layers.as_ref().ok_or_else(|| {
+                    RegistryError::manifest_invalid("an image manifest needs layers")
+                })?;
+                if wire.manifests.is_some() {
+                    return Err(RegistryError::manifest_invalid(
+                        "an image manifest cannot list manifests",
+                    ));
+                }
+                children.push(ManifestChild::Blob(descriptor_digest("config", config)?));
+                for (i, layer) in layers.iter().enumerate() {
+                    let digest = descriptor_digest(&format!("layers[{i}]"), layer)?;
+                    // Non-distributable layers live elsewhere (their `urls`); they are not pushed.
+                    if layer.urls.is_empty() {
+                        children.push(ManifestChild::Blob(digest));
+                    }
+                }
+                wire.artifact_type
+                    .clone()
+                    .or_else(|| Some(config.media_type.clone()))
+            }
+            Kind::Index => {
+                let manifests = wire.manifests.as_ref().ok_or_else(|| {
+                    RegistryError::manifest_invalid("an image index needs manifests")
+                })?;
+                if wire.config.is_some() || wire.layers.is_some() {
+                    return Err(RegistryError::manifest_invalid(
+                        "an image index cannot have a config or layers",
+                    ));
+                }
+                for (i, entry) in manifests.iter().enumerate() {
+                    children.push(ManifestChild::Manifest(descriptor_digest(
+                        &format!("manifests[{i}]"),
+                        entry,
+                    )?));
+                }
+                wire.artifact_type.clone()
+            }
+        };
+    if let Some(artifact_type) = &artifact_type {
+        check_media_type("artifactType", artifact_type)?;
+    }
+    let subject = wire
+        .subject
+        .as_ref()
+        .map(|s| descriptor_digest("subject", s))
+        .transpose()?;
+    let mut unique = Vec::with_capacity(children.len());
+    for child in children {
+        if !unique.contains(&child) {
+            unique.push(child);
+        }
+    }
+    let children = unique;
+    let annotations = match &wire.annotations {
+        Some(map) if !map.is_empty() => Some(
+            serde_json::to_string(map).map_err(|e| RegistryError::internal("annotations", e))?,
+        ),
+        _ => None,
+    };
+    Ok(ParsedManifest {
+        media_type,
+        artifact_type,
+        subject,
+        annotations,
+        children,
+    })
+}
+
+fn descriptor_digest(field: &str, descriptor: &WireDescriptor) -> Result<Digest, RegistryError> {
+    check_media_type(&format!("{field}.mediaType"), &descriptor.media_type)?;
+    if descriptor.size < 0 {
+        return Err(RegistryError::manifest_invalid(format!(
+            "{field}.size must not be negative"
+        )));
+    }
+    Digest::parse(&descriptor.digest)
+        .map_err(|e| RegistryError::manifest_invalid(format!("{field}.digest is invalid: {e}")))
+}
+
+/// RFC 6838 shape: `type/subtype`, restricted-name characters only.
+fn check_media_type(field: &str, value: &str) -> Result<(), RegistryError> {
+    let restricted = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 127
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    match value.split_once('/') {
+        Some((kind, sub)) if restricted(kind) && restricted(sub) => Ok(()),
+        _ => Err(RegistryError::manifest_invalid(format!(
+            "{field} `{value}` is not a media type"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn image(extra: &str) -> String {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{D1}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D2}","size":3}}]{extra}}}"#
+        )
+    }
+
+    fn check(content_type: Option<&str>, body: &str, expected: Result<usize, ErrorCode>) {
+        let got = parse(content_type, body.as_bytes())
+            .map(|m| m.children.len())
+            .map_err(|e| e.code());
+        assert_eq!(got, expected, "{content_type:?} {body}");
+    }
+
+    #[test]
+    fn valid_manifests_yield_their_children() {
+        check(Some(OCI_MANIFEST), &image(""), Ok(2));
+        check(None, &image(""), Ok(2));
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{D1}","size":9}}]}}"#
+        );
+        check(Some(OCI_INDEX), &index, Ok(1));
+        let foreign = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"a/b","digest":"{D1}","size":1}},"layers":[{{"mediaType":"a/c","digest":"{D2}","size":1,"urls":["https://x"]}}]}}"#
+        );
+        check(Some(DOCKER_MANIFEST), &foreign, Ok(1));
+        let parsed = parse(Some(OCI_MANIFEST), image(&format!(r#","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{D2}","size":1}},"annotations":{{"k":"v"}}"#)).as_bytes())
+            .expect("valid");
+        assert_eq!(parsed.subject.map(|d| d.to_string()).as_deref(), Some(D2));
+        assert_eq!(
+            parsed.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
+        assert_eq!(parsed.annotations.as_deref(), Some(r#"{"k":"v"}"#));
+    }
+
+    #[test]
+    fn invalid_manifests_are_refused_with_manifest_invalid() {
+        use ErrorCode::ManifestInvalid as Invalid;
+        check(Some(OCI_MANIFEST), "not json", Err(Invalid));
+        check(Some(OCI_MANIFEST), "[]", Err(Invalid));
+        check(
+            Some(OCI_MANIFEST),
+            &image("").replace("\"schemaVersion\":2", "\"schemaVersion\":1"),
+            Err(Invalid),
+        );
+        check(Some(OCI_INDEX), &image(""), Err(Invalid));
+        check(Some("application/json"), &image(""), Err(Invalid));
+        check(
+            Some("application/vnd.docker.distribution.manifest.v1+json"),
+            &image("").replace(
+                OCI_MANIFEST,
+                "application/vnd.docker.distribution.manifest.v1+json",
+            ),
+            Err(Invalid),
+        );
+        check(None, r#"{"schemaVersion":2}"#, Err(Invalid));
+        check(
+            Some(OCI_MANIFEST),
+            &image("").replace(D1, "sha256:nothex"),
+            Err(Invalid),
+        );
+        check(
+            Some(OCI_MANIFEST),
+            &image("").replace("\"size\":2", "\"size\":-2"),
+            Err(Invalid),
+        );
+        check(
+            Some(OCI_MANIFEST),
+            &image("").replace("application/vnd.oci.image.config.v1+json", "not a type"),
+            Err(Invalid),
+        );
+        check(
+            Some(OCI_MANIFEST),
+            &format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"a/b","digest":"{D1}","size":1}}}}"#
+            ),
+            Err(Invalid),
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! Tag mutability: tags are immutable unless a rule names the repository and the tag.
+
+use domain::{RepoName, Tag};
+use store::TagPolicy;
+
+/// Allows tags matching `tags` in repositories matching `repository` to move.
+/// Both are glob patterns where `*` matches any run of characters (including `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutableTagRule {
+    pub repository: String,
+    pub tags: Vec<String>,
+}
+
+pub(crate) fn tag_policy(rules: &[MutableTagRule], repository: &RepoName, tag: &Tag) -> TagPolicy {
+    let mutable = rules.iter().any(|rule| {
+        glob_matches(&rule.repository, repository.as_str())
+            && rule.tags.iter().any(|t| glob_matches(t, tag.as_str()))
+    });
+    if mutable {
+        TagPolicy::Mutable
+    } else {
+        TagPolicy::Immutable
+    }
+}
+
+/// `*` matches any sequence of characters; everything else matches itself.
+pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(pattern: &str, text: &str, expected: bool) {
+        assert_eq!(glob_matches(pattern, text), expected, "{pattern} ~ {text}");
+    }
+
+    #[test]
+    fn globs_match_with_stars_anywhere() {
+        check("latest", "latest", true);
+        check("latest", "latest2", false);
+        check("*", "", true);
+        check("*", "a/b", true);
+        check("acme/*", "acme/web", true);
+        check("acme/*", "acme/team/web", true);
+        check("acme/*", "other/web", false);
+        check("nightly-*", "nightly-2024", true);
+        check("*-rc", "v1-rc", true);
+        check("*-rc", "v1-rc2", false);
+        check("a*b*c", "aXbYc", true);
+        check("a*b*c", "aXcYb", false);
+        check("ab*ba", "aba", false);
+    }
+
+    #[test]
+    fn tags_are_immutable_unless_a_rule_names_them() {
+        let rules = vec![MutableTagRule {
+            repository: "acme/*".into(),
+            tags: vec!["latest".into(), "dev-*".into()],
+        }];
+        let repo = |s: &str| RepoName::parse(s).expect("valid");
+        let tag = |s: &str| Tag::parse(s).expect("valid");
+        assert_eq!(
+            tag_policy(&rules, &repo("acme/web"), &tag("latest")),
+            TagPolicy::Mutable
+        );
+        assert_eq!(
+            tag_policy(&rules, &repo("acme/web"), &tag("dev-7")),
+            TagPolicy::Mutable
+        );
+        assert_eq!(
+            tag_policy(&rules, &repo("acme/web"), &tag("v1")),
+            TagPolicy::Immutable
+        );
+        assert_eq!(
+            tag_policy(&rules, &repo("other/web"), &tag("latest")),
+            TagPolicy::Immutable
+        );
+        assert_eq!(
+            tag_policy(&[], &repo("acme/web"), &tag("latest")),
+            TagPolicy::Immutable
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! Gantry's HTTP server: one axum application on one port serving the OCI registry
+//! (`/v2`), liveness (`/healthz`), readiness (`/readyz`) and Prometheus metrics
+//! (`/metrics`), wrapped in the middleware that measures and logs every request.
+//!
+//! The server keeps no state between requests outside the store and the blob store,
+//! which is what lets several replicas serve the same data.
+
+mod health;
+mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, get};
+use blobs::BlobStore;
+use registry::{Registry, RegistryConfig};
+use store::Store;
+
+pub use metrics::Metrics;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store, blobs: BlobStore, registry_config: RegistryConfig) -> AppState {
+        let registry = Registry::new(store.clone(), blobs.clone(), registry_config);
+        AppState {
+            store,
+            blobs,
+            registry,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
+/// The complete application router.
+pub fn router(state: AppState) -> Router {
+    let registry_routes = Router::new()
+        .route("/v2", any(registry::serve))
+        .route("/v2/", any(registry::serve))
+        .route("/v2/{*path}", any(registry::serve))
+        .with_state(state.registry.clone());
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .with_state(state.clone())
+        .merge(registry_routes)
+        .fallback(health::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            metrics::measure,
+        ))
+}
+
+/// Runs the periodic maintenance of one server: purging expired upload sessions.
+/// Every pass is idempotent, so replicas running it side by side do no harm.
+pub async fn run_maintenance(
+    state: AppState,
+    interval: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut shutdown = shutdown;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match state
+            .registry
+            .purge_expired_uploads(store::now_millis())
+            .await
+        {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired upload sessions purged"),
+            Err(error) => tracing::warn!(error = error.message(), "purging expired uploads failed"),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Prometheus metrics: requests by route class, method and status; latency by route
+//! class; bytes received and sent; uploads in flight and open upload sessions.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::Frame;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry as PromRegistry;
+use registry::RouteClass;
+
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+/// The server's metrics, shared by all requests.
+pub struct Metrics {
+    prometheus: PromRegistry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    uploads_in_flight: Gauge,
+    upload_sessions: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut prometheus = PromRegistry::with_prefix("gantry");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ])
+        });
+        let bytes_in = Counter::default();
+        let bytes_out = Counter::default();
+        let uploads_in_flight = Gauge::default();
+        let upload_sessions = Gauge::default();
+        prometheus.register(
+            "http_requests",
+            "HTTP requests by route class, method and status",
+            requests.clone(),
+        );
+        prometheus.register(
+            "http_request_duration_seconds",
+            "Time to the response head, by route class",
+            latency.clone(),
+        );
+        prometheus.register(
+            "http_received_bytes",
+            "Request body bytes received",
+            bytes_in.clone(),
+        );
+        prometheus.register(
+            "http_sent_bytes",
+            "Response body bytes sent",
+            bytes_out.clone(),
+        );
+        prometheus.register(
+            "uploads_in_flight",
+            "Upload requests whose bodies are being received",
+            uploads_in_flight.clone(),
+        );
+        prometheus.register(
+            "upload_sessions",
+            "Open blob upload sessions",
+            upload_sessions.clone(),
+        );
+        Metrics {
+            prometheus,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+            uploads_in_flight,
+            upload_sessions,
+        }
+    }
+}
+
+fn class_of_path(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        _ => "other",
+    }
+}
+
+/// Middleware: counts bytes both ways, then records the request once its head is ready.
+pub(crate) async fn measure(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path_class = class_of_path(request.uri().path());
+    let request = request.map(|body| {
+        Body::new(Counting {
+            inner: body,
+            counter: state.metrics.bytes_in.clone(),
+        })
+    });
+    let response = next.run(request).await;
+    let route = response
+        .extensions()
+        .get::<RouteClass>()
+        .map_or(path_class, |class| class.as_str());
+    let status = response.status();
+    let elapsed = started.elapsed();
+    let metrics = &state.metrics;
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            method: method.to_string(),
+            status: status.as_u16(),
+        })
+        .inc();
+    metrics
+        .latency
+        .get_or_create(&RouteLabels { route })
+        .observe(elapsed.as_secs_f64());
+    if status.is_server_error() {
+        tracing::warn!(%method, route, status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(%method, route, status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request");
+    }
+    let counter = metrics.bytes_out.clone();
+    response.map(|body| {
+        Body::new(Counting {
+            inner: body,
+            counter,
+        })
+    })
+}
+
+/// `GET /metrics`.
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
+    let metrics = &state.metrics;
+    metrics
+        .uploads_in_flight
+        .set(state.registry.uploads_in_flight());
+    match state.store.uploads().count().await {
+        Ok(count) => {
+            metrics.upload_sessions.set(count);
+        }
+        Err(error) => tracing::warn!(%error, "counting upload sessions for /metrics failed"),
+    }
+    let mut text = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &metrics.prometheus) {
+        tracing::error!(%error, "encoding metrics failed");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// A body that adds the size of every data frame passing through to a counter.
+struct Counting {
+    inner: Body,
+    counter: Counter,
+}
+
+impl http_body::Body for Counting {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.counter.inc_by(data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,149 @@
+//! Blob metadata: each blob is known once per digest (`blobs`) and linked to every
+//! repository that may serve it (`repository_blobs`). The bytes live in the blob store.
+
+use domain::Digest;
+use sqlx::Row;
+
+use crate::{Backend, StoreError, now_millis, with_pool};
+
+/// A blob as one repository sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedBlob {
+    pub digest: Digest,
+    pub size: i64,
+}
+
+/// What happened to a request to remove a blob from a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnlinkOutcome {
+    Unlinked,
+    NotLinked,
+    /// A manifest of the repository still needs the blob.
+    StillReferenced {
+        manifest: Digest,
+    },
+}
+
+/// Access to blob metadata.
+pub struct Blobs<'a> {
+    pub(crate) backend: &'a Backend,
+}
+
+impl Blobs<'_> {
+    /// Records that `digest` (of `size` bytes) is stored and belongs to the repository.
+    /// Idempotent: recording the same blob again changes nothing.
+    pub async fn record(
+        &self,
+        repository_id: i64,
+        digest: &Digest,
+        size: i64,
+    ) -> Result<(), StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = now_millis();
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+                .bind(digest.to_string())
+                .bind(size)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repository_id, digest) DO NOTHING",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// The blob if the repository may serve it.
+    pub async fn linked(
+        &self,
+        repository_id: i64,
+        digest: &Digest,
+    ) -> Result<Option<LinkedBlob>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
+                 WHERE rb.repository_id = $1 AND rb.digest = $2",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| LinkedBlob {
+                digest: digest.clone(),
+                size: row.get("size"),
+            }))
+        })
+    }
+
+    /// The size of a stored blob, whichever repository holds it.
+    pub async fn size(&self, digest: &Digest) -> Result<Option<i64>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
+                .bind(digest.to_string())
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(|row| row.get("size")))
+        })
+    }
+
+    /// Links a blob already linked to `from` into `to` without copying bytes
+    /// (cross-repository mount). Returns the blob, or `None` when `from` has no such blob.
+    pub async fn mount(
+        &self,
+        from: i64,
+        to: i64,
+        digest: &Digest,
+    ) -> Result<Option<LinkedBlob>, StoreError> {
+        let Some(blob) = self.linked(from, digest).await? else {
+            return Ok(None);
+        };
+        self.record(to, digest, blob.size).await?;
+        Ok(Some(blob))
+    }
+
+    /// Removes the blob from the repository, unless a manifest there still needs it.
+    pub async fn unlink(
+        &self,
+        repository_id: i64,
+        digest: &Digest,
+    ) -> Result<UnlinkOutcome, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let user = sqlx::query(
+                "SELECT manifest_digest FROM manifest_references WHERE repository_id = $1 AND child_digest = $2 LIMIT 1",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = user {
+                let manifest: String = row.get("manifest_digest");
+                let manifest = Digest::parse(&manifest)
+                    .map_err(|e| StoreError::corrupt("manifest_references", e))?;
+                return Ok(UnlinkOutcome::StillReferenced { manifest });
+            }
+            let deleted = sqlx::query(
+                "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(if deleted == 0 {
+                UnlinkOutcome::NotLinked
+            } else {
+                UnlinkOutcome::Unlinked
+            })
+        })
+    }
+}

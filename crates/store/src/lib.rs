@@ -1,0 +1,101 @@
+//! All of Gantry's SQL. The [`Store`] facade hides which database is behind it:
+//! SQLite (the embedded default: one writer connection and a pool of readers, WAL mode)
+//! or PostgreSQL (`postgres://…`) for several replicas.
+//!
+//! Every query is written once in the SQL both databases understand (numbered `$N`
+//! parameters, `ON CONFLICT`, `RETURNING`) and compiled twice by [`with_pool!`], so the
+//! two backends cannot drift apart; only the migrations are per backend.
+//!
+//! The API is split by aggregate: [`Store::repositories`], [`Store::blobs`],
+//! [`Store::manifests`], [`Store::uploads`], [`Store::users`].
+
+mod backend;
+mod blobs;
+mod error;
+mod manifests;
+mod repositories;
+mod uploads;
+mod users;
+
+pub use backend::{Backend, StoreOptions};
+pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
+pub use error::StoreError;
+pub use manifests::{
+    DeleteManifestOutcome, ManifestChild, ManifestRecord, Manifests, NewManifest,
+    PutManifestOutcome, Referrer, TagPolicy,
+};
+pub use repositories::{Repositories, Repository};
+pub use uploads::{Upload, UploadPart, Uploads};
+pub use users::{NewToken, TokenOwner, Users};
+
+/// The metadata store. Cheap to clone; all clones share the connection pools.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `database_url` (`sqlite://PATH`, `sqlite::memory:`, or
+    /// `postgres://…`) and brings its schema up to date.
+    pub async fn open(database_url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let backend = Backend::connect(database_url, &options).await?;
+        backend.migrate().await?;
+        Ok(Store { backend })
+    }
+
+    /// Which kind of database this is, for logs and `/readyz`.
+    pub fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    /// Round-trips a trivial query; used by readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(&self.backend, read, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+            Ok(())
+        })
+    }
+
+    pub fn repositories(&self) -> Repositories<'_> {
+        Repositories {
+            backend: &self.backend,
+        }
+    }
+
+    pub fn blobs(&self) -> Blobs<'_> {
+        Blobs {
+            backend: &self.backend,
+        }
+    }
+
+    pub fn manifests(&self) -> Manifests<'_> {
+        Manifests {
+            backend: &self.backend,
+        }
+    }
+
+    pub fn uploads(&self) -> Uploads<'_> {
+        Uploads {
+            backend: &self.backend,
+        }
+    }
+
+    pub fn users(&self) -> Users<'_> {
+        Users {
+            backend: &self.backend,
+        }
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        self.backend.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,386 @@
+//! Manifests (stored byte-for-byte), what they reference, and the tags that name them.
+
+use domain::{Digest, Tag};
+use sqlx::Row;
+
+use crate::{Backend, StoreError, now_millis, with_pool};
+
+/// What a manifest points at, checked to exist in the same repository when it is pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestChild {
+    /// A config or layer blob.
+    Blob(Digest),
+    /// A manifest listed by an image index.
+    Manifest(Digest),
+}
+
+impl ManifestChild {
+    fn digest(&self) -> &Digest {
+        match self {
+            ManifestChild::Blob(d) | ManifestChild::Manifest(d) => d,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ManifestChild::Blob(_) => "blob",
+            ManifestChild::Manifest(_) => "manifest",
+        }
+    }
+}
+
+/// A validated manifest ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    /// The manifest's `artifactType`, or for images its config media type.
+    pub artifact_type: Option<String>,
+    pub subject: Option<Digest>,
+    /// The manifest's `annotations` object as JSON text, for the referrers API.
+    pub annotations: Option<String>,
+    pub content: Vec<u8>,
+    pub children: Vec<ManifestChild>,
+}
+
+/// Whether a tag may be moved to other bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagPolicy {
+    Immutable,
+    Mutable,
+}
+
+/// The result of storing a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutManifestOutcome {
+    /// Stored (or already present with the same bytes); the tag, if any, points at it.
+    Stored,
+    /// A blob the manifest references is not in the repository; nothing was stored.
+    MissingBlob(Digest),
+    /// A manifest the index references is not in the repository; nothing was stored.
+    MissingManifest(Digest),
+    /// The tag is immutable and names other bytes; nothing was stored.
+    TagImmutable { existing: Digest },
+}
+
+/// A stored manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// A manifest whose `subject` is a given digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: i64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+/// The result of deleting a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteManifestOutcome {
+    Deleted,
+    NotFound,
+    /// An index in the repository still lists it.
+    StillReferenced {
+        by: Digest,
+    },
+}
+
+/// Access to manifests and tags.
+pub struct Manifests<'a> {
+    pub(crate) backend: &'a Backend,
+}
+
+fn parse_digest(table: &'static str, text: &str) -> Result<Digest, StoreError> {
+    Digest::parse(text).map_err(|e| StoreError::corrupt(table, e))
+}
+
+impl Manifests<'_> {
+    /// Stores the manifest and points `tag` at it, in one transaction: either all of it
+    /// happens or, for every outcome but [`PutManifestOutcome::Stored`], none of it.
+    pub async fn put(
+        &self,
+        repository_id: i64,
+        manifest: &NewManifest,
+        tag: Option<(&Tag, TagPolicy)>,
+    ) -> Result<PutManifestOutcome, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = now_millis();
+            let digest = manifest.digest.to_string();
+            let mut tx = pool.begin().await?;
+            for child in &manifest.children {
+                let sql = match child {
+                    ManifestChild::Blob(_) => {
+                        "SELECT 1 AS found FROM repository_blobs WHERE repository_id = $1 AND digest = $2"
+                    }
+                    ManifestChild::Manifest(_) => {
+                        "SELECT 1 AS found FROM manifests WHERE repository_id = $1 AND digest = $2"
+                    }
+                };
+                let found = sqlx::query(sql)
+                    .bind(repository_id)
+                    .bind(child.digest().to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Ok(match child {
+                        ManifestChild::Blob(d) => PutManifestOutcome::MissingBlob(d.clone()),
+                        ManifestChild::Manifest(d) => {
+                            PutManifestOutcome::MissingManifest(d.clone())
+                        }
+                    });
+                }
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repository_id, digest) DO NOTHING",
+            )
+            .bind(repository_id)
+            .bind(&digest)
+            .bind(&manifest.media_type)
+            .bind(manifest.artifact_type.as_deref())
+            .bind(manifest.subject.as_ref().map(|d| d.to_string()))
+            .bind(manifest.annotations.as_deref())
+            .bind(i64::try_from(manifest.content.len()).unwrap_or(i64::MAX))
+            .bind(&manifest.content)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                for child in &manifest.children {
+                    sqlx::query(
+                        "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(repository_id)
+                    .bind(&digest)
+                    .bind(child.digest().to_string())
+                    .bind(child.kind())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            if let Some((tag, policy)) = tag {
+                let tagged = sqlx::query(
+                    "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (repository_id, name) DO NOTHING",
+                )
+                .bind(repository_id)
+                .bind(tag.as_str())
+                .bind(&digest)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if tagged == 0 {
+                    let row = sqlx::query(
+                        "SELECT digest FROM tags WHERE repository_id = $1 AND name = $2",
+                    )
+                    .bind(repository_id)
+                    .bind(tag.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let existing: String = row.get("digest");
+                    if existing != digest {
+                        if policy == TagPolicy::Immutable {
+                            return Ok(PutManifestOutcome::TagImmutable {
+                                existing: parse_digest("tags", &existing)?,
+                            });
+                        }
+                        sqlx::query("UPDATE tags SET digest = $3, updated_at = $4 WHERE repository_id = $1 AND name = $2")
+                            .bind(repository_id)
+                            .bind(tag.as_str())
+                            .bind(&digest)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(PutManifestOutcome::Stored)
+        })
+    }
+
+    /// The manifest with this digest in the repository.
+    pub async fn by_digest(
+        &self,
+        repository_id: i64,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query("SELECT media_type, content FROM manifests WHERE repository_id = $1 AND digest = $2")
+                .bind(repository_id)
+                .bind(digest.to_string())
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(|row| ManifestRecord {
+                digest: digest.clone(),
+                media_type: row.get("media_type"),
+                content: row.get("content"),
+            }))
+        })
+    }
+
+    /// The manifest a tag points at.
+    pub async fn by_tag(
+        &self,
+        repository_id: i64,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT m.digest, m.media_type, m.content FROM tags t \
+                 JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest \
+                 WHERE t.repository_id = $1 AND t.name = $2",
+            )
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| {
+                let digest: String = row.get("digest");
+                Ok(ManifestRecord {
+                    digest: parse_digest("tags", &digest)?,
+                    media_type: row.get("media_type"),
+                    content: row.get("content"),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    /// Tag names of the repository in lexical order, strictly after `after`, at most `limit`.
+    pub async fn tags(
+        &self,
+        repository_id: i64,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Tag>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows =
+                sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3")
+                    .bind(repository_id)
+                    .bind(after.unwrap_or(""))
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+            rows.iter()
+                .map(|row| {
+                    let name: String = row.get("name");
+                    Tag::parse(&name).map_err(|e| StoreError::corrupt("tags", e))
+                })
+                .collect()
+        })
+    }
+
+    /// Manifests of the repository whose `subject` is `subject`, optionally only those
+    /// of one artifact type, ordered by digest.
+    pub async fn referrers(
+        &self,
+        repository_id: i64,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = match artifact_type {
+                None => {
+                    sqlx::query(
+                        "SELECT digest, media_type, size, artifact_type, annotations FROM manifests \
+                         WHERE repository_id = $1 AND subject = $2 ORDER BY digest",
+                    )
+                    .bind(repository_id)
+                    .bind(subject.to_string())
+                    .fetch_all(pool)
+                    .await?
+                }
+                Some(artifact_type) => {
+                    sqlx::query(
+                        "SELECT digest, media_type, size, artifact_type, annotations FROM manifests \
+                         WHERE repository_id = $1 AND subject = $2 AND artifact_type = $3 ORDER BY digest",
+                    )
+                    .bind(repository_id)
+                    .bind(subject.to_string())
+                    .bind(artifact_type)
+                    .fetch_all(pool)
+                    .await?
+                }
+            };
+            rows.iter()
+                .map(|row| {
+                    let digest: String = row.get("digest");
+                    Ok(Referrer {
+                        digest: parse_digest("manifests", &digest)?,
+                        media_type: row.get("media_type"),
+                        size: row.get("size"),
+                        artifact_type: row.get("artifact_type"),
+                        annotations: row.get("annotations"),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Deletes the manifest and every tag pointing at it, unless an index still lists it.
+    pub async fn delete(
+        &self,
+        repository_id: i64,
+        digest: &Digest,
+    ) -> Result<DeleteManifestOutcome, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let parent = sqlx::query(
+                "SELECT manifest_digest FROM manifest_references \
+                 WHERE repository_id = $1 AND child_digest = $2 AND child_kind = 'manifest' LIMIT 1",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = parent {
+                let by: String = row.get("manifest_digest");
+                return Ok(DeleteManifestOutcome::StillReferenced {
+                    by: parse_digest("manifest_references", &by)?,
+                });
+            }
+            sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2")
+                .bind(repository_id)
+                .bind(digest.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let deleted =
+                sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+                    .bind(repository_id)
+                    .bind(digest.to_string())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            tx.commit().await?;
+            Ok(if deleted == 0 {
+                DeleteManifestOutcome::NotFound
+            } else {
+                DeleteManifestOutcome::Deleted
+            })
+        })
+    }
+
+    /// Removes a tag (the manifest stays). Returns whether the tag existed.
+    pub async fn delete_tag(&self, repository_id: i64, tag: &Tag) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let deleted = sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2")
+                .bind(repository_id)
+                .bind(tag.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected();
+            Ok(deleted > 0)
+        })
+    }
+}

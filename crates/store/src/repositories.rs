@@ -1,0 +1,77 @@
+//! Repositories: one row per OCI repository name.
+
+use domain::RepoName;
+use sqlx::Row;
+
+use crate::{Backend, StoreError, now_millis, with_pool};
+
+/// A stored repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    pub id: i64,
+    pub name: RepoName,
+    pub created_at: i64,
+}
+
+/// Access to the `repositories` table.
+pub struct Repositories<'a> {
+    pub(crate) backend: &'a Backend,
+}
+
+impl Repositories<'_> {
+    pub async fn get(&self, name: &RepoName) -> Result<Option<Repository>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query("SELECT id, created_at FROM repositories WHERE name = $1")
+                .bind(name.as_str())
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(|row| Repository {
+                id: row.get("id"),
+                name: name.clone(),
+                created_at: row.get("created_at"),
+            }))
+        })
+    }
+
+    /// Returns the repository, creating it first if it does not exist.
+    pub async fn get_or_create(&self, name: &RepoName) -> Result<Repository, StoreError> {
+        if let Some(existing) = self.get(name).await? {
+            return Ok(existing);
+        }
+        with_pool!(self.backend, write, |pool| {
+            let now = now_millis();
+            sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(name.as_str())
+                .bind(now)
+                .execute(pool)
+                .await?;
+            let row = sqlx::query("SELECT id, created_at FROM repositories WHERE name = $1")
+                .bind(name.as_str())
+                .fetch_one(pool)
+                .await?;
+            Ok(Repository {
+                id: row.get("id"),
+                name: name.clone(),
+                created_at: row.get("created_at"),
+            })
+        })
+    }
+
+    /// Repository names in lexical order, strictly after `after`, at most `limit`.
+    pub async fn list(&self, after: Option<&str>, limit: i64) -> Result<Vec<RepoName>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows =
+                sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+                    .bind(after.unwrap_or(""))
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+            rows.iter()
+                .map(|row| {
+                    let name: String = row.get("name");
+                    RepoName::parse(&name).map_err(|e| StoreError::corrupt("repositories", e))
+                })
+                .collect()
+        })
+    }
+}

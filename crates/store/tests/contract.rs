@@ -1,0 +1,205 @@
+//! The store contract: every behaviour the rest of Gantry relies on, run against both
+//! SQLite and PostgreSQL by `store_tests!`.
+
+use domain::{Digest, RepoName, Tag};
+use store::{
+    DeleteManifestOutcome, ManifestChild, NewManifest, NewToken, PutManifestOutcome, StoreError,
+    TagPolicy, UnlinkOutcome,
+};
+use testkit::store_tests;
+
+fn repo(name: &str) -> RepoName {
+    RepoName::parse(name).expect("valid name")
+}
+
+fn tag(name: &str) -> Tag {
+    Tag::parse(name).expect("valid tag")
+}
+
+fn digest_of(text: &str) -> Digest {
+    Digest::sha256_of(text.as_bytes())
+}
+
+fn manifest(content: &str, children: Vec<ManifestChild>) -> NewManifest {
+    NewManifest {
+        digest: digest_of(content),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        artifact_type: Some("application/vnd.example+json".into()),
+        subject: None,
+        annotations: None,
+        content: content.as_bytes().to_vec(),
+        children,
+    }
+}
+
+store_tests! {
+    async fn repositories_are_created_once_and_listed_in_byte_order(store) {
+        let first = store.repositories().get_or_create(&repo("acme/web")).await.expect("create");
+        let again = store.repositories().get_or_create(&repo("acme/web")).await.expect("create again");
+        assert_eq!(first, again);
+        for name in ["b", "a/b", "a-b", "a0"] {
+            store.repositories().get_or_create(&repo(name)).await.expect("create");
+        }
+        let all: Vec<String> = store.repositories().list(None, 100).await.expect("list").iter().map(|n| n.to_string()).collect();
+        assert_eq!(all, ["a-b", "a/b", "a0", "acme/web", "b"]);
+        let page: Vec<String> = store.repositories().list(Some("a0"), 2).await.expect("list").iter().map(|n| n.to_string()).collect();
+        assert_eq!(page, ["acme/web", "b"]);
+        assert!(store.repositories().get(&repo("missing")).await.expect("get").is_none());
+    }
+
+    async fn blobs_are_recorded_once_and_linked_per_repository(store) {
+        let a = store.repositories().get_or_create(&repo("a")).await.expect("repo");
+        let b = store.repositories().get_or_create(&repo("b")).await.expect("repo");
+        let blob = digest_of("layer");
+        store.blobs().record(a.id, &blob, 5).await.expect("record");
+        store.blobs().record(a.id, &blob, 5).await.expect("record is idempotent");
+        assert_eq!(store.blobs().linked(a.id, &blob).await.expect("linked").map(|l| l.size), Some(5));
+        assert!(store.blobs().linked(b.id, &blob).await.expect("linked").is_none(), "not linked to b yet");
+        assert_eq!(store.blobs().size(&blob).await.expect("size"), Some(5));
+        assert!(store.blobs().mount(b.id, a.id, &digest_of("other")).await.expect("mount").is_none());
+        assert!(store.blobs().mount(a.id, b.id, &blob).await.expect("mount").is_some());
+        assert!(store.blobs().linked(b.id, &blob).await.expect("linked").is_some(), "mounted into b");
+        assert_eq!(store.blobs().unlink(b.id, &blob).await.expect("unlink"), UnlinkOutcome::Unlinked);
+        assert_eq!(store.blobs().unlink(b.id, &blob).await.expect("unlink"), UnlinkOutcome::NotLinked);
+        assert!(store.blobs().linked(a.id, &blob).await.expect("linked").is_some(), "a keeps its link");
+    }
+
+    async fn a_manifest_with_a_missing_blob_stores_nothing(store) {
+        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let layer = digest_of("layer");
+        let m = manifest("m1", vec![ManifestChild::Blob(layer.clone())]);
+        let outcome = store.manifests().put(r.id, &m, Some((&tag("v1"), TagPolicy::Immutable))).await.expect("put");
+        assert_eq!(outcome, PutManifestOutcome::MissingBlob(layer.clone()));
+        assert!(store.manifests().by_digest(r.id, &m.digest).await.expect("get").is_none());
+        assert!(store.manifests().by_tag(r.id, &tag("v1")).await.expect("get").is_none());
+        store.blobs().record(r.id, &layer, 5).await.expect("record");
+        let outcome = store.manifests().put(r.id, &m, Some((&tag("v1"), TagPolicy::Immutable))).await.expect("put");
+        assert_eq!(outcome, PutManifestOutcome::Stored);
+        let got = store.manifests().by_tag(r.id, &tag("v1")).await.expect("get").expect("tagged");
+        assert_eq!(got.digest, m.digest);
+        assert_eq!(got.content, b"m1");
+    }
+
+    async fn immutable_tags_accept_the_same_bytes_and_refuse_others(store) {
+        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let first = manifest("first", vec![]);
+        let second = manifest("second", vec![]);
+        let v1 = tag("v1");
+        assert_eq!(store.manifests().put(r.id, &first, Some((&v1, TagPolicy::Immutable))).await.expect("put"), PutManifestOutcome::Stored);
+        assert_eq!(store.manifests().put(r.id, &first, Some((&v1, TagPolicy::Immutable))).await.expect("put"), PutManifestOutcome::Stored);
+        assert_eq!(
+            store.manifests().put(r.id, &second, Some((&v1, TagPolicy::Immutable))).await.expect("put"),
+            PutManifestOutcome::TagImmutable { existing: first.digest.clone() }
+        );
+        assert!(store.manifests().by_digest(r.id, &second.digest).await.expect("get").is_none(), "refused push stored nothing");
+        assert_eq!(store.manifests().put(r.id, &second, Some((&v1, TagPolicy::Mutable))).await.expect("put"), PutManifestOutcome::Stored);
+        assert_eq!(store.manifests().by_tag(r.id, &v1).await.expect("get").expect("tag").digest, second.digest);
+    }
+
+    async fn tags_page_in_byte_order(store) {
+        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let m = manifest("m", vec![]);
+        for t in ["v2", "V1", "v10", "_x", "a.b", "a-b"] {
+            store.manifests().put(r.id, &m, Some((&tag(t), TagPolicy::Immutable))).await.expect("put");
+        }
+        let all: Vec<String> = store.manifests().tags(r.id, None, 100).await.expect("tags").iter().map(|t| t.to_string()).collect();
+        assert_eq!(all, ["V1", "_x", "a-b", "a.b", "v10", "v2"]);
+        let page: Vec<String> = store.manifests().tags(r.id, Some("a.b"), 2).await.expect("tags").iter().map(|t| t.to_string()).collect();
+        assert_eq!(page, ["v10", "v2"]);
+    }
+
+    async fn referrers_are_found_by_subject_and_filtered_by_artifact_type(store) {
+        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let subject = manifest("subject", vec![]);
+        store.manifests().put(r.id, &subject, None).await.expect("put");
+        let mut sbom = manifest("sbom", vec![]);
+        sbom.subject = Some(subject.digest.clone());
+        sbom.artifact_type = Some("application/spdx+json".into());
+        sbom.annotations = Some(r#"{"k":"v"}"#.into());
+        let mut signature = manifest("sig", vec![]);
+        signature.subject = Some(subject.digest.clone());
+        signature.artifact_type = Some("application/vnd.dev.sigstore".into());
+        store.manifests().put(r.id, &sbom, None).await.expect("put");
+        store.manifests().put(r.id, &signature, None).await.expect("put");
+        let all = store.manifests().referrers(r.id, &subject.digest, None).await.expect("referrers");
+        assert_eq!(all.len(), 2);
+        let sboms = store.manifests().referrers(r.id, &subject.digest, Some("application/spdx+json")).await.expect("referrers");
+        assert_eq!(sboms.len(), 1);
+        assert_eq!(sboms[0].digest, sbom.digest);
+        assert_eq!(sboms[0].annotations.as_deref(), Some(r#"{"k":"v"}"#));
+        assert!(store.manifests().referrers(r.id, &sbom.digest, None).await.expect("referrers").is_empty());
+    }
+
+    async fn deleting_manifests_respects_indexes_and_removes_tags(store) {
+        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let child = manifest("child", vec![]);
+        store.manifests().put(r.id, &child, Some((&tag("c"), TagPolicy::Immutable))).await.expect("put");
+        let index = manifest("index", vec![ManifestChild::Manifest(child.digest.clone())]);
+        assert_eq!(store.manifests().put(r.id, &index, Some((&tag("i"), TagPolicy::Immutable))).await.expect("put"), PutManifestOutcome::Stored);
+        assert_eq!(
+            store.manifests().delete(r.id, &child.digest).await.expect("delete"),
+            DeleteManifestOutcome::StillReferenced { by: index.digest.clone() }
+        );
+        assert_eq!(store.manifests().delete(r.id, &index.digest).await.expect("delete"), DeleteManifestOutcome::Deleted);
+        assert!(store.manifests().by_tag(r.id, &tag("i")).await.expect("get").is_none(), "tag went with the manifest");
+        assert_eq!(store.manifests().delete(r.id, &child.digest).await.expect("delete"), DeleteManifestOutcome::Deleted);
+        assert_eq!(store.manifests().delete(r.id, &child.digest).await.expect("delete"), DeleteManifestOutcome::NotFound);
+        let missing = manifest("missing-child", vec![ManifestChild::Manifest(digest_of("nope"))]);
+        assert_eq!(store.manifests().put(r.id, &missing, None).await.expect("put"), PutManifestOutcome::MissingManifest(digest_of("nope")));
+    }
+
+    async fn a_blob_in_use_by_a_manifest_cannot_be_unlinked(store) {
+        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let layer = digest_of("layer");
+        store.blobs().record(r.id, &layer, 5).await.expect("record");
+        let m = manifest("m", vec![ManifestChild::Blob(layer.clone())]);
+        store.manifests().put(r.id, &m, None).await.expect("put");
+        assert_eq!(store.blobs().unlink(r.id, &layer).await.expect("unlink"), UnlinkOutcome::StillReferenced { manifest: m.digest.clone() });
+        assert_eq!(store.manifests().delete(r.id, &m.digest).await.expect("delete"), DeleteManifestOutcome::Deleted);
+        assert_eq!(store.blobs().unlink(r.id, &layer).await.expect("unlink"), UnlinkOutcome::Unlinked);
+    }
+
+    async fn tag_deletion_leaves_the_manifest(store) {
+        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let m = manifest("m", vec![]);
+        store.manifests().put(r.id, &m, Some((&tag("v1"), TagPolicy::Immutable))).await.expect("put");
+        assert!(store.manifests().delete_tag(r.id, &tag("v1")).await.expect("delete"));
+        assert!(!store.manifests().delete_tag(r.id, &tag("v1")).await.expect("delete"));
+        assert!(store.manifests().by_digest(r.id, &m.digest).await.expect("get").is_some());
+    }
+
+    async fn upload_sessions_append_in_order_and_refuse_a_stale_offset(store) {
+        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        store.uploads().create("u1", r.id).await.expect("create");
+        store.uploads().append("u1", 0, 10, "k1", Some(b"state-1")).await.expect("append");
+        store.uploads().append("u1", 10, 5, "k2", Some(b"state-2")).await.expect("append");
+        let stale = store.uploads().append("u1", 10, 5, "k3", None).await;
+        assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+        let upload = store.uploads().get(r.id, "u1").await.expect("get").expect("exists");
+        assert_eq!(upload.size, 15);
+        assert_eq!(upload.hash_state.as_deref(), Some(&b"state-2"[..]));
+        assert_eq!(upload.parts.iter().map(|p| (p.start, p.size, p.key.as_str())).collect::<Vec<_>>(), [(0, 10, "k1"), (10, 5, "k2")]);
+        let other = store.repositories().get_or_create(&repo("other")).await.expect("repo");
+        assert!(store.uploads().get(other.id, "u1").await.expect("get").is_none(), "a session belongs to its repository");
+        assert!(store.uploads().exists("u1").await.expect("exists"));
+        assert_eq!(store.uploads().count().await.expect("count"), 1);
+        assert_eq!(store.uploads().idle_since(store::now_millis() + 1000, 10).await.expect("idle"), ["u1"]);
+        assert!(store.uploads().idle_since(0, 10).await.expect("idle").is_empty());
+        assert!(store.uploads().delete("u1").await.expect("delete"));
+        assert!(!store.uploads().delete("u1").await.expect("delete"));
+        assert!(store.uploads().get(r.id, "u1").await.expect("get").is_none());
+    }
+
+    async fn the_admin_is_bootstrapped_exactly_once(store) {
+        let token = |id: &'static str, hash: &'static str| NewToken { id, user_name: "admin", description: "boot", token_hash: hash, expires_at: None };
+        assert!(store.users().bootstrap_admin(token("t1", "h1")).await.expect("bootstrap"));
+        assert!(!store.users().bootstrap_admin(token("t2", "h2")).await.expect("bootstrap"));
+        let owner = store.users().token_owner("h1").await.expect("owner").expect("known");
+        assert_eq!((owner.user_name.as_str(), owner.admin), ("admin", true));
+        assert!(store.users().token_owner("h2").await.expect("owner").is_none());
+        store.users().create("dev", false).await.expect("user");
+        store.users().create_token(NewToken { id: "t3", user_name: "dev", description: "d", token_hash: "h3", expires_at: Some(5) }).await.expect("token");
+        let dev = store.users().token_owner("h3").await.expect("owner").expect("known");
+        assert_eq!((dev.admin, dev.expires_at), (false, Some(5)));
+    }
+}

@@ -1,0 +1,158 @@
+//! An in-process Gantry application: the real router over a real store and blob
+//! store, driven with `tower::ServiceExt::oneshot` — no sockets, no sleeps.
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use registry::RegistryConfig;
+use server::AppState;
+use store::{NewToken, Store};
+use tower::ServiceExt;
+
+use crate::{Backend, TestDatabase};
+
+/// A running application and the admin token that may do anything.
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub store: Store,
+    pub admin_token: String,
+    pub backend: Backend,
+    _database: TestDatabase,
+    _blob_directory: tempfile::TempDir,
+}
+
+/// A response with its body read.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The OCI error code of an error response.
+    pub fn error_code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+impl TestApp {
+    /// A fresh application on `backend` with the default registry configuration.
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, RegistryConfig::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, config: RegistryConfig) -> TestApp {
+        let database = TestDatabase::create(backend).await;
+        let store = database.store().await;
+        let blob_directory = tempfile::tempdir().expect("temporary directory");
+        let blobs = blobs::BlobStore::open(&blob_directory.path().display().to_string(), false)
+            .expect("blob store");
+        let admin_token = auth::generate_token().expect("random token");
+        let created = store
+            .users()
+            .bootstrap_admin(NewToken {
+                id: "tok_admin",
+                user_name: "admin",
+                description: "test admin",
+                token_hash: &auth::hash_token(&admin_token),
+                expires_at: None,
+            })
+            .await
+            .expect("bootstrap admin");
+        assert!(created, "a fresh database has no users");
+        let state = AppState::new(store.clone(), blobs, config);
+        TestApp {
+            router: server::router(state.clone()),
+            state,
+            store,
+            admin_token,
+            backend,
+            _database: database,
+            _blob_directory: blob_directory,
+        }
+    }
+
+    /// `Authorization` value for the admin user.
+    pub fn admin_basic(&self) -> String {
+        basic("admin", &self.admin_token)
+    }
+
+    /// Encodes Basic credentials.
+    pub fn basic(user: &str, password: &str) -> String {
+        basic(user, password)
+    }
+
+    /// Sends a request with the given headers and body.
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(body.into()).expect("valid request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router is infallible");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body reads").to_bytes();
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// Sends a request as the admin.
+    pub async fn admin(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let auth = self.admin_basic();
+        let mut all: Vec<(&str, &str)> = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        self.send(method, uri, &all, body).await
+    }
+}

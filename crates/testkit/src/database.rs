@@ -1,0 +1,112 @@
+//! A fresh, isolated database per test.
+
+use sqlx::Connection;
+use store::{Store, StoreOptions};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database that exists for one test. A PostgreSQL database is dropped when this
+/// value is dropped; a SQLite file disappears with its temporary directory.
+pub struct TestDatabase {
+    url: String,
+    admin_url: Option<String>,
+    name: String,
+    _directory: Option<tempfile::TempDir>,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("GANTRY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let directory = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", directory.path().join("gantry.db").display());
+                TestDatabase {
+                    url,
+                    admin_url: None,
+                    name: String::new(),
+                    _directory: Some(directory),
+                }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("gantry_test_{}", uuid::Uuid::new_v4().simple());
+                let mut connection = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|error| {
+                    panic!("PostgreSQL tests need a server at {admin_url} (set GANTRY_TEST_POSTGRES_URL): {error}")
+                });
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut connection)
+                    .await
+                    .expect("create test database");
+                let _ = connection.close().await;
+                let url = match admin_url.rfind('/') {
+                    Some(slash) => format!("{}/{name}", &admin_url[..slash]),
+                    None => panic!("GANTRY_TEST_POSTGRES_URL must end in /DATABASE"),
+                };
+                TestDatabase {
+                    url,
+                    admin_url: Some(admin_url),
+                    name,
+                    _directory: None,
+                }
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Opens (and migrates) the database.
+    pub async fn store(&self) -> Store {
+        Store::open(
+            &self.url,
+            StoreOptions {
+                max_connections: 8,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+        .expect("open test store")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(admin_url) = self.admin_url.clone() else {
+            return;
+        };
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; a thread with its own runtime avoids
+        // blocking it and works whether or not a runtime is current.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut connection = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut connection)
+                .await
+                .ok()?;
+                connection.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("note: could not drop test database {}", self.name);
+        }
+    }
+}
