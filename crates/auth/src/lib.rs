@@ -92,11 +92,13 @@ pub fn authorize(
         Some(name) => format!("repository:{name}:{}", action.as_str()),
         None => format!("registry:{}", action.as_str()),
     };
+    // Listing the catalog reads no more than pulling does, so it is allowed to the same callers.
+    let read = matches!(action, Action::Pull | Action::Catalog);
     match principal {
         Principal::User { admin: true, .. } => Ok(()),
-        Principal::Anonymous if action == Action::Pull && policy.anonymous_pull => Ok(()),
+        Principal::Anonymous if read && policy.anonymous_pull => Ok(()),
         Principal::Anonymous => Err(Denied::Unauthenticated { permission }),
-        Principal::User { admin: false, .. } if action == Action::Pull => Ok(()),
+        Principal::User { admin: false, .. } if read => Ok(()),
         Principal::User { name, .. } => Err(Denied::Forbidden {
             principal: name.clone(),
             permission,
@@ -152,6 +154,9 @@ mod tests {
         check(&anonymous, Action::Pull, true, Ok(()));
         check(&anonymous, Action::Push, true, Err("unauthenticated"));
         check(&anonymous, Action::Delete, true, Err("unauthenticated"));
+        check(&anonymous, Action::Catalog, false, Err("unauthenticated"));
+        check(&anonymous, Action::Catalog, true, Ok(()));
+        check(&user, Action::Catalog, false, Ok(()));
     }
 
     #[test]

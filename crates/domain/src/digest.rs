@@ -83,6 +83,26 @@ impl Digest {
         })
     }
 
+    /// Whether `text` follows the image spec's digest grammar
+    /// (`algorithm:encoded`), whether or not Gantry can verify that algorithm.
+    pub fn is_well_formed(text: &str) -> bool {
+        let Some((algorithm, encoded)) = text.split_once(':') else {
+            return false;
+        };
+        let algorithm_ok = !algorithm.is_empty()
+            && algorithm.split(['+', '.', '_', '-']).all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
+        let encoded_ok = !encoded.is_empty()
+            && encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'));
+        algorithm_ok && encoded_ok
+    }
+
     /// The sha256 digest of `bytes`.
     pub fn sha256_of(bytes: &[u8]) -> Digest {
         let mut hasher = DigestHasher::new(DigestAlgorithm::Sha256);
@@ -243,6 +263,26 @@ mod tests {
         check("sha256:", Err("malformed"));
         check("", Err("malformed"));
         check("sha256:../../etc/passwd", Err("encoding"));
+    }
+
+    #[test]
+    fn the_digest_grammar_admits_algorithms_gantry_cannot_verify() {
+        assert!(Digest::is_well_formed(E3));
+        assert!(Digest::is_well_formed("blake3:abcDEF0123"));
+        assert!(Digest::is_well_formed(
+            "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564"
+        ));
+        for bad in [
+            "",
+            "sha256",
+            "sha256:",
+            ":abc",
+            "SHA256:abc",
+            "sha256:a/b",
+            "sha--256:a",
+        ] {
+            assert!(!Digest::is_well_formed(bad), "{bad:?}");
+        }
     }
 
     #[test]

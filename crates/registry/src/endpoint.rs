@@ -401,13 +401,17 @@ mod tests {
             "/v2/a%2fb/manifests/v1",
             Err(ErrorCode::NameInvalid),
         );
-        check(Method::GET, "//v2/a/manifests/v1", Err(ErrorCode::NotFound));
+        check(
+            Method::GET,
+            "//v2/a/manifests/v1",
+            Err(ErrorCode::Unsupported),
+        );
         check(
             Method::GET,
             "/v2//manifests/v1",
             Err(ErrorCode::NameInvalid),
         );
-        check(Method::GET, "/v2/manifests/v1", Err(ErrorCode::NotFound));
+        check(Method::GET, "/v2/manifests/v1", Err(ErrorCode::Unsupported));
         check(
             Method::GET,
             "/v2/a/manifests/sha256:abc",
@@ -443,7 +447,7 @@ mod tests {
             &format!("/v2/a/blobs/{D}"),
             Err(ErrorCode::Unsupported),
         );
-        check(Method::GET, "/v2/a/b/c", Err(ErrorCode::NotFound));
+        check(Method::GET, "/v2/a/b/c", Err(ErrorCode::Unsupported));
         check(
             Method::GET,
             "/v2/a/referrers/xyz",

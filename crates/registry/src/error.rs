@@ -5,8 +5,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-/// The error codes of the OCI Distribution Specification, plus the two that clients
-/// also know from the Docker registry API (`TAG_INVALID`, `NOT_FOUND` for unknown routes).
+/// The error codes of the OCI Distribution Specification (4xx answers use only these,
+/// plus `TAG_INVALID` from its legacy Docker list), and two for 5xx answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     BlobUnknown,
@@ -24,8 +24,6 @@ pub enum ErrorCode {
     Unsupported,
     TooManyRequests,
     TagInvalid,
-    RangeInvalid,
-    NotFound,
     Internal,
     Unavailable,
 }
@@ -48,8 +46,6 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::TagInvalid => "TAG_INVALID",
-            ErrorCode::RangeInvalid => "RANGE_INVALID",
-            ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Internal => "INTERNAL_ERROR",
             ErrorCode::Unavailable => "UNAVAILABLE",
         }
@@ -102,7 +98,7 @@ impl RegistryError {
     pub(crate) fn not_found_route(path: &str) -> RegistryError {
         let shown: String = path.chars().take(120).collect();
         RegistryError::new(
-            ErrorCode::NotFound,
+            ErrorCode::Unsupported,
             StatusCode::NOT_FOUND,
             format!("no registry endpoint at {shown}"),
         )

@@ -64,7 +64,7 @@ pub(crate) fn chunk_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, Reg
     let invalid = || {
         RegistryError::new(
             ErrorCode::BlobUploadInvalid,
-            StatusCode::RANGE_NOT_SATISFIABLE,
+            StatusCode::BAD_REQUEST,
             "Content-Range must be <start>-<end> with start <= end",
         )
     };
@@ -77,7 +77,7 @@ pub(crate) fn chunk_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, Reg
     let (start, end) = text.split_once('-').ok_or_else(invalid)?;
     let start: u64 = start.trim().parse().map_err(|_| invalid())?;
     let end: u64 = end.trim().parse().map_err(|_| invalid())?;
-    if end < start {
+    if end < start || end == u64::MAX {
         return Err(invalid());
     }
     Ok(Some((start, end)))

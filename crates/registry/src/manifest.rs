@@ -61,7 +61,10 @@ struct WireDescriptor {
 pub(crate) struct ParsedManifest {
     pub(crate) media_type: String,
     pub(crate) artifact_type: Option<String>,
+    /// The subject, when its digest is one Gantry can look up in referrers queries.
     pub(crate) subject: Option<Digest>,
+    /// The subject's digest as written, for the `OCI-Subject` response header.
+    pub(crate) subject_text: Option<String>,
     pub(crate) annotations: Option<String>,
     pub(crate) children: Vec<ManifestChild>,
 }
@@ -126,14 +129,20 @@ pub(crate) fn parse(
                 }
                 children.push(ManifestChild::Blob(descriptor_digest("config", config)?));
                 for (i, layer) in layers.iter().enumerate() {
-                    let digest = descriptor_digest(&format!("layers[{i}]"), layer)?;
-                    // Non-distributable layers live elsewhere (their `urls`); they are not pushed.
+                    // Non-distributable layers live elsewhere (their `urls`); they are never pushed
+                    // here, so only their digest's grammar matters.
                     if layer.urls.is_empty() {
-                        children.push(ManifestChild::Blob(digest));
+                        children.push(ManifestChild::Blob(descriptor_digest(
+                            &format!("layers[{i}]"),
+                            layer,
+                        )?));
+                    } else {
+                        descriptor_well_formed(&format!("layers[{i}]"), layer)?;
                     }
                 }
                 wire.artifact_type
                     .clone()
+                    .filter(|t| !t.is_empty())
                     .or_else(|| Some(config.media_type.clone()))
             }
             Kind::Index => {
@@ -151,17 +160,22 @@ pub(crate) fn parse(
                         entry,
                     )?));
                 }
-                wire.artifact_type.clone()
+                wire.artifact_type.clone().filter(|t| !t.is_empty())
             }
         };
     if let Some(artifact_type) = &artifact_type {
         check_media_type("artifactType", artifact_type)?;
     }
-    let subject = wire
+    // A subject is only ever looked up, never fetched: any well-formed digest will do,
+    // and those Gantry can verify are indexed for the referrers API.
+    let subject_text = wire
         .subject
         .as_ref()
-        .map(|s| descriptor_digest("subject", s))
+        .map(|s| descriptor_well_formed("subject", s))
         .transpose()?;
+    let subject = subject_text
+        .as_deref()
+        .and_then(|text| Digest::parse(text).ok());
     let mut unique = Vec::with_capacity(children.len());
     for child in children {
         if !unique.contains(&child) {
@@ -179,9 +193,29 @@ pub(crate) fn parse(
         media_type,
         artifact_type,
         subject,
+        subject_text,
         annotations,
         children,
     })
+}
+
+fn descriptor_well_formed(
+    field: &str,
+    descriptor: &WireDescriptor,
+) -> Result<String, RegistryError> {
+    check_media_type(&format!("{field}.mediaType"), &descriptor.media_type)?;
+    if descriptor.size < 0 {
+        return Err(RegistryError::manifest_invalid(format!(
+            "{field}.size must not be negative"
+        )));
+    }
+    if !Digest::is_well_formed(&descriptor.digest) {
+        return Err(RegistryError::manifest_invalid(format!(
+            "{field}.digest `{}` is not a digest",
+            descriptor.digest
+        )));
+    }
+    Ok(descriptor.digest.clone())
 }
 
 fn descriptor_digest(field: &str, descriptor: &WireDescriptor) -> Result<Digest, RegistryError> {
@@ -253,6 +287,21 @@ mod tests {
             Some("application/vnd.oci.image.config.v1+json")
         );
         assert_eq!(parsed.annotations.as_deref(), Some(r#"{"k":"v"}"#));
+    }
+
+    #[test]
+    fn subjects_and_foreign_layers_may_use_digests_gantry_cannot_verify() {
+        let body = image(&format!(r#","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"blake3:abc","size":1}},"artifactType":"""#))
+            .replace(&format!(r#""digest":"{D2}","size":3"#), r#""digest":"blake3:ff","size":3,"urls":["https://x"]"#);
+        let parsed = parse(Some(OCI_MANIFEST), body.as_bytes()).expect("valid");
+        assert_eq!(parsed.subject, None, "not indexable");
+        assert_eq!(parsed.subject_text.as_deref(), Some("blake3:abc"));
+        assert_eq!(parsed.children.len(), 1, "only the config must exist");
+        assert_eq!(
+            parsed.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json"),
+            "empty artifactType falls back"
+        );
     }
 
     #[test]

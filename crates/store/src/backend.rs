@@ -63,6 +63,21 @@ macro_rules! with_pool {
     };
 }
 
+/// Takes the repository's row lock inside a transaction, serializing the writers that
+/// must see each other's effects (a manifest push and a blob unlink, say). PostgreSQL
+/// runs READ COMMITTED, where two such transactions could otherwise both succeed;
+/// SQLite has a single writer, where this costs nothing.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! lock_repository {
+    ($tx:ident, $repository_id:expr) => {
+        sqlx::query("UPDATE repositories SET name = name WHERE id = $1")
+            .bind($repository_id)
+            .execute(&mut *$tx)
+            .await?
+    };
+}
+
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "registry",

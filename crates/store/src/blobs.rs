@@ -4,7 +4,7 @@
 use domain::Digest;
 use sqlx::Row;
 
-use crate::{Backend, StoreError, now_millis, with_pool};
+use crate::{Backend, StoreError, lock_repository, now_millis, with_pool};
 
 /// A blob as one repository sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +117,7 @@ impl Blobs<'_> {
     ) -> Result<UnlinkOutcome, StoreError> {
         with_pool!(self.backend, write, |pool| {
             let mut tx = pool.begin().await?;
+            lock_repository!(tx, repository_id);
             let user = sqlx::query(
                 "SELECT manifest_digest FROM manifest_references WHERE repository_id = $1 AND child_digest = $2 LIMIT 1",
             )

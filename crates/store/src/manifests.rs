@@ -3,7 +3,7 @@
 use domain::{Digest, Tag};
 use sqlx::Row;
 
-use crate::{Backend, StoreError, now_millis, with_pool};
+use crate::{Backend, StoreError, lock_repository, now_millis, with_pool};
 
 /// What a manifest points at, checked to exist in the same repository when it is pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +114,7 @@ impl Manifests<'_> {
             let now = now_millis();
             let digest = manifest.digest.to_string();
             let mut tx = pool.begin().await?;
+            lock_repository!(tx, repository_id);
             for child in &manifest.children {
                 let sql = match child {
                     ManifestChild::Blob(_) => {
@@ -257,7 +258,8 @@ impl Manifests<'_> {
         })
     }
 
-    /// Tag names of the repository in lexical order, strictly after `after`, at most `limit`.
+    /// Tag names of the repository in the spec's lexical order (case-insensitive, ties
+    /// broken by bytes), strictly after `after`, at most `limit`.
     pub async fn tags(
         &self,
         repository_id: i64,
@@ -265,13 +267,16 @@ impl Manifests<'_> {
         limit: i64,
     ) -> Result<Vec<Tag>, StoreError> {
         with_pool!(self.backend, read, |pool| {
-            let rows =
-                sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3")
-                    .bind(repository_id)
-                    .bind(after.unwrap_or(""))
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?;
+            let rows = sqlx::query(
+                "SELECT name FROM tags WHERE repository_id = $1 \
+                 AND (lower(name) > lower($2) OR (lower(name) = lower($2) AND name > $2)) \
+                 ORDER BY lower(name), name LIMIT $3",
+            )
+            .bind(repository_id)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
             rows.iter()
                 .map(|row| {
                     let name: String = row.get("name");
@@ -336,6 +341,7 @@ impl Manifests<'_> {
     ) -> Result<DeleteManifestOutcome, StoreError> {
         with_pool!(self.backend, write, |pool| {
             let mut tx = pool.begin().await?;
+            lock_repository!(tx, repository_id);
             let parent = sqlx::query(
                 "SELECT manifest_digest FROM manifest_references \
                  WHERE repository_id = $1 AND child_digest = $2 AND child_kind = 'manifest' LIMIT 1",

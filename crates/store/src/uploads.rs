@@ -123,6 +123,20 @@ impl Uploads<'_> {
         })
     }
 
+    /// Ends the session if it still holds exactly `size` bytes, so that exactly one
+    /// request finishes it. Returns whether this call did.
+    pub async fn claim(&self, id: &str, size: i64) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let deleted = sqlx::query("DELETE FROM uploads WHERE id = $1 AND size = $2")
+                .bind(id)
+                .bind(size)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            Ok(deleted == 1)
+        })
+    }
+
     /// Forgets the session. Returns whether it existed.
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         with_pool!(self.backend, write, |pool| {

@@ -96,16 +96,16 @@ store_tests! {
         assert_eq!(store.manifests().by_tag(r.id, &v1).await.expect("get").expect("tag").digest, second.digest);
     }
 
-    async fn tags_page_in_byte_order(store) {
+    async fn tags_page_in_case_insensitive_lexical_order(store) {
         let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
         let m = manifest("m", vec![]);
-        for t in ["v2", "V1", "v10", "_x", "a.b", "a-b"] {
+        for t in ["v2", "V1", "v10", "_x", "a.b", "a-b", "v1"] {
             store.manifests().put(r.id, &m, Some((&tag(t), TagPolicy::Immutable))).await.expect("put");
         }
         let all: Vec<String> = store.manifests().tags(r.id, None, 100).await.expect("tags").iter().map(|t| t.to_string()).collect();
-        assert_eq!(all, ["V1", "_x", "a-b", "a.b", "v10", "v2"]);
-        let page: Vec<String> = store.manifests().tags(r.id, Some("a.b"), 2).await.expect("tags").iter().map(|t| t.to_string()).collect();
-        assert_eq!(page, ["v10", "v2"]);
+        assert_eq!(all, ["_x", "a-b", "a.b", "V1", "v1", "v10", "v2"]);
+        let page: Vec<String> = store.manifests().tags(r.id, Some("V1"), 2).await.expect("tags").iter().map(|t| t.to_string()).collect();
+        assert_eq!(page, ["v1", "v10"]);
     }
 
     async fn referrers_are_found_by_subject_and_filtered_by_artifact_type(store) {
@@ -185,8 +185,12 @@ store_tests! {
         assert_eq!(store.uploads().count().await.expect("count"), 1);
         assert_eq!(store.uploads().idle_since(store::now_millis() + 1000, 10).await.expect("idle"), ["u1"]);
         assert!(store.uploads().idle_since(0, 10).await.expect("idle").is_empty());
-        assert!(store.uploads().delete("u1").await.expect("delete"));
-        assert!(!store.uploads().delete("u1").await.expect("delete"));
+        assert!(!store.uploads().claim("u1", 10).await.expect("claim"), "a stale size does not claim");
+        assert!(store.uploads().claim("u1", 15).await.expect("claim"));
+        assert!(!store.uploads().claim("u1", 15).await.expect("claim"), "only one request finishes a session");
+        store.uploads().create("u2", r.id).await.expect("create");
+        assert!(store.uploads().delete("u2").await.expect("delete"));
+        assert!(!store.uploads().delete("u2").await.expect("delete"));
         assert!(store.uploads().get(r.id, "u1").await.expect("get").is_none());
     }
 

@@ -39,7 +39,7 @@ pub(super) async fn get(
         ByteRange::Part { first, last } => (StatusCode::PARTIAL_CONTENT, Some((first, last))),
         ByteRange::Unsatisfiable => {
             return Err(RegistryError::new(
-                ErrorCode::RangeInvalid,
+                ErrorCode::Unsupported,
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 format!("the requested range is not within the blob's {size} bytes"),
             )
@@ -86,9 +86,10 @@ pub(super) async fn delete(
     match registry.store.blobs().unlink(repository.id, digest).await? {
         UnlinkOutcome::Unlinked => Ok(crate::empty(StatusCode::ACCEPTED)),
         UnlinkOutcome::NotLinked => Err(blob_unknown(digest, name)),
+        // 405 is what the spec allows for a refused blob deletion.
         UnlinkOutcome::StillReferenced { manifest } => Err(RegistryError::new(
-            ErrorCode::Denied,
-            StatusCode::CONFLICT,
+            ErrorCode::Unsupported,
+            StatusCode::METHOD_NOT_ALLOWED,
             format!(
                 "blob {digest} is used by manifest {manifest} of {name}; delete the manifest first"
             ),

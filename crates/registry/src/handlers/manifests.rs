@@ -115,7 +115,7 @@ pub(super) async fn put(
         )),
         Reference::Digest(_) => None,
     };
-    let subject = parsed.subject.clone();
+    let subject = parsed.subject_text.clone();
     let new = NewManifest {
         digest: digest.clone(),
         media_type: parsed.media_type,
@@ -170,7 +170,7 @@ pub(super) async fn put(
     );
     headers.insert("docker-content-digest", header_value(&digest.to_string()));
     if let Some(subject) = subject {
-        headers.insert("oci-subject", header_value(&subject.to_string()));
+        headers.insert("oci-subject", header_value(&subject));
     }
     Ok(response)
 }
@@ -202,8 +202,8 @@ pub(super) async fn delete(
             DeleteManifestOutcome::NotFound => return Err(manifest_unknown(reference)),
             DeleteManifestOutcome::StillReferenced { by } => {
                 return Err(RegistryError::new(
-                    ErrorCode::Denied,
-                    StatusCode::CONFLICT,
+                    ErrorCode::Unsupported,
+                    StatusCode::METHOD_NOT_ALLOWED,
                     format!("manifest {digest} is listed by index {by}; delete the index first"),
                 ));
             }

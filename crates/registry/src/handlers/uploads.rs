@@ -86,7 +86,10 @@ async fn try_mount(
     let Some(from) = from else {
         return Ok(None);
     };
-    let from = RepoName::parse(from).map_err(|e| RegistryError::name_invalid(e.to_string()))?;
+    // An unusable `from` is simply not mountable: the spec asks for a new session then.
+    let Ok(from) = RepoName::parse(from) else {
+        return Ok(None);
+    };
     // Mounting reads from `from`: the caller must be allowed to pull it, and a refusal
     // must not reveal whether the blob is there, so it is a plain fallback.
     if auth::authorize(
@@ -211,7 +214,8 @@ fn resumed_hasher(upload: &Upload) -> Option<DigestHasher> {
     }
 }
 
-/// Receives one chunk into the session. Returns the session's new size.
+/// Receives one chunk into the session. Returns the session's new size and the part
+/// written, if the chunk had any bytes.
 async fn receive_chunk(
     registry: &Registry,
     name: &RepoName,
@@ -219,34 +223,36 @@ async fn receive_chunk(
     request_headers: &HeaderMap,
     body: axum::body::Body,
     hasher: &mut Option<DigestHasher>,
-) -> Result<i64, RegistryError> {
+) -> Result<(i64, Option<PartRef>), RegistryError> {
     let range = headers::chunk_range(request_headers)?;
     let length = headers::content_length(request_headers)?;
-    if let Some((start, end)) = range {
+    // chunk_range guarantees start <= end < u64::MAX, so the length cannot overflow.
+    let announced = range.map(|(start, end)| end - start + 1);
+    if let Some((start, _)) = range {
         if i64::try_from(start).ok() != Some(upload.size) {
             return Err(RegistryError::new(
                 ErrorCode::BlobUploadInvalid,
                 StatusCode::RANGE_NOT_SATISFIABLE,
-                format!("chunk starts at {start} but the upload has {} bytes; send the chunk that starts there", upload.size),
+                format!(
+                    "chunk starts at {start} but the upload has {} bytes; send the chunk that starts there",
+                    upload.size
+                ),
             )
             .with_header(header::LOCATION, header_value(&format!("/v2/{name}/blobs/uploads/{}", upload.id)))
             .with_header(header::RANGE, header_value(&format!("0-{}", (upload.size - 1).max(0)))));
         }
-        if let Some(length) = length {
-            if length != end - start + 1 {
-                return Err(RegistryError::new(
-                    ErrorCode::BlobUploadInvalid,
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "Content-Range covers {} bytes but Content-Length is {length}",
-                        end - start + 1
-                    ),
-                ));
-            }
+    }
+    if let (Some(announced), Some(length)) = (announced, length) {
+        if length != announced {
+            return Err(RegistryError::new(
+                ErrorCode::BlobUploadInvalid,
+                StatusCode::BAD_REQUEST,
+                format!("Content-Range covers {announced} bytes but Content-Length is {length}"),
+            ));
         }
     }
     if length == Some(0) {
-        return Ok(upload.size);
+        return Ok((upload.size, None));
     }
     let _in_flight = InFlight::start(registry);
     let key = new_part_key();
@@ -262,54 +268,65 @@ async fn receive_chunk(
             registry.config.max_blob_bytes,
         )
         .await?;
-    let part = [PartRef {
-        key: key.clone(),
-        size,
-    }];
-    if let Some((first, last)) = range {
-        if size != last - first + 1 {
-            registry.blobs.discard(&upload.id, &part).await;
-            return Err(RegistryError::new(
-                ErrorCode::BlobUploadInvalid,
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "Content-Range announced {} bytes but the body had {size}",
-                    last - first + 1
-                ),
-            ));
-        }
+    let part = PartRef { key, size };
+    if announced.is_some_and(|announced| announced != size) {
+        registry
+            .blobs
+            .discard(&upload.id, std::slice::from_ref(&part))
+            .await;
+        return Err(RegistryError::new(
+            ErrorCode::BlobUploadInvalid,
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Content-Range announced {} bytes but the body had {size}",
+                announced.unwrap_or_default()
+            ),
+        ));
     }
     if size == 0 {
-        registry.blobs.discard(&upload.id, &part).await;
-        return Ok(upload.size);
+        registry
+            .blobs
+            .discard(&upload.id, std::slice::from_ref(&part))
+            .await;
+        return Ok((upload.size, None));
     }
     let state = hasher.as_ref().map(DigestHasher::save_state);
-    match registry
+    let appended = registry
         .store
         .uploads()
         .append(
             &upload.id,
             upload.size,
             to_i64(size)?,
-            &key,
+            &part.key,
             state.as_deref(),
         )
-        .await
-    {
-        Ok(()) => Ok(upload.size + to_i64(size)?),
+        .await;
+    match appended {
+        Ok(()) => Ok((upload.size + to_i64(size)?, Some(part))),
         Err(StoreError::Conflict(_)) => {
-            registry.blobs.discard(&upload.id, &part).await;
-            Err(RegistryError::new(
-                ErrorCode::BlobUploadInvalid,
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "another chunk was appended to this upload at the same time; check the upload's status and resume",
-            ))
+            registry
+                .blobs
+                .discard(&upload.id, std::slice::from_ref(&part))
+                .await;
+            Err(concurrent_change())
         }
         Err(other) => {
-            registry.blobs.discard(&upload.id, &part).await;
+            registry
+                .blobs
+                .discard(&upload.id, std::slice::from_ref(&part))
+                .await;
             Err(other.into())
         }
     }
+}
+
+fn concurrent_change() -> RegistryError {
+    RegistryError::new(
+        ErrorCode::BlobUploadInvalid,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "another request changed this upload at the same time; check the upload's status and resume",
+    )
 }
 
 pub(super) async fn patch(
@@ -321,7 +338,8 @@ pub(super) async fn patch(
     let upload = session(registry, name, id).await?;
     let mut hasher = resumed_hasher(&upload);
     let (parts, body) = request.into_parts();
-    let size = receive_chunk(registry, name, &upload, &parts.headers, body, &mut hasher).await?;
+    let (size, _) =
+        receive_chunk(registry, name, &upload, &parts.headers, body, &mut hasher).await?;
     Ok(session_response(
         StatusCode::ACCEPTED,
         name,
@@ -348,7 +366,7 @@ pub(super) async fn finish(
     let upload = session(registry, name, id).await?;
     let mut hasher = resumed_hasher(&upload);
     let (request_parts, body) = request.into_parts();
-    let size = receive_chunk(
+    let (size, last_part) = receive_chunk(
         registry,
         name,
         &upload,
@@ -357,13 +375,9 @@ pub(super) async fn finish(
         &mut hasher,
     )
     .await?;
-    // Re-read the session: the final chunk (if any) added a part.
-    let upload = if size == upload.size {
-        upload
-    } else {
-        session(registry, name, id).await?
-    };
-    let parts: Vec<PartRef> = upload
+    // The blob is exactly the parts this request saw, plus its own final chunk; the
+    // claim below fails if any other request touched the session meanwhile.
+    let mut parts: Vec<PartRef> = upload
         .parts
         .iter()
         .map(|p| PartRef {
@@ -371,6 +385,7 @@ pub(super) async fn finish(
             size: u64::try_from(p.size).unwrap_or(0),
         })
         .collect();
+    parts.extend(last_part);
     let actual = match hasher {
         Some(hasher) if hasher.algorithm() == digest.algorithm() => hasher.finish(),
         _ => {
@@ -385,20 +400,15 @@ pub(super) async fn finish(
         registry.store.uploads().delete(&upload.id).await?;
         return Err(digest_mismatch(&digest, &actual));
     }
-    registry
-        .blobs
-        .commit(&upload.id, &parts, &digest)
-        .await
-        .map_err(|error| match error {
-            blobs::BlobError::NotFound => RegistryError::upload_unknown(),
-            other => other.into(),
-        })?;
+    if !registry.store.uploads().claim(&upload.id, size).await? {
+        return Err(concurrent_change());
+    }
+    registry.blobs.commit(&upload.id, &parts, &digest).await?;
     registry
         .store
         .blobs()
-        .record(upload.repository_id, &digest, upload.size)
+        .record(upload.repository_id, &digest, size)
         .await?;
-    registry.store.uploads().delete(&upload.id).await?;
     Ok(blob_created(name, &digest))
 }
 

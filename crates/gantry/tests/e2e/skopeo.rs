@@ -1,0 +1,245 @@
+//! skopeo moves images into and out of Gantry, and between Gantry and the reference
+//! registry, with every manifest digest preserved.
+
+use std::process::Command;
+
+use crate::support::{GantryServer, PeerRegistry, make_image, run, served_manifest_digest, skopeo};
+
+fn sqlite_server(dir: &std::path::Path) -> GantryServer {
+    GantryServer::start(dir, &[], &[])
+}
+
+fn copy_multi_layer_image_in_and_out(server: &GantryServer) {
+    let work = tempfile::tempdir().expect("temporary directory");
+    let layout = work.path().join("image");
+    let image = &make_image(&layout, &["--layers", "5x256K,2M", "--tag", "v1"])[0];
+    let want = image["manifest"]
+        .as_str()
+        .expect("manifest digest")
+        .to_owned();
+    let target = format!("{}/acme/web-app:v1", server.address);
+    run(skopeo()
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &server.creds(),
+        ])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{target}")));
+    assert_eq!(served_manifest_digest(&target, Some(&server.creds())), want);
+    let pulled = work.path().join("pulled");
+    run(skopeo()
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &server.creds(),
+        ])
+        .arg(format!("docker://{target}"))
+        .arg(format!("oci:{}:v1", pulled.display())));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pulled.join("index.json")).expect("pulled index"))
+            .expect("json");
+    assert_eq!(
+        index["manifests"][0]["digest"].as_str(),
+        Some(want.as_str())
+    );
+    for layer in image["layers"].as_array().expect("layers") {
+        let digest = layer["digest"].as_str().expect("digest");
+        let path = pulled
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        let bytes = std::fs::read(&path).expect("pulled layer exists");
+        assert_eq!(
+            format!("sha256:{}", crate::support::sha256_hex(&bytes)),
+            digest,
+            "layer bytes intact"
+        );
+    }
+}
+
+#[test]
+fn skopeo_copies_a_multi_layer_image_in_and_out_with_its_digest_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = sqlite_server(dir.path());
+    copy_multi_layer_image_in_and_out(&server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_copies_a_multi_layer_image_in_and_out_with_its_digest_on_postgres() {
+    let database = testkit::TestDatabase::create(testkit::Backend::Postgres).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = database.url().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let server = GantryServer::start(dir.path(), &["--database-url", &url], &[]);
+        copy_multi_layer_image_in_and_out(&server);
+        assert!(
+            server.log().contains("database=\"postgres\""),
+            "the server used PostgreSQL: {}",
+            server.log()
+        );
+    })
+    .await
+    .expect("test thread");
+}
+
+#[test]
+fn skopeo_copies_a_two_platform_index_with_every_child() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = sqlite_server(dir.path());
+    let layout = dir.path().join("index");
+    let info = &make_image(
+        &layout,
+        &[
+            "--layers",
+            "2x100K",
+            "--tag",
+            "multi",
+            "--platforms",
+            "linux/amd64,linux/arm64",
+        ],
+    )[0];
+    let target = format!("{}/acme/multi:1.0", server.address);
+    run(skopeo()
+        .args([
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &server.creds(),
+        ])
+        .arg(format!("oci:{}:multi", layout.display()))
+        .arg(format!("docker://{target}")));
+    assert_eq!(
+        served_manifest_digest(&target, Some(&server.creds())),
+        info["manifest"].as_str().expect("digest")
+    );
+    for child in info["images"].as_array().expect("images") {
+        let digest = child["manifest"].as_str().expect("child digest");
+        let by_digest = format!("{}/acme/multi@{digest}", server.address);
+        assert_eq!(
+            served_manifest_digest(&by_digest, Some(&server.creds())),
+            digest
+        );
+    }
+    let pulled = dir.path().join("pulled");
+    run(skopeo()
+        .args([
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &server.creds(),
+        ])
+        .arg(format!("docker://{target}"))
+        .arg(format!("oci:{}:multi", pulled.display())));
+    let raw = run(skopeo()
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:multi", pulled.display())))
+    .stdout;
+    assert_eq!(
+        format!("sha256:{}", crate::support::sha256_hex(&raw)),
+        info["manifest"].as_str().expect("digest")
+    );
+}
+
+#[test]
+fn skopeo_inspect_reports_the_tags_layers_and_labels() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = sqlite_server(dir.path());
+    let layout = dir.path().join("image");
+    let image = &make_image(&layout, &["--layers", "3x10K", "--tag", "v1"])[0];
+    for tag in ["v1", "v2"] {
+        run(skopeo()
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &server.creds(),
+            ])
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("docker://{}/team/sub/app:{tag}", server.address)));
+    }
+    let out = run(skopeo()
+        .args(["inspect", "--tls-verify=false", "--creds", &server.creds()])
+        .arg(format!("docker://{}/team/sub/app:v1", server.address)))
+    .stdout;
+    let inspected: serde_json::Value = serde_json::from_slice(&out).expect("inspect prints JSON");
+    assert_eq!(inspected["Digest"].as_str(), image["manifest"].as_str());
+    let tags: Vec<&str> = inspected["RepoTags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert_eq!(tags, ["v1", "v2"]);
+    assert_eq!(inspected["Layers"].as_array().expect("layers").len(), 3);
+    assert_eq!(inspected["Labels"]["mkimage.tag"].as_str(), Some("v1"));
+}
+
+#[test]
+fn images_travel_from_gantry_to_the_reference_registry_and_back_unchanged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = sqlite_server(dir.path());
+    let peer = PeerRegistry::start();
+    let layout = dir.path().join("image");
+    let image = &make_image(&layout, &["--layers", "4x300K", "--tag", "v1"])[0];
+    let want = image["manifest"].as_str().expect("digest");
+    let ours = format!("{}/acme/app:v1", server.address);
+    let theirs = format!("{}/acme/app:v1", peer.address);
+    let back = format!("{}/acme/returned:v1", server.address);
+    run(skopeo()
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &server.creds(),
+        ])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{ours}")));
+    run(skopeo()
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &server.creds(),
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{ours}"))
+        .arg(format!("docker://{theirs}")));
+    assert_eq!(served_manifest_digest(&theirs, None), want);
+    run(skopeo()
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &server.creds(),
+        ])
+        .arg(format!("docker://{theirs}"))
+        .arg(format!("docker://{back}")));
+    assert_eq!(served_manifest_digest(&back, Some(&server.creds())), want);
+}
+
+#[test]
+fn a_push_without_credentials_is_refused_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = sqlite_server(dir.path());
+    let layout = dir.path().join("image");
+    make_image(&layout, &["--layers", "10K", "--tag", "v1"]);
+    let output = skopeo()
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{}/acme/app:v1", server.address))
+        .output()
+        .expect("skopeo runs");
+    assert!(!output.status.success(), "an anonymous push must fail");
+    let catalog = Command::new("curl")
+        .args(["-s", "-u", &server.creds()])
+        .arg(format!("http://{}/v2/_catalog", server.address))
+        .output()
+        .expect("curl runs");
+    let catalog: serde_json::Value = serde_json::from_slice(&catalog.stdout).expect("catalog JSON");
+    assert_eq!(catalog["repositories"], serde_json::json!([]));
+}

@@ -1,0 +1,253 @@
+//! Real processes for end-to-end tests: the `gantry` binary on port 0, the reference
+//! registry, and the third-party clients (skopeo, oras) that drive them.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The shared test tools (mkimage.py, start-peer-registry.sh).
+pub(crate) fn tools_dir() -> PathBuf {
+    match std::env::var_os("GANTRY_SHARED_TOOLS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools"),
+    }
+}
+
+/// The Python that has `oras` installed (see .ci/run).
+pub(crate) fn peer_python() -> String {
+    std::env::var("PEER_PYTHON").unwrap_or_else(|_| "/opt/peer-venv/bin/python".to_owned())
+}
+
+/// Runs a command, failing the test with its output if it does not succeed.
+pub(crate) fn run(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e} (is it installed? see .ci/run)"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub(crate) fn stdout_of(command: &mut Command) -> String {
+    String::from_utf8_lossy(&run(command).stdout).into_owned()
+}
+
+/// A `gantry serve` process on a free port, stopped with SIGTERM when dropped.
+pub(crate) struct GantryServer {
+    child: Option<Child>,
+    pub(crate) address: String,
+    pub(crate) token: Option<String>,
+    pub(crate) stderr_log: PathBuf,
+}
+
+impl GantryServer {
+    /// Starts `gantry serve --listen 127.0.0.1:0 ARGS…` in `work_dir` with `env`, and
+    /// waits until it prints its address (bind happens before that line).
+    pub(crate) fn start(work_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> GantryServer {
+        let stderr_log = work_dir.join(format!("gantry-{}.log", uuid_like()));
+        let stderr = std::fs::File::create(&stderr_log).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(work_dir)
+            .env_remove("GANTRY_DATABASE_URL")
+            .env_remove("GANTRY_BLOB_STORE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn gantry");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut token = None;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(t) = line.strip_prefix("gantry: admin token: ") {
+                    token = Some(t.trim().to_owned());
+                }
+                if let Some(address) = line.strip_prefix("gantry: listening on http://") {
+                    let _ = sender.send((address.trim().to_owned(), token.clone()));
+                }
+            }
+        });
+        let (address, token) = match receiver.recv_timeout(Duration::from_secs(30)) {
+            Ok(found) => found,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gantry did not start; log:\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            }
+        };
+        GantryServer {
+            child: Some(child),
+            address,
+            token,
+            stderr_log,
+        }
+    }
+
+    pub(crate) fn token(&self) -> &str {
+        self.token
+            .as_deref()
+            .expect("this server printed an admin token")
+    }
+
+    pub(crate) fn creds(&self) -> String {
+        format!("admin:{}", self.token())
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+        child.wait().expect("wait for gantry")
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub(crate) fn signal_terminate(&self) {
+        run(Command::new("kill").args(["-TERM", &self.pid().to_string()]));
+    }
+
+    /// Waits (bounded) until the server's log contains `text`.
+    pub(crate) fn wait_for_log(&self, text: &str) {
+        for _ in 0..500 {
+            if self.log().contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the server never logged {text:?}; log:\n{}", self.log());
+    }
+
+    /// Waits for the process to exit.
+    pub(crate) fn wait(mut self) -> std::process::ExitStatus {
+        self.child
+            .take()
+            .expect("running")
+            .wait()
+            .expect("wait for gantry")
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for GantryServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The reference registry (`docker-registry`), stopped when dropped.
+pub(crate) struct PeerRegistry {
+    pid: u32,
+    pub(crate) address: String,
+    root: tempfile::TempDir,
+}
+
+impl PeerRegistry {
+    pub(crate) fn start() -> PeerRegistry {
+        let port = free_port();
+        let root = tempfile::tempdir().expect("temporary directory");
+        let pid = stdout_of(
+            Command::new("bash")
+                .arg(tools_dir().join("start-peer-registry.sh"))
+                .arg(port.to_string())
+                .arg(root.path()),
+        );
+        let pid = pid
+            .trim()
+            .parse()
+            .expect("start-peer-registry.sh prints the PID");
+        PeerRegistry {
+            pid,
+            address: format!("127.0.0.1:{port}"),
+            root,
+        }
+    }
+}
+
+impl Drop for PeerRegistry {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        let _ = &self.root;
+    }
+}
+
+/// A port nobody listens on right now.
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{nanos:x}")
+}
+
+/// Writes an OCI layout with mkimage.py and returns its JSON description lines.
+pub(crate) fn make_image(dir: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = stdout_of(
+        Command::new("python3")
+            .arg(tools_dir().join("mkimage.py"))
+            .arg(dir)
+            .args(args),
+    );
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("mkimage prints JSON"))
+        .collect()
+}
+
+pub(crate) fn skopeo() -> Command {
+    let mut command = Command::new("skopeo");
+    command.arg("--insecure-policy");
+    command
+}
+
+/// The sha256 of the manifest bytes a registry serves for `reference`.
+pub(crate) fn served_manifest_digest(reference: &str, creds: Option<&str>) -> String {
+    let mut command = skopeo();
+    command.args(["inspect", "--raw", "--tls-verify=false"]);
+    if let Some(creds) = creds {
+        command.args(["--creds", creds]);
+    }
+    let raw = run(command.arg(format!("docker://{reference}"))).stdout;
+    format!("sha256:{}", sha256_hex(&raw))
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
