@@ -61,12 +61,12 @@ pub async fn authenticate(
         .token_owner(&hash_token(credentials.secret()))
         .await?
         .ok_or(AuthError::InvalidCredentials("unknown token"))?;
-    if let Some(user) = credentials.user() {
-        if user != owner.user_name {
-            return Err(AuthError::InvalidCredentials(
-                "the token belongs to another user",
-            ));
-        }
+    if let Some(user) = credentials.user()
+        && user != owner.user_name
+    {
+        return Err(AuthError::InvalidCredentials(
+            "the token belongs to another user",
+        ));
     }
     if owner.revoked_at.is_some() {
         return Err(AuthError::InvalidCredentials("the token was revoked"));

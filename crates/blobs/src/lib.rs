@@ -24,9 +24,9 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 pub use read::BlobBody;
 
 /// How many bytes the multipart writer buffers before handing a part to the store.
-const WRITE_CHUNK: usize = 4 << 20;
+const WRITE_CHUNK: usize = 512 << 10;
 /// How many parts may be in flight to the store per upload (bounds memory per upload).
-const WRITE_CONCURRENCY: usize = 2;
+const WRITE_CONCURRENCY: usize = 4;
 
 /// What can go wrong storing or reading blobs.
 #[derive(Debug, thiserror::Error)]
@@ -288,10 +288,10 @@ impl BlobStore {
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(error) => return Err(error.into()),
             };
-            if meta.last_modified.timestamp_millis() < cutoff_millis {
-                if let Some(id) = meta.location.parts().nth(1) {
-                    stale.insert(id.as_ref().to_owned());
-                }
+            if meta.last_modified.timestamp_millis() < cutoff_millis
+                && let Some(id) = meta.location.parts().nth(1)
+            {
+                stale.insert(id.as_ref().to_owned());
             }
         }
         Ok(stale.into_iter().collect())

@@ -20,8 +20,10 @@ pub(crate) struct Config {
     pub(crate) database_url: Option<String>,
     /// A directory, `file:///PATH` or `memory://`; default: `data_dir/blobs`.
     pub(crate) blob_store: Option<String>,
-    /// Flush blob files to disk before acknowledging them (survives power loss).
-    pub(crate) blob_fsync: bool,
+    /// Flush blob files and database commits to disk before acknowledging them. Off by
+    /// default: a crash of the process never loses an acknowledged write (the page
+    /// cache survives it); turn it on to survive power loss too, at the disk's speed.
+    pub(crate) fsync: bool,
     /// `text` or `json`.
     pub(crate) log_format: LogFormat,
     /// Whether pulls need no credentials.
@@ -76,7 +78,7 @@ impl Default for Config {
             data_dir: PathBuf::from("gantry-data"),
             database_url: None,
             blob_store: None,
-            blob_fsync: true,
+            fsync: false,
             log_format: LogFormat::Text,
             anonymous_pull: false,
             max_connections: 16,
@@ -154,7 +156,7 @@ mod tests {
             data_dir = "/var/lib/gantry"
             database_url = "postgres://gantry@db/gantry"
             blob_store = "file:///srv/blobs"
-            blob_fsync = false
+            fsync = true
             log_format = "json"
             anonymous_pull = true
             max_connections = 8

@@ -45,9 +45,9 @@ pub(crate) struct ServeArgs {
     /// Blob store: a directory, file:///PATH or memory:// [default: DATA_DIR/blobs]
     #[arg(long, env = "GANTRY_BLOB_STORE")]
     blob_store: Option<String>,
-    /// Flush blobs to disk before acknowledging them [default: true]
-    #[arg(long, env = "GANTRY_BLOB_FSYNC")]
-    blob_fsync: Option<bool>,
+    /// Flush blobs and database commits to disk before acknowledging, to survive power loss [default: false]
+    #[arg(long, env = "GANTRY_FSYNC")]
+    fsync: Option<bool>,
     /// Log format [default: text]
     #[arg(long, env = "GANTRY_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,

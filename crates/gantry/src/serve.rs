@@ -25,7 +25,7 @@ fn configure(args: ServeArgs) -> anyhow::Result<Config> {
     set!(
         listen => listen,
         data_dir => data_dir,
-        blob_fsync => blob_fsync,
+        fsync => fsync,
         log_format => log_format,
         anonymous_pull => anonymous_pull,
         max_connections => max_connections,
@@ -47,9 +47,12 @@ fn configure(args: ServeArgs) -> anyhow::Result<Config> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    use std::io::IsTerminal;
+    // Colours only for a person at a terminal, never into files or log collectors.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -77,13 +80,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &config.database_url(),
         StoreOptions {
             max_connections: config.max_connections,
+            fsync: config.fsync,
             ..StoreOptions::default()
         },
     )
     .await
     .context("opening the database")?;
-    let blobs = BlobStore::open(&config.blob_store(), config.blob_fsync)
-        .context("opening the blob store")?;
+    let blobs =
+        BlobStore::open(&config.blob_store(), config.fsync).context("opening the blob store")?;
     bootstrap_admin(&store).await?;
 
     let registry_config = RegistryConfig {

@@ -21,6 +21,10 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a request waits for a free connection before failing.
     pub acquire_timeout: Duration,
+    /// SQLite: flush every commit to disk (`synchronous = FULL`) so it survives power
+    /// loss; otherwise commits survive a process crash (`NORMAL`, WAL). PostgreSQL
+    /// follows its own server settings.
+    pub fsync: bool,
 }
 
 impl Default for StoreOptions {
@@ -28,6 +32,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
+            fsync: false,
         }
     }
 }
@@ -120,8 +125,11 @@ impl Backend {
             let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                // FULL: a committed transaction survives power loss, not only a crash.
-                .synchronous(SqliteSynchronous::Full)
+                .synchronous(if options.fsync {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                })
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");

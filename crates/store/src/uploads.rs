@@ -1,6 +1,7 @@
 //! Upload sessions. A session lives in the database, not in a server's memory, so any
 //! replica can take the next chunk; its bytes are parts in the blob store.
 
+use domain::Digest;
 use sqlx::Row;
 
 use crate::{Backend, StoreError, now_millis, with_pool};
@@ -123,17 +124,41 @@ impl Uploads<'_> {
         })
     }
 
-    /// Ends the session if it still holds exactly `size` bytes, so that exactly one
-    /// request finishes it. Returns whether this call did.
-    pub async fn claim(&self, id: &str, size: i64) -> Result<bool, StoreError> {
+    /// Finishes the session: if it still holds exactly `size` bytes, deletes it and
+    /// records blob `digest` in its repository, in one transaction, so that exactly one
+    /// request finishes a session. Returns whether this call did.
+    pub async fn finish(&self, id: &str, size: i64, digest: &Digest) -> Result<bool, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let deleted = sqlx::query("DELETE FROM uploads WHERE id = $1 AND size = $2")
-                .bind(id)
+            let now = now_millis();
+            let mut tx = pool.begin().await?;
+            let Some(row) = sqlx::query(
+                "DELETE FROM uploads WHERE id = $1 AND size = $2 RETURNING repository_id",
+            )
+            .bind(id)
+            .bind(size)
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                return Ok(false);
+            };
+            let repository_id: i64 = row.get("repository_id");
+            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+                .bind(digest.to_string())
                 .bind(size)
-                .execute(pool)
-                .await?
-                .rows_affected();
-            Ok(deleted == 1)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repository_id, digest) DO NOTHING",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 

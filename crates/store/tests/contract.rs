@@ -185,9 +185,12 @@ store_tests! {
         assert_eq!(store.uploads().count().await.expect("count"), 1);
         assert_eq!(store.uploads().idle_since(store::now_millis() + 1000, 10).await.expect("idle"), ["u1"]);
         assert!(store.uploads().idle_since(0, 10).await.expect("idle").is_empty());
-        assert!(!store.uploads().claim("u1", 10).await.expect("claim"), "a stale size does not claim");
-        assert!(store.uploads().claim("u1", 15).await.expect("claim"));
-        assert!(!store.uploads().claim("u1", 15).await.expect("claim"), "only one request finishes a session");
+        let blob = digest_of("fifteen bytes..");
+        assert!(!store.uploads().finish("u1", 10, &blob).await.expect("finish"), "a stale size does not finish");
+        assert!(store.blobs().linked(r.id, &blob).await.expect("linked").is_none());
+        assert!(store.uploads().finish("u1", 15, &blob).await.expect("finish"));
+        assert_eq!(store.blobs().linked(r.id, &blob).await.expect("linked").map(|b| b.size), Some(15));
+        assert!(!store.uploads().finish("u1", 15, &blob).await.expect("finish"), "only one request finishes a session");
         store.uploads().create("u2", r.id).await.expect("create");
         assert!(store.uploads().delete("u2").await.expect("delete"));
         assert!(!store.uploads().delete("u2").await.expect("delete"));

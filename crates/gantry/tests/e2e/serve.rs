@@ -174,7 +174,7 @@ fn serve_help_documents_every_setting_with_its_environment_variable() {
         "GANTRY_DATA_DIR",
         "GANTRY_DATABASE_URL",
         "GANTRY_BLOB_STORE",
-        "GANTRY_BLOB_FSYNC",
+        "GANTRY_FSYNC",
         "GANTRY_LOG_FORMAT",
         "GANTRY_ANONYMOUS_PULL",
         "GANTRY_MAX_CONNECTIONS",

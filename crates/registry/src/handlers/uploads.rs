@@ -62,11 +62,11 @@ pub(super) async fn start(
         }
         // Not mountable: the spec says to fall back to a new upload session.
     }
-    let repository = repository_for_push(registry, name).await?;
     if let Some(digest) = query.get("digest") {
         let digest = parse_digest_param(digest)?;
-        return monolithic(registry, name, repository.id, &digest, request).await;
+        return monolithic(registry, name, &digest, request).await;
     }
+    let repository = repository_for_push(registry, name).await?;
     let id = UploadId::new();
     registry
         .store
@@ -105,6 +105,16 @@ async fn try_mount(
     let Some(source) = registry.store.repositories().get(&from).await? else {
         return Ok(None);
     };
+    // Check before creating the target, so a failed mount leaves no empty repository.
+    if registry
+        .store
+        .blobs()
+        .linked(source.id, digest)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
     let target = repository_for_push(registry, name).await?;
     match registry
         .store
@@ -120,7 +130,6 @@ async fn try_mount(
 async fn monolithic(
     registry: &Registry,
     name: &RepoName,
-    repository_id: i64,
     digest: &Digest,
     request: Request,
 ) -> Result<Response, RegistryError> {
@@ -147,10 +156,12 @@ async fn monolithic(
         return Err(digest_mismatch(digest, &actual));
     }
     registry.blobs.commit(id.as_str(), &parts, digest).await?;
+    // Created only now, so a refused upload leaves no empty repository behind.
+    let repository = repository_for_push(registry, name).await?;
     registry
         .store
         .blobs()
-        .record(repository_id, digest, to_i64(size)?)
+        .record(repository.id, digest, to_i64(size)?)
         .await?;
     Ok(blob_created(name, digest))
 }
@@ -228,28 +239,28 @@ async fn receive_chunk(
     let length = headers::content_length(request_headers)?;
     // chunk_range guarantees start <= end < u64::MAX, so the length cannot overflow.
     let announced = range.map(|(start, end)| end - start + 1);
-    if let Some((start, _)) = range {
-        if i64::try_from(start).ok() != Some(upload.size) {
-            return Err(RegistryError::new(
-                ErrorCode::BlobUploadInvalid,
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                format!(
-                    "chunk starts at {start} but the upload has {} bytes; send the chunk that starts there",
-                    upload.size
-                ),
-            )
-            .with_header(header::LOCATION, header_value(&format!("/v2/{name}/blobs/uploads/{}", upload.id)))
-            .with_header(header::RANGE, header_value(&format!("0-{}", (upload.size - 1).max(0)))));
-        }
+    if let Some((start, _)) = range
+        && i64::try_from(start).ok() != Some(upload.size)
+    {
+        return Err(RegistryError::new(
+            ErrorCode::BlobUploadInvalid,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!(
+                "chunk starts at {start} but the upload has {} bytes; send the chunk that starts there",
+                upload.size
+            ),
+        )
+        .with_header(header::LOCATION, header_value(&format!("/v2/{name}/blobs/uploads/{}", upload.id)))
+        .with_header(header::RANGE, header_value(&format!("0-{}", (upload.size - 1).max(0)))));
     }
-    if let (Some(announced), Some(length)) = (announced, length) {
-        if length != announced {
-            return Err(RegistryError::new(
-                ErrorCode::BlobUploadInvalid,
-                StatusCode::BAD_REQUEST,
-                format!("Content-Range covers {announced} bytes but Content-Length is {length}"),
-            ));
-        }
+    if let (Some(announced), Some(length)) = (announced, length)
+        && length != announced
+    {
+        return Err(RegistryError::new(
+            ErrorCode::BlobUploadInvalid,
+            StatusCode::BAD_REQUEST,
+            format!("Content-Range covers {announced} bytes but Content-Length is {length}"),
+        ));
     }
     if length == Some(0) {
         return Ok((upload.size, None));
@@ -375,8 +386,8 @@ pub(super) async fn finish(
         &mut hasher,
     )
     .await?;
-    // The blob is exactly the parts this request saw, plus its own final chunk; the
-    // claim below fails if any other request touched the session meanwhile.
+    // The blob is exactly the parts this request saw, plus its own final chunk;
+    // finishing below fails if any other request touched the session meanwhile.
     let mut parts: Vec<PartRef> = upload
         .parts
         .iter()
@@ -400,15 +411,17 @@ pub(super) async fn finish(
         registry.store.uploads().delete(&upload.id).await?;
         return Err(digest_mismatch(&digest, &actual));
     }
-    if !registry.store.uploads().claim(&upload.id, size).await? {
+    // The committed bytes are exactly the verified parts, so committing before the
+    // session is finished is safe; finishing then lets exactly one request succeed.
+    registry.blobs.commit(&upload.id, &parts, &digest).await?;
+    if !registry
+        .store
+        .uploads()
+        .finish(&upload.id, size, &digest)
+        .await?
+    {
         return Err(concurrent_change());
     }
-    registry.blobs.commit(&upload.id, &parts, &digest).await?;
-    registry
-        .store
-        .blobs()
-        .record(upload.repository_id, &digest, size)
-        .await?;
     Ok(blob_created(name, &digest))
 }
 

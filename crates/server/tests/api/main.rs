@@ -1,0 +1,16 @@
+//! The OCI Distribution v1.1 registry, health and metrics, driven in-process through
+//! `server::router` over a real store and blob store. Every test runs twice: on SQLite
+//! and on PostgreSQL (modules `sqlite` and `postgres` of each file).
+
+#[macro_use]
+mod support;
+
+mod health_and_metrics;
+mod registry_auth;
+mod registry_base;
+mod registry_blobs;
+mod registry_listing;
+mod registry_manifests;
+mod registry_names;
+mod registry_referrers;
+mod registry_uploads;
