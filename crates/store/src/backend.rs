@@ -83,6 +83,30 @@ macro_rules! lock_repository {
     };
 }
 
+/// Records blob `digest` of `size` bytes and links it to the repository, inside a
+/// transaction; idempotent. Shared by a direct record and by finishing an upload.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! record_blob {
+    ($tx:ident, $repository_id:expr, $digest:expr, $size:expr, $now:expr) => {{
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+            .bind($digest.to_string())
+            .bind($size)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind($repository_id)
+        .bind($digest.to_string())
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "registry",

@@ -4,7 +4,7 @@
 use domain::Digest;
 use sqlx::Row;
 
-use crate::{Backend, StoreError, lock_repository, now_millis, with_pool};
+use crate::{Backend, StoreError, lock_repository, now_millis, record_blob, with_pool};
 
 /// A blob as one repository sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,21 +41,7 @@ impl Blobs<'_> {
         with_pool!(self.backend, write, |pool| {
             let now = now_millis();
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
-                .bind(digest.to_string())
-                .bind(size)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (repository_id, digest) DO NOTHING",
-            )
-            .bind(repository_id)
-            .bind(digest.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            record_blob!(tx, repository_id, digest, size, now);
             tx.commit().await?;
             Ok(())
         })

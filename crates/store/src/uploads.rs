@@ -4,7 +4,7 @@
 use domain::Digest;
 use sqlx::Row;
 
-use crate::{Backend, StoreError, now_millis, with_pool};
+use crate::{Backend, StoreError, now_millis, record_blob, with_pool};
 
 /// A stored upload session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,21 +142,7 @@ impl Uploads<'_> {
                 return Ok(false);
             };
             let repository_id: i64 = row.get("repository_id");
-            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
-                .bind(digest.to_string())
-                .bind(size)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (repository_id, digest) DO NOTHING",
-            )
-            .bind(repository_id)
-            .bind(digest.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            record_blob!(tx, repository_id, digest, size, now);
             tx.commit().await?;
             Ok(true)
         })

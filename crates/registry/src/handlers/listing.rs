@@ -57,11 +57,31 @@ fn json_response<T: Serialize>(
     Ok(response)
 }
 
-fn add_next_link(response: &mut Response, path: &str, limit: u32, last: &str) {
-    response.headers_mut().insert(
-        header::LINK,
-        header_value(&format!("<{path}?n={limit}&last={last}>; rel=\"next\"")),
-    );
+impl Page {
+    /// How many entries to fetch: one more than the page, to learn whether another follows.
+    fn fetch(&self) -> i64 {
+        i64::from(self.limit) + 1
+    }
+
+    /// Cuts the fetched entries to the page; returns them and, when more follow, the
+    /// `last` value of the next page.
+    fn cut<T: ToString>(&self, mut entries: Vec<T>) -> (Vec<String>, Option<String>) {
+        let more = entries.len() > self.limit as usize;
+        entries.truncate(self.limit as usize);
+        let entries: Vec<String> = entries.iter().map(ToString::to_string).collect();
+        let next = if more { entries.last().cloned() } else { None };
+        (entries, next)
+    }
+
+    /// Adds `Link: <path?n=…&last=…>; rel="next"` when another page follows.
+    fn link_next(&self, response: &mut Response, path: &str, next: Option<String>) {
+        if let Some(last) = next {
+            let link = format!("<{path}?n={}&last={last}>; rel=\"next\"", self.limit);
+            response
+                .headers_mut()
+                .insert(header::LINK, header_value(&link));
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -77,37 +97,25 @@ pub(super) async fn tags(
 ) -> Result<Response, RegistryError> {
     let page = page(&headers::query(request.uri())?)?;
     let repository = existing_repository(registry, name).await?;
-    let mut tags = if page.limit == 0 {
-        Vec::new()
-    } else {
-        registry
-            .store
-            .manifests()
-            .tags(
-                repository.id,
-                page.last.as_deref(),
-                i64::from(page.limit) + 1,
-            )
-            .await?
+    let tags = match page.limit {
+        0 => Vec::new(),
+        _ => {
+            registry
+                .store
+                .manifests()
+                .tags(repository.id, page.last.as_deref(), page.fetch())
+                .await?
+        }
     };
-    let more = tags.len() > page.limit as usize;
-    tags.truncate(page.limit as usize);
-    let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let (tags, next) = page.cut(tags);
     let mut response = json_response(
         &TagList {
             name: name.as_str(),
-            tags: names.clone(),
+            tags,
         },
         "application/json",
     )?;
-    if let (true, Some(last)) = (more, names.last()) {
-        add_next_link(
-            &mut response,
-            &format!("/v2/{name}/tags/list"),
-            page.limit,
-            last,
-        );
-    }
+    page.link_next(&mut response, &format!("/v2/{name}/tags/list"), next);
     Ok(response)
 }
 
@@ -121,27 +129,19 @@ pub(super) async fn catalog(
     request: Request,
 ) -> Result<Response, RegistryError> {
     let page = page(&headers::query(request.uri())?)?;
-    let mut names = if page.limit == 0 {
-        Vec::new()
-    } else {
-        registry
-            .store
-            .repositories()
-            .list(page.last.as_deref(), i64::from(page.limit) + 1)
-            .await?
+    let names = match page.limit {
+        0 => Vec::new(),
+        _ => {
+            registry
+                .store
+                .repositories()
+                .list(page.last.as_deref(), page.fetch())
+                .await?
+        }
     };
-    let more = names.len() > page.limit as usize;
-    names.truncate(page.limit as usize);
-    let repositories: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let mut response = json_response(
-        &Catalog {
-            repositories: repositories.clone(),
-        },
-        "application/json",
-    )?;
-    if let (true, Some(last)) = (more, repositories.last()) {
-        add_next_link(&mut response, "/v2/_catalog", page.limit, last);
-    }
+    let (repositories, next) = page.cut(names);
+    let mut response = json_response(&Catalog { repositories }, "application/json")?;
+    page.link_next(&mut response, "/v2/_catalog", next);
     Ok(response)
 }
 
