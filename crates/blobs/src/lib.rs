@@ -9,6 +9,7 @@
 //! repositories that link it.
 
 mod read;
+mod write;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub fn new_part_key() -> String {
 #[derive(Clone)]
 pub struct BlobStore {
     objects: Arc<dyn ObjectStore>,
+    /// The same store when it is a local directory: writes then take a faster path.
+    local: Option<Arc<LocalFileSystem>>,
+    fsync: bool,
     description: String,
 }
 
@@ -93,11 +97,15 @@ impl BlobStore {
             path: dir.clone(),
             source,
         })?;
-        let local = LocalFileSystem::new_with_prefix(&dir)?
-            .with_automatic_cleanup(true)
-            .with_fsync(fsync);
+        let local = Arc::new(
+            LocalFileSystem::new_with_prefix(&dir)?
+                .with_automatic_cleanup(true)
+                .with_fsync(fsync),
+        );
         Ok(BlobStore {
-            objects: Arc::new(local),
+            objects: local.clone(),
+            local: Some(local),
+            fsync,
             description: format!("file://{}", dir.display()),
         })
     }
@@ -106,6 +114,8 @@ impl BlobStore {
     pub fn memory() -> BlobStore {
         BlobStore {
             objects: Arc::new(InMemory::new()),
+            local: None,
+            fsync: false,
             description: "memory://".to_owned(),
         }
     }
@@ -147,6 +157,11 @@ impl BlobStore {
         E: std::fmt::Display,
     {
         let location = Self::part_path(upload_id, key);
+        if let Some(local) = &self.local {
+            let destination = local.path_to_filesystem(&location)?;
+            return write::write_local(destination, body, hasher, start, max_total, self.fsync)
+                .await;
+        }
         let upload = self.objects.put_multipart(&location).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
         let mut written: u64 = 0;

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::stream::BoxStream;
 use object_store::{GetResult, GetResultPayload};
@@ -75,28 +75,20 @@ fn read_file(
     }
     let mut remaining = len;
     while remaining > 0 {
-        let want = usize::try_from(remaining)
-            .unwrap_or(usize::MAX)
-            .min(READ_CHUNK);
-        let mut buffer = BytesMut::zeroed(want);
-        let mut filled = 0;
-        while filled < want {
-            match file.read(&mut buffer[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => return fail(error),
+        let want = remaining.min(READ_CHUNK as u64);
+        // `read_to_end` fills spare capacity without zeroing it first.
+        let mut buffer = Vec::with_capacity(READ_CHUNK);
+        match (&mut file).take(want).read_to_end(&mut buffer) {
+            Ok(0) => {
+                return fail(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "blob shorter than recorded",
+                ));
             }
+            Ok(read) => remaining -= read as u64,
+            Err(error) => return fail(error),
         }
-        if filled == 0 {
-            return fail(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "blob shorter than recorded",
-            ));
-        }
-        buffer.truncate(filled);
-        remaining -= filled as u64;
-        if sender.blocking_send(Ok(buffer.freeze())).is_err() {
+        if sender.blocking_send(Ok(Bytes::from(buffer))).is_err() {
             // The reader went away (client disconnected): stop reading.
             return;
         }

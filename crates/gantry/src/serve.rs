@@ -109,6 +109,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         realm: "gantry".to_owned(),
     };
     let state = AppState::new(store.clone(), blobs, registry_config);
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -125,7 +127,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         maintenance_stopped,
     ));
     axum::serve(listener, server::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal(terminate))
         .await
         .context("serving")?;
     let _ = stop_maintenance.send(true);
@@ -160,24 +162,13 @@ async fn bootstrap_admin(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
+/// Waits for SIGTERM or Ctrl-C. The handlers are installed by the caller before the
+/// server announces itself, so a signal that arrives right after start is not lost
+/// (the default action would kill the process instead of shutting it down).
+async fn shutdown_signal(mut terminate: tokio::signal::unix::Signal) {
     tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
     tracing::info!("shutting down: finishing in-flight requests");
 }

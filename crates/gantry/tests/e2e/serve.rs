@@ -15,6 +15,19 @@ fn curl_status(args: &[&str]) -> String {
     )
 }
 
+/// Waits (bounded) until /metrics contains `line`.
+fn wait_for_metric(address: &str, line: &str) {
+    for _ in 0..500 {
+        let metrics =
+            stdout_of(Command::new("curl").args(["-s", &format!("http://{address}/metrics")]));
+        if metrics.lines().any(|l| l.trim() == line) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("/metrics never showed {line:?}");
+}
+
 #[test]
 fn a_first_start_creates_the_data_directory_and_prints_the_admin_token_once() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -92,6 +105,9 @@ fn sigterm_lets_an_in_flight_upload_finish_before_exiting() {
         .expect("first half");
     stream.flush().expect("flush");
     let address = server.address.clone();
+    // Signal only once the server is inside the request (a connection whose request
+    // head was not read yet is closed by a graceful shutdown, by design).
+    wait_for_metric(&address, "gantry_uploads_in_flight 1");
     server.signal_terminate();
     server.wait_for_log("shutting down");
     stream
