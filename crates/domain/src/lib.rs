@@ -4,8 +4,11 @@
 //! Nothing here does I/O. Hashing is pure computation, so the streaming
 //! [`DigestHasher`] lives here too: the registry and the blob store must agree on it.
 
+pub mod audit;
 mod digest;
+pub mod gate;
 mod names;
+pub mod pipeline;
 mod principal;
 
 pub use digest::{Digest, DigestAlgorithm, DigestError, DigestHasher};

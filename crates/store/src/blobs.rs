@@ -4,7 +4,10 @@
 use domain::Digest;
 use sqlx::Row;
 
-use crate::{Backend, StoreError, lock_repository, now_millis, record_blob, with_pool};
+use crate::{
+    Backend, NewAuditEntry, Repository, StoreError, lock_repository, now_millis, record_blob,
+    with_pool,
+};
 
 /// A blob as one repository sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,9 +101,11 @@ impl Blobs<'_> {
     /// Removes the blob from the repository, unless a manifest there still needs it.
     pub async fn unlink(
         &self,
-        repository_id: i64,
+        repository: &Repository,
         digest: &Digest,
+        actor: &str,
     ) -> Result<UnlinkOutcome, StoreError> {
+        let repository_id = repository.id;
         with_pool!(self.backend, write, |pool| {
             let mut tx = pool.begin().await?;
             lock_repository!(tx, repository_id);
@@ -125,6 +130,16 @@ impl Blobs<'_> {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if deleted == 1 {
+                let entry = NewAuditEntry {
+                    at: now_millis(),
+                    actor: actor.to_owned(),
+                    action: "delete-blob".to_owned(),
+                    subject: repository.name.to_string(),
+                    payload: serde_json::json!({ "repository": repository.name.as_str(), "digest": digest.to_string() }),
+                };
+                crate::append_audit!(tx, &entry);
+            }
             tx.commit().await?;
             Ok(if deleted == 0 {
                 UnlinkOutcome::NotLinked

@@ -9,6 +9,7 @@
 //! The API is split by aggregate: [`Store::repositories`], [`Store::blobs`],
 //! [`Store::manifests`], [`Store::uploads`], [`Store::users`].
 
+mod audit;
 mod backend;
 mod blobs;
 mod error;
@@ -17,6 +18,7 @@ mod repositories;
 mod uploads;
 mod users;
 
+pub use audit::{Audit, AuditEntry, ChainVerdict, NewAuditEntry, canonical_json};
 pub use backend::{Backend, StoreOptions};
 pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
 pub use error::StoreError;
@@ -54,6 +56,12 @@ impl Store {
             sqlx::query("SELECT 1").execute(pool).await?;
             Ok(())
         })
+    }
+
+    pub fn audit(&self) -> Audit<'_> {
+        Audit {
+            backend: &self.backend,
+        }
     }
 
     pub fn repositories(&self) -> Repositories<'_> {

@@ -3,7 +3,9 @@
 use domain::{Digest, Tag};
 use sqlx::Row;
 
-use crate::{Backend, StoreError, lock_repository, now_millis, with_pool};
+use crate::{
+    Backend, NewAuditEntry, Repository, StoreError, lock_repository, now_millis, with_pool,
+};
 
 /// What a manifest points at, checked to exist in the same repository when it is pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,12 +106,17 @@ fn parse_digest(table: &'static str, text: &str) -> Result<Digest, StoreError> {
 impl Manifests<'_> {
     /// Stores the manifest and points `tag` at it, in one transaction: either all of it
     /// happens or, for every outcome but [`PutManifestOutcome::Stored`], none of it.
+    ///
+    /// A push that changes something (a new manifest, a new or moved tag) is recorded
+    /// in the audit log in the same transaction, as done by `actor`.
     pub async fn put(
         &self,
-        repository_id: i64,
+        repository: &Repository,
         manifest: &NewManifest,
         tag: Option<(&Tag, TagPolicy)>,
+        actor: &str,
     ) -> Result<PutManifestOutcome, StoreError> {
+        let repository_id = repository.id;
         with_pool!(self.backend, write, |pool| {
             let now = now_millis();
             let digest = manifest.digest.to_string();
@@ -154,6 +161,8 @@ impl Manifests<'_> {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            let mut changed = inserted == 1;
+            let mut moved_from: Option<String> = None;
             if inserted == 1 {
                 for child in &manifest.children {
                     sqlx::query(
@@ -180,6 +189,7 @@ impl Manifests<'_> {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                changed |= tagged == 1;
                 if tagged == 0 {
                     let row = sqlx::query(
                         "SELECT digest FROM tags WHERE repository_id = $1 AND name = $2",
@@ -202,8 +212,27 @@ impl Manifests<'_> {
                             .bind(now)
                             .execute(&mut *tx)
                             .await?;
+                        changed = true;
+                        moved_from = Some(existing);
                     }
                 }
+            }
+            if changed {
+                let entry = NewAuditEntry {
+                    at: now,
+                    actor: actor.to_owned(),
+                    action: "push".to_owned(),
+                    subject: repository.name.to_string(),
+                    payload: serde_json::json!({
+                        "repository": repository.name.as_str(),
+                        "digest": digest,
+                        "tag": tag.map(|(t, _)| t.as_str()),
+                        "previous_digest": moved_from,
+                        "media_type": manifest.media_type,
+                        "size": manifest.content.len(),
+                    }),
+                };
+                crate::append_audit!(tx, &entry);
             }
             tx.commit().await?;
             Ok(PutManifestOutcome::Stored)
@@ -336,9 +365,11 @@ impl Manifests<'_> {
     /// Deletes the manifest and every tag pointing at it, unless an index still lists it.
     pub async fn delete(
         &self,
-        repository_id: i64,
+        repository: &Repository,
         digest: &Digest,
+        actor: &str,
     ) -> Result<DeleteManifestOutcome, StoreError> {
+        let repository_id = repository.id;
         with_pool!(self.backend, write, |pool| {
             let mut tx = pool.begin().await?;
             lock_repository!(tx, repository_id);
@@ -368,6 +399,16 @@ impl Manifests<'_> {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+            if deleted == 1 {
+                let entry = NewAuditEntry {
+                    at: now_millis(),
+                    actor: actor.to_owned(),
+                    action: "delete-manifest".to_owned(),
+                    subject: repository.name.to_string(),
+                    payload: serde_json::json!({ "repository": repository.name.as_str(), "digest": digest.to_string() }),
+                };
+                crate::append_audit!(tx, &entry);
+            }
             tx.commit().await?;
             Ok(if deleted == 0 {
                 DeleteManifestOutcome::NotFound
@@ -378,15 +419,35 @@ impl Manifests<'_> {
     }
 
     /// Removes a tag (the manifest stays). Returns whether the tag existed.
-    pub async fn delete_tag(&self, repository_id: i64, tag: &Tag) -> Result<bool, StoreError> {
+    pub async fn delete_tag(
+        &self,
+        repository: &Repository,
+        tag: &Tag,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let deleted = sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2")
-                .bind(repository_id)
-                .bind(tag.as_str())
-                .execute(pool)
-                .await?
-                .rows_affected();
-            Ok(deleted > 0)
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query(
+                "DELETE FROM tags WHERE repository_id = $1 AND name = $2 RETURNING digest",
+            )
+            .bind(repository.id)
+            .bind(tag.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = deleted else {
+                return Ok(false);
+            };
+            let digest: String = row.get("digest");
+            let entry = NewAuditEntry {
+                at: now_millis(),
+                actor: actor.to_owned(),
+                action: "delete-tag".to_owned(),
+                subject: repository.name.to_string(),
+                payload: serde_json::json!({ "repository": repository.name.as_str(), "tag": tag.as_str(), "digest": digest }),
+            };
+            crate::append_audit!(tx, &entry);
+            tx.commit().await?;
+            Ok(true)
         })
     }
 }

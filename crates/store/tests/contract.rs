@@ -59,8 +59,8 @@ store_tests! {
         assert!(store.blobs().mount(b.id, a.id, &digest_of("other")).await.expect("mount").is_none());
         assert!(store.blobs().mount(a.id, b.id, &blob).await.expect("mount").is_some());
         assert!(store.blobs().linked(b.id, &blob).await.expect("linked").is_some(), "mounted into b");
-        assert_eq!(store.blobs().unlink(b.id, &blob).await.expect("unlink"), UnlinkOutcome::Unlinked);
-        assert_eq!(store.blobs().unlink(b.id, &blob).await.expect("unlink"), UnlinkOutcome::NotLinked);
+        assert_eq!(store.blobs().unlink(&b, &blob, "tester").await.expect("unlink"), UnlinkOutcome::Unlinked);
+        assert_eq!(store.blobs().unlink(&b, &blob, "tester").await.expect("unlink"), UnlinkOutcome::NotLinked);
         assert!(store.blobs().linked(a.id, &blob).await.expect("linked").is_some(), "a keeps its link");
     }
 
@@ -68,12 +68,12 @@ store_tests! {
         let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
         let layer = digest_of("layer");
         let m = manifest("m1", vec![ManifestChild::Blob(layer.clone())]);
-        let outcome = store.manifests().put(r.id, &m, Some((&tag("v1"), TagPolicy::Immutable))).await.expect("put");
+        let outcome = store.manifests().put(&r, &m, Some((&tag("v1"), TagPolicy::Immutable)), "tester").await.expect("put");
         assert_eq!(outcome, PutManifestOutcome::MissingBlob(layer.clone()));
         assert!(store.manifests().by_digest(r.id, &m.digest).await.expect("get").is_none());
         assert!(store.manifests().by_tag(r.id, &tag("v1")).await.expect("get").is_none());
         store.blobs().record(r.id, &layer, 5).await.expect("record");
-        let outcome = store.manifests().put(r.id, &m, Some((&tag("v1"), TagPolicy::Immutable))).await.expect("put");
+        let outcome = store.manifests().put(&r, &m, Some((&tag("v1"), TagPolicy::Immutable)), "tester").await.expect("put");
         assert_eq!(outcome, PutManifestOutcome::Stored);
         let got = store.manifests().by_tag(r.id, &tag("v1")).await.expect("get").expect("tagged");
         assert_eq!(got.digest, m.digest);
@@ -85,14 +85,14 @@ store_tests! {
         let first = manifest("first", vec![]);
         let second = manifest("second", vec![]);
         let v1 = tag("v1");
-        assert_eq!(store.manifests().put(r.id, &first, Some((&v1, TagPolicy::Immutable))).await.expect("put"), PutManifestOutcome::Stored);
-        assert_eq!(store.manifests().put(r.id, &first, Some((&v1, TagPolicy::Immutable))).await.expect("put"), PutManifestOutcome::Stored);
+        assert_eq!(store.manifests().put(&r, &first, Some((&v1, TagPolicy::Immutable)), "tester").await.expect("put"), PutManifestOutcome::Stored);
+        assert_eq!(store.manifests().put(&r, &first, Some((&v1, TagPolicy::Immutable)), "tester").await.expect("put"), PutManifestOutcome::Stored);
         assert_eq!(
-            store.manifests().put(r.id, &second, Some((&v1, TagPolicy::Immutable))).await.expect("put"),
+            store.manifests().put(&r, &second, Some((&v1, TagPolicy::Immutable)), "tester").await.expect("put"),
             PutManifestOutcome::TagImmutable { existing: first.digest.clone() }
         );
         assert!(store.manifests().by_digest(r.id, &second.digest).await.expect("get").is_none(), "refused push stored nothing");
-        assert_eq!(store.manifests().put(r.id, &second, Some((&v1, TagPolicy::Mutable))).await.expect("put"), PutManifestOutcome::Stored);
+        assert_eq!(store.manifests().put(&r, &second, Some((&v1, TagPolicy::Mutable)), "tester").await.expect("put"), PutManifestOutcome::Stored);
         assert_eq!(store.manifests().by_tag(r.id, &v1).await.expect("get").expect("tag").digest, second.digest);
     }
 
@@ -100,7 +100,7 @@ store_tests! {
         let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
         let m = manifest("m", vec![]);
         for t in ["v2", "V1", "v10", "_x", "a.b", "a-b", "v1"] {
-            store.manifests().put(r.id, &m, Some((&tag(t), TagPolicy::Immutable))).await.expect("put");
+            store.manifests().put(&r, &m, Some((&tag(t), TagPolicy::Immutable)), "tester").await.expect("put");
         }
         let all: Vec<String> = store.manifests().tags(r.id, None, 100).await.expect("tags").iter().map(|t| t.to_string()).collect();
         assert_eq!(all, ["_x", "a-b", "a.b", "V1", "v1", "v10", "v2"]);
@@ -111,7 +111,7 @@ store_tests! {
     async fn referrers_are_found_by_subject_and_filtered_by_artifact_type(store) {
         let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
         let subject = manifest("subject", vec![]);
-        store.manifests().put(r.id, &subject, None).await.expect("put");
+        store.manifests().put(&r, &subject, None, "tester").await.expect("put");
         let mut sbom = manifest("sbom", vec![]);
         sbom.subject = Some(subject.digest.clone());
         sbom.artifact_type = Some("application/spdx+json".into());
@@ -119,8 +119,8 @@ store_tests! {
         let mut signature = manifest("sig", vec![]);
         signature.subject = Some(subject.digest.clone());
         signature.artifact_type = Some("application/vnd.dev.sigstore".into());
-        store.manifests().put(r.id, &sbom, None).await.expect("put");
-        store.manifests().put(r.id, &signature, None).await.expect("put");
+        store.manifests().put(&r, &sbom, None, "tester").await.expect("put");
+        store.manifests().put(&r, &signature, None, "tester").await.expect("put");
         let all = store.manifests().referrers(r.id, &subject.digest, None).await.expect("referrers");
         assert_eq!(all.len(), 2);
         let sboms = store.manifests().referrers(r.id, &subject.digest, Some("application/spdx+json")).await.expect("referrers");
@@ -133,19 +133,19 @@ store_tests! {
     async fn deleting_manifests_respects_indexes_and_removes_tags(store) {
         let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
         let child = manifest("child", vec![]);
-        store.manifests().put(r.id, &child, Some((&tag("c"), TagPolicy::Immutable))).await.expect("put");
+        store.manifests().put(&r, &child, Some((&tag("c"), TagPolicy::Immutable)), "tester").await.expect("put");
         let index = manifest("index", vec![ManifestChild::Manifest(child.digest.clone())]);
-        assert_eq!(store.manifests().put(r.id, &index, Some((&tag("i"), TagPolicy::Immutable))).await.expect("put"), PutManifestOutcome::Stored);
+        assert_eq!(store.manifests().put(&r, &index, Some((&tag("i"), TagPolicy::Immutable)), "tester").await.expect("put"), PutManifestOutcome::Stored);
         assert_eq!(
-            store.manifests().delete(r.id, &child.digest).await.expect("delete"),
+            store.manifests().delete(&r, &child.digest, "tester").await.expect("delete"),
             DeleteManifestOutcome::StillReferenced { by: index.digest.clone() }
         );
-        assert_eq!(store.manifests().delete(r.id, &index.digest).await.expect("delete"), DeleteManifestOutcome::Deleted);
+        assert_eq!(store.manifests().delete(&r, &index.digest, "tester").await.expect("delete"), DeleteManifestOutcome::Deleted);
         assert!(store.manifests().by_tag(r.id, &tag("i")).await.expect("get").is_none(), "tag went with the manifest");
-        assert_eq!(store.manifests().delete(r.id, &child.digest).await.expect("delete"), DeleteManifestOutcome::Deleted);
-        assert_eq!(store.manifests().delete(r.id, &child.digest).await.expect("delete"), DeleteManifestOutcome::NotFound);
+        assert_eq!(store.manifests().delete(&r, &child.digest, "tester").await.expect("delete"), DeleteManifestOutcome::Deleted);
+        assert_eq!(store.manifests().delete(&r, &child.digest, "tester").await.expect("delete"), DeleteManifestOutcome::NotFound);
         let missing = manifest("missing-child", vec![ManifestChild::Manifest(digest_of("nope"))]);
-        assert_eq!(store.manifests().put(r.id, &missing, None).await.expect("put"), PutManifestOutcome::MissingManifest(digest_of("nope")));
+        assert_eq!(store.manifests().put(&r, &missing, None, "tester").await.expect("put"), PutManifestOutcome::MissingManifest(digest_of("nope")));
     }
 
     async fn a_blob_in_use_by_a_manifest_cannot_be_unlinked(store) {
@@ -153,18 +153,18 @@ store_tests! {
         let layer = digest_of("layer");
         store.blobs().record(r.id, &layer, 5).await.expect("record");
         let m = manifest("m", vec![ManifestChild::Blob(layer.clone())]);
-        store.manifests().put(r.id, &m, None).await.expect("put");
-        assert_eq!(store.blobs().unlink(r.id, &layer).await.expect("unlink"), UnlinkOutcome::StillReferenced { manifest: m.digest.clone() });
-        assert_eq!(store.manifests().delete(r.id, &m.digest).await.expect("delete"), DeleteManifestOutcome::Deleted);
-        assert_eq!(store.blobs().unlink(r.id, &layer).await.expect("unlink"), UnlinkOutcome::Unlinked);
+        store.manifests().put(&r, &m, None, "tester").await.expect("put");
+        assert_eq!(store.blobs().unlink(&r, &layer, "tester").await.expect("unlink"), UnlinkOutcome::StillReferenced { manifest: m.digest.clone() });
+        assert_eq!(store.manifests().delete(&r, &m.digest, "tester").await.expect("delete"), DeleteManifestOutcome::Deleted);
+        assert_eq!(store.blobs().unlink(&r, &layer, "tester").await.expect("unlink"), UnlinkOutcome::Unlinked);
     }
 
     async fn tag_deletion_leaves_the_manifest(store) {
         let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
         let m = manifest("m", vec![]);
-        store.manifests().put(r.id, &m, Some((&tag("v1"), TagPolicy::Immutable))).await.expect("put");
-        assert!(store.manifests().delete_tag(r.id, &tag("v1")).await.expect("delete"));
-        assert!(!store.manifests().delete_tag(r.id, &tag("v1")).await.expect("delete"));
+        store.manifests().put(&r, &m, Some((&tag("v1"), TagPolicy::Immutable)), "tester").await.expect("put");
+        assert!(store.manifests().delete_tag(&r, &tag("v1"), "tester").await.expect("delete"));
+        assert!(!store.manifests().delete_tag(&r, &tag("v1"), "tester").await.expect("delete"));
         assert!(store.manifests().by_digest(r.id, &m.digest).await.expect("get").is_some());
     }
 
@@ -208,5 +208,26 @@ store_tests! {
         store.users().create_token(NewToken { id: "t3", user_name: "dev", description: "d", token_hash: "h3", expires_at: Some(5) }).await.expect("token");
         let dev = store.users().token_owner("h3").await.expect("owner").expect("known");
         assert_eq!((dev.admin, dev.expires_at), (false, Some(5)));
+    }
+
+    async fn pushes_and_deletions_are_audited_with_their_actor_and_no_ops_are_not(store) {
+        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let first = manifest("first", vec![]);
+        let second = manifest("second", vec![]);
+        store.manifests().put(&r, &first, Some((&tag("latest"), TagPolicy::Mutable)), "ann").await.expect("put");
+        store.manifests().put(&r, &first, Some((&tag("latest"), TagPolicy::Mutable)), "ann").await.expect("same again");
+        store.manifests().put(&r, &second, Some((&tag("latest"), TagPolicy::Mutable)), "bob").await.expect("move");
+        let refused = store.manifests().put(&r, &first, Some((&tag("v1"), TagPolicy::Immutable)), "eve").await.expect("put");
+        assert_eq!(refused, PutManifestOutcome::Stored);
+        let refused = store.manifests().put(&r, &second, Some((&tag("v1"), TagPolicy::Immutable)), "eve").await.expect("put");
+        assert!(matches!(refused, PutManifestOutcome::TagImmutable { .. }));
+        assert!(store.manifests().delete_tag(&r, &tag("v1"), "carl").await.expect("delete tag"));
+        let entries = store.audit().entries(0, 100).await.expect("entries");
+        let summary: Vec<(&str, &str)> = entries.iter().map(|e| (e.actor.as_str(), e.action.as_str())).collect();
+        assert_eq!(summary, [("ann", "push"), ("bob", "push"), ("eve", "push"), ("carl", "delete-tag")], "no entry for the no-op or the refused push");
+        let moved: serde_json::Value = serde_json::from_str(&entries[1].payload).expect("json");
+        assert_eq!(moved["previous_digest"], first.digest.to_string());
+        assert_eq!(moved["digest"], second.digest.to_string());
+        assert!(matches!(store.audit().verify().await.expect("verify"), store::ChainVerdict::Intact { entries: 4, .. }));
     }
 }

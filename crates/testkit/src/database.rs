@@ -13,6 +13,7 @@ pub enum Backend {
 /// A database that exists for one test. A PostgreSQL database is dropped when this
 /// value is dropped; a SQLite file disappears with its temporary directory.
 pub struct TestDatabase {
+    backend: Backend,
     url: String,
     admin_url: Option<String>,
     name: String,
@@ -31,6 +32,7 @@ impl TestDatabase {
                 let directory = tempfile::tempdir().expect("temporary directory");
                 let url = format!("sqlite://{}", directory.path().join("gantry.db").display());
                 TestDatabase {
+                    backend,
                     url,
                     admin_url: None,
                     name: String::new(),
@@ -53,6 +55,7 @@ impl TestDatabase {
                     None => panic!("GANTRY_TEST_POSTGRES_URL must end in /DATABASE"),
                 };
                 TestDatabase {
+                    backend,
                     url,
                     admin_url: Some(admin_url),
                     name,
@@ -60,6 +63,10 @@ impl TestDatabase {
                 }
             }
         }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub fn url(&self) -> &str {

@@ -2,6 +2,7 @@
 //! (skopeo, oras, the reference registry, plain TCP). These need the peers that
 //! `.ci/run` installs; a missing peer fails the test, it never skips it.
 
+mod crash;
 mod oras;
 mod serve;
 mod skopeo;

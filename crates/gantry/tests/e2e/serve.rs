@@ -16,7 +16,7 @@ fn curl_status(args: &[&str]) -> String {
 }
 
 /// Waits (bounded) until /metrics contains `line`.
-fn wait_for_metric(address: &str, line: &str) {
+pub(crate) fn wait_for_metric(address: &str, line: &str) {
     for _ in 0..500 {
         let metrics =
             stdout_of(Command::new("curl").args(["-s", &format!("http://{address}/metrics")]));

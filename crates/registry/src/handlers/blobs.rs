@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use domain::{Digest, RepoName};
+use domain::{Digest, Principal, RepoName};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use store::UnlinkOutcome;
 
@@ -79,11 +79,17 @@ pub(super) async fn get(
 
 pub(super) async fn delete(
     registry: &Registry,
+    principal: &Principal,
     name: &RepoName,
     digest: &Digest,
 ) -> Result<Response, RegistryError> {
     let repository = existing_repository(registry, name).await?;
-    match registry.store.blobs().unlink(repository.id, digest).await? {
+    match registry
+        .store
+        .blobs()
+        .unlink(&repository, digest, principal.display_name())
+        .await?
+    {
         UnlinkOutcome::Unlinked => Ok(crate::empty(StatusCode::ACCEPTED)),
         UnlinkOutcome::NotLinked => Err(blob_unknown(digest, name)),
         // 405 is what the spec allows for a refused blob deletion.

@@ -128,7 +128,7 @@ pub(super) async fn put(
     match registry
         .store
         .manifests()
-        .put(repository.id, &new, tag)
+        .put(&repository, &new, tag, principal.display_name())
         .await?
     {
         PutManifestOutcome::Stored => {}
@@ -177,6 +177,7 @@ pub(super) async fn put(
 
 pub(super) async fn delete(
     registry: &Registry,
+    principal: &Principal,
     name: &RepoName,
     reference: &Reference,
 ) -> Result<Response, RegistryError> {
@@ -186,7 +187,7 @@ pub(super) async fn delete(
             if !registry
                 .store
                 .manifests()
-                .delete_tag(repository.id, tag)
+                .delete_tag(&repository, tag, principal.display_name())
                 .await?
             {
                 return Err(manifest_unknown(reference));
@@ -195,7 +196,7 @@ pub(super) async fn delete(
         Reference::Digest(digest) => match registry
             .store
             .manifests()
-            .delete(repository.id, digest)
+            .delete(&repository, digest, principal.display_name())
             .await?
         {
             DeleteManifestOutcome::Deleted => {}

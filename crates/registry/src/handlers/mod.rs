@@ -44,12 +44,14 @@ pub(crate) async fn handle(
             manifests::put(registry, principal, &name, &reference, request).await
         }
         Endpoint::DeleteManifest { name, reference } => {
-            manifests::delete(registry, &name, &reference).await
+            manifests::delete(registry, principal, &name, &reference).await
         }
         Endpoint::GetBlob { name, digest } => {
             blobs::get(registry, &name, &digest, head, request.headers()).await
         }
-        Endpoint::DeleteBlob { name, digest } => blobs::delete(registry, &name, &digest).await,
+        Endpoint::DeleteBlob { name, digest } => {
+            blobs::delete(registry, principal, &name, &digest).await
+        }
         Endpoint::StartUpload { name } => uploads::start(registry, principal, &name, request).await,
         Endpoint::UploadStatus { name, id } => uploads::status(registry, &name, &id).await,
         Endpoint::PatchUpload { name, id } => uploads::patch(registry, &name, &id, request).await,

@@ -1,0 +1,22 @@
+-- The hash-chained audit log. `audit_head` holds the sequence and hash of the latest
+-- entry; appending updates it first, which serializes appenders.
+
+CREATE TABLE audit_head (
+    id        BIGINT PRIMARY KEY CHECK (id = 1),
+    sequence  BIGINT NOT NULL,
+    hash      TEXT    NOT NULL
+);
+INSERT INTO audit_head (id, sequence, hash)
+VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+
+CREATE TABLE audit_log (
+    sequence       BIGINT PRIMARY KEY,
+    at             BIGINT NOT NULL,
+    actor          TEXT    NOT NULL,
+    action         TEXT    NOT NULL,
+    subject        TEXT    NOT NULL,
+    payload        TEXT    NOT NULL,
+    previous_hash  TEXT    NOT NULL,
+    hash           TEXT    NOT NULL
+);
+CREATE INDEX audit_log_by_subject ON audit_log (subject, sequence);
