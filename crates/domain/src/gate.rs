@@ -34,7 +34,6 @@ pub enum FreezeWindow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct WeekTime(u32);
 
-
 impl fmt::Debug for FreezeWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.text())
