@@ -18,6 +18,10 @@ const QUEUE: usize = 16;
 
 enum Message {
     Data(Bytes),
+    /// The body ended normally: keep the part.
+    Finish,
+    /// Anything else (an error, or a channel closed without `Finish` because the
+    /// request was dropped): discard the part.
     Abort,
 }
 
@@ -45,15 +49,16 @@ where
             }
             let written = (|| -> Result<bool, std::io::Error> {
                 let mut file = std::fs::File::create(&staging)?;
-                while let Some(message) = receiver.blocking_recv() {
-                    match message {
-                        Message::Data(chunk) => {
+                loop {
+                    match receiver.blocking_recv() {
+                        Some(Message::Data(chunk)) => {
                             if let Some(hasher) = thread_hasher.as_mut() {
                                 hasher.update(&chunk);
                             }
                             file.write_all(&chunk)?;
                         }
-                        Message::Abort => return Ok(false),
+                        Some(Message::Finish) => break,
+                        Some(Message::Abort) | None => return Ok(false),
                     }
                 }
                 if fsync {
@@ -100,9 +105,12 @@ where
         Ok(())
     }
     .await;
-    if received.is_err() {
-        let _ = sender.send(Message::Abort).await;
-    }
+    let last = if received.is_ok() {
+        Message::Finish
+    } else {
+        Message::Abort
+    };
+    let _ = sender.send(last).await;
     drop(sender);
     let finished = writer
         .await

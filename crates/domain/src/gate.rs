@@ -265,7 +265,11 @@ fn soak_condition(soak: std::time::Duration, evidence: &Evidence<'_>) -> Conditi
             format!("must run {} in the previous stage first", human(required)),
         ),
         PreviousStage::DeployedAt(at) => {
-            let ran = evidence.now.duration_since(at);
+            // A deployment time ahead of `now` (clock skew between replicas) counts as zero.
+            let ran = evidence
+                .now
+                .duration_since(at)
+                .max(jiff::SignedDuration::ZERO);
             if ran >= required {
                 (
                     true,
@@ -405,7 +409,14 @@ fn approvals(gate: &Gate, evidence: &Evidence<'_>) -> Vec<Condition> {
         .approvals
         .iter()
         .enumerate()
-        .flat_map(|(rule, r)| std::iter::repeat_n(rule, usize::try_from(r.count).unwrap_or(0)))
+        // More slots than eligible people could never be filled; capping them keeps a
+        // huge count from allocating without bound.
+        .flat_map(|(rule, r)| {
+            std::iter::repeat_n(
+                rule,
+                usize::try_from(r.count).unwrap_or(0).min(eligible.len()),
+            )
+        })
         .collect();
     let mut slot_holder: Vec<Option<usize>> = vec![None; slots.len()];
     for person in 0..eligible.len() {

@@ -94,9 +94,12 @@ impl Registry {
                 break;
             }
             for id in ids {
-                self.blobs.discard_all(&id).await?;
-                self.store.uploads().delete(&id).await?;
-                purged += 1;
+                // The row goes first and only if still idle, so a chunk acknowledged in
+                // the meantime is never discarded under a live session.
+                if self.store.uploads().delete_if_idle(&id, cutoff).await? {
+                    self.blobs.discard_all(&id).await?;
+                    purged += 1;
+                }
             }
         }
         // Parts with no session: a monolithic upload cut off before it finished.

@@ -185,16 +185,26 @@ impl Audit<'_> {
         })
     }
 
-    /// Recomputes the whole chain and names the first entry that does not verify.
+    /// Recomputes the chain up to the head as it stands when verification starts (later
+    /// appends are left for the next run) and names the first entry that does not verify.
     pub async fn verify(&self) -> Result<ChainVerdict, StoreError> {
+        let (head_sequence, head_hash) = with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query("SELECT sequence, hash FROM audit_head WHERE id = 1")
+                .fetch_one(pool)
+                .await?;
+            Ok::<(i64, String), StoreError>((row.get("sequence"), row.get("hash")))
+        })?;
         let mut expected_previous = GENESIS_HASH.to_owned();
         let mut expected_sequence = 1;
-        loop {
+        'pages: while expected_sequence <= head_sequence {
             let page = self.entries(expected_sequence - 1, PAGE).await?;
             if page.is_empty() {
                 break;
             }
             for entry in &page {
+                if entry.sequence > head_sequence {
+                    break 'pages;
+                }
                 if entry.sequence != expected_sequence {
                     return Ok(ChainVerdict::Broken {
                         sequence: expected_sequence,
@@ -230,14 +240,8 @@ impl Audit<'_> {
                 expected_sequence += 1;
             }
         }
-        let (head_sequence, head_hash) = with_pool!(self.backend, read, |pool| {
-            let row = sqlx::query("SELECT sequence, hash FROM audit_head WHERE id = 1")
-                .fetch_one(pool)
-                .await?;
-            Ok::<(i64, String), StoreError>((row.get("sequence"), row.get("hash")))
-        })?;
         let entries = expected_sequence - 1;
-        if head_sequence != entries || head_hash != expected_previous {
+        if entries != head_sequence || expected_previous != head_hash {
             return Ok(ChainVerdict::Broken {
                 sequence: entries + 1,
                 reason: format!(

@@ -387,11 +387,16 @@ impl Manifests<'_> {
                     by: parse_digest("manifest_references", &by)?,
                 });
             }
-            sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2")
-                .bind(repository_id)
-                .bind(digest.to_string())
-                .execute(&mut *tx)
-                .await?;
+            let removed_tags: Vec<String> = sqlx::query(
+                "DELETE FROM tags WHERE repository_id = $1 AND digest = $2 RETURNING name",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.get("name"))
+            .collect();
             let deleted =
                 sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
                     .bind(repository_id)
@@ -405,7 +410,7 @@ impl Manifests<'_> {
                     actor: actor.to_owned(),
                     action: "delete-manifest".to_owned(),
                     subject: repository.name.to_string(),
-                    payload: serde_json::json!({ "repository": repository.name.as_str(), "digest": digest.to_string() }),
+                    payload: serde_json::json!({ "repository": repository.name.as_str(), "digest": digest.to_string(), "removed_tags": removed_tags }),
                 };
                 crate::append_audit!(tx, &entry);
             }
@@ -427,6 +432,7 @@ impl Manifests<'_> {
     ) -> Result<bool, StoreError> {
         with_pool!(self.backend, write, |pool| {
             let mut tx = pool.begin().await?;
+            lock_repository!(tx, repository.id);
             let deleted = sqlx::query(
                 "DELETE FROM tags WHERE repository_id = $1 AND name = $2 RETURNING digest",
             )

@@ -50,35 +50,45 @@ impl Uploads<'_> {
         })
     }
 
-    /// The session, if it exists and belongs to the repository.
+    /// The session, if it exists and belongs to the repository. The row and its parts
+    /// are read by one statement, so they always describe the same moment.
     pub async fn get(&self, repository_id: i64, id: &str) -> Result<Option<Upload>, StoreError> {
         with_pool!(self.backend, write, |pool| {
             // Read through the writer: a chunk just acknowledged must be visible to the next request.
-            let Some(row) = sqlx::query(
-                "SELECT size, hash_state, created_at, updated_at FROM uploads WHERE id = $1 AND repository_id = $2",
+            let rows = sqlx::query(
+                "SELECT u.size, u.hash_state, u.created_at, u.updated_at, \
+                        p.start AS part_start, p.size AS part_size, p.part_key \
+                 FROM uploads u LEFT JOIN upload_parts p ON p.upload_id = u.id \
+                 WHERE u.id = $1 AND u.repository_id = $2 ORDER BY p.start",
             )
             .bind(id)
             .bind(repository_id)
-            .fetch_optional(pool)
-            .await?
-            else {
+            .fetch_all(pool)
+            .await?;
+            let Some(first) = rows.first() else {
                 return Ok(None);
             };
-            let parts = sqlx::query("SELECT start, size, part_key FROM upload_parts WHERE upload_id = $1 ORDER BY start")
-                .bind(id)
-                .fetch_all(pool)
-                .await?
+            let parts = rows
                 .iter()
-                .map(|part| UploadPart { start: part.get("start"), size: part.get("size"), key: part.get("part_key") })
+                .filter_map(|row| {
+                    let start: Option<i64> = row.get("part_start");
+                    let size: Option<i64> = row.get("part_size");
+                    let key: Option<String> = row.get("part_key");
+                    Some(UploadPart {
+                        start: start?,
+                        size: size?,
+                        key: key?,
+                    })
+                })
                 .collect();
             Ok(Some(Upload {
                 id: id.to_owned(),
                 repository_id,
-                size: row.get("size"),
-                hash_state: row.get("hash_state"),
+                size: first.get("size"),
+                hash_state: first.get("hash_state"),
                 parts,
-                created_at: row.get("created_at"),
-                updated_at: row.get("updated_at"),
+                created_at: first.get("created_at"),
+                updated_at: first.get("updated_at"),
             }))
         })
     }
@@ -145,6 +155,20 @@ impl Uploads<'_> {
             record_blob!(tx, repository_id, digest, size, now);
             tx.commit().await?;
             Ok(true)
+        })
+    }
+
+    /// Forgets the session if it is still idle since before `cutoff` (a chunk that
+    /// arrived meanwhile keeps it alive). Returns whether it was removed.
+    pub async fn delete_if_idle(&self, id: &str, cutoff: i64) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let deleted = sqlx::query("DELETE FROM uploads WHERE id = $1 AND updated_at < $2")
+                .bind(id)
+                .bind(cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            Ok(deleted > 0)
         })
     }
 

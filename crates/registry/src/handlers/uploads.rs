@@ -190,9 +190,15 @@ async fn session(
     name: &RepoName,
     id: &UploadId,
 ) -> Result<Upload, RegistryError> {
-    let repository = existing_repository(registry, name)
-        .await
-        .map_err(|_| RegistryError::upload_unknown())?;
+    // An unknown repository has no sessions; any other failure (the database) is
+    // reported as itself, so clients do not restart uploads during an outage.
+    let repository = existing_repository(registry, name).await.map_err(|error| {
+        if error.code() == ErrorCode::NameUnknown {
+            RegistryError::upload_unknown()
+        } else {
+            error
+        }
+    })?;
     registry
         .store
         .uploads()
@@ -397,6 +403,15 @@ pub(super) async fn finish(
         })
         .collect();
     parts.extend(last_part);
+    // The parts must tile the blob exactly: anything else means the session changed
+    // under this request, and committing would store bytes nobody hashed.
+    let covered: u64 = parts.iter().map(|p| p.size).sum();
+    let contiguous = upload.parts.iter().try_fold(0i64, |offset, part| {
+        (part.start == offset).then_some(offset + part.size)
+    });
+    if contiguous.is_none() || i64::try_from(covered).ok() != Some(size) {
+        return Err(concurrent_change());
+    }
     let actual = match hasher {
         Some(hasher) if hasher.algorithm() == digest.algorithm() => hasher.finish(),
         _ => {
