@@ -92,6 +92,10 @@ pub enum DeleteManifestOutcome {
     StillReferenced {
         by: Digest,
     },
+    /// An immutable tag names it.
+    ProtectedTag {
+        tag: String,
+    },
 }
 
 /// Access to manifests and tags.
@@ -363,11 +367,15 @@ impl Manifests<'_> {
     }
 
     /// Deletes the manifest and every tag pointing at it, unless an index still lists it.
+    ///
+    /// `is_protected` says which tags may not disappear (immutable ones); a manifest
+    /// one of them names is not deleted.
     pub async fn delete(
         &self,
         repository: &Repository,
         digest: &Digest,
         actor: &str,
+        is_protected: impl Fn(&str) -> bool,
     ) -> Result<DeleteManifestOutcome, StoreError> {
         let repository_id = repository.id;
         with_pool!(self.backend, write, |pool| {
@@ -386,6 +394,14 @@ impl Manifests<'_> {
                 return Ok(DeleteManifestOutcome::StillReferenced {
                     by: parse_digest("manifest_references", &by)?,
                 });
+            }
+            let names = sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2 ORDER BY name")
+                .bind(repository_id)
+                .bind(digest.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+            if let Some(tag) = names.iter().map(|row| row.get::<String, _>("name")).find(|name| is_protected(name)) {
+                return Ok(DeleteManifestOutcome::ProtectedTag { tag });
             }
             let removed_tags: Vec<String> = sqlx::query(
                 "DELETE FROM tags WHERE repository_id = $1 AND digest = $2 RETURNING name",

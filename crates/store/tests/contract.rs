@@ -137,13 +137,18 @@ store_tests! {
         let index = manifest("index", vec![ManifestChild::Manifest(child.digest.clone())]);
         assert_eq!(store.manifests().put(&r, &index, Some((&tag("i"), TagPolicy::Immutable)), "tester").await.expect("put"), PutManifestOutcome::Stored);
         assert_eq!(
-            store.manifests().delete(&r, &child.digest, "tester").await.expect("delete"),
+            store.manifests().delete(&r, &child.digest, "tester", |_| false).await.expect("delete"),
             DeleteManifestOutcome::StillReferenced { by: index.digest.clone() }
         );
-        assert_eq!(store.manifests().delete(&r, &index.digest, "tester").await.expect("delete"), DeleteManifestOutcome::Deleted);
+        assert_eq!(
+            store.manifests().delete(&r, &index.digest, "tester", |tag| tag == "i").await.expect("delete"),
+            DeleteManifestOutcome::ProtectedTag { tag: "i".into() },
+            "a protected tag keeps its manifest"
+        );
+        assert_eq!(store.manifests().delete(&r, &index.digest, "tester", |_| false).await.expect("delete"), DeleteManifestOutcome::Deleted);
         assert!(store.manifests().by_tag(r.id, &tag("i")).await.expect("get").is_none(), "tag went with the manifest");
-        assert_eq!(store.manifests().delete(&r, &child.digest, "tester").await.expect("delete"), DeleteManifestOutcome::Deleted);
-        assert_eq!(store.manifests().delete(&r, &child.digest, "tester").await.expect("delete"), DeleteManifestOutcome::NotFound);
+        assert_eq!(store.manifests().delete(&r, &child.digest, "tester", |_| false).await.expect("delete"), DeleteManifestOutcome::Deleted);
+        assert_eq!(store.manifests().delete(&r, &child.digest, "tester", |_| false).await.expect("delete"), DeleteManifestOutcome::NotFound);
         let missing = manifest("missing-child", vec![ManifestChild::Manifest(digest_of("nope"))]);
         assert_eq!(store.manifests().put(&r, &missing, None, "tester").await.expect("put"), PutManifestOutcome::MissingManifest(digest_of("nope")));
     }
@@ -155,7 +160,7 @@ store_tests! {
         let m = manifest("m", vec![ManifestChild::Blob(layer.clone())]);
         store.manifests().put(&r, &m, None, "tester").await.expect("put");
         assert_eq!(store.blobs().unlink(&r, &layer, "tester").await.expect("unlink"), UnlinkOutcome::StillReferenced { manifest: m.digest.clone() });
-        assert_eq!(store.manifests().delete(&r, &m.digest, "tester").await.expect("delete"), DeleteManifestOutcome::Deleted);
+        assert_eq!(store.manifests().delete(&r, &m.digest, "tester", |_| false).await.expect("delete"), DeleteManifestOutcome::Deleted);
         assert_eq!(store.blobs().unlink(&r, &layer, "tester").await.expect("unlink"), UnlinkOutcome::Unlinked);
     }
 

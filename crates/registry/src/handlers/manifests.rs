@@ -3,9 +3,9 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use domain::{Digest, Principal, Reference, RepoName};
+use domain::{Digest, Principal, Reference, RepoName, Tag};
 use http::{StatusCode, header};
-use store::{DeleteManifestOutcome, NewManifest, PutManifestOutcome};
+use store::{DeleteManifestOutcome, NewManifest, PutManifestOutcome, TagPolicy};
 
 use super::{existing_repository, header_value, repository_for_push};
 use crate::error::{ErrorCode, RegistryError};
@@ -175,6 +175,19 @@ pub(super) async fn put(
     Ok(response)
 }
 
+/// Deleting an immutable tag (or the manifest it names) would let it be pushed again
+/// with other bytes, so it is refused like any other move of the tag.
+fn immutable_tag(name: &RepoName, tag: &str) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::Unsupported,
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "tag {tag} of {name} is immutable and cannot be deleted; \
+             allow mutable tags for this repository in the configuration to remove it"
+        ),
+    )
+}
+
 pub(super) async fn delete(
     registry: &Registry,
     principal: &Principal,
@@ -184,6 +197,9 @@ pub(super) async fn delete(
     let repository = existing_repository(registry, name).await?;
     match reference {
         Reference::Tag(tag) => {
+            if policy::tag_policy(&registry.config.mutable_tags, name, tag) == TagPolicy::Immutable {
+                return Err(immutable_tag(name, tag.as_str()));
+            }
             if !registry
                 .store
                 .manifests()
@@ -196,7 +212,9 @@ pub(super) async fn delete(
         Reference::Digest(digest) => match registry
             .store
             .manifests()
-            .delete(&repository, digest, principal.display_name())
+            .delete(&repository, digest, principal.display_name(), |tag| {
+                Tag::parse(tag).is_ok_and(|tag| policy::tag_policy(&registry.config.mutable_tags, name, &tag) == TagPolicy::Immutable)
+            })
             .await?
         {
             DeleteManifestOutcome::Deleted => {}
@@ -208,6 +226,7 @@ pub(super) async fn delete(
                     format!("manifest {digest} is listed by index {by}; delete the index first"),
                 ));
             }
+            DeleteManifestOutcome::ProtectedTag { tag } => return Err(immutable_tag(name, &tag)),
         },
     }
     Ok(crate::empty(StatusCode::ACCEPTED))

@@ -2,11 +2,11 @@
 //! repository may serve or forget a blob.
 
 use http::StatusCode;
-use testkit::{TestApp, app_tests};
+use testkit::TestApp;
 
 use crate::support::{
-    Blob, assert_error, assert_status, delete, error_message, get, head, push_blob, push_image,
-    sha256,
+    Blob, assert_error, assert_status, delete, error_message, get, head, mutable_tags_config,
+    push_blob, push_image, sha256,
 };
 
 /// A 100-byte blob whose bytes are easy to tell apart, pushed to `repository`.
@@ -26,7 +26,7 @@ async fn get_range(app: &TestApp, uri: &str, range: &str) -> testkit::TestRespon
     .await
 }
 
-app_tests! {
+registry_tests! {
     async fn a_blob_is_served_with_its_exact_bytes_length_and_digest(app) {
         let blob = push_numbered(&app, "acme/app").await;
         let response = get(&app, &format!("/v2/acme/app/blobs/{}", blob.digest)).await;
@@ -182,7 +182,7 @@ app_tests! {
         );
     }
 
-    async fn a_blob_a_manifest_uses_cannot_be_deleted_until_the_manifest_is(app) {
+    async fn a_blob_a_manifest_uses_cannot_be_deleted_until_the_manifest_is(app = mutable_tags_config()) {
         let image = push_image(&app, "acme/app", "v1", "in use").await;
         for blob in [&image.config, &image.layer] {
             let uri = format!("/v2/acme/app/blobs/{}", blob.digest);

@@ -7,8 +7,8 @@ use serde_json::json;
 use testkit::TestApp;
 
 use crate::support::{
-    Image, anonymous_pull_config, assert_error, assert_status, delete, get, next_link, push_image,
-    push_manifest,
+    Image, anonymous_pull_config, assert_error, assert_status, delete, get, mutable_tags_config,
+    next_link, push_image, push_manifest,
 };
 
 /// Tags in the order the registry must list them, whatever the push order: the spec's
@@ -120,7 +120,7 @@ registry_tests! {
         assert_eq!(response.json()["tags"], json!([]));
     }
 
-    async fn a_repository_whose_tags_were_deleted_lists_no_tags(app) {
+    async fn a_repository_whose_tags_were_deleted_lists_no_tags(app = mutable_tags_config()) {
         push_image(&app, "acme/app", "v1", "untagged").await;
         assert_status(
             &delete(&app, "/v2/acme/app/manifests/v1").await,

@@ -11,7 +11,8 @@ use testkit::TestApp;
 use crate::support::{
     Blob, CONFIG_MEDIA_TYPE, EMPTY_JSON_MEDIA_TYPE, EMPTY_JSON_SHA256, Image, LAYER_MEDIA_TYPE,
     Manifest, assert_error, assert_status, delete, error_message, get, head, image_index,
-    image_manifest, push_blob, push_image, push_manifest, put_manifest, sha256, streamed,
+    image_manifest, mutable_tags_config, push_blob, push_image, push_manifest, put_manifest,
+    sha256, streamed,
 };
 
 /// Asserts that `repository` has no manifest with this digest and no tag `tag`.
@@ -587,7 +588,7 @@ registry_tests! {
         }
     }
 
-    async fn deleting_a_manifest_by_digest_removes_it_and_its_tags(app) {
+    async fn deleting_a_manifest_by_digest_removes_it_and_its_tags(app = mutable_tags_config()) {
         let image = push_image(&app, "acme/app", "v1", "doomed").await;
         push_manifest(&app, "acme/app", "also", &image.manifest).await;
         let kept = push_image(&app, "acme/app", "v2", "kept").await;
@@ -619,7 +620,7 @@ registry_tests! {
         );
     }
 
-    async fn deleting_a_tag_keeps_the_manifest_it_named(app) {
+    async fn deleting_a_tag_keeps_the_manifest_it_named(app = mutable_tags_config()) {
         let image = push_image(&app, "acme/app", "v1", "tagged").await;
         let response = delete(&app, "/v2/acme/app/manifests/v1").await;
         assert_status(&response, StatusCode::ACCEPTED);
@@ -646,7 +647,22 @@ registry_tests! {
         );
     }
 
-    async fn a_manifest_an_index_lists_cannot_be_deleted_until_the_index_is(app) {
+    async fn an_immutable_tag_cannot_be_deleted_so_it_cannot_be_pushed_again_with_other_bytes(app) {
+        let image = push_image(&app, "acme/app", "v1", "immutable").await;
+        let refused = delete(&app, "/v2/acme/app/manifests/v1").await;
+        assert_error(&refused, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED");
+        assert!(refused.text().contains("immutable"), "{}", refused.text());
+        let by_digest = delete(&app, &format!("/v2/acme/app/manifests/{}", image.manifest.digest)).await;
+        assert_error(&by_digest, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED");
+        assert!(by_digest.text().contains("tag v1"), "the refusal names the tag: {}", by_digest.text());
+        assert_eq!(
+            get(&app, "/v2/acme/app/manifests/v1").await.body.as_ref(),
+            image.manifest.bytes.as_slice(),
+            "the tag still serves its bytes"
+        );
+    }
+
+    async fn a_manifest_an_index_lists_cannot_be_deleted_until_the_index_is(app = mutable_tags_config()) {
         let child = push_image(&app, "acme/app", "amd64", "child").await;
         let index = Manifest::from_json(&image_index(&[&child.manifest]));
         push_manifest(&app, "acme/app", "v1", &index).await;

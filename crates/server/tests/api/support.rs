@@ -58,6 +58,18 @@ macro_rules! registry_tests {
     (@config $config:expr) => { $config };
 }
 
+/// Every tag of every repository mutable: for tests that delete tags or the manifests
+/// tags name, which immutable tags forbid.
+pub(crate) fn mutable_tags_config() -> registry::RegistryConfig {
+    registry::RegistryConfig {
+        mutable_tags: vec![registry::MutableTagRule {
+            repository: "*".into(),
+            tags: vec!["*".into()],
+        }],
+        ..registry::RegistryConfig::default()
+    }
+}
+
 pub(crate) fn sha256(bytes: &[u8]) -> String {
     Digest::sha256_of(bytes).to_string()
 }
