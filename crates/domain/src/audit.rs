@@ -8,6 +8,27 @@ use sha2::{Digest as _, Sha256};
 /// The hash that precedes the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// What an audit entry records. Stored by its name; new kinds of change add variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// A manifest was stored or a tag was created or moved.
+    Push,
+    DeleteManifest,
+    DeleteTag,
+    DeleteBlob,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Push => "push",
+            AuditAction::DeleteManifest => "delete-manifest",
+            AuditAction::DeleteTag => "delete-tag",
+            AuditAction::DeleteBlob => "delete-blob",
+        }
+    }
+}
+
 /// The fields of one audit entry that the chain protects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditFields<'a> {

@@ -55,27 +55,24 @@ impl Digest {
     pub fn parse(text: &str) -> Result<Digest, DigestError> {
         let (algorithm, hex) = text
             .split_once(':')
-            .ok_or_else(|| DigestError::Malformed(truncate(text)))?;
-        // The image spec's algorithm grammar: [a-z0-9]+([+._-][a-z0-9]+)*
-        let algorithm_grammar_ok = !algorithm.is_empty()
-            && algorithm.split(['+', '.', '_', '-']).all(|part| {
-                !part.is_empty()
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            });
+            .ok_or_else(|| DigestError::Malformed(crate::names::shorten(text)))?;
+        let algorithm_grammar_ok = algorithm_is_well_formed(algorithm);
         if !algorithm_grammar_ok || hex.is_empty() {
-            return Err(DigestError::Malformed(truncate(text)));
+            return Err(DigestError::Malformed(crate::names::shorten(text)));
         }
         let algorithm = match algorithm {
             "sha256" => DigestAlgorithm::Sha256,
             "sha512" => DigestAlgorithm::Sha512,
-            other => return Err(DigestError::UnsupportedAlgorithm(truncate(other))),
+            other => {
+                return Err(DigestError::UnsupportedAlgorithm(crate::names::shorten(
+                    other,
+                )));
+            }
         };
         if hex.len() != algorithm.hex_len()
             || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
-            return Err(DigestError::BadEncoding(truncate(text)));
+            return Err(DigestError::BadEncoding(crate::names::shorten(text)));
         }
         Ok(Digest {
             algorithm,
@@ -89,13 +86,7 @@ impl Digest {
         let Some((algorithm, encoded)) = text.split_once(':') else {
             return false;
         };
-        let algorithm_ok = !algorithm.is_empty()
-            && algorithm.split(['+', '.', '_', '-']).all(|part| {
-                !part.is_empty()
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            });
+        let algorithm_ok = algorithm_is_well_formed(algorithm);
         let encoded_ok = !encoded.is_empty()
             && encoded
                 .bytes()
@@ -127,16 +118,15 @@ impl Digest {
     }
 }
 
-fn truncate(text: &str) -> String {
-    const MAX: usize = 160;
-    if text.len() <= MAX {
-        return text.to_owned();
-    }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+/// The image spec's algorithm grammar: `[a-z0-9]+([+._-][a-z0-9]+)*`.
+fn algorithm_is_well_formed(algorithm: &str) -> bool {
+    !algorithm.is_empty()
+        && algorithm.split(['+', '.', '_', '-']).all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 impl fmt::Display for Digest {

@@ -160,7 +160,8 @@ impl fmt::Display for Reference {
     }
 }
 
-fn shorten(text: &str) -> String {
+/// A user-supplied value cut to a length fit for an error message.
+pub(crate) fn shorten(text: &str) -> String {
     let mut out: String = text.chars().take(80).collect();
     if out.len() < text.len() {
         out.push('…');

@@ -219,13 +219,8 @@ fn descriptor_well_formed(
 }
 
 fn descriptor_digest(field: &str, descriptor: &WireDescriptor) -> Result<Digest, RegistryError> {
-    check_media_type(&format!("{field}.mediaType"), &descriptor.media_type)?;
-    if descriptor.size < 0 {
-        return Err(RegistryError::manifest_invalid(format!(
-            "{field}.size must not be negative"
-        )));
-    }
-    Digest::parse(&descriptor.digest)
+    let text = descriptor_well_formed(field, descriptor)?;
+    Digest::parse(&text)
         .map_err(|e| RegistryError::manifest_invalid(format!("{field}.digest is invalid: {e}")))
 }
 

@@ -13,7 +13,7 @@ use crate::{Backend, StoreError, with_pool};
 pub struct NewAuditEntry {
     pub at: i64,
     pub actor: String,
-    pub action: String,
+    pub action: domain::audit::AuditAction,
     pub subject: String,
     pub payload: serde_json::Value,
 }
@@ -97,7 +97,7 @@ macro_rules! append_audit {
             sequence,
             at: entry.at,
             actor: &entry.actor,
-            action: &entry.action,
+            action: entry.action.as_str(),
             subject: &entry.subject,
             payload: &payload,
             previous_hash: &previous_hash,
@@ -110,7 +110,7 @@ macro_rules! append_audit {
         .bind(sequence)
         .bind(entry.at)
         .bind(&entry.actor)
-        .bind(&entry.action)
+        .bind(entry.action.as_str())
         .bind(&entry.subject)
         .bind(&payload)
         .bind(&previous_hash)

@@ -2,6 +2,7 @@
 //! repository that may serve it (`repository_blobs`). The bytes live in the blob store.
 
 use domain::Digest;
+use domain::audit::AuditAction;
 use sqlx::Row;
 
 use crate::{
@@ -134,7 +135,7 @@ impl Blobs<'_> {
                 let entry = NewAuditEntry {
                     at: now_millis(),
                     actor: actor.to_owned(),
-                    action: "delete-blob".to_owned(),
+                    action: AuditAction::DeleteBlob,
                     subject: repository.name.to_string(),
                     payload: serde_json::json!({ "repository": repository.name.as_str(), "digest": digest.to_string() }),
                 };

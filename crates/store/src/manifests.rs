@@ -1,5 +1,6 @@
 //! Manifests (stored byte-for-byte), what they reference, and the tags that name them.
 
+use domain::audit::AuditAction;
 use domain::{Digest, Tag};
 use sqlx::Row;
 
@@ -225,7 +226,7 @@ impl Manifests<'_> {
                 let entry = NewAuditEntry {
                     at: now,
                     actor: actor.to_owned(),
-                    action: "push".to_owned(),
+                    action: AuditAction::Push,
                     subject: repository.name.to_string(),
                     payload: serde_json::json!({
                         "repository": repository.name.as_str(),
@@ -395,12 +396,18 @@ impl Manifests<'_> {
                     by: parse_digest("manifest_references", &by)?,
                 });
             }
-            let names = sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2 ORDER BY name")
-                .bind(repository_id)
-                .bind(digest.to_string())
-                .fetch_all(&mut *tx)
-                .await?;
-            if let Some(tag) = names.iter().map(|row| row.get::<String, _>("name")).find(|name| is_protected(name)) {
+            let names = sqlx::query(
+                "SELECT name FROM tags WHERE repository_id = $1 AND digest = $2 ORDER BY name",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+            if let Some(tag) = names
+                .iter()
+                .map(|row| row.get::<String, _>("name"))
+                .find(|name| is_protected(name))
+            {
                 return Ok(DeleteManifestOutcome::ProtectedTag { tag });
             }
             let removed_tags: Vec<String> = sqlx::query(
@@ -424,7 +431,7 @@ impl Manifests<'_> {
                 let entry = NewAuditEntry {
                     at: now_millis(),
                     actor: actor.to_owned(),
-                    action: "delete-manifest".to_owned(),
+                    action: AuditAction::DeleteManifest,
                     subject: repository.name.to_string(),
                     payload: serde_json::json!({ "repository": repository.name.as_str(), "digest": digest.to_string(), "removed_tags": removed_tags }),
                 };
@@ -463,7 +470,7 @@ impl Manifests<'_> {
             let entry = NewAuditEntry {
                 at: now_millis(),
                 actor: actor.to_owned(),
-                action: "delete-tag".to_owned(),
+                action: AuditAction::DeleteTag,
                 subject: repository.name.to_string(),
                 payload: serde_json::json!({ "repository": repository.name.as_str(), "tag": tag.as_str(), "digest": digest }),
             };

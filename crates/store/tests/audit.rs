@@ -8,7 +8,7 @@ fn entry(n: u32) -> NewAuditEntry {
     NewAuditEntry {
         at: 1_700_000_000_000 + i64::from(n),
         actor: format!("user-{n}"),
-        action: "push".into(),
+        action: domain::audit::AuditAction::Push,
         subject: "acme/app".into(),
         payload: serde_json::json!({ "n": n, "b": [1, 2], "a": { "z": 1, "y": null } }),
     }

@@ -197,7 +197,8 @@ pub(super) async fn delete(
     let repository = existing_repository(registry, name).await?;
     match reference {
         Reference::Tag(tag) => {
-            if policy::tag_policy(&registry.config.mutable_tags, name, tag) == TagPolicy::Immutable {
+            if policy::tag_policy(&registry.config.mutable_tags, name, tag) == TagPolicy::Immutable
+            {
                 return Err(immutable_tag(name, tag.as_str()));
             }
             if !registry
@@ -213,7 +214,10 @@ pub(super) async fn delete(
             .store
             .manifests()
             .delete(&repository, digest, principal.display_name(), |tag| {
-                Tag::parse(tag).is_ok_and(|tag| policy::tag_policy(&registry.config.mutable_tags, name, &tag) == TagPolicy::Immutable)
+                Tag::parse(tag).is_ok_and(|tag| {
+                    policy::tag_policy(&registry.config.mutable_tags, name, &tag)
+                        == TagPolicy::Immutable
+                })
             })
             .await?
         {
