@@ -1,0 +1,322 @@
+//! The canonical rendering of a resource: pretty JSON in which every field is present
+//! with its effective value (defaults filled in), fields appear in one fixed order, maps
+//! are sorted by key, and durations are written one way (`1h 30m`). Two files that mean
+//! the same thing render identically, so `gantry apply --dry-run` can compare what is
+//! stored with what is about to be applied, line by line ([`crate::diff_lines`]).
+
+use std::collections::BTreeMap;
+
+use domain::pipeline::Stage;
+use serde::Serialize;
+
+use crate::application::{
+    Application, ConfigValue, EnvironmentSpec, HealthCheck, ImageKeys, InvalidationHook, Target,
+};
+use crate::pipeline::DeclaredPipeline;
+use crate::set::{Resource, ResourceKey, ResourceSet};
+use crate::text::render_duration;
+
+impl Resource {
+    /// The canonical JSON of this resource, ending with a newline.
+    pub fn canonical(&self) -> String {
+        let rendered = match self {
+            Resource::Pipeline(pipeline) => {
+                serde_json::to_string_pretty(&CanonicalPipeline::from(pipeline))
+            }
+            Resource::Application(application) => {
+                serde_json::to_string_pretty(&CanonicalApplication::from(application))
+            }
+        };
+        // Serializing plain structs with string keys into a String cannot fail.
+        let mut text = rendered.expect("canonical forms serialize to JSON");
+        text.push('\n');
+        text
+    }
+}
+
+impl ResourceSet {
+    /// The canonical rendering of every resource, by kind and name.
+    pub fn canonical(&self) -> BTreeMap<ResourceKey, String> {
+        self.resources()
+            .map(|resource| (resource.key(), resource.canonical()))
+            .collect()
+    }
+}
+
+#[derive(Serialize)]
+struct CanonicalPipeline<'a> {
+    kind: &'static str,
+    name: &'a str,
+    stages: Vec<CanonicalStage<'a>>,
+}
+
+#[derive(Serialize)]
+struct CanonicalStage<'a> {
+    name: &'a str,
+    auto: bool,
+    tier: &'static str,
+    gate: CanonicalGate<'a>,
+}
+
+#[derive(Serialize)]
+struct CanonicalGate<'a> {
+    checks: Vec<CanonicalCheck<'a>>,
+    approvals: Vec<CanonicalApproval>,
+    soak: Option<String>,
+    freeze: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CanonicalCheck<'a> {
+    name: &'a str,
+    max: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Serialize)]
+struct CanonicalApproval {
+    role: &'static str,
+    count: u32,
+}
+
+impl<'a> From<&'a DeclaredPipeline> for CanonicalPipeline<'a> {
+    fn from(declared: &'a DeclaredPipeline) -> Self {
+        let stage = |stage: &'a Stage| CanonicalStage {
+            name: stage.environment.as_str(),
+            auto: stage.auto,
+            tier: declared.release_tier(&stage.environment).as_str(),
+            gate: CanonicalGate {
+                checks: stage
+                    .gate
+                    .checks
+                    .iter()
+                    .map(|check| CanonicalCheck {
+                        name: check.name.as_str(),
+                        max: check
+                            .max
+                            .iter()
+                            .map(|(severity, limit)| (severity.as_str(), *limit))
+                            .collect(),
+                    })
+                    .collect(),
+                approvals: stage
+                    .gate
+                    .approvals
+                    .iter()
+                    .map(|rule| CanonicalApproval {
+                        role: rule.role.as_str(),
+                        count: rule.count,
+                    })
+                    .collect(),
+                soak: stage.gate.soak.map(render_duration),
+                freeze: stage
+                    .gate
+                    .freeze
+                    .iter()
+                    .map(|window| window.text())
+                    .collect(),
+            },
+        };
+        CanonicalPipeline {
+            kind: "Pipeline",
+            name: declared.name().as_str(),
+            stages: declared.pipeline().stages().iter().map(stage).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CanonicalApplication<'a> {
+    kind: &'static str,
+    name: &'a str,
+    #[serde(rename = "type")]
+    app_type: &'static str,
+    repository: &'a str,
+    pipeline: &'a str,
+    tech_stack: Option<&'a str>,
+    module: Option<&'a str>,
+    environments: BTreeMap<&'a str, CanonicalEnvironment<'a>>,
+}
+
+#[derive(Serialize)]
+struct CanonicalEnvironment<'a> {
+    target: CanonicalTarget<'a>,
+    health_check: Option<CanonicalHealthCheck<'a>>,
+    auto_rollback: bool,
+    config: BTreeMap<&'a str, CanonicalConfigValue<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum CanonicalTarget<'a> {
+    Record {},
+    Gitops {
+        repo: &'a str,
+        branch: Option<&'a str>,
+        file: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        keys: Option<CanonicalImageKeys<'a>>,
+    },
+    StaticSite {
+        destination: String,
+        default_cache_control: Option<&'a str>,
+        invalidate: Option<CanonicalInvalidate<'a>>,
+    },
+    RegistryCopy {
+        to: String,
+    },
+    Webhook {
+        url: &'a str,
+        secret_ref: Option<&'a str>,
+        timeout: String,
+    },
+    Command {
+        program: &'a str,
+        args: &'a [String],
+        timeout: String,
+    },
+}
+
+#[derive(Serialize)]
+struct CanonicalImageKeys<'a> {
+    repository: Option<&'a str>,
+    tag: Option<&'a str>,
+    digest: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum CanonicalInvalidate<'a> {
+    Url(&'a str),
+    Command {
+        program: &'a str,
+        args: &'a [String],
+    },
+}
+
+#[derive(Serialize)]
+struct CanonicalHealthCheck<'a> {
+    url: &'a str,
+    expect_status: u16,
+    timeout: String,
+    retries: u32,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum CanonicalConfigValue<'a> {
+    String(&'a str),
+    Integer(i64),
+    Boolean(bool),
+}
+
+impl<'a> From<&'a Application> for CanonicalApplication<'a> {
+    fn from(application: &'a Application) -> Self {
+        CanonicalApplication {
+            kind: "Application",
+            name: application.name.as_str(),
+            app_type: application.app_type.as_str(),
+            repository: application.repository.as_str(),
+            pipeline: application.pipeline.as_str(),
+            tech_stack: application.tech_stack.as_deref(),
+            module: application.module.as_deref(),
+            environments: application
+                .environments
+                .iter()
+                .map(|(name, environment)| (name.as_str(), CanonicalEnvironment::from(environment)))
+                .collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a EnvironmentSpec> for CanonicalEnvironment<'a> {
+    fn from(environment: &'a EnvironmentSpec) -> Self {
+        CanonicalEnvironment {
+            target: CanonicalTarget::from(&environment.target),
+            health_check: environment
+                .health_check
+                .as_ref()
+                .map(CanonicalHealthCheck::from),
+            auto_rollback: environment.auto_rollback,
+            config: environment
+                .config
+                .iter()
+                .map(|(key, value)| {
+                    let value = match value {
+                        ConfigValue::String(text) => CanonicalConfigValue::String(text),
+                        ConfigValue::Integer(number) => CanonicalConfigValue::Integer(*number),
+                        ConfigValue::Boolean(flag) => CanonicalConfigValue::Boolean(*flag),
+                    };
+                    (key.as_str(), value)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a Target> for CanonicalTarget<'a> {
+    fn from(target: &'a Target) -> Self {
+        match target {
+            Target::Record => CanonicalTarget::Record {},
+            Target::Gitops(gitops) => {
+                let (key, keys) = match &gitops.image {
+                    ImageKeys::Reference(key) => (Some(key.as_str()), None),
+                    ImageKeys::Split {
+                        repository,
+                        tag,
+                        digest,
+                    } => (
+                        None,
+                        Some(CanonicalImageKeys {
+                            repository: repository.as_ref().map(|key| key.as_str()),
+                            tag: tag.as_ref().map(|key| key.as_str()),
+                            digest: digest.as_str(),
+                        }),
+                    ),
+                };
+                CanonicalTarget::Gitops {
+                    repo: gitops.repo.as_str(),
+                    branch: gitops.branch.as_ref().map(|branch| branch.as_str()),
+                    file: gitops.file.as_str(),
+                    key,
+                    keys,
+                }
+            }
+            Target::StaticSite(site) => CanonicalTarget::StaticSite {
+                destination: site.destination.to_string(),
+                default_cache_control: site.default_cache_control.as_deref(),
+                invalidate: site.invalidate.as_ref().map(|hook| match hook {
+                    InvalidationHook::Http(url) => CanonicalInvalidate::Url(url.as_str()),
+                    InvalidationHook::Command { program, args } => {
+                        CanonicalInvalidate::Command { program, args }
+                    }
+                }),
+            },
+            Target::RegistryCopy(copy) => CanonicalTarget::RegistryCopy {
+                to: copy.to.to_string(),
+            },
+            Target::Webhook(webhook) => CanonicalTarget::Webhook {
+                url: webhook.url.as_str(),
+                secret_ref: webhook.secret_ref.as_ref().map(|secret| secret.as_str()),
+                timeout: render_duration(webhook.timeout),
+            },
+            Target::Command(command) => CanonicalTarget::Command {
+                program: &command.program,
+                args: &command.args,
+                timeout: render_duration(command.timeout),
+            },
+        }
+    }
+}
+
+impl<'a> From<&'a HealthCheck> for CanonicalHealthCheck<'a> {
+    fn from(check: &'a HealthCheck) -> Self {
+        CanonicalHealthCheck {
+            url: check.url.as_str(),
+            expect_status: check.expect_status,
+            timeout: render_duration(check.timeout),
+            retries: check.retries,
+        }
+    }
+}

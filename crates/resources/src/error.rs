@@ -1,0 +1,157 @@
+//! What is wrong with a resource file, and where: the file, the document (its 1-based
+//! index and, when known, its kind and name), the field path inside it
+//! (`stages[2].gate.approvals[0].count`) and, when the YAML parser knows it, the line.
+//!
+//! Every problem found is reported, not only the first: each document is read on its
+//! own, so one bad document does not hide the others' mistakes.
+
+use std::fmt;
+
+/// A document of a multi-document file, as far as it could be identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentLabel {
+    /// 1-based; empty documents count, so the number matches the `---` separators.
+    pub index: usize,
+    /// The `kind` as written, when it is a string.
+    pub kind: Option<String>,
+    /// The `name` as written, when it is a scalar.
+    pub name: Option<String>,
+}
+
+impl fmt::Display for DocumentLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "document {}", self.index)?;
+        match (&self.kind, &self.name) {
+            (Some(kind), Some(name)) => write!(f, " ({kind} `{name}`)"),
+            (Some(kind), None) => write!(f, " ({kind})"),
+            (None, Some(name)) => write!(f, " (`{name}`)"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// A 1-based line and column in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// What is wrong, in words that say what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("not valid YAML: {0}")]
+    Syntax(String),
+    #[error("a resource is a mapping with `kind` and `name`, not {0}")]
+    NotAMapping(&'static str),
+    #[error("missing `kind`: use Pipeline or Application")]
+    MissingKind,
+    #[error("unknown kind `{0}`: use Pipeline or Application")]
+    UnknownKind(String),
+    /// A field has the wrong type, an invalid value, or is not a field of this kind.
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("a pipeline needs at least one stage")]
+    NoStages,
+    #[error("stage `{stage}` appears twice (first as stages[{first}])")]
+    DuplicateStage { stage: String, first: usize },
+    #[error("{kind} `{name}` is already declared in document {first}")]
+    DuplicateResource {
+        kind: String,
+        name: String,
+        first: usize,
+    },
+    #[error("a {target} target cannot deploy an application of type {app_type}")]
+    TargetNotForType {
+        target: &'static str,
+        app_type: &'static str,
+    },
+    #[error("pipeline `{pipeline}` is neither declared in this file nor known to Gantry")]
+    UnknownPipeline { pipeline: String },
+    #[error(
+        "environment `{environment}` is not a stage of pipeline `{pipeline}` (its stages: {stages})"
+    )]
+    EnvironmentNotInPipeline {
+        environment: String,
+        pipeline: String,
+        stages: String,
+    },
+    #[error(
+        "stage `{stage}` of pipeline `{pipeline}` has no environment here: add `{stage}: {{ target: … }}` (`record: {{}}` when Gantry only records what was promoted)"
+    )]
+    StageNotConfigured { stage: String, pipeline: String },
+}
+
+/// One problem and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceError {
+    /// The label the caller gave the file, usually its path.
+    pub file: String,
+    /// `None` only when the problem is not inside one document.
+    pub document: Option<DocumentLabel>,
+    /// The path of the field inside the document; `None` for the document as a whole.
+    pub field: Option<String>,
+    pub position: Option<Position>,
+    pub problem: Problem,
+}
+
+impl fmt::Display for ResourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(Position { line, column }) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        f.write_str(":")?;
+        if let Some(document) = &self.document {
+            write!(f, " {document}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ", field {field}")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+impl std::error::Error for ResourceError {}
+
+/// Every problem found in a file, in the order of the file. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceErrors(Vec<ResourceError>);
+
+impl ResourceErrors {
+    /// `None` when there is nothing to report.
+    pub(crate) fn from_vec(errors: Vec<ResourceError>) -> Option<ResourceErrors> {
+        (!errors.is_empty()).then_some(ResourceErrors(errors))
+    }
+
+    pub fn errors(&self) -> &[ResourceError] {
+        &self.0
+    }
+
+    pub fn into_vec(self) -> Vec<ResourceError> {
+        self.0
+    }
+}
+
+impl fmt::Display for ResourceErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ResourceErrors {}
+
+impl IntoIterator for ResourceErrors {
+    type Item = ResourceError;
+    type IntoIter = std::vec::IntoIter<ResourceError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}

@@ -1,0 +1,90 @@
+//! References between resources: an application names a pipeline, and its environments
+//! must be exactly that pipeline's stages. The pipeline may be declared in the same
+//! file (which wins, since it is about to be applied) or already known to Gantry.
+
+use domain::pipeline::Pipeline;
+
+use crate::application::Application;
+use crate::error::{Problem, ResourceError, ResourceErrors};
+use crate::set::{Resource, ResourceSet};
+
+impl ResourceSet {
+    /// Checks every application against the pipelines of this file and `known_pipelines`
+    /// (those Gantry already stores). Reports, for each application: a pipeline found in
+    /// neither; an environment that is not a stage of its pipeline; and a stage it does
+    /// not configure, since a promotion into that stage would have nowhere to go.
+    pub fn check_references(&self, known_pipelines: &[Pipeline]) -> Result<(), ResourceErrors> {
+        let mut errors = Vec::new();
+        for (label, resource) in self.documents() {
+            let Resource::Application(application) = resource else {
+                continue;
+            };
+            let pipeline = self
+                .pipeline(&application.pipeline)
+                .map(|declared| declared.pipeline())
+                .or_else(|| {
+                    known_pipelines
+                        .iter()
+                        .find(|known| known.name() == &application.pipeline)
+                });
+            let mut report = |field: String, problem: Problem| {
+                errors.push(ResourceError {
+                    file: self.file().to_owned(),
+                    document: Some(label.clone()),
+                    field: Some(field),
+                    position: None,
+                    problem,
+                });
+            };
+            match pipeline {
+                None => report(
+                    "pipeline".to_owned(),
+                    Problem::UnknownPipeline {
+                        pipeline: application.pipeline.to_string(),
+                    },
+                ),
+                Some(pipeline) => check_environments(application, pipeline, &mut report),
+            }
+        }
+        match ResourceErrors::from_vec(errors) {
+            Some(errors) => Err(errors),
+            None => Ok(()),
+        }
+    }
+}
+
+fn check_environments(
+    application: &Application,
+    pipeline: &Pipeline,
+    report: &mut impl FnMut(String, Problem),
+) {
+    let stage_names = pipeline
+        .stages()
+        .iter()
+        .map(|stage| stage.environment.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    for environment in application.environments.keys() {
+        if pipeline.stage(environment).is_none() {
+            report(
+                format!("environments.{environment}"),
+                Problem::EnvironmentNotInPipeline {
+                    environment: environment.to_string(),
+                    pipeline: pipeline.name().to_string(),
+                    stages: stage_names.clone(),
+                },
+            );
+        }
+    }
+    for stage in pipeline.stages() {
+        if !application.environments.contains_key(&stage.environment) {
+            report(
+                "environments".to_owned(),
+                Problem::StageNotConfigured {
+                    stage: stage.environment.to_string(),
+                    pipeline: pipeline.name().to_string(),
+                },
+            );
+        }
+    }
+}
