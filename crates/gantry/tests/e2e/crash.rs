@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 
-use crate::support::{GantryServer, run, sha256_hex, stdout_of};
+use crate::support::{GantryServer, run, sha256_hex, start_upload_session, stdout_of};
 
 fn basic(creds: &str) -> String {
     use base64::Engine;
@@ -77,28 +77,7 @@ fn a_kill_during_uploads_keeps_acknowledged_blobs_and_serves_nothing_partial() {
     monolithic
         .write_all(&unfinished[..unfinished.len() / 2])
         .expect("half the body");
-    let location = stdout_of(
-        Command::new("curl")
-            .args([
-                "-s",
-                "-D",
-                "-",
-                "-o",
-                "/dev/null",
-                "-X",
-                "POST",
-                "-u",
-                &creds,
-            ])
-            .arg(format!("http://{address}/v2/acme/app/blobs/uploads/")),
-    )
-    .lines()
-    .find_map(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("location:")
-            .then(|| l[9..].trim().to_owned())
-    })
-    .expect("a session location");
+    let location = start_upload_session(&address, &creds, "acme/app");
     let mut chunked = TcpStream::connect(&address).expect("connect");
     write!(
         chunked,

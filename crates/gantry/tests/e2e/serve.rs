@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 
-use crate::support::{GantryServer, stdout_of};
+use crate::support::{GantryServer, start_upload_session, stdout_of};
 
 fn curl_status(args: &[&str]) -> String {
     stdout_of(
@@ -68,25 +68,7 @@ fn sigterm_lets_an_in_flight_upload_finish_before_exiting() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let server = GantryServer::start(dir.path(), &[], &[]);
     let creds = server.creds();
-    let location = stdout_of(Command::new("curl").args([
-        "-s",
-        "-D",
-        "-",
-        "-o",
-        "/dev/null",
-        "-X",
-        "POST",
-        "-u",
-        &creds,
-        &format!("http://{}/v2/acme/app/blobs/uploads/", server.address),
-    ]))
-    .lines()
-    .find_map(|l| {
-        l.strip_prefix("location: ")
-            .or_else(|| l.strip_prefix("Location: "))
-            .map(|v| v.trim().to_owned())
-    })
-    .expect("POST answers with a Location");
+    let location = start_upload_session(&server.address, &creds, "acme/app");
     let chunk = vec![7u8; 1 << 20];
     let mut stream = TcpStream::connect(&server.address).expect("connect");
     let auth = {

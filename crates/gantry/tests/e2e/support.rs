@@ -251,3 +251,29 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// Starts an upload session with `POST …/blobs/uploads/` and returns its Location.
+pub(crate) fn start_upload_session(address: &str, creds: &str, repository: &str) -> String {
+    stdout_of(
+        Command::new("curl")
+            .args([
+                "-s",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-X",
+                "POST",
+                "-u",
+                creds,
+            ])
+            .arg(format!("http://{address}/v2/{repository}/blobs/uploads/")),
+    )
+    .lines()
+    .find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("location")
+            .then(|| value.trim().to_owned())
+    })
+    .expect("POST answers with a Location")
+}
