@@ -16,6 +16,8 @@ pub enum AuditAction {
     DeleteManifest,
     DeleteTag,
     DeleteBlob,
+    /// A declared resource (pipeline, application) was created or changed by an apply.
+    Apply,
 }
 
 impl AuditAction {
@@ -25,6 +27,7 @@ impl AuditAction {
             AuditAction::DeleteManifest => "delete-manifest",
             AuditAction::DeleteTag => "delete-tag",
             AuditAction::DeleteBlob => "delete-blob",
+            AuditAction::Apply => "apply",
         }
     }
 }

@@ -10,7 +10,9 @@ pub mod gate;
 mod names;
 pub mod pipeline;
 mod principal;
+mod resource;
 
 pub use digest::{Digest, DigestAlgorithm, DigestError, DigestHasher};
 pub use names::{NameError, Reference, RepoName, Tag};
 pub use principal::{Action, Principal};
+pub use resource::ResourceKind;

@@ -3,42 +3,12 @@
 
 use std::fmt;
 
+pub use domain::ResourceKind;
 use domain::pipeline::{AppName, PipelineName};
 
 use crate::application::Application;
 use crate::error::DocumentLabel;
 use crate::pipeline::DeclaredPipeline;
-
-/// The kinds of resource a file may declare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ResourceKind {
-    Pipeline,
-    Application,
-}
-
-impl ResourceKind {
-    pub const ALL: [ResourceKind; 2] = [ResourceKind::Pipeline, ResourceKind::Application];
-
-    /// The `kind:` text, matched exactly (`Pipeline`, not `pipeline`).
-    pub fn parse(text: &str) -> Option<ResourceKind> {
-        ResourceKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::Pipeline => "Pipeline",
-            ResourceKind::Application => "Application",
-        }
-    }
-}
-
-impl fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What identifies a resource: at most one per kind and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

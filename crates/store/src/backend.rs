@@ -118,6 +118,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit",
         include_str!("../migrations/sqlite/0002_audit.sql"),
     ),
+    (
+        3,
+        "resources",
+        include_str!("../migrations/sqlite/0003_resources.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -129,6 +134,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "audit",
         include_str!("../migrations/postgres/0002_audit.sql"),
+    ),
+    (
+        3,
+        "resources",
+        include_str!("../migrations/postgres/0003_resources.sql"),
     ),
 ];
 

@@ -7,7 +7,8 @@
 //! two backends cannot drift apart; only the migrations are per backend.
 //!
 //! The API is split by aggregate: [`Store::repositories`], [`Store::blobs`],
-//! [`Store::manifests`], [`Store::uploads`], [`Store::users`].
+//! [`Store::manifests`], [`Store::uploads`], [`Store::users`], [`Store::audit`] and
+//! [`Store::resources`] (declared pipelines and applications).
 
 mod audit;
 mod backend;
@@ -15,6 +16,7 @@ mod blobs;
 mod error;
 mod manifests;
 mod repositories;
+mod resources;
 mod uploads;
 mod users;
 
@@ -27,6 +29,10 @@ pub use manifests::{
     PutManifestOutcome, Referrer, TagPolicy,
 };
 pub use repositories::{Repositories, Repository};
+pub use resources::{
+    ApplicationColumns, AppliedChanges, AppliedResource, ApplyConflict, ApplyOutcome,
+    ResourceChange, ResourceColumns, Resources, StoredResource,
+};
 pub use uploads::{Upload, UploadPart, Uploads};
 pub use users::{NewToken, TokenOwner, Users};
 
@@ -66,6 +72,12 @@ impl Store {
 
     pub fn repositories(&self) -> Repositories<'_> {
         Repositories {
+            backend: &self.backend,
+        }
+    }
+
+    pub fn resources(&self) -> Resources<'_> {
+        Resources {
             backend: &self.backend,
         }
     }

@@ -13,6 +13,11 @@ pub struct Repository {
     pub created_at: i64,
 }
 
+/// Creates a repository unless one of that name exists (`$1` name, `$2` created_at);
+/// shared by [`Repositories::get_or_create`] and applying an application.
+pub(crate) const INSERT_REPOSITORY_IF_MISSING: &str =
+    "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+
 /// Access to the `repositories` table.
 pub struct Repositories<'a> {
     pub(crate) backend: &'a Backend,
@@ -40,7 +45,7 @@ impl Repositories<'_> {
         }
         with_pool!(self.backend, write, |pool| {
             let now = now_millis();
-            sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            sqlx::query(INSERT_REPOSITORY_IF_MISSING)
                 .bind(name.as_str())
                 .bind(now)
                 .execute(pool)

@@ -1,10 +1,12 @@
 //! The store contract: every behaviour the rest of Gantry relies on, run against both
 //! SQLite and PostgreSQL by `store_tests!`.
 
-use domain::{Digest, RepoName, Tag};
+use domain::pipeline::PipelineName;
+use domain::{Digest, RepoName, ResourceKind, Tag};
 use store::{
-    DeleteManifestOutcome, ManifestChild, NewManifest, NewToken, PutManifestOutcome, StoreError,
-    TagPolicy, UnlinkOutcome,
+    ApplicationColumns, AppliedChanges, AppliedResource, ApplyConflict, ApplyOutcome,
+    DeleteManifestOutcome, ManifestChild, NewManifest, NewToken, PutManifestOutcome,
+    ResourceChange, ResourceColumns, StoreError, TagPolicy, UnlinkOutcome,
 };
 use testkit::store_tests;
 
@@ -30,6 +32,52 @@ fn manifest(content: &str, children: Vec<ManifestChild>) -> NewManifest {
         content: content.as_bytes().to_vec(),
         children,
     }
+}
+
+fn pipeline(name: &str, canonical: &str, expected_revision: Option<i64>) -> ResourceChange {
+    ResourceChange {
+        columns: ResourceColumns::Pipeline,
+        name: name.into(),
+        canonical: canonical.into(),
+        expected_revision,
+    }
+}
+
+fn application(
+    name: &str,
+    repository: &str,
+    canonical: &str,
+    expected_revision: Option<i64>,
+) -> ResourceChange {
+    ResourceChange {
+        columns: ResourceColumns::Application(ApplicationColumns {
+            repository: repo(repository),
+            pipeline: PipelineName::parse("standard").expect("valid pipeline name"),
+            app_type: "container".into(),
+        }),
+        name: name.into(),
+        canonical: canonical.into(),
+        expected_revision,
+    }
+}
+
+fn applied(outcome: ApplyOutcome) -> AppliedChanges {
+    match outcome {
+        ApplyOutcome::Applied(changes) => changes,
+        ApplyOutcome::Conflict(conflict) => panic!("unexpected conflict: {conflict:?}"),
+    }
+}
+
+/// `(name, revision)` of each resource, in the order given.
+fn revisions(resources: &[AppliedResource]) -> Vec<(&str, i64)> {
+    resources
+        .iter()
+        .map(|r| (r.name.as_str(), r.revision))
+        .collect()
+}
+
+async fn audit_length(store: &store::Store) -> usize {
+    store.audit().entries(0, 1000).await.expect("entries").len()
 }
 
 store_tests! {
@@ -234,5 +282,144 @@ store_tests! {
         assert_eq!(moved["previous_digest"], first.digest.to_string());
         assert_eq!(moved["digest"], second.digest.to_string());
         assert!(matches!(store.audit().verify().await.expect("verify"), store::ChainVerdict::Intact { entries: 4, .. }));
+    }
+
+    async fn applying_creates_resources_at_revision_one_and_their_repositories(store) {
+        store.repositories().get_or_create(&repo("acme/api")).await.expect("existing repository");
+        let changes = [
+            application("web-app", "acme/web-app", "web v1\n", None),
+            pipeline("standard", "standard v1\n", None),
+            application("api", "acme/api", "api v1\n", None),
+        ];
+        let outcome = applied(store.resources().apply(&changes, "ann").await.expect("apply"));
+        assert_eq!(revisions(&outcome.created), [("standard", 1), ("api", 1), ("web-app", 1)], "pipelines first, then by name");
+        assert!(outcome.updated.is_empty() && outcome.unchanged.is_empty());
+        assert_eq!(outcome.created_repositories, [repo("acme/web-app")], "acme/api existed already");
+        assert!(store.repositories().get(&repo("acme/web-app")).await.expect("get").is_some());
+        let web = store.resources().get(ResourceKind::Application, "web-app").await.expect("get").expect("stored");
+        assert_eq!((web.canonical.as_str(), web.revision), ("web v1\n", 1));
+        assert!(store.resources().get(ResourceKind::Pipeline, "web-app").await.expect("get").is_none(), "kinds are apart");
+        let entries = store.audit().entries(0, 100).await.expect("entries");
+        let summary: Vec<(&str, &str, &str)> = entries.iter().map(|e| (e.actor.as_str(), e.action.as_str(), e.subject.as_str())).collect();
+        assert_eq!(summary, [("ann", "apply", "Pipeline/standard"), ("ann", "apply", "Application/api"), ("ann", "apply", "Application/web-app")]);
+        let payload: serde_json::Value = serde_json::from_str(&entries[2].payload).expect("json");
+        assert_eq!(payload, serde_json::json!({ "kind": "Application", "name": "web-app", "revision": 1, "previous_revision": null }));
+    }
+
+    async fn applying_the_same_text_again_changes_nothing_and_adds_no_audit_entry(store) {
+        let first = [pipeline("standard", "standard v1\n", None), application("web-app", "acme/web-app", "web v1\n", None)];
+        applied(store.resources().apply(&first, "ann").await.expect("apply"));
+        let before = store.resources().get(ResourceKind::Pipeline, "standard").await.expect("get").expect("stored");
+        let entries_before = audit_length(&store).await;
+        let again = [pipeline("standard", "standard v1\n", Some(1)), application("web-app", "acme/web-app", "web v1\n", Some(1))];
+        let outcome = applied(store.resources().apply(&again, "bob").await.expect("apply"));
+        assert_eq!(outcome, AppliedChanges {
+            unchanged: vec![
+                AppliedResource { kind: ResourceKind::Pipeline, name: "standard".into(), revision: 1 },
+                AppliedResource { kind: ResourceKind::Application, name: "web-app".into(), revision: 1 },
+            ],
+            ..AppliedChanges::default()
+        });
+        assert_eq!(store.resources().get(ResourceKind::Pipeline, "standard").await.expect("get"), Some(before), "not even the timestamp moved");
+        assert_eq!(audit_length(&store).await, entries_before);
+    }
+
+    async fn a_changed_resource_gets_revision_two_and_exactly_one_audit_entry(store) {
+        let first = [pipeline("standard", "standard v1\n", None), application("web-app", "acme/web-app", "web v1\n", None)];
+        applied(store.resources().apply(&first, "ann").await.expect("apply"));
+        let entries_before = audit_length(&store).await;
+        let second = [pipeline("standard", "standard v2\n", Some(1)), application("web-app", "acme/web-app", "web v1\n", Some(1))];
+        let outcome = applied(store.resources().apply(&second, "bob").await.expect("apply"));
+        assert_eq!(revisions(&outcome.updated), [("standard", 2)]);
+        assert_eq!(revisions(&outcome.unchanged), [("web-app", 1)]);
+        assert!(outcome.created.is_empty() && outcome.created_repositories.is_empty());
+        let stored = store.resources().get(ResourceKind::Pipeline, "standard").await.expect("get").expect("stored");
+        assert_eq!((stored.canonical.as_str(), stored.revision), ("standard v2\n", 2));
+        let entries = store.audit().entries(0, 100).await.expect("entries");
+        assert_eq!(entries.len(), entries_before + 1);
+        let last = entries.last().expect("an entry");
+        assert_eq!((last.actor.as_str(), last.action.as_str(), last.subject.as_str()), ("bob", "apply", "Pipeline/standard"));
+        let payload: serde_json::Value = serde_json::from_str(&last.payload).expect("json");
+        assert_eq!(payload, serde_json::json!({ "kind": "Pipeline", "name": "standard", "revision": 2, "previous_revision": 1 }));
+        assert!(matches!(store.audit().verify().await.expect("verify"), store::ChainVerdict::Intact { entries: 3, .. }));
+    }
+
+    async fn a_stale_expected_revision_refuses_the_whole_apply_and_changes_nothing(store) {
+        let first = [pipeline("standard", "standard v1\n", None), application("web-app", "acme/web-app", "web v1\n", None)];
+        applied(store.resources().apply(&first, "ann").await.expect("apply"));
+        let stored_before = store.resources().list(ResourceKind::Pipeline, None, 100).await.expect("list");
+        let entries_before = store.audit().entries(0, 100).await.expect("entries");
+        // Every change but the last (in apply order) is valid and gets written before the
+        // stale one is found: all of it must be rolled back.
+        let stale = [
+            pipeline("standard", "standard v2\n", Some(1)),
+            pipeline("extra", "extra v1\n", None),
+            application("api", "acme/api", "api v1\n", None),
+            application("web-app", "acme/web-app", "web v2\n", None),
+        ];
+        let outcome = store.resources().apply(&stale, "eve").await.expect("apply");
+        assert_eq!(outcome, ApplyOutcome::Conflict(ApplyConflict {
+            kind: ResourceKind::Application,
+            name: "web-app".into(),
+            expected_revision: None,
+            stored_revision: Some(1),
+        }));
+        assert_eq!(store.resources().list(ResourceKind::Pipeline, None, 100).await.expect("list"), stored_before);
+        let web = store.resources().get(ResourceKind::Application, "web-app").await.expect("get").expect("stored");
+        assert_eq!((web.canonical.as_str(), web.revision), ("web v1\n", 1));
+        assert!(store.resources().get(ResourceKind::Application, "api").await.expect("get").is_none());
+        assert!(store.repositories().get(&repo("acme/api")).await.expect("get").is_none(), "no repository either");
+        assert_eq!(store.audit().entries(0, 100).await.expect("entries"), entries_before);
+        let missing = store.resources().apply(&[pipeline("gone", "gone\n", Some(3))], "eve").await.expect("apply");
+        assert_eq!(missing, ApplyOutcome::Conflict(ApplyConflict {
+            kind: ResourceKind::Pipeline,
+            name: "gone".into(),
+            expected_revision: Some(3),
+            stored_revision: None,
+        }), "a resource expected to exist must exist");
+    }
+
+    async fn two_concurrent_applies_of_conflicting_changes_to_one_resource_give_one_success_and_one_conflict(store) {
+        applied(store.resources().apply(&[pipeline("standard", "round 0\n", None)], "ann").await.expect("apply"));
+        // Several rounds, so that on PostgreSQL both the check before writing and the
+        // conditional write itself get a chance to be the one that catches the race.
+        for round in 1..=5_i64 {
+            let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+            let spawn_apply = |actor: &'static str| {
+                let (store, start) = (store.clone(), start.clone());
+                let change = pipeline("standard", &format!("round {round} by {actor}\n"), Some(round));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.resources().apply(&[change], actor).await.expect("apply")
+                })
+            };
+            let (ann, bob) = (spawn_apply("ann"), spawn_apply("bob"));
+            let outcomes = [ann.await.expect("ann's apply"), bob.await.expect("bob's apply")];
+            let winners: Vec<usize> = (0..2).filter(|&i| matches!(outcomes[i], ApplyOutcome::Applied(_))).collect();
+            assert_eq!(winners.len(), 1, "round {round}: {outcomes:?}");
+            let winner = ["ann", "bob"][winners[0]];
+            let loser = &outcomes[1 - winners[0]];
+            assert_eq!(loser, &ApplyOutcome::Conflict(ApplyConflict {
+                kind: ResourceKind::Pipeline,
+                name: "standard".into(),
+                expected_revision: Some(round),
+                stored_revision: Some(round + 1),
+            }), "round {round}");
+            let stored = store.resources().get(ResourceKind::Pipeline, "standard").await.expect("get").expect("stored");
+            assert_eq!((stored.canonical, stored.revision), (format!("round {round} by {winner}\n"), round + 1));
+        }
+        assert_eq!(audit_length(&store).await, 6, "one creation and one update per round");
+        assert!(matches!(store.audit().verify().await.expect("verify"), store::ChainVerdict::Intact { entries: 6, .. }));
+    }
+
+    async fn resources_are_listed_by_kind_in_byte_order_of_their_names_page_by_page(store) {
+        let changes = ["b", "a-b", "a0", "a"].map(|name| pipeline(name, "text\n", None));
+        applied(store.resources().apply(&changes, "ann").await.expect("apply"));
+        applied(store.resources().apply(&[application("a1", "acme/a1", "text\n", None)], "ann").await.expect("apply"));
+        let names = |page: Vec<store::StoredResource>| page.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(store.resources().list(ResourceKind::Pipeline, None, 100).await.expect("list")), ["a", "a-b", "a0", "b"]);
+        assert_eq!(names(store.resources().list(ResourceKind::Pipeline, Some("a-b"), 2).await.expect("list")), ["a0", "b"]);
+        assert!(store.resources().list(ResourceKind::Pipeline, Some("b"), 2).await.expect("list").is_empty());
+        assert_eq!(names(store.resources().list(ResourceKind::Application, None, 100).await.expect("list")), ["a1"]);
     }
 }
