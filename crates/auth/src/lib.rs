@@ -80,25 +80,31 @@ pub async fn authenticate(
     })
 }
 
-/// The permission check every registry handler uses: may `principal` do `action`
-/// on `repository` (`None` for registry-wide actions such as the catalog)?
+/// The permission check every handler uses: may `principal` do `action` on
+/// `repository` (`None` for registry-wide actions such as the catalog, and for the
+/// declared resources, whose permissions are `resources:read` and `resources:apply`)?
 pub fn authorize(
     principal: &Principal,
     action: Action,
     repository: Option<&RepoName>,
     policy: &AccessPolicy,
 ) -> Result<(), Denied> {
+    let resources = matches!(action, Action::ReadResources | Action::ApplyResources);
     let permission = match repository {
+        _ if resources => format!("resources:{}", action.as_str()),
         Some(name) => format!("repository:{name}:{}", action.as_str()),
         None => format!("registry:{}", action.as_str()),
     };
-    // Listing the catalog reads no more than pulling does, so it is allowed to the same callers.
-    let read = matches!(action, Action::Pull | Action::Catalog);
+    // Listing the catalog reads no more than pulling does, so it is allowed to the same
+    // callers. Anonymous pulls open the registry only: declared resources always need
+    // a user, and changing them needs an admin.
+    let anonymous_read = matches!(action, Action::Pull | Action::Catalog);
+    let user_read = anonymous_read || action == Action::ReadResources;
     match principal {
         Principal::User { admin: true, .. } => Ok(()),
-        Principal::Anonymous if read && policy.anonymous_pull => Ok(()),
+        Principal::Anonymous if anonymous_read && policy.anonymous_pull => Ok(()),
         Principal::Anonymous => Err(Denied::Unauthenticated { permission }),
-        Principal::User { admin: false, .. } if read => Ok(()),
+        Principal::User { admin: false, .. } if user_read => Ok(()),
         Principal::User { name, .. } => Err(Denied::Forbidden {
             principal: name.clone(),
             permission,
@@ -157,6 +163,21 @@ mod tests {
         check(&anonymous, Action::Catalog, false, Err("unauthenticated"));
         check(&anonymous, Action::Catalog, true, Ok(()));
         check(&user, Action::Catalog, false, Ok(()));
+        check(&admin, Action::ApplyResources, false, Ok(()));
+        check(&user, Action::ApplyResources, false, Err("forbidden"));
+        check(
+            &anonymous,
+            Action::ApplyResources,
+            true,
+            Err("unauthenticated"),
+        );
+        check(&user, Action::ReadResources, false, Ok(()));
+        check(
+            &anonymous,
+            Action::ReadResources,
+            true,
+            Err("unauthenticated"),
+        );
     }
 
     #[test]
@@ -173,5 +194,17 @@ mod tests {
             denied.to_string().contains("repository:acme/app:push"),
             "{denied}"
         );
+        let user = Principal::User {
+            name: "dev".into(),
+            admin: false,
+        };
+        let denied = authorize(
+            &user,
+            Action::ApplyResources,
+            None,
+            &AccessPolicy::default(),
+        )
+        .expect_err("a user may not apply resources");
+        assert!(denied.to_string().contains("resources:apply"), "{denied}");
     }
 }

@@ -21,7 +21,7 @@ impl Principal {
     }
 }
 
-/// What a caller wants to do to a repository.
+/// What a caller wants to do: to a repository, or to the declared resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Read manifests, blobs, tags and referrers.
@@ -32,6 +32,10 @@ pub enum Action {
     Delete,
     /// List all repositories.
     Catalog,
+    /// Read declared pipelines and applications.
+    ReadResources,
+    /// Create or change declared pipelines and applications (`gantry apply`).
+    ApplyResources,
 }
 
 impl Action {
@@ -41,6 +45,8 @@ impl Action {
             Action::Push => "push",
             Action::Delete => "delete",
             Action::Catalog => "catalog",
+            Action::ReadResources => "read",
+            Action::ApplyResources => "apply",
         }
     }
 }

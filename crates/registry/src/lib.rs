@@ -77,6 +77,11 @@ impl Registry {
         })
     }
 
+    /// The settings it was created with; the JSON API shares its realm and access policy.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
     /// Upload requests whose bodies are being received right now.
     pub fn uploads_in_flight(&self) -> i64 {
         self.uploads_in_flight.load(Ordering::Relaxed)

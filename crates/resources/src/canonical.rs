@@ -12,6 +12,8 @@ use serde::Serialize;
 use crate::application::{
     Application, ConfigValue, EnvironmentSpec, HealthCheck, ImageKeys, InvalidationHook, Target,
 };
+use crate::error::{Problem, ResourceError, ResourceErrors};
+use crate::parse::parse_file;
 use crate::pipeline::DeclaredPipeline;
 use crate::set::{Resource, ResourceKey, ResourceSet};
 use crate::text::render_duration;
@@ -317,6 +319,35 @@ impl<'a> From<&'a HealthCheck> for CanonicalHealthCheck<'a> {
             expect_status: check.expect_status,
             timeout: render_duration(check.timeout),
             retries: check.retries,
+        }
+    }
+}
+
+impl DeclaredPipeline {
+    /// Reads a pipeline back from its canonical text (as stored by an apply), so that
+    /// an application can be checked against a pipeline applied earlier.
+    ///
+    /// The canonical form of a pipeline is JSON, hence YAML, spelling every field the
+    /// way the YAML reader accepts it; the tests hold it to reading back as the same
+    /// pipeline. Application texts do not read back (absent options render as `null`),
+    /// and nothing needs them to yet.
+    pub fn from_canonical(text: &str) -> Result<DeclaredPipeline, ResourceErrors> {
+        let set = parse_file("stored pipeline", text)?;
+        let mut resources = set.documents();
+        match (resources.next(), resources.next()) {
+            (Some((_, Resource::Pipeline(pipeline))), None) => Ok(pipeline.clone()),
+            (first, _) => {
+                let error = ResourceError {
+                    file: set.file().to_owned(),
+                    document: first.map(|(label, _)| label.clone()),
+                    field: None,
+                    position: None,
+                    problem: Problem::InvalidField(
+                        "a stored pipeline's text holds exactly one Pipeline".to_owned(),
+                    ),
+                };
+                Err(ResourceErrors::one(error))
+            }
         }
     }
 }

@@ -124,6 +124,10 @@ impl ResourceErrors {
         (!errors.is_empty()).then_some(ResourceErrors(errors))
     }
 
+    pub(crate) fn one(error: ResourceError) -> ResourceErrors {
+        ResourceErrors(vec![error])
+    }
+
     pub fn errors(&self) -> &[ResourceError] {
         &self.0
     }

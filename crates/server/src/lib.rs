@@ -1,10 +1,11 @@
 //! Gantry's HTTP server: one axum application on one port serving the OCI registry
-//! (`/v2`), liveness (`/healthz`), readiness (`/readyz`) and Prometheus metrics
+//! (`/v2`), the JSON API (`/api/v1`, see `api`), liveness (`/healthz`), readiness (`/readyz`) and Prometheus metrics
 //! (`/metrics`), wrapped in the middleware that measures and logs every request.
 //!
 //! The server keeps no state between requests outside the store and the blob store,
 //! which is what lets several replicas serve the same data.
 
+mod api;
 mod health;
 mod metrics;
 
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .with_state(state.clone())
         .merge(registry_routes)
+        .merge(api::router(state.clone()))
         .fallback(health::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state,

@@ -128,6 +128,7 @@ fn class_of_path(path: &str) -> &'static str {
         "/healthz" => "healthz",
         "/readyz" => "readyz",
         "/metrics" => "metrics",
+        _ if path.starts_with("/api/") => "api",
         _ => "other",
     }
 }

@@ -225,3 +225,22 @@ fn the_canonical_forms_of_a_file_are_keyed_by_kind_and_name() {
         ]
     );
 }
+
+#[test]
+fn a_pipeline_reads_back_from_its_canonical_text() {
+    for pipeline in parsed(SPEC_EXAMPLE).pipelines() {
+        let text = resources::Resource::Pipeline(pipeline.clone()).canonical();
+        let reread = resources::DeclaredPipeline::from_canonical(&text)
+            .unwrap_or_else(|errors| panic!("{errors}\n{text}"));
+        assert_eq!(&reread, pipeline, "{text}");
+    }
+}
+
+#[test]
+fn canonical_text_of_another_kind_is_not_a_pipeline() {
+    let set = parsed(SPEC_EXAMPLE);
+    let application = set.resources().nth(1).expect("the application");
+    let errors = resources::DeclaredPipeline::from_canonical(&application.canonical())
+        .expect_err("an application is not a pipeline");
+    assert_eq!(errors.errors().len(), 1, "{errors}");
+}

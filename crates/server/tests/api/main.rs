@@ -1,10 +1,11 @@
-//! The OCI Distribution v1.1 registry, health and metrics, driven in-process through
+//! The OCI Distribution v1.1 registry, the `/api/v1` JSON API, health and metrics, driven in-process through
 //! `server::router` over a real store and blob store. Every test runs twice: on SQLite
 //! and on PostgreSQL (modules `sqlite` and `postgres` of each file).
 
 #[macro_use]
 mod support;
 
+mod api_apply;
 mod health_and_metrics;
 mod registry_auth;
 mod registry_base;

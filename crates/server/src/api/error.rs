@@ -1,0 +1,139 @@
+//! The JSON API's one error envelope, `{ "code", "message", "detail" }`, and the status
+//! that goes with each code. Every `/api` handler fails with an [`ApiError`]; nothing
+//! else in the API writes an error body.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::types::{ErrorBody, ResourceProblem};
+
+/// What went wrong, as the client is told.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    detail: Value,
+    challenge: Option<HeaderValue>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            detail: Value::Null,
+            challenge: None,
+        }
+    }
+
+    fn with_detail(mut self, detail: Value) -> ApiError {
+        self.detail = detail;
+        self
+    }
+
+    /// 400: the request itself is malformed (a query parameter, a body that is not text).
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 400: the resources file has problems; `detail` lists every one.
+    pub(crate) fn invalid_resources(problems: Vec<ResourceProblem>) -> ApiError {
+        let message = match problems.len() {
+            1 => "the resources file has 1 problem".to_owned(),
+            count => format!("the resources file has {count} problems"),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_resources", message)
+            .with_detail(json!(problems))
+    }
+
+    /// 401 with a Bearer challenge in `realm`.
+    pub(crate) fn unauthorized(realm: &str, message: impl Into<String>) -> ApiError {
+        let challenge =
+            HeaderValue::from_str(&format!("Bearer realm=\"{}\"", realm.replace('"', "")))
+                .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"gantry\""));
+        ApiError {
+            challenge: Some(challenge),
+            ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        }
+    }
+
+    /// 403: authenticated, but without `permission`.
+    pub(crate) fn forbidden(message: impl Into<String>, permission: &str) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            .with_detail(json!({ "permission": permission }))
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409: a resource changed since the request's diff was computed.
+    pub(crate) fn conflict(message: impl Into<String>, detail: Value) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message).with_detail(detail)
+    }
+
+    pub(crate) fn payload_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
+        .with_detail(json!({ "limit": limit }))
+    }
+
+    pub(crate) fn unsupported_media_type(
+        message: impl Into<String>,
+        accepted: &[&str],
+    ) -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
+        .with_detail(json!({ "accepted": accepted }))
+    }
+
+    /// 500: logged here, with its cause, once; the client learns only that it failed.
+    pub(crate) fn internal(context: &str, error: &dyn std::error::Error) -> ApiError {
+        let mut chain = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(error = chain, "{context}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{context}; the server log has the cause"),
+        )
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(error: store::StoreError) -> ApiError {
+        ApiError::internal("the metadata store failed", &error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
+            detail: self.detail,
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(challenge) = self.challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}

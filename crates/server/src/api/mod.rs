@@ -1,0 +1,98 @@
+//! The JSON API under `/api/v1`: declared resources today (`apply`, list, get), and
+//! the OpenAPI document that describes it, generated from these handlers and the wire
+//! types in `types` by `utoipa`.
+//!
+//! Callers authenticate with the registry's tokens (`Authorization: Bearer …` or
+//! Basic) and every handler asks `auth::authorize` before it acts. Errors leave only as
+//! `error::ApiError`, the API's one envelope.
+
+mod error;
+mod resources;
+mod types;
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use domain::{Action, Principal};
+use http::{HeaderMap, header};
+use utoipa::OpenApi;
+
+use crate::AppState;
+use error::ApiError;
+
+/// The OpenAPI 3 description of `/api/v1`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gantry API",
+        description = "Declared pipelines and applications. Errors are `{code, message, detail}`."
+    ),
+    paths(resources::apply, resources::list, resources::get, openapi_json),
+    components(schemas(
+        types::ErrorBody,
+        types::ResourceProblem,
+        types::DocumentRef,
+        types::ApplyAction,
+        types::ResourceOutcome,
+        types::ApplyResponse,
+        types::ResourceSummary,
+        types::ResourceList,
+        types::ResourceDetail,
+    ))
+)]
+struct ApiDoc;
+
+/// The `/api/v1` routes.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/apply", post(resources::apply))
+        .route("/api/v1/resources/{kind}", get(resources::list))
+        .route("/api/v1/resources/{kind}/{name}", get(resources::get))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .with_state(state)
+}
+
+/// The OpenAPI document of this API.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json"))
+)]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Resolves the caller from the `Authorization` header and checks it may do `action`.
+async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    action: Action,
+) -> Result<Principal, ApiError> {
+    let config = state.registry.config();
+    let authorization = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::unauthorized(&config.realm, "the Authorization header is not text")
+        })?),
+    };
+    let principal = match auth::authenticate(&state.store, authorization, store::now_millis()).await
+    {
+        Ok(principal) => principal,
+        Err(auth::AuthError::InvalidCredentials(reason)) => {
+            tracing::info!(reason, "API credentials refused");
+            return Err(ApiError::unauthorized(
+                &config.realm,
+                format!("invalid credentials: {reason}"),
+            ));
+        }
+        Err(auth::AuthError::Store(error)) => return Err(error.into()),
+    };
+    match auth::authorize(&principal, action, None, &config.access) {
+        Ok(()) => Ok(principal),
+        Err(denied @ auth::Denied::Unauthenticated { .. }) => {
+            Err(ApiError::unauthorized(&config.realm, denied.to_string()))
+        }
+        Err(ref denied @ auth::Denied::Forbidden { ref permission, .. }) => {
+            Err(ApiError::forbidden(denied.to_string(), permission))
+        }
+    }
+}
