@@ -1,5 +1,5 @@
 //! Applications as Gantry understands them once parsed: a repository, a pipeline, and
-//! for each stage of that pipeline an environment with its deploy target (SPEC §7),
+//! for each stage of that pipeline an environment with its deploy target,
 //! optional health check and config.
 //!
 //! Why this model lives here and not in `domain`: today the only producer and consumer
@@ -114,7 +114,7 @@ pub enum ConfigValue {
     Boolean(bool),
 }
 
-/// How an environment is deployed (SPEC §7).
+/// How an environment is deployed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// Nothing is deployed by Gantry; it records what was promoted (e.g. infra applied by hand).

@@ -1,5 +1,5 @@
 //! Declarative resources: the pipelines and applications platform engineers write as
-//! Kubernetes-style YAML documents (SPEC §5) and apply with `gantry apply -f FILE`.
+//! Kubernetes-style YAML documents and apply with `gantry apply -f FILE`.
 //!
 //! [`parse_file`] reads a multi-document file into a [`ResourceSet`] of validated
 //! values — a [`DeclaredPipeline`] wraps `domain::pipeline::Pipeline`, an

@@ -1,5 +1,5 @@
 //! A pipeline as declared: the domain [`Pipeline`] plus where each stage's promoted
-//! bytes live (its release tier, SPEC §2).
+//! bytes live (its release tier).
 //!
 //! The tier sits beside the domain pipeline rather than on `domain::pipeline::Stage`
 //! because nothing in the engine acts on it yet; when promotions into tier

@@ -1,4 +1,4 @@
-//! The YAML shapes platform engineers write (SPEC §5), as serde structs. Every struct
+//! The YAML shapes platform engineers write, as serde structs. Every struct
 //! refuses unknown fields, so a typo is an error rather than a silently ignored
 //! setting. Scalars are parsed by their own types while reading ([`Text`]), and each
 //! nested shape whose parts must agree (a target names exactly one kind, `key` or
