@@ -91,6 +91,7 @@ pub fn authorize(
 ) -> Result<(), Denied> {
     let resources = matches!(action, Action::ReadResources | Action::ApplyResources);
     let permission = match repository {
+        _ if action == Action::ReadAudit => "audit:read".to_owned(),
         _ if resources => format!("resources:{}", action.as_str()),
         Some(name) => format!("repository:{name}:{}", action.as_str()),
         None => format!("registry:{}", action.as_str()),
@@ -172,6 +173,9 @@ mod tests {
             Err("unauthenticated"),
         );
         check(&user, Action::ReadResources, false, Ok(()));
+        check(&user, Action::ReadAudit, false, Err("forbidden"));
+        check(&admin, Action::ReadAudit, false, Ok(()));
+        check(&anonymous, Action::ReadAudit, true, Err("unauthenticated"));
         check(
             &anonymous,
             Action::ReadResources,

@@ -36,6 +36,8 @@ pub enum Action {
     ReadResources,
     /// Create or change declared pipelines and applications (`gantry apply`).
     ApplyResources,
+    /// Read, verify and export the audit log.
+    ReadAudit,
 }
 
 impl Action {
@@ -47,6 +49,7 @@ impl Action {
             Action::Catalog => "catalog",
             Action::ReadResources => "read",
             Action::ApplyResources => "apply",
+            Action::ReadAudit => "read",
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The `gantry` binary: parses the command line and configuration, wires the crates
 //! together, and runs. No product logic lives here.
 
+mod apply;
 mod config;
+mod remote;
+mod resources;
 mod serve;
 
 use std::net::SocketAddr;
@@ -24,7 +27,27 @@ struct Cli {
 enum Command {
     /// Run the server: registry and API on one port (default 127.0.0.1:5000, data in ./gantry-data).
     Serve(ServeArgs),
+    /// Apply a resources file (Pipelines, Applications) to a server; --dry-run shows the diffs.
+    ///
+    /// Exit codes: 0 success, 2 invalid resources (each problem on its own line),
+    /// 3 conflict (a resource changed meanwhile; nothing applied), 4 unauthorized or
+    /// forbidden, 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Apply(apply::ApplyArgs),
+    /// List declared pipelines or applications, or print one's canonical text.
+    ///
+    /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Resources(resources::ResourcesArgs),
 }
+
+/// How the client commands find the server and their token.
+const CLIENT_HELP: &str = "\
+The server is --url, else GANTRY_URL, else http://127.0.0.1:5000.
+The token is --token, else GANTRY_TOKEN, else the contents of ~/.config/gantry/token
+(a file holding only the token, e.g. the admin token `gantry serve` printed once).
+
+Example: GANTRY_TOKEN=gnt_... gantry apply -f gantry.yaml --dry-run";
 
 /// Flags override environment variables, which override `gantry.toml`, which
 /// overrides the defaults.
@@ -72,15 +95,25 @@ pub(crate) struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Usage errors exit 1, not clap's 2: 2 means invalid resources to scripts.
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Apply(args) => apply::run(args),
+        Command::Resources(args) => resources::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("gantry: error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => remote::report(&error),
     }
 }

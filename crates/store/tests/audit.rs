@@ -23,24 +23,8 @@ async fn five_entries(store: &Store) {
     }
 }
 
-/// Runs raw SQL behind the store's back, as an attacker with database access would.
 async fn tamper(database: &TestDatabase, sql: &'static str) {
-    match database.backend() {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(database.url())
-                .await
-                .expect("connect");
-            sqlx::raw_sql(sql).execute(&pool).await.expect("tamper");
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(database.url())
-                .await
-                .expect("connect");
-            sqlx::raw_sql(sql).execute(&pool).await.expect("tamper");
-            pool.close().await;
-        }
-    }
+    database.execute_raw(sql).await;
 }
 
 async fn chain_verifies_and_names_the_first_broken_entry(backend: Backend) {

@@ -104,6 +104,11 @@ impl TestApp {
         }
     }
 
+    /// The database behind the app.
+    pub fn database(&self) -> &TestDatabase {
+        &self._database
+    }
+
     /// `Authorization` value for the admin user.
     pub fn admin_basic(&self) -> String {
         basic("admin", &self.admin_token)

@@ -65,6 +65,23 @@ impl TestDatabase {
         }
     }
 
+    /// Runs raw SQL behind the store's back, as someone with database access would
+    /// (tests of tamper detection).
+    pub async fn execute_raw(&self, sql: &'static str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
+                sqlx::raw_sql(sql).execute(&pool).await.expect("raw SQL");
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+                sqlx::raw_sql(sql).execute(&pool).await.expect("raw SQL");
+                pool.close().await;
+            }
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `gantry` binary on 127.0.0.1:0, driven by real clients
-//! (skopeo, oras, the reference registry, plain TCP). These need the peers that
-//! `.ci/run` installs; a missing peer fails the test, it never skips it.
+//! (skopeo, oras, the reference registry, plain TCP, and the `gantry` command line
+//! itself). These need the peers that `.ci/run` installs; a missing peer fails the
+//! test, it never skips it.
 
+mod cli;
 mod crash;
 mod oras;
 mod serve;

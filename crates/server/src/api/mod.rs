@@ -1,4 +1,5 @@
-//! The JSON API under `/api/v1`: declared resources today (`apply`, list, get), and
+//! The JSON API under `/api/v1`: declared resources (`apply`, list, get), the audit
+//! log (verify, export), and
 //! the OpenAPI document that describes it, generated from these handlers and the wire
 //! types in `types` by `utoipa`.
 //!
@@ -6,6 +7,7 @@
 //! Basic) and every handler asks `auth::authorize` before it acts. Errors leave only as
 //! `error::ApiError`, the API's one envelope.
 
+mod audit;
 mod error;
 mod resources;
 mod types;
@@ -24,9 +26,16 @@ use error::ApiError;
 #[openapi(
     info(
         title = "Gantry API",
-        description = "Declared pipelines and applications. Errors are `{code, message, detail}`."
+        description = "Declared pipelines and applications, and the audit log. Errors are `{code, message, detail}`."
     ),
-    paths(resources::apply, resources::list, resources::get, openapi_json),
+    paths(
+        resources::apply,
+        resources::list,
+        resources::get,
+        audit::verify,
+        audit::export,
+        openapi_json
+    ),
     components(schemas(
         types::ErrorBody,
         types::ResourceProblem,
@@ -37,6 +46,8 @@ use error::ApiError;
         types::ResourceSummary,
         types::ResourceList,
         types::ResourceDetail,
+        types::AuditVerification,
+        types::AuditEntryView,
     ))
 )]
 struct ApiDoc;
@@ -47,6 +58,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/apply", post(resources::apply))
         .route("/api/v1/resources/{kind}", get(resources::list))
         .route("/api/v1/resources/{kind}/{name}", get(resources::get))
+        .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/audit/export", get(audit::export))
         .route("/api/v1/openapi.json", get(openapi_json))
         .with_state(state)
 }

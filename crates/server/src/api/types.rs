@@ -128,3 +128,35 @@ pub(crate) struct ResourceDetail {
     /// The canonical JSON rendering the diff of an apply compares.
     pub(crate) canonical: String,
 }
+
+/// The outcome of recomputing the audit chain.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AuditVerification {
+    /// Whether every entry verified and the log ends where its head says.
+    pub(crate) intact: bool,
+    /// How many entries verified (all of them when intact).
+    pub(crate) entries: i64,
+    /// The hash of the last entry, when intact.
+    pub(crate) head: Option<String>,
+    /// The first entry that does not verify.
+    pub(crate) broken_at: Option<i64>,
+    /// Why it does not verify.
+    pub(crate) reason: Option<String>,
+}
+
+/// One audit entry as exported (a JSON Lines record).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AuditEntryView {
+    pub(crate) sequence: i64,
+    /// RFC 3339.
+    pub(crate) at: String,
+    /// Milliseconds since the Unix epoch, as hashed.
+    pub(crate) at_millis: i64,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) subject: String,
+    /// Canonical JSON text, exactly as hashed.
+    pub(crate) payload: String,
+    pub(crate) previous_hash: String,
+    pub(crate) hash: String,
+}

@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use serde_json::Value;
 use testkit::{TestApp, TestResponse};
 
-use crate::support::{assert_status, push_image};
+use crate::support::{assert_status, push_image, user_token};
 
 /// The example of SPEC §5.
 const SPEC_EXAMPLE: &str = r#"kind: Pipeline
@@ -95,27 +95,6 @@ fn actions(body: &Value) -> Vec<(String, String, String)> {
 
 fn triple(kind: &str, name: &str, action: &str) -> (String, String, String) {
     (kind.to_owned(), name.to_owned(), action.to_owned())
-}
-
-async fn user_token(app: &TestApp, user: &str) -> String {
-    app.store
-        .users()
-        .create(user, false)
-        .await
-        .expect("create user");
-    let secret = auth::generate_token().expect("random token");
-    app.store
-        .users()
-        .create_token(store::NewToken {
-            id: &format!("tok_{user}"),
-            user_name: user,
-            description: "test token",
-            token_hash: &auth::hash_token(&secret),
-            expires_at: None,
-        })
-        .await
-        .expect("create token");
-    secret
 }
 
 testkit::app_tests! {

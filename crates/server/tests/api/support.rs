@@ -319,3 +319,25 @@ pub(crate) fn next_link(response: &TestResponse) -> Option<String> {
     let target = link.strip_prefix('<')?.split_once('>')?.0;
     Some(target.to_owned())
 }
+
+/// A user without admin rights, and a token for them.
+pub(crate) async fn user_token(app: &TestApp, user: &str) -> String {
+    app.store
+        .users()
+        .create(user, false)
+        .await
+        .expect("create user");
+    let secret = auth::generate_token().expect("random token");
+    app.store
+        .users()
+        .create_token(store::NewToken {
+            id: &format!("tok_{user}"),
+            user_name: user,
+            description: "test token",
+            token_hash: &auth::hash_token(&secret),
+            expires_at: None,
+        })
+        .await
+        .expect("create token");
+    secret
+}

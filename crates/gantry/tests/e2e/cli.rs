@@ -1,0 +1,252 @@
+//! The `gantry` command line against a real server: `apply` (dry run, create,
+//! unchanged, invalid files, wrong tokens) and `resources`, with the exit codes and
+//! messages scripts and people rely on.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::{GantryServer, free_port};
+
+/// A pipeline with approvals and a freeze window, and an application that uses it.
+const RESOURCES: &str = r#"kind: Pipeline
+name: standard
+stages:
+  - name: dev
+    auto: true
+  - name: staging
+    gate:
+      approvals: [{ role: staff, count: 1 }]
+  - name: prod
+    gate:
+      approvals: [{ role: staff, count: 1 }, { role: client, count: 1 }]
+      freeze: ["Fri 16:00 - Mon 08:00 Europe/London"]
+---
+kind: Application
+name: web-app
+type: container
+repository: acme/web-app
+pipeline: standard
+environments:
+  dev: { target: { record: {} } }
+  staging: { target: { record: {} } }
+  prod: { target: { registry-copy: { to: "prod-registry.example.com/acme/web-app" } } }
+"#;
+
+/// A running server and a working directory holding `gantry.yaml`; `HOME` points
+/// into it, so no login file of the machine running the tests is read.
+struct Session {
+    server: GantryServer,
+    dir: tempfile::TempDir,
+}
+
+impl Session {
+    fn start() -> Session {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let server = GantryServer::start(dir.path(), &[], &[]);
+        std::fs::write(dir.path().join("gantry.yaml"), RESOURCES).expect("write gantry.yaml");
+        Session { server, dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `gantry ARGS…` with the server's URL and `token` in the environment.
+    fn gantry_with_token(&self, token: Option<&str>, args: &[&str]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env("HOME", self.path())
+            .env("GANTRY_URL", format!("http://{}", self.server.address))
+            .env_remove("GANTRY_TOKEN");
+        if let Some(token) = token {
+            command.env("GANTRY_TOKEN", token);
+        }
+        command.output().expect("run the gantry binary")
+    }
+
+    /// `gantry ARGS…` as the admin.
+    fn gantry(&self, args: &[&str]) -> Output {
+        self.gantry_with_token(Some(self.server.token()), args)
+    }
+
+    /// `gantry ARGS…` as the admin, which must succeed; its stdout.
+    fn gantry_ok(&self, args: &[&str]) -> String {
+        let output = self.gantry(args);
+        assert_eq!(
+            exit_code(&output),
+            0,
+            "gantry {args:?}\n{}",
+            describe(&output)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+fn exit_code(output: &Output) -> i32 {
+    output.status.code().expect("gantry exited, not killed")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        stderr(output)
+    )
+}
+
+#[test]
+fn a_dry_run_shows_both_resources_to_be_created_with_diffs_and_stores_nothing() {
+    let session = Session::start();
+    let out = session.gantry_ok(&["apply", "-f", "gantry.yaml", "--dry-run"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.contains(&"would create  Pipeline/standard"), "{out}");
+    assert!(
+        lines.contains(&"would create  Application/web-app"),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("    + ") && line.contains("standard")),
+        "the diff is shown, indented:\n{out}"
+    );
+    assert_eq!(lines.last(), Some(&"dry run: nothing was changed"), "{out}");
+
+    let listed = session.gantry_ok(&["resources", "pipelines"]);
+    assert_eq!(listed, "no resources of this kind\n");
+}
+
+#[test]
+fn an_apply_creates_the_resources_and_applying_again_leaves_them_unchanged() {
+    let session = Session::start();
+    let first = session.gantry_ok(&["apply", "-f", "gantry.yaml"]);
+    assert_eq!(
+        first,
+        "created    Pipeline/standard  (revision 1)\n\
+         created    Application/web-app  (revision 1)\n\
+         created repository acme/web-app\n"
+    );
+
+    let second = session.gantry_ok(&["apply", "-f", "gantry.yaml"]);
+    assert_eq!(
+        second,
+        "unchanged  Pipeline/standard  (revision 1)\n\
+         unchanged  Application/web-app  (revision 1)\n"
+    );
+
+    let listed = session.gantry_ok(&["resources", "pipelines"]);
+    let rows: Vec<Vec<&str>> = listed
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "REVISION", "UPDATED"], "{listed}");
+    assert_eq!(rows[1][..2], ["standard", "1"], "{listed}");
+
+    let canonical = session.gantry_ok(&["resources", "pipelines", "standard"]);
+    assert!(canonical.contains("Europe/London"), "{canonical}");
+}
+
+#[test]
+fn json_output_is_the_servers_json() {
+    let session = Session::start();
+    let applied = session.gantry_ok(&["apply", "-f", "gantry.yaml", "-o", "json"]);
+    let applied: serde_json::Value = serde_json::from_str(&applied).expect("apply -o json");
+    assert_eq!(applied["dry_run"], false);
+    assert_eq!(applied["resources"][0]["action"], "create");
+    assert_eq!(applied["resources"][1]["name"], "web-app");
+    assert_eq!(
+        applied["created_repositories"],
+        serde_json::json!(["acme/web-app"])
+    );
+
+    let listed = session.gantry_ok(&["resources", "applications", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("resources -o json");
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|item| item["name"].as_str())
+        .collect();
+    assert_eq!(names, ["web-app"]);
+    assert_eq!(listed["items"][0]["revision"], 1);
+}
+
+#[test]
+fn a_file_with_an_unknown_field_exits_2_naming_the_file_document_and_field() {
+    let session = Session::start();
+    let bad = RESOURCES.replace("    auto: true", "    auto: true\n    colour: blue");
+    std::fs::write(session.path().join("bad.yaml"), bad).expect("write bad.yaml");
+    let output = session.gantry(&["apply", "-f", "bad.yaml"]);
+    assert_eq!(exit_code(&output), 2, "{}", describe(&output));
+    let problem = stderr(&output)
+        .lines()
+        .find(|line| line.contains("colour"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            panic!(
+                "the problem is on a line of its own:\n{}",
+                describe(&output)
+            )
+        });
+    assert!(problem.starts_with("bad.yaml:"), "{problem}");
+    assert!(
+        problem.contains(": document 1 (Pipeline `standard`), field stages[0]"),
+        "{problem}"
+    );
+
+    let listed = session.gantry_ok(&["resources", "pipelines"]);
+    assert_eq!(listed, "no resources of this kind\n", "nothing was applied");
+}
+
+#[test]
+fn a_wrong_token_exits_4_and_says_how_to_pass_one() {
+    let session = Session::start();
+    for token in [Some("gnt_wrong"), None] {
+        let output = session.gantry_with_token(token, &["apply", "-f", "gantry.yaml"]);
+        assert_eq!(exit_code(&output), 4, "{}", describe(&output));
+        assert!(
+            stderr(&output).contains("set GANTRY_TOKEN or pass --token"),
+            "{}",
+            describe(&output)
+        );
+        assert!(
+            !stderr(&output).contains("gnt_wrong"),
+            "the token is never printed"
+        );
+    }
+}
+
+#[test]
+fn the_token_is_read_from_the_login_file_when_none_is_given() {
+    let session = Session::start();
+    let config = session.path().join(".config/gantry");
+    std::fs::create_dir_all(&config).expect("create ~/.config/gantry");
+    std::fs::write(
+        config.join("token"),
+        format!("{}\n", session.server.token()),
+    )
+    .expect("write the login file");
+    let output = session.gantry_with_token(None, &["apply", "-f", "gantry.yaml"]);
+    assert_eq!(exit_code(&output), 0, "{}", describe(&output));
+}
+
+#[test]
+fn an_unreachable_server_exits_1_naming_the_url_and_what_to_check() {
+    let session = Session::start();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let output = session.gantry(&["resources", "pipelines", "--url", &url]);
+    assert_eq!(exit_code(&output), 1, "{}", describe(&output));
+    assert!(stderr(&output).contains(&url), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("GANTRY_URL"),
+        "{}",
+        describe(&output)
+    );
+}
