@@ -7,30 +7,8 @@ use testkit::TestApp;
 
 use crate::support::{
     Blob, anonymous_pull_config, assert_error, assert_status, error_message, get, push_image,
+    token_for,
 };
-
-/// Creates `user` with a token (expiring at `expires_at`, in epoch milliseconds) and
-/// returns the token's secret.
-async fn token_for(app: &TestApp, user: &str, admin: bool, expires_at: Option<i64>) -> String {
-    app.store
-        .users()
-        .create(user, admin)
-        .await
-        .expect("create user");
-    let secret = auth::generate_token().expect("random token");
-    app.store
-        .users()
-        .create_token(store::NewToken {
-            id: &format!("tok_{user}"),
-            user_name: user,
-            description: "test token",
-            token_hash: &auth::hash_token(&secret),
-            expires_at,
-        })
-        .await
-        .expect("create token");
-    secret
-}
 
 fn bearer(secret: &str) -> String {
     format!("Bearer {secret}")

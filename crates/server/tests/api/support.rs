@@ -320,11 +320,17 @@ pub(crate) fn next_link(response: &TestResponse) -> Option<String> {
     Some(target.to_owned())
 }
 
-/// A user without admin rights, and a token for them.
-pub(crate) async fn user_token(app: &TestApp, user: &str) -> String {
+/// Creates `user` with a token (expiring at `expires_at`, in epoch milliseconds) and
+/// returns the token's secret.
+pub(crate) async fn token_for(
+    app: &TestApp,
+    user: &str,
+    admin: bool,
+    expires_at: Option<i64>,
+) -> String {
     app.store
         .users()
-        .create(user, false)
+        .create(user, admin)
         .await
         .expect("create user");
     let secret = auth::generate_token().expect("random token");
@@ -335,9 +341,14 @@ pub(crate) async fn user_token(app: &TestApp, user: &str) -> String {
             user_name: user,
             description: "test token",
             token_hash: &auth::hash_token(&secret),
-            expires_at: None,
+            expires_at,
         })
         .await
         .expect("create token");
     secret
+}
+
+/// A user without admin rights, and a token for them.
+pub(crate) async fn user_token(app: &TestApp, user: &str) -> String {
+    token_for(app, user, false, None).await
 }
