@@ -26,8 +26,8 @@ use url::Url;
 
 pub use error::ClientError;
 pub use types::{
-    ApiErrorBody, ApplyAction, ApplyReport, DocumentRef, ResourceDetail, ResourceKind,
-    ResourceList, ResourceOutcome, ResourceProblem, ResourceSummary,
+    ApiErrorBody, ApplyAction, ApplyReport, AuditVerification, DocumentRef, ResourceDetail,
+    ResourceKind, ResourceList, ResourceOutcome, ResourceProblem, ResourceSummary,
 };
 
 /// How long one call may take, connecting included, before it is given up.
@@ -145,6 +145,35 @@ impl Client {
         let url = self.endpoint(&["resources", kind.plural(), name])?;
         let request = self.authorized(self.agent.get(url.as_str()));
         self.answer(&url, request.call())
+    }
+
+    /// Asks the server to recompute the audit log's hash chain.
+    pub fn audit_verify(&self) -> Result<AuditVerification, ClientError> {
+        let url = self.endpoint(&["audit", "verify"])?;
+        let request = self.authorized(self.agent.get(url.as_str()));
+        self.answer(&url, request.call())
+    }
+
+    /// Streams the whole audit log, as JSON Lines, into `out`; returns the bytes copied.
+    pub fn audit_export(&self, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        let url = self.endpoint(&["audit", "export"])?;
+        let request = self.authorized(self.agent.get(url.as_str()));
+        let unreachable = |source: ureq::Error| ClientError::Unreachable {
+            url: url.to_string(),
+            cause: Box::new(source),
+        };
+        let mut response = request.call().map_err(unreachable)?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = response.body_mut().read_to_string().map_err(unreachable)?;
+            return Err(ClientError::from_status(status, &text));
+        }
+        let mut body = response.body_mut().as_reader();
+        std::io::copy(&mut body, out).map_err(|error| ClientError::InvalidResponse {
+            url: url.to_string(),
+            status,
+            reason: format!("the export ended early: {error}"),
+        })
     }
 
     /// `{base}api/v1/{segments…}`, each segment percent-encoded.

@@ -87,6 +87,21 @@ pub struct ResourceDetail {
     pub canonical: String,
 }
 
+/// The verdict of `GET /api/v1/audit/verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerification {
+    /// Whether every entry verified and the log ends where its head says.
+    pub intact: bool,
+    /// How many entries verified.
+    pub entries: i64,
+    /// The hash of the last entry, when intact.
+    pub head: Option<String>,
+    /// The first entry that does not verify.
+    pub broken_at: Option<i64>,
+    /// Why it does not verify.
+    pub reason: Option<String>,
+}
+
 /// The API's error envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiErrorBody {

@@ -2,6 +2,7 @@
 //! together, and runs. No product logic lives here.
 
 mod apply;
+mod audit;
 mod config;
 mod remote;
 mod resources;
@@ -39,6 +40,12 @@ enum Command {
     /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else.
     #[command(after_help = CLIENT_HELP)]
     Resources(resources::ResourcesArgs),
+    /// Verify or export the server's hash-chained audit log (admins).
+    ///
+    /// Exit codes: 0 success (verify: the chain is intact), 5 the chain is broken (the
+    /// first bad entry is named), 4 unauthorized or forbidden, 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Audit(audit::AuditArgs),
 }
 
 /// How the client commands find the server and their token.
@@ -111,6 +118,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Resources(args) => resources::run(args),
+        Command::Audit(args) => {
+            return audit::run(args).unwrap_or_else(|error| remote::report(&error));
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -250,3 +250,56 @@ fn an_unreachable_server_exits_1_naming_the_url_and_what_to_check() {
         describe(&output)
     );
 }
+
+#[test]
+fn audit_verify_passes_on_an_untouched_log_and_names_an_entry_edited_in_the_database() {
+    let session = Session::start();
+    session.gantry_ok(&["apply", "-f", "gantry.yaml"]);
+    let changed = RESOURCES.replace("count: 1 }]\n  - name: prod", "count: 2 }]\n  - name: prod");
+    std::fs::write(session.path().join("gantry.yaml"), changed).expect("write gantry.yaml");
+    session.gantry_ok(&["apply", "-f", "gantry.yaml"]);
+    let intact = session.gantry_ok(&["audit", "verify"]);
+    assert!(
+        intact.starts_with("audit log intact: 3 entries"),
+        "{intact}"
+    );
+
+    let exported = session.gantry_ok(&["audit", "export"]);
+    let entries: Vec<serde_json::Value> = exported
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON Lines"))
+        .collect();
+    assert_eq!(entries.len(), 3, "two creations and one update: {exported}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["action"] == "apply" && e["actor"] == "admin"),
+        "{exported}"
+    );
+    session.gantry_ok(&["audit", "export", "-f", "audit.jsonl"]);
+    let written = std::fs::read_to_string(session.path().join("audit.jsonl")).expect("export file");
+    assert_eq!(written, exported, "--file writes the same lines");
+
+    // Someone with access to the database rewrites who made the second change.
+    let database = session.path().join("gantry-data/gantry.db");
+    let edit = format!(
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute(\"UPDATE audit_log SET actor = 'mallory' WHERE sequence = 2\"); c.commit()",
+        database.display().to_string()
+    );
+    let edited = Command::new("python3")
+        .args(["-c", &edit])
+        .output()
+        .expect("python3 runs");
+    assert!(edited.status.success(), "{}", describe(&edited));
+    let broken = session.gantry(&["audit", "verify"]);
+    assert_eq!(exit_code(&broken), 5, "{}", describe(&broken));
+    let verdict = String::from_utf8_lossy(&broken.stdout);
+    assert!(verdict.contains("BROKEN at entry 2"), "{verdict}");
+}
+
+#[test]
+fn audit_commands_need_a_token() {
+    let session = Session::start();
+    let refused = session.gantry_with_token(None, &["audit", "verify"]);
+    assert_eq!(exit_code(&refused), 4, "{}", describe(&refused));
+}
