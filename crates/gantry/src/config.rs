@@ -54,6 +54,18 @@ pub(crate) struct Limits {
 pub(crate) struct RegistrySection {
     /// Rules that let some tags move; all other tags are immutable.
     pub(crate) mutable_tags: Vec<MutableTags>,
+    /// Who may create a repository by pushing to a new name: `admins` or `never`
+    /// (then repositories come only from applications declared with `gantry apply`).
+    pub(crate) repository_creation: RepositoryCreation,
+}
+
+/// `registry.repository_creation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RepositoryCreation {
+    #[default]
+    Admins,
+    Never,
 }
 
 /// `[[registry.mutable_tags]] repository = "acme/*"  tags = ["latest"]`
@@ -165,6 +177,8 @@ mod tests {
             max_blob_bytes = 2048
             upload_ttl_seconds = 60
             maintenance_interval_seconds = 5
+            [registry]
+            repository_creation = "never"
             [[registry.mutable_tags]]
             repository = "acme/*"
             tags = ["latest"]
@@ -176,6 +190,10 @@ mod tests {
         assert_eq!(
             config.registry.mutable_tags[0].tags,
             vec!["latest".to_owned()]
+        );
+        assert_eq!(
+            config.registry.repository_creation,
+            RepositoryCreation::Never
         );
         assert!(toml::from_str::<Config>("listen_address = \"x\"").is_err());
         assert!(toml::from_str::<Config>("[limits]\nmax_blobs = 1").is_err());

@@ -99,6 +99,9 @@ pub(crate) struct ServeArgs {
     /// Seconds between purges of expired uploads [default: 600]
     #[arg(long, env = "GANTRY_MAINTENANCE_INTERVAL_SECONDS")]
     maintenance_interval_seconds: Option<u64>,
+    /// Who may create a repository by pushing to a new name [default: admins]
+    #[arg(long, env = "GANTRY_REPOSITORY_CREATION", value_enum)]
+    repository_creation: Option<crate::config::RepositoryCreation>,
 }
 
 fn main() -> ExitCode {

@@ -33,6 +33,7 @@ fn configure(args: ServeArgs) -> anyhow::Result<Config> {
         max_blob_bytes => limits.max_blob_bytes,
         upload_ttl_seconds => limits.upload_ttl_seconds,
         maintenance_interval_seconds => limits.maintenance_interval_seconds,
+        repository_creation => registry.repository_creation,
     );
     if args.database_url.is_some() {
         config.database_url = args.database_url;
@@ -103,6 +104,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 tags: rule.tags.clone(),
             })
             .collect(),
+        repository_creation: match config.registry.repository_creation {
+            crate::config::RepositoryCreation::Admins => registry::RepositoryCreation::Admins,
+            crate::config::RepositoryCreation::Never => registry::RepositoryCreation::Never,
+        },
         access: AccessPolicy {
             anonymous_pull: config.anonymous_pull,
         },

@@ -28,7 +28,7 @@ use store::Store;
 pub use endpoint::{Endpoint, RouteClass};
 pub use error::{ErrorCode, RegistryError};
 pub use manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-pub use policy::MutableTagRule;
+pub use policy::{MutableTagRule, RepositoryCreation};
 
 /// Registry settings, from the server's configuration.
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub struct RegistryConfig {
     pub upload_ttl: Duration,
     /// Where tags may be moved to other bytes; everywhere else they are immutable.
     pub mutable_tags: Vec<MutableTagRule>,
+    /// Who may create a repository by pushing to a new name.
+    pub repository_creation: RepositoryCreation,
     pub access: AccessPolicy,
     /// The realm named in `WWW-Authenticate` challenges.
     pub realm: String,
@@ -53,6 +55,7 @@ impl Default for RegistryConfig {
             max_blob_bytes: 1 << 40,
             upload_ttl: Duration::from_secs(24 * 3600),
             mutable_tags: Vec::new(),
+            repository_creation: RepositoryCreation::Admins,
             access: AccessPolicy::default(),
             realm: "gantry".to_owned(),
         }

@@ -3,6 +3,16 @@
 use domain::{RepoName, Tag};
 use store::TagPolicy;
 
+/// Who may create a repository by pushing to a name that does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepositoryCreation {
+    /// Admins may (the default); everyone else pushes to repositories that exist.
+    #[default]
+    Admins,
+    /// Nobody: repositories come only from declared applications (`gantry apply`).
+    Never,
+}
+
 /// Allows tags matching `tags` in repositories matching `repository` to move.
 /// Both are glob patterns where `*` matches any run of characters (including `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]

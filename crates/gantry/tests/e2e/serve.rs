@@ -180,6 +180,7 @@ fn serve_help_documents_every_setting_with_its_environment_variable() {
         "GANTRY_MAX_BLOB_BYTES",
         "GANTRY_UPLOAD_TTL_SECONDS",
         "GANTRY_MAINTENANCE_INTERVAL_SECONDS",
+        "GANTRY_REPOSITORY_CREATION",
     ] {
         assert!(
             help.contains(variable),

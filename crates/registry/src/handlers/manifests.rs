@@ -107,7 +107,7 @@ pub(super) async fn put(
         }
         Reference::Tag(_) => Digest::sha256_of(&body),
     };
-    let repository = repository_for_push(registry, name).await?;
+    let repository = repository_for_push(registry, principal, name).await?;
     let tag = match reference {
         Reference::Tag(tag) => Some((
             tag,

@@ -11,7 +11,8 @@ use domain::{Principal, RepoName};
 use http::{HeaderValue, Method, StatusCode};
 use store::Repository;
 
-use crate::error::RegistryError;
+use crate::RepositoryCreation;
+use crate::error::{ErrorCode, RegistryError};
 use crate::{Endpoint, Registry};
 
 pub(crate) async fn handle(
@@ -77,12 +78,41 @@ async fn existing_repository(
         .ok_or_else(|| RegistryError::name_unknown(name))
 }
 
-/// The repository a push writes to, created on first push. The caller is authorized to
-/// push; only principals who may create repositories get that far for a new name.
+/// Refuses a push to a repository that does not exist unless the creation policy lets
+/// `principal` create it, with a message that says how repositories are made.
+async fn check_push_target(
+    registry: &Registry,
+    principal: &Principal,
+    name: &RepoName,
+) -> Result<(), RegistryError> {
+    if registry.store.repositories().get(name).await?.is_some() {
+        return Ok(());
+    }
+    let allowed = match registry.config.repository_creation {
+        RepositoryCreation::Never => false,
+        RepositoryCreation::Admins => matches!(principal, Principal::User { admin: true, .. }),
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(RegistryError::new(
+        ErrorCode::Denied,
+        StatusCode::FORBIDDEN,
+        format!(
+            "repository {name} does not exist and pushing does not create it here; declare an Application \
+             with `repository: {name}` and run `gantry apply`"
+        ),
+    ))
+}
+
+/// The repository a push writes to, created on first push where the creation policy
+/// allows it.
 async fn repository_for_push(
     registry: &Registry,
+    principal: &Principal,
     name: &RepoName,
 ) -> Result<Repository, RegistryError> {
+    check_push_target(registry, principal, name).await?;
     Ok(registry.store.repositories().get_or_create(name).await?)
 }
 

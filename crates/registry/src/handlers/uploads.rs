@@ -11,7 +11,7 @@ use domain::{Action, Digest, DigestAlgorithm, DigestHasher, Principal, RepoName}
 use http::{HeaderMap, StatusCode, header};
 use store::{StoreError, Upload};
 
-use super::{existing_repository, header_value, repository_for_push};
+use super::{check_push_target, existing_repository, header_value, repository_for_push};
 use crate::endpoint::UploadId;
 use crate::error::{ErrorCode, RegistryError};
 use crate::{InFlight, Registry, headers};
@@ -64,9 +64,9 @@ pub(super) async fn start(
     }
     if let Some(digest) = query.get("digest") {
         let digest = parse_digest_param(digest)?;
-        return monolithic(registry, name, &digest, request).await;
+        return monolithic(registry, principal, name, &digest, request).await;
     }
-    let repository = repository_for_push(registry, name).await?;
+    let repository = repository_for_push(registry, principal, name).await?;
     let id = UploadId::new();
     registry
         .store
@@ -115,7 +115,7 @@ async fn try_mount(
     {
         return Ok(None);
     }
-    let target = repository_for_push(registry, name).await?;
+    let target = repository_for_push(registry, principal, name).await?;
     match registry
         .store
         .blobs()
@@ -129,10 +129,13 @@ async fn try_mount(
 
 async fn monolithic(
     registry: &Registry,
+    principal: &Principal,
     name: &RepoName,
     digest: &Digest,
     request: Request,
 ) -> Result<Response, RegistryError> {
+    // Refused before a byte of the body is read.
+    check_push_target(registry, principal, name).await?;
     let _in_flight = InFlight::start(registry);
     let id = UploadId::new();
     let key = new_part_key();
@@ -157,7 +160,7 @@ async fn monolithic(
     }
     registry.blobs.commit(id.as_str(), &parts, digest).await?;
     // Created only now, so a refused upload leaves no empty repository behind.
-    let repository = repository_for_push(registry, name).await?;
+    let repository = repository_for_push(registry, principal, name).await?;
     registry
         .store
         .blobs()

@@ -11,6 +11,7 @@ mod health_and_metrics;
 mod registry_auth;
 mod registry_base;
 mod registry_blobs;
+mod registry_creation;
 mod registry_listing;
 mod registry_manifests;
 mod registry_names;
