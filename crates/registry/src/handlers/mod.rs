@@ -88,6 +88,28 @@ async fn check_push_target(
     if registry.store.repositories().get(name).await?.is_some() {
         return Ok(());
     }
+    creation_allowed(registry, principal, name)
+}
+
+/// The repository a push writes to, created on first push where the creation policy
+/// allows it. An existing repository costs one lookup.
+async fn repository_for_push(
+    registry: &Registry,
+    principal: &Principal,
+    name: &RepoName,
+) -> Result<Repository, RegistryError> {
+    if let Some(existing) = registry.store.repositories().get(name).await? {
+        return Ok(existing);
+    }
+    creation_allowed(registry, principal, name)?;
+    Ok(registry.store.repositories().get_or_create(name).await?)
+}
+
+fn creation_allowed(
+    registry: &Registry,
+    principal: &Principal,
+    name: &RepoName,
+) -> Result<(), RegistryError> {
     let allowed = match registry.config.repository_creation {
         RepositoryCreation::Never => false,
         RepositoryCreation::Admins => matches!(principal, Principal::User { admin: true, .. }),
@@ -103,17 +125,6 @@ async fn check_push_target(
              with `repository: {name}` and run `gantry apply`"
         ),
     ))
-}
-
-/// The repository a push writes to, created on first push where the creation policy
-/// allows it.
-async fn repository_for_push(
-    registry: &Registry,
-    principal: &Principal,
-    name: &RepoName,
-) -> Result<Repository, RegistryError> {
-    check_push_target(registry, principal, name).await?;
-    Ok(registry.store.repositories().get_or_create(name).await?)
 }
 
 fn header_value(text: &str) -> HeaderValue {
