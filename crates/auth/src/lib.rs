@@ -92,6 +92,7 @@ pub fn authorize(
     let resources = matches!(action, Action::ReadResources | Action::ApplyResources);
     let permission = match repository {
         _ if action == Action::ReadAudit => "audit:read".to_owned(),
+        _ if action == Action::ManageUsers => "users:manage".to_owned(),
         _ if resources => format!("resources:{}", action.as_str()),
         Some(name) => format!("repository:{name}:{}", action.as_str()),
         None => format!("registry:{}", action.as_str()),
@@ -176,6 +177,14 @@ mod tests {
         check(&user, Action::ReadAudit, false, Err("forbidden"));
         check(&admin, Action::ReadAudit, false, Ok(()));
         check(&anonymous, Action::ReadAudit, true, Err("unauthenticated"));
+        check(&user, Action::ManageUsers, false, Err("forbidden"));
+        check(&admin, Action::ManageUsers, false, Ok(()));
+        check(
+            &anonymous,
+            Action::ManageUsers,
+            true,
+            Err("unauthenticated"),
+        );
         check(
             &anonymous,
             Action::ReadResources,

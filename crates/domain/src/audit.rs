@@ -18,6 +18,29 @@ pub enum AuditAction {
     DeleteBlob,
     /// A declared resource (pipeline, application) was created or changed by an apply.
     Apply,
+    /// Build provenance was recorded for an artifact.
+    Notify,
+    /// A check report arrived for an artifact.
+    Check,
+    /// A promotion was requested.
+    Promote,
+    /// A promotion's gate was bypassed by an admin (break-glass), with a reason.
+    Override,
+    Approve,
+    Reject,
+    /// A promotion was withdrawn by its requester or an admin.
+    Cancel,
+    /// A newer promotion or a rollback replaced a pending promotion.
+    Supersede,
+    /// A deployment started, succeeded or failed.
+    Deploy,
+    Rollback,
+    /// Auto-promotion into an environment was paused, or released.
+    Hold,
+    Release,
+    /// A user, a role grant or an API token was created.
+    User,
+    Token,
 }
 
 impl AuditAction {
@@ -28,6 +51,20 @@ impl AuditAction {
             AuditAction::DeleteTag => "delete-tag",
             AuditAction::DeleteBlob => "delete-blob",
             AuditAction::Apply => "apply",
+            AuditAction::Notify => "notify",
+            AuditAction::Check => "check",
+            AuditAction::Promote => "promote",
+            AuditAction::Override => "override",
+            AuditAction::Approve => "approve",
+            AuditAction::Reject => "reject",
+            AuditAction::Cancel => "cancel",
+            AuditAction::Supersede => "supersede",
+            AuditAction::Deploy => "deploy",
+            AuditAction::Rollback => "rollback",
+            AuditAction::Hold => "hold",
+            AuditAction::Release => "release",
+            AuditAction::User => "user",
+            AuditAction::Token => "token",
         }
     }
 }

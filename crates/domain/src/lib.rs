@@ -6,10 +6,13 @@
 
 pub mod audit;
 mod digest;
+pub mod dora;
+pub mod findings;
 pub mod gate;
 mod names;
 pub mod pipeline;
 mod principal;
+pub mod promotion;
 mod resource;
 
 pub use digest::{Digest, DigestAlgorithm, DigestError, DigestHasher};

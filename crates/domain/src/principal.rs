@@ -38,6 +38,8 @@ pub enum Action {
     ApplyResources,
     /// Read, verify and export the audit log.
     ReadAudit,
+    /// Create users and issue tokens for them.
+    ManageUsers,
 }
 
 impl Action {
@@ -50,6 +52,7 @@ impl Action {
             Action::ReadResources => "read",
             Action::ApplyResources => "apply",
             Action::ReadAudit => "read",
+            Action::ManageUsers => "manage",
         }
     }
 }

@@ -325,29 +325,70 @@ impl<'a> From<&'a HealthCheck> for CanonicalHealthCheck<'a> {
 
 impl DeclaredPipeline {
     /// Reads a pipeline back from its canonical text (as stored by an apply), so that
-    /// an application can be checked against a pipeline applied earlier.
+    /// an application can be checked against a pipeline applied earlier and the engine
+    /// can evaluate its gates.
     ///
     /// The canonical form of a pipeline is JSON, hence YAML, spelling every field the
     /// way the YAML reader accepts it; the tests hold it to reading back as the same
-    /// pipeline. Application texts do not read back (absent options render as `null`),
-    /// and nothing needs them to yet.
+    /// pipeline.
     pub fn from_canonical(text: &str) -> Result<DeclaredPipeline, ResourceErrors> {
-        let set = parse_file("stored pipeline", text)?;
-        let mut resources = set.documents();
-        match (resources.next(), resources.next()) {
-            (Some((_, Resource::Pipeline(pipeline))), None) => Ok(pipeline.clone()),
-            (first, _) => {
-                let error = ResourceError {
-                    file: set.file().to_owned(),
-                    document: first.map(|(label, _)| label.clone()),
-                    field: None,
-                    position: None,
-                    problem: Problem::InvalidField(
-                        "a stored pipeline's text holds exactly one Pipeline".to_owned(),
-                    ),
-                };
-                Err(ResourceErrors::one(error))
-            }
+        match read_back("stored pipeline", text)? {
+            Resource::Pipeline(pipeline) => Ok(pipeline),
+            Resource::Application(_) => Err(not_one("stored pipeline", "Pipeline")),
         }
     }
+}
+
+impl Application {
+    /// Reads an application back from its canonical text, for the engine to find each
+    /// environment's target and config. Absent options render as `null`, which the YAML
+    /// reader does not take for "absent", so they are dropped before reading.
+    pub fn from_canonical(text: &str) -> Result<Application, ResourceErrors> {
+        match read_back("stored application", text)? {
+            Resource::Application(application) => Ok(application),
+            Resource::Pipeline(_) => Err(not_one("stored application", "Application")),
+        }
+    }
+}
+
+/// Parses a stored canonical text (JSON) holding exactly one resource, with `null`
+/// members removed.
+fn read_back(file: &str, text: &str) -> Result<Resource, ResourceErrors> {
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|error| {
+        ResourceErrors::one(ResourceError {
+            file: file.to_owned(),
+            document: None,
+            field: None,
+            position: None,
+            problem: Problem::InvalidField(format!("not canonical JSON: {error}")),
+        })
+    })?;
+    drop_nulls(&mut value);
+    let set = parse_file(file, &value.to_string())?;
+    let mut resources = set.documents();
+    match (resources.next(), resources.next()) {
+        (Some((_, resource)), None) => Ok(resource.clone()),
+        _ => Err(not_one(file, "resource")),
+    }
+}
+
+fn drop_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(members) => {
+            members.retain(|_, member| !member.is_null());
+            members.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+fn not_one(file: &str, kind: &str) -> ResourceErrors {
+    ResourceErrors::one(ResourceError {
+        file: file.to_owned(),
+        document: None,
+        field: None,
+        position: None,
+        problem: Problem::InvalidField(format!("a {file}'s text holds exactly one {kind}")),
+    })
 }

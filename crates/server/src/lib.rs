@@ -15,8 +15,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{any, get};
 use blobs::BlobStore;
+use engine::{Deployers, Engine};
 use registry::{Registry, RegistryConfig};
-use store::Store;
+use store::{FlakyPolicy, Store};
 
 pub use metrics::Metrics;
 
@@ -27,16 +28,24 @@ pub struct AppState {
     pub blobs: BlobStore,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    pub engine: Engine,
 }
 
 impl AppState {
     pub fn new(store: Store, blobs: BlobStore, registry_config: RegistryConfig) -> AppState {
         let registry = Registry::new(store.clone(), blobs.clone(), registry_config);
+        let engine = Engine::new(
+            store.clone(),
+            blobs.clone(),
+            Deployers::default(),
+            FlakyPolicy::default(),
+        );
         AppState {
             store,
             blobs,
             registry,
             metrics: Arc::new(Metrics::new()),
+            engine,
         }
     }
 }
@@ -62,8 +71,13 @@ pub fn router(state: AppState) -> Router {
         ))
 }
 
-/// Runs the periodic maintenance of one server: purging expired upload sessions.
-/// Every pass is idempotent, so replicas running it side by side do no harm.
+/// How often waiting promotions are re-evaluated, so soak times and freeze windows
+/// open gates without anyone asking.
+const GATE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Runs the periodic maintenance of one server: purging expired upload sessions, and
+/// re-evaluating waiting promotions. Every pass is idempotent (decisions are taken
+/// under the environment's lock), so replicas running it side by side do no harm.
 pub async fn run_maintenance(
     state: AppState,
     interval: Duration,
@@ -72,9 +86,19 @@ pub async fn run_maintenance(
     let mut shutdown = shutdown;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gates = tokio::time::interval(GATE_INTERVAL.min(interval));
+    gates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            _ = gates.tick() => {
+                match state.engine.tick().await {
+                    Ok(0) => {}
+                    Ok(started) => tracing::info!(started, "waiting promotions opened"),
+                    Err(error) => tracing::warn!(%error, "re-evaluating waiting promotions failed"),
+                }
+                continue;
+            }
             _ = shutdown.changed() => return,
         }
         match state

@@ -123,6 +123,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "resources",
         include_str!("../migrations/sqlite/0003_resources.sql"),
     ),
+    (
+        4,
+        "promotion",
+        include_str!("../migrations/sqlite/0004_promotion.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -139,6 +144,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "resources",
         include_str!("../migrations/postgres/0003_resources.sql"),
+    ),
+    (
+        4,
+        "promotion",
+        include_str!("../migrations/postgres/0004_promotion.sql"),
     ),
 ];
 

@@ -14,7 +14,9 @@ mod audit;
 mod backend;
 mod blobs;
 mod error;
+mod evidence;
 mod manifests;
+mod promotions;
 mod repositories;
 mod resources;
 mod uploads;
@@ -24,9 +26,15 @@ pub use audit::{Audit, AuditEntry, ChainVerdict, NewAuditEntry, canonical_json};
 pub use backend::{Backend, StoreOptions};
 pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
 pub use error::StoreError;
+pub use evidence::{Build, CheckReport, Evidence, EvidenceOutcome, NewCheck, Provenance};
 pub use manifests::{
     DeleteManifestOutcome, ManifestChild, ManifestRecord, Manifests, NewManifest,
     PutManifestOutcome, Referrer, TagPolicy,
+};
+pub use promotions::{
+    ConfigRevision, Decided, Decider, Decision, Deployment, DeploymentOrder, EnvironmentState,
+    FlakyPolicy, Hold, Promotion, PromotionRequest, Promotions, StagePlan, StoreOutcome,
+    StoredCondition,
 };
 pub use repositories::{Repositories, Repository};
 pub use resources::{
@@ -34,7 +42,7 @@ pub use resources::{
     ResourceChange, ResourceColumns, Resources, StoredResource,
 };
 pub use uploads::{Upload, UploadPart, Uploads};
-pub use users::{NewToken, TokenOwner, Users};
+pub use users::{NewToken, NewUser, RoleGrant, TokenOwner, UserRecord, Users};
 
 /// The metadata store. Cheap to clone; all clones share the connection pools.
 #[derive(Clone)]
@@ -96,6 +104,18 @@ impl Store {
 
     pub fn uploads(&self) -> Uploads<'_> {
         Uploads {
+            backend: &self.backend,
+        }
+    }
+
+    pub fn evidence(&self) -> Evidence<'_> {
+        Evidence {
+            backend: &self.backend,
+        }
+    }
+
+    pub fn promotions(&self) -> Promotions<'_> {
+        Promotions {
             backend: &self.backend,
         }
     }

@@ -1,8 +1,12 @@
 //! Users and their API tokens. Tokens are stored only as hashes.
 
+use std::collections::BTreeSet;
+
+use domain::audit::AuditAction;
+use domain::pipeline::Role;
 use sqlx::Row;
 
-use crate::{Backend, StoreError, now_millis, with_pool};
+use crate::{Backend, NewAuditEntry, StoreError, now_millis, with_pool};
 
 // The one piece of SQL shared by two write paths, expanded inside each backend's arm.
 macro_rules! insert_token_sql {
@@ -119,5 +123,200 @@ impl Users<'_> {
                 revoked_at: row.get("revoked_at"),
             }))
         })
+    }
+
+    /// Creates a user with roles (each global, or for one application) as done by
+    /// `actor`, audited. Returns false, changing nothing, if the name is taken.
+    pub async fn create_with_roles(
+        &self,
+        user: &NewUser<'_>,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = now_millis();
+            let mut tx = pool.begin().await?;
+            let created = sqlx::query(
+                "INSERT INTO users (name, admin, ci, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(user.name)
+            .bind(user.admin)
+            .bind(user.ci)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if created == 0 {
+                return Ok(false);
+            }
+            for grant in user.roles {
+                sqlx::query(
+                    "INSERT INTO user_roles (user_name, role, application, granted_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_name, application, role) DO NOTHING",
+                )
+                .bind(user.name)
+                .bind(grant.role.as_str())
+                .bind(grant.application.as_deref().unwrap_or(""))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let entry = NewAuditEntry {
+                at: now,
+                actor: actor.to_owned(),
+                action: AuditAction::User,
+                subject: format!("user/{}", user.name),
+                payload: serde_json::json!({
+                    "name": user.name,
+                    "admin": user.admin,
+                    "ci": user.ci,
+                    "roles": user.roles.iter().map(RoleGrant::to_string).collect::<Vec<_>>(),
+                }),
+            };
+            crate::append_audit!(tx, &entry);
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Stores a new token for an existing user as issued by `actor`, audited (the
+    /// token's id, never its secret).
+    pub async fn issue_token(&self, token: NewToken<'_>, actor: &str) -> Result<(), StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = now_millis();
+            let mut tx = pool.begin().await?;
+            insert_token_sql!(&mut *tx, token, now)?;
+            let entry = NewAuditEntry {
+                at: now,
+                actor: actor.to_owned(),
+                action: AuditAction::Token,
+                subject: format!("user/{}", token.user_name),
+                payload: serde_json::json!({
+                    "token": token.id,
+                    "user": token.user_name,
+                    "description": token.description,
+                    "expires_at": token.expires_at,
+                }),
+            };
+            crate::append_audit!(tx, &entry);
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// A user with all their role grants.
+    pub async fn get(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let Some(row) = sqlx::query("SELECT name, admin, ci FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let grants = sqlx::query(
+                "SELECT role, application FROM user_roles WHERE user_name = $1 ORDER BY application, role",
+            )
+            .bind(name)
+            .fetch_all(pool)
+            .await?;
+            let mut roles = Vec::with_capacity(grants.len());
+            for grant in &grants {
+                let role: String = grant.get("role");
+                let application: String = grant.get("application");
+                roles.push(RoleGrant {
+                    role: Role::parse(&role).map_err(|e| StoreError::corrupt("user_roles", e))?,
+                    application: (!application.is_empty()).then_some(application),
+                });
+            }
+            Ok(Some(UserRecord {
+                name: row.get("name"),
+                admin: row.get("admin"),
+                ci: row.get("ci"),
+                roles,
+            }))
+        })
+    }
+
+    /// Users in name order after `after`, at most `limit`, with their grants.
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let names: Vec<String> = with_pool!(self.backend, read, |pool| {
+            sqlx::query("SELECT name FROM users WHERE name > $1 ORDER BY name LIMIT $2")
+                .bind(after.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| row.get("name"))
+                .collect()
+        });
+        let mut users = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(user) = self.get(&name).await? {
+                users.push(user);
+            }
+        }
+        Ok(users)
+    }
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub name: &'a str,
+    pub admin: bool,
+    /// A CI identity: may push, notify and report checks; never approves.
+    pub ci: bool,
+    pub roles: &'a [RoleGrant],
+}
+
+/// A role held globally (`application: None`) or for one application.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RoleGrant {
+    pub role: Role,
+    pub application: Option<String>,
+}
+
+impl std::fmt::Display for RoleGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.application {
+            Some(application) => write!(f, "{}@{application}", self.role.as_str()),
+            None => f.write_str(self.role.as_str()),
+        }
+    }
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    pub admin: bool,
+    pub ci: bool,
+    pub roles: Vec<RoleGrant>,
+}
+
+impl UserRecord {
+    /// The roles that apply to `application`: its own and the global ones, and
+    /// `admin` for an administrator.
+    pub fn roles_for(&self, application: &str) -> BTreeSet<Role> {
+        let mut roles: BTreeSet<Role> = self
+            .roles
+            .iter()
+            .filter(|grant| {
+                grant
+                    .application
+                    .as_deref()
+                    .is_none_or(|a| a == application)
+            })
+            .map(|grant| grant.role)
+            .collect();
+        if self.admin {
+            roles.insert(Role::Admin);
+        }
+        roles
     }
 }

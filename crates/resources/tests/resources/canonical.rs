@@ -244,3 +244,41 @@ fn canonical_text_of_another_kind_is_not_a_pipeline() {
         .expect_err("an application is not a pipeline");
     assert_eq!(errors.errors().len(), 1, "{errors}");
 }
+
+#[test]
+fn an_application_reads_back_from_its_canonical_text() {
+    for application in parsed(SPEC_EXAMPLE).applications() {
+        let text = resources::Resource::Application(application.clone()).canonical();
+        let reread = resources::Application::from_canonical(&text)
+            .unwrap_or_else(|errors| panic!("{errors}\n{text}"));
+        assert_eq!(&reread, application, "{text}");
+    }
+    let every_target = r#"
+kind: Pipeline
+name: p
+stages: [{ name: a }, { name: b }, { name: c }, { name: d }, { name: e }, { name: f }]
+---
+kind: Application
+name: all
+type: container
+repository: acme/all
+pipeline: p
+tech_stack: rust
+environments:
+  a: { target: { record: {} }, config: { replicas: 2, debug: true, name: x } }
+  b: { target: { gitops: { repo: "https://git.example.com/x.git", branch: main, file: a/b.yaml, keys: { repository: image.repo, digest: image.digest } } } }
+  c: { target: { gitops: { repo: "https://git.example.com/x.git", file: c.yaml, key: image } } }
+  d: { target: { registry-copy: { to: "prod.example.com/acme/all" } }, health_check: { url: "https://x.example.com/health" }, auto_rollback: true }
+  e: { target: { webhook: { url: "https://hooks.example.com/deploy", secret_ref: hook, timeout: 5m } } }
+  f: { target: { command: { program: deploy.sh, args: [a, b], timeout: 10m } } }
+"#;
+    let set = parsed(every_target);
+    let application = set.applications().next().expect("one application");
+    let text = resources::Resource::Application(application.clone()).canonical();
+    let reread = resources::Application::from_canonical(&text)
+        .unwrap_or_else(|errors| panic!("{errors}\n{text}"));
+    assert_eq!(&reread, application, "{text}");
+    let pipeline = set.pipelines().next().expect("one pipeline");
+    let text = resources::Resource::Pipeline(pipeline.clone()).canonical();
+    assert!(resources::Application::from_canonical(&text).is_err());
+}

@@ -30,7 +30,7 @@ impl ApiError {
         }
     }
 
-    fn with_detail(mut self, detail: Value) -> ApiError {
+    pub(crate) fn with_detail(mut self, detail: Value) -> ApiError {
         self.detail = detail;
         self
     }
@@ -65,6 +65,17 @@ impl ApiError {
     pub(crate) fn forbidden(message: impl Into<String>, permission: &str) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
             .with_detail(json!({ "permission": permission }))
+    }
+
+    /// 403: authenticated, but this person may not do this (the message says why:
+    /// a missing role, their own promotion, a CI identity).
+    pub(crate) fn refused(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 422: well-formed, but about something that cannot be acted on (`code` says what).
+    pub(crate) fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     pub(crate) fn not_found(message: impl Into<String>) -> ApiError {

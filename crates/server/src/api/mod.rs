@@ -9,10 +9,14 @@
 
 mod audit;
 mod error;
+mod promotion_types;
+mod promotions;
 mod resources;
 mod types;
+mod users;
 
-use axum::routing::{get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use domain::{Action, Principal};
 use http::{HeaderMap, header};
@@ -26,7 +30,7 @@ use error::ApiError;
 #[openapi(
     info(
         title = "Gantry API",
-        description = "Declared pipelines and applications, and the audit log. Errors are `{code, message, detail}`."
+        description = "Declared pipelines and applications, builds, checks, promotions, approvals, deployments, rollbacks, users, DORA metrics and the audit log. Errors are `{code, message, detail}`."
     ),
     paths(
         resources::apply,
@@ -34,6 +38,25 @@ use error::ApiError;
         resources::get,
         audit::verify,
         audit::export,
+        promotions::notify,
+        promotions::report_check,
+        promotions::promote,
+        promotions::list_promotions,
+        promotions::get_promotion,
+        promotions::approve,
+        promotions::reject,
+        promotions::cancel,
+        promotions::rollback,
+        promotions::hold,
+        promotions::release,
+        promotions::list_apps,
+        promotions::get_app,
+        promotions::history,
+        promotions::artifact,
+        users::create_user,
+        users::list_users,
+        users::create_token,
+        users::dora,
         openapi_json
     ),
     components(schemas(
@@ -48,6 +71,34 @@ use error::ApiError;
         types::ResourceDetail,
         types::AuditVerification,
         types::AuditEntryView,
+        promotion_types::BuildRequest,
+        promotion_types::BuildView,
+        promotion_types::NotifyResponse,
+        promotion_types::CheckRequest,
+        promotion_types::CheckView,
+        promotion_types::PromoteRequest,
+        promotion_types::ConditionView,
+        promotion_types::DecisionView,
+        promotion_types::PromotionView,
+        promotion_types::PromotionList,
+        promotion_types::CommentRequest,
+        promotion_types::RejectRequest,
+        promotion_types::RollbackRequest,
+        promotion_types::HoldRequest,
+        promotion_types::HoldView,
+        promotion_types::DeploymentView,
+        promotion_types::DeploymentList,
+        promotion_types::EnvironmentView,
+        promotion_types::AppStatus,
+        promotion_types::AppList,
+        promotion_types::ArtifactView,
+        promotion_types::DoraView,
+        promotion_types::DoraResponse,
+        promotion_types::UserRequest,
+        promotion_types::UserView,
+        promotion_types::UserList,
+        promotion_types::TokenRequest,
+        promotion_types::TokenResponse,
     ))
 )]
 struct ApiDoc;
@@ -60,6 +111,41 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/resources/{kind}/{name}", get(resources::get))
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/audit/export", get(audit::export))
+        .route("/api/v1/builds", post(promotions::notify))
+        .route(
+            "/api/v1/checks",
+            post(promotions::report_check)
+                .layer(DefaultBodyLimit::max(promotions::MAX_CHECK_BYTES)),
+        )
+        .route(
+            "/api/v1/promotions",
+            post(promotions::promote).get(promotions::list_promotions),
+        )
+        .route("/api/v1/promotions/{id}", get(promotions::get_promotion))
+        .route("/api/v1/promotions/{id}/approve", post(promotions::approve))
+        .route("/api/v1/promotions/{id}/reject", post(promotions::reject))
+        .route("/api/v1/promotions/{id}/cancel", post(promotions::cancel))
+        .route("/api/v1/apps", get(promotions::list_apps))
+        .route("/api/v1/apps/{app}", get(promotions::get_app))
+        .route("/api/v1/apps/{app}/history", get(promotions::history))
+        .route(
+            "/api/v1/apps/{app}/artifacts/{digest}",
+            get(promotions::artifact),
+        )
+        .route(
+            "/api/v1/apps/{app}/environments/{env}/rollback",
+            post(promotions::rollback),
+        )
+        .route(
+            "/api/v1/apps/{app}/environments/{env}/hold",
+            put(promotions::hold).delete(promotions::release),
+        )
+        .route(
+            "/api/v1/users",
+            post(users::create_user).get(users::list_users),
+        )
+        .route("/api/v1/users/{name}/tokens", post(users::create_token))
+        .route("/api/v1/metrics/dora", get(users::dora))
         .route("/api/v1/openapi.json", get(openapi_json))
         .with_state(state)
 }

@@ -1,0 +1,793 @@
+//! The promotion engine: the one path every caller (API, CLI through the API,
+//! auto-promotion, the UI later) takes to record builds and checks, promote, approve,
+//! reject, roll back and hold.
+//!
+//! The engine reads the declared application and pipeline (at their stored revisions)
+//! into a [`store::StagePlan`] and asks the store to decide: the store evaluates the
+//! gate with `domain::gate::evaluate` inside the transaction that records the
+//! decision. A decision that starts a deployment returns an order, which the engine
+//! hands to the [`Deployer`] of the environment's target, then records the outcome —
+//! which may start the next approved promotion queued behind it, or auto-promote the
+//! digest into the next stage. A plan that went stale between reading and deciding (a
+//! concurrent apply) is read again and the decision retried.
+//!
+//! Who may do what is decided here too, from the caller's roles for the application
+//! ([`Actor`]); the store adds the rules that need the promotion's state (no
+//! self-approval, no approval by the build's actors, the gate's roles).
+
+mod deployer;
+mod error;
+mod provenance;
+
+use std::collections::BTreeSet;
+
+use domain::pipeline::{AppName, EnvName, Role};
+use domain::promotion::DeploymentReason;
+use domain::{Digest, ResourceKind};
+use resources::{Application, DeclaredPipeline};
+use store::{
+    Build, CheckReport, ConfigRevision, Decided, Decider, Deployment, DeploymentOrder,
+    EvidenceOutcome, FlakyPolicy, Hold, NewCheck, Promotion, PromotionRequest, Provenance,
+    StagePlan, Store, StoreOutcome, UserRecord,
+};
+
+pub use deployer::{DeployFuture, DeployResult, Deployer, Deployers, RecordDeployer};
+pub use error::EngineError;
+
+/// How many times a decision is retried when a concurrent apply changed the plan.
+const STALE_RETRIES: usize = 5;
+
+/// The caller, as the engine judges them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub admin: bool,
+    /// A CI identity.
+    pub ci: bool,
+    pub user: Option<UserRecord>,
+}
+
+impl Actor {
+    /// The roles that apply to `application`.
+    pub fn roles_for(&self, application: &str) -> BTreeSet<Role> {
+        let mut roles = self
+            .user
+            .as_ref()
+            .map(|user| user.roles_for(application))
+            .unwrap_or_default();
+        if self.admin {
+            roles.insert(Role::Admin);
+        }
+        roles
+    }
+
+    fn has_any(&self, application: &str, wanted: &[Role]) -> bool {
+        self.admin
+            || self
+                .roles_for(application)
+                .iter()
+                .any(|role| wanted.contains(role))
+    }
+}
+
+/// Roles that may request promotions, roll back and hold environments.
+const DEPLOYER_ROLES: [Role; 3] = [Role::Developer, Role::Platform, Role::Admin];
+
+/// A promotion as requested through the API or CLI.
+#[derive(Debug, Clone)]
+pub struct PromoteRequest<'a> {
+    pub application: &'a str,
+    pub environment: &'a str,
+    pub digest: &'a Digest,
+    /// A release bundle's key/values (a JSON object), promoted with the digest.
+    pub config: Option<&'a serde_json::Value>,
+    pub override_reason: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// A check report as received.
+#[derive(Debug, Clone)]
+pub struct CheckRequest<'a> {
+    pub application: &'a str,
+    pub digest: &'a Digest,
+    pub name: &'a str,
+    pub passed: bool,
+    pub url: Option<&'a str>,
+    /// A Trivy JSON or SARIF report to count findings from.
+    pub report: Option<&'a [u8]>,
+}
+
+/// What a build notification did.
+#[derive(Debug, Clone)]
+pub struct Notified {
+    pub build: Build,
+    /// The promotion into the first stage, when it is `auto`.
+    pub promotion: Option<Promotion>,
+    /// Why an auto stage was not promoted into (held).
+    pub held: Option<Hold>,
+}
+
+/// The application and pipeline a plan was read from.
+struct Loaded {
+    application: Application,
+    pipeline: DeclaredPipeline,
+    application_revision: i64,
+    pipeline_revision: i64,
+}
+
+/// The promotion engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    store: Store,
+    blobs: blobs::BlobStore,
+    deployers: Deployers,
+    flaky: FlakyPolicy,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        blobs: blobs::BlobStore,
+        deployers: Deployers,
+        flaky: FlakyPolicy,
+    ) -> Engine {
+        Engine {
+            store,
+            blobs,
+            deployers,
+            flaky,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The declared application and its pipeline, as stored.
+    async fn load(&self, application: &str) -> Result<Loaded, EngineError> {
+        let stored = self
+            .store
+            .resources()
+            .get(ResourceKind::Application, application)
+            .await?
+            .ok_or_else(|| EngineError::UnknownApplication(application.to_owned()))?;
+        let parsed = Application::from_canonical(&stored.canonical)
+            .map_err(|errors| EngineError::Corrupt(errors.to_string()))?;
+        let pipeline = self
+            .store
+            .resources()
+            .get(ResourceKind::Pipeline, parsed.pipeline.as_str())
+            .await?
+            .ok_or_else(|| {
+                EngineError::Corrupt(format!(
+                    "application {application} names pipeline {} which is not applied",
+                    parsed.pipeline
+                ))
+            })?;
+        let declared = DeclaredPipeline::from_canonical(&pipeline.canonical)
+            .map_err(|errors| EngineError::Corrupt(errors.to_string()))?;
+        Ok(Loaded {
+            application: parsed,
+            pipeline: declared,
+            application_revision: stored.revision,
+            pipeline_revision: pipeline.revision,
+        })
+    }
+
+    fn plan(&self, loaded: &Loaded, environment: &str) -> Result<StagePlan, EngineError> {
+        let unknown = || EngineError::UnknownEnvironment {
+            application: loaded.application.name.to_string(),
+            environment: environment.to_owned(),
+            known: loaded
+                .pipeline
+                .pipeline()
+                .stages()
+                .iter()
+                .map(|stage| stage.environment.to_string())
+                .collect(),
+        };
+        let name = EnvName::parse(environment).map_err(|_| unknown())?;
+        let (stage, previous) = loaded
+            .pipeline
+            .pipeline()
+            .stage(&name)
+            .ok_or_else(unknown)?;
+        let spec = loaded.application.environments.get(&name);
+        Ok(StagePlan {
+            application: loaded.application.name.to_string(),
+            application_revision: loaded.application_revision,
+            pipeline: loaded.pipeline.name().to_string(),
+            pipeline_revision: loaded.pipeline_revision,
+            repository: loaded.application.repository.clone(),
+            environment: environment.to_owned(),
+            previous: previous.map(|stage| stage.environment.to_string()),
+            gate: stage.gate.clone(),
+            target: spec
+                .map_or("record", |spec| spec.target.kind_name())
+                .to_owned(),
+            flaky: self.flaky,
+        })
+    }
+
+    /// Runs `decide` against a fresh plan, reading it again while the store reports
+    /// it stale (a concurrent apply changed the application or pipeline).
+    async fn with_plan<T, F, Fut>(
+        &self,
+        application: &str,
+        environment: &str,
+        mut decide: F,
+    ) -> Result<T, EngineError>
+    where
+        F: FnMut(StagePlan) -> Fut,
+        Fut: std::future::Future<Output = Result<StoreOutcome<T>, EngineError>>,
+    {
+        for _ in 0..STALE_RETRIES {
+            let loaded = self.load(application).await?;
+            let plan = self.plan(&loaded, environment)?;
+            match decide(plan).await? {
+                StoreOutcome::Stale => continue,
+                outcome => return error::from_outcome(outcome),
+            }
+        }
+        Err(EngineError::Busy(
+            "the application or pipeline keeps changing; try again".to_owned(),
+        ))
+    }
+
+    /// Records the provenance of an artifact of `application` and, where the first
+    /// stage of its pipeline is `auto`, promotes it there (unless the environment is
+    /// held). Provenance the call leaves out is read from the manifest's annotations
+    /// and the image config's labels.
+    pub async fn notify(
+        &self,
+        actor: &Actor,
+        application: &str,
+        digest: &Digest,
+        provenance: Provenance,
+    ) -> Result<Notified, EngineError> {
+        let loaded = self.load(application).await?;
+        if !actor.ci && !actor.has_any(application, &DEPLOYER_ROLES) {
+            return Err(EngineError::Forbidden(format!(
+                "{} may not notify builds of {application}: it needs a CI identity or the developer, platform or admin role",
+                actor.name
+            )));
+        }
+        let provenance = provenance::complete(
+            &self.store,
+            &self.blobs,
+            &loaded.application.repository,
+            digest,
+            provenance,
+        )
+        .await?;
+        let build = match self
+            .store
+            .evidence()
+            .notify(
+                application,
+                &loaded.application.repository,
+                digest,
+                &provenance,
+                &actor.name,
+            )
+            .await?
+        {
+            EvidenceOutcome::Recorded(build) => build,
+            EvidenceOutcome::NotAnArtifact => {
+                return Err(not_an_artifact(&loaded.application, digest));
+            }
+        };
+        let Some(first) = loaded.pipeline.pipeline().stages().first() else {
+            return Ok(Notified {
+                build,
+                promotion: None,
+                held: None,
+            });
+        };
+        if !first.auto {
+            return Ok(Notified {
+                build,
+                promotion: None,
+                held: None,
+            });
+        }
+        let environment = first.environment.to_string();
+        match self
+            .auto_promote(application, &environment, digest, &actor.name)
+            .await?
+        {
+            AutoOutcome::Promoted(promotion) => Ok(Notified {
+                build,
+                promotion: Some(promotion),
+                held: None,
+            }),
+            AutoOutcome::Held(hold) => Ok(Notified {
+                build,
+                promotion: None,
+                held: Some(hold),
+            }),
+        }
+    }
+
+    /// Records a check report (counting findings from a Trivy or SARIF report) and
+    /// re-evaluates the promotions of the digest that wait on evidence.
+    pub async fn report_check(
+        &self,
+        actor: &Actor,
+        check: &CheckRequest<'_>,
+    ) -> Result<CheckReport, EngineError> {
+        let loaded = self.load(check.application).await?;
+        if !actor.ci && !actor.has_any(check.application, &DEPLOYER_ROLES) {
+            return Err(EngineError::Forbidden(format!(
+                "{} may not report checks on {}: it needs a CI identity or the developer, platform or admin role",
+                actor.name, check.application
+            )));
+        }
+        domain::pipeline::CheckName::parse(check.name)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let findings = match check.report {
+            Some(bytes) => Some(
+                domain::findings::parse_report(bytes)
+                    .map_err(|e| EngineError::Invalid(format!("the report: {e}")))?,
+            ),
+            None => None,
+        };
+        let report = match self
+            .store
+            .evidence()
+            .report(&NewCheck {
+                application: check.application,
+                repository: &loaded.application.repository,
+                digest: check.digest,
+                name: check.name,
+                passed: check.passed,
+                url: check.url,
+                format: findings.as_ref().map(|f| f.format.as_str()),
+                findings: findings.as_ref().map(|f| &f.counts),
+                reported_by: &actor.name,
+            })
+            .await?
+        {
+            EvidenceOutcome::Recorded(report) => report,
+            EvidenceOutcome::NotAnArtifact => {
+                return Err(not_an_artifact(&loaded.application, check.digest));
+            }
+        };
+        self.reevaluate_digest(check.application, &check.digest.to_string())
+            .await?;
+        Ok(report)
+    }
+
+    /// Requests a promotion and carries it as far as it goes now: waiting on its gate,
+    /// or deployed (or failed) when the gate is open.
+    pub async fn promote(
+        &self,
+        actor: &Actor,
+        request: &PromoteRequest<'_>,
+    ) -> Result<Promotion, EngineError> {
+        if actor.ci {
+            return Err(EngineError::Forbidden(format!(
+                "{} is a CI identity: CI promotes only through auto stages on build notify",
+                actor.name
+            )));
+        }
+        if !actor.has_any(request.application, &DEPLOYER_ROLES) {
+            return Err(EngineError::Forbidden(format!(
+                "{} may not promote {}: it needs the developer, platform or admin role for it",
+                actor.name, request.application
+            )));
+        }
+        if request.override_reason.is_some() && !actor.admin {
+            return Err(EngineError::Forbidden(
+                "only an admin may override a gate (break-glass)".to_owned(),
+            ));
+        }
+        if let Some(reason) = request.override_reason
+            && reason.trim().is_empty()
+        {
+            return Err(EngineError::Invalid(
+                "a break-glass override needs a reason".to_owned(),
+            ));
+        }
+        let config = match request.config {
+            None => None,
+            Some(value @ serde_json::Value::Object(_)) => Some(ConfigRevision::new(value)),
+            Some(_) => {
+                return Err(EngineError::Invalid(
+                    "config must be an object of keys and values".to_owned(),
+                ));
+            }
+        };
+        let request_hash = request_hash(request, config.as_ref());
+        let decided = self
+            .with_plan(request.application, request.environment, |plan| {
+                let config = config.clone();
+                let request_hash = request_hash.clone();
+                async move {
+                    let outcome = self
+                        .store
+                        .promotions()
+                        .request(
+                            &plan,
+                            &PromotionRequest {
+                                digest: request.digest,
+                                config: config.as_ref(),
+                                requested_by: &actor.name,
+                                auto: false,
+                                override_reason: request.override_reason,
+                                idempotency_key: request.idempotency_key,
+                                request_hash: &request_hash,
+                            },
+                        )
+                        .await?;
+                    if outcome == StoreOutcome::NotAnArtifact {
+                        return Err(EngineError::NotAnArtifact(format!(
+                            "{} is not in repository {}: push it first",
+                            request.digest, plan.repository
+                        )));
+                    }
+                    Ok(outcome)
+                }
+            })
+            .await?;
+        self.carry_out(decided).await
+    }
+
+    /// Approves (`approve`) or rejects a promotion as `actor`.
+    pub async fn decide(
+        &self,
+        actor: &Actor,
+        id: i64,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<Promotion, EngineError> {
+        let promotion = self.promotion(id).await?;
+        let roles = actor.roles_for(&promotion.application);
+        let decider = Decider {
+            name: &actor.name,
+            roles: &roles,
+            ci: actor.ci,
+            admin: actor.admin,
+        };
+        let decider = &decider;
+        let decided = self
+            .with_plan(
+                &promotion.application,
+                &promotion.environment,
+                |plan| async move {
+                    Ok(self
+                        .store
+                        .promotions()
+                        .decide(&plan, id, decider, approve, comment)
+                        .await?)
+                },
+            )
+            .await?;
+        self.carry_out(decided).await
+    }
+
+    /// Withdraws a pending promotion: its requester or an admin.
+    pub async fn cancel(
+        &self,
+        actor: &Actor,
+        id: i64,
+        reason: Option<&str>,
+    ) -> Result<Promotion, EngineError> {
+        let promotion = self.promotion(id).await?;
+        if promotion.requested_by != actor.name && !actor.admin {
+            return Err(EngineError::Forbidden(format!(
+                "only {} (who requested it) or an admin may cancel promotion {id}",
+                promotion.requested_by
+            )));
+        }
+        error::from_outcome(
+            self.store
+                .promotions()
+                .cancel(id, &actor.name, reason)
+                .await?,
+        )
+    }
+
+    /// Rolls an environment back to `to` or to the digest it ran before, and holds it.
+    pub async fn rollback(
+        &self,
+        actor: &Actor,
+        application: &str,
+        environment: &str,
+        to: Option<&Digest>,
+        reason: Option<&str>,
+    ) -> Result<Deployment, EngineError> {
+        if actor.ci || !actor.has_any(application, &DEPLOYER_ROLES) {
+            return Err(EngineError::Forbidden(format!(
+                "{} may not roll back {application}/{environment}: it needs the developer, platform or admin role",
+                actor.name
+            )));
+        }
+        let order = self
+            .with_plan(application, environment, |plan| async move {
+                Ok(self
+                    .store
+                    .promotions()
+                    .rollback(&plan, to, &actor.name, reason)
+                    .await?)
+            })
+            .await?;
+        let id = order.deployment_id;
+        self.run(order).await?;
+        self.store
+            .promotions()
+            .deployment(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("deployment {id}")))
+    }
+
+    /// Holds an environment (auto-promotion stays out) or releases its hold.
+    pub async fn hold(
+        &self,
+        actor: &Actor,
+        application: &str,
+        environment: &str,
+        reason: Option<&str>,
+    ) -> Result<Option<Hold>, EngineError> {
+        let loaded = self.load(application).await?;
+        self.plan(&loaded, environment)?;
+        if actor.ci || !actor.has_any(application, &DEPLOYER_ROLES) {
+            return Err(EngineError::Forbidden(format!(
+                "{} may not hold or release {application}/{environment}: it needs the developer, platform or admin role",
+                actor.name
+            )));
+        }
+        if let Some(reason) = reason
+            && reason.trim().is_empty()
+        {
+            return Err(EngineError::Invalid("a hold needs a reason".to_owned()));
+        }
+        Ok(self
+            .store
+            .promotions()
+            .set_hold(application, environment, &actor.name, reason)
+            .await?)
+    }
+
+    /// One promotion.
+    pub async fn promotion(&self, id: i64) -> Result<Promotion, EngineError> {
+        self.store
+            .promotions()
+            .get(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("promotion {id}")))
+    }
+
+    /// Re-evaluates every waiting promotion, oldest first (soak time passing, a
+    /// freeze window ending): called periodically. Returns how many deployed.
+    pub async fn tick(&self) -> Result<usize, EngineError> {
+        let waiting = self.store.promotions().waiting(500).await?;
+        let mut started = 0;
+        for (id, application, environment) in waiting {
+            match self.reevaluate(&application, &environment, id).await {
+                Ok(true) => started += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(promotion = id, %error, "re-evaluating a waiting promotion failed")
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    async fn reevaluate_digest(&self, application: &str, digest: &str) -> Result<(), EngineError> {
+        let waiting = self
+            .store
+            .promotions()
+            .waiting_for_digest(application, digest)
+            .await?;
+        for (id, environment) in waiting {
+            self.reevaluate(application, &environment, id).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-evaluates one waiting promotion; true if it started a deployment.
+    async fn reevaluate(
+        &self,
+        application: &str,
+        environment: &str,
+        id: i64,
+    ) -> Result<bool, EngineError> {
+        let outcome = self
+            .with_plan(application, environment, |plan| async move {
+                Ok(match self.store.promotions().reevaluate(&plan, id).await? {
+                    // Decided elsewhere meanwhile: nothing to do.
+                    StoreOutcome::WrongState(_) | StoreOutcome::NotFound => {
+                        StoreOutcome::Done(None)
+                    }
+                    StoreOutcome::Done(decided) => StoreOutcome::Done(Some(decided)),
+                    other => error::map_outcome(other)?,
+                })
+            })
+            .await?;
+        match outcome {
+            Some(decided) => {
+                let started = decided.start.is_some();
+                self.carry_out(decided).await?;
+                Ok(started)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Runs the deployment a decision started, if any, and returns the promotion as it
+    /// stands afterwards.
+    async fn carry_out(&self, decided: Decided) -> Result<Promotion, EngineError> {
+        let id = decided.promotion.id;
+        match decided.start {
+            None => Ok(decided.promotion),
+            Some(order) => {
+                self.run(order).await?;
+                self.promotion(id).await
+            }
+        }
+    }
+
+    /// Carries out `order` and whatever it leads to: the next approved promotion
+    /// queued behind it, and auto-promotion into the next stage after a success.
+    async fn run(&self, order: DeploymentOrder) -> Result<(), EngineError> {
+        let mut queue = vec![order];
+        while let Some(order) = queue.pop() {
+            let result = self.deploy(&order).await;
+            let (succeeded, message) = match &result {
+                Ok(message) => (true, message.as_str()),
+                Err(message) => (false, message.as_str()),
+            };
+            tracing::info!(
+                deployment = order.deployment_id,
+                application = %order.application,
+                environment = %order.environment,
+                digest = %order.digest,
+                succeeded,
+                message,
+                "deployment finished"
+            );
+            let (deployment, next) = error::from_outcome(
+                self.store
+                    .promotions()
+                    .finish_deployment(order.deployment_id, succeeded, Some(message))
+                    .await?,
+            )?;
+            queue.extend(next);
+            if succeeded && deployment.reason == DeploymentReason::Promotion {
+                self.auto_next(&order).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn deploy(&self, order: &DeploymentOrder) -> DeployResult {
+        let loaded = self
+            .load(&order.application)
+            .await
+            .map_err(|e| e.to_string())?;
+        let environment = EnvName::parse(&order.environment).map_err(|e| e.to_string())?;
+        let Some(spec) = loaded.application.environments.get(&environment) else {
+            return Err(format!(
+                "{} declares no environment {}",
+                order.application, order.environment
+            ));
+        };
+        let Some(deployer) = self.deployers.get(spec.target.kind_name()) else {
+            return Err(format!(
+                "this server has no deployer for `{}` targets (it has: {})",
+                spec.target.kind_name(),
+                self.deployers.kinds().join(", ")
+            ));
+        };
+        deployer.deploy(order, spec).await
+    }
+
+    /// After a successful deployment, promotes the digest into the next stage if that
+    /// stage is `auto`.
+    async fn auto_next(&self, order: &DeploymentOrder) -> Result<(), EngineError> {
+        let loaded = self.load(&order.application).await?;
+        let stages = loaded.pipeline.pipeline().stages();
+        let Some(index) = stages
+            .iter()
+            .position(|stage| stage.environment.as_str() == order.environment)
+        else {
+            return Ok(());
+        };
+        let Some(next) = stages.get(index + 1).filter(|stage| stage.auto) else {
+            return Ok(());
+        };
+        let digest = Digest::parse(&order.digest)
+            .map_err(|e| EngineError::Corrupt(format!("deployment digest: {e}")))?;
+        let environment = next.environment.to_string();
+        // Boxed: auto-promotion runs deployments, which may auto-promote again.
+        Box::pin(self.auto_promote(
+            &order.application,
+            &environment,
+            &digest,
+            &order.requested_by,
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn auto_promote(
+        &self,
+        application: &str,
+        environment: &str,
+        digest: &Digest,
+        requested_by: &str,
+    ) -> Result<AutoOutcome, EngineError> {
+        let request_hash = format!("auto:{application}:{environment}:{digest}");
+        let decided = self
+            .with_plan(application, environment, |plan| {
+                let request_hash = request_hash.clone();
+                async move {
+                    Ok(
+                        match self
+                            .store
+                            .promotions()
+                            .request(
+                                &plan,
+                                &PromotionRequest {
+                                    digest,
+                                    config: None,
+                                    requested_by,
+                                    auto: true,
+                                    override_reason: None,
+                                    idempotency_key: None,
+                                    request_hash: &request_hash,
+                                },
+                            )
+                            .await?
+                        {
+                            StoreOutcome::Held(hold) => StoreOutcome::Done(Err(hold)),
+                            StoreOutcome::Done(decided) => StoreOutcome::Done(Ok(decided)),
+                            other => error::map_outcome(other)?,
+                        },
+                    )
+                }
+            })
+            .await?;
+        match decided {
+            Ok(decided) => Ok(AutoOutcome::Promoted(
+                Box::pin(self.carry_out(decided)).await?,
+            )),
+            Err(hold) => {
+                tracing::info!(application, environment, %digest, hold = %hold.reason, "auto-promotion skipped: the environment is held");
+                Ok(AutoOutcome::Held(hold))
+            }
+        }
+    }
+}
+
+enum AutoOutcome {
+    Promoted(Promotion),
+    Held(Hold),
+}
+
+fn not_an_artifact(application: &Application, digest: &Digest) -> EngineError {
+    EngineError::NotAnArtifact(format!(
+        "{digest} is not an artifact of {}: repository {} holds no manifest with that digest (push it first)",
+        application.name, application.repository
+    ))
+}
+
+/// What makes two promotion requests the same request, for idempotency keys.
+fn request_hash(request: &PromoteRequest<'_>, config: Option<&ConfigRevision>) -> String {
+    let text = format!(
+        "{}\n{}\n{}\n{}\n{}",
+        request.application,
+        request.environment,
+        request.digest,
+        config.map(|c| c.revision.as_str()).unwrap_or(""),
+        request.override_reason.unwrap_or("")
+    );
+    Digest::sha256_of(text.as_bytes()).hex().to_owned()
+}
+
+/// Parses an application name, for callers holding user input.
+pub fn parse_application(text: &str) -> Result<AppName, EngineError> {
+    AppName::parse(text).map_err(|e| EngineError::Invalid(e.to_string()))
+}

@@ -1,0 +1,870 @@
+//! The promotion API: build notifications, check reports, promotions and their
+//! approvals, rollbacks and holds, application status and history, users and DORA
+//! metrics. Every handler authenticates the caller, turns them into an
+//! [`engine::Actor`] and lets the engine decide; this module only translates between
+//! JSON and the engine.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use domain::promotion::PromotionState;
+use domain::{Action, Digest, Principal, ResourceKind};
+use engine::{Actor, CheckRequest as EngineCheck, EngineError, PromoteRequest as EnginePromote};
+use http::{HeaderMap, StatusCode};
+use store::{Build, CheckReport, Deployment, Hold, Promotion, Provenance};
+
+use super::authorize;
+use super::error::ApiError;
+use super::promotion_types::*;
+use super::types::ErrorBody;
+use crate::AppState;
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+/// Largest check report accepted (a Trivy report of a big image runs to megabytes).
+pub(crate) const MAX_CHECK_BYTES: usize = 32 << 20;
+
+/// The authenticated caller as the engine judges them.
+pub(crate) async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let principal = authorize(state, headers, Action::ReadResources).await?;
+    let Principal::User { name, admin } = principal else {
+        return Err(ApiError::unauthorized(
+            &state.registry.config().realm,
+            "this needs a user's token",
+        ));
+    };
+    let user = state.store.users().get(&name).await?;
+    Ok(Actor {
+        ci: user.as_ref().is_some_and(|user| user.ci),
+        name,
+        admin,
+        user,
+    })
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            EngineError::UnknownApplication(_)
+            | EngineError::UnknownEnvironment { .. }
+            | EngineError::NotFound(_) => ApiError::not_found(message),
+            EngineError::NotAnArtifact(_) => ApiError::unprocessable("not_an_artifact", message),
+            EngineError::IdempotencyKeyReused(id) => {
+                ApiError::unprocessable("idempotency_key_reused", message)
+                    .with_detail(serde_json::json!({ "promotion": id }))
+            }
+            EngineError::Invalid(_) => ApiError::bad_request(message),
+            EngineError::Forbidden(_) => ApiError::refused(message),
+            EngineError::Conflict(_) | EngineError::Busy(_) => {
+                ApiError::conflict(message, serde_json::Value::Null)
+            }
+            EngineError::Corrupt(_) => ApiError::internal("stored data is unreadable", &error),
+            EngineError::Store(store) => store.into(),
+        }
+    }
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    match body {
+        Ok(Json(value)) => Ok(value),
+        Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::unsupported_media_type(
+            "send the body as application/json",
+            &["application/json"],
+        )),
+        Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+    }
+}
+
+fn digest(text: &str) -> Result<Digest, ApiError> {
+    Digest::parse(text).map_err(|e| ApiError::bad_request(format!("digest `{text}`: {e}")))
+}
+
+fn page(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit {n} is out of range 1..={MAX_PAGE}"
+        ))),
+    }
+}
+
+fn parse_config(text: Option<&str>) -> Option<serde_json::Value> {
+    text.and_then(|text| serde_json::from_str(text).ok())
+}
+
+pub(crate) fn build_view(build: Build) -> BuildView {
+    BuildView {
+        application: build.application,
+        digest: build.digest,
+        commit: build.provenance.commit,
+        branch: build.provenance.branch,
+        run_id: build.provenance.run_id,
+        run_url: build.provenance.run_url,
+        source: build.provenance.source,
+        triggered_by: build.provenance.triggered_by,
+        author: build.provenance.author,
+        committed_at: build.provenance.committed_at.map(rfc3339),
+        builder: build.builder,
+        notified_at: rfc3339(build.notified_at),
+    }
+}
+
+pub(crate) fn check_view(check: CheckReport) -> CheckView {
+    CheckView {
+        id: check.id,
+        digest: check.digest,
+        name: check.name,
+        status: if check.passed { "passed" } else { "failed" }.to_owned(),
+        url: check.url,
+        format: check.format,
+        findings: check.findings.map(|findings| {
+            findings
+                .into_iter()
+                .map(|(severity, count)| (severity.as_str().to_owned(), count))
+                .collect()
+        }),
+        reported_by: check.reported_by,
+        reported_at: rfc3339(check.reported_at),
+    }
+}
+
+pub(crate) fn promotion_view(promotion: Promotion) -> PromotionView {
+    PromotionView {
+        id: promotion.id,
+        application: promotion.application,
+        environment: promotion.environment,
+        digest: promotion.digest,
+        config: parse_config(promotion.config.as_deref()),
+        config_revision: promotion.config_revision,
+        state: promotion.state.as_str().to_owned(),
+        requested_by: promotion.requested_by,
+        auto: promotion.auto,
+        override_reason: promotion.override_reason,
+        reason: promotion.reason,
+        conditions: promotion
+            .conditions
+            .into_iter()
+            .map(|c| ConditionView {
+                kind: c.kind,
+                subject: c.subject,
+                met: c.met,
+                reason: c.reason,
+            })
+            .collect(),
+        version: promotion.version,
+        deployment_id: promotion.deployment_id,
+        decisions: promotion
+            .decisions
+            .into_iter()
+            .map(|d| DecisionView {
+                approver: d.approver,
+                decision: d.decision,
+                comment: d.comment,
+                at: rfc3339(d.at),
+            })
+            .collect(),
+        created_at: rfc3339(promotion.created_at),
+        updated_at: rfc3339(promotion.updated_at),
+    }
+}
+
+pub(crate) fn deployment_view(deployment: Deployment, commit: Option<String>) -> DeploymentView {
+    DeploymentView {
+        id: deployment.id,
+        application: deployment.application,
+        environment: deployment.environment,
+        digest: deployment.digest,
+        config: parse_config(deployment.config.as_deref()),
+        config_revision: deployment.config_revision,
+        promotion_id: deployment.promotion_id,
+        reason: deployment.reason.as_str().to_owned(),
+        state: deployment.state.as_str().to_owned(),
+        target: deployment.target,
+        message: deployment.message,
+        requested_by: deployment.requested_by,
+        started_at: rfc3339(deployment.started_at),
+        finished_at: deployment.finished_at.map(rfc3339),
+        commit,
+    }
+}
+
+pub(crate) fn hold_view(hold: Hold) -> HoldView {
+    HoldView {
+        reason: hold.reason,
+        by: hold.by,
+        at: rfc3339(hold.at),
+    }
+}
+
+/// Deployment views with each build's commit.
+async fn deployment_views(
+    state: &AppState,
+    deployments: Vec<Deployment>,
+) -> Result<Vec<DeploymentView>, ApiError> {
+    let mut commits: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+    let mut views = Vec::with_capacity(deployments.len());
+    for deployment in deployments {
+        let key = (deployment.application.clone(), deployment.digest.clone());
+        if !commits.contains_key(&key) {
+            let build = state.store.evidence().build(&key.0, &key.1).await?;
+            commits.insert(key.clone(), build.and_then(|b| b.provenance.commit));
+        }
+        let commit = commits.get(&key).cloned().flatten();
+        views.push(deployment_view(deployment, commit));
+    }
+    Ok(views)
+}
+
+/// Record the provenance of a build; auto-promotes into an `auto` first stage.
+#[utoipa::path(
+    post,
+    path = "/api/v1/builds",
+    request_body = BuildRequest,
+    responses(
+        (status = 201, description = "Recorded (and auto-promoted where the first stage is auto)", body = NotifyResponse),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller may not notify builds of this application", body = ErrorBody),
+        (status = 404, description = "No such application", body = ErrorBody),
+        (status = 422, description = "`not_an_artifact`: the digest is not in the application's repository", body = ErrorBody),
+    )
+)]
+pub(crate) async fn notify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<BuildRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let request = json_body(body)?;
+    let digest = digest(&request.digest)?;
+    let committed_at = match request.committed_at.as_deref() {
+        None => None,
+        Some(text) => Some(
+            text.parse::<jiff::Timestamp>()
+                .map_err(|e| ApiError::bad_request(format!("committed_at `{text}`: {e}")))?
+                .as_millisecond(),
+        ),
+    };
+    let provenance = Provenance {
+        commit: request.commit,
+        branch: request.branch,
+        run_id: request.run_id,
+        run_url: request.run_url,
+        source: request.source,
+        triggered_by: request.triggered_by,
+        author: request.author,
+        committed_at,
+    };
+    let notified = state
+        .engine
+        .notify(&actor, &request.application, &digest, provenance)
+        .await?;
+    let response = NotifyResponse {
+        build: build_view(notified.build),
+        promotion: notified.promotion.map(promotion_view),
+        held: notified.held.map(hold_view),
+    };
+    Ok((StatusCode::CREATED, Json(response)).into_response())
+}
+
+/// Report a check (test results, a scan) about one digest.
+#[utoipa::path(
+    post,
+    path = "/api/v1/checks",
+    request_body = CheckRequest,
+    responses(
+        (status = 201, description = "Recorded; waiting promotions of the digest were re-evaluated", body = CheckView),
+        (status = 400, description = "Malformed request or unreadable report", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller may not report checks on this application", body = ErrorBody),
+        (status = 404, description = "No such application", body = ErrorBody),
+        (status = 413, description = "The body is larger than 32 MiB", body = ErrorBody),
+        (status = 422, description = "`not_an_artifact`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn report_check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<CheckRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let request = match body {
+        Err(JsonRejection::BytesRejection(_)) => {
+            return Err(ApiError::payload_too_large(MAX_CHECK_BYTES));
+        }
+        other => json_body(other)?,
+    };
+    let digest = digest(&request.digest)?;
+    let passed = match request.status.as_str() {
+        "passed" => true,
+        "failed" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "status `{other}`: use passed or failed"
+            )));
+        }
+    };
+    let report = state
+        .engine
+        .report_check(
+            &actor,
+            &EngineCheck {
+                application: &request.application,
+                digest: &digest,
+                name: &request.name,
+                passed,
+                url: request.url.as_deref(),
+                report: request.report.as_deref().map(str::as_bytes),
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(check_view(report))).into_response())
+}
+
+/// Request a promotion of a digest into an environment.
+///
+/// The gate is evaluated at once: an open gate deploys before the answer (state
+/// `deployed` or `failed`), a shut one leaves the promotion `waiting` with every
+/// condition and why. A repeated `Idempotency-Key` with the same request returns
+/// the promotion it made (200).
+#[utoipa::path(
+    post,
+    path = "/api/v1/promotions",
+    request_body = PromoteRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses(
+        (status = 201, description = "Created", body = PromotionView),
+        (status = 200, description = "The promotion this key (or an identical open request) already made", body = PromotionView),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller may not promote this application", body = ErrorBody),
+        (status = 404, description = "No such application or environment", body = ErrorBody),
+        (status = 409, description = "Something is in the way", body = ErrorBody),
+        (status = 422, description = "`not_an_artifact` or `idempotency_key_reused`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn promote(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<PromoteRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let request = json_body(body)?;
+    let digest = digest(&request.digest)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("the Idempotency-Key header is not text"))?;
+            if key.is_empty() || key.len() > 255 {
+                return Err(ApiError::bad_request(
+                    "the Idempotency-Key header must be 1 to 255 characters",
+                ));
+            }
+            Some(key.to_owned())
+        }
+    };
+    let started = store::now_millis();
+    let promotion = state
+        .engine
+        .promote(
+            &actor,
+            &EnginePromote {
+                application: &request.application,
+                environment: &request.environment,
+                digest: &digest,
+                config: request.config.as_ref(),
+                override_reason: request.override_reason.as_deref(),
+                idempotency_key: key.as_deref(),
+            },
+        )
+        .await?;
+    // An existing promotion was returned when it was created before this request.
+    let status = if promotion.created_at >= started {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(promotion_view(promotion))).into_response())
+}
+
+/// List promotions, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/promotions",
+    params(PromotionQuery),
+    responses(
+        (status = 200, description = "A page of promotions", body = PromotionList),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_promotions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<PromotionQuery>, QueryRejection>,
+) -> Result<Json<PromotionList>, ApiError> {
+    actor(&state, &headers).await?;
+    let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let limit = page(query.limit)?;
+    let promotion_state = match query.state.as_deref() {
+        None => None,
+        Some(text) => Some(
+            PromotionState::parse(text)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown state `{text}`")))?,
+        ),
+    };
+    let promotions = state
+        .store
+        .promotions()
+        .list(
+            query.application.as_deref(),
+            query.environment.as_deref(),
+            promotion_state,
+            query.before,
+            limit,
+        )
+        .await?;
+    let next = (promotions.len() as i64 == limit)
+        .then(|| promotions.last().map(|p| p.id))
+        .flatten();
+    Ok(Json(PromotionList {
+        promotions: promotions.into_iter().map(promotion_view).collect(),
+        next,
+    }))
+}
+
+fn promotion_id(path: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
+    path.map(|Path(id)| id)
+        .map_err(|_| ApiError::bad_request("a promotion id is a number"))
+}
+
+/// One promotion, with every gate condition as last evaluated and every decision.
+#[utoipa::path(
+    get,
+    path = "/api/v1/promotions/{id}",
+    params(("id" = i64, Path, description = "Promotion id")),
+    responses(
+        (status = 200, description = "The promotion", body = PromotionView),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 404, description = "No such promotion", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_promotion(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Json<PromotionView>, ApiError> {
+    actor(&state, &headers).await?;
+    let id = promotion_id(path)?;
+    Ok(Json(promotion_view(state.engine.promotion(id).await?)))
+}
+
+/// Approve a promotion. Refused for its requester, the build's actors, CI
+/// identities and people without a role its gate asks for.
+#[utoipa::path(
+    post,
+    path = "/api/v1/promotions/{id}/approve",
+    params(("id" = i64, Path, description = "Promotion id")),
+    request_body = CommentRequest,
+    responses(
+        (status = 200, description = "Approved; deployed if that opened the gate", body = PromotionView),
+        (status = 403, description = "This person may not approve it (the message says why)", body = ErrorBody),
+        (status = 404, description = "No such promotion", body = ErrorBody),
+        (status = 409, description = "Not waiting, or already decided by this person", body = ErrorBody),
+    )
+)]
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<i64>, PathRejection>,
+    body: Option<Json<CommentRequest>>,
+) -> Result<Json<PromotionView>, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let id = promotion_id(path)?;
+    let comment = body.and_then(|Json(body)| body.comment);
+    let promotion = state
+        .engine
+        .decide(&actor, id, true, comment.as_deref())
+        .await?;
+    Ok(Json(promotion_view(promotion)))
+}
+
+/// Reject a promotion, ending it with the reason.
+#[utoipa::path(
+    post,
+    path = "/api/v1/promotions/{id}/reject",
+    params(("id" = i64, Path, description = "Promotion id")),
+    request_body = RejectRequest,
+    responses(
+        (status = 200, description = "Rejected", body = PromotionView),
+        (status = 400, description = "No reason given", body = ErrorBody),
+        (status = 403, description = "This person may not reject it", body = ErrorBody),
+        (status = 404, description = "No such promotion", body = ErrorBody),
+        (status = 409, description = "Not pending, or already decided by this person", body = ErrorBody),
+    )
+)]
+pub(crate) async fn reject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<i64>, PathRejection>,
+    body: Result<Json<RejectRequest>, JsonRejection>,
+) -> Result<Json<PromotionView>, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let id = promotion_id(path)?;
+    let request = json_body(body)?;
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("a rejection needs a reason"));
+    }
+    let promotion = state
+        .engine
+        .decide(&actor, id, false, Some(&request.reason))
+        .await?;
+    Ok(Json(promotion_view(promotion)))
+}
+
+/// Cancel a pending promotion (its requester or an admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/promotions/{id}/cancel",
+    params(("id" = i64, Path, description = "Promotion id")),
+    request_body = CommentRequest,
+    responses(
+        (status = 200, description = "Cancelled", body = PromotionView),
+        (status = 403, description = "Neither its requester nor an admin", body = ErrorBody),
+        (status = 404, description = "No such promotion", body = ErrorBody),
+        (status = 409, description = "Not pending", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<i64>, PathRejection>,
+    body: Option<Json<CommentRequest>>,
+) -> Result<Json<PromotionView>, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let id = promotion_id(path)?;
+    let comment = body.and_then(|Json(body)| body.comment);
+    let promotion = state.engine.cancel(&actor, id, comment.as_deref()).await?;
+    Ok(Json(promotion_view(promotion)))
+}
+
+fn app_env(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, String), ApiError> {
+    path.map(|Path(pair)| pair)
+        .map_err(|r| ApiError::bad_request(r.body_text()))
+}
+
+/// Roll an environment back to the digest it ran before (or `to`), and hold it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/environments/{env}/rollback",
+    params(("app" = String, Path), ("env" = String, Path)),
+    request_body = RollbackRequest,
+    responses(
+        (status = 201, description = "Rolled back (see `state`)", body = DeploymentView),
+        (status = 403, description = "The caller may not deploy this application", body = ErrorBody),
+        (status = 404, description = "No such application or environment", body = ErrorBody),
+        (status = 409, description = "Nothing to roll back to, or a deployment is in flight", body = ErrorBody),
+    )
+)]
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Option<Json<RollbackRequest>>,
+) -> Result<Response, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let (application, environment) = app_env(path)?;
+    let request = body.map(|Json(body)| body).unwrap_or_default();
+    let to = request.to.as_deref().map(digest).transpose()?;
+    let deployment = state
+        .engine
+        .rollback(
+            &actor,
+            &application,
+            &environment,
+            to.as_ref(),
+            request.reason.as_deref(),
+        )
+        .await?;
+    let views = deployment_views(&state, vec![deployment]).await?;
+    Ok((StatusCode::CREATED, Json(views.into_iter().next())).into_response())
+}
+
+/// Hold an environment: auto-promotion stays out until released.
+#[utoipa::path(
+    put,
+    path = "/api/v1/apps/{app}/environments/{env}/hold",
+    params(("app" = String, Path), ("env" = String, Path)),
+    request_body = HoldRequest,
+    responses(
+        (status = 200, description = "Held", body = HoldView),
+        (status = 400, description = "No reason", body = ErrorBody),
+        (status = 403, description = "The caller may not deploy this application", body = ErrorBody),
+        (status = 404, description = "No such application or environment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn hold(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<HoldRequest>, JsonRejection>,
+) -> Result<Json<HoldView>, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let (application, environment) = app_env(path)?;
+    let request = json_body(body)?;
+    let hold = state
+        .engine
+        .hold(&actor, &application, &environment, Some(&request.reason))
+        .await?
+        .ok_or_else(|| ApiError::bad_request("a hold needs a reason"))?;
+    Ok(Json(hold_view(hold)))
+}
+
+/// Release an environment's hold.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{app}/environments/{env}/hold",
+    params(("app" = String, Path), ("env" = String, Path)),
+    responses(
+        (status = 204, description = "Released (or was not held)"),
+        (status = 403, description = "The caller may not deploy this application", body = ErrorBody),
+        (status = 404, description = "No such application or environment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn release(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let (application, environment) = app_env(path)?;
+    state
+        .engine
+        .hold(&actor, &application, &environment, None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Where one application's environments stand.
+async fn app_status(state: &AppState, name: &str) -> Result<AppStatus, ApiError> {
+    let stored = state
+        .store
+        .resources()
+        .get(ResourceKind::Application, name)
+        .await?
+        .ok_or_else(|| ApiError::from(EngineError::UnknownApplication(name.to_owned())))?;
+    let application = resources::Application::from_canonical(&stored.canonical)
+        .map_err(|e| ApiError::from(EngineError::Corrupt(e.to_string())))?;
+    let pipeline = state
+        .store
+        .resources()
+        .get(ResourceKind::Pipeline, application.pipeline.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::from(EngineError::Corrupt(format!(
+                "pipeline {} is not applied",
+                application.pipeline
+            )))
+        })?;
+    let pipeline = resources::DeclaredPipeline::from_canonical(&pipeline.canonical)
+        .map_err(|e| ApiError::from(EngineError::Corrupt(e.to_string())))?;
+    let mut stored_states: BTreeMap<String, store::EnvironmentState> = state
+        .store
+        .promotions()
+        .environments(name)
+        .await?
+        .into_iter()
+        .map(|s| (s.environment.clone(), s))
+        .collect();
+    let open = state
+        .store
+        .promotions()
+        .list(Some(name), None, None, None, MAX_PAGE)
+        .await?;
+    let mut environments = Vec::new();
+    for stage in pipeline.pipeline().stages() {
+        let env = stage.environment.as_str();
+        let stored_state = stored_states.remove(env);
+        let current = match stored_state.as_ref().and_then(|s| s.current.clone()) {
+            Some(deployment) => deployment_views(state, vec![deployment]).await?.pop(),
+            None => None,
+        };
+        let target = application
+            .environments
+            .get(&stage.environment)
+            .map_or("record", |spec| spec.target.kind_name());
+        environments.push(EnvironmentView {
+            name: env.to_owned(),
+            auto: stage.auto,
+            target: target.to_owned(),
+            current,
+            hold: stored_state.and_then(|s| s.hold).map(hold_view),
+            pending: open
+                .iter()
+                .filter(|p| p.environment == env && !p.state.is_final())
+                .cloned()
+                .map(promotion_view)
+                .collect(),
+        });
+    }
+    Ok(AppStatus {
+        name: application.name.to_string(),
+        app_type: application.app_type.as_str().to_owned(),
+        repository: application.repository.to_string(),
+        pipeline: application.pipeline.to_string(),
+        environments,
+    })
+}
+
+/// List applications with where each environment stands.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps",
+    params(AppQuery),
+    responses(
+        (status = 200, description = "A page of applications", body = AppList),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_apps(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<AppQuery>, QueryRejection>,
+) -> Result<Json<AppList>, ApiError> {
+    actor(&state, &headers).await?;
+    let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let limit = page(query.limit)?;
+    let stored = state
+        .store
+        .resources()
+        .list(ResourceKind::Application, query.after.as_deref(), limit)
+        .await?;
+    let next = (stored.len() as i64 == limit)
+        .then(|| stored.last().map(|s| s.name.clone()))
+        .flatten();
+    let mut applications = Vec::with_capacity(stored.len());
+    for resource in stored {
+        applications.push(app_status(&state, &resource.name).await?);
+    }
+    Ok(Json(AppList { applications, next }))
+}
+
+/// One application: each environment in pipeline order with what runs there, its
+/// hold and its pending promotions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}",
+    params(("app" = String, Path)),
+    responses(
+        (status = 200, description = "The application's status", body = AppStatus),
+        (status = 404, description = "No such application", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_app(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<AppStatus>, ApiError> {
+    actor(&state, &headers).await?;
+    let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    Ok(Json(app_status(&state, &name).await?))
+}
+
+/// Deployments of an application, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/history",
+    params(("app" = String, Path), HistoryQuery),
+    responses(
+        (status = 200, description = "A page of deployments", body = DeploymentList),
+        (status = 404, description = "No such application", body = ErrorBody),
+    )
+)]
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<DeploymentList>, ApiError> {
+    actor(&state, &headers).await?;
+    let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let limit = page(query.limit)?;
+    if state
+        .store
+        .resources()
+        .get(ResourceKind::Application, &name)
+        .await?
+        .is_none()
+    {
+        return Err(EngineError::UnknownApplication(name).into());
+    }
+    let deployments = state
+        .store
+        .promotions()
+        .history(&name, query.environment.as_deref(), query.before, limit)
+        .await?;
+    let next = (deployments.len() as i64 == limit)
+        .then(|| deployments.last().map(|d| d.id))
+        .flatten();
+    Ok(Json(DeploymentList {
+        deployments: deployment_views(&state, deployments).await?,
+        next,
+    }))
+}
+
+/// Everything known about one artifact: provenance, checks, deployments.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/artifacts/{digest}",
+    params(("app" = String, Path), ("digest" = String, Path)),
+    responses(
+        (status = 200, description = "The artifact", body = ArtifactView),
+        (status = 404, description = "No such application", body = ErrorBody),
+    )
+)]
+pub(crate) async fn artifact(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<ArtifactView>, ApiError> {
+    actor(&state, &headers).await?;
+    let (name, digest_text) = app_env(path)?;
+    let digest = digest(&digest_text)?.to_string();
+    if state
+        .store
+        .resources()
+        .get(ResourceKind::Application, &name)
+        .await?
+        .is_none()
+    {
+        return Err(EngineError::UnknownApplication(name).into());
+    }
+    let build = state.store.evidence().build(&name, &digest).await?;
+    let checks = state.store.evidence().checks(&name, &digest).await?;
+    let deployments: Vec<Deployment> = state
+        .store
+        .promotions()
+        .history(&name, None, None, MAX_PAGE)
+        .await?
+        .into_iter()
+        .filter(|d| d.digest == digest)
+        .collect();
+    Ok(Json(ArtifactView {
+        application: name,
+        digest,
+        build: build.map(build_view),
+        checks: checks.into_iter().map(check_view).collect(),
+        deployments: deployment_views(&state, deployments).await?,
+    }))
+}

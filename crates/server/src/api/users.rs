@@ -1,0 +1,361 @@
+//! Users, their roles and tokens (admins), and the DORA metrics.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use domain::dora::{DeploymentOutcome, DeploymentRecord, DoraMetrics};
+use domain::pipeline::{AppName, Role};
+use domain::promotion::DeploymentState;
+use domain::{Action, ResourceKind};
+use http::{HeaderMap, StatusCode};
+use store::{NewToken, NewUser, RoleGrant, UserRecord};
+
+use super::authorize;
+use super::error::ApiError;
+use super::promotion_types::{
+    AppQuery, DoraQuery, DoraResponse, DoraView, TokenRequest, TokenResponse, UserList,
+    UserRequest, UserView, rfc3339,
+};
+use super::promotions::actor;
+use super::types::ErrorBody;
+use crate::AppState;
+
+const MAX_USERS_PAGE: i64 = 500;
+
+fn user_view(user: UserRecord) -> UserView {
+    UserView {
+        name: user.name,
+        admin: user.admin,
+        ci: user.ci,
+        roles: user.roles.iter().map(RoleGrant::to_string).collect(),
+    }
+}
+
+/// Parses `staff` (global) or `staff@web-app` (for one application).
+fn role_grant(text: &str) -> Result<RoleGrant, ApiError> {
+    let (role, application) = match text.split_once('@') {
+        Some((role, application)) => (role, Some(application)),
+        None => (text, None),
+    };
+    let role =
+        Role::parse(role).map_err(|e| ApiError::bad_request(format!("role `{text}`: {e}")))?;
+    let application = application
+        .map(|a| {
+            AppName::parse(a)
+                .map(|name| name.to_string())
+                .map_err(|e| ApiError::bad_request(format!("role `{text}`: {e}")))
+        })
+        .transpose()?;
+    Ok(RoleGrant { role, application })
+}
+
+/// Create a user with roles (admins).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    request_body = UserRequest,
+    responses(
+        (status = 201, description = "Created", body = UserView),
+        (status = 400, description = "Bad name or role", body = ErrorBody),
+        (status = 403, description = "Not an admin (`users:manage`)", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<UserRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, Action::ManageUsers).await?;
+    let Json(request) = body.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let valid_name = !request.name.is_empty()
+        && request.name.len() <= 64
+        && request
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+    if !valid_name {
+        return Err(ApiError::bad_request(
+            "a user name is 1 to 64 characters of letters, digits, `-`, `_`, `.` and `@`",
+        ));
+    }
+    let mut roles = request
+        .roles
+        .iter()
+        .map(|text| role_grant(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    roles.sort();
+    roles.dedup();
+    let created = state
+        .store
+        .users()
+        .create_with_roles(
+            &NewUser {
+                name: &request.name,
+                admin: request.admin,
+                ci: request.ci,
+                roles: &roles,
+            },
+            principal.display_name(),
+        )
+        .await?;
+    if !created {
+        return Err(ApiError::conflict(
+            format!("a user named {} exists", request.name),
+            serde_json::Value::Null,
+        ));
+    }
+    let user = state
+        .store
+        .users()
+        .get(&request.name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {}", request.name)))?;
+    Ok((StatusCode::CREATED, Json(user_view(user))).into_response())
+}
+
+/// List users (admins).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    params(AppQuery),
+    responses(
+        (status = 200, description = "A page of users", body = UserList),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_users(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<AppQuery>, QueryRejection>,
+) -> Result<Json<UserList>, ApiError> {
+    authorize(&state, &headers, Action::ManageUsers).await?;
+    let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_USERS_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} is out of range 1..={MAX_USERS_PAGE}"
+        )));
+    }
+    let users = state
+        .store
+        .users()
+        .list(query.after.as_deref(), limit)
+        .await?;
+    let next = (users.len() as i64 == limit)
+        .then(|| users.last().map(|u| u.name.clone()))
+        .flatten();
+    Ok(Json(UserList {
+        users: users.into_iter().map(user_view).collect(),
+        next,
+    }))
+}
+
+/// Issue a token for a user (admins). The secret is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/tokens",
+    params(("name" = String, Path)),
+    request_body = TokenRequest,
+    responses(
+        (status = 201, description = "Issued", body = TokenResponse),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    body: Option<Json<TokenRequest>>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, Action::ManageUsers).await?;
+    let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    if state.store.users().get(&name).await?.is_none() {
+        return Err(ApiError::not_found(format!("no user named {name}")));
+    }
+    let secret =
+        auth::generate_token().map_err(|e| ApiError::internal("the random source failed", &e))?;
+    let hash = auth::hash_token(&secret);
+    let id = format!("tok_{}", &hash[..16]);
+    let expires_at = request
+        .expires_in_days
+        .map(|days| store::now_millis() + i64::from(days) * 24 * 60 * 60 * 1000);
+    state
+        .store
+        .users()
+        .issue_token(
+            NewToken {
+                id: &id,
+                user_name: &name,
+                description: request.description.as_deref().unwrap_or(""),
+                token_hash: &hash,
+                expires_at,
+            },
+            principal.display_name(),
+        )
+        .await?;
+    let response = TokenResponse {
+        id,
+        user: name,
+        token: secret,
+        expires_at: expires_at.map(rfc3339),
+    };
+    Ok((StatusCode::CREATED, Json(response)).into_response())
+}
+
+fn dora_view(metrics: &DoraMetrics) -> DoraView {
+    DoraView {
+        deployments: metrics.deployments,
+        deployments_per_day: metrics.deployments_per_day,
+        lead_time_median_seconds: metrics.lead_time_median.map(|d| d.as_secs()),
+        lead_time_p90_seconds: metrics.lead_time_p90.map(|d| d.as_secs()),
+        change_failure_rate: metrics.change_failure_rate,
+        time_to_restore_median_seconds: metrics.time_to_restore_median.map(|d| d.as_secs()),
+        failures: metrics.failures,
+        rollbacks: metrics.rollbacks,
+    }
+}
+
+/// DORA metrics from the deployment records: production is each application's last
+/// pipeline stage; lead time runs from the build's commit time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics/dora",
+    params(DoraQuery),
+    responses(
+        (status = 200, description = "Metrics overall and per application", body = DoraResponse),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 404, description = "No such application", body = ErrorBody),
+    )
+)]
+pub(crate) async fn dora(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<DoraQuery>, QueryRejection>,
+) -> Result<Json<DoraResponse>, ApiError> {
+    actor(&state, &headers).await?;
+    let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let days = query.days.unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(ApiError::bad_request(format!(
+            "days {days} is out of range 1..=366"
+        )));
+    }
+    let productions = production_environments(&state, query.application.as_deref()).await?;
+    let until_ms = store::now_millis();
+    let since_ms = until_ms - i64::from(days) * 24 * 60 * 60 * 1000;
+    let deployments = state
+        .store
+        .promotions()
+        .finished_since(&productions, since_ms)
+        .await?;
+    let mut commit_times: BTreeMap<(String, String), Option<i64>> = BTreeMap::new();
+    let mut records = Vec::with_capacity(deployments.len());
+    for deployment in deployments {
+        let outcome = match deployment.state {
+            DeploymentState::Deployed => DeploymentOutcome::Succeeded,
+            DeploymentState::Failed => DeploymentOutcome::Failed,
+            DeploymentState::Deploying => continue,
+        };
+        let Some(finished_at) = deployment
+            .finished_at
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        else {
+            continue;
+        };
+        let key = (deployment.application.clone(), deployment.digest.clone());
+        if !commit_times.contains_key(&key) {
+            let build = state.store.evidence().build(&key.0, &key.1).await?;
+            commit_times.insert(key.clone(), build.and_then(|b| b.provenance.committed_at));
+        }
+        records.push(DeploymentRecord {
+            application: deployment.application,
+            environment: deployment.environment,
+            digest: deployment.digest,
+            reason: deployment.reason,
+            outcome,
+            finished_at,
+            committed_at: commit_times
+                .get(&key)
+                .copied()
+                .flatten()
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()),
+        });
+    }
+    let since = jiff::Timestamp::from_millisecond(since_ms).unwrap_or_default();
+    let until = jiff::Timestamp::from_millisecond(until_ms + 1).unwrap_or_default();
+    let (overall, by_application) = domain::dora::compute_by_application(&records, since, until);
+    Ok(Json(DoraResponse {
+        since: rfc3339(since_ms),
+        until: rfc3339(until_ms),
+        overall: dora_view(&overall),
+        applications: by_application
+            .iter()
+            .map(|(name, metrics)| (name.clone(), dora_view(metrics)))
+            .collect(),
+    }))
+}
+
+/// (application, last stage) of one application or of all.
+async fn production_environments(
+    state: &AppState,
+    only: Option<&str>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let names: Vec<String> = match only {
+        Some(name) => vec![name.to_owned()],
+        None => {
+            let mut names = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = state
+                    .store
+                    .resources()
+                    .list(ResourceKind::Application, after.as_deref(), 500)
+                    .await?;
+                let done = page.len() < 500;
+                after = page.last().map(|r| r.name.clone());
+                names.extend(page.into_iter().map(|r| r.name));
+                if done {
+                    break;
+                }
+            }
+            names
+        }
+    };
+    let mut environments = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(stored) = state
+            .store
+            .resources()
+            .get(ResourceKind::Application, &name)
+            .await?
+        else {
+            return Err(ApiError::not_found(format!(
+                "no application named `{name}` is applied"
+            )));
+        };
+        let Ok(application) = resources::Application::from_canonical(&stored.canonical) else {
+            continue;
+        };
+        let Some(pipeline) = state
+            .store
+            .resources()
+            .get(ResourceKind::Pipeline, application.pipeline.as_str())
+            .await?
+        else {
+            continue;
+        };
+        let Ok(pipeline) = resources::DeclaredPipeline::from_canonical(&pipeline.canonical) else {
+            continue;
+        };
+        if let Some(last) = pipeline.pipeline().stages().last() {
+            environments.push((name, last.environment.to_string()));
+        }
+    }
+    Ok(environments)
+}

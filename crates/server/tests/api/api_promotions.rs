@@ -1,0 +1,650 @@
+//! The promotion control plane over `/api/v1`: build notifications and auto-promotion,
+//! checks with scanner reports, gates with approvals, promotions through their
+//! states, rollbacks and holds, release bundles, idempotency, concurrency, users and
+//! DORA metrics — each on SQLite and PostgreSQL.
+
+use axum::body::Body;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::{TestApp, TestResponse};
+
+use crate::support::{assert_status, push_image};
+
+/// The message of an API error.
+fn error_message(response: &TestResponse) -> String {
+    response.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// dev (auto) → staging (1 staff) → prod (1 staff + 1 client + trivy clean), every
+/// environment on the `record` target.
+const PIPELINE: &str = r#"kind: Pipeline
+name: standard
+stages:
+  - name: dev
+    auto: true
+  - name: staging
+    gate:
+      approvals: [{ role: staff, count: 1 }]
+  - name: prod
+    gate:
+      checks: [{ name: trivy, max: { critical: 0, high: 0 } }]
+      approvals: [{ role: staff, count: 1 }, { role: client, count: 1 }]
+---
+kind: Application
+name: web-app
+type: container
+repository: acme/web-app
+pipeline: standard
+environments:
+  dev: { target: { record: {} } }
+  staging: { target: { record: {} } }
+  prod: { target: { record: {} } }
+"#;
+
+const TRIVY_HIGH: &str = r#"{"SchemaVersion": 2, "ArtifactName": "acme/web-app", "Results": [
+  {"Target": "alpine", "Class": "os-pkgs", "Type": "alpine", "Vulnerabilities": [
+    {"VulnerabilityID": "CVE-2024-0001", "PkgName": "openssl", "InstalledVersion": "3.1.0", "Severity": "HIGH"},
+    {"VulnerabilityID": "CVE-2024-0002", "PkgName": "zlib", "InstalledVersion": "1.2.13", "Severity": "LOW"}
+  ]}]}"#;
+
+const TRIVY_CLEAN: &str = r#"{"SchemaVersion": 2, "ArtifactName": "acme/web-app", "Results": [
+  {"Target": "alpine", "Class": "os-pkgs", "Type": "alpine", "Vulnerabilities": null}]}"#;
+
+/// Sends `body` as JSON with `token` as Bearer.
+async fn call(app: &TestApp, method: Method, uri: &str, token: &str, body: Value) -> TestResponse {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    let body = if body.is_null() {
+        Body::empty()
+    } else {
+        headers.push(("content-type", "application/json"));
+        Body::from(body.to_string())
+    };
+    app.send(method, uri, &headers, body).await
+}
+
+/// As the admin (Basic auth).
+async fn admin(app: &TestApp, method: Method, uri: &str, body: Value) -> TestResponse {
+    app.admin(
+        method,
+        uri,
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await
+}
+
+async fn apply(app: &TestApp, text: &str) {
+    let response = app
+        .admin(
+            Method::POST,
+            "/api/v1/apply",
+            &[("content-type", "application/yaml")],
+            text.to_owned(),
+        )
+        .await;
+    assert_status(&response, StatusCode::OK);
+}
+
+/// Creates a user with `roles` through the API and returns a token for them.
+async fn user(app: &TestApp, name: &str, ci: bool, roles: &[&str]) -> String {
+    let response = admin(
+        app,
+        Method::POST,
+        "/api/v1/users",
+        json!({ "name": name, "ci": ci, "roles": roles }),
+    )
+    .await;
+    assert_status(&response, StatusCode::CREATED);
+    let response = admin(
+        app,
+        Method::POST,
+        &format!("/api/v1/users/{name}/tokens"),
+        json!({ "description": "test" }),
+    )
+    .await;
+    assert_status(&response, StatusCode::CREATED);
+    response.json()["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
+struct People {
+    ci: String,
+    dana: String,
+    sam: String,
+    cleo: String,
+}
+
+/// The pipeline applied, and a CI identity, a developer, a staff member and a client.
+async fn setup(app: &TestApp) -> People {
+    apply(app, PIPELINE).await;
+    People {
+        ci: user(app, "ci-bot", true, &["developer@web-app"]).await,
+        dana: user(app, "dana", false, &["developer"]).await,
+        sam: user(app, "sam", false, &["staff@web-app"]).await,
+        cleo: user(app, "cleo", false, &["client"]).await,
+    }
+}
+
+/// Pushes an image of `seed` and returns its digest.
+async fn push(app: &TestApp, seed: &str) -> String {
+    let image = push_image(app, "acme/web-app", seed, seed).await;
+    image.manifest.digest.clone()
+}
+
+async fn notify(app: &TestApp, token: &str, digest: &str) -> TestResponse {
+    call(
+        app,
+        Method::POST,
+        "/api/v1/builds",
+        token,
+        json!({ "application": "web-app", "digest": digest, "commit": "abc1234",
+                "triggered_by": "dana", "committed_at": "2026-11-20T10:00:00Z" }),
+    )
+    .await
+}
+
+async fn promote(app: &TestApp, token: &str, env: &str, digest: &str) -> TestResponse {
+    call(
+        app,
+        Method::POST,
+        "/api/v1/promotions",
+        token,
+        json!({ "application": "web-app", "environment": env, "digest": digest }),
+    )
+    .await
+}
+
+async fn approve(app: &TestApp, token: &str, id: i64) -> TestResponse {
+    call(
+        app,
+        Method::POST,
+        &format!("/api/v1/promotions/{id}/approve"),
+        token,
+        json!({ "comment": "looks good" }),
+    )
+    .await
+}
+
+async fn check(
+    app: &TestApp,
+    token: &str,
+    digest: &str,
+    name: &str,
+    status: &str,
+    report: Option<&str>,
+) -> TestResponse {
+    call(
+        app,
+        Method::POST,
+        "/api/v1/checks",
+        token,
+        json!({ "application": "web-app", "digest": digest, "name": name, "status": status, "report": report }),
+    )
+    .await
+}
+
+async fn status(app: &TestApp, token: &str) -> Value {
+    let response = call(app, Method::GET, "/api/v1/apps/web-app", token, Value::Null).await;
+    assert_status(&response, StatusCode::OK);
+    response.json()
+}
+
+/// The environment `env` of an application status.
+fn environment<'a>(status: &'a Value, env: &str) -> &'a Value {
+    status["environments"]
+        .as_array()
+        .expect("environments")
+        .iter()
+        .find(|e| e["name"] == env)
+        .expect("the environment")
+}
+
+fn condition<'a>(promotion: &'a Value, kind: &str) -> &'a Value {
+    promotion["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition in {promotion}"))
+}
+
+fn id(response: &TestResponse) -> i64 {
+    response.json()["id"].as_i64().expect("an id")
+}
+
+/// Audit actions in order.
+async fn audit_actions(app: &TestApp) -> Vec<(String, String)> {
+    let response = app
+        .admin(Method::GET, "/api/v1/audit/export", &[], Body::empty())
+        .await;
+    assert_status(&response, StatusCode::OK);
+    response
+        .text()
+        .lines()
+        .map(|line| {
+            let entry: Value = serde_json::from_str(line).expect("JSON line");
+            (
+                entry["action"].as_str().unwrap_or_default().to_owned(),
+                entry["actor"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+registry_tests! {
+    async fn a_digest_moves_from_dev_to_prod_behind_its_gates_and_rolls_back(app) {
+        let people = setup(&app).await;
+        let first = push(&app, "v1").await;
+
+        // Notify: provenance recorded, auto-promoted into dev and deployed there.
+        let response = notify(&app, &people.ci, &first).await;
+        assert_status(&response, StatusCode::CREATED);
+        let body = response.json();
+        assert_eq!(body["build"]["commit"], "abc1234");
+        assert_eq!(body["build"]["builder"], "ci-bot");
+        assert_eq!(body["promotion"]["environment"], "dev");
+        assert_eq!(body["promotion"]["state"], "deployed", "{body}");
+        let now = status(&app, &people.dana).await;
+        assert_eq!(environment(&now, "dev")["current"]["digest"], first.as_str());
+        assert_eq!(environment(&now, "dev")["current"]["commit"], "abc1234");
+
+        // Staging waits for a staff approval.
+        let response = promote(&app, &people.dana, "staging", &first).await;
+        assert_status(&response, StatusCode::CREATED);
+        let staging = response.json();
+        assert_eq!(staging["state"], "waiting", "{staging}");
+        assert_eq!(condition(&staging, "order")["met"], true);
+        assert_eq!(condition(&staging, "approval")["met"], false);
+        let staging_id = staging["id"].as_i64().expect("id");
+
+        // The requester, the build's triggerer and CI identities cannot approve.
+        let response = approve(&app, &people.dana, staging_id).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        assert!(error_message(&response).contains("own promotion"), "{}", error_message(&response));
+        let response = approve(&app, &people.ci, staging_id).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        assert!(error_message(&response).contains("CI identit"), "{}", error_message(&response));
+        // A client holds no role that approves staging.
+        let response = approve(&app, &people.cleo, staging_id).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        assert!(error_message(&response).contains("staff"), "{}", error_message(&response));
+        // A staff member's approval opens the gate: deployed in the same request.
+        let response = approve(&app, &people.sam, staging_id).await;
+        assert_status(&response, StatusCode::OK);
+        let staging = response.json();
+        assert_eq!(staging["state"], "deployed", "{staging}");
+        assert_eq!(staging["decisions"][0]["approver"], "sam");
+        // A second approval of a finished promotion is a conflict.
+        assert_status(&approve(&app, &people.sam, staging_id).await, StatusCode::CONFLICT);
+
+        // Prod: a high finding keeps the gate shut even with both approvals.
+        let response = check(&app, &people.ci, &first, "trivy", "passed", Some(TRIVY_HIGH)).await;
+        assert_status(&response, StatusCode::CREATED);
+        assert_eq!(response.json()["findings"]["high"], 1);
+        assert_eq!(response.json()["format"], "trivy");
+        let response = promote(&app, &people.dana, "prod", &first).await;
+        let prod_id = id(&response);
+        assert_eq!(response.json()["state"], "waiting");
+        let trivy = condition(&response.json(), "check").clone();
+        assert_eq!(trivy["met"], false);
+        assert!(trivy["reason"].as_str().unwrap_or_default().contains("1 high"), "{trivy}");
+        assert_status(&approve(&app, &people.sam, prod_id).await, StatusCode::OK);
+        let response = approve(&app, &people.cleo, prod_id).await;
+        assert_status(&response, StatusCode::OK);
+        assert_eq!(response.json()["state"], "waiting", "{}", response.json());
+        // A clean report re-evaluates the waiting promotion: deployed.
+        let response = check(&app, &people.ci, &first, "trivy", "passed", Some(TRIVY_CLEAN)).await;
+        assert_status(&response, StatusCode::CREATED);
+        let response = call(&app, Method::GET, &format!("/api/v1/promotions/{prod_id}"), &people.dana, Value::Null).await;
+        assert_eq!(response.json()["state"], "deployed", "{}", response.json());
+
+        // Nothing ran in prod before: a rollback has nowhere to go.
+        let rollback_uri = "/api/v1/apps/web-app/environments/prod/rollback";
+        let response = call(&app, Method::POST, rollback_uri, &people.dana, json!({})).await;
+        assert_status(&response, StatusCode::CONFLICT);
+
+        // A second build through to prod, then roll back to the first.
+        let second = push(&app, "v2").await;
+        assert_eq!(notify(&app, &people.ci, &second).await.json()["promotion"]["state"], "deployed");
+        let staging2 = id(&promote(&app, &people.dana, "staging", &second).await);
+        assert_eq!(approve(&app, &people.sam, staging2).await.json()["state"], "deployed");
+        check(&app, &people.ci, &second, "trivy", "passed", Some(TRIVY_CLEAN)).await;
+        let prod2 = id(&promote(&app, &people.dana, "prod", &second).await);
+        approve(&app, &people.sam, prod2).await;
+        assert_eq!(approve(&app, &people.cleo, prod2).await.json()["state"], "deployed");
+        assert_eq!(environment(&status(&app, &people.dana).await, "prod")["current"]["digest"], second.as_str());
+
+        // The CI identity may not roll back.
+        let response = call(&app, Method::POST, rollback_uri, &people.ci, json!({})).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        let response = call(&app, Method::POST, rollback_uri, &people.dana, json!({ "reason": "errors up" })).await;
+        assert_status(&response, StatusCode::CREATED);
+        let rollback = response.json();
+        assert_eq!(rollback["reason"], "rollback");
+        assert_eq!(rollback["state"], "deployed");
+        assert_eq!(rollback["digest"], first.as_str());
+        let now = status(&app, &people.dana).await;
+        let prod = environment(&now, "prod");
+        assert_eq!(prod["current"]["digest"], first.as_str());
+        assert!(prod["hold"]["reason"].as_str().unwrap_or_default().contains("rolled back"), "{prod}");
+
+        // History shows both promotions and the rollback, newest first.
+        let response = call(&app, Method::GET, "/api/v1/apps/web-app/history?environment=prod", &people.dana, Value::Null).await;
+        let reasons: Vec<String> = response.json()["deployments"].as_array().expect("list").iter()
+            .map(|d| d["reason"].as_str().unwrap_or_default().to_owned()).collect();
+        assert_eq!(reasons, ["rollback", "promotion", "promotion"]);
+
+        // The audit log holds every step, by who did it, and verifies.
+        let actions = audit_actions(&app).await;
+        for (action, actor) in [("notify", "ci-bot"), ("check", "ci-bot"), ("promote", "dana"),
+                                ("approve", "sam"), ("approve", "cleo"), ("deploy", "dana"),
+                                ("rollback", "dana"), ("hold", "dana"), ("user", "admin"), ("token", "admin")] {
+            assert!(actions.contains(&(action.to_owned(), actor.to_owned())), "{action} by {actor} in {actions:?}");
+        }
+        let response = app.admin(Method::GET, "/api/v1/audit/verify", &[], Body::empty()).await;
+        assert_eq!(response.json()["intact"], true, "{}", response.json());
+    }
+
+    async fn auto_promotion_stays_out_of_a_held_environment_until_released(app) {
+        let people = setup(&app).await;
+        let first = push(&app, "held-1").await;
+        notify(&app, &people.ci, &first).await;
+        let hold_uri = "/api/v1/apps/web-app/environments/dev/hold";
+        let response = call(&app, Method::PUT, hold_uri, &people.dana, json!({ "reason": "investigating" })).await;
+        assert_status(&response, StatusCode::OK);
+        assert_eq!(response.json()["by"], "dana");
+        let second = push(&app, "held-2").await;
+        let response = notify(&app, &people.ci, &second).await;
+        assert_status(&response, StatusCode::CREATED);
+        assert!(response.json()["promotion"].is_null(), "{}", response.json());
+        assert_eq!(response.json()["held"]["reason"], "investigating");
+        assert_eq!(environment(&status(&app, &people.dana).await, "dev")["current"]["digest"], first.as_str());
+        // Released: the next notify promotes again.
+        let response = call(&app, Method::DELETE, hold_uri, &people.dana, Value::Null).await;
+        assert_status(&response, StatusCode::NO_CONTENT);
+        let response = notify(&app, &people.ci, &second).await;
+        assert_eq!(response.json()["promotion"]["state"], "deployed", "{}", response.json());
+        let actions: Vec<String> = audit_actions(&app).await.into_iter().map(|(a, _)| a).collect();
+        assert!(actions.contains(&"hold".to_owned()) && actions.contains(&"release".to_owned()));
+    }
+
+    async fn refused_requests_say_why_and_change_nothing(app) {
+        let people = setup(&app).await;
+        let digest = push(&app, "r").await;
+        let before = audit_actions(&app).await.len();
+        // A digest the repository does not hold.
+        let absent = format!("sha256:{}", "0".repeat(64));
+        let response = notify(&app, &people.ci, &absent).await;
+        assert_status(&response, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(response.json()["code"], "not_an_artifact");
+        let response = check(&app, &people.ci, &absent, "trivy", "passed", None).await;
+        assert_eq!(response.json()["code"], "not_an_artifact");
+        // Malformed digests, statuses, reports, bodies.
+        let response = notify(&app, &people.ci, "sha256:nothex").await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let response = check(&app, &people.ci, &digest, "trivy", "green", None).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let response = check(&app, &people.ci, &digest, "trivy", "passed", Some("{\"not\": \"a report\"}")).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        assert!(error_message(&response).contains("report"), "{}", error_message(&response));
+        let response = call(&app, Method::POST, "/api/v1/builds", &people.ci, json!({ "application": "web-app", "digest": digest, "colour": "red" })).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let response = app.send(Method::POST, "/api/v1/builds", &[("authorization", &format!("Bearer {}", people.ci))], "{}").await;
+        assert_status(&response, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        // Unknown application and environment.
+        let response = call(&app, Method::POST, "/api/v1/builds", &people.ci, json!({ "application": "nope", "digest": digest })).await;
+        assert_status(&response, StatusCode::NOT_FOUND);
+        let response = promote(&app, &people.dana, "qa", &digest).await;
+        assert_status(&response, StatusCode::NOT_FOUND);
+        assert!(error_message(&response).contains("dev, staging, prod"), "{}", error_message(&response));
+        // Order: staging before dev is refused by the gate, not skipped.
+        let response = promote(&app, &people.dana, "staging", &digest).await;
+        assert_eq!(response.json()["state"], "waiting");
+        assert_eq!(condition(&response.json(), "order")["met"], false);
+        let waiting = id(&response);
+        // Who may not: a CI identity promoting, a client promoting, anonymous, an override by a non-admin.
+        assert_status(&promote(&app, &people.ci, "dev", &digest).await, StatusCode::FORBIDDEN);
+        assert_status(&promote(&app, &people.cleo, "dev", &digest).await, StatusCode::FORBIDDEN);
+        let response = app.send(Method::GET, "/api/v1/apps", &[], Body::empty()).await;
+        assert_status(&response, StatusCode::UNAUTHORIZED);
+        let response = call(&app, Method::POST, "/api/v1/promotions", &people.dana,
+            json!({ "application": "web-app", "environment": "prod", "digest": digest, "override_reason": "hotfix" })).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        // Rejection needs a reason; cancel is for the requester.
+        let response = call(&app, Method::POST, &format!("/api/v1/promotions/{waiting}/reject"), &people.sam, json!({ "reason": " " })).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let response = call(&app, Method::POST, &format!("/api/v1/promotions/{waiting}/cancel"), &people.sam, json!({})).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        let response = call(&app, Method::GET, "/api/v1/promotions/999999", &people.sam, Value::Null).await;
+        assert_status(&response, StatusCode::NOT_FOUND);
+        // Users: admins only, names unique, roles known.
+        let response = call(&app, Method::POST, "/api/v1/users", &people.dana, json!({ "name": "eve" })).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        let response = admin(&app, Method::POST, "/api/v1/users", json!({ "name": "dana" })).await;
+        assert_status(&response, StatusCode::CONFLICT);
+        let response = admin(&app, Method::POST, "/api/v1/users", json!({ "name": "eve", "roles": ["overlord"] })).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        // Only the waiting promotion was recorded (one promote entry).
+        let after = audit_actions(&app).await;
+        assert_eq!(after.len(), before + 1, "{:?}", &after[before..]);
+        // The requester withdraws it.
+        let response = call(&app, Method::POST, &format!("/api/v1/promotions/{waiting}/cancel"), &people.dana, json!({})).await;
+        assert_eq!(response.json()["state"], "cancelled");
+    }
+
+    async fn rejections_end_promotions_and_newer_approved_ones_supersede_older(app) {
+        let people = setup(&app).await;
+        let one = push(&app, "s1").await;
+        let two = push(&app, "s2").await;
+        let three = push(&app, "s3").await;
+        for digest in [&one, &two, &three] {
+            notify(&app, &people.ci, digest).await;
+        }
+        let first = id(&promote(&app, &people.dana, "staging", &one).await);
+        let second = id(&promote(&app, &people.dana, "staging", &two).await);
+        let third = id(&promote(&app, &people.dana, "staging", &three).await);
+        let response = call(&app, Method::POST, &format!("/api/v1/promotions/{first}/reject"), &people.sam, json!({ "reason": "wrong branch" })).await;
+        assert_status(&response, StatusCode::OK);
+        assert_eq!(response.json()["state"], "rejected");
+        assert!(response.json()["reason"].as_str().unwrap_or_default().contains("wrong branch"));
+        // Approving the newest supersedes the older pending one.
+        assert_eq!(approve(&app, &people.sam, third).await.json()["state"], "deployed");
+        let response = call(&app, Method::GET, &format!("/api/v1/promotions/{second}"), &people.sam, Value::Null).await;
+        assert_eq!(response.json()["state"], "superseded", "{}", response.json());
+        assert_status(&approve(&app, &people.sam, second).await, StatusCode::CONFLICT);
+        // Asking again for an open promotion of the same digest returns it.
+        let again = promote(&app, &people.dana, "staging", &three).await;
+        assert_eq!(id(&again), third + 1, "a deployed promotion is not open: a new one");
+        let repeat = promote(&app, &people.dana, "staging", &three).await;
+        assert_status(&repeat, StatusCode::OK);
+        assert_eq!(id(&repeat), third + 1);
+        // Listing filters by state.
+        let response = call(&app, Method::GET, "/api/v1/promotions?application=web-app&state=superseded", &people.sam, Value::Null).await;
+        let ids: Vec<i64> = response.json()["promotions"].as_array().expect("list").iter().filter_map(|p| p["id"].as_i64()).collect();
+        assert_eq!(ids, [second]);
+    }
+
+    async fn release_bundles_bind_approvals_to_the_config_and_idempotency_keys_make_retries_safe(app) {
+        let people = setup(&app).await;
+        let digest = push(&app, "bundle").await;
+        notify(&app, &people.ci, &digest).await;
+        let request = json!({ "application": "web-app", "environment": "staging", "digest": digest,
+                              "config": { "replicas": 3, "feature.flag": true } });
+        let auth = format!("Bearer {}", people.dana);
+        let send = |key: &'static str, body: Value| {
+            let auth = auth.clone();
+            let app = &app;
+            async move {
+                app.send(Method::POST, "/api/v1/promotions",
+                    &[("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", key)],
+                    body.to_string()).await
+            }
+        };
+        let created = send("k-1", request.clone()).await;
+        assert_status(&created, StatusCode::CREATED);
+        let replay = send("k-1", request.clone()).await;
+        assert_status(&replay, StatusCode::OK);
+        assert_eq!(id(&replay), id(&created));
+        let mut other = request.clone();
+        other["config"]["replicas"] = json!(4);
+        let reused = send("k-1", other.clone()).await;
+        assert_status(&reused, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(reused.json()["code"], "idempotency_key_reused");
+        // Another config is another promotion with its own approvals.
+        let second = send("k-2", other).await;
+        assert_status(&second, StatusCode::CREATED);
+        assert_ne!(id(&second), id(&created));
+        assert_ne!(second.json()["config_revision"], created.json()["config_revision"]);
+        let response = approve(&app, &people.sam, id(&second)).await;
+        assert_eq!(response.json()["state"], "deployed");
+        // The older one was superseded; its config never ran.
+        let response = call(&app, Method::GET, &format!("/api/v1/promotions/{}", id(&created)), &people.sam, Value::Null).await;
+        assert_eq!(response.json()["state"], "superseded");
+        let history = call(&app, Method::GET, "/api/v1/apps/web-app/history?environment=staging", &people.sam, Value::Null).await;
+        assert_eq!(history.json()["deployments"][0]["config"]["replicas"], 4);
+        assert_eq!(history.json()["deployments"][0]["config_revision"], second.json()["config_revision"]);
+    }
+
+    async fn a_flapping_check_blocks_with_a_clear_status_and_an_admin_override_is_audited(app) {
+        let people = setup(&app).await;
+        let digest = push(&app, "flaky").await;
+        notify(&app, &people.ci, &digest).await;
+        let staging = id(&promote(&app, &people.dana, "staging", &digest).await);
+        approve(&app, &people.sam, staging).await;
+        for status in ["passed", "failed", "passed", "failed", "passed"] {
+            assert_status(&check(&app, &people.ci, &digest, "trivy", status, Some(TRIVY_CLEAN)).await, StatusCode::CREATED);
+        }
+        let response = promote(&app, &people.dana, "prod", &digest).await;
+        let trivy = condition(&response.json(), "check").clone();
+        assert_eq!(trivy["met"], false);
+        assert!(trivy["reason"].as_str().unwrap_or_default().contains("fix the flaky check"), "{trivy}");
+        // Break-glass: an admin deploys anyway, with a reason, loudly audited.
+        let response = admin(&app, Method::POST, "/api/v1/promotions",
+            json!({ "application": "web-app", "environment": "prod", "digest": digest, "override_reason": "incident 42" })).await;
+        assert_eq!(response.json()["state"], "deployed", "{}", response.json());
+        assert_eq!(response.json()["override_reason"], "incident 42");
+        let actions = audit_actions(&app).await;
+        assert!(actions.contains(&("override".to_owned(), "admin".to_owned())), "{actions:?}");
+        // An override needs a reason.
+        let response = admin(&app, Method::POST, "/api/v1/promotions",
+            json!({ "application": "web-app", "environment": "prod", "digest": digest, "override_reason": "" })).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+    }
+
+    async fn dora_metrics_and_the_openapi_document_cover_promotions(app) {
+        let people = setup(&app).await;
+        let digest = push(&app, "dora").await;
+        notify(&app, &people.ci, &digest).await;
+        let staging = id(&promote(&app, &people.dana, "staging", &digest).await);
+        approve(&app, &people.sam, staging).await;
+        check(&app, &people.ci, &digest, "trivy", "passed", Some(TRIVY_CLEAN)).await;
+        let prod = id(&promote(&app, &people.dana, "prod", &digest).await);
+        approve(&app, &people.sam, prod).await;
+        approve(&app, &people.cleo, prod).await;
+        let response = call(&app, Method::GET, "/api/v1/metrics/dora?days=7", &people.dana, Value::Null).await;
+        assert_status(&response, StatusCode::OK);
+        let body = response.json();
+        assert_eq!(body["overall"]["deployments"], 1, "{body}");
+        assert_eq!(body["applications"]["web-app"]["deployments"], 1);
+        // Committed 2026-11-20T10:00Z: the lead time is at least the time since then.
+        assert!(body["overall"]["lead_time_median_seconds"].as_i64().unwrap_or(0) > 0, "{body}");
+        assert_eq!(body["overall"]["change_failure_rate"], 0.0);
+        let response = call(&app, Method::GET, "/api/v1/metrics/dora?days=0", &people.dana, Value::Null).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let response = app.send(Method::GET, "/api/v1/openapi.json", &[], Body::empty()).await;
+        let paths = response.json()["paths"].clone();
+        for path in ["/api/v1/builds", "/api/v1/checks", "/api/v1/promotions", "/api/v1/promotions/{id}/approve",
+                     "/api/v1/apps/{app}/environments/{env}/rollback", "/api/v1/metrics/dora", "/api/v1/users"] {
+            assert!(paths.get(path).is_some(), "{path} missing from the OpenAPI document");
+        }
+    }
+
+    async fn fifty_concurrent_promoters_and_approvers_lose_nothing_and_apply_nothing_twice(app) {
+        let app = std::sync::Arc::new(app);
+        apply(&app, PIPELINE).await;
+        let dana = user(&app, "dana", false, &["developer"]).await;
+        let ci = user(&app, "ci-bot", true, &["developer"]).await;
+        let mut digests = Vec::new();
+        for n in 0..5 {
+            let digest = push(&app, &format!("c{n}")).await;
+            notify(&app, &ci, &digest).await;
+            digests.push(digest);
+        }
+        let mut staff = Vec::new();
+        for n in 0..25 {
+            staff.push(user(&app, &format!("staff-{n}"), false, &["staff"]).await);
+        }
+        let first = id(&promote(&app, &dana, "staging", &digests[0]).await);
+        let before = audit_actions(&app).await.len();
+        // 25 promotions of the five digests and 25 approvals of the first, all at once.
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..50usize {
+            let app = app.clone();
+            let dana = dana.clone();
+            let digest = digests[n % 5].clone();
+            let approver = staff[n / 2].clone();
+            tasks.spawn(async move {
+                if n % 2 == 0 {
+                    ("promote", promote(&app, &dana, "staging", &digest).await)
+                } else {
+                    ("approve", approve(&app, &approver, first).await)
+                }
+            });
+        }
+        let mut acknowledged_approvals = 0;
+        let mut promotion_ids = std::collections::BTreeSet::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (kind, response) = joined.expect("task");
+            match (kind, response.status) {
+                ("promote", StatusCode::CREATED | StatusCode::OK) => {
+                    promotion_ids.insert(id(&response));
+                }
+                ("approve", StatusCode::OK) => acknowledged_approvals += 1,
+                // Approving after the gate opened (deployed or superseded) is a conflict.
+                ("approve", StatusCode::CONFLICT) => {}
+                (kind, status) => panic!("{kind}: {status} {}", response.text()),
+            }
+        }
+        // Every acknowledged approval is recorded exactly once, on the promotion and in the audit log.
+        let response = call(&app, Method::GET, &format!("/api/v1/promotions/{first}"), &dana, Value::Null).await;
+        let decisions = response.json()["decisions"].as_array().expect("decisions").len();
+        assert_eq!(decisions, acknowledged_approvals);
+        assert!(acknowledged_approvals >= 1);
+        let actions = audit_actions(&app).await;
+        let new = &actions[before..];
+        assert_eq!(new.iter().filter(|(a, _)| a == "approve").count(), acknowledged_approvals);
+        // Every acknowledged promotion exists; each was requested once.
+        let response = call(&app, Method::GET, "/api/v1/promotions?application=web-app&environment=staging&limit=500", &dana, Value::Null).await;
+        let listed: Vec<Value> = response.json()["promotions"].as_array().expect("list").clone();
+        for id in &promotion_ids {
+            assert!(listed.iter().any(|p| p["id"] == *id), "promotion {id} was acknowledged but is missing");
+        }
+        let requested = new.iter().filter(|(a, _)| a == "promote").count();
+        assert_eq!(requested, listed.len() - 1, "one promote entry per new promotion");
+        // No deployment ran twice: one deployment per deployed promotion, none in flight.
+        let history = call(&app, Method::GET, "/api/v1/apps/web-app/history?environment=staging&limit=500", &dana, Value::Null).await;
+        let deployments = history.json()["deployments"].as_array().expect("list").clone();
+        let deployed = listed.iter().filter(|p| p["state"] == "deployed").count();
+        assert_eq!(deployments.len(), deployed);
+        let mut by_promotion: Vec<i64> = deployments.iter().filter_map(|d| d["promotion_id"].as_i64()).collect();
+        by_promotion.sort();
+        by_promotion.dedup();
+        assert_eq!(by_promotion.len(), deployments.len(), "a promotion deployed twice");
+        assert!(deployments.iter().all(|d| d["state"] == "deployed"));
+        // At most one open promotion per digest remains.
+        let open: Vec<&Value> = listed.iter().filter(|p| p["state"] == "waiting").collect();
+        let mut open_digests: Vec<&str> = open.iter().filter_map(|p| p["digest"].as_str()).collect();
+        let count = open_digests.len();
+        open_digests.sort();
+        open_digests.dedup();
+        assert_eq!(open_digests.len(), count, "two open promotions of one digest");
+        let response = app.admin(Method::GET, "/api/v1/audit/verify", &[], Body::empty()).await;
+        assert_eq!(response.json()["intact"], true);
+    }
+}

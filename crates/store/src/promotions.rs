@@ -1,0 +1,1672 @@
+//! Promotions, approvals, deployments and environment state: the promotion state
+//! machine, with every decision taken inside one transaction.
+//!
+//! Every operation on an environment begins by bumping that environment's `version`
+//! row, which serializes the deciders of one environment on both databases (on
+//! PostgreSQL the row lock is held to commit; SQLite has one writer). Inside that
+//! transaction it re-reads what it decides on, checks that the pipeline and
+//! application it was handed are still the stored revisions ([`StagePlan`]), evaluates
+//! the gate with `domain::gate::evaluate` against the evidence read in the same
+//! transaction, writes the new state and appends the audit entries. So two concurrent
+//! promoters or approvers never decide on a state the other has changed, and a decision
+//! and its record commit or fail together.
+//!
+//! Deployments are carried out outside the store: a decision that starts one returns a
+//! [`DeploymentOrder`], and [`Promotions::finish_deployment`] records its outcome (and
+//! starts the next approved promotion queued behind it).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use domain::audit::AuditAction;
+use domain::gate::{
+    ApprovalEvidence, CheckEvidence, Condition, ConditionKind, Evidence, PreviousStage, evaluate,
+    is_open,
+};
+use domain::pipeline::{CheckName, Gate, Role};
+use domain::promotion::{DeploymentReason, DeploymentState, PromotionState};
+use domain::{Digest, RepoName};
+use sqlx::Row;
+
+use crate::evidence::{holds_manifest, parse_findings};
+use crate::{Backend, NewAuditEntry, StoreError, with_pool};
+
+/// How check flapping is judged: more than `max_flips` changes between passed and
+/// failed among one check's reports on one digest within `window_millis` blocks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlakyPolicy {
+    pub max_flips: u32,
+    pub window_millis: i64,
+}
+
+impl Default for FlakyPolicy {
+    fn default() -> Self {
+        FlakyPolicy {
+            max_flips: 3,
+            window_millis: 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
+/// Everything the store needs to decide about one environment, read by the caller
+/// from the declared application and pipeline at the revisions it names. A decision
+/// refuses to use a plan whose revisions are no longer the stored ones
+/// ([`StoreOutcome::Stale`]), so a gate is never judged by a pipeline that changed.
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    pub application: String,
+    pub application_revision: i64,
+    pub pipeline: String,
+    pub pipeline_revision: i64,
+    pub repository: RepoName,
+    pub environment: String,
+    /// The stage before this one, if any.
+    pub previous: Option<String>,
+    pub gate: Gate,
+    /// The environment's target kind (`record`, `gitops`, …), stored on deployments.
+    pub target: String,
+    pub flaky: FlakyPolicy,
+}
+
+/// A config revision carried by a promotion (a release bundle): canonical JSON of its
+/// key/values and a short hash that approvals are bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigRevision {
+    pub text: String,
+    pub revision: String,
+}
+
+impl ConfigRevision {
+    pub fn new(values: &serde_json::Value) -> ConfigRevision {
+        let text = crate::canonical_json(values);
+        let digest = Digest::sha256_of(text.as_bytes());
+        ConfigRevision {
+            revision: digest.hex()[..12].to_owned(),
+            text,
+        }
+    }
+}
+
+/// One condition of a gate as last evaluated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCondition {
+    /// `order`, `soak`, `freeze`, `check` or `approval`.
+    pub kind: String,
+    /// The check name or role, for `check` and `approval`.
+    pub subject: Option<String>,
+    pub met: bool,
+    pub reason: String,
+}
+
+impl From<&Condition> for StoredCondition {
+    fn from(condition: &Condition) -> Self {
+        let (kind, subject) = match &condition.kind {
+            ConditionKind::Order => ("order", None),
+            ConditionKind::Soak => ("soak", None),
+            ConditionKind::Freeze => ("freeze", None),
+            ConditionKind::Check(name) => ("check", Some(name.as_str().to_owned())),
+            ConditionKind::Approval(role) => ("approval", Some(role.as_str().to_owned())),
+        };
+        StoredCondition {
+            kind: kind.to_owned(),
+            subject,
+            met: condition.met,
+            reason: condition.reason.clone(),
+        }
+    }
+}
+
+fn conditions_json(conditions: &[StoredCondition]) -> String {
+    serde_json::Value::Array(
+        conditions
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "kind": c.kind, "subject": c.subject, "met": c.met, "reason": c.reason,
+                })
+            })
+            .collect(),
+    )
+    .to_string()
+}
+
+fn parse_conditions(text: &str) -> Result<Vec<StoredCondition>, StoreError> {
+    let corrupt = |detail: &str| StoreError::corrupt("promotions", detail);
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| corrupt("conditions are not JSON"))?;
+    value
+        .as_array()
+        .ok_or_else(|| corrupt("conditions are not a list"))?
+        .iter()
+        .map(|c| {
+            Ok(StoredCondition {
+                kind: c["kind"]
+                    .as_str()
+                    .ok_or_else(|| corrupt("condition kind"))?
+                    .to_owned(),
+                subject: c["subject"].as_str().map(str::to_owned),
+                met: c["met"].as_bool().ok_or_else(|| corrupt("condition met"))?,
+                reason: c["reason"].as_str().unwrap_or_default().to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// A person's decision on a promotion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub approver: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub comment: Option<String>,
+    pub at: i64,
+}
+
+/// A stored promotion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    pub id: i64,
+    pub application: String,
+    pub environment: String,
+    pub digest: String,
+    pub config: Option<String>,
+    pub config_revision: Option<String>,
+    pub state: PromotionState,
+    pub requested_by: String,
+    pub auto: bool,
+    pub override_reason: Option<String>,
+    /// Why it ended (rejection reason, failure, what superseded it).
+    pub reason: Option<String>,
+    pub conditions: Vec<StoredCondition>,
+    /// Counts the promotion's changes.
+    pub version: i64,
+    pub deployment_id: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub decisions: Vec<Decision>,
+}
+
+/// A deployment the caller must now carry out through the environment's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentOrder {
+    pub deployment_id: i64,
+    pub application: String,
+    pub environment: String,
+    pub digest: String,
+    pub config: Option<String>,
+    pub target: String,
+    pub reason: DeploymentReason,
+    pub promotion_id: Option<i64>,
+    pub requested_by: String,
+}
+
+/// A stored deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub id: i64,
+    pub application: String,
+    pub environment: String,
+    pub digest: String,
+    pub config: Option<String>,
+    pub config_revision: Option<String>,
+    pub promotion_id: Option<i64>,
+    pub reason: DeploymentReason,
+    pub state: DeploymentState,
+    pub target: String,
+    pub message: Option<String>,
+    pub requested_by: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// A hold on an environment: auto-promotion stays out until it is released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub reason: String,
+    pub by: String,
+    pub at: i64,
+}
+
+/// What an environment runs and whether it is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentState {
+    pub application: String,
+    pub environment: String,
+    pub current: Option<Deployment>,
+    pub hold: Option<Hold>,
+}
+
+/// A request for a new promotion.
+#[derive(Debug, Clone)]
+pub struct PromotionRequest<'a> {
+    pub digest: &'a Digest,
+    pub config: Option<&'a ConfigRevision>,
+    pub requested_by: &'a str,
+    /// Requested by auto-promotion: refused while the environment is held.
+    pub auto: bool,
+    /// An admin's break-glass reason: the gate is evaluated and shown but not obeyed.
+    pub override_reason: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+    /// A hash of the request, so a reused idempotency key with another request is
+    /// told apart from a retry.
+    pub request_hash: &'a str,
+}
+
+/// A person deciding on a promotion, with what the store needs to judge them.
+#[derive(Debug, Clone)]
+pub struct Decider<'a> {
+    pub name: &'a str,
+    /// Roles that apply to the promotion's application (its own and global ones).
+    pub roles: &'a BTreeSet<Role>,
+    pub ci: bool,
+    pub admin: bool,
+}
+
+/// The outcome of a decision that may start a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub promotion: Promotion,
+    /// The deployment to carry out now, if the decision started one.
+    pub start: Option<DeploymentOrder>,
+}
+
+/// Outcomes of the promotion operations, beside success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOutcome<T> {
+    Done(T),
+    /// The promotion (or deployment) does not exist.
+    NotFound,
+    /// The plan's application or pipeline revision is no longer the stored one, or the
+    /// promotion is not of the plan's environment: reload and retry.
+    Stale,
+    /// The application's repository holds no manifest with this digest.
+    NotAnArtifact,
+    /// The idempotency key was used before for another request.
+    IdempotencyKeyReused {
+        promotion_id: i64,
+    },
+    /// The environment is held and the request was an automatic one.
+    Held(Hold),
+    /// The promotion is not in a state that allows this (e.g. approving a rejected one).
+    WrongState(PromotionState),
+    /// The decider may not make this decision; the text says why.
+    Refused(String),
+    /// This person already decided on this promotion.
+    AlreadyDecided,
+    /// Nothing to roll back to; the text says why.
+    NoRollbackTarget(String),
+    /// Another deployment to the environment is in flight.
+    Busy {
+        deployment_id: i64,
+    },
+}
+
+/// Access to promotions, deployments and environments.
+pub struct Promotions<'a> {
+    pub(crate) backend: &'a Backend,
+}
+
+const PROMOTION_COLUMNS: &str = "id, application, environment, digest, config, config_revision, state, \
+     requested_by, auto, override_reason, reason, conditions, version, deployment_id, created_at, updated_at";
+
+const DEPLOYMENT_COLUMNS: &str = "id, application, environment, digest, config, config_revision, \
+     promotion_id, reason, state, target, message, requested_by, started_at, finished_at";
+
+macro_rules! promotion_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let state: String = row.get("state");
+        let conditions: String = row.get("conditions");
+        match (PromotionState::parse(&state), parse_conditions(&conditions)) {
+            (Some(state), Ok(conditions)) => Ok(Promotion {
+                id: row.get("id"),
+                application: row.get("application"),
+                environment: row.get("environment"),
+                digest: row.get("digest"),
+                config: row.get("config"),
+                config_revision: row.get("config_revision"),
+                state,
+                requested_by: row.get("requested_by"),
+                auto: row.get("auto"),
+                override_reason: row.get("override_reason"),
+                reason: row.get("reason"),
+                conditions,
+                version: row.get("version"),
+                deployment_id: row.get("deployment_id"),
+                created_at: row.get("created_at"),
+                updated_at: row.get("updated_at"),
+                decisions: Vec::new(),
+            }),
+            (None, _) => Err(StoreError::corrupt(
+                "promotions",
+                format!("state `{state}`"),
+            )),
+            (_, Err(error)) => Err(error),
+        }
+    }};
+}
+
+macro_rules! deployment_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let state: String = row.get("state");
+        let reason: String = row.get("reason");
+        match (
+            DeploymentState::parse(&state),
+            DeploymentReason::parse(&reason),
+        ) {
+            (Some(state), Some(reason)) => Ok(Deployment {
+                id: row.get("id"),
+                application: row.get("application"),
+                environment: row.get("environment"),
+                digest: row.get("digest"),
+                config: row.get("config"),
+                config_revision: row.get("config_revision"),
+                promotion_id: row.get("promotion_id"),
+                reason,
+                state,
+                target: row.get("target"),
+                message: row.get("message"),
+                requested_by: row.get("requested_by"),
+                started_at: row.get("started_at"),
+                finished_at: row.get("finished_at"),
+            }),
+            _ => Err(StoreError::corrupt(
+                "deployments",
+                format!("state `{state}`, reason `{reason}`"),
+            )),
+        }
+    }};
+}
+
+/// Takes environment `($app, $env)`'s row lock (creating the row on first use) and
+/// returns its hold, inside transaction `$tx`.
+macro_rules! lock_environment {
+    ($tx:ident, $app:expr, $env:expr, $now:expr) => {{
+        sqlx::query(
+            "INSERT INTO environments (application, name, version) VALUES ($1, $2, 0) \
+             ON CONFLICT (application, name) DO NOTHING",
+        )
+        .bind($app)
+        .bind($env)
+        .execute(&mut *$tx)
+        .await?;
+        let row = sqlx::query(
+            "UPDATE environments SET version = version + 1 WHERE application = $1 AND name = $2 \
+             RETURNING hold_reason, hold_by, hold_at",
+        )
+        .bind($app)
+        .bind($env)
+        .fetch_one(&mut *$tx)
+        .await?;
+        let reason: Option<String> = row.get("hold_reason");
+        reason.map(|reason| Hold {
+            reason,
+            by: row.get::<Option<String>, _>("hold_by").unwrap_or_default(),
+            at: row.get::<Option<i64>, _>("hold_at").unwrap_or($now),
+        })
+    }};
+}
+
+/// Whether `$plan`'s application and pipeline revisions are the stored ones.
+macro_rules! plan_is_current {
+    ($tx:ident, $plan:expr) => {{
+        let plan: &StagePlan = $plan;
+        let rows = sqlx::query(
+            "SELECT kind, name, revision FROM resources WHERE (kind = 'Application' AND name = $1) \
+             OR (kind = 'Pipeline' AND name = $2)",
+        )
+        .bind(&plan.application)
+        .bind(&plan.pipeline)
+        .fetch_all(&mut *$tx)
+        .await?;
+        let revision = |kind: &str| {
+            rows.iter()
+                .find(|row| row.get::<String, _>("kind") == kind)
+                .map(|row| row.get::<i64, _>("revision"))
+        };
+        revision("Application") == Some(plan.application_revision)
+            && revision("Pipeline") == Some(plan.pipeline_revision)
+    }};
+}
+
+macro_rules! promotion_by_id {
+    ($tx:ident, $id:expr) => {{
+        match sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE id = $1"
+        )))
+        .bind($id)
+        .fetch_optional(&mut *$tx)
+        .await?
+        {
+            Some(row) => Some(promotion_from_row!(&row)?),
+            None => None,
+        }
+    }};
+}
+
+/// Evaluates the gate of `$promotion` (state requested or waiting) against the
+/// evidence in transaction `$tx` and moves it on: to `waiting` if the gate is shut,
+/// else supersedes older pending promotions of the environment and either starts a
+/// deployment (returned) or, behind one in flight, queues as `approved`. Pushes the
+/// audit entries to `$audit`. Evaluates to `Option<DeploymentOrder>`.
+macro_rules! advance {
+    ($tx:ident, $plan:expr, $promotion:expr, $now:expr, $audit:expr) => {{
+        let plan: &StagePlan = $plan;
+        let promotion: &Promotion = $promotion;
+        let now: i64 = $now;
+        let audit: &mut Vec<NewAuditEntry> = $audit;
+        // Order and soak: when this digest last deployed successfully to the previous stage.
+        let previous = match &plan.previous {
+            None => PreviousStage::None,
+            Some(previous) => {
+                let at: Option<i64> = sqlx::query(
+                    "SELECT MAX(finished_at) AS at FROM deployments WHERE application = $1 \
+                     AND environment = $2 AND digest = $3 AND state = 'deployed'",
+                )
+                .bind(&plan.application)
+                .bind(previous)
+                .bind(&promotion.digest)
+                .fetch_one(&mut *$tx)
+                .await?
+                .get("at");
+                match at.and_then(|at| jiff::Timestamp::from_millisecond(at).ok()) {
+                    Some(at) => PreviousStage::DeployedAt(at),
+                    None => PreviousStage::NotDeployed,
+                }
+            }
+        };
+        // Checks: the latest report of each name, and whether it flaps.
+        let rows = sqlx::query(
+            "SELECT name, passed, findings, reported_at FROM checks \
+             WHERE application = $1 AND digest = $2 ORDER BY id",
+        )
+        .bind(&plan.application)
+        .bind(&promotion.digest)
+        .fetch_all(&mut *$tx)
+        .await?;
+        let mut by_name: BTreeMap<String, Vec<(bool, Option<String>, i64)>> = BTreeMap::new();
+        for row in &rows {
+            by_name.entry(row.get("name")).or_default().push((
+                row.get("passed"),
+                row.get("findings"),
+                row.get("reported_at"),
+            ));
+        }
+        let mut checks = Vec::new();
+        for (name, reports) in &by_name {
+            let Ok(check_name) = CheckName::parse(name) else {
+                continue;
+            };
+            let Some((passed, findings, _)) = reports.last() else {
+                continue;
+            };
+            let since = now - plan.flaky.window_millis;
+            let recent = reports
+                .iter()
+                .filter(|(_, _, at)| *at >= since)
+                .map(|(passed, _, _)| *passed);
+            checks.push(CheckEvidence {
+                name: check_name,
+                passed: *passed,
+                findings: findings.as_deref().map(parse_findings).transpose()?.unwrap_or_default(),
+                flapping: domain::findings::flips(recent) > plan.flaky.max_flips,
+            });
+        }
+        // Approvals bound to this digest, environment and config revision, judged by
+        // the roles their givers hold now.
+        let rows = sqlx::query(
+            "SELECT a.approver, COALESCE(u.ci, FALSE) AS ci, COALESCE(u.admin, FALSE) AS admin, r.role \
+             FROM approvals a LEFT JOIN users u ON u.name = a.approver \
+             LEFT JOIN user_roles r ON r.user_name = a.approver AND r.application IN ($2, '') \
+             WHERE a.promotion_id = $1 AND a.decision = 'approve' AND a.digest = $3 \
+             AND a.environment = $4 AND COALESCE(a.config_revision, '') = $5",
+        )
+        .bind(promotion.id)
+        .bind(&plan.application)
+        .bind(&promotion.digest)
+        .bind(&plan.environment)
+        .bind(promotion.config_revision.as_deref().unwrap_or(""))
+        .fetch_all(&mut *$tx)
+        .await?;
+        let mut approvals: Vec<ApprovalEvidence> = Vec::new();
+        for row in &rows {
+            let approver: String = row.get("approver");
+            let role: Option<String> = row.get("role");
+            let admin: bool = row.get("admin");
+            let index = match approvals.iter().position(|a| a.approver == approver) {
+                Some(index) => index,
+                None => {
+                    approvals.push(ApprovalEvidence {
+                        approver: approver.clone(),
+                        roles: BTreeSet::new(),
+                        bot: row.get("ci"),
+                    });
+                    approvals.len() - 1
+                }
+            };
+            if let Some(role) = role.as_deref().and_then(|r| Role::parse(r).ok()) {
+                approvals[index].roles.insert(role);
+            }
+            if admin {
+                approvals[index].roles.insert(Role::Admin);
+            }
+        }
+        let build = sqlx::query(
+            "SELECT builder, triggered_by, author FROM builds WHERE application = $1 AND digest = $2",
+        )
+        .bind(&plan.application)
+        .bind(&promotion.digest)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let build_actors: Vec<String> = match &build {
+            Some(row) => [
+                Some(row.get::<String, _>("builder")),
+                row.get::<Option<String>, _>("triggered_by"),
+                row.get::<Option<String>, _>("author"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            None => Vec::new(),
+        };
+        let now_ts = jiff::Timestamp::from_millisecond(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let evidence = Evidence {
+            now: now_ts,
+            requester: &promotion.requested_by,
+            build_actors: &build_actors,
+            previous,
+            checks: &checks,
+            approvals: &approvals,
+        };
+        let conditions = evaluate(&plan.gate, &evidence);
+        let open = is_open(&conditions);
+        let stored: Vec<StoredCondition> = conditions.iter().map(StoredCondition::from).collect();
+        let conditions_text = conditions_json(&stored);
+        let subject = format!("{}/{}", plan.application, plan.environment);
+        if !open && promotion.override_reason.is_none() {
+            sqlx::query(
+                "UPDATE promotions SET state = 'waiting', conditions = $2, version = version + 1, \
+                 updated_at = $3 WHERE id = $1",
+            )
+            .bind(promotion.id)
+            .bind(&conditions_text)
+            .bind(now)
+            .execute(&mut *$tx)
+            .await?;
+            None
+        } else {
+            if !open {
+                audit.push(NewAuditEntry {
+                    at: now,
+                    actor: promotion.requested_by.clone(),
+                    action: AuditAction::Override,
+                    subject: subject.clone(),
+                    payload: serde_json::json!({
+                        "promotion": promotion.id,
+                        "digest": promotion.digest,
+                        "reason": promotion.override_reason,
+                        "unmet": stored.iter().filter(|c| !c.met).map(|c| c.reason.clone()).collect::<Vec<_>>(),
+                    }),
+                });
+            }
+            // A newer approved promotion supersedes older pending ones.
+            let superseded = sqlx::query(
+                "UPDATE promotions SET state = 'superseded', reason = $4, version = version + 1, updated_at = $5 \
+                 WHERE application = $1 AND environment = $2 AND id < $3 \
+                 AND state IN ('requested', 'waiting', 'approved') RETURNING id",
+            )
+            .bind(&plan.application)
+            .bind(&plan.environment)
+            .bind(promotion.id)
+            .bind(format!("superseded by promotion {}", promotion.id))
+            .bind(now)
+            .fetch_all(&mut *$tx)
+            .await?;
+            for row in &superseded {
+                let id: i64 = row.get("id");
+                audit.push(NewAuditEntry {
+                    at: now,
+                    actor: promotion.requested_by.clone(),
+                    action: AuditAction::Supersede,
+                    subject: subject.clone(),
+                    payload: serde_json::json!({ "promotion": id, "by": promotion.id }),
+                });
+            }
+            let in_flight: Option<i64> = sqlx::query(
+                "SELECT id FROM deployments WHERE application = $1 AND environment = $2 \
+                 AND state = 'deploying' LIMIT 1",
+            )
+            .bind(&plan.application)
+            .bind(&plan.environment)
+            .fetch_optional(&mut *$tx)
+            .await?
+            .map(|row| row.get("id"));
+            if in_flight.is_some() {
+                sqlx::query(
+                    "UPDATE promotions SET state = 'approved', conditions = $2, version = version + 1, \
+                     updated_at = $3 WHERE id = $1",
+                )
+                .bind(promotion.id)
+                .bind(&conditions_text)
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?;
+                None
+            } else {
+                let order = start_deployment!(
+                    $tx,
+                    &plan.application,
+                    &plan.environment,
+                    &promotion.digest,
+                    promotion.config.as_deref(),
+                    promotion.config_revision.as_deref(),
+                    Some(promotion.id),
+                    DeploymentReason::Promotion,
+                    &plan.target,
+                    &promotion.requested_by,
+                    now,
+                    audit
+                );
+                sqlx::query(
+                    "UPDATE promotions SET state = 'deploying', conditions = $2, deployment_id = $3, \
+                     version = version + 1, updated_at = $4 WHERE id = $1",
+                )
+                .bind(promotion.id)
+                .bind(&conditions_text)
+                .bind(order.deployment_id)
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?;
+                Some(order)
+            }
+        }
+    }};
+}
+
+/// Inserts a `deploying` deployment and its audit entry; evaluates to the order.
+macro_rules! start_deployment {
+    ($tx:ident, $app:expr, $env:expr, $digest:expr, $config:expr, $config_revision:expr,
+     $promotion:expr, $reason:expr, $target:expr, $by:expr, $now:expr, $audit:expr) => {{
+        let reason: DeploymentReason = $reason;
+        let id: i64 = sqlx::query(
+            "INSERT INTO deployments (application, environment, digest, config, config_revision, promotion_id, \
+             reason, state, target, requested_by, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'deploying', $8, $9, $10) RETURNING id",
+        )
+        .bind($app)
+        .bind($env)
+        .bind($digest)
+        .bind($config)
+        .bind($config_revision)
+        .bind($promotion)
+        .bind(reason.as_str())
+        .bind($target)
+        .bind($by)
+        .bind($now)
+        .fetch_one(&mut *$tx)
+        .await?
+        .get("id");
+        $audit.push(NewAuditEntry {
+            at: $now,
+            actor: ($by).to_owned(),
+            action: AuditAction::Deploy,
+            subject: format!("{}/{}", $app, $env),
+            payload: serde_json::json!({
+                "deployment": id,
+                "state": "deploying",
+                "digest": $digest,
+                "config_revision": $config_revision,
+                "promotion": $promotion,
+                "reason": reason.as_str(),
+                "target": $target,
+            }),
+        });
+        DeploymentOrder {
+            deployment_id: id,
+            application: ($app).to_owned(),
+            environment: ($env).to_owned(),
+            digest: ($digest).to_owned(),
+            config: ($config).map(str::to_owned),
+            target: ($target).to_owned(),
+            reason,
+            promotion_id: $promotion,
+            requested_by: ($by).to_owned(),
+        }
+    }};
+}
+
+macro_rules! append_all {
+    ($tx:ident, $entries:expr) => {
+        for entry in $entries.iter() {
+            crate::append_audit!($tx, entry);
+        }
+    };
+}
+
+macro_rules! decisions_of {
+    ($executor:expr, $id:expr) => {{
+        sqlx::query(
+            "SELECT approver, decision, comment, at FROM approvals WHERE promotion_id = $1 ORDER BY at, approver",
+        )
+        .bind($id)
+        .fetch_all($executor)
+        .await?
+        .iter()
+        .map(|row| Decision {
+            approver: row.get("approver"),
+            decision: row.get("decision"),
+            comment: row.get("comment"),
+            at: row.get("at"),
+        })
+        .collect::<Vec<_>>()
+    }};
+}
+
+/// Why `decider` may not decide on `promotion` under `gate`, if they may not.
+fn refusal(
+    decider: &Decider<'_>,
+    promotion: &Promotion,
+    build_actors: &[String],
+    gate: &Gate,
+    approving: bool,
+) -> Option<String> {
+    if decider.ci {
+        return Some(format!(
+            "{} is a CI identity: CI identities never approve or reject promotions",
+            decider.name
+        ));
+    }
+    if approving && decider.name == promotion.requested_by {
+        return Some(format!(
+            "{} requested promotion {}: nobody approves their own promotion",
+            decider.name, promotion.id
+        ));
+    }
+    if approving && build_actors.iter().any(|actor| actor == decider.name) {
+        return Some(format!(
+            "{} triggered or committed the build of {}: nobody approves their own build",
+            decider.name, promotion.digest
+        ));
+    }
+    let wanted: BTreeSet<Role> = gate.approvals.iter().map(|rule| rule.role).collect();
+    if wanted.is_empty() {
+        return Some(format!(
+            "the gate of {} needs no approvals; nothing to {}",
+            promotion.environment,
+            if approving { "approve" } else { "reject" }
+        ));
+    }
+    if !decider.admin && wanted.is_disjoint(decider.roles) {
+        let names: Vec<&str> = wanted.iter().map(|role| role.as_str()).collect();
+        return Some(format!(
+            "{} holds none of the roles that approve {} ({}) for {}",
+            decider.name,
+            promotion.environment,
+            names.join(", "),
+            promotion.application
+        ));
+    }
+    None
+}
+
+impl Promotions<'_> {
+    /// Requests a promotion of `request.digest` into the plan's environment, evaluates
+    /// its gate and, if open, starts its deployment — all in one transaction.
+    ///
+    /// A retry with the same idempotency key and request returns the promotion it
+    /// created; an open promotion of the same digest and config to the same
+    /// environment is returned instead of a second one, so concurrent identical
+    /// requests make one deployment order.
+    pub async fn request(
+        &self,
+        plan: &StagePlan,
+        request: &PromotionRequest<'_>,
+    ) -> Result<StoreOutcome<Decided>, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = crate::now_millis();
+            let mut tx = pool.begin().await?;
+            let hold = lock_environment!(tx, &plan.application, &plan.environment, now);
+            if !plan_is_current!(tx, plan) {
+                return Ok(StoreOutcome::Stale);
+            }
+            if let Some(key) = request.idempotency_key {
+                let existing = sqlx::query(
+                    "SELECT id, request_hash FROM promotions WHERE requested_by = $1 AND idempotency_key = $2",
+                )
+                .bind(request.requested_by)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = existing {
+                    let id: i64 = row.get("id");
+                    let hash: Option<String> = row.get("request_hash");
+                    if hash.as_deref() != Some(request.request_hash) {
+                        return Ok(StoreOutcome::IdempotencyKeyReused { promotion_id: id });
+                    }
+                    let mut promotion =
+                        promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
+                    promotion.decisions = decisions_of!(&mut *tx, id);
+                    return Ok(StoreOutcome::Done(Decided {
+                        promotion,
+                        start: None,
+                    }));
+                }
+            }
+            if !holds_manifest!(tx, &plan.repository, request.digest) {
+                return Ok(StoreOutcome::NotAnArtifact);
+            }
+            if let (true, Some(hold)) = (request.auto, hold) {
+                return Ok(StoreOutcome::Held(hold));
+            }
+            let config_revision = request.config.map(|c| c.revision.as_str());
+            let open = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE application = $1 AND environment = $2 \
+                 AND digest = $3 AND COALESCE(config_revision, '') = $4 \
+                 AND state IN ('requested', 'waiting', 'approved', 'deploying') ORDER BY id DESC LIMIT 1"
+            )))
+            .bind(&plan.application)
+            .bind(&plan.environment)
+            .bind(request.digest.to_string())
+            .bind(config_revision.unwrap_or(""))
+            .fetch_optional(&mut *tx)
+            .await?;
+            // An identical open request is answered with the promotion it made; a
+            // break-glass override is a request of its own.
+            if let (Some(row), None) = (open, request.override_reason) {
+                let mut promotion = promotion_from_row!(&row)?;
+                promotion.decisions = decisions_of!(&mut *tx, promotion.id);
+                tx.commit().await?;
+                return Ok(StoreOutcome::Done(Decided {
+                    promotion,
+                    start: None,
+                }));
+            }
+            let id: i64 = sqlx::query(
+                "INSERT INTO promotions (application, environment, digest, config, config_revision, state, \
+                 requested_by, auto, override_reason, conditions, version, idempotency_key, request_hash, \
+                 created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'requested', $6, $7, $8, '[]', 1, $9, $10, $11, $11) RETURNING id",
+            )
+            .bind(&plan.application)
+            .bind(&plan.environment)
+            .bind(request.digest.to_string())
+            .bind(request.config.map(|c| c.text.as_str()))
+            .bind(config_revision)
+            .bind(request.requested_by)
+            .bind(request.auto)
+            .bind(request.override_reason)
+            .bind(request.idempotency_key)
+            .bind(request.request_hash)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .get("id");
+            let mut audit = vec![NewAuditEntry {
+                at: now,
+                actor: request.requested_by.to_owned(),
+                action: AuditAction::Promote,
+                subject: format!("{}/{}", plan.application, plan.environment),
+                payload: serde_json::json!({
+                    "promotion": id,
+                    "digest": request.digest.to_string(),
+                    "config_revision": config_revision,
+                    "config": request.config.map(|c| c.text.clone()),
+                    "auto": request.auto,
+                    "override_reason": request.override_reason,
+                }),
+            }];
+            let promotion = promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
+            let start = advance!(tx, plan, &promotion, now, &mut audit);
+            append_all!(tx, audit);
+            let promotion = promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
+            tx.commit().await?;
+            Ok(StoreOutcome::Done(Decided { promotion, start }))
+        })
+    }
+
+    /// Re-evaluates a waiting promotion's gate (after new evidence, or as time passes
+    /// for soak and freeze windows) and starts its deployment if it opened.
+    pub async fn reevaluate(
+        &self,
+        plan: &StagePlan,
+        id: i64,
+    ) -> Result<StoreOutcome<Decided>, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = crate::now_millis();
+            let mut tx = pool.begin().await?;
+            lock_environment!(tx, &plan.application, &plan.environment, now);
+            if !plan_is_current!(tx, plan) {
+                return Ok(StoreOutcome::Stale);
+            }
+            let Some(promotion) = promotion_by_id!(tx, id) else {
+                return Ok(StoreOutcome::NotFound);
+            };
+            if promotion.application != plan.application
+                || promotion.environment != plan.environment
+            {
+                return Ok(StoreOutcome::Stale);
+            }
+            if promotion.state != PromotionState::Waiting {
+                return Ok(StoreOutcome::WrongState(promotion.state));
+            }
+            let mut audit = Vec::new();
+            let start = advance!(tx, plan, &promotion, now, &mut audit);
+            append_all!(tx, audit);
+            let mut promotion =
+                promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
+            promotion.decisions = decisions_of!(&mut *tx, id);
+            tx.commit().await?;
+            Ok(StoreOutcome::Done(Decided { promotion, start }))
+        })
+    }
+
+    /// Records `decider`'s approval (bound to the promotion's digest, environment and
+    /// config revision) or rejection (ending the promotion with `comment` as the
+    /// reason), re-evaluating the gate after an approval.
+    pub async fn decide(
+        &self,
+        plan: &StagePlan,
+        id: i64,
+        decider: &Decider<'_>,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<StoreOutcome<Decided>, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = crate::now_millis();
+            let mut tx = pool.begin().await?;
+            lock_environment!(tx, &plan.application, &plan.environment, now);
+            if !plan_is_current!(tx, plan) {
+                return Ok(StoreOutcome::Stale);
+            }
+            let Some(promotion) = promotion_by_id!(tx, id) else {
+                return Ok(StoreOutcome::NotFound);
+            };
+            if promotion.application != plan.application
+                || promotion.environment != plan.environment
+            {
+                return Ok(StoreOutcome::Stale);
+            }
+            let decidable = if approve {
+                promotion.state == PromotionState::Waiting
+            } else {
+                matches!(
+                    promotion.state,
+                    PromotionState::Waiting | PromotionState::Approved
+                )
+            };
+            if !decidable {
+                return Ok(StoreOutcome::WrongState(promotion.state));
+            }
+            let build_actors: Vec<String> = match sqlx::query(
+                "SELECT builder, triggered_by, author FROM builds WHERE application = $1 AND digest = $2",
+            )
+            .bind(&plan.application)
+            .bind(&promotion.digest)
+            .fetch_optional(&mut *tx)
+            .await?
+            {
+                Some(row) => [
+                    Some(row.get::<String, _>("builder")),
+                    row.get::<Option<String>, _>("triggered_by"),
+                    row.get::<Option<String>, _>("author"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+                None => Vec::new(),
+            };
+            if let Some(why) = refusal(decider, &promotion, &build_actors, &plan.gate, approve) {
+                return Ok(StoreOutcome::Refused(why));
+            }
+            let decision = if approve { "approve" } else { "reject" };
+            let inserted = sqlx::query(
+                "INSERT INTO approvals (promotion_id, approver, decision, digest, environment, config_revision, comment, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (promotion_id, approver) DO NOTHING",
+            )
+            .bind(id)
+            .bind(decider.name)
+            .bind(decision)
+            .bind(&promotion.digest)
+            .bind(&promotion.environment)
+            .bind(&promotion.config_revision)
+            .bind(comment)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Ok(StoreOutcome::AlreadyDecided);
+            }
+            let mut audit = vec![NewAuditEntry {
+                at: now,
+                actor: decider.name.to_owned(),
+                action: if approve {
+                    AuditAction::Approve
+                } else {
+                    AuditAction::Reject
+                },
+                subject: format!("{}/{}", plan.application, plan.environment),
+                payload: serde_json::json!({
+                    "promotion": id,
+                    "digest": promotion.digest,
+                    "config_revision": promotion.config_revision,
+                    "comment": comment,
+                }),
+            }];
+            let start = if approve {
+                advance!(tx, plan, &promotion, now, &mut audit)
+            } else {
+                sqlx::query(
+                    "UPDATE promotions SET state = 'rejected', reason = $2, version = version + 1, updated_at = $3 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(format!(
+                    "rejected by {}{}",
+                    decider.name,
+                    comment.map(|c| format!(": {c}")).unwrap_or_default()
+                ))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                None
+            };
+            append_all!(tx, audit);
+            let mut promotion =
+                promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
+            promotion.decisions = decisions_of!(&mut *tx, id);
+            tx.commit().await?;
+            Ok(StoreOutcome::Done(Decided { promotion, start }))
+        })
+    }
+
+    /// Withdraws a pending promotion.
+    pub async fn cancel(
+        &self,
+        id: i64,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<StoreOutcome<Promotion>, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = crate::now_millis();
+            let mut tx = pool.begin().await?;
+            let Some(found) = promotion_by_id!(tx, id) else {
+                return Ok(StoreOutcome::NotFound);
+            };
+            lock_environment!(tx, &found.application, &found.environment, now);
+            let promotion = promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
+            if !promotion.state.is_pending() {
+                return Ok(StoreOutcome::WrongState(promotion.state));
+            }
+            let text = format!(
+                "cancelled by {actor}{}",
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
+            );
+            sqlx::query(
+                "UPDATE promotions SET state = 'cancelled', reason = $2, version = version + 1, updated_at = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&text)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let entry = NewAuditEntry {
+                at: now,
+                actor: actor.to_owned(),
+                action: AuditAction::Cancel,
+                subject: format!("{}/{}", promotion.application, promotion.environment),
+                payload: serde_json::json!({ "promotion": id, "reason": reason }),
+            };
+            crate::append_audit!(tx, &entry);
+            let mut promotion =
+                promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
+            promotion.decisions = decisions_of!(&mut *tx, id);
+            tx.commit().await?;
+            Ok(StoreOutcome::Done(promotion))
+        })
+    }
+
+    /// Records the outcome of a deployment; on success the environment runs its digest.
+    /// Then starts the newest approved promotion queued behind it, if any (returned).
+    /// A deployment that already finished is left alone (`WrongState` is not used:
+    /// the stored deployment is returned with no order), so a retried finish is harmless.
+    pub async fn finish_deployment(
+        &self,
+        deployment_id: i64,
+        succeeded: bool,
+        message: Option<&str>,
+    ) -> Result<StoreOutcome<(Deployment, Option<DeploymentOrder>)>, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = crate::now_millis();
+            let mut tx = pool.begin().await?;
+            let select = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1");
+            let Some(row) = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
+                .bind(deployment_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(StoreOutcome::NotFound);
+            };
+            let found = deployment_from_row!(&row)?;
+            lock_environment!(tx, &found.application, &found.environment, now);
+            let row = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
+                .bind(deployment_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let deployment = deployment_from_row!(&row)?;
+            if deployment.state != DeploymentState::Deploying {
+                return Ok(StoreOutcome::Done((deployment, None)));
+            }
+            let state = if succeeded {
+                DeploymentState::Deployed
+            } else {
+                DeploymentState::Failed
+            };
+            sqlx::query(
+                "UPDATE deployments SET state = $2, message = $3, finished_at = $4 WHERE id = $1",
+            )
+            .bind(deployment_id)
+            .bind(state.as_str())
+            .bind(message)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if succeeded {
+                sqlx::query("UPDATE environments SET current_deployment = $3 WHERE application = $1 AND name = $2")
+                    .bind(&deployment.application)
+                    .bind(&deployment.environment)
+                    .bind(deployment_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(promotion) = deployment.promotion_id {
+                sqlx::query(
+                    "UPDATE promotions SET state = $2, reason = $3, version = version + 1, updated_at = $4 \
+                     WHERE id = $1 AND state = 'deploying'",
+                )
+                .bind(promotion)
+                .bind(if succeeded { "deployed" } else { "failed" })
+                .bind(if succeeded { None } else { message })
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let mut audit = vec![NewAuditEntry {
+                at: now,
+                actor: deployment.requested_by.clone(),
+                action: AuditAction::Deploy,
+                subject: format!("{}/{}", deployment.application, deployment.environment),
+                payload: serde_json::json!({
+                    "deployment": deployment_id,
+                    "state": state.as_str(),
+                    "digest": deployment.digest,
+                    "promotion": deployment.promotion_id,
+                    "reason": deployment.reason.as_str(),
+                    "message": message,
+                }),
+            }];
+            // The newest approved promotion queued behind this deployment goes next.
+            let queued = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE application = $1 AND environment = $2 \
+                 AND state = 'approved' ORDER BY id DESC LIMIT 1"
+            )))
+            .bind(&deployment.application)
+            .bind(&deployment.environment)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let next = match queued {
+                None => None,
+                Some(row) => {
+                    let promotion = promotion_from_row!(&row)?;
+                    sqlx::query(
+                        "UPDATE promotions SET state = 'superseded', reason = $4, version = version + 1, updated_at = $5 \
+                         WHERE application = $1 AND environment = $2 AND id < $3 AND state = 'approved'",
+                    )
+                    .bind(&deployment.application)
+                    .bind(&deployment.environment)
+                    .bind(promotion.id)
+                    .bind(format!("superseded by promotion {}", promotion.id))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let order = start_deployment!(
+                        tx,
+                        &promotion.application,
+                        &promotion.environment,
+                        &promotion.digest,
+                        promotion.config.as_deref(),
+                        promotion.config_revision.as_deref(),
+                        Some(promotion.id),
+                        DeploymentReason::Promotion,
+                        &deployment.target,
+                        &promotion.requested_by,
+                        now,
+                        audit
+                    );
+                    sqlx::query(
+                        "UPDATE promotions SET state = 'deploying', deployment_id = $2, version = version + 1, \
+                         updated_at = $3 WHERE id = $1",
+                    )
+                    .bind(promotion.id)
+                    .bind(order.deployment_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    Some(order)
+                }
+            };
+            append_all!(tx, audit);
+            let row = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
+                .bind(deployment_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let deployment = deployment_from_row!(&row)?;
+            tx.commit().await?;
+            Ok(StoreOutcome::Done((deployment, next)))
+        })
+    }
+
+    /// Rolls the plan's environment back to `to`, or to the latest digest it ran
+    /// successfully before the current one, as a deployment with reason `rollback`, and
+    /// holds the environment so auto-promotion does not undo it. Pending promotions of
+    /// the environment are superseded. Needs no approvals.
+    pub async fn rollback(
+        &self,
+        plan: &StagePlan,
+        to: Option<&Digest>,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<StoreOutcome<DeploymentOrder>, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = crate::now_millis();
+            let mut tx = pool.begin().await?;
+            lock_environment!(tx, &plan.application, &plan.environment, now);
+            if !plan_is_current!(tx, plan) {
+                return Ok(StoreOutcome::Stale);
+            }
+            if let Some(row) = sqlx::query(
+                "SELECT id FROM deployments WHERE application = $1 AND environment = $2 AND state = 'deploying' LIMIT 1",
+            )
+            .bind(&plan.application)
+            .bind(&plan.environment)
+            .fetch_optional(&mut *tx)
+            .await?
+            {
+                return Ok(StoreOutcome::Busy { deployment_id: row.get("id") });
+            }
+            let current = sqlx::query(
+                "SELECT d.digest, d.config FROM environments e JOIN deployments d ON d.id = e.current_deployment \
+                 WHERE e.application = $1 AND e.name = $2",
+            )
+            .bind(&plan.application)
+            .bind(&plan.environment)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(current) = current else {
+                return Ok(StoreOutcome::NoRollbackTarget(format!(
+                    "{}/{} has never been deployed",
+                    plan.application, plan.environment
+                )));
+            };
+            let current_digest: String = current.get("digest");
+            let target = match to {
+                Some(digest) => sqlx::query(
+                    "SELECT digest, config, config_revision FROM deployments WHERE application = $1 AND environment = $2 \
+                     AND state = 'deployed' AND digest = $3 ORDER BY id DESC LIMIT 1",
+                )
+                .bind(&plan.application)
+                .bind(&plan.environment)
+                .bind(digest.to_string())
+                .fetch_optional(&mut *tx)
+                .await?,
+                None => sqlx::query(
+                    "SELECT digest, config, config_revision FROM deployments WHERE application = $1 AND environment = $2 \
+                     AND state = 'deployed' AND digest <> $3 ORDER BY id DESC LIMIT 1",
+                )
+                .bind(&plan.application)
+                .bind(&plan.environment)
+                .bind(&current_digest)
+                .fetch_optional(&mut *tx)
+                .await?,
+            };
+            let Some(target) = target else {
+                return Ok(StoreOutcome::NoRollbackTarget(match to {
+                    Some(digest) => format!(
+                        "{digest} never ran successfully in {}/{}: a rollback only returns to a digest the environment ran",
+                        plan.application, plan.environment
+                    ),
+                    None => format!(
+                        "{}/{} ran no other digest before {current_digest}",
+                        plan.application, plan.environment
+                    ),
+                }));
+            };
+            let digest: String = target.get("digest");
+            let config: Option<String> = target.get("config");
+            let config_revision: Option<String> = target.get("config_revision");
+            let mut audit = Vec::new();
+            let superseded = sqlx::query(
+                "UPDATE promotions SET state = 'superseded', reason = $3, version = version + 1, updated_at = $4 \
+                 WHERE application = $1 AND environment = $2 AND state IN ('requested', 'waiting', 'approved') RETURNING id",
+            )
+            .bind(&plan.application)
+            .bind(&plan.environment)
+            .bind(format!("superseded by a rollback by {actor}"))
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &superseded {
+                audit.push(NewAuditEntry {
+                    at: now,
+                    actor: actor.to_owned(),
+                    action: AuditAction::Supersede,
+                    subject: format!("{}/{}", plan.application, plan.environment),
+                    payload: serde_json::json!({ "promotion": row.get::<i64, _>("id"), "by": "rollback" }),
+                });
+            }
+            audit.push(NewAuditEntry {
+                at: now,
+                actor: actor.to_owned(),
+                action: AuditAction::Rollback,
+                subject: format!("{}/{}", plan.application, plan.environment),
+                payload: serde_json::json!({
+                    "from": current_digest,
+                    "to": digest,
+                    "config_revision": config_revision,
+                    "reason": reason,
+                }),
+            });
+            let order = start_deployment!(
+                tx,
+                &plan.application,
+                &plan.environment,
+                &digest,
+                config.as_deref(),
+                config_revision.as_deref(),
+                None::<i64>,
+                DeploymentReason::Rollback,
+                &plan.target,
+                actor,
+                now,
+                audit
+            );
+            let hold_reason = format!(
+                "rolled back to {digest} by {actor}{}",
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
+            );
+            sqlx::query(
+                "UPDATE environments SET hold_reason = $3, hold_by = $4, hold_at = $5 WHERE application = $1 AND name = $2",
+            )
+            .bind(&plan.application)
+            .bind(&plan.environment)
+            .bind(&hold_reason)
+            .bind(actor)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            audit.push(NewAuditEntry {
+                at: now,
+                actor: actor.to_owned(),
+                action: AuditAction::Hold,
+                subject: format!("{}/{}", plan.application, plan.environment),
+                payload: serde_json::json!({ "reason": hold_reason }),
+            });
+            append_all!(tx, audit);
+            tx.commit().await?;
+            Ok(StoreOutcome::Done(order))
+        })
+    }
+
+    /// Holds an environment (`Some(reason)`) or releases its hold (`None`).
+    /// Returns the hold now in place.
+    pub async fn set_hold(
+        &self,
+        application: &str,
+        environment: &str,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<Option<Hold>, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = crate::now_millis();
+            let mut tx = pool.begin().await?;
+            let before = lock_environment!(tx, application, environment, now);
+            sqlx::query(
+                "UPDATE environments SET hold_reason = $3, hold_by = $4, hold_at = $5 WHERE application = $1 AND name = $2",
+            )
+            .bind(application)
+            .bind(environment)
+            .bind(reason)
+            .bind(reason.map(|_| actor))
+            .bind(reason.map(|_| now))
+            .execute(&mut *tx)
+            .await?;
+            if before.is_some() || reason.is_some() {
+                let entry = NewAuditEntry {
+                    at: now,
+                    actor: actor.to_owned(),
+                    action: if reason.is_some() {
+                        AuditAction::Hold
+                    } else {
+                        AuditAction::Release
+                    },
+                    subject: format!("{application}/{environment}"),
+                    payload: serde_json::json!({ "reason": reason }),
+                };
+                crate::append_audit!(tx, &entry);
+            }
+            tx.commit().await?;
+            Ok(reason.map(|reason| Hold {
+                reason: reason.to_owned(),
+                by: actor.to_owned(),
+                at: now,
+            }))
+        })
+    }
+
+    /// One promotion with its decisions.
+    pub async fn get(&self, id: i64) -> Result<Option<Promotion>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let mut promotion = promotion_from_row!(&row)?;
+            promotion.decisions = decisions_of!(pool, id);
+            Ok(Some(promotion))
+        })
+    }
+
+    /// Promotions, newest first, filtered by application, environment and state,
+    /// with ids below `before` (for paging), at most `limit`.
+    pub async fn list(
+        &self,
+        application: Option<&str>,
+        environment: Option<&str>,
+        state: Option<PromotionState>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Promotion>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE ($1 IS NULL OR application = $1) \
+                 AND ($2 IS NULL OR environment = $2) AND ($3 IS NULL OR state = $3) AND id < $4 \
+                 ORDER BY id DESC LIMIT $5"
+            )))
+            .bind(application)
+            .bind(environment)
+            .bind(state.map(|s| s.as_str()))
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let mut promotions = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut promotion = promotion_from_row!(row)?;
+                promotion.decisions = decisions_of!(pool, promotion.id);
+                promotions.push(promotion);
+            }
+            Ok(promotions)
+        })
+    }
+
+    /// Ids of waiting promotions, oldest first: the ones time (soak, freeze) can open.
+    pub async fn waiting(&self, limit: i64) -> Result<Vec<(i64, String, String)>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT id, application, environment FROM promotions WHERE state = 'waiting' ORDER BY id LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    (
+                        row.get("id"),
+                        row.get("application"),
+                        row.get("environment"),
+                    )
+                })
+                .collect())
+        })
+    }
+
+    /// Waiting promotions of one digest (to re-evaluate when evidence about it arrives).
+    pub async fn waiting_for_digest(
+        &self,
+        application: &str,
+        digest: &str,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT id, environment FROM promotions WHERE application = $1 AND digest = $2 AND state = 'waiting' ORDER BY id",
+            )
+            .bind(application)
+            .bind(digest)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|row| (row.get("id"), row.get("environment")))
+                .collect())
+        })
+    }
+
+    /// One deployment.
+    pub async fn deployment(&self, id: i64) -> Result<Option<Deployment>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(row) => Ok(Some(deployment_from_row!(&row)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Deployments, newest first, of an application (and environment), with ids below
+    /// `before`, at most `limit`.
+    pub async fn history(
+        &self,
+        application: &str,
+        environment: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE application = $1 \
+                 AND ($2 IS NULL OR environment = $2) AND id < $3 ORDER BY id DESC LIMIT $4"
+            )))
+            .bind(application)
+            .bind(environment)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|row| deployment_from_row!(row)).collect()
+        })
+    }
+
+    /// Every finished deployment of these (application, environment) pairs, finished
+    /// at or after `since`: the input of the DORA metrics.
+    pub async fn finished_since(
+        &self,
+        environments: &[(String, String)],
+        since: i64,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let mut all = Vec::new();
+        for (application, environment) in environments {
+            let rows = with_pool!(self.backend, read, |pool| {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE application = $1 AND environment = $2 \
+                     AND finished_at >= $3 ORDER BY id"
+                )))
+                .bind(application)
+                .bind(environment)
+                .bind(since)
+                .fetch_all(pool)
+                .await?;
+                rows.iter()
+                    .map(|row| deployment_from_row!(row))
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })?;
+            all.extend(rows);
+        }
+        Ok(all)
+    }
+
+    /// What each environment of `application` runs, and its hold.
+    pub async fn environments(
+        &self,
+        application: &str,
+    ) -> Result<Vec<EnvironmentState>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT name, current_deployment, hold_reason, hold_by, hold_at FROM environments \
+                 WHERE application = $1 ORDER BY name",
+            )
+            .bind(application)
+            .fetch_all(pool)
+            .await?;
+            let mut states = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let current: Option<i64> = row.get("current_deployment");
+                let current = match current {
+                    Some(id) => {
+                        match sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1"
+                        )))
+                        .bind(id)
+                        .fetch_optional(pool)
+                        .await?
+                        {
+                            Some(row) => Some(deployment_from_row!(&row)?),
+                            None => None,
+                        }
+                    }
+                    None => None,
+                };
+                let reason: Option<String> = row.get("hold_reason");
+                states.push(EnvironmentState {
+                    application: application.to_owned(),
+                    environment: row.get("name"),
+                    current,
+                    hold: reason.map(|reason| Hold {
+                        reason,
+                        by: row.get::<Option<String>, _>("hold_by").unwrap_or_default(),
+                        at: row.get::<Option<i64>, _>("hold_at").unwrap_or_default(),
+                    }),
+                });
+            }
+            Ok(states)
+        })
+    }
+}
