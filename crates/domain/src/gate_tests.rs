@@ -398,3 +398,180 @@ fn every_condition_is_reported_and_the_gate_opens_only_when_all_are_met() {
         "only the freeze fails: {conditions:?}"
     );
 }
+
+/// A small deterministic generator (xorshift64*), so the property tests below need no
+/// dependency and every failure reproduces from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const PEOPLE: [&str; 6] = ["ann", "bob", "cat", "dan", "eve", "fay"];
+const APPROVING: [Role; 3] = [Role::Staff, Role::Client, Role::Platform];
+
+fn random_case(rng: &mut Rng) -> (Vec<(Role, u32)>, Vec<ApprovalEvidence>, String, Vec<String>) {
+    let mut rules = Vec::new();
+    for role in APPROVING {
+        if rng.below(2) == 0 {
+            rules.push((role, 1 + rng.below(3) as u32));
+        }
+    }
+    let mut approvals = Vec::new();
+    for name in PEOPLE {
+        if rng.below(3) > 0 {
+            let mut roles = Vec::new();
+            for role in APPROVING {
+                if rng.below(2) == 0 {
+                    roles.push(role);
+                }
+            }
+            approvals.push(approval(name, &roles, rng.below(8) == 0));
+        }
+    }
+    let requester = PEOPLE[rng.below(PEOPLE.len() as u64) as usize].to_owned();
+    let mut build_actors = Vec::new();
+    for name in PEOPLE {
+        if rng.below(5) == 0 {
+            build_actors.push(name.to_owned());
+        }
+    }
+    (rules, approvals, requester, build_actors)
+}
+
+fn met_by_rule(
+    rules: &[(Role, u32)],
+    approvals: &[ApprovalEvidence],
+    requester: &str,
+    actors: &[String],
+) -> Vec<bool> {
+    approvals_of(
+        rules,
+        Case {
+            approvals: approvals.to_vec(),
+            requester,
+            build_actors: actors.to_vec(),
+        },
+    )
+    .into_iter()
+    .map(|(met, _)| met)
+    .collect()
+}
+
+#[test]
+fn approvals_by_the_ineligible_never_count_and_the_eligible_never_hurt() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..3000 {
+        let (rules, approvals, requester, actors) = random_case(&mut rng);
+        let met = met_by_rule(&rules, &approvals, &requester, &actors);
+        // Dropping every approval by the requester, a build actor or a bot changes nothing.
+        let eligible: Vec<ApprovalEvidence> = approvals
+            .iter()
+            .filter(|a| !a.bot && a.approver != requester && !actors.contains(&a.approver))
+            .cloned()
+            .collect();
+        assert_eq!(
+            met,
+            met_by_rule(&rules, &eligible, &requester, &actors),
+            "{rules:?} {approvals:?} {requester} {actors:?}"
+        );
+        // A rule is met only if enough distinct eligible people hold its role, and all
+        // rules together never use one person twice.
+        let filled: usize = rules
+            .iter()
+            .zip(&met)
+            .filter(|(_, m)| **m)
+            .map(|((_, count), _)| *count as usize)
+            .sum();
+        assert!(filled <= eligible.len(), "{rules:?} {eligible:?}");
+        for ((role, count), met) in rules.iter().zip(&met) {
+            let holders = eligible.iter().filter(|a| a.roles.contains(role)).count();
+            if *met {
+                assert!(
+                    holders >= *count as usize,
+                    "{role:?} met by {holders} < {count}"
+                );
+            }
+        }
+        // One more eligible approval never turns a met rule unmet.
+        if let Some(newcomer) = ["gus", "hal"].get(rng.below(2) as usize) {
+            let mut more = approvals.clone();
+            more.push(approval(
+                newcomer,
+                &[APPROVING[rng.below(3) as usize]],
+                false,
+            ));
+            let after = met_by_rule(&rules, &more, &requester, &actors);
+            for (before, after) in met.iter().zip(&after) {
+                assert!(!before || *after, "{rules:?} {more:?}");
+            }
+        }
+        // Whether the gate opens does not depend on the order approvals arrived in (which
+        // rule shows a slot filled may, when not all can be).
+        let mut shuffled = approvals.clone();
+        for i in (1..shuffled.len()).rev() {
+            shuffled.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let reordered = met_by_rule(&rules, &shuffled, &requester, &actors);
+        assert_eq!(
+            met.iter().all(|m| *m),
+            reordered.iter().all(|m| *m),
+            "order of approvals decides the gate: {rules:?} {approvals:?}"
+        );
+    }
+}
+
+#[test]
+fn weekly_freeze_windows_agree_with_the_local_wall_clock_at_random_instants() {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let zones = [
+        "Europe/London",
+        "America/New_York",
+        "Australia/Sydney",
+        "Asia/Kolkata",
+        "UTC",
+    ];
+    for _ in 0..2000 {
+        let (from_day, to_day) = (rng.below(7) as usize, rng.below(7) as usize);
+        let (from_minute, to_minute) = (rng.below(24 * 60), rng.below(24 * 60));
+        let zone = zones[rng.below(zones.len() as u64) as usize];
+        let text = format!(
+            "{} {:02}:{:02} - {} {:02}:{:02} {zone}",
+            days[from_day],
+            from_minute / 60,
+            from_minute % 60,
+            days[to_day],
+            to_minute / 60,
+            to_minute % 60
+        );
+        let start = from_day as u64 * 1440 + from_minute;
+        let end = to_day as u64 * 1440 + to_minute;
+        if start == end {
+            continue;
+        }
+        let parsed = FreezeWindow::parse(&text).expect("valid window");
+        // Any instant in 2024–2027, DST changes included.
+        let now = Timestamp::from_second(1_704_067_200 + rng.below(4 * 365 * 86_400) as i64)
+            .expect("in range");
+        let local = now.to_zoned(jiff::tz::TimeZone::get(zone).expect("zone"));
+        let minute = local.weekday().to_monday_zero_offset() as u64 * 1440
+            + local.hour() as u64 * 60
+            + local.minute() as u64;
+        let inside = if start < end {
+            start <= minute && minute < end
+        } else {
+            minute >= start || minute < end
+        };
+        assert_eq!(parsed.contains(now), inside, "{text} at {local}");
+    }
+}

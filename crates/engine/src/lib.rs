@@ -298,7 +298,7 @@ impl Engine {
         {
             AutoOutcome::Promoted(promotion) => Ok(Notified {
                 build,
-                promotion: Some(promotion),
+                promotion: Some(*promotion),
                 held: None,
             }),
             AutoOutcome::Held(hold) => Ok(Notified {
@@ -751,9 +751,9 @@ impl Engine {
             })
             .await?;
         match decided {
-            Ok(decided) => Ok(AutoOutcome::Promoted(
+            Ok(decided) => Ok(AutoOutcome::Promoted(Box::new(
                 Box::pin(self.carry_out(decided)).await?,
-            )),
+            ))),
             Err(hold) => {
                 tracing::info!(application, environment, %digest, hold = %hold.reason, "auto-promotion skipped: the environment is held");
                 Ok(AutoOutcome::Held(hold))
@@ -763,7 +763,7 @@ impl Engine {
 }
 
 enum AutoOutcome {
-    Promoted(Promotion),
+    Promoted(Box<Promotion>),
     Held(Hold),
 }
 

@@ -28,7 +28,7 @@ pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
 pub use error::StoreError;
 pub use evidence::{Build, CheckReport, Evidence, EvidenceOutcome, NewCheck, Provenance};
 pub use manifests::{
-    DeleteManifestOutcome, ManifestChild, ManifestRecord, Manifests, NewManifest,
+    DeleteManifestOutcome, DeleteTagOutcome, ManifestChild, ManifestRecord, Manifests, NewManifest,
     PutManifestOutcome, Referrer, TagPolicy,
 };
 pub use promotions::{

@@ -97,6 +97,63 @@ pub enum DeleteManifestOutcome {
     ProtectedTag {
         tag: String,
     },
+    /// A promotion or deployment of an application references it; `by` says which.
+    InUse {
+        by: String,
+    },
+}
+
+/// The result of deleting a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteTagOutcome {
+    Deleted,
+    NotFound,
+    /// The tag names a digest a promotion or deployment references; `by` says which.
+    InUse {
+        by: String,
+    },
+}
+
+/// What promotes or runs `$digest` of repository `$repository` (a name), if anything,
+/// inside transaction `$tx`: an artifact that was promoted stays, so rollbacks, history
+/// and the audit log keep pointing at bytes that exist.
+macro_rules! promoted_use {
+    ($tx:ident, $repository:expr, $digest:expr) => {{
+        let row = sqlx::query(
+            "SELECT p.id, p.application, p.environment FROM promotions p \
+             JOIN resources r ON r.kind = 'Application' AND r.name = p.application \
+             WHERE r.repository = $1 AND p.digest = $2 ORDER BY p.id DESC LIMIT 1",
+        )
+        .bind($repository)
+        .bind($digest)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        match row {
+            Some(row) => Some(format!(
+                "promotion {} of it into {}/{}",
+                row.get::<i64, _>("id"),
+                row.get::<String, _>("application"),
+                row.get::<String, _>("environment")
+            )),
+            None => sqlx::query(
+                "SELECT d.id, d.application, d.environment FROM deployments d \
+                 JOIN resources r ON r.kind = 'Application' AND r.name = d.application \
+                 WHERE r.repository = $1 AND d.digest = $2 ORDER BY d.id DESC LIMIT 1",
+            )
+            .bind($repository)
+            .bind($digest)
+            .fetch_optional(&mut *$tx)
+            .await?
+            .map(|row| {
+                format!(
+                    "deployment {} of it to {}/{}",
+                    row.get::<i64, _>("id"),
+                    row.get::<String, _>("application"),
+                    row.get::<String, _>("environment")
+                )
+            }),
+        }
+    }};
 }
 
 /// Access to manifests and tags.
@@ -396,6 +453,9 @@ impl Manifests<'_> {
                     by: parse_digest("manifest_references", &by)?,
                 });
             }
+            if let Some(by) = promoted_use!(tx, repository.name.as_str(), digest.to_string()) {
+                return Ok(DeleteManifestOutcome::InUse { by });
+            }
             let names = sqlx::query(
                 "SELECT name FROM tags WHERE repository_id = $1 AND digest = $2 ORDER BY name",
             )
@@ -446,16 +506,30 @@ impl Manifests<'_> {
         })
     }
 
-    /// Removes a tag (the manifest stays). Returns whether the tag existed.
+    /// Removes a tag (the manifest stays), unless it names a digest that a promotion or
+    /// deployment references.
     pub async fn delete_tag(
         &self,
         repository: &Repository,
         tag: &Tag,
         actor: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<DeleteTagOutcome, StoreError> {
         with_pool!(self.backend, write, |pool| {
             let mut tx = pool.begin().await?;
             lock_repository!(tx, repository.id);
+            let named: Option<String> =
+                sqlx::query("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2")
+                    .bind(repository.id)
+                    .bind(tag.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| row.get("digest"));
+            let Some(named) = named else {
+                return Ok(DeleteTagOutcome::NotFound);
+            };
+            if let Some(by) = promoted_use!(tx, repository.name.as_str(), &named) {
+                return Ok(DeleteTagOutcome::InUse { by });
+            }
             let deleted = sqlx::query(
                 "DELETE FROM tags WHERE repository_id = $1 AND name = $2 RETURNING digest",
             )
@@ -464,7 +538,7 @@ impl Manifests<'_> {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = deleted else {
-                return Ok(false);
+                return Ok(DeleteTagOutcome::NotFound);
             };
             let digest: String = row.get("digest");
             let entry = NewAuditEntry {
@@ -476,7 +550,7 @@ impl Manifests<'_> {
             };
             crate::append_audit!(tx, &entry);
             tx.commit().await?;
-            Ok(true)
+            Ok(DeleteTagOutcome::Deleted)
         })
     }
 }

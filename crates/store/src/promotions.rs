@@ -584,15 +584,19 @@ macro_rules! advance {
         let conditions_text = conditions_json(&stored);
         let subject = format!("{}/{}", plan.application, plan.environment);
         if !open && promotion.override_reason.is_none() {
-            sqlx::query(
-                "UPDATE promotions SET state = 'waiting', conditions = $2, version = version + 1, \
-                 updated_at = $3 WHERE id = $1",
-            )
-            .bind(promotion.id)
-            .bind(&conditions_text)
-            .bind(now)
-            .execute(&mut *$tx)
-            .await?;
+            // Unchanged conditions of a waiting promotion need no write (the periodic
+            // re-evaluation would otherwise rewrite every waiting row).
+            if promotion.state != PromotionState::Waiting || stored != promotion.conditions {
+                sqlx::query(
+                    "UPDATE promotions SET state = 'waiting', conditions = $2, version = version + 1, \
+                     updated_at = $3 WHERE id = $1",
+                )
+                .bind(promotion.id)
+                .bind(&conditions_text)
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?;
+            }
             None
         } else {
             if !open {

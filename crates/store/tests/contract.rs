@@ -5,8 +5,8 @@ use domain::pipeline::PipelineName;
 use domain::{Digest, RepoName, ResourceKind, Tag};
 use store::{
     ApplicationColumns, AppliedChanges, AppliedResource, ApplyConflict, ApplyOutcome,
-    DeleteManifestOutcome, ManifestChild, NewManifest, NewToken, PutManifestOutcome,
-    ResourceChange, ResourceColumns, StoreError, TagPolicy, UnlinkOutcome,
+    DeleteManifestOutcome, DeleteTagOutcome, ManifestChild, NewManifest, NewToken,
+    PutManifestOutcome, ResourceChange, ResourceColumns, StoreError, TagPolicy, UnlinkOutcome,
 };
 use testkit::store_tests;
 
@@ -216,8 +216,8 @@ store_tests! {
         let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
         let m = manifest("m", vec![]);
         store.manifests().put(&r, &m, Some((&tag("v1"), TagPolicy::Immutable)), "tester").await.expect("put");
-        assert!(store.manifests().delete_tag(&r, &tag("v1"), "tester").await.expect("delete"));
-        assert!(!store.manifests().delete_tag(&r, &tag("v1"), "tester").await.expect("delete"));
+        assert_eq!(store.manifests().delete_tag(&r, &tag("v1"), "tester").await.expect("delete"), DeleteTagOutcome::Deleted);
+        assert_eq!(store.manifests().delete_tag(&r, &tag("v1"), "tester").await.expect("delete"), DeleteTagOutcome::NotFound);
         assert!(store.manifests().by_digest(r.id, &m.digest).await.expect("get").is_some());
     }
 
@@ -274,7 +274,7 @@ store_tests! {
         assert_eq!(refused, PutManifestOutcome::Stored);
         let refused = store.manifests().put(&r, &second, Some((&tag("v1"), TagPolicy::Immutable)), "eve").await.expect("put");
         assert!(matches!(refused, PutManifestOutcome::TagImmutable { .. }));
-        assert!(store.manifests().delete_tag(&r, &tag("v1"), "carl").await.expect("delete tag"));
+        assert_eq!(store.manifests().delete_tag(&r, &tag("v1"), "carl").await.expect("delete tag"), DeleteTagOutcome::Deleted);
         let entries = store.audit().entries(0, 100).await.expect("entries");
         let summary: Vec<(&str, &str)> = entries.iter().map(|e| (e.actor.as_str(), e.action.as_str())).collect();
         assert_eq!(summary, [("ann", "push"), ("bob", "push"), ("eve", "push"), ("carl", "delete-tag")], "no entry for the no-op or the refused push");

@@ -5,7 +5,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use domain::{Digest, Principal, Reference, RepoName, Tag};
 use http::{StatusCode, header};
-use store::{DeleteManifestOutcome, NewManifest, PutManifestOutcome, TagPolicy};
+use store::{DeleteManifestOutcome, DeleteTagOutcome, NewManifest, PutManifestOutcome, TagPolicy};
 
 use super::{existing_repository, header_value, repository_for_push};
 use crate::error::{ErrorCode, RegistryError};
@@ -188,6 +188,18 @@ fn immutable_tag(name: &RepoName, tag: &str) -> RegistryError {
     )
 }
 
+/// A reference that a promotion or deployment depends on cannot be deleted.
+fn in_use(name: &RepoName, reference: &str, by: &str) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::Denied,
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{name}:{reference} cannot be deleted: {by} references it, and rollbacks and the \
+             audit log need those bytes"
+        ),
+    )
+}
+
 pub(super) async fn delete(
     registry: &Registry,
     principal: &Principal,
@@ -201,13 +213,15 @@ pub(super) async fn delete(
             {
                 return Err(immutable_tag(name, tag.as_str()));
             }
-            if !registry
+            match registry
                 .store
                 .manifests()
                 .delete_tag(&repository, tag, principal.display_name())
                 .await?
             {
-                return Err(manifest_unknown(reference));
+                DeleteTagOutcome::Deleted => {}
+                DeleteTagOutcome::NotFound => return Err(manifest_unknown(reference)),
+                DeleteTagOutcome::InUse { by } => return Err(in_use(name, tag.as_str(), &by)),
             }
         }
         Reference::Digest(digest) => match registry
@@ -231,6 +245,9 @@ pub(super) async fn delete(
                 ));
             }
             DeleteManifestOutcome::ProtectedTag { tag } => return Err(immutable_tag(name, &tag)),
+            DeleteManifestOutcome::InUse { by } => {
+                return Err(in_use(name, &digest.to_string(), &by));
+            }
         },
     }
     Ok(crate::empty(StatusCode::ACCEPTED))

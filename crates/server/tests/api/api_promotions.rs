@@ -8,7 +8,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{TestApp, TestResponse};
 
-use crate::support::{assert_status, push_image};
+use crate::support::{assert_status, mutable_tags_config, push_image};
 
 /// The message of an API error.
 fn error_message(response: &TestResponse) -> String {
@@ -535,6 +535,25 @@ registry_tests! {
         let response = admin(&app, Method::POST, "/api/v1/promotions",
             json!({ "application": "web-app", "environment": "prod", "digest": digest, "override_reason": "" })).await;
         assert_status(&response, StatusCode::BAD_REQUEST);
+    }
+
+    async fn promoted_artifacts_and_their_tags_cannot_be_deleted(app = mutable_tags_config()) {
+        let people = setup(&app).await;
+        let promoted = push(&app, "keep").await;
+        let unpromoted = push(&app, "drop").await;
+        notify(&app, &people.ci, &promoted).await;
+        for uri in [format!("/v2/acme/web-app/manifests/{promoted}"), "/v2/acme/web-app/manifests/keep".to_owned()] {
+            let response = app.admin(Method::DELETE, &uri, &[], Body::empty()).await;
+            assert_status(&response, StatusCode::METHOD_NOT_ALLOWED);
+            assert_eq!(response.json()["errors"][0]["code"], "DENIED");
+            let message = response.json()["errors"][0]["message"].as_str().unwrap_or_default().to_owned();
+            assert!(message.contains("promotion") && message.contains("web-app/dev"), "{message}");
+        }
+        let response = app.admin(Method::GET, &format!("/v2/acme/web-app/manifests/{promoted}"), &[], Body::empty()).await;
+        assert_status(&response, StatusCode::OK);
+        // An artifact nothing promoted can go.
+        let response = app.admin(Method::DELETE, &format!("/v2/acme/web-app/manifests/{unpromoted}"), &[], Body::empty()).await;
+        assert_status(&response, StatusCode::ACCEPTED);
     }
 
     async fn dora_metrics_and_the_openapi_document_cover_promotions(app) {
