@@ -298,13 +298,25 @@ fn soak_condition(soak: std::time::Duration, evidence: &Evidence<'_>) -> Conditi
     }
 }
 
+/// `1h30m`, `45m`, `2s`: hours, minutes and seconds, leaving out zero parts (seconds
+/// too once the duration reaches an hour).
 fn human(duration: jiff::SignedDuration) -> String {
-    let minutes = duration.as_secs().max(0) / 60;
-    match (minutes / 60, minutes % 60) {
-        (0, m) => format!("{m}m"),
-        (h, 0) => format!("{h}h"),
-        (h, m) => format!("{h}h{m}m"),
+    let total = duration.as_secs().max(0);
+    let (hours, minutes, seconds) = (total / 3600, total % 3600 / 60, total % 60);
+    let mut text = String::new();
+    if hours > 0 {
+        text.push_str(&format!("{hours}h"));
     }
+    if minutes > 0 {
+        text.push_str(&format!("{minutes}m"));
+    }
+    if seconds > 0 && hours == 0 {
+        text.push_str(&format!("{seconds}s"));
+    }
+    if text.is_empty() {
+        text.push_str("0s");
+    }
+    text
 }
 
 fn freeze(windows: &[crate::gate::FreezeWindow], now: Timestamp) -> Condition {

@@ -556,6 +556,46 @@ registry_tests! {
         assert_status(&response, StatusCode::ACCEPTED);
     }
 
+    async fn soak_time_opens_the_gate_on_the_periodic_re_evaluation(app) {
+        apply(&app, r#"kind: Pipeline
+name: soaked
+stages:
+  - name: dev
+    auto: true
+  - name: staging
+    auto: true
+    gate: { soak: 2s }
+---
+kind: Application
+name: web-app
+type: container
+repository: acme/web-app
+pipeline: soaked
+environments:
+  dev: { target: { record: {} } }
+  staging: { target: { record: {} } }
+"#).await;
+        let ci = user(&app, "ci-bot", true, &["developer"]).await;
+        let digest = push(&app, "soak").await;
+        // Deployed to dev, then auto-promoted into staging, where it must soak first.
+        let response = notify(&app, &ci, &digest).await;
+        assert_eq!(response.json()["promotion"]["state"], "deployed");
+        let listed = call(&app, Method::GET, "/api/v1/promotions?environment=staging", &ci, Value::Null).await;
+        let staging = listed.json()["promotions"][0].clone();
+        assert_eq!(staging["state"], "waiting", "{staging}");
+        assert_eq!(staging["auto"], true);
+        assert_eq!(condition(&staging, "soak")["met"], false);
+        assert!(condition(&staging, "soak")["reason"].as_str().unwrap_or_default().contains("of the 2s"), "{staging}");
+        // Nothing opens it before its time.
+        assert_eq!(app.state.engine.tick().await.expect("tick"), 0);
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        assert_eq!(app.state.engine.tick().await.expect("tick"), 1);
+        let id = staging["id"].as_i64().expect("id");
+        let response = call(&app, Method::GET, &format!("/api/v1/promotions/{id}"), &ci, Value::Null).await;
+        assert_eq!(response.json()["state"], "deployed", "{}", response.json());
+        assert_eq!(app.state.engine.tick().await.expect("tick"), 0);
+    }
+
     async fn dora_metrics_and_the_openapi_document_cover_promotions(app) {
         let people = setup(&app).await;
         let digest = push(&app, "dora").await;
