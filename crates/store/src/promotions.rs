@@ -863,6 +863,29 @@ impl Promotions<'_> {
                 return Ok(StoreOutcome::Held(hold));
             }
             let config_revision = request.config.map(|c| c.revision.as_str());
+            // Auto-promotion of what the environment already runs (a repeated notify)
+            // answers with the promotion that put it there.
+            if request.auto {
+                let running: Option<Option<i64>> = sqlx::query(
+                    "SELECT d.promotion_id FROM environments e JOIN deployments d ON d.id = e.current_deployment \
+                     WHERE e.application = $1 AND e.name = $2 AND d.digest = $3 \
+                     AND COALESCE(d.config_revision, '') = $4",
+                )
+                .bind(&plan.application)
+                .bind(&plan.environment)
+                .bind(request.digest.to_string())
+                .bind(config_revision.unwrap_or(""))
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.get("promotion_id"));
+                if let Some(Some(id)) = running {
+                    let mut promotion =
+                        promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
+                    promotion.decisions = decisions_of!(&mut *tx, id);
+                    tx.commit().await?;
+                    return Ok(StoreOutcome::Done(Decided { promotion, start: None }));
+                }
+            }
             let open = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE application = $1 AND environment = $2 \
                  AND digest = $3 AND COALESCE(config_revision, '') = $4 \

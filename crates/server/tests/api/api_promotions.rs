@@ -253,6 +253,12 @@ registry_tests! {
         let now = status(&app, &people.dana).await;
         assert_eq!(environment(&now, "dev")["current"]["digest"], first.as_str());
         assert_eq!(environment(&now, "dev")["current"]["commit"], "abc1234");
+        // A repeated notify updates provenance and does not deploy again.
+        let dev_promotion = body["promotion"]["id"].clone();
+        let response = notify(&app, &people.ci, &first).await;
+        assert_eq!(response.json()["promotion"]["id"], dev_promotion);
+        let history = call(&app, Method::GET, "/api/v1/apps/web-app/history?environment=dev", &people.dana, Value::Null).await;
+        assert_eq!(history.json()["deployments"].as_array().map(Vec::len), Some(1));
 
         // Staging waits for a staff approval.
         let response = promote(&app, &people.dana, "staging", &first).await;
