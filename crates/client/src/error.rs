@@ -24,9 +24,16 @@ pub enum ClientError {
     /// 403: the credentials are valid but lack a permission (named in `detail`).
     #[error("forbidden: {}", .0.message)]
     Forbidden(ApiErrorBody),
-    /// 409: a resource changed since the server diffed it; nothing was applied.
+    /// 409: the thing changed or is in a state that does not allow it (a resource
+    /// changed since the server diffed it, a promotion already decided, an environment
+    /// held or busy); nothing was changed. Look at its current state.
     #[error("conflict: {}", .0.message)]
     Conflict(ApiErrorBody),
+    /// 400 or 422: the server refused the input as it stands (a bad value, a digest
+    /// that is not in the application's repository, a reused idempotency key); fix it
+    /// and send it again.
+    #[error("{}", .body.message)]
+    InvalidRequest { status: u16, body: ApiErrorBody },
     /// 400 `invalid_resources`: the file has problems, every one listed; nothing was
     /// applied.
     #[error("{message}")]
@@ -64,10 +71,26 @@ impl ClientError {
                         message: body.message,
                         problems,
                     },
-                    Err(_) => ClientError::Api { status, body },
+                    Err(_) => ClientError::InvalidRequest { status, body },
                 }
             }
+            400 | 422 => ClientError::InvalidRequest { status, body },
             _ => ClientError::Api { status, body },
+        }
+    }
+
+    /// The server's error envelope, when the server answered with one.
+    pub fn body(&self) -> Option<&ApiErrorBody> {
+        match self {
+            ClientError::Unauthorized(body)
+            | ClientError::Forbidden(body)
+            | ClientError::Conflict(body)
+            | ClientError::InvalidRequest { body, .. }
+            | ClientError::Api { body, .. } => Some(body),
+            ClientError::InvalidUrl { .. }
+            | ClientError::Unreachable { .. }
+            | ClientError::InvalidResources { .. }
+            | ClientError::InvalidResponse { .. } => None,
         }
     }
 }
@@ -90,6 +113,9 @@ mod tests {
         check(403, &envelope("forbidden"), "Forbidden");
         check(409, &envelope("conflict"), "Conflict");
         check(404, &envelope("not_found"), "Api");
+        check(400, &envelope("bad_request"), "InvalidRequest");
+        check(422, &envelope("not_an_artifact"), "InvalidRequest");
+        check(422, &envelope("idempotency_key_reused"), "InvalidRequest");
         check(502, "<html>bad gateway</html>", "Api");
         check(401, "", "Unauthorized");
         check(
@@ -97,6 +123,6 @@ mod tests {
             r#"{"code":"invalid_resources","message":"m","detail":[{"file":"f","document":null,"field":null,"line":null,"column":null,"message":"x"}]}"#,
             "InvalidResources",
         );
-        check(400, &envelope("invalid_resources"), "Api");
+        check(400, &envelope("invalid_resources"), "InvalidRequest");
     }
 }

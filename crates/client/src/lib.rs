@@ -1,5 +1,8 @@
 //! The typed client of Gantry's JSON API (`/api/v1`): apply a resources file, list
-//! and read declared resources. The `gantry` command line is built on it.
+//! and read declared resources, verify the audit log, and the promotion API — notify
+//! builds, report checks, promote, approve, reject, roll back, hold, read where each
+//! application's environments stand, DORA metrics, users and tokens. The `gantry`
+//! command line is built on it.
 //!
 //! It is blocking (`ureq`), which is what a command line wants, and depends on nothing
 //! of the server: the response types in [`types`] mirror the API's JSON. Every failure
@@ -16,6 +19,8 @@
 //! ```
 
 mod error;
+mod promotion;
+pub mod promotion_types;
 pub mod types;
 
 use std::fmt;
@@ -25,6 +30,13 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 pub use error::ClientError;
+pub use promotion_types::{
+    AppList, AppStatus, ArtifactView, BuildRequest, BuildView, CheckRequest, CheckStatus,
+    CheckView, ConditionView, DecisionView, DeploymentList, DeploymentView, DoraResponse, DoraView,
+    EnvironmentView, HoldView, NotifyResponse, PromoteRequest, Promoted, PromotionFilter,
+    PromotionList, PromotionState, PromotionView, TokenRequest, TokenResponse, UserList,
+    UserRequest, UserView,
+};
 pub use types::{
     ApiErrorBody, ApplyAction, ApplyReport, AuditVerification, DocumentRef, ResourceDetail,
     ResourceKind, ResourceList, ResourceOutcome, ResourceProblem, ResourceSummary,
@@ -203,6 +215,30 @@ impl Client {
         url: &Url,
         sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T, ClientError> {
+        self.answer_with_status(url, sent).map(|(_, answer)| answer)
+    }
+
+    /// [`Client::answer`], with the success status (some calls tell 200 from 201).
+    fn answer_with_status<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(u16, T), ClientError> {
+        let (status, text) = self.successful(url, sent)?;
+        let answer = serde_json::from_str(&text).map_err(|error| ClientError::InvalidResponse {
+            url: url.to_string(),
+            status,
+            reason: error.to_string(),
+        })?;
+        Ok((status, answer))
+    }
+
+    /// The status and body text of a 2xx answer, or the error that explains another.
+    fn successful(
+        &self,
+        url: &Url,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(u16, String), ClientError> {
         let unreachable = |source: ureq::Error| ClientError::Unreachable {
             url: url.to_string(),
             cause: Box::new(source),
@@ -213,10 +249,6 @@ impl Client {
         if !(200..300).contains(&status) {
             return Err(ClientError::from_status(status, &text));
         }
-        serde_json::from_str(&text).map_err(|error| ClientError::InvalidResponse {
-            url: url.to_string(),
-            status,
-            reason: error.to_string(),
-        })
+        Ok((status, text))
     }
 }

@@ -419,7 +419,10 @@ impl Rng {
 const PEOPLE: [&str; 6] = ["ann", "bob", "cat", "dan", "eve", "fay"];
 const APPROVING: [Role; 3] = [Role::Staff, Role::Client, Role::Platform];
 
-fn random_case(rng: &mut Rng) -> (Vec<(Role, u32)>, Vec<ApprovalEvidence>, String, Vec<String>) {
+/// Rules, approvals, the requester and the build's actors.
+type RandomCase = (Vec<(Role, u32)>, Vec<ApprovalEvidence>, String, Vec<String>);
+
+fn random_case(rng: &mut Rng) -> RandomCase {
     let mut rules = Vec::new();
     for role in APPROVING {
         if rng.below(2) == 0 {

@@ -20,6 +20,8 @@ mod error;
 mod provenance;
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 
 use domain::pipeline::{AppName, EnvName, Role};
 use domain::promotion::DeploymentReason;
@@ -631,9 +633,14 @@ impl Engine {
 
     /// Carries out `order` and whatever it leads to: the next approved promotion
     /// queued behind it, and auto-promotion into the next stage after a success.
-    async fn run(&self, order: DeploymentOrder) -> Result<(), EngineError> {
-        let mut queue = vec![order];
-        while let Some(order) = queue.pop() {
+    /// The queued promotion runs in a task of its own, so the request that finished a
+    /// deployment is not kept open by promotions others keep queueing behind it.
+    /// (Boxed because it spawns itself.)
+    fn run(
+        &self,
+        order: DeploymentOrder,
+    ) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + '_>> {
+        Box::pin(async move {
             let result = self.deploy(&order).await;
             let (succeeded, message) = match &result {
                 Ok(message) => (true, message.as_str()),
@@ -654,12 +661,20 @@ impl Engine {
                     .finish_deployment(order.deployment_id, succeeded, Some(message))
                     .await?,
             )?;
-            queue.extend(next);
+            if let Some(next) = next {
+                let engine = self.clone();
+                let id = next.deployment_id;
+                tokio::spawn(async move {
+                    if let Err(error) = engine.run(next).await {
+                        tracing::warn!(deployment = id, %error, "a queued deployment failed to run");
+                    }
+                });
+            }
             if succeeded && deployment.reason == DeploymentReason::Promotion {
                 self.auto_next(&order).await?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     async fn deploy(&self, order: &DeploymentOrder) -> DeployResult {

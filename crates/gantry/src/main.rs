@@ -2,11 +2,19 @@
 //! together, and runs. No product logic lives here.
 
 mod apply;
+mod apps;
 mod audit;
+mod build;
+mod check;
 mod config;
+mod environments;
+mod metrics;
+mod promotions;
 mod remote;
 mod resources;
 mod serve;
+mod table;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +23,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::LogFormat;
+use crate::remote::Task;
 
 /// Build once, promote everywhere: an OCI registry and release pipeline in one binary.
 #[derive(Parser)]
@@ -30,9 +39,9 @@ enum Command {
     Serve(ServeArgs),
     /// Apply a resources file (Pipelines, Applications) to a server; --dry-run shows the diffs.
     ///
-    /// Exit codes: 0 success, 2 invalid resources (each problem on its own line),
-    /// 3 conflict (a resource changed meanwhile; nothing applied), 4 unauthorized or
-    /// forbidden, 1 anything else.
+    /// Exit codes: 0 success, 2 invalid resources (each problem on its own line) or
+    /// another invalid input, 3 conflict (a resource changed meanwhile; nothing
+    /// applied), 4 unauthorized or forbidden, 1 anything else.
     #[command(after_help = CLIENT_HELP)]
     Apply(apply::ApplyArgs),
     /// List declared pipelines or applications, or print one's canonical text.
@@ -46,10 +55,118 @@ enum Command {
     /// first bad entry is named), 4 unauthorized or forbidden, 1 anything else.
     #[command(after_help = CLIENT_HELP)]
     Audit(audit::AuditArgs),
+    /// Tell Gantry about a build CI pushed (`build notify`); an `auto` first stage is promoted into.
+    #[command(after_help = CLIENT_HELP)]
+    Build(build::BuildArgs),
+    /// Report a check on a digest, with a Trivy JSON or SARIF report (`check report`).
+    #[command(after_help = CLIENT_HELP)]
+    Check(check::CheckArgs),
+    /// Request a promotion of a digest into an environment; prints every gate condition.
+    ///
+    /// The promotion is carried as far as it goes now: deployed when the gate is open,
+    /// else waiting for what is missing (approvals, checks, soak, a freeze window).
+    ///
+    /// Exit codes: 0 deployed (or the gate is open and the deployment on its way),
+    /// 6 waiting (its gate is still shut), 7 it ended without deploying (failed,
+    /// rejected, cancelled or superseded), 2 invalid input (e.g. the digest is not in
+    /// the repository, an idempotency key reused for another request, a bad
+    /// --config-file), 3 conflict (e.g. the environment is held or busy), 4 unauthorized
+    /// or forbidden, 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Promote(promotions::PromoteArgs),
+    /// Approve a promotion; when that opens its gate it is deployed at once.
+    ///
+    /// Nobody approves their own promotion, nor a build they triggered or committed.
+    ///
+    /// Exit codes: 0 deployed (or on its way), 6 still waiting (other conditions are
+    /// shut), 7 it ended without deploying (the deployment failed), 3 conflict (already
+    /// decided, or not waiting), 4 unauthorized or forbidden (e.g. your own promotion,
+    /// or a role the gate does not ask for), 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Approve(promotions::ApproveArgs),
+    /// Reject a promotion, which ends it with the reason.
+    ///
+    /// Exit codes: 0 rejected, 3 conflict (already final), 4 unauthorized or forbidden,
+    /// 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Reject(promotions::RejectArgs),
+    /// Cancel a promotion that is not final yet.
+    ///
+    /// Exit codes: 0 cancelled, 3 conflict (already final), 4 unauthorized or
+    /// forbidden, 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Cancel(promotions::CancelArgs),
+    /// Show one promotion: every gate condition, met or not and why, and every decision.
+    ///
+    /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else (e.g. no
+    /// such promotion).
+    #[command(after_help = CLIENT_HELP)]
+    Promotion(promotions::ShowArgs),
+    /// List promotions, newest first, by application, environment or state.
+    ///
+    /// Exit codes: 0 success, 2 invalid input, 4 unauthorized or forbidden, 1 anything
+    /// else.
+    #[command(after_help = CLIENT_HELP)]
+    Promotions(promotions::ListArgs),
+    /// Redeploy the previous successful digest of an environment (or --to one), without new approvals.
+    ///
+    /// Exit codes: 0 rolled back, 7 the rollback's deployment failed, 2 invalid input
+    /// (e.g. --to a digest not in the repository), 3 conflict (nothing earlier to roll
+    /// back to, or the environment is busy), 4 unauthorized or forbidden, 1 anything
+    /// else.
+    #[command(after_help = CLIENT_HELP)]
+    Rollback(environments::RollbackArgs),
+    /// Hold an environment: auto-promotion stays out until `gantry unhold`.
+    ///
+    /// Exit codes: 0 held, 3 conflict, 4 unauthorized or forbidden, 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Hold(environments::HoldArgs),
+    /// Release an environment's hold.
+    ///
+    /// Exit codes: 0 released, 3 conflict, 4 unauthorized or forbidden, 1 anything
+    /// else.
+    #[command(after_help = CLIENT_HELP)]
+    Unhold(environments::UnholdArgs),
+    /// List applications with what runs in each of their environments.
+    ///
+    /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Apps(apps::AppsArgs),
+    /// Where an application stands: each environment in pipeline order (digest, commit, age, state, hold, pending).
+    ///
+    /// Without APP, the same as `gantry apps`.
+    ///
+    /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else (e.g. no
+    /// such application).
+    #[command(after_help = CLIENT_HELP)]
+    Status(apps::StatusArgs),
+    /// An application's deployments, newest first.
+    ///
+    /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    History(apps::HistoryArgs),
+    /// Everything known about one artifact: provenance, checks and deployments.
+    ///
+    /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else (e.g. not
+    /// known).
+    #[command(after_help = CLIENT_HELP)]
+    Artifact(apps::ArtifactArgs),
+    /// DORA metrics: deployment frequency, lead time, change failure rate, time to restore.
+    ///
+    /// Exit codes: 0 success, 2 invalid input, 4 unauthorized or forbidden, 1 anything
+    /// else.
+    #[command(after_help = CLIENT_HELP)]
+    Metrics(metrics::MetricsArgs),
+    /// Create or list users and CI identities (admins).
+    #[command(after_help = CLIENT_HELP)]
+    User(users::UserArgs),
+    /// Create API tokens (admins).
+    #[command(after_help = CLIENT_HELP)]
+    Token(users::TokenArgs),
 }
 
 /// How the client commands find the server and their token.
-const CLIENT_HELP: &str = "\
+pub(crate) const CLIENT_HELP: &str = "\
 The server is --url, else GANTRY_URL, else http://127.0.0.1:5000.
 The token is --token, else GANTRY_TOKEN, else the contents of ~/.config/gantry/token
 (a file holding only the token, e.g. the admin token `gantry serve` printed once).
@@ -107,7 +224,7 @@ pub(crate) struct ServeArgs {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // Usage errors exit 1, not clap's 2: 2 means invalid resources to scripts.
+        // Usage errors exit 1, not clap's 2: 2 means invalid input to scripts.
         Err(error) => {
             let _ = error.print();
             return if error.use_stderr() {
@@ -117,16 +234,47 @@ fn main() -> ExitCode {
             };
         }
     };
-    let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::Apply(args) => apply::run(args),
-        Command::Resources(args) => resources::run(args),
-        Command::Audit(args) => {
-            return audit::run(args).unwrap_or_else(|error| remote::report(&error));
-        }
+    let task = match cli.command {
+        Command::Apply(_) => Task::Apply,
+        _ => Task::Other,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => remote::report(&error),
+    let outcome = match cli.command {
+        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Apply(args) => apply::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Resources(args) => resources::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => audit::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Promote(args) => promotions::promote(args),
+        Command::Approve(args) => promotions::approve(args),
+        Command::Reject(args) => promotions::reject(args),
+        Command::Cancel(args) => promotions::cancel(args),
+        Command::Promotion(args) => promotions::promotion(args),
+        Command::Promotions(args) => promotions::promotions(args),
+        Command::Rollback(args) => environments::rollback(args),
+        Command::Hold(args) => environments::hold(args),
+        Command::Unhold(args) => environments::unhold(args),
+        Command::Apps(args) => apps::apps(args),
+        Command::Status(args) => apps::status(args),
+        Command::History(args) => apps::history(args),
+        Command::Artifact(args) => apps::artifact(args),
+        Command::Metrics(args) => metrics::run(args),
+        Command::User(args) => users::user(args),
+        Command::Token(args) => users::token(args),
+    };
+    outcome.unwrap_or_else(|error| remote::report(&error, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Clap checks a command line's definition only when it is parsed; this parses
+    /// every subcommand's, so two flags with one name fail here, not in a user's hands.
+    #[test]
+    fn every_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -883,7 +883,10 @@ impl Promotions<'_> {
                         promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
                     promotion.decisions = decisions_of!(&mut *tx, id);
                     tx.commit().await?;
-                    return Ok(StoreOutcome::Done(Decided { promotion, start: None }));
+                    return Ok(StoreOutcome::Done(Decided {
+                        promotion,
+                        start: None,
+                    }));
                 }
             }
             let open = sqlx::query(sqlx::AssertSqlSafe(format!(

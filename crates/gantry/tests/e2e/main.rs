@@ -6,6 +6,7 @@
 mod cli;
 mod crash;
 mod oras;
+mod promotion;
 mod serve;
 mod skopeo;
 mod support;

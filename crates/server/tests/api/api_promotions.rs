@@ -692,9 +692,19 @@ environments:
         }
         let requested = new.iter().filter(|(a, _)| a == "promote").count();
         assert_eq!(requested, listed.len() - 1, "one promote entry per new promotion");
+        // Queued promotions deploy in tasks of their own: wait for the last to finish.
+        let mut deployments = Vec::new();
+        for _ in 0..100 {
+            let history = call(&app, Method::GET, "/api/v1/apps/web-app/history?environment=staging&limit=500", &dana, Value::Null).await;
+            deployments = history.json()["deployments"].as_array().expect("list").clone();
+            if deployments.iter().all(|d| d["state"] != "deploying") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let response = call(&app, Method::GET, "/api/v1/promotions?application=web-app&environment=staging&limit=500", &dana, Value::Null).await;
+        let listed: Vec<Value> = response.json()["promotions"].as_array().expect("list").clone();
         // No deployment ran twice: one deployment per deployed promotion, none in flight.
-        let history = call(&app, Method::GET, "/api/v1/apps/web-app/history?environment=staging&limit=500", &dana, Value::Null).await;
-        let deployments = history.json()["deployments"].as_array().expect("list").clone();
         let deployed = listed.iter().filter(|p| p["state"] == "deployed").count();
         assert_eq!(deployments.len(), deployed);
         let mut by_promotion: Vec<i64> = deployments.iter().filter_map(|d| d["promotion_id"].as_i64()).collect();
