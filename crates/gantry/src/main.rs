@@ -27,7 +27,7 @@ use crate::remote::Task;
 
 /// Build once, promote everywhere: an OCI registry and release pipeline in one binary.
 #[derive(Parser)]
-#[command(name = "gantry", version, about, long_about = None)]
+#[command(name = "gantry", version, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -446,6 +446,16 @@ fn promotion_id(path: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError>
         .map_err(|_| ApiError::bad_request("a promotion id is a number"))
 }
 
+/// The caller, and the promotion id of the path.
+async fn actor_and_promotion(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<(Actor, i64), ApiError> {
+    let actor = actor(state, headers).await?;
+    Ok((actor, promotion_id(path)?))
+}
+
 /// One promotion, with every gate condition as last evaluated and every decision.
 #[utoipa::path(
     get,
@@ -487,8 +497,7 @@ pub(crate) async fn approve(
     path: Result<Path<i64>, PathRejection>,
     body: Option<Json<CommentRequest>>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    let actor = actor(&state, &headers).await?;
-    let id = promotion_id(path)?;
+    let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
     let comment = body.and_then(|Json(body)| body.comment);
     let promotion = state
         .engine
@@ -517,8 +526,7 @@ pub(crate) async fn reject(
     path: Result<Path<i64>, PathRejection>,
     body: Result<Json<RejectRequest>, JsonRejection>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    let actor = actor(&state, &headers).await?;
-    let id = promotion_id(path)?;
+    let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
     let request = json_body(body)?;
     if request.reason.trim().is_empty() {
         return Err(ApiError::bad_request("a rejection needs a reason"));
@@ -549,8 +557,7 @@ pub(crate) async fn cancel(
     path: Result<Path<i64>, PathRejection>,
     body: Option<Json<CommentRequest>>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    let actor = actor(&state, &headers).await?;
-    let id = promotion_id(path)?;
+    let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
     let comment = body.and_then(|Json(body)| body.comment);
     let promotion = state.engine.cancel(&actor, id, comment.as_deref()).await?;
     Ok(Json(promotion_view(promotion)))
