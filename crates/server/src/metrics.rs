@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route class, method and status; latency by route
-//! class; bytes received and sent; uploads in flight and open upload sessions.
+//! class; bytes received and sent; uploads in flight and open upload sessions; and,
+//! counted from the records at each scrape, deployments and promotions.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -34,6 +35,19 @@ struct RouteLabels {
     route: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeploymentLabels {
+    application: String,
+    environment: String,
+    reason: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
 /// The server's metrics, shared by all requests.
 pub struct Metrics {
     prometheus: PromRegistry,
@@ -43,6 +57,8 @@ pub struct Metrics {
     bytes_out: Counter,
     uploads_in_flight: Gauge,
     upload_sessions: Gauge,
+    deployments: Family<DeploymentLabels, Gauge>,
+    promotions: Family<StateLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -65,6 +81,18 @@ impl Metrics {
         let bytes_out = Counter::default();
         let uploads_in_flight = Gauge::default();
         let upload_sessions = Gauge::default();
+        let deployments = Family::<DeploymentLabels, Gauge>::default();
+        let promotions = Family::<StateLabels, Gauge>::default();
+        prometheus.register(
+            "deployments",
+            "Deployments on record by application, environment, reason (promotion, rollback) and state; DORA frequency and failure rate derive from it",
+            deployments.clone(),
+        );
+        prometheus.register(
+            "promotions",
+            "Promotions on record by state",
+            promotions.clone(),
+        );
         prometheus.register(
             "http_requests",
             "HTTP requests by route class, method and status",
@@ -103,6 +131,8 @@ impl Metrics {
             bytes_out,
             uploads_in_flight,
             upload_sessions,
+            deployments,
+            promotions,
         }
     }
 }
@@ -193,6 +223,30 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             metrics.upload_sessions.set(count);
         }
         Err(error) => tracing::warn!(%error, "counting upload sessions for /metrics failed"),
+    }
+    match state.store.promotions().counts().await {
+        Ok(counts) => {
+            metrics.deployments.clear();
+            for count in counts.deployments {
+                metrics
+                    .deployments
+                    .get_or_create(&DeploymentLabels {
+                        application: count.application,
+                        environment: count.environment,
+                        reason: count.reason,
+                        state: count.state,
+                    })
+                    .set(count.count);
+            }
+            metrics.promotions.clear();
+            for (state, count) in counts.promotions {
+                metrics
+                    .promotions
+                    .get_or_create(&StateLabels { state })
+                    .set(count);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "counting deployments for /metrics failed"),
     }
     let mut text = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &metrics.prometheus) {

@@ -32,9 +32,9 @@ pub use manifests::{
     PutManifestOutcome, Referrer, TagPolicy,
 };
 pub use promotions::{
-    ConfigRevision, Decided, Decider, Decision, Deployment, DeploymentOrder, EnvironmentState,
-    FlakyPolicy, Hold, Promotion, PromotionRequest, Promotions, StagePlan, StoreOutcome,
-    StoredCondition,
+    ConfigRevision, Decided, Decider, Decision, Deployment, DeploymentCount, DeploymentOrder,
+    EnvironmentState, FlakyPolicy, Hold, Promotion, PromotionRequest, Promotions, RecordCounts,
+    StagePlan, StoreOutcome, StoredCondition,
 };
 pub use repositories::{Repositories, Repository};
 pub use resources::{

@@ -235,6 +235,26 @@ pub struct EnvironmentState {
     pub hold: Option<Hold>,
 }
 
+/// The number of deployments of one kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentCount {
+    pub application: String,
+    pub environment: String,
+    /// `promotion` or `rollback`.
+    pub reason: String,
+    /// `deploying`, `deployed` or `failed`.
+    pub state: String,
+    pub count: i64,
+}
+
+/// Record counts for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub deployments: Vec<DeploymentCount>,
+    /// Promotions by state.
+    pub promotions: Vec<(String, i64)>,
+}
+
 /// A request for a new promotion.
 #[derive(Debug, Clone)]
 pub struct PromotionRequest<'a> {
@@ -1651,6 +1671,40 @@ impl Promotions<'_> {
             all.extend(rows);
         }
         Ok(all)
+    }
+
+    /// Deployments counted by (application, environment, reason, state), and
+    /// promotions by state: what `/metrics` reports, from the records themselves so
+    /// every replica reports the same.
+    pub async fn counts(&self) -> Result<RecordCounts, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let deployments = sqlx::query(
+                "SELECT application, environment, reason, state, COUNT(*) AS n FROM deployments \
+                 GROUP BY application, environment, reason, state",
+            )
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| DeploymentCount {
+                application: row.get("application"),
+                environment: row.get("environment"),
+                reason: row.get("reason"),
+                state: row.get("state"),
+                count: row.get("n"),
+            })
+            .collect();
+            let promotions =
+                sqlx::query("SELECT state, COUNT(*) AS n FROM promotions GROUP BY state")
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|row| (row.get("state"), row.get("n")))
+                    .collect();
+            Ok(RecordCounts {
+                deployments,
+                promotions,
+            })
+        })
     }
 
     /// What each environment of `application` runs, and its hold.

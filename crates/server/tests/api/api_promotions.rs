@@ -570,7 +570,7 @@ stages:
     auto: true
   - name: staging
     auto: true
-    gate: { soak: 2s }
+    gate: { soak: 6s }
 ---
 kind: Application
 name: web-app
@@ -584,6 +584,7 @@ environments:
         let ci = user(&app, "ci-bot", true, &["developer"]).await;
         let digest = push(&app, "soak").await;
         // Deployed to dev, then auto-promoted into staging, where it must soak first.
+        let notified = std::time::Instant::now();
         let response = notify(&app, &ci, &digest).await;
         assert_eq!(response.json()["promotion"]["state"], "deployed");
         let listed = call(&app, Method::GET, "/api/v1/promotions?environment=staging", &ci, Value::Null).await;
@@ -591,10 +592,10 @@ environments:
         assert_eq!(staging["state"], "waiting", "{staging}");
         assert_eq!(staging["auto"], true);
         assert_eq!(condition(&staging, "soak")["met"], false);
-        assert!(condition(&staging, "soak")["reason"].as_str().unwrap_or_default().contains("of the 2s"), "{staging}");
+        assert!(condition(&staging, "soak")["reason"].as_str().unwrap_or_default().contains("of the 6s"), "{staging}");
         // Nothing opens it before its time.
         assert_eq!(app.state.engine.tick().await.expect("tick"), 0);
-        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(6200).saturating_sub(notified.elapsed())).await;
         assert_eq!(app.state.engine.tick().await.expect("tick"), 1);
         let id = staging["id"].as_i64().expect("id");
         let response = call(&app, Method::GET, &format!("/api/v1/promotions/{id}"), &ci, Value::Null).await;
@@ -620,6 +621,10 @@ environments:
         // Committed 2026-11-20T10:00Z: the lead time is at least the time since then.
         assert!(body["overall"]["lead_time_median_seconds"].as_i64().unwrap_or(0) > 0, "{body}");
         assert_eq!(body["overall"]["change_failure_rate"], 0.0);
+        let response = app.send(Method::GET, "/metrics", &[], Body::empty()).await;
+        let text = response.text();
+        assert!(text.contains(r#"gantry_deployments{application="web-app",environment="prod",reason="promotion",state="deployed"} 1"#), "{text}");
+        assert!(text.contains(r#"gantry_promotions{state="deployed"} 3"#), "{text}");
         let response = call(&app, Method::GET, "/api/v1/metrics/dora?days=0", &people.dana, Value::Null).await;
         assert_status(&response, StatusCode::BAD_REQUEST);
         let response = app.send(Method::GET, "/api/v1/openapi.json", &[], Body::empty()).await;
