@@ -57,6 +57,18 @@ pub(crate) struct RegistrySection {
     /// Who may create a repository by pushing to a new name: `admins` or `never`
     /// (then repositories come only from applications declared with `gantry apply`).
     pub(crate) repository_creation: RepositoryCreation,
+    /// Per-namespace exceptions: `[[registry.namespace_creation]] namespace = "platform"
+    /// policy = "never"`; the first rule whose glob matches a repository's namespace
+    /// decides.
+    pub(crate) namespace_creation: Vec<NamespaceCreation>,
+}
+
+/// `[[registry.namespace_creation]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NamespaceCreation {
+    pub(crate) namespace: String,
+    pub(crate) policy: RepositoryCreation,
 }
 
 /// `registry.repository_creation`.
@@ -182,6 +194,9 @@ mod tests {
             [[registry.mutable_tags]]
             repository = "acme/*"
             tags = ["latest"]
+            [[registry.namespace_creation]]
+            namespace = "sandbox-*"
+            policy = "admins"
         "#;
         let config: Config = toml::from_str(text).expect("parses");
         assert_eq!(config.listen.port(), 6000);
@@ -194,6 +209,11 @@ mod tests {
         assert_eq!(
             config.registry.repository_creation,
             RepositoryCreation::Never
+        );
+        assert_eq!(config.registry.namespace_creation[0].namespace, "sandbox-*");
+        assert_eq!(
+            config.registry.namespace_creation[0].policy,
+            RepositoryCreation::Admins
         );
         assert!(toml::from_str::<Config>("listen_address = \"x\"").is_err());
         assert!(toml::from_str::<Config>("[limits]\nmax_blobs = 1").is_err());

@@ -104,10 +104,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 tags: rule.tags.clone(),
             })
             .collect(),
-        repository_creation: match config.registry.repository_creation {
-            crate::config::RepositoryCreation::Admins => registry::RepositoryCreation::Admins,
-            crate::config::RepositoryCreation::Never => registry::RepositoryCreation::Never,
-        },
+        repository_creation: creation(config.registry.repository_creation),
+        namespace_creation: config
+            .registry
+            .namespace_creation
+            .iter()
+            .map(|rule| registry::NamespaceCreationRule {
+                namespace: rule.namespace.clone(),
+                policy: creation(rule.policy),
+            })
+            .collect(),
         access: AccessPolicy {
             anonymous_pull: config.anonymous_pull,
         },
@@ -176,4 +182,11 @@ async fn shutdown_signal(mut terminate: tokio::signal::unix::Signal) {
         _ = terminate.recv() => {}
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn creation(policy: crate::config::RepositoryCreation) -> registry::RepositoryCreation {
+    match policy {
+        crate::config::RepositoryCreation::Admins => registry::RepositoryCreation::Admins,
+        crate::config::RepositoryCreation::Never => registry::RepositoryCreation::Never,
+    }
 }

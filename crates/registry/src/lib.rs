@@ -28,7 +28,7 @@ use store::Store;
 pub use endpoint::{Endpoint, RouteClass};
 pub use error::{ErrorCode, RegistryError};
 pub use manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-pub use policy::{MutableTagRule, RepositoryCreation};
+pub use policy::{MutableTagRule, NamespaceCreationRule, RepositoryCreation};
 
 /// Registry settings, from the server's configuration.
 #[derive(Debug, Clone)]
@@ -41,8 +41,11 @@ pub struct RegistryConfig {
     pub upload_ttl: Duration,
     /// Where tags may be moved to other bytes; everywhere else they are immutable.
     pub mutable_tags: Vec<MutableTagRule>,
-    /// Who may create a repository by pushing to a new name.
+    /// Who may create a repository by pushing to a new name, unless a namespace rule
+    /// says otherwise.
     pub repository_creation: RepositoryCreation,
+    /// Creation policies per namespace; the first match wins.
+    pub namespace_creation: Vec<NamespaceCreationRule>,
     pub access: AccessPolicy,
     /// The realm named in `WWW-Authenticate` challenges.
     pub realm: String,
@@ -56,6 +59,7 @@ impl Default for RegistryConfig {
             upload_ttl: Duration::from_secs(24 * 3600),
             mutable_tags: Vec::new(),
             repository_creation: RepositoryCreation::Admins,
+            namespace_creation: Vec::new(),
             access: AccessPolicy::default(),
             realm: "gantry".to_owned(),
         }

@@ -13,6 +13,30 @@ pub enum RepositoryCreation {
     Never,
 }
 
+/// The creation policy of the namespaces matching `namespace`, a glob over a
+/// repository name without its last component (`acme` for `acme/web-app`, `acme/team`
+/// for `acme/team/api`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceCreationRule {
+    pub namespace: String,
+    pub policy: RepositoryCreation,
+}
+
+/// The policy that decides whether a push may create `repository`: the first rule
+/// whose glob matches its namespace, else `default`.
+pub(crate) fn creation_policy(
+    rules: &[NamespaceCreationRule],
+    default: RepositoryCreation,
+    repository: &RepoName,
+) -> RepositoryCreation {
+    let name = repository.as_str();
+    let namespace = name.rsplit_once('/').map_or("", |(namespace, _)| namespace);
+    rules
+        .iter()
+        .find(|rule| glob_matches(&rule.namespace, namespace))
+        .map_or(default, |rule| rule.policy)
+}
+
 /// Allows tags matching `tags` in repositories matching `repository` to move.
 /// Both are glob patterns where `*` matches any run of characters (including `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +80,44 @@ pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_rule_matching_the_namespace_decides_creation() {
+        let rules = [
+            NamespaceCreationRule {
+                namespace: "platform".to_owned(),
+                policy: RepositoryCreation::Never,
+            },
+            NamespaceCreationRule {
+                namespace: "team-*".to_owned(),
+                policy: RepositoryCreation::Admins,
+            },
+        ];
+        let policy = |name: &str, default| {
+            creation_policy(&rules, default, &RepoName::parse(name).expect("valid"))
+        };
+        assert_eq!(
+            policy("platform/api", RepositoryCreation::Admins),
+            RepositoryCreation::Never
+        );
+        // The namespace is everything before the last component, matched whole.
+        assert_eq!(
+            policy("platform/x/api", RepositoryCreation::Admins),
+            RepositoryCreation::Admins
+        );
+        assert_eq!(
+            policy("team-a/api", RepositoryCreation::Never),
+            RepositoryCreation::Admins
+        );
+        assert_eq!(
+            policy("acme/api", RepositoryCreation::Never),
+            RepositoryCreation::Never
+        );
+        assert_eq!(
+            policy("single", RepositoryCreation::Admins),
+            RepositoryCreation::Admins
+        );
+    }
 
     fn check(pattern: &str, text: &str, expected: bool) {
         assert_eq!(glob_matches(pattern, text), expected, "{pattern} ~ {text}");

@@ -110,7 +110,12 @@ fn creation_allowed(
     principal: &Principal,
     name: &RepoName,
 ) -> Result<(), RegistryError> {
-    let allowed = match registry.config.repository_creation {
+    let policy = crate::policy::creation_policy(
+        &registry.config.namespace_creation,
+        registry.config.repository_creation,
+        name,
+    );
+    let allowed = match policy {
         RepositoryCreation::Never => false,
         RepositoryCreation::Admins => matches!(principal, Principal::User { admin: true, .. }),
     };

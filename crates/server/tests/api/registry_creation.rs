@@ -2,7 +2,7 @@
 //! `repository_creation = never`, where repositories come from declared applications.
 
 use http::{Method, StatusCode};
-use registry::{RegistryConfig, RepositoryCreation};
+use registry::{NamespaceCreationRule, RegistryConfig, RepositoryCreation};
 
 use crate::support::{Blob, assert_error, assert_status, get, push_image};
 
@@ -13,7 +13,30 @@ fn never_config() -> RegistryConfig {
     }
 }
 
+/// Creation off in `platform`, on for admins elsewhere.
+fn platform_closed_config() -> RegistryConfig {
+    RegistryConfig {
+        namespace_creation: vec![NamespaceCreationRule {
+            namespace: "platform".to_owned(),
+            policy: RepositoryCreation::Never,
+        }],
+        ..RegistryConfig::default()
+    }
+}
+
 registry_tests! {
+    async fn a_namespace_rule_overrides_the_default_creation_policy(app = platform_closed_config()) {
+        let blob = Blob::new(b"layer".to_vec());
+        let refused = app
+            .admin(Method::POST, &format!("/v2/platform/api/blobs/uploads/?digest={}", blob.digest), &[], blob.bytes.clone())
+            .await;
+        assert_error(&refused, StatusCode::FORBIDDEN, "DENIED");
+        assert!(refused.text().contains("gantry apply"), "{}", refused.text());
+        push_image(&app, "acme/api", "v1", "elsewhere").await;
+        assert_status(&get(&app, "/v2/acme/api/tags/list").await, StatusCode::OK);
+        assert_status(&get(&app, "/v2/platform/api/tags/list").await, StatusCode::NOT_FOUND);
+    }
+
     async fn an_admin_creates_a_repository_by_pushing_by_default(app) {
         push_image(&app, "acme/new", "v1", "fresh").await;
         assert_status(&get(&app, "/v2/acme/new/tags/list").await, StatusCode::OK);
