@@ -44,6 +44,9 @@ pub enum AuthError {
     Store(#[from] store::StoreError),
 }
 
+/// How stale a token's recorded last use may get before a request updates it.
+const LAST_USED_RESOLUTION_MILLIS: i64 = 60_000;
+
 /// Resolves the `Authorization` header (if any) to a principal.
 pub async fn authenticate(
     store: &Store,
@@ -73,6 +76,14 @@ pub async fn authenticate(
     }
     if owner.expires_at.is_some_and(|expiry| expiry <= now_millis) {
         return Err(AuthError::InvalidCredentials("the token has expired"));
+    }
+    // Last use is kept to the minute: one write a minute per busy token.
+    if owner
+        .last_used_at
+        .is_none_or(|at| now_millis - at >= LAST_USED_RESOLUTION_MILLIS)
+        && let Err(error) = store.users().touch_token(&owner.token_id, now_millis).await
+    {
+        tracing::warn!(%error, token = owner.token_id, "recording a token's last use failed");
     }
     Ok(Principal::User {
         name: owner.user_name,

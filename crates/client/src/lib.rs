@@ -34,8 +34,8 @@ pub use promotion_types::{
     AppList, AppStatus, ArtifactView, BuildRequest, BuildView, CheckRequest, CheckStatus,
     CheckView, ConditionView, DecisionView, DeploymentList, DeploymentView, DoraResponse, DoraView,
     EnvironmentView, HoldView, NotifyResponse, PromoteRequest, Promoted, PromotionFilter,
-    PromotionList, PromotionState, PromotionView, TokenRequest, TokenResponse, UserList,
-    UserRequest, UserView,
+    PromotionList, PromotionState, PromotionView, TokenList, TokenRequest, TokenResponse,
+    TokenView, UserList, UserRequest, UserView,
 };
 pub use types::{
     ApiErrorBody, ApplyAction, ApplyReport, AuditVerification, DocumentRef, ResourceDetail,

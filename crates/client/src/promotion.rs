@@ -8,8 +8,8 @@ use serde_json::json;
 use crate::promotion_types::{
     AppList, AppStatus, ArtifactView, BuildRequest, CheckRequest, CheckView, DeploymentList,
     DeploymentView, DoraResponse, HoldView, NotifyResponse, PromoteRequest, Promoted,
-    PromotionFilter, PromotionList, PromotionView, TokenRequest, TokenResponse, UserList,
-    UserRequest, UserView,
+    PromotionFilter, PromotionList, PromotionView, TokenList, TokenRequest, TokenResponse,
+    TokenView, UserList, UserRequest, UserView,
 };
 use crate::{Client, ClientError};
 
@@ -245,5 +245,22 @@ impl Client {
         let url = self.endpoint(&["users", user, "tokens"])?;
         let request = self.authorized(self.agent.post(url.as_str()));
         self.answer(&url, request.send_json(token))
+    }
+
+    /// The tokens of `user`, or the caller's own with `None`; never their secrets.
+    pub fn list_tokens(&self, user: Option<&str>) -> Result<TokenList, ClientError> {
+        let url = match user {
+            Some(user) => self.endpoint(&["users", user, "tokens"])?,
+            None => self.endpoint(&["tokens"])?,
+        };
+        let request = self.authorized(self.agent.get(url.as_str()));
+        self.answer(&url, request.call())
+    }
+
+    /// Revokes a token (the caller's own, or anyone's as an admin).
+    pub fn revoke_token(&self, id: &str) -> Result<TokenView, ClientError> {
+        let url = self.endpoint(&["tokens", id])?;
+        let request = self.authorized(self.agent.delete(url.as_str()));
+        self.answer(&url, request.call())
     }
 }

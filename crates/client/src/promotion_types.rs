@@ -406,6 +406,27 @@ pub struct TokenRequest {
     pub expires_in_days: Option<u32>,
 }
 
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: String,
+    pub user: String,
+    pub description: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// To the minute.
+    pub last_used_at: Option<String>,
+    /// Neither revoked nor expired.
+    pub active: bool,
+}
+
+/// A user's tokens, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
 /// A new token. The secret is shown this once; the server keeps only its hash.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {

@@ -6,10 +6,12 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use client::{Client, TokenRequest, TokenResponse, UserList, UserRequest, UserView};
+use client::{
+    Client, TokenList, TokenRequest, TokenResponse, TokenView, UserList, UserRequest, UserView,
+};
 
 use crate::remote::{ClientArgs, OutputFormat};
-use crate::table::{Table, json};
+use crate::table::{Table, age, json};
 
 #[derive(Args)]
 pub(crate) struct UserArgs {
@@ -64,6 +66,25 @@ enum TokenCommand {
     /// Exit codes: 0 created, 2 invalid input, 4 unauthorized or forbidden, 1 anything
     /// else (e.g. no such user).
     Create(CreateTokenArgs),
+    /// List tokens without their secrets: your own, or a user's (admins).
+    ///
+    /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else.
+    List {
+        /// Whose tokens [default: your own]
+        user: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token (your own, or anyone's as an admin); it stops working at once.
+    ///
+    /// Exit codes: 0 revoked (or already revoked), 4 unauthorized or forbidden, 1
+    /// anything else (e.g. no such token).
+    Revoke {
+        /// The token's id (`tok_…`, from `gantry token list`)
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Args)]
@@ -107,7 +128,25 @@ pub(crate) fn user(args: UserArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
-    let TokenCommand::Create(args) = args.command;
+    let args = match args.command {
+        TokenCommand::Create(args) => args,
+        TokenCommand::List { user, client } => {
+            let list = client.client()?.list_tokens(user.as_deref())?;
+            match client.output {
+                OutputFormat::Json => print!("{}", json(&list)?),
+                OutputFormat::Table => print!("{}", render_tokens(&list, jiff::Timestamp::now())),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        TokenCommand::Revoke { id, client } => {
+            let token = client.client()?.revoke_token(&id)?;
+            match client.output {
+                OutputFormat::Json => print!("{}", json(&token)?),
+                OutputFormat::Table => println!("revoked {} of {}", token.id, token.user),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let request = TokenRequest {
         description: args.description,
         expires_in_days: args.expires_in_days,
@@ -173,6 +212,45 @@ fn render(list: &UserList) -> String {
     table.render()
 }
 
+/// Tokens as a table: id, description, state, created, last used, expiry.
+fn render_tokens(list: &TokenList, now: jiff::Timestamp) -> String {
+    let mut table = Table::new(&[
+        "ID",
+        "USER",
+        "DESCRIPTION",
+        "STATE",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+    ]);
+    for token in &list.tokens {
+        table.row(vec![
+            token.id.clone(),
+            token.user.clone(),
+            token.description.clone(),
+            token_state(token).to_owned(),
+            format!("{} ago", age(&token.created_at, now)),
+            token
+                .last_used_at
+                .as_deref()
+                .map_or_else(|| "never".to_owned(), |at| format!("{} ago", age(at, now))),
+            token
+                .expires_at
+                .clone()
+                .unwrap_or_else(|| "never".to_owned()),
+        ]);
+    }
+    table.render()
+}
+
+fn token_state(token: &TokenView) -> &'static str {
+    match (token.active, token.revoked_at.is_some()) {
+        (true, _) => "active",
+        (false, true) => "revoked",
+        (false, false) => "expired",
+    }
+}
+
 /// What goes to stderr beside a new token: whose it is, until when, and that it will
 /// not be shown again.
 fn token_notice(token: &TokenResponse) -> String {
@@ -223,6 +301,41 @@ mod tests {
             describe(&user("root", true, false, &[])),
             "root (admin; no roles)"
         );
+    }
+
+    #[test]
+    fn tokens_are_listed_with_their_state_and_last_use_and_never_a_secret() {
+        let now: jiff::Timestamp = "2026-11-22T12:00:00Z".parse().expect("time");
+        let token = |id: &str, active: bool, revoked: Option<&str>, used: Option<&str>| TokenView {
+            id: id.to_owned(),
+            user: "dana".to_owned(),
+            description: "laptop".to_owned(),
+            created_at: "2026-11-20T12:00:00Z".to_owned(),
+            expires_at: None,
+            revoked_at: revoked.map(str::to_owned),
+            last_used_at: used.map(str::to_owned),
+            active,
+        };
+        let list = TokenList {
+            tokens: vec![
+                token("tok_a", true, None, Some("2026-11-22T11:55:00Z")),
+                token("tok_b", false, Some("2026-11-21T00:00:00Z"), None),
+                token("tok_c", false, None, None),
+            ],
+        };
+        let text = render_tokens(&list, now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("ID"), "{text}");
+        assert!(
+            lines[1].contains("active") && lines[1].contains("5m ago"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("revoked") && lines[2].contains("never"),
+            "{text}"
+        );
+        assert!(lines[3].contains("expired"), "{text}");
+        assert!(lines[1].contains("2d ago"), "{text}");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub use resources::{
     ResourceChange, ResourceColumns, Resources, StoredResource,
 };
 pub use uploads::{Upload, UploadPart, Uploads};
-pub use users::{NewToken, NewUser, RoleGrant, TokenOwner, UserRecord, Users};
+pub use users::{NewToken, NewUser, RoleGrant, TokenOwner, TokenRecord, UserRecord, Users};
 
 /// The metadata store. Cheap to clone; all clones share the connection pools.
 #[derive(Clone)]

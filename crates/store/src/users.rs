@@ -44,6 +44,35 @@ pub struct TokenOwner {
     pub admin: bool,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+/// A stored token, without its secret (which is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub user_name: String,
+    pub description: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+/// The columns of a [`TokenRecord`].
+macro_rules! token_record {
+    ($row:expr) => {{
+        let row = $row;
+        TokenRecord {
+            id: row.get("id"),
+            user_name: row.get("user_name"),
+            description: row.get("description"),
+            created_at: row.get("created_at"),
+            expires_at: row.get("expires_at"),
+            revoked_at: row.get("revoked_at"),
+            last_used_at: row.get("last_used_at"),
+        }
+    }};
 }
 
 /// Access to users and tokens.
@@ -109,7 +138,7 @@ impl Users<'_> {
     pub async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, StoreError> {
         with_pool!(self.backend, read, |pool| {
             let row = sqlx::query(
-                "SELECT t.id, t.user_name, u.admin, t.expires_at, t.revoked_at FROM api_tokens t \
+                "SELECT t.id, t.user_name, u.admin, t.expires_at, t.revoked_at, t.last_used_at FROM api_tokens t \
                  JOIN users u ON u.name = t.user_name WHERE t.token_hash = $1",
             )
             .bind(token_hash)
@@ -121,6 +150,7 @@ impl Users<'_> {
                 admin: row.get("admin"),
                 expires_at: row.get("expires_at"),
                 revoked_at: row.get("revoked_at"),
+                last_used_at: row.get("last_used_at"),
             }))
         })
     }
@@ -201,6 +231,87 @@ impl Users<'_> {
             crate::append_audit!(tx, &entry);
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    /// Records that token `id` was used at `now`. Callers skip it while the stored
+    /// time is recent, so a busy token costs one write a minute, not one a request.
+    pub async fn touch_token(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The tokens of `user`, oldest first.
+    pub async fn tokens(&self, user: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT id, user_name, description, created_at, expires_at, revoked_at, last_used_at \
+                 FROM api_tokens WHERE user_name = $1 ORDER BY created_at, id",
+            )
+            .bind(user)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.iter().map(|row| token_record!(row)).collect())
+        })
+    }
+
+    /// One token by id.
+    pub async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT id, user_name, description, created_at, expires_at, revoked_at, last_used_at \
+                 FROM api_tokens WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| token_record!(&row)))
+        })
+    }
+
+    /// Revokes token `id` as `actor`, audited; revoking a revoked token changes nothing.
+    /// The token as it is now, or `None` if there is no such token.
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+        actor: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = now_millis();
+            let mut tx = pool.begin().await?;
+            let revoked = sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING user_name",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = revoked {
+                let user: String = row.get("user_name");
+                let entry = NewAuditEntry {
+                    at: now,
+                    actor: actor.to_owned(),
+                    action: AuditAction::Token,
+                    subject: format!("user/{user}"),
+                    payload: serde_json::json!({ "token": id, "user": user, "revoked": true }),
+                };
+                crate::append_audit!(tx, &entry);
+            }
+            let row = sqlx::query(
+                "SELECT id, user_name, description, created_at, expires_at, revoked_at, last_used_at \
+                 FROM api_tokens WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(row.map(|row| token_record!(&row)))
         })
     }
 

@@ -516,6 +516,24 @@ fn a_build_moves_through_gates_approvals_and_scans_then_rolls_back_on_a_verifiab
         "{table}"
     );
 
+    // Tokens are listed without secrets; a revoked one stops working at once.
+    let own = platform.json("ci-bot", &["token", "list"]);
+    let tokens = own["tokens"].as_array().expect("tokens");
+    assert_eq!(tokens.len(), 1, "{own}");
+    assert_eq!(tokens[0]["active"], true);
+    assert!(tokens[0]["last_used_at"].is_string(), "{own}");
+    assert!(!own.to_string().contains(platform.token("ci-bot")));
+    let id = tokens[0]["id"].as_str().expect("id").to_owned();
+    let table = platform.ok("admin", &["token", "list", "ci-bot"]);
+    assert!(table.contains(&id) && table.contains("active"), "{table}");
+    platform.expect("dev-dana", NOT_ALLOWED, &["token", "revoke", &id]);
+    let revoked = platform.ok("admin", &["token", "revoke", &id]);
+    assert!(
+        revoked.starts_with(&format!("revoked {id} of ci-bot")),
+        "{revoked}"
+    );
+    platform.expect("ci-bot", NOT_ALLOWED, &["apps"]);
+
     // The record of all of it verifies, until someone edits an approval in the database.
     let intact = platform.ok("admin", &["audit", "verify"]);
     assert!(intact.starts_with("audit log intact"), "{intact}");

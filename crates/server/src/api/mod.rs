@@ -56,6 +56,9 @@ use error::ApiError;
         users::create_user,
         users::list_users,
         users::create_token,
+        users::own_tokens,
+        users::list_tokens,
+        users::revoke_token,
         users::dora,
         openapi_json
     ),
@@ -99,6 +102,8 @@ use error::ApiError;
         promotion_types::UserList,
         promotion_types::TokenRequest,
         promotion_types::TokenResponse,
+        promotion_types::TokenView,
+        promotion_types::TokenList,
     ))
 )]
 struct ApiDoc;
@@ -144,7 +149,15 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/users",
             post(users::create_user).get(users::list_users),
         )
-        .route("/api/v1/users/{name}/tokens", post(users::create_token))
+        .route(
+            "/api/v1/users/{name}/tokens",
+            post(users::create_token).get(users::list_tokens),
+        )
+        .route("/api/v1/tokens", get(users::own_tokens))
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(users::revoke_token),
+        )
         .route("/api/v1/metrics/dora", get(users::dora))
         .route("/api/v1/openapi.json", get(openapi_json))
         .with_state(state)

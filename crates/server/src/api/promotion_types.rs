@@ -389,6 +389,27 @@ pub(crate) struct TokenRequest {
     pub(crate) expires_in_days: Option<u32>,
 }
 
+/// A token as listed: never its secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct TokenView {
+    pub(crate) id: String,
+    pub(crate) user: String,
+    pub(crate) description: String,
+    pub(crate) created_at: String,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) revoked_at: Option<String>,
+    /// To the minute.
+    pub(crate) last_used_at: Option<String>,
+    /// Neither revoked nor expired.
+    pub(crate) active: bool,
+}
+
+/// A user's tokens, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct TokenList {
+    pub(crate) tokens: Vec<TokenView>,
+}
+
 /// A new token: the secret is shown this once and stored only as a hash.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct TokenResponse {

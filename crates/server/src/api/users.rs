@@ -11,13 +11,13 @@ use domain::pipeline::{AppName, Role};
 use domain::promotion::DeploymentState;
 use domain::{Action, ResourceKind};
 use http::{HeaderMap, StatusCode};
-use store::{NewToken, NewUser, RoleGrant, UserRecord};
+use store::{NewToken, NewUser, RoleGrant, TokenRecord, UserRecord};
 
 use super::authorize;
 use super::error::ApiError;
 use super::promotion_types::{
-    AppQuery, DoraQuery, DoraResponse, DoraView, TokenRequest, TokenResponse, UserList,
-    UserRequest, UserView, rfc3339,
+    AppQuery, DoraQuery, DoraResponse, DoraView, TokenList, TokenRequest, TokenResponse, TokenView,
+    UserList, UserRequest, UserView, rfc3339,
 };
 use super::promotions::actor;
 use super::types::ErrorBody;
@@ -206,6 +206,111 @@ pub(crate) async fn create_token(
         expires_at: expires_at.map(rfc3339),
     };
     Ok((StatusCode::CREATED, Json(response)).into_response())
+}
+
+fn token_view(token: TokenRecord, now: i64) -> TokenView {
+    TokenView {
+        active: token.revoked_at.is_none() && token.expires_at.is_none_or(|at| at > now),
+        id: token.id,
+        user: token.user_name,
+        description: token.description,
+        created_at: rfc3339(token.created_at),
+        expires_at: token.expires_at.map(rfc3339),
+        revoked_at: token.revoked_at.map(rfc3339),
+        last_used_at: token.last_used_at.map(rfc3339),
+    }
+}
+
+async fn token_list(state: &AppState, user: &str) -> Result<Json<TokenList>, ApiError> {
+    let now = store::now_millis();
+    let tokens = state.store.users().tokens(user).await?;
+    Ok(Json(TokenList {
+        tokens: tokens.into_iter().map(|t| token_view(t, now)).collect(),
+    }))
+}
+
+/// The caller's own tokens.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    responses(
+        (status = 200, description = "The caller's tokens, without secrets", body = TokenList),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+    )
+)]
+pub(crate) async fn own_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<TokenList>, ApiError> {
+    let caller = actor(&state, &headers).await?;
+    token_list(&state, &caller.name).await
+}
+
+/// A user's tokens (admins, or the user themself).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{name}/tokens",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The user's tokens, without secrets", body = TokenList),
+        (status = 403, description = "Neither an admin nor that user", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<TokenList>, ApiError> {
+    let caller = actor(&state, &headers).await?;
+    let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    if !caller.admin && caller.name != name {
+        return Err(ApiError::forbidden(
+            format!("{} may list only their own tokens", caller.name),
+            "users:manage",
+        ));
+    }
+    if state.store.users().get(&name).await?.is_none() {
+        return Err(ApiError::not_found(format!("no user named {name}")));
+    }
+    token_list(&state, &name).await
+}
+
+/// Revoke a token (admins, or its owner). It stops working at once; revoking it again
+/// changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "Revoked", body = TokenView),
+        (status = 403, description = "Neither an admin nor the token's owner", body = ErrorBody),
+        (status = 404, description = "No such token", body = ErrorBody),
+    )
+)]
+pub(crate) async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<TokenView>, ApiError> {
+    let caller = actor(&state, &headers).await?;
+    let Path(id) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let Some(token) = state.store.users().token(&id).await? else {
+        return Err(ApiError::not_found(format!("no token {id}")));
+    };
+    if !caller.admin && caller.name != token.user_name {
+        return Err(ApiError::forbidden(
+            format!("{} may revoke only their own tokens", caller.name),
+            "users:manage",
+        ));
+    }
+    let token = state
+        .store
+        .users()
+        .revoke_token(&id, &caller.name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no token {id}")))?;
+    Ok(Json(token_view(token, store::now_millis())))
 }
 
 fn dora_view(metrics: &DoraMetrics) -> DoraView {

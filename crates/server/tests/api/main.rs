@@ -8,6 +8,7 @@ mod support;
 mod api_apply;
 mod api_audit;
 mod api_promotions;
+mod api_tokens;
 mod health_and_metrics;
 mod registry_auth;
 mod registry_base;
