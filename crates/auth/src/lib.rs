@@ -9,6 +9,7 @@ mod tokens;
 pub use credentials::Credentials;
 pub use tokens::{generate_token, hash_token};
 
+use domain::pipeline::Role;
 use domain::{Action, Principal, RepoName};
 use store::Store;
 
@@ -89,6 +90,28 @@ pub async fn authenticate(
         name: owner.user_name,
         admin: owner.admin,
     })
+}
+
+/// Roles that may push to their application's repository.
+const PUSHING_ROLES: [Role; 3] = [Role::Developer, Role::Platform, Role::Admin];
+
+/// Whether `user` may push to `repository` through a role: an application declares the
+/// repository and the user holds `developer` or `platform` for it (or globally). This
+/// is how CI identities and developers push without being admins; deleting stays with
+/// admins.
+pub async fn may_push_by_role(
+    store: &Store,
+    user: &str,
+    repository: &RepoName,
+) -> Result<bool, store::StoreError> {
+    let Some(application) = store.resources().application_of(repository).await? else {
+        return Ok(false);
+    };
+    let Some(record) = store.users().get(user).await? else {
+        return Ok(false);
+    };
+    let roles = record.roles_for(&application);
+    Ok(PUSHING_ROLES.iter().any(|role| roles.contains(role)))
 }
 
 /// The permission check every handler uses: may `principal` do `action` on

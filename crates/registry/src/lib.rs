@@ -21,7 +21,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use blobs::BlobStore;
-use domain::Principal;
+use domain::{Action, Principal};
 use http::{HeaderValue, StatusCode, header};
 use store::Store;
 
@@ -193,7 +193,28 @@ async fn dispatch(
         endpoint.repository(),
         &registry.config.access,
     ) {
-        return (class, Err(refusal(registry, denied)));
+        // A push refused by the bootstrap model may still be allowed by a role for the
+        // application that declares the repository.
+        let by_role = match (
+            &denied,
+            &principal,
+            endpoint.action(),
+            endpoint.repository(),
+        ) {
+            (
+                Denied::Forbidden { .. },
+                Principal::User { name, .. },
+                Action::Push,
+                Some(repository),
+            ) => match auth::may_push_by_role(&registry.store, name, repository).await {
+                Ok(allowed) => allowed,
+                Err(error) => return (class, Err(error.into())),
+            },
+            _ => false,
+        };
+        if !by_role {
+            return (class, Err(refusal(registry, denied)));
+        }
     }
     (
         class,

@@ -300,6 +300,22 @@ impl Resources<'_> {
         })
     }
 
+    /// The application whose repository is `repository`, if one declares it.
+    pub async fn application_of(
+        &self,
+        repository: &RepoName,
+    ) -> Result<Option<String>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT name FROM resources WHERE kind = 'Application' AND repository = $1 ORDER BY name LIMIT 1",
+            )
+            .bind(repository.as_str())
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| row.get("name")))
+        })
+    }
+
     /// The stored resource of this kind and name.
     pub async fn get(
         &self,

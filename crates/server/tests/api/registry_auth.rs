@@ -1,5 +1,6 @@
 //! Who may use the registry: admin tokens over Basic and Bearer, non-admin users who
-//! may only pull, anonymous pulls when configured, and every way credentials fail.
+//! pull and push only where a role for the declaring application allows it, anonymous
+//! pulls when configured, and every way credentials fail.
 
 use axum::body::Body;
 use http::{Method, StatusCode};
@@ -236,6 +237,68 @@ registry_tests! {
         assert_eq!(response.header("www-authenticate"), None);
         let stored = get(&app, &format!("/v2/acme/app/blobs/{}", blob.digest)).await;
         assert_error(&stored, StatusCode::NOT_FOUND, "NAME_UNKNOWN");
+    }
+
+    async fn developers_and_ci_identities_push_to_their_applications_repositories_only(app) {
+        let resources = "kind: Pipeline\nname: p\nstages: [{ name: dev }]\n---\n\
+            kind: Application\nname: web\ntype: container\nrepository: acme/web\npipeline: p\n\
+            environments: { dev: { target: { record: {} } } }\n---\n\
+            kind: Application\nname: api\ntype: container\nrepository: acme/api\npipeline: p\n\
+            environments: { dev: { target: { record: {} } } }\n";
+        let applied = app
+            .admin(Method::POST, "/api/v1/apply", &[("content-type", "application/yaml")], resources)
+            .await;
+        assert_status(&applied, StatusCode::OK);
+        let mut tokens = std::collections::BTreeMap::new();
+        for (name, ci, roles) in [
+            ("ci-web", true, vec!["developer@web"]),
+            ("dev-all", false, vec!["developer"]),
+            ("staff", false, vec!["staff"]),
+        ] {
+            let created = app
+                .admin(Method::POST, "/api/v1/users", &[("content-type", "application/json")],
+                    serde_json::json!({ "name": name, "ci": ci, "roles": roles }).to_string())
+                .await;
+            assert_status(&created, StatusCode::CREATED);
+            let token = app
+                .admin(Method::POST, &format!("/api/v1/users/{name}/tokens"), &[("content-type", "application/json")], "{}")
+                .await
+                .json()["token"].as_str().expect("token").to_owned();
+            tokens.insert(name, token);
+        }
+        let push = |user: &'static str, repository: &'static str| {
+            let authorization = bearer(&tokens[user]);
+            let app = &app;
+            async move {
+                let blob = Blob::new(format!("{user} pushes to {repository}"));
+                app.send(
+                    Method::POST,
+                    &format!("/v2/{repository}/blobs/uploads/?digest={}", blob.digest),
+                    &[("authorization", &authorization)],
+                    blob.bytes.clone(),
+                )
+                .await
+            }
+        };
+        // The CI identity of `web` pushes to web's repository, not to api's.
+        assert_status(&push("ci-web", "acme/web").await, StatusCode::CREATED);
+        let refused = push("ci-web", "acme/api").await;
+        assert_error(&refused, StatusCode::FORBIDDEN, "DENIED");
+        assert!(error_message(&refused).contains("repository:acme/api:push"), "{}", error_message(&refused));
+        // A global developer pushes to every declared application's repository.
+        assert_status(&push("dev-all", "acme/web").await, StatusCode::CREATED);
+        assert_status(&push("dev-all", "acme/api").await, StatusCode::CREATED);
+        // No role that pushes, or no application declaring the repository: refused.
+        assert_error(&push("staff", "acme/web").await, StatusCode::FORBIDDEN, "DENIED");
+        assert_error(&push("dev-all", "acme/undeclared").await, StatusCode::FORBIDDEN, "DENIED");
+        let catalog = app.admin(Method::GET, "/v2/_catalog", &[], Body::empty()).await.json();
+        assert_eq!(catalog, serde_json::json!({ "repositories": ["acme/api", "acme/web"] }));
+        // Deleting stays with admins.
+        let blob = Blob::new("ci-web pushes to acme/web");
+        let response = app
+            .send(Method::DELETE, &format!("/v2/acme/web/blobs/{}", blob.digest), &[("authorization", &bearer(&tokens["ci-web"]))], Body::empty())
+            .await;
+        assert_error(&response, StatusCode::FORBIDDEN, "DENIED");
     }
 
     async fn a_user_without_admin_rights_is_denied_delete_with_the_missing_permission_named(app) {
