@@ -15,6 +15,7 @@
 //! ([`Actor`]); the store adds the rules that need the promotion's state (no
 //! self-approval, no approval by the build's actors, the gate's roles).
 
+mod admission;
 mod deployer;
 mod error;
 mod provenance;
@@ -33,6 +34,7 @@ use store::{
     StagePlan, Store, StoreOutcome, UserRecord,
 };
 
+pub use admission::{Admission, parse_image};
 pub use deployer::{DeployFuture, DeployResult, Deployer, Deployers, RecordDeployer};
 pub use error::EngineError;
 
@@ -549,6 +551,13 @@ impl Engine {
             .promotions()
             .set_hold(application, environment, &actor.name, reason)
             .await?)
+    }
+
+    /// May `image` run in `environment`? Only digests deployed there successfully pass.
+    pub async fn admit(&self, environment: &str, image: &str) -> Result<Admission, EngineError> {
+        EnvName::parse(environment)
+            .map_err(|e| EngineError::Invalid(format!("environment `{environment}`: {e}")))?;
+        admission::admit(&self.store, environment, image).await
     }
 
     /// One promotion.

@@ -1605,6 +1605,27 @@ impl Promotions<'_> {
         })
     }
 
+    /// Whether `digest` was ever deployed successfully to this environment.
+    pub async fn was_deployed(
+        &self,
+        application: &str,
+        environment: &str,
+        digest: &str,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            Ok(sqlx::query(
+                "SELECT 1 AS one FROM deployments WHERE application = $1 AND environment = $2 \
+                 AND digest = $3 AND state = 'deployed' LIMIT 1",
+            )
+            .bind(application)
+            .bind(environment)
+            .bind(digest)
+            .fetch_optional(pool)
+            .await?
+            .is_some())
+        })
+    }
+
     /// One deployment.
     pub async fn deployment(&self, id: i64) -> Result<Option<Deployment>, StoreError> {
         with_pool!(self.backend, read, |pool| {

@@ -7,6 +7,7 @@
 //! Basic) and every handler asks `auth::authorize` before it acts. Errors leave only as
 //! `error::ApiError`, the API's one envelope.
 
+mod admission;
 mod audit;
 mod error;
 mod promotion_types;
@@ -60,6 +61,8 @@ use error::ApiError;
         users::list_tokens,
         users::revoke_token,
         users::dora,
+        admission::admission,
+        admission::review,
         openapi_json
     ),
     components(schemas(
@@ -104,6 +107,7 @@ use error::ApiError;
         promotion_types::TokenResponse,
         promotion_types::TokenView,
         promotion_types::TokenList,
+        promotion_types::AdmissionView,
     ))
 )]
 struct ApiDoc;
@@ -159,6 +163,8 @@ pub(crate) fn router(state: AppState) -> Router {
             axum::routing::delete(users::revoke_token),
         )
         .route("/api/v1/metrics/dora", get(users::dora))
+        .route("/api/v1/admission", get(admission::admission))
+        .route("/api/v1/admission/review", post(admission::review))
         .route("/api/v1/openapi.json", get(openapi_json))
         .with_state(state)
 }

@@ -418,3 +418,31 @@ pub(crate) struct TokenResponse {
     pub(crate) token: String,
     pub(crate) expires_at: Option<String>,
 }
+
+/// Query of `GET /api/v1/admission`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AdmissionQuery {
+    /// The environment the image would run in.
+    pub(crate) env: String,
+    /// An image reference: `[host/]repository:tag` or `[host/]repository@digest`.
+    pub(crate) image: String,
+}
+
+/// Query of `POST /api/v1/admission/review`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReviewQuery {
+    /// The environment the cluster runs.
+    pub(crate) env: String,
+}
+
+/// An admission decision for one image.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AdmissionView {
+    pub(crate) image: String,
+    pub(crate) allowed: bool,
+    pub(crate) reason: String,
+    /// The digest the image was judged by.
+    pub(crate) digest: Option<String>,
+}

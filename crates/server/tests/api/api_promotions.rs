@@ -543,6 +543,64 @@ registry_tests! {
         assert_status(&response, StatusCode::BAD_REQUEST);
     }
 
+    async fn admission_allows_only_digests_promoted_to_the_environment(app = mutable_tags_config()) {
+        let people = setup(&app).await;
+        let promoted = push(&app, "admitted").await;
+        let unpromoted = push(&app, "stranger").await;
+        notify(&app, &people.ci, &promoted).await;
+        let ask = |env: &str, image: String| {
+            let uri = format!("/api/v1/admission?env={env}&image={}", image.replace(':', "%3A").replace('@', "%40").replace('/', "%2F"));
+            let token = people.dana.clone();
+            let app = &app;
+            async move { call(app, Method::GET, &uri, &token, Value::Null).await }
+        };
+        // By digest, by tag (resolved), with a registry host in front.
+        let response = ask("dev", format!("acme/web-app@{promoted}")).await;
+        assert_status(&response, StatusCode::OK);
+        assert_eq!(response.json()["allowed"], true, "{}", response.json());
+        let response = ask("dev", "127.0.0.1:5000/acme/web-app:admitted".to_owned()).await;
+        assert_eq!(response.json()["allowed"], true, "{}", response.json());
+        assert_eq!(response.json()["digest"], promoted.as_str());
+        // Pushed but never promoted; promoted elsewhere only; unknown things.
+        let response = ask("dev", format!("acme/web-app@{unpromoted}")).await;
+        assert_eq!(response.json()["allowed"], false);
+        assert!(response.json()["reason"].as_str().unwrap_or_default().contains("never promoted"), "{}", response.json());
+        assert_eq!(ask("prod", format!("acme/web-app@{promoted}")).await.json()["allowed"], false);
+        assert_eq!(ask("dev", "acme/other:v1".to_owned()).await.json()["allowed"], false);
+        assert_eq!(ask("dev", "acme/web-app:nosuchtag".to_owned()).await.json()["allowed"], false);
+        assert_eq!(ask("dev", "acme/web-app".to_owned()).await.json()["allowed"], false);
+        // Moving the tag to unpromoted bytes moves the answer with it.
+        crate::support::push_manifest(&app, "acme/web-app", "admitted", &crate::support::Image::new("stranger").manifest).await;
+        assert_eq!(ask("dev", "acme/web-app:admitted".to_owned()).await.json()["allowed"], false);
+
+        // A Kubernetes AdmissionReview: every container image must pass.
+        let review = |images: Vec<String>| json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": { "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                         "object": { "kind": "Pod", "spec": {
+                             "initContainers": [{ "name": "init", "image": images[0] }],
+                             "containers": images[1..].iter().map(|i| json!({ "name": "c", "image": i })).collect::<Vec<_>>() } } }
+        });
+        let good = format!("acme/web-app@{promoted}");
+        let bad = format!("acme/web-app@{unpromoted}");
+        let response = call(&app, Method::POST, "/api/v1/admission/review?env=dev", &people.dana, review(vec![good.clone(), good.clone()])).await;
+        assert_status(&response, StatusCode::OK);
+        let body = response.json();
+        assert_eq!(body["kind"], "AdmissionReview");
+        assert_eq!(body["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(body["response"]["allowed"], true, "{body}");
+        let response = call(&app, Method::POST, "/api/v1/admission/review?env=dev", &people.dana, review(vec![good.clone(), bad])).await;
+        let body = response.json();
+        assert_eq!(body["response"]["allowed"], false, "{body}");
+        assert_eq!(body["response"]["status"]["code"], 403);
+        assert!(body["response"]["status"]["message"].as_str().unwrap_or_default().contains("never promoted"), "{body}");
+        // Not a review, no credentials: refused.
+        let response = call(&app, Method::POST, "/api/v1/admission/review?env=dev", &people.dana, json!({ "kind": "Pod" })).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let response = app.send(Method::GET, &format!("/api/v1/admission?env=dev&image=acme%2Fweb-app%40{promoted}"), &[], Body::empty()).await;
+        assert_status(&response, StatusCode::UNAUTHORIZED);
+    }
+
     async fn promoted_artifacts_and_their_tags_cannot_be_deleted(app = mutable_tags_config()) {
         let people = setup(&app).await;
         let promoted = push(&app, "keep").await;

@@ -1,0 +1,136 @@
+//! Admission: may an image run in an environment? Only digests that were deployed
+//! successfully to that environment of the application whose repository holds them
+//! pass; a tag is resolved to its digest first and judged by the digest, so moving a
+//! tag cannot smuggle other bytes in.
+
+use domain::{Digest, Reference, RepoName};
+use store::Store;
+
+use crate::EngineError;
+
+/// The answer for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub image: String,
+    pub allowed: bool,
+    /// Why, in words.
+    pub reason: String,
+    /// The digest the image was judged by, when it resolved to one.
+    pub digest: Option<String>,
+}
+
+/// An image reference split into its repository and reference. A leading registry
+/// host (`registry.example.com/`, `localhost:5000/`) is dropped: Gantry judges its
+/// own repositories by name.
+pub fn parse_image(image: &str) -> Result<(RepoName, Reference), String> {
+    let (name, reference) = match image.rsplit_once('@') {
+        Some((name, digest)) => (name, digest),
+        None => match image.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, tag),
+            _ => return Err(format!("`{image}` names no tag or digest")),
+        },
+    };
+    let name = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            rest
+        }
+        _ => name,
+    };
+    let repository = RepoName::parse(name).map_err(|e| format!("`{image}`: {e}"))?;
+    let reference = Reference::parse(reference).map_err(|e| format!("`{image}`: {e}"))?;
+    Ok((repository, reference))
+}
+
+/// Judges `image` for `environment`.
+pub(crate) async fn admit(
+    store: &Store,
+    environment: &str,
+    image: &str,
+) -> Result<Admission, EngineError> {
+    let deny = |reason: String, digest: Option<String>| Admission {
+        image: image.to_owned(),
+        allowed: false,
+        reason,
+        digest,
+    };
+    let (repository, reference) = match parse_image(image) {
+        Ok(parsed) => parsed,
+        Err(reason) => return Ok(deny(reason, None)),
+    };
+    let Some(application) = store.resources().application_of(&repository).await? else {
+        return Ok(deny(
+            format!("no application declares repository {repository}"),
+            None,
+        ));
+    };
+    let digest: Digest = match reference {
+        Reference::Digest(digest) => digest,
+        Reference::Tag(tag) => {
+            let Some(repo) = store.repositories().get(&repository).await? else {
+                return Ok(deny(
+                    format!("repository {repository} does not exist"),
+                    None,
+                ));
+            };
+            match store.manifests().by_tag(repo.id, &tag).await? {
+                Some(manifest) => manifest.digest,
+                None => {
+                    return Ok(deny(format!("{repository} has no tag {tag}"), None));
+                }
+            }
+        }
+    };
+    let digest_text = digest.to_string();
+    if store
+        .promotions()
+        .was_deployed(&application, environment, &digest_text)
+        .await?
+    {
+        Ok(Admission {
+            image: image.to_owned(),
+            allowed: true,
+            reason: format!("{digest_text} was promoted to {application}/{environment}"),
+            digest: Some(digest_text),
+        })
+    } else {
+        Ok(deny(
+            format!("{digest_text} was never promoted to {application}/{environment}"),
+            Some(digest_text),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_split_into_repository_and_reference() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let cases = [
+            ("acme/web:v1", "acme/web", "v1"),
+            ("registry.example.com/acme/web:v1", "acme/web", "v1"),
+            ("localhost:5000/acme/web:v1", "acme/web", "v1"),
+            ("127.0.0.1:5000/acme/web:v1", "acme/web", "v1"),
+        ];
+        for (image, name, reference) in cases {
+            let (repository, parsed) = parse_image(image).expect(image);
+            assert_eq!(repository.as_str(), name, "{image}");
+            assert_eq!(parsed.to_string(), reference, "{image}");
+        }
+        let (repository, reference) =
+            parse_image(&format!("gantry.internal:443/acme/web@{digest}")).expect("digest");
+        assert_eq!(repository.as_str(), "acme/web");
+        assert_eq!(reference.to_string(), digest);
+        for bad in [
+            "acme/web",
+            "localhost:5000/acme/web",
+            "acme/web@sha256:zz",
+            "Acme/Web:v1",
+        ] {
+            assert!(parse_image(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}
