@@ -174,8 +174,9 @@ impl Platform {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} -o json: {e}\n{out}"))
     }
 
-    /// Builds an image (unique content) and pushes it as `acme/web-app:TAG`, as CI does;
-    /// its manifest digest.
+    /// Builds an image (unique content) and pushes it as `acme/web-app:TAG` with the CI
+    /// identity's own token (its developer role lets it push to the application's
+    /// repository), as CI does; its manifest digest.
     fn push_image(&self, tag: &str) -> String {
         let layout = self.path().join(format!("image-{tag}"));
         let image = &make_image(&layout, &["--layers", "2x16K", "--tag", tag])[0];
@@ -184,7 +185,7 @@ impl Platform {
                 "copy",
                 "--dest-tls-verify=false",
                 "--dest-creds",
-                &self.server.creds(),
+                &format!("ci-bot:{}", self.token("ci-bot")),
             ])
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!(
