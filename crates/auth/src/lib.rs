@@ -92,9 +92,6 @@ pub async fn authenticate(
     })
 }
 
-/// Roles that may push to their application's repository.
-const PUSHING_ROLES: [Role; 3] = [Role::Developer, Role::Platform, Role::Admin];
-
 /// Whether `user` may push to `repository` through a role: an application declares the
 /// repository and the user holds `developer` or `platform` for it (or globally). This
 /// is how CI identities and developers push without being admins; deleting stays with
@@ -111,7 +108,7 @@ pub async fn may_push_by_role(
         return Ok(false);
     };
     let roles = record.roles_for(&application);
-    Ok(PUSHING_ROLES.iter().any(|role| roles.contains(role)))
+    Ok(Role::DEPLOYING.iter().any(|role| roles.contains(role)))
 }
 
 /// The permission check every handler uses: may `principal` do `action` on

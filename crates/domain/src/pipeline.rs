@@ -141,6 +141,10 @@ impl Role {
         Role::Admin,
     ];
 
+    /// The roles that push to their application's repository, request promotions, roll
+    /// back and hold environments.
+    pub const DEPLOYING: [Role; 3] = [Role::Developer, Role::Platform, Role::Admin];
+
     pub fn parse(text: &str) -> Result<Role, PipelineError> {
         Role::ALL
             .into_iter()

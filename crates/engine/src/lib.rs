@@ -74,9 +74,6 @@ impl Actor {
     }
 }
 
-/// Roles that may request promotions, roll back and hold environments.
-const DEPLOYER_ROLES: [Role; 3] = [Role::Developer, Role::Platform, Role::Admin];
-
 /// A promotion as requested through the API or CLI.
 #[derive(Debug, Clone)]
 pub struct PromoteRequest<'a> {
@@ -178,6 +175,16 @@ impl Engine {
         })
     }
 
+    /// The declared application and its pipeline, as stored, for callers that show
+    /// them (status, metrics).
+    pub async fn declared(
+        &self,
+        application: &str,
+    ) -> Result<(Application, DeclaredPipeline), EngineError> {
+        let loaded = self.load(application).await?;
+        Ok((loaded.application, loaded.pipeline))
+    }
+
     fn plan(&self, loaded: &Loaded, environment: &str) -> Result<StagePlan, EngineError> {
         let unknown = || EngineError::UnknownEnvironment {
             application: loaded.application.name.to_string(),
@@ -250,7 +257,7 @@ impl Engine {
         provenance: Provenance,
     ) -> Result<Notified, EngineError> {
         let loaded = self.load(application).await?;
-        if !actor.ci && !actor.has_any(application, &DEPLOYER_ROLES) {
+        if !actor.ci && !actor.has_any(application, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
                 "{} may not notify builds of {application}: it needs a CI identity or the developer, platform or admin role",
                 actor.name
@@ -321,7 +328,7 @@ impl Engine {
         check: &CheckRequest<'_>,
     ) -> Result<CheckReport, EngineError> {
         let loaded = self.load(check.application).await?;
-        if !actor.ci && !actor.has_any(check.application, &DEPLOYER_ROLES) {
+        if !actor.ci && !actor.has_any(check.application, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
                 "{} may not report checks on {}: it needs a CI identity or the developer, platform or admin role",
                 actor.name, check.application
@@ -375,7 +382,7 @@ impl Engine {
                 actor.name
             )));
         }
-        if !actor.has_any(request.application, &DEPLOYER_ROLES) {
+        if !actor.has_any(request.application, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
                 "{} may not promote {}: it needs the developer, platform or admin role for it",
                 actor.name, request.application
@@ -501,7 +508,7 @@ impl Engine {
         to: Option<&Digest>,
         reason: Option<&str>,
     ) -> Result<Deployment, EngineError> {
-        if actor.ci || !actor.has_any(application, &DEPLOYER_ROLES) {
+        if actor.ci || !actor.has_any(application, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
                 "{} may not roll back {application}/{environment}: it needs the developer, platform or admin role",
                 actor.name
@@ -535,7 +542,7 @@ impl Engine {
     ) -> Result<Option<Hold>, EngineError> {
         let loaded = self.load(application).await?;
         self.plan(&loaded, environment)?;
-        if actor.ci || !actor.has_any(application, &DEPLOYER_ROLES) {
+        if actor.ci || !actor.has_any(application, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
                 "{} may not hold or release {application}/{environment}: it needs the developer, platform or admin role",
                 actor.name

@@ -40,19 +40,6 @@ pub struct Build {
     pub notified_at: i64,
 }
 
-impl Build {
-    /// Everyone who triggered, committed or notified this build: none of them may
-    /// approve its promotion.
-    pub fn actors(&self) -> Vec<String> {
-        let mut actors = vec![self.builder.clone()];
-        actors.extend(self.provenance.triggered_by.clone());
-        actors.extend(self.provenance.author.clone());
-        actors.sort();
-        actors.dedup();
-        actors
-    }
-}
-
 /// One check report to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCheck<'a> {

@@ -464,6 +464,31 @@ macro_rules! promotion_by_id {
     }};
 }
 
+/// Who notified, triggered or committed the build of `$digest` (none may approve its
+/// promotion), read inside transaction `$tx`.
+macro_rules! build_actors {
+    ($tx:ident, $app:expr, $digest:expr) => {{
+        match sqlx::query(
+            "SELECT builder, triggered_by, author FROM builds WHERE application = $1 AND digest = $2",
+        )
+        .bind($app)
+        .bind($digest)
+        .fetch_optional(&mut *$tx)
+        .await?
+        {
+            Some(row) => [
+                Some(row.get::<String, _>("builder")),
+                row.get::<Option<String>, _>("triggered_by"),
+                row.get::<Option<String>, _>("author"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<String>>(),
+            None => Vec::new(),
+        }
+    }};
+}
+
 /// Evaluates the gate of `$promotion` (state requested or waiting) against the
 /// evidence in transaction `$tx` and moves it on: to `waiting` if the gate is shut,
 /// else supersedes older pending promotions of the environment and either starts a
@@ -571,24 +596,7 @@ macro_rules! advance {
                 approvals[index].roles.insert(Role::Admin);
             }
         }
-        let build = sqlx::query(
-            "SELECT builder, triggered_by, author FROM builds WHERE application = $1 AND digest = $2",
-        )
-        .bind(&plan.application)
-        .bind(&promotion.digest)
-        .fetch_optional(&mut *$tx)
-        .await?;
-        let build_actors: Vec<String> = match &build {
-            Some(row) => [
-                Some(row.get::<String, _>("builder")),
-                row.get::<Option<String>, _>("triggered_by"),
-                row.get::<Option<String>, _>("author"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
-            None => Vec::new(),
-        };
+        let build_actors = build_actors!($tx, &plan.application, &promotion.digest);
         let now_ts = jiff::Timestamp::from_millisecond(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let evidence = Evidence {
             now: now_ts,
@@ -1047,24 +1055,7 @@ impl Promotions<'_> {
             if !decidable {
                 return Ok(StoreOutcome::WrongState(promotion.state));
             }
-            let build_actors: Vec<String> = match sqlx::query(
-                "SELECT builder, triggered_by, author FROM builds WHERE application = $1 AND digest = $2",
-            )
-            .bind(&plan.application)
-            .bind(&promotion.digest)
-            .fetch_optional(&mut *tx)
-            .await?
-            {
-                Some(row) => [
-                    Some(row.get::<String, _>("builder")),
-                    row.get::<Option<String>, _>("triggered_by"),
-                    row.get::<Option<String>, _>("author"),
-                ]
-                .into_iter()
-                .flatten()
-                .collect(),
-                None => Vec::new(),
-            };
+            let build_actors = build_actors!(tx, &plan.application, &promotion.digest);
             if let Some(why) = refusal(decider, &promotion, &build_actors, &plan.gate, approve) {
                 return Ok(StoreOutcome::Refused(why));
             }
@@ -1562,6 +1553,27 @@ impl Promotions<'_> {
         })
     }
 
+    /// The promotions of `application` that are not final yet, newest first, with
+    /// their decisions.
+    pub async fn pending(&self, application: &str) -> Result<Vec<Promotion>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE application = $1 \
+                 AND state IN ('requested', 'waiting', 'approved', 'deploying') ORDER BY id DESC"
+            )))
+            .bind(application)
+            .fetch_all(pool)
+            .await?;
+            let mut promotions = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut promotion = promotion_from_row!(row)?;
+                promotion.decisions = decisions_of!(pool, promotion.id);
+                promotions.push(promotion);
+            }
+            Ok(promotions)
+        })
+    }
+
     /// Ids of waiting promotions, oldest first: the ones time (soak, freeze) can open.
     pub async fn waiting(&self, limit: i64) -> Result<Vec<(i64, String, String)>, StoreError> {
         with_pool!(self.backend, read, |pool| {
@@ -1660,6 +1672,25 @@ impl Promotions<'_> {
             .bind(environment)
             .bind(before.unwrap_or(i64::MAX))
             .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|row| deployment_from_row!(row)).collect()
+        })
+    }
+
+    /// Every deployment of `digest` in `application`, newest first.
+    pub async fn deployments_of(
+        &self,
+        application: &str,
+        digest: &str,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE application = $1 AND digest = $2 \
+                 ORDER BY id DESC"
+            )))
+            .bind(application)
+            .bind(digest)
             .fetch_all(pool)
             .await?;
             rows.iter().map(|row| deployment_from_row!(row)).collect()

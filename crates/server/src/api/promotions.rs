@@ -664,27 +664,7 @@ pub(crate) async fn release(
 
 /// Where one application's environments stand.
 async fn app_status(state: &AppState, name: &str) -> Result<AppStatus, ApiError> {
-    let stored = state
-        .store
-        .resources()
-        .get(ResourceKind::Application, name)
-        .await?
-        .ok_or_else(|| ApiError::from(EngineError::UnknownApplication(name.to_owned())))?;
-    let application = resources::Application::from_canonical(&stored.canonical)
-        .map_err(|e| ApiError::from(EngineError::Corrupt(e.to_string())))?;
-    let pipeline = state
-        .store
-        .resources()
-        .get(ResourceKind::Pipeline, application.pipeline.as_str())
-        .await?
-        .ok_or_else(|| {
-            ApiError::from(EngineError::Corrupt(format!(
-                "pipeline {} is not applied",
-                application.pipeline
-            )))
-        })?;
-    let pipeline = resources::DeclaredPipeline::from_canonical(&pipeline.canonical)
-        .map_err(|e| ApiError::from(EngineError::Corrupt(e.to_string())))?;
+    let (application, pipeline) = state.engine.declared(name).await?;
     let mut stored_states: BTreeMap<String, store::EnvironmentState> = state
         .store
         .promotions()
@@ -693,11 +673,7 @@ async fn app_status(state: &AppState, name: &str) -> Result<AppStatus, ApiError>
         .into_iter()
         .map(|s| (s.environment.clone(), s))
         .collect();
-    let open = state
-        .store
-        .promotions()
-        .list(Some(name), None, None, None, MAX_PAGE)
-        .await?;
+    let pending = state.store.promotions().pending(name).await?;
     let mut environments = Vec::new();
     for stage in pipeline.pipeline().stages() {
         let env = stage.environment.as_str();
@@ -716,9 +692,9 @@ async fn app_status(state: &AppState, name: &str) -> Result<AppStatus, ApiError>
             target: target.to_owned(),
             current,
             hold: stored_state.and_then(|s| s.hold).map(hold_view),
-            pending: open
+            pending: pending
                 .iter()
-                .filter(|p| p.environment == env && !p.state.is_final())
+                .filter(|p| p.environment == env)
                 .cloned()
                 .map(promotion_view)
                 .collect(),
@@ -859,14 +835,11 @@ pub(crate) async fn artifact(
     }
     let build = state.store.evidence().build(&name, &digest).await?;
     let checks = state.store.evidence().checks(&name, &digest).await?;
-    let deployments: Vec<Deployment> = state
+    let deployments = state
         .store
         .promotions()
-        .history(&name, None, None, MAX_PAGE)
-        .await?
-        .into_iter()
-        .filter(|d| d.digest == digest)
-        .collect();
+        .deployments_of(&name, &digest)
+        .await?;
     Ok(Json(ArtifactView {
         application: name,
         digest,

@@ -10,6 +10,7 @@ use domain::dora::{DeploymentOutcome, DeploymentRecord, DoraMetrics};
 use domain::pipeline::{AppName, Role};
 use domain::promotion::DeploymentState;
 use domain::{Action, ResourceKind};
+use engine::EngineError;
 use http::{HeaderMap, StatusCode};
 use store::{NewToken, NewUser, RoleGrant, TokenRecord, UserRecord};
 
@@ -434,29 +435,11 @@ async fn production_environments(
     };
     let mut environments = Vec::with_capacity(names.len());
     for name in names {
-        let Some(stored) = state
-            .store
-            .resources()
-            .get(ResourceKind::Application, &name)
-            .await?
-        else {
-            return Err(ApiError::not_found(format!(
-                "no application named `{name}` is applied"
-            )));
-        };
-        let Ok(application) = resources::Application::from_canonical(&stored.canonical) else {
-            continue;
-        };
-        let Some(pipeline) = state
-            .store
-            .resources()
-            .get(ResourceKind::Pipeline, application.pipeline.as_str())
-            .await?
-        else {
-            continue;
-        };
-        let Ok(pipeline) = resources::DeclaredPipeline::from_canonical(&pipeline.canonical) else {
-            continue;
+        // An application whose stored texts no longer read back has no production.
+        let pipeline = match state.engine.declared(&name).await {
+            Ok((_, pipeline)) => pipeline,
+            Err(EngineError::Corrupt(_)) => continue,
+            Err(error) => return Err(error.into()),
         };
         if let Some(last) = pipeline.pipeline().stages().last() {
             environments.push((name, last.environment.to_string()));
