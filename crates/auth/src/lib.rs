@@ -4,14 +4,16 @@
 //! that was missing.
 
 mod credentials;
+pub mod oidc;
+pub mod registry_token;
 mod tokens;
 
 pub use credentials::Credentials;
-pub use tokens::{generate_token, hash_token};
+pub use tokens::{generate_token, hash_token, token_id};
 
-use domain::pipeline::Role;
-use domain::{Action, Principal, RepoName};
-use store::Store;
+use domain::pipeline::{Role, roles_granted};
+use domain::{Action, Principal, RepoName, RoleGrant};
+use store::{Store, TokenOwner};
 
 /// Settings of the access model that come from configuration.
 #[derive(Debug, Clone, Default)]
@@ -54,8 +56,19 @@ pub async fn authenticate(
     authorization: Option<&str>,
     now_millis: i64,
 ) -> Result<Principal, AuthError> {
+    Ok(authenticate_token(store, authorization, now_millis)
+        .await?
+        .0)
+}
+
+/// [`authenticate`], with the id of the token presented (`None` for anonymous).
+pub async fn authenticate_token(
+    store: &Store,
+    authorization: Option<&str>,
+    now_millis: i64,
+) -> Result<(Principal, Option<String>), AuthError> {
     let Some(header) = authorization else {
-        return Ok(Principal::Anonymous);
+        return Ok((Principal::Anonymous, None));
     };
     let credentials = Credentials::parse(header).ok_or(AuthError::InvalidCredentials(
         "malformed Authorization header",
@@ -72,6 +85,31 @@ pub async fn authenticate(
             "the token belongs to another user",
         ));
     }
+    let id = owner.token_id.clone();
+    Ok((principal_of(store, owner, now_millis).await?, Some(id)))
+}
+
+/// The principal a stored token stands for, by the token's id: how a registry bearer
+/// token (which names the token it was issued against) is resolved, so revoking the
+/// token ends its registry tokens too.
+pub async fn authenticate_token_id(
+    store: &Store,
+    token_id: &str,
+    now_millis: i64,
+) -> Result<Principal, AuthError> {
+    let owner = store
+        .users()
+        .token_owner_by_id(token_id)
+        .await?
+        .ok_or(AuthError::InvalidCredentials("unknown token"))?;
+    principal_of(store, owner, now_millis).await
+}
+
+async fn principal_of(
+    store: &Store,
+    owner: TokenOwner,
+    now_millis: i64,
+) -> Result<Principal, AuthError> {
     if owner.revoked_at.is_some() {
         return Err(AuthError::InvalidCredentials("the token was revoked"));
     }
@@ -88,27 +126,65 @@ pub async fn authenticate(
     }
     Ok(Principal::User {
         name: owner.user_name,
-        admin: owner.admin,
+        // A scoped token is never an administrator's, whoever it was issued to.
+        admin: owner.admin && owner.scope.is_none(),
+        scope: owner.scope,
     })
 }
 
-/// Whether `user` may push to `repository` through a role: an application declares the
-/// repository and the user holds `developer` or `platform` for it (or globally). This
-/// is how CI identities and developers push without being admins; deleting stays with
-/// admins.
-pub async fn may_push_by_role(
+/// The roles `user` (or, for a scoped token, the token) holds for the application
+/// that declares `repository`; empty when no application declares it.
+async fn roles_for_repository(
     store: &Store,
     user: &str,
+    scope: Option<&[RoleGrant]>,
     repository: &RepoName,
-) -> Result<bool, store::StoreError> {
+) -> Result<std::collections::BTreeSet<Role>, store::StoreError> {
     let Some(application) = store.resources().application_of(repository).await? else {
-        return Ok(false);
+        return Ok(Default::default());
     };
+    if let Some(scope) = scope {
+        return Ok(roles_granted(scope, false, &application, None));
+    }
     let Some(record) = store.users().get(user).await? else {
-        return Ok(false);
+        return Ok(Default::default());
     };
-    let roles = record.roles_for(&application);
-    Ok(Role::DEPLOYING.iter().any(|role| roles.contains(role)))
+    Ok(record.roles_for(&application))
+}
+
+/// [`authorize`] for a repository, completed by roles: a push the bootstrap model
+/// refuses is allowed when an application declares the repository and the caller holds
+/// `developer` or `platform` for it (or globally) — how CI identities and developers
+/// push without being admins — and a scoped token (an OIDC exchange) reaches only the
+/// repositories of the applications it names. Deleting stays with admins.
+pub async fn authorize_repository(
+    store: &Store,
+    principal: &Principal,
+    action: Action,
+    repository: Option<&RepoName>,
+    policy: &AccessPolicy,
+) -> Result<Result<(), Denied>, store::StoreError> {
+    let verdict = authorize(principal, action, repository, policy);
+    let (
+        Err(denied @ Denied::Forbidden { .. }),
+        Principal::User { name, scope, .. },
+        Some(repository),
+    ) = (&verdict, principal, repository)
+    else {
+        return Ok(verdict);
+    };
+    let wanted: &[Role] = match action {
+        Action::Push => &Role::DEPLOYING,
+        // Only scoped tokens are refused a pull by the bootstrap model.
+        Action::Pull => &Role::ALL,
+        _ => return Ok(verdict),
+    };
+    let roles = roles_for_repository(store, name, scope.as_deref(), repository).await?;
+    if roles.iter().any(|role| wanted.contains(role)) {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(denied.clone()))
+    }
 }
 
 /// The permission check every handler uses: may `principal` do `action` on
@@ -135,9 +211,11 @@ pub fn authorize(
     let user_read = anonymous_read || action == Action::ReadResources;
     match principal {
         Principal::User { admin: true, .. } => Ok(()),
-        Principal::Anonymous if anonymous_read && policy.anonymous_pull => Ok(()),
+        _ if anonymous_read && policy.anonymous_pull => Ok(()),
         Principal::Anonymous => Err(Denied::Unauthenticated { permission }),
-        Principal::User { admin: false, .. } if user_read => Ok(()),
+        // A scoped token reads nothing by default: its repositories are allowed by
+        // `authorize_repository`, its application actions by the engine.
+        Principal::User { scope: None, .. } if user_read => Ok(()),
         Principal::User { name, .. } => Err(Denied::Forbidden {
             principal: name.clone(),
             permission,
@@ -174,14 +252,8 @@ mod tests {
 
     #[test]
     fn permissions_follow_the_bootstrap_access_model() {
-        let admin = Principal::User {
-            name: "admin".into(),
-            admin: true,
-        };
-        let user = Principal::User {
-            name: "dev".into(),
-            admin: false,
-        };
+        let admin = Principal::user("admin", true);
+        let user = Principal::user("dev", false);
         let anonymous = Principal::Anonymous;
         for action in [Action::Pull, Action::Push, Action::Delete] {
             check(&admin, action, false, Ok(()));
@@ -238,10 +310,7 @@ mod tests {
             denied.to_string().contains("repository:acme/app:push"),
             "{denied}"
         );
-        let user = Principal::User {
-            name: "dev".into(),
-            admin: false,
-        };
+        let user = Principal::user("dev", false);
         let denied = authorize(
             &user,
             Action::ApplyResources,

@@ -5,13 +5,18 @@
 use sha2::{Digest, Sha256};
 
 /// The prefix that makes Gantry tokens recognisable (e.g. by secret scanners).
-const PREFIX: &str = "gnt_";
+pub(crate) const PREFIX: &str = "gnt_";
 
 /// A new random token secret, shown once to its owner.
 pub fn generate_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     Ok(format!("{PREFIX}{}", hex::encode(bytes)))
+}
+
+/// A token's public id, derived from the hash of its secret.
+pub fn token_id(hash: &str) -> String {
+    format!("tok_{}", &hash[..16.min(hash.len())])
 }
 
 /// The stored form of a token secret.

@@ -33,9 +33,9 @@ pub use error::ClientError;
 pub use promotion_types::{
     AppList, AppStatus, ArtifactView, BuildRequest, BuildView, CheckRequest, CheckStatus,
     CheckView, ConditionView, DecisionView, DeploymentList, DeploymentView, DoraResponse, DoraView,
-    EnvironmentView, HoldView, NotifyResponse, PromoteRequest, Promoted, PromotionFilter,
-    PromotionList, PromotionState, PromotionView, TokenList, TokenRequest, TokenResponse,
-    TokenView, UserList, UserRequest, UserView,
+    EnvironmentView, HoldView, NotifyResponse, OidcExchange, PromoteRequest, Promoted,
+    PromotionFilter, PromotionList, PromotionState, PromotionView, TokenList, TokenRequest,
+    TokenResponse, TokenView, UserList, UserRequest, UserView,
 };
 pub use types::{
     ApiErrorBody, ApplyAction, ApplyReport, AuditVerification, DocumentRef, ResourceDetail,

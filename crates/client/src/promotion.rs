@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::promotion_types::{
     AppList, AppStatus, ArtifactView, BuildRequest, CheckRequest, CheckView, DeploymentList,
-    DeploymentView, DoraResponse, HoldView, NotifyResponse, PromoteRequest, Promoted,
+    DeploymentView, DoraResponse, HoldView, NotifyResponse, OidcExchange, PromoteRequest, Promoted,
     PromotionFilter, PromotionList, PromotionView, TokenList, TokenRequest, TokenResponse,
     TokenView, UserList, UserRequest, UserView,
 };
@@ -255,6 +255,17 @@ impl Client {
         };
         let request = self.authorized(self.agent.get(url.as_str()));
         self.answer(&url, request.call())
+    }
+
+    /// Exchanges a CI job's OIDC token for a short-lived Gantry token (no credentials
+    /// needed: the job token is the credential).
+    pub fn exchange_oidc(&self, job_token: &str) -> Result<OidcExchange, ClientError> {
+        let url = self.endpoint(&["auth", "oidc"])?;
+        let request = self.agent.post(url.as_str());
+        self.answer(
+            &url,
+            request.send_json(serde_json::json!({ "token": job_token })),
+        )
     }
 
     /// Revokes a token (the caller's own, or anyone's as an admin).

@@ -436,6 +436,34 @@ pub struct TokenResponse {
     pub expires_at: Option<String>,
 }
 
+/// A Gantry token issued for a CI job's OIDC token; the secret is in this answer only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcExchange {
+    pub id: String,
+    /// The CI identity it acts as (`oidc/POLICY`).
+    pub user: String,
+    pub token: String,
+    pub expires_at: String,
+    pub expires_in: i64,
+    /// `role@application[/environment]` grants.
+    pub scope: Vec<String>,
+    pub policies: Vec<String>,
+}
+
+/// Shows everything but the secret.
+impl fmt::Debug for OidcExchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcExchange")
+            .field("id", &self.id)
+            .field("user", &self.user)
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .field("policies", &self.policies)
+            .finish()
+    }
+}
+
 /// Shows everything but the secret.
 impl fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

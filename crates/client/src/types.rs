@@ -6,11 +6,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The two kinds of declared resource.
+/// The kinds of declared resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResourceKind {
     Pipeline,
     Application,
+    TrustPolicy,
 }
 
 impl ResourceKind {
@@ -19,6 +20,7 @@ impl ResourceKind {
         match self {
             ResourceKind::Pipeline => "pipelines",
             ResourceKind::Application => "applications",
+            ResourceKind::TrustPolicy => "trustpolicies",
         }
     }
 }
@@ -35,7 +37,7 @@ pub enum ApplyAction {
 /// One resource of an apply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResourceOutcome {
-    /// `Pipeline` or `Application`.
+    /// `Pipeline`, `Application` or `TrustPolicy`.
     pub kind: String,
     pub name: String,
     pub action: ApplyAction,

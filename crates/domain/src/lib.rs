@@ -9,13 +9,16 @@ mod digest;
 pub mod dora;
 pub mod findings;
 pub mod gate;
+mod glob;
 mod names;
 pub mod pipeline;
 mod principal;
 pub mod promotion;
 mod resource;
+pub mod trust;
 
 pub use digest::{Digest, DigestAlgorithm, DigestError, DigestHasher};
+pub use glob::glob_matches;
 pub use names::{NameError, Reference, RepoName, Tag};
-pub use principal::{Action, Principal};
+pub use principal::{Action, Principal, RoleGrant};
 pub use resource::ResourceKind;

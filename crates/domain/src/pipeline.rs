@@ -120,6 +120,28 @@ impl fmt::Display for CheckName {
     }
 }
 
+/// The roles `grants` give for `application` — in `environment`, or (`None`) in at
+/// least one of its environments — with `admin` for an administrator.
+pub fn roles_granted(
+    grants: &[crate::RoleGrant],
+    admin: bool,
+    application: &str,
+    environment: Option<&str>,
+) -> std::collections::BTreeSet<Role> {
+    let mut roles: std::collections::BTreeSet<Role> = grants
+        .iter()
+        .filter(|grant| match environment {
+            None => grant.covers_application(application),
+            Some(environment) => grant.covers_environment(application, environment),
+        })
+        .map(|grant| grant.role)
+        .collect();
+    if admin {
+        roles.insert(Role::Admin);
+    }
+    roles
+}
+
 /// What a person may do, per application or globally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {

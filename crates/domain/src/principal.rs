@@ -1,6 +1,10 @@
-//! Who is acting, as every handler sees it. The full access model (roles per
-//! application, CI identities) grows from here; what the registry needs today is
-//! whether a caller is anonymous or an authenticated user with admin rights.
+//! Who is acting, as every handler sees it: anonymous, or a user identified by a
+//! token. A token exchanged for a CI job's OIDC token carries its own grants, which
+//! replace the roles of the identity it was issued to.
+
+use std::fmt;
+
+use crate::pipeline::{AppName, EnvName, Role};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,15 +12,107 @@ pub enum Principal {
     /// No credentials were presented.
     Anonymous,
     /// A user identified by a valid token.
-    User { name: String, admin: bool },
+    User {
+        name: String,
+        admin: bool,
+        /// The grants of a token scoped at issue (an OIDC exchange): when present they
+        /// are all the caller may use, whatever roles the user holds.
+        scope: Option<Vec<RoleGrant>>,
+    },
 }
 
 impl Principal {
+    /// A user whose token carries no scope of its own.
+    pub fn user(name: impl Into<String>, admin: bool) -> Principal {
+        Principal::User {
+            name: name.into(),
+            admin,
+            scope: None,
+        }
+    }
+
     /// The name used in logs and records.
     pub fn display_name(&self) -> &str {
         match self {
             Principal::Anonymous => "anonymous",
             Principal::User { name, .. } => name,
+        }
+    }
+}
+
+/// A role held globally or for one application, in every environment or in one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoleGrant {
+    pub role: Role,
+    /// `None`: every application.
+    pub application: Option<String>,
+    /// `None`: every environment.
+    pub environment: Option<String>,
+}
+
+impl RoleGrant {
+    /// Whether the grant covers `application` (any of its environments).
+    pub fn covers_application(&self, application: &str) -> bool {
+        self.application.as_deref().is_none_or(|a| a == application)
+    }
+
+    /// Whether the grant covers `environment` of `application`.
+    pub fn covers_environment(&self, application: &str, environment: &str) -> bool {
+        self.covers_application(application)
+            && self.environment.as_deref().is_none_or(|e| e == environment)
+    }
+
+    /// Parses `staff` (global), `staff@web` (one application), `developer@web/staging`
+    /// (one environment of one application) or `developer@*/staging` (one environment
+    /// of every application).
+    pub fn parse(text: &str) -> Result<RoleGrant, String> {
+        let (role, scope) = match text.split_once('@') {
+            Some((role, scope)) => (role, Some(scope)),
+            None => (text, None),
+        };
+        let role = Role::parse(role).map_err(|e| format!("role `{text}`: {e}"))?;
+        let Some(scope) = scope else {
+            return Ok(RoleGrant {
+                role,
+                application: None,
+                environment: None,
+            });
+        };
+        let (application, environment) = match scope.split_once('/') {
+            Some((application, environment)) => (application, Some(environment)),
+            None => (scope, None),
+        };
+        let application = match application {
+            "*" if environment.is_some() => None,
+            name => Some(
+                AppName::parse(name)
+                    .map_err(|e| format!("role `{text}`: {e}"))?
+                    .to_string(),
+            ),
+        };
+        let environment = environment
+            .map(|name| {
+                EnvName::parse(name)
+                    .map(|name| name.to_string())
+                    .map_err(|e| format!("role `{text}`: {e}"))
+            })
+            .transpose()?;
+        Ok(RoleGrant {
+            role,
+            application,
+            environment,
+        })
+    }
+}
+
+impl fmt::Display for RoleGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.role.as_str())?;
+        match (&self.application, &self.environment) {
+            (None, None) => Ok(()),
+            (Some(application), None) => write!(f, "@{application}"),
+            (Some(application), Some(environment)) => write!(f, "@{application}/{environment}"),
+            (None, Some(environment)) => write!(f, "@*/{environment}"),
         }
     }
 }
@@ -53,6 +149,43 @@ impl Action {
             Action::ApplyResources => "apply",
             Action::ReadAudit => "read",
             Action::ManageUsers => "manage",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_read_back_as_written_and_cover_what_they_name() {
+        for text in [
+            "staff",
+            "staff@web",
+            "developer@web/staging",
+            "developer@*/staging",
+        ] {
+            let grant = RoleGrant::parse(text).expect(text);
+            assert_eq!(grant.to_string(), text);
+        }
+        let scoped = RoleGrant::parse("developer@web/staging").expect("valid");
+        assert!(scoped.covers_application("web"));
+        assert!(scoped.covers_environment("web", "staging"));
+        assert!(!scoped.covers_environment("web", "prod"));
+        assert!(!scoped.covers_application("api"));
+        let everywhere = RoleGrant::parse("developer@*/staging").expect("valid");
+        assert!(everywhere.covers_environment("api", "staging"));
+        assert!(!everywhere.covers_environment("api", "prod"));
+        for bad in [
+            "",
+            "owner",
+            "staff@",
+            "staff@*",
+            "staff@web/",
+            "staff@Web",
+            "x@web/prod",
+        ] {
+            assert!(RoleGrant::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

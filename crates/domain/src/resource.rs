@@ -1,6 +1,6 @@
-//! The kinds of declarative resource (`kind: Pipeline`, `kind: Application`). Their
-//! YAML is read by the `resources` crate; the kind is vocabulary here because the store
-//! keys stored resources by it too.
+//! The kinds of declarative resource (`kind: Pipeline`, `kind: Application`,
+//! `kind: TrustPolicy`). Their YAML is read by the `resources` crate; the kind is
+//! vocabulary here because the store keys stored resources by it too.
 
 use std::fmt;
 
@@ -9,10 +9,16 @@ use std::fmt;
 pub enum ResourceKind {
     Pipeline,
     Application,
+    /// Which CI job tokens Gantry exchanges for its own ([`crate::trust::TrustPolicy`]).
+    TrustPolicy,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 2] = [ResourceKind::Pipeline, ResourceKind::Application];
+    pub const ALL: [ResourceKind; 3] = [
+        ResourceKind::Pipeline,
+        ResourceKind::Application,
+        ResourceKind::TrustPolicy,
+    ];
 
     /// The `kind:` text, matched exactly (`Pipeline`, not `pipeline`).
     pub fn parse(text: &str) -> Option<ResourceKind> {
@@ -25,6 +31,7 @@ impl ResourceKind {
         match self {
             ResourceKind::Pipeline => "Pipeline",
             ResourceKind::Application => "Application",
+            ResourceKind::TrustPolicy => "TrustPolicy",
         }
     }
 }
@@ -47,7 +54,10 @@ mod tests {
     fn kinds_parse_from_their_exact_names_only() {
         check("Pipeline", Some(ResourceKind::Pipeline));
         check("Application", Some(ResourceKind::Application));
+        check("TrustPolicy", Some(ResourceKind::TrustPolicy));
         check("pipeline", None);
+        check("trustpolicy", None);
+        check("Trust-Policy", None);
         check("Applications", None);
         check("", None);
         for kind in ResourceKind::ALL {

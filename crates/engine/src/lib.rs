@@ -24,7 +24,8 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 
-use domain::pipeline::{AppName, EnvName, Role};
+use domain::RoleGrant;
+use domain::pipeline::{AppName, EnvName, Role, roles_granted};
 use domain::promotion::DeploymentReason;
 use domain::{Digest, ResourceKind};
 use resources::{Application, DeclaredPipeline};
@@ -49,26 +50,42 @@ pub struct Actor {
     /// A CI identity.
     pub ci: bool,
     pub user: Option<UserRecord>,
+    /// The grants of a scoped token (an OIDC exchange), which replace the user's.
+    pub scope: Option<Vec<RoleGrant>>,
 }
 
 impl Actor {
-    /// The roles that apply to `application`.
-    pub fn roles_for(&self, application: &str) -> BTreeSet<Role> {
-        let mut roles = self
-            .user
-            .as_ref()
-            .map(|user| user.roles_for(application))
-            .unwrap_or_default();
-        if self.admin {
-            roles.insert(Role::Admin);
+    fn grants(&self) -> &[RoleGrant] {
+        match (&self.scope, &self.user) {
+            (Some(scope), _) => scope,
+            (None, Some(user)) => &user.roles,
+            (None, None) => &[],
         }
-        roles
+    }
+
+    /// The roles that apply to `application` (in at least one of its environments).
+    pub fn roles_for(&self, application: &str) -> BTreeSet<Role> {
+        roles_granted(self.grants(), self.admin, application, None)
+    }
+
+    /// The roles that apply to `environment` of `application`: what promoting into it,
+    /// approving for it, rolling it back or holding it is judged by.
+    pub fn roles_in(&self, application: &str, environment: &str) -> BTreeSet<Role> {
+        roles_granted(self.grants(), self.admin, application, Some(environment))
     }
 
     fn has_any(&self, application: &str, wanted: &[Role]) -> bool {
         self.admin
             || self
                 .roles_for(application)
+                .iter()
+                .any(|role| wanted.contains(role))
+    }
+
+    fn has_any_in(&self, application: &str, environment: &str, wanted: &[Role]) -> bool {
+        self.admin
+            || self
+                .roles_in(application, environment)
                 .iter()
                 .any(|role| wanted.contains(role))
     }
@@ -257,9 +274,9 @@ impl Engine {
         provenance: Provenance,
     ) -> Result<Notified, EngineError> {
         let loaded = self.load(application).await?;
-        if !actor.ci && !actor.has_any(application, &Role::DEPLOYING) {
+        if !actor.has_any(application, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
-                "{} may not notify builds of {application}: it needs a CI identity or the developer, platform or admin role",
+                "{} may not notify builds of {application}: it needs the developer, platform or admin role for it (permission builds:notify)",
                 actor.name
             )));
         }
@@ -328,9 +345,9 @@ impl Engine {
         check: &CheckRequest<'_>,
     ) -> Result<CheckReport, EngineError> {
         let loaded = self.load(check.application).await?;
-        if !actor.ci && !actor.has_any(check.application, &Role::DEPLOYING) {
+        if !actor.has_any(check.application, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
-                "{} may not report checks on {}: it needs a CI identity or the developer, platform or admin role",
+                "{} may not report checks on {}: it needs the developer, platform or admin role for it (permission checks:report)",
                 actor.name, check.application
             )));
         }
@@ -382,10 +399,14 @@ impl Engine {
                 actor.name
             )));
         }
-        if !actor.has_any(request.application, &Role::DEPLOYING) {
+        if !actor.has_any_in(request.application, request.environment, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
-                "{} may not promote {}: it needs the developer, platform or admin role for it",
-                actor.name, request.application
+                "{} may not promote {} into {}: it needs the developer, platform or admin role for that environment (permission promote:{}/{})",
+                actor.name,
+                request.application,
+                request.environment,
+                request.application,
+                request.environment
             )));
         }
         if request.override_reason.is_some() && !actor.admin {
@@ -453,7 +474,7 @@ impl Engine {
         comment: Option<&str>,
     ) -> Result<Promotion, EngineError> {
         let promotion = self.promotion(id).await?;
-        let roles = actor.roles_for(&promotion.application);
+        let roles = actor.roles_in(&promotion.application, &promotion.environment);
         let decider = Decider {
             name: &actor.name,
             roles: &roles,
@@ -508,9 +529,9 @@ impl Engine {
         to: Option<&Digest>,
         reason: Option<&str>,
     ) -> Result<Deployment, EngineError> {
-        if actor.ci || !actor.has_any(application, &Role::DEPLOYING) {
+        if actor.ci || !actor.has_any_in(application, environment, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
-                "{} may not roll back {application}/{environment}: it needs the developer, platform or admin role",
+                "{} may not roll back {application}/{environment}: it needs the developer, platform or admin role for that environment (permission rollback:{application}/{environment})",
                 actor.name
             )));
         }
@@ -542,9 +563,9 @@ impl Engine {
     ) -> Result<Option<Hold>, EngineError> {
         let loaded = self.load(application).await?;
         self.plan(&loaded, environment)?;
-        if actor.ci || !actor.has_any(application, &Role::DEPLOYING) {
+        if actor.ci || !actor.has_any_in(application, environment, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
-                "{} may not hold or release {application}/{environment}: it needs the developer, platform or admin role",
+                "{} may not hold or release {application}/{environment}: it needs the developer, platform or admin role for that environment (permission hold:{application}/{environment})",
                 actor.name
             )));
         }

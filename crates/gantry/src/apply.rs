@@ -11,7 +11,7 @@ use crate::remote::{OutputFormat, RemoteArgs};
 
 #[derive(Args)]
 pub(crate) struct ApplyArgs {
-    /// The resources file: multi-document YAML of Pipelines and Applications
+    /// The resources file: multi-document YAML of Pipelines, Applications and TrustPolicies
     #[arg(short = 'f', long = "file")]
     file: PathBuf,
     /// Show what would change, with diffs, and change nothing

@@ -30,8 +30,113 @@ pub(crate) struct Config {
     pub(crate) anonymous_pull: bool,
     /// Maximum database connections (PostgreSQL) or SQLite readers.
     pub(crate) max_connections: u32,
+    /// The base URL clients reach Gantry at (`https://gantry.example.com`), named in
+    /// the registry's token challenges; default: each request's `Host`.
+    pub(crate) external_url: Option<String>,
     pub(crate) limits: Limits,
     pub(crate) registry: RegistrySection,
+    pub(crate) access: AccessSection,
+}
+
+/// Access: trusted CI token issuers and the rate of credential requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AccessSection {
+    /// Trust GitHub Actions' OIDC issuer (`https://token.actions.githubusercontent.com`,
+    /// keys from its discovery document). Trust is only where a `TrustPolicy` grants it.
+    pub(crate) github_actions: bool,
+    /// More issuers: `[[access.oidc_issuers]] issuer = "https://gitlab.example.com"`.
+    pub(crate) oidc_issuers: Vec<OidcIssuer>,
+    /// Seconds an issuer's keys are cached before they are fetched again.
+    pub(crate) jwks_max_age_seconds: u64,
+    /// The least seconds between key fetches caused by tokens naming unknown key ids.
+    pub(crate) jwks_min_refetch_seconds: u64,
+    /// Requests to `/token` and `/api/v1/auth/oidc` per minute per client address.
+    pub(crate) credential_rate_per_minute: u32,
+    /// How many of those a client may make at once.
+    pub(crate) credential_burst: u32,
+}
+
+/// `[[access.oidc_issuers]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OidcIssuer {
+    /// The exact `iss` of its tokens.
+    pub(crate) issuer: String,
+    /// Its JWKS; default: from `ISSUER/.well-known/openid-configuration`.
+    pub(crate) jwks_uri: Option<String>,
+    /// `RS256` and/or `ES256`; default both.
+    #[serde(default = "default_algorithms")]
+    pub(crate) algorithms: Vec<String>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".to_owned(), "ES256".to_owned()]
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        AccessSection {
+            github_actions: true,
+            oidc_issuers: Vec::new(),
+            jwks_max_age_seconds: 3600,
+            jwks_min_refetch_seconds: 60,
+            credential_rate_per_minute: 120,
+            credential_burst: 60,
+        }
+    }
+}
+
+impl AccessSection {
+    /// The trusted issuers, checked.
+    pub(crate) fn issuers(&self) -> anyhow::Result<Vec<auth::oidc::IssuerConfig>> {
+        let mut issuers = Vec::new();
+        if self.github_actions {
+            issuers.push(auth::oidc::IssuerConfig::github_actions());
+        }
+        for issuer in &self.oidc_issuers {
+            if !domain::trust::valid_issuer(&issuer.issuer) {
+                bail!(
+                    "access.oidc_issuers: {} must be an https URL (or http on a loopback address)",
+                    issuer.issuer
+                );
+            }
+            if let Some(uri) = &issuer.jwks_uri
+                && !domain::trust::valid_issuer(uri)
+            {
+                bail!(
+                    "access.oidc_issuers: jwks_uri {uri} must be https (or http on a loopback address)"
+                );
+            }
+            if issuers
+                .iter()
+                .any(|known: &auth::oidc::IssuerConfig| known.issuer == issuer.issuer)
+            {
+                bail!("access.oidc_issuers: {} is listed twice", issuer.issuer);
+            }
+            let mut algorithms = Vec::new();
+            for name in &issuer.algorithms {
+                match auth::oidc::Algorithm::parse(name) {
+                    Some(algorithm) => algorithms.push(algorithm),
+                    None => bail!(
+                        "access.oidc_issuers: algorithm {name} is not accepted: use RS256 or ES256"
+                    ),
+                }
+            }
+            if algorithms.is_empty() {
+                bail!(
+                    "access.oidc_issuers: {} needs at least one algorithm",
+                    issuer.issuer
+                );
+            }
+            issuers.push(auth::oidc::IssuerConfig {
+                issuer: issuer.issuer.clone(),
+                jwks_uri: issuer.jwks_uri.clone(),
+                algorithms,
+            });
+        }
+        Ok(issuers)
+    }
 }
 
 /// Size and time limits.
@@ -106,8 +211,10 @@ impl Default for Config {
             log_format: LogFormat::Text,
             anonymous_pull: false,
             max_connections: 16,
+            external_url: None,
             limits: Limits::default(),
             registry: RegistrySection::default(),
+            access: AccessSection::default(),
         }
     }
 }
@@ -165,6 +272,18 @@ impl Config {
         if self.max_connections == 0 {
             bail!("max_connections must be positive");
         }
+        if let Some(url) = &self.external_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            bail!("external_url must be an http(s) URL, not {url}");
+        }
+        if self.access.credential_rate_per_minute == 0 || self.access.credential_burst == 0 {
+            bail!("access.credential_rate_per_minute and credential_burst must be positive");
+        }
+        if self.access.jwks_max_age_seconds == 0 {
+            bail!("access.jwks_max_age_seconds must be positive");
+        }
+        self.access.issuers()?;
         Ok(())
     }
 }

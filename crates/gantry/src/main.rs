@@ -8,6 +8,7 @@ mod build;
 mod check;
 mod config;
 mod environments;
+mod login;
 mod metrics;
 mod promotions;
 mod remote;
@@ -37,6 +38,14 @@ struct Cli {
 enum Command {
     /// Run the server: registry and API on one port (default 127.0.0.1:5000, data in ./gantry-data).
     Serve(ServeArgs),
+    /// Save the token the other commands use: a CI job's OIDC token exchanged for a
+    /// short-lived Gantry token (--oidc-token FILE|-, or --oidc in GitHub Actions), or an
+    /// API token from stdin (--token-stdin).
+    ///
+    /// Exit codes: 0 logged in, 2 no token given or unreadable, 4 the token was
+    /// refused (the message says why), 1 anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Login(login::LoginArgs),
     /// Apply a resources file (Pipelines, Applications) to a server; --dry-run shows the diffs.
     ///
     /// Exit codes: 0 success, 2 invalid resources (each problem on its own line) or
@@ -219,6 +228,10 @@ pub(crate) struct ServeArgs {
     /// Who may create a repository by pushing to a new name [default: admins]
     #[arg(long, env = "GANTRY_REPOSITORY_CREATION", value_enum)]
     repository_creation: Option<crate::config::RepositoryCreation>,
+    /// The base URL clients reach Gantry at, named in registry token challenges
+    /// [default: each request's Host]
+    #[arg(long, env = "GANTRY_EXTERNAL_URL")]
+    external_url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -261,6 +274,7 @@ fn main() -> ExitCode {
         Command::Metrics(args) => metrics::run(args),
         Command::User(args) => users::user(args),
         Command::Token(args) => users::token(args),
+        Command::Login(args) => login::login(args),
     };
     outcome.unwrap_or_else(|error| remote::report(&error, task))
 }

@@ -87,6 +87,11 @@ pub(crate) enum OutputFormat {
 }
 
 impl RemoteArgs {
+    /// The server's URL as given.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The client for these arguments: `--token`/`GANTRY_TOKEN`, else the login file.
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
         let token = match &self.token {

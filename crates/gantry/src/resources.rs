@@ -1,5 +1,6 @@
-//! `gantry resources KIND [NAME]`: lists the declared resources of a kind (every page),
-//! or prints one resource's canonical text.
+//! `gantry resources KIND [NAME]` (`pipelines`, `applications`, `trustpolicies`): lists
+//! the declared resources of a kind (every page), or prints one resource's canonical
+//! text.
 
 use clap::{Args, ValueEnum};
 use client::{Client, ResourceKind, ResourceList};
@@ -27,6 +28,9 @@ pub(crate) struct ResourcesArgs {
 enum KindArg {
     Pipelines,
     Applications,
+    /// Which CI job tokens Gantry exchanges for its own
+    #[value(name = "trustpolicies", alias = "trust-policies")]
+    TrustPolicies,
 }
 
 impl From<KindArg> for ResourceKind {
@@ -34,6 +38,7 @@ impl From<KindArg> for ResourceKind {
         match kind {
             KindArg::Pipelines => ResourceKind::Pipeline,
             KindArg::Applications => ResourceKind::Application,
+            KindArg::TrustPolicies => ResourceKind::TrustPolicy,
         }
     }
 }
@@ -99,6 +104,14 @@ mod tests {
     use client::ResourceSummary;
 
     use super::*;
+
+    #[test]
+    fn trust_policies_are_named_as_the_api_names_them_or_in_kebab_case() {
+        for text in ["trustpolicies", "trust-policies"] {
+            let kind = KindArg::from_str(text, false).unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(ResourceKind::from(kind).plural(), "trustpolicies");
+        }
+    }
 
     #[test]
     fn a_listing_aligns_names_revisions_and_times() {

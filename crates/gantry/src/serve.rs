@@ -35,6 +35,9 @@ fn configure(args: ServeArgs) -> anyhow::Result<Config> {
         maintenance_interval_seconds => limits.maintenance_interval_seconds,
         repository_creation => registry.repository_creation,
     );
+    if args.external_url.is_some() {
+        config.external_url = args.external_url;
+    }
     if args.database_url.is_some() {
         config.database_url = args.database_url;
     }
@@ -118,8 +121,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             anonymous_pull: config.anonymous_pull,
         },
         realm: "gantry".to_owned(),
+        external_url: config.external_url.clone(),
+        service: None,
     };
-    let state = AppState::new(store.clone(), blobs, registry_config);
+    let access = server::AccessConfig {
+        federation: auth::oidc::Federation::new(
+            config.access.issuers()?,
+            auth::oidc::KeyCaching {
+                max_age: Duration::from_secs(config.access.jwks_max_age_seconds),
+                min_refetch: Duration::from_secs(config.access.jwks_min_refetch_seconds),
+            },
+        ),
+        credential_rate_per_minute: config.access.credential_rate_per_minute,
+        credential_burst: config.access.credential_burst,
+    };
+    let state = AppState::new(store.clone(), blobs, registry_config).with_access(access);
     let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let listener = TcpListener::bind(config.listen)
@@ -137,10 +153,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.limits.maintenance_interval_seconds),
         maintenance_stopped,
     ));
-    axum::serve(listener, server::router(state))
-        .with_graceful_shutdown(shutdown_signal(terminate))
-        .await
-        .context("serving")?;
+    axum::serve(
+        listener,
+        server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal(terminate))
+    .await
+    .context("serving")?;
     let _ = stop_maintenance.send(true);
     let _ = maintenance.await;
     store.close().await;
@@ -151,7 +170,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 /// On the very first start, creates the `admin` user and prints its token once.
 async fn bootstrap_admin(store: &Store) -> anyhow::Result<()> {
     let secret = auth::generate_token().context("generating the admin token")?;
-    let id = format!("tok_{}", &auth::hash_token(&secret)[..16]);
+    let id = auth::token_id(&auth::hash_token(&secret));
     let created = store
         .users()
         .bootstrap_admin(NewToken {
@@ -160,6 +179,7 @@ async fn bootstrap_admin(store: &Store) -> anyhow::Result<()> {
             description: "bootstrap admin token",
             token_hash: &auth::hash_token(&secret),
             expires_at: None,
+            scope: None,
         })
         .await
         .context("creating the admin user")?;

@@ -112,6 +112,11 @@ impl RegistryError {
         )
     }
 
+    /// A malformed request outside the distribution API proper (the token endpoint).
+    pub(crate) fn bad_request(message: impl Into<String>) -> RegistryError {
+        RegistryError::new(ErrorCode::Unsupported, StatusCode::BAD_REQUEST, message)
+    }
+
     pub(crate) fn name_invalid(message: impl Into<String>) -> RegistryError {
         RegistryError::new(ErrorCode::NameInvalid, StatusCode::BAD_REQUEST, message)
     }

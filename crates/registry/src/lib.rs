@@ -5,6 +5,7 @@
 //! handler runs, chosen by an exhaustive `match`. OCI wire JSON exists only in this
 //! crate; errors leave only as the spec's error envelope.
 
+mod bearer;
 mod endpoint;
 mod error;
 mod handlers;
@@ -21,10 +22,11 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use blobs::BlobStore;
-use domain::{Action, Principal};
+use domain::Action;
 use http::{HeaderValue, StatusCode, header};
 use store::Store;
 
+pub use bearer::token;
 pub use endpoint::{Endpoint, RouteClass};
 pub use error::{ErrorCode, RegistryError};
 pub use manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
@@ -47,8 +49,13 @@ pub struct RegistryConfig {
     /// Creation policies per namespace; the first match wins.
     pub namespace_creation: Vec<NamespaceCreationRule>,
     pub access: AccessPolicy,
-    /// The realm named in `WWW-Authenticate` challenges.
+    /// The realm named in the JSON API's `WWW-Authenticate` challenges.
     pub realm: String,
+    /// The base URL clients reach Gantry at (`https://registry.example.com`), for the
+    /// token endpoint named in challenges; `None`: taken from each request's `Host`.
+    pub external_url: Option<String>,
+    /// The `service` of the token protocol; `None`: the host clients reach Gantry at.
+    pub service: Option<String>,
 }
 
 impl Default for RegistryConfig {
@@ -62,6 +69,8 @@ impl Default for RegistryConfig {
             namespace_creation: Vec::new(),
             access: AccessPolicy::default(),
             realm: "gantry".to_owned(),
+            external_url: None,
+            service: None,
         }
     }
 }
@@ -72,6 +81,8 @@ pub struct Registry {
     pub(crate) blobs: BlobStore,
     pub(crate) config: RegistryConfig,
     uploads_in_flight: AtomicI64,
+    /// The key registry bearer tokens are signed with, read from the store on first use.
+    token_key: tokio::sync::OnceCell<auth::registry_token::RegistryTokenKey>,
 }
 
 impl Registry {
@@ -81,6 +92,7 @@ impl Registry {
             blobs,
             config,
             uploads_in_flight: AtomicI64::new(0),
+            token_key: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -166,94 +178,81 @@ async fn dispatch(
         Err(error) => return (RouteClass::Unknown, Err(error)),
     };
     let class = endpoint.class();
-    let authorization = match request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|value| value.to_str())
-    {
-        None => None,
-        Some(Ok(text)) => Some(text.to_owned()),
-        Some(Err(_)) => {
-            return (
-                class,
-                Err(unauthorized(
-                    registry,
-                    "the Authorization header is not text",
-                )),
-            );
-        }
-    };
-    let principal = match authenticate(registry, authorization.as_deref()).await {
-        Ok(principal) => principal,
+    let action = endpoint.action();
+    let repository = endpoint.repository();
+    let caller = match bearer::authenticate(registry, request.headers(), action, repository).await {
+        Ok(caller) => caller,
         Err(error) => return (class, Err(error)),
     };
-    if let Err(denied) = auth::authorize(
+    // A registry bearer token only ever narrows what the caller may do now: the
+    // request must be within its scopes, and within the caller's current permissions.
+    if let (Some(token), Some(name)) = (&caller.token, repository)
+        && !token.allows("repository", name.as_str(), action.as_str())
+    {
+        return (
+            class,
+            Err(bearer::challenge(
+                registry,
+                request.headers(),
+                action,
+                repository,
+                &format!(
+                    "the token does not grant repository:{name}:{}",
+                    action.as_str()
+                ),
+                true,
+            )),
+        );
+    }
+    if let Some(token) = &caller.token
+        && action == Action::Catalog
+        && !token.allows("registry", "catalog", "*")
+    {
+        return (
+            class,
+            Err(bearer::challenge(
+                registry,
+                request.headers(),
+                action,
+                repository,
+                "the token does not grant registry:catalog:*",
+                true,
+            )),
+        );
+    }
+    let principal = caller.principal;
+    match auth::authorize_repository(
+        &registry.store,
         &principal,
-        endpoint.action(),
-        endpoint.repository(),
+        action,
+        repository,
         &registry.config.access,
-    ) {
-        // A push refused by the bootstrap model may still be allowed by a role for the
-        // application that declares the repository.
-        let by_role = match (
-            &denied,
-            &principal,
-            endpoint.action(),
-            endpoint.repository(),
-        ) {
-            (
-                Denied::Forbidden { .. },
-                Principal::User { name, .. },
-                Action::Push,
-                Some(repository),
-            ) => match auth::may_push_by_role(&registry.store, name, repository).await {
-                Ok(allowed) => allowed,
-                Err(error) => return (class, Err(error.into())),
-            },
-            _ => false,
-        };
-        if !by_role {
-            return (class, Err(refusal(registry, denied)));
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(denied)) => {
+            let error = match &denied {
+                Denied::Unauthenticated { .. } => bearer::challenge(
+                    registry,
+                    request.headers(),
+                    action,
+                    repository,
+                    &denied.to_string(),
+                    false,
+                ),
+                Denied::Forbidden { .. } => {
+                    RegistryError::new(ErrorCode::Denied, StatusCode::FORBIDDEN, denied.to_string())
+                }
+            };
+            return (class, Err(error));
         }
+        Err(error) => return (class, Err(error.into())),
     }
     (
         class,
         handlers::handle(registry, &principal, endpoint, request).await,
     )
-}
-
-async fn authenticate(
-    registry: &Registry,
-    header: Option<&str>,
-) -> Result<Principal, RegistryError> {
-    match auth::authenticate(&registry.store, header, store::now_millis()).await {
-        Ok(principal) => Ok(principal),
-        Err(auth::AuthError::InvalidCredentials(reason)) => {
-            tracing::info!(reason, "registry credentials refused");
-            Err(unauthorized(
-                registry,
-                &format!("invalid credentials: {reason}"),
-            ))
-        }
-        Err(auth::AuthError::Store(error)) => Err(error.into()),
-    }
-}
-
-fn unauthorized(registry: &Registry, message: &str) -> RegistryError {
-    let challenge = format!("Basic realm=\"{}\"", registry.config.realm.replace('"', ""));
-    let challenge = HeaderValue::from_str(&challenge)
-        .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"gantry\""));
-    RegistryError::new(ErrorCode::Unauthorized, StatusCode::UNAUTHORIZED, message)
-        .with_header(header::WWW_AUTHENTICATE, challenge)
-}
-
-fn refusal(registry: &Registry, denied: Denied) -> RegistryError {
-    match &denied {
-        Denied::Unauthenticated { .. } => unauthorized(registry, &denied.to_string()),
-        Denied::Forbidden { .. } => {
-            RegistryError::new(ErrorCode::Denied, StatusCode::FORBIDDEN, denied.to_string())
-        }
-    }
 }
 
 /// An empty response with a status, for the many bodiless answers of the spec.

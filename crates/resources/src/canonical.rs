@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use domain::pipeline::Stage;
+use domain::trust::TrustPolicy;
 use serde::Serialize;
 
 use crate::application::{
@@ -27,6 +28,9 @@ impl Resource {
             }
             Resource::Application(application) => {
                 serde_json::to_string_pretty(&CanonicalApplication::from(application))
+            }
+            Resource::TrustPolicy(policy) => {
+                serde_json::to_string_pretty(&CanonicalTrustPolicy::from(policy))
             }
         };
         // Serializing plain structs with string keys into a String cannot fail.
@@ -323,6 +327,50 @@ impl<'a> From<&'a HealthCheck> for CanonicalHealthCheck<'a> {
     }
 }
 
+#[derive(Serialize)]
+struct CanonicalTrustPolicy<'a> {
+    kind: &'static str,
+    name: &'a str,
+    issuer: &'a str,
+    audience: &'a str,
+    claims: BTreeMap<&'a str, &'a str>,
+    role: &'static str,
+    applications: Vec<&'a str>,
+    /// `null` for every environment of the applications.
+    environments: Option<Vec<&'a str>>,
+    max_token_lifetime: String,
+}
+
+impl<'a> From<&'a TrustPolicy> for CanonicalTrustPolicy<'a> {
+    fn from(policy: &'a TrustPolicy) -> Self {
+        CanonicalTrustPolicy {
+            kind: "TrustPolicy",
+            name: &policy.name,
+            issuer: &policy.issuer,
+            audience: &policy.audience,
+            claims: policy
+                .claims
+                .iter()
+                .map(|pattern| (pattern.claim.as_str(), pattern.pattern.as_str()))
+                .collect(),
+            role: policy.role.as_str(),
+            applications: policy
+                .applications
+                .iter()
+                .map(|application| application.as_str())
+                .collect(),
+            environments: (!policy.environments.is_empty()).then(|| {
+                policy
+                    .environments
+                    .iter()
+                    .map(|environment| environment.as_str())
+                    .collect()
+            }),
+            max_token_lifetime: render_duration(policy.max_token_lifetime),
+        }
+    }
+}
+
 impl DeclaredPipeline {
     /// Reads a pipeline back from its canonical text (as stored by an apply), so that
     /// an application can be checked against a pipeline applied earlier and the engine
@@ -334,7 +382,9 @@ impl DeclaredPipeline {
     pub fn from_canonical(text: &str) -> Result<DeclaredPipeline, ResourceErrors> {
         match read_back("stored pipeline", text)? {
             Resource::Pipeline(pipeline) => Ok(pipeline),
-            Resource::Application(_) => Err(not_one("stored pipeline", "Pipeline")),
+            Resource::Application(_) | Resource::TrustPolicy(_) => {
+                Err(not_one("stored pipeline", "Pipeline"))
+            }
         }
     }
 }
@@ -346,7 +396,24 @@ impl Application {
     pub fn from_canonical(text: &str) -> Result<Application, ResourceErrors> {
         match read_back("stored application", text)? {
             Resource::Application(application) => Ok(application),
-            Resource::Pipeline(_) => Err(not_one("stored application", "Application")),
+            Resource::Pipeline(_) | Resource::TrustPolicy(_) => {
+                Err(not_one("stored application", "Application"))
+            }
+        }
+    }
+}
+
+/// Reads a trust policy back from its canonical text (as stored by an apply), for the
+/// token exchange to match job tokens against it. The policy is validated again on the
+/// way, so what comes back keeps every rule of `TrustPolicy::validate`.
+///
+/// A free function because `TrustPolicy` belongs to `domain`; it is the counterpart of
+/// [`DeclaredPipeline::from_canonical`] and [`Application::from_canonical`].
+pub fn trust_policy_from_canonical(text: &str) -> Result<TrustPolicy, ResourceErrors> {
+    match read_back("stored trust policy", text)? {
+        Resource::TrustPolicy(policy) => Ok(policy),
+        Resource::Pipeline(_) | Resource::Application(_) => {
+            Err(not_one("stored trust policy", "TrustPolicy"))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! From the YAML shapes in `wire` to the validated model: the rules that relate one
 //! field to another (a target names exactly one kind; a gitops target has `key` or
-//! `keys`; stage names are distinct; a target suits the application's type).
+//! `keys`; stage names are distinct; a target suits the application's type; a trust
+//! policy keeps `domain::trust::TrustPolicy::validate`).
 //!
 //! Nested shapes convert through [`IntoModel`] while they are read, so their refusals
 //! carry a line; the document-level rules run after, naming their field paths.
@@ -9,6 +10,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use domain::pipeline::{EnvName, Gate, Pipeline, RequiredCheck, Severity, Stage};
+use domain::trust::{ClaimPattern, MAX_TOKEN_LIFETIME, TrustPolicy, TrustPolicyError};
 
 use crate::application::{
     Application, ApplicationError, ApplicationType, CommandTarget, EnvironmentSpec, GitopsTarget,
@@ -17,10 +19,11 @@ use crate::application::{
 };
 use crate::error::Problem;
 use crate::pipeline::{DeclaredPipeline, ReleaseTier};
+use crate::text::Text;
 use crate::wire::{
     ApplicationDocument, ApplicationTypeWire, CheckWithLimitsWire, CommandWire, EnvironmentWire,
     GitopsWire, HealthCheckWire, InvalidateWire, PipelineDocument, RecordWire, RegistryCopyWire,
-    StaticSiteWire, TargetWire, TierWire, WebhookWire,
+    StaticSiteWire, TargetWire, TierWire, TrustPolicyDocument, WebhookWire,
 };
 
 /// A wire shape that becomes a model value, or is refused with a reason.
@@ -144,6 +147,93 @@ pub(crate) fn application(document: ApplicationDocument) -> Result<Application, 
         module: document.module,
         environments,
     })
+}
+
+pub(crate) fn trust_policy(
+    document: TrustPolicyDocument,
+) -> Result<TrustPolicy, Vec<FieldProblem>> {
+    let mut problems = Vec::new();
+    let applications = distinct_sorted("applications", document.applications, &mut problems);
+    let environments = match document.environments {
+        None => Vec::new(),
+        Some(environments) if environments.is_empty() => {
+            problems.push(FieldProblem::at("environments", Problem::NoEnvironments));
+            Vec::new()
+        }
+        Some(environments) => distinct_sorted("environments", environments, &mut problems),
+    };
+    let policy = TrustPolicy {
+        name: document.name.0.0,
+        issuer: document.issuer,
+        audience: document.audience,
+        // Sorted by claim, as the map is.
+        claims: document
+            .claims
+            .0
+            .into_iter()
+            .map(|(claim, pattern)| ClaimPattern {
+                claim,
+                pattern: pattern.0,
+            })
+            .collect(),
+        role: document.role.0,
+        applications,
+        environments,
+        // Unless the policy asks for less, the longest lifetime allowed.
+        max_token_lifetime: document
+            .max_token_lifetime
+            .map_or(MAX_TOKEN_LIFETIME, |lifetime| lifetime.0),
+    };
+    if let Err(error) = policy.validate() {
+        problems.push(FieldProblem::at(
+            trust_policy_field(&error),
+            Problem::TrustPolicy(error),
+        ));
+    }
+    if problems.is_empty() {
+        Ok(policy)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The field a broken trust-policy rule is about.
+fn trust_policy_field(error: &TrustPolicyError) -> String {
+    match error {
+        TrustPolicyError::Issuer => "issuer".to_owned(),
+        TrustPolicyError::NoAudience => "audience".to_owned(),
+        TrustPolicyError::ReservedClaim(claim) => format!("claims.{claim}"),
+        TrustPolicyError::EmptyClaim | TrustPolicyError::NoIdentityClaim => "claims".to_owned(),
+        TrustPolicyError::RoleNotGrantable(_) => "role".to_owned(),
+        TrustPolicyError::NoApplication => "applications".to_owned(),
+        TrustPolicyError::Lifetime => "max_token_lifetime".to_owned(),
+    }
+}
+
+/// The names of a list, sorted (their order means nothing, so equal policies render
+/// alike); a repeated name is reported at its second position.
+fn distinct_sorted<T: Ord + ToString>(
+    list: &'static str,
+    items: Vec<Text<T>>,
+    problems: &mut Vec<FieldProblem>,
+) -> Vec<T> {
+    let mut first_index: BTreeMap<T, usize> = BTreeMap::new();
+    for (index, Text(item)) in items.into_iter().enumerate() {
+        match first_index.entry(item) {
+            Entry::Vacant(slot) => {
+                slot.insert(index);
+            }
+            Entry::Occupied(slot) => problems.push(FieldProblem::at(
+                format!("{list}[{index}]"),
+                Problem::DuplicateItem {
+                    item: slot.key().to_string(),
+                    list,
+                    first: *slot.get(),
+                },
+            )),
+        }
+    }
+    first_index.into_keys().collect()
 }
 
 /// A static site is only synced from a static-site artifact, and infra has no artifact

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use domain::trust::TrustPolicyError;
+
 /// A document of a multi-document file, as far as it could be identified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentLabel {
@@ -44,9 +46,9 @@ pub enum Problem {
     Syntax(String),
     #[error("a resource is a mapping with `kind` and `name`, not {0}")]
     NotAMapping(&'static str),
-    #[error("missing `kind`: use Pipeline or Application")]
+    #[error("missing `kind`: use Pipeline, Application or TrustPolicy")]
     MissingKind,
-    #[error("unknown kind `{0}`: use Pipeline or Application")]
+    #[error("unknown kind `{0}`: use Pipeline, Application or TrustPolicy")]
     UnknownKind(String),
     /// A field has the wrong type, an invalid value, or is not a field of this kind.
     #[error("{0}")]
@@ -80,6 +82,23 @@ pub enum Problem {
         "stage `{stage}` of pipeline `{pipeline}` has no environment here: add `{stage}: {{ target: … }}` (`record: {{}}` when Gantry only records what was promoted)"
     )]
     StageNotConfigured { stage: String, pipeline: String },
+    /// A trust policy names an application that does not exist.
+    #[error("application `{application}` is neither declared in this file nor known to Gantry")]
+    UnknownApplication { application: String },
+    /// A name listed twice in a trust policy's `applications` or `environments`.
+    #[error("`{item}` appears twice (first as {list}[{first}])")]
+    DuplicateItem {
+        item: String,
+        list: &'static str,
+        first: usize,
+    },
+    #[error(
+        "an empty list covers no environment: leave `environments` out to cover every environment of the applications"
+    )]
+    NoEnvironments,
+    /// A rule every trust policy keeps (`domain::trust::TrustPolicy::validate`).
+    #[error("{0}")]
+    TrustPolicy(TrustPolicyError),
 }
 
 /// One problem and where it is.
@@ -101,12 +120,11 @@ impl fmt::Display for ResourceError {
         if let Some(Position { line, column }) = self.position {
             write!(f, ":{line}:{column}")?;
         }
-        f.write_str(":")?;
-        if let Some(document) = &self.document {
-            write!(f, " {document}")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ", field {field}")?;
+        match (&self.document, &self.field) {
+            (Some(document), Some(field)) => write!(f, ": {document}, field {field}")?,
+            (Some(document), None) => write!(f, ": {document}")?,
+            (None, Some(field)) => write!(f, ": field {field}")?,
+            (None, None) => {}
         }
         write!(f, ": {}", self.problem)
     }

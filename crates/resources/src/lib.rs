@@ -1,14 +1,17 @@
-//! Declarative resources: the pipelines and applications platform engineers write as
-//! Kubernetes-style YAML documents and apply with `gantry apply -f FILE`.
+//! Declarative resources: the pipelines, applications and trust policies platform
+//! engineers write as Kubernetes-style YAML documents and apply with
+//! `gantry apply -f FILE`.
 //!
 //! [`parse_file`] reads a multi-document file into a [`ResourceSet`] of validated
 //! values — a [`DeclaredPipeline`] wraps `domain::pipeline::Pipeline`, an
-//! [`Application`] names its repository, pipeline and each environment's [`Target`] —
-//! or returns every problem found, each naming the file, the document (index, kind and
+//! [`Application`] names its repository, pipeline and each environment's [`Target`], a
+//! trust policy is a `domain::trust::TrustPolicy` that keeps its `validate` rules — or
+//! returns every problem found, each naming the file, the document (index, kind and
 //! name) and the field path (`stages[2].gate.approvals[0].count`), with the line when
 //! the parser knows it. [`ResourceSet::check_references`] then checks what one resource
 //! says about another, and [`Resource::canonical`] with [`diff_lines`] gives the
-//! comparison `--dry-run` prints.
+//! comparison `--dry-run` prints; the `from_canonical` readers (and
+//! [`trust_policy_from_canonical`]) turn stored text back into values.
 //!
 //! Layout: `wire` holds the YAML shapes (the only serde types; the model derives
 //! nothing), `text` the scalars parsed by their own types, `convert` the rules that
@@ -40,6 +43,7 @@ pub use application::{
     KeyPath, RegistryCopyTarget, RegistryDestination, RepoFilePath, SecretRef, SiteDestination,
     StaticSiteTarget, Target, WebhookTarget,
 };
+pub use canonical::trust_policy_from_canonical;
 pub use diff::{DiffLine, diff_lines, has_changes};
 pub use error::{DocumentLabel, Position, Problem, ResourceError, ResourceErrors};
 pub use parse::parse_file;

@@ -16,7 +16,7 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 use crate::convert::{self, FieldProblem};
 use crate::error::{DocumentLabel, Position, Problem, ResourceError, ResourceErrors};
 use crate::set::{Resource, ResourceKind, ResourceSet};
-use crate::wire::{ApplicationDocument, PipelineDocument};
+use crate::wire::{ApplicationDocument, PipelineDocument, TrustPolicyDocument};
 
 /// Reads every resource in `text`, the contents of the file called `path_label` in errors.
 ///
@@ -93,6 +93,10 @@ pub fn parse_file(path_label: &str, text: &str) -> Result<ResourceSet, ResourceE
             ResourceKind::Application => {
                 read_as::<ApplicationDocument, _>(document, convert::application)
                     .map(|result| result.map(Resource::Application))
+            }
+            ResourceKind::TrustPolicy => {
+                read_as::<TrustPolicyDocument, _>(document, convert::trust_policy)
+                    .map(|result| result.map(Resource::TrustPolicy))
             }
         };
         match read {

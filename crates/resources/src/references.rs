@@ -1,32 +1,31 @@
 //! References between resources: an application names a pipeline, and its environments
-//! must be exactly that pipeline's stages. The pipeline may be declared in the same
-//! file (which wins, since it is about to be applied) or already known to Gantry.
+//! must be exactly that pipeline's stages; a trust policy names the applications it
+//! grants a role on. What is named may be declared in the same file (which wins, since
+//! it is about to be applied) or already known to Gantry.
 
-use domain::pipeline::Pipeline;
+use domain::pipeline::{AppName, Pipeline};
+use domain::trust::TrustPolicy;
 
 use crate::application::Application;
 use crate::error::{Problem, ResourceError, ResourceErrors};
 use crate::set::{Resource, ResourceSet};
 
 impl ResourceSet {
-    /// Checks every application against the pipelines of this file and `known_pipelines`
-    /// (those Gantry already stores). Reports, for each application: a pipeline found in
-    /// neither; an environment that is not a stage of its pipeline; and a stage it does
-    /// not configure, since a promotion into that stage would have nowhere to go.
-    pub fn check_references(&self, known_pipelines: &[Pipeline]) -> Result<(), ResourceErrors> {
+    /// Checks every application against the pipelines of this file and `known_pipelines`,
+    /// and every trust policy against the applications of this file and
+    /// `known_applications` (what Gantry already stores; passing only those the file
+    /// names but does not declare is enough). Reports, for each application: a pipeline
+    /// found in neither; an environment that is not a stage of its pipeline; and a stage
+    /// it does not configure, since a promotion into that stage would have nowhere to
+    /// go. For each trust policy: an application found in neither, since the policy
+    /// would grant a role on a name anyone could later declare.
+    pub fn check_references(
+        &self,
+        known_pipelines: &[Pipeline],
+        known_applications: &[AppName],
+    ) -> Result<(), ResourceErrors> {
         let mut errors = Vec::new();
         for (label, resource) in self.documents() {
-            let Resource::Application(application) = resource else {
-                continue;
-            };
-            let pipeline = self
-                .pipeline(&application.pipeline)
-                .map(|declared| declared.pipeline())
-                .or_else(|| {
-                    known_pipelines
-                        .iter()
-                        .find(|known| known.name() == &application.pipeline)
-                });
             let mut report = |field: String, problem: Problem| {
                 errors.push(ResourceError {
                     file: self.file().to_owned(),
@@ -36,19 +35,64 @@ impl ResourceSet {
                     problem,
                 });
             };
-            match pipeline {
-                None => report(
-                    "pipeline".to_owned(),
-                    Problem::UnknownPipeline {
-                        pipeline: application.pipeline.to_string(),
-                    },
-                ),
-                Some(pipeline) => check_environments(application, pipeline, &mut report),
+            match resource {
+                Resource::Application(application) => {
+                    self.check_application(application, known_pipelines, &mut report);
+                }
+                Resource::TrustPolicy(policy) => {
+                    self.check_trust_policy(policy, known_applications, &mut report);
+                }
+                Resource::Pipeline(_) => {}
             }
         }
         match ResourceErrors::from_vec(errors) {
             Some(errors) => Err(errors),
             None => Ok(()),
+        }
+    }
+
+    fn check_application(
+        &self,
+        application: &Application,
+        known_pipelines: &[Pipeline],
+        report: &mut impl FnMut(String, Problem),
+    ) {
+        let pipeline = self
+            .pipeline(&application.pipeline)
+            .map(|declared| declared.pipeline())
+            .or_else(|| {
+                known_pipelines
+                    .iter()
+                    .find(|known| known.name() == &application.pipeline)
+            });
+        match pipeline {
+            None => report(
+                "pipeline".to_owned(),
+                Problem::UnknownPipeline {
+                    pipeline: application.pipeline.to_string(),
+                },
+            ),
+            Some(pipeline) => check_environments(application, pipeline, report),
+        }
+    }
+
+    fn check_trust_policy(
+        &self,
+        policy: &TrustPolicy,
+        known_applications: &[AppName],
+        report: &mut impl FnMut(String, Problem),
+    ) {
+        for application in &policy.applications {
+            let known =
+                self.application(application).is_some() || known_applications.contains(application);
+            if !known {
+                report(
+                    "applications".to_owned(),
+                    Problem::UnknownApplication {
+                        application: application.to_string(),
+                    },
+                );
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 
 pub use domain::ResourceKind;
 use domain::pipeline::{AppName, PipelineName};
+use domain::trust::TrustPolicy;
 
 use crate::application::Application;
 use crate::error::DocumentLabel;
@@ -28,6 +29,7 @@ impl fmt::Display for ResourceKey {
 pub enum Resource {
     Pipeline(DeclaredPipeline),
     Application(Application),
+    TrustPolicy(TrustPolicy),
 }
 
 impl Resource {
@@ -35,6 +37,7 @@ impl Resource {
         match self {
             Resource::Pipeline(_) => ResourceKind::Pipeline,
             Resource::Application(_) => ResourceKind::Application,
+            Resource::TrustPolicy(_) => ResourceKind::TrustPolicy,
         }
     }
 
@@ -42,6 +45,7 @@ impl Resource {
         match self {
             Resource::Pipeline(pipeline) => pipeline.name().as_str(),
             Resource::Application(application) => application.name.as_str(),
+            Resource::TrustPolicy(policy) => policy.name.as_str(),
         }
     }
 
@@ -95,14 +99,21 @@ impl ResourceSet {
     pub fn pipelines(&self) -> impl Iterator<Item = &DeclaredPipeline> {
         self.resources().filter_map(|resource| match resource {
             Resource::Pipeline(pipeline) => Some(pipeline),
-            Resource::Application(_) => None,
+            Resource::Application(_) | Resource::TrustPolicy(_) => None,
         })
     }
 
     pub fn applications(&self) -> impl Iterator<Item = &Application> {
         self.resources().filter_map(|resource| match resource {
             Resource::Application(application) => Some(application),
-            Resource::Pipeline(_) => None,
+            Resource::Pipeline(_) | Resource::TrustPolicy(_) => None,
+        })
+    }
+
+    pub fn trust_policies(&self) -> impl Iterator<Item = &TrustPolicy> {
+        self.resources().filter_map(|resource| match resource {
+            Resource::TrustPolicy(policy) => Some(policy),
+            Resource::Pipeline(_) | Resource::Application(_) => None,
         })
     }
 
@@ -113,5 +124,9 @@ impl ResourceSet {
     pub fn application(&self, name: &AppName) -> Option<&Application> {
         self.applications()
             .find(|application| &application.name == name)
+    }
+
+    pub fn trust_policy(&self, name: &str) -> Option<&TrustPolicy> {
+        self.trust_policies().find(|policy| policy.name == name)
     }
 }

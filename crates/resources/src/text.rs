@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use domain::RepoName;
 use domain::gate::FreezeWindow;
-use domain::pipeline::{AppName, CheckName, EnvName, PipelineName, Role};
+use domain::pipeline::{AppName, CheckName, EnvName, PipelineError, PipelineName, Role};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use crate::application::{
@@ -90,6 +90,23 @@ from_text!(
     SiteDestination::parse
 );
 from_text!(Duration, "a duration such as 30m", parse_duration);
+from_text!(
+    TrustPolicyName,
+    "a trust policy name",
+    TrustPolicyName::parse
+);
+
+/// A trust policy's name. `domain::trust::TrustPolicy` keeps it as plain text, so the
+/// rule every other resource name follows (a DNS label, as `PipelineName` checks it)
+/// is applied here, where the name is read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct TrustPolicyName(pub(crate) String);
+
+impl TrustPolicyName {
+    fn parse(text: &str) -> Result<TrustPolicyName, PipelineError> {
+        PipelineName::parse(text).map(|name| TrustPolicyName(name.as_str().to_owned()))
+    }
+}
 
 /// Parses `45s`, `30m`, `2h`, `1h30m` (or `1h 30m`, `90 minutes`) into a positive duration.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -22,7 +22,7 @@ use crate::application::{
     RegistryDestination, RepoFilePath, SecretRef, SiteDestination, Target,
 };
 use crate::convert::IntoModel;
-use crate::text::Text;
+use crate::text::{Text, TrustPolicyName};
 
 /// Reads a `W` and turns it into its model type, refusing it with the conversion's reason.
 fn model<'de, W, D>(deserializer: D) -> Result<W::Model, D::Error>
@@ -407,6 +407,71 @@ impl<'de> Deserialize<'de> for ConfigValueWire {
         }
 
         deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// kind: TrustPolicy
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrustPolicyDocument {
+    #[serde(rename = "kind")]
+    _kind: IgnoredAny,
+    pub(crate) name: Text<TrustPolicyName>,
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) claims: UniqueMap<String, ClaimPatternWire>,
+    pub(crate) role: Text<Role>,
+    pub(crate) applications: Vec<Text<AppName>>,
+    /// Absent: every environment of the applications.
+    #[serde(default)]
+    pub(crate) environments: Option<Vec<Text<EnvName>>>,
+    #[serde(default)]
+    pub(crate) max_token_lifetime: Option<Text<Duration>>,
+}
+
+/// The glob a claim must match. Claims such as `repository_id` are numbers in the job
+/// token and compared by their JSON text, so an integer or a boolean is taken as its
+/// text; a decimal would not keep its spelling and must be quoted.
+#[derive(Debug)]
+pub(crate) struct ClaimPatternWire(pub(crate) String);
+
+impl<'de> Deserialize<'de> for ClaimPatternWire {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PatternVisitor;
+
+        impl Visitor<'_> for PatternVisitor {
+            type Value = ClaimPatternWire;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a glob pattern (`*` matches any run of characters)")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ClaimPatternWire, E> {
+                Ok(ClaimPatternWire(text.to_owned()))
+            }
+
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<ClaimPatternWire, E> {
+                Ok(ClaimPatternWire(value.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<ClaimPatternWire, E> {
+                Ok(ClaimPatternWire(value.to_string()))
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<ClaimPatternWire, E> {
+                Ok(ClaimPatternWire(value.to_string()))
+            }
+
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<ClaimPatternWire, E> {
+                Err(E::custom(format_args!(
+                    "{value} is a decimal number: quote it (\"{value}\") so it is matched as written"
+                )))
+            }
+        }
+
+        deserializer.deserialize_any(PatternVisitor)
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod api;
 mod health;
+pub mod limits;
 mod metrics;
 
 use std::sync::Arc;
@@ -29,6 +30,34 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub engine: Engine,
+    /// The CI token issuers trusted for `POST /api/v1/auth/oidc`.
+    pub federation: auth::oidc::Federation,
+    /// Bounds `/token` and `/api/v1/auth/oidc` per client address.
+    pub credential_limiter: Arc<limits::RateLimiter>,
+}
+
+/// Access settings beyond the registry's: trusted OIDC issuers and the rate of
+/// credential requests.
+#[derive(Clone)]
+pub struct AccessConfig {
+    pub federation: auth::oidc::Federation,
+    /// Credential requests per minute per client address.
+    pub credential_rate_per_minute: u32,
+    /// Credential requests a client may make at once.
+    pub credential_burst: u32,
+}
+
+impl Default for AccessConfig {
+    fn default() -> AccessConfig {
+        AccessConfig {
+            federation: auth::oidc::Federation::new(
+                vec![auth::oidc::IssuerConfig::github_actions()],
+                auth::oidc::KeyCaching::default(),
+            ),
+            credential_rate_per_minute: 120,
+            credential_burst: 60,
+        }
+    }
 }
 
 impl AppState {
@@ -46,7 +75,22 @@ impl AppState {
             registry,
             metrics: Arc::new(Metrics::new()),
             engine,
+            federation: AccessConfig::default().federation,
+            credential_limiter: Arc::new(limits::RateLimiter::new(
+                AccessConfig::default().credential_rate_per_minute,
+                AccessConfig::default().credential_burst,
+            )),
         }
+    }
+
+    /// The same state with `access` settings.
+    pub fn with_access(mut self, access: AccessConfig) -> AppState {
+        self.federation = access.federation;
+        self.credential_limiter = Arc::new(limits::RateLimiter::new(
+            access.credential_rate_per_minute,
+            access.credential_burst,
+        ));
+        self
     }
 }
 
@@ -56,6 +100,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v2", any(registry::serve))
         .route("/v2/", any(registry::serve))
         .route("/v2/{*path}", any(registry::serve))
+        .route(
+            "/token",
+            any(registry::token).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                limits::limit_credentials,
+            )),
+        )
         .with_state(state.registry.clone());
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -69,6 +120,7 @@ pub fn router(state: AppState) -> Router {
             state,
             metrics::measure,
         ))
+        .layer(axum::middleware::from_fn(limits::bound_headers))
 }
 
 /// How often waiting promotions are re-evaluated, so soak times and freeze windows

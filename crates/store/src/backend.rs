@@ -128,6 +128,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "promotion",
         include_str!("../migrations/sqlite/0004_promotion.sql"),
     ),
+    (
+        5,
+        "access",
+        include_str!("../migrations/sqlite/0005_access.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -149,6 +154,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "promotion",
         include_str!("../migrations/postgres/0004_promotion.sql"),
+    ),
+    (
+        5,
+        "access",
+        include_str!("../migrations/postgres/0005_access.sql"),
     ),
 ];
 

@@ -10,6 +10,7 @@
 //! [`Store::manifests`], [`Store::uploads`], [`Store::users`], [`Store::audit`] and
 //! [`Store::resources`] (declared pipelines and applications).
 
+mod access;
 mod audit;
 mod backend;
 mod blobs;
@@ -22,9 +23,11 @@ mod resources;
 mod uploads;
 mod users;
 
+pub use access::{Access, ExchangeOutcome, OidcExchange};
 pub use audit::{Audit, AuditEntry, ChainVerdict, NewAuditEntry, canonical_json};
 pub use backend::{Backend, StoreOptions};
 pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
+pub use domain::RoleGrant;
 pub use error::StoreError;
 pub use evidence::{Build, CheckReport, Evidence, EvidenceOutcome, NewCheck, Provenance};
 pub use manifests::{
@@ -42,7 +45,7 @@ pub use resources::{
     ResourceChange, ResourceColumns, Resources, StoredResource,
 };
 pub use uploads::{Upload, UploadPart, Uploads};
-pub use users::{NewToken, NewUser, RoleGrant, TokenOwner, TokenRecord, UserRecord, Users};
+pub use users::{NewToken, NewUser, TokenOwner, TokenRecord, UserRecord, Users};
 
 /// The metadata store. Cheap to clone; all clones share the connection pools.
 #[derive(Clone)]
@@ -116,6 +119,12 @@ impl Store {
 
     pub fn promotions(&self) -> Promotions<'_> {
         Promotions {
+            backend: &self.backend,
+        }
+    }
+
+    pub fn access(&self) -> Access<'_> {
+        Access {
             backend: &self.backend,
         }
     }

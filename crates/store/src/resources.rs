@@ -1,4 +1,5 @@
-//! Declared resources (pipelines, applications): the back end of `gantry apply`.
+//! Declared resources (pipelines, applications, trust policies): the back end of
+//! `gantry apply`.
 //!
 //! The store keeps each resource as the canonical text the caller rendered (it never
 //! reads YAML; that is the `resources` crate's job) with a revision counting its
@@ -30,6 +31,9 @@ pub struct ApplicationColumns {
 pub enum ResourceColumns {
     Pipeline,
     Application(ApplicationColumns),
+    /// Nothing beside the text: the token exchange reads every policy
+    /// ([`Resources::all`]) and matches them itself.
+    TrustPolicy,
 }
 
 impl ResourceColumns {
@@ -37,6 +41,7 @@ impl ResourceColumns {
         match self {
             ResourceColumns::Pipeline => ResourceKind::Pipeline,
             ResourceColumns::Application(_) => ResourceKind::Application,
+            ResourceColumns::TrustPolicy => ResourceKind::TrustPolicy,
         }
     }
 }
@@ -191,7 +196,7 @@ impl Resources<'_> {
             .iter()
             .filter_map(|change| match &change.columns {
                 ResourceColumns::Application(application) => Some(&application.repository),
-                ResourceColumns::Pipeline => None,
+                ResourceColumns::Pipeline | ResourceColumns::TrustPolicy => None,
             })
             .collect();
         repositories.sort();
@@ -214,7 +219,7 @@ impl Resources<'_> {
                         Some(application.pipeline.as_str()),
                         Some(application.app_type.as_str()),
                     ),
-                    ResourceColumns::Pipeline => (None, None, None),
+                    ResourceColumns::Pipeline | ResourceColumns::TrustPolicy => (None, None, None),
                 };
                 let applied_resource = |revision| AppliedResource {
                     kind,
@@ -338,6 +343,13 @@ impl Resources<'_> {
                 updated_at: row.get("updated_at"),
             }))
         })
+    }
+
+    /// Every resource of one kind, in byte order of their names: for kinds read whole,
+    /// such as the trust policies a token exchange matches against, of which there are
+    /// few. Pages of a kind that may be long come from [`Resources::list`].
+    pub async fn all(&self, kind: ResourceKind) -> Result<Vec<StoredResource>, StoreError> {
+        self.list(kind, None, i64::MAX).await
     }
 
     /// Resources of one kind in byte order of their names, strictly after `after`, at

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use domain::RoleGrant;
 use domain::audit::AuditAction;
 use domain::pipeline::Role;
 use sqlx::Row;
@@ -12,8 +13,8 @@ use crate::{Backend, NewAuditEntry, StoreError, now_millis, with_pool};
 macro_rules! insert_token_sql {
     ($executor:expr, $token:expr, $now:expr) => {
         sqlx::query(
-            "INSERT INTO api_tokens (id, user_name, description, token_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_tokens (id, user_name, description, token_hash, created_at, expires_at, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind($token.id)
         .bind($token.user_name)
@@ -21,6 +22,7 @@ macro_rules! insert_token_sql {
         .bind($token.token_hash)
         .bind($now)
         .bind($token.expires_at)
+        .bind($token.scope.map($crate::users::scope_json))
         .execute($executor)
         .await
     };
@@ -34,6 +36,48 @@ pub struct NewToken<'a> {
     pub description: &'a str,
     pub token_hash: &'a str,
     pub expires_at: Option<i64>,
+    /// The grants the token is limited to (an OIDC exchange); `None`: the user's roles.
+    pub scope: Option<&'a [RoleGrant]>,
+}
+
+/// The stored form of a token's scope: a JSON array of grants.
+pub(crate) fn scope_json(scope: &[RoleGrant]) -> String {
+    serde_json::Value::from(scope.iter().map(ToString::to_string).collect::<Vec<_>>()).to_string()
+}
+
+/// A token's scope read back.
+fn parse_scope(text: Option<String>) -> Result<Option<Vec<RoleGrant>>, StoreError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let list: Vec<String> =
+        serde_json::from_str(&text).map_err(|e| StoreError::corrupt("api_tokens.scope", e))?;
+    list.iter()
+        .map(|grant| {
+            RoleGrant::parse(grant).map_err(|e| StoreError::corrupt("api_tokens.scope", e))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// A [`TokenOwner`] from its row.
+fn token_owner<R: Row>(row: &R) -> Result<TokenOwner, StoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(TokenOwner {
+        token_id: row.get("id"),
+        user_name: row.get("user_name"),
+        admin: row.get("admin"),
+        expires_at: row.get("expires_at"),
+        revoked_at: row.get("revoked_at"),
+        last_used_at: row.get("last_used_at"),
+        scope: parse_scope(row.get("scope"))?,
+    })
 }
 
 /// Who a presented token belongs to.
@@ -45,6 +89,8 @@ pub struct TokenOwner {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    /// The grants the token is limited to; `None`: the user's roles.
+    pub scope: Option<Vec<RoleGrant>>,
 }
 
 /// A stored token, without its secret (which is never stored).
@@ -138,20 +184,27 @@ impl Users<'_> {
     pub async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, StoreError> {
         with_pool!(self.backend, read, |pool| {
             let row = sqlx::query(
-                "SELECT t.id, t.user_name, u.admin, t.expires_at, t.revoked_at, t.last_used_at FROM api_tokens t \
+                "SELECT t.id, t.user_name, u.admin, t.expires_at, t.revoked_at, t.last_used_at, t.scope FROM api_tokens t \
                  JOIN users u ON u.name = t.user_name WHERE t.token_hash = $1",
             )
             .bind(token_hash)
             .fetch_optional(pool)
             .await?;
-            Ok(row.map(|row| TokenOwner {
-                token_id: row.get("id"),
-                user_name: row.get("user_name"),
-                admin: row.get("admin"),
-                expires_at: row.get("expires_at"),
-                revoked_at: row.get("revoked_at"),
-                last_used_at: row.get("last_used_at"),
-            }))
+            row.map(|row| token_owner(&row)).transpose()
+        })
+    }
+
+    /// The owner of the token with this id, whether or not it is still valid.
+    pub async fn token_owner_by_id(&self, id: &str) -> Result<Option<TokenOwner>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT t.id, t.user_name, u.admin, t.expires_at, t.revoked_at, t.last_used_at, t.scope FROM api_tokens t \
+                 JOIN users u ON u.name = t.user_name WHERE t.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| token_owner(&row)).transpose()
         })
     }
 
@@ -181,12 +234,14 @@ impl Users<'_> {
             }
             for grant in user.roles {
                 sqlx::query(
-                    "INSERT INTO user_roles (user_name, role, application, granted_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (user_name, application, role) DO NOTHING",
+                    "INSERT INTO user_roles (user_name, role, application, environment, granted_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (user_name, application, environment, role) DO NOTHING",
                 )
                 .bind(user.name)
                 .bind(grant.role.as_str())
                 .bind(grant.application.as_deref().unwrap_or(""))
+                .bind(grant.environment.as_deref().unwrap_or(""))
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
@@ -326,7 +381,8 @@ impl Users<'_> {
                 return Ok(None);
             };
             let grants = sqlx::query(
-                "SELECT role, application FROM user_roles WHERE user_name = $1 ORDER BY application, role",
+                "SELECT role, application, environment FROM user_roles WHERE user_name = $1 \
+                 ORDER BY application, environment, role",
             )
             .bind(name)
             .fetch_all(pool)
@@ -335,9 +391,11 @@ impl Users<'_> {
             for grant in &grants {
                 let role: String = grant.get("role");
                 let application: String = grant.get("application");
+                let environment: String = grant.get("environment");
                 roles.push(RoleGrant {
                     role: Role::parse(&role).map_err(|e| StoreError::corrupt("user_roles", e))?,
                     application: (!application.is_empty()).then_some(application),
+                    environment: (!environment.is_empty()).then_some(environment),
                 });
             }
             Ok(Some(UserRecord {
@@ -385,22 +443,6 @@ pub struct NewUser<'a> {
     pub roles: &'a [RoleGrant],
 }
 
-/// A role held globally (`application: None`) or for one application.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RoleGrant {
-    pub role: Role,
-    pub application: Option<String>,
-}
-
-impl std::fmt::Display for RoleGrant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.application {
-            Some(application) => write!(f, "{}@{application}", self.role.as_str()),
-            None => f.write_str(self.role.as_str()),
-        }
-    }
-}
-
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -411,23 +453,14 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    /// The roles that apply to `application`: its own and the global ones, and
-    /// `admin` for an administrator.
+    /// The roles that apply to `application` in at least one of its environments: its
+    /// own and the global ones, and `admin` for an administrator.
     pub fn roles_for(&self, application: &str) -> BTreeSet<Role> {
-        let mut roles: BTreeSet<Role> = self
-            .roles
-            .iter()
-            .filter(|grant| {
-                grant
-                    .application
-                    .as_deref()
-                    .is_none_or(|a| a == application)
-            })
-            .map(|grant| grant.role)
-            .collect();
-        if self.admin {
-            roles.insert(Role::Admin);
-        }
-        roles
+        domain::pipeline::roles_granted(&self.roles, self.admin, application, None)
+    }
+
+    /// The roles that apply to `environment` of `application`.
+    pub fn roles_in(&self, application: &str, environment: &str) -> BTreeSet<Role> {
+        domain::pipeline::roles_granted(&self.roles, self.admin, application, Some(environment))
     }
 }

@@ -61,6 +61,15 @@ fn application(
     }
 }
 
+fn trust_policy(name: &str, canonical: &str, expected_revision: Option<i64>) -> ResourceChange {
+    ResourceChange {
+        columns: ResourceColumns::TrustPolicy,
+        name: name.into(),
+        canonical: canonical.into(),
+        expected_revision,
+    }
+}
+
 fn applied(outcome: ApplyOutcome) -> AppliedChanges {
     match outcome {
         ApplyOutcome::Applied(changes) => changes,
@@ -251,14 +260,14 @@ store_tests! {
     }
 
     async fn the_admin_is_bootstrapped_exactly_once(store) {
-        let token = |id: &'static str, hash: &'static str| NewToken { id, user_name: "admin", description: "boot", token_hash: hash, expires_at: None };
+        let token = |id: &'static str, hash: &'static str| NewToken { id, user_name: "admin", description: "boot", token_hash: hash, expires_at: None, scope: None };
         assert!(store.users().bootstrap_admin(token("t1", "h1")).await.expect("bootstrap"));
         assert!(!store.users().bootstrap_admin(token("t2", "h2")).await.expect("bootstrap"));
         let owner = store.users().token_owner("h1").await.expect("owner").expect("known");
         assert_eq!((owner.user_name.as_str(), owner.admin), ("admin", true));
         assert!(store.users().token_owner("h2").await.expect("owner").is_none());
         store.users().create("dev", false).await.expect("user");
-        store.users().create_token(NewToken { id: "t3", user_name: "dev", description: "d", token_hash: "h3", expires_at: Some(5) }).await.expect("token");
+        store.users().create_token(NewToken { id: "t3", user_name: "dev", description: "d", token_hash: "h3", expires_at: Some(5), scope: None }).await.expect("token");
         let dev = store.users().token_owner("h3").await.expect("owner").expect("known");
         assert_eq!((dev.admin, dev.expires_at), (false, Some(5)));
     }
@@ -421,5 +430,51 @@ store_tests! {
         assert_eq!(names(store.resources().list(ResourceKind::Pipeline, Some("a-b"), 2).await.expect("list")), ["a0", "b"]);
         assert!(store.resources().list(ResourceKind::Pipeline, Some("b"), 2).await.expect("list").is_empty());
         assert_eq!(names(store.resources().list(ResourceKind::Application, None, 100).await.expect("list")), ["a1"]);
+    }
+
+    async fn trust_policies_are_stored_apart_from_other_kinds_and_read_whole_or_page_by_page(store) {
+        let changes = [
+            trust_policy("web-ci", "web-ci v1\n", None),
+            pipeline("web-ci", "pipeline\n", None),
+            trust_policy("api-ci", "api-ci v1\n", None),
+            application("web-ci", "acme/web", "application\n", None),
+        ];
+        let outcome = applied(store.resources().apply(&changes, "ann").await.expect("apply"));
+        let created: Vec<(ResourceKind, &str)> = outcome.created.iter().map(|r| (r.kind, r.name.as_str())).collect();
+        assert_eq!(created, [
+            (ResourceKind::Pipeline, "web-ci"),
+            (ResourceKind::Application, "web-ci"),
+            (ResourceKind::TrustPolicy, "api-ci"),
+            (ResourceKind::TrustPolicy, "web-ci"),
+        ], "kinds in declaration order, then names");
+        assert_eq!(outcome.created_repositories, [repo("acme/web")], "a policy creates no repository");
+
+        let names = |page: Vec<store::StoredResource>| page.into_iter().map(|r| (r.kind, r.name, r.canonical)).collect::<Vec<_>>();
+        let policies = vec![
+            (ResourceKind::TrustPolicy, "api-ci".to_owned(), "api-ci v1\n".to_owned()),
+            (ResourceKind::TrustPolicy, "web-ci".to_owned(), "web-ci v1\n".to_owned()),
+        ];
+        assert_eq!(names(store.resources().all(ResourceKind::TrustPolicy).await.expect("all")), policies);
+        assert_eq!(names(store.resources().list(ResourceKind::TrustPolicy, None, 100).await.expect("list")), policies);
+        assert_eq!(names(store.resources().list(ResourceKind::TrustPolicy, Some("api-ci"), 1).await.expect("list")), policies[1..]);
+        let web = store.resources().get(ResourceKind::TrustPolicy, "web-ci").await.expect("get").expect("stored");
+        assert_eq!((web.kind, web.canonical.as_str(), web.revision), (ResourceKind::TrustPolicy, "web-ci v1\n", 1));
+        assert_eq!(store.resources().get(ResourceKind::Pipeline, "web-ci").await.expect("get").map(|r| r.canonical), Some("pipeline\n".to_owned()));
+        assert!(store.resources().application_of(&repo("acme/web")).await.expect("lookup").is_some());
+
+        let entries_before = audit_length(&store).await;
+        let changed = applied(store.resources().apply(&[trust_policy("web-ci", "web-ci v2\n", Some(1))], "bob").await.expect("apply"));
+        assert_eq!(revisions(&changed.updated), [("web-ci", 2)]);
+        let entries = store.audit().entries(0, 100).await.expect("entries");
+        assert_eq!(entries.len(), entries_before + 1);
+        let last = entries.last().expect("an entry");
+        assert_eq!((last.actor.as_str(), last.action.as_str(), last.subject.as_str()), ("bob", "apply", "TrustPolicy/web-ci"));
+        let stale = store.resources().apply(&[trust_policy("web-ci", "web-ci v3\n", Some(1))], "eve").await.expect("apply");
+        assert_eq!(stale, ApplyOutcome::Conflict(ApplyConflict {
+            kind: ResourceKind::TrustPolicy,
+            name: "web-ci".into(),
+            expected_revision: Some(1),
+            stored_revision: Some(2),
+        }));
     }
 }

@@ -74,6 +74,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, config: RegistryConfig) -> TestApp {
+        TestApp::spawn_with_access(backend, config, server::AccessConfig::default()).await
+    }
+
+    /// A fresh application with registry and access settings of its own (trusted OIDC
+    /// issuers, credential rate limits).
+    pub async fn spawn_with_access(
+        backend: Backend,
+        config: RegistryConfig,
+        access: server::AccessConfig,
+    ) -> TestApp {
         let database = TestDatabase::create(backend).await;
         let store = database.store().await;
         let blob_directory = tempfile::tempdir().expect("temporary directory");
@@ -88,11 +98,12 @@ impl TestApp {
                 description: "test admin",
                 token_hash: &auth::hash_token(&admin_token),
                 expires_at: None,
+                scope: None,
             })
             .await
             .expect("bootstrap admin");
         assert!(created, "a fresh database has no users");
-        let state = AppState::new(store.clone(), blobs, config);
+        let state = AppState::new(store.clone(), blobs, config).with_access(access);
         TestApp {
             router: server::router(state.clone()),
             state,

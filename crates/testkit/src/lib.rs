@@ -7,6 +7,7 @@
 
 mod app;
 mod database;
+pub mod issuer;
 
 pub use app::{TestApp, TestResponse};
 pub use database::{Backend, TestDatabase};

@@ -24,11 +24,13 @@ fn application_with_dev(environment: &str) -> String {
 fn a_document_without_a_kind_is_refused_naming_the_document() {
     check(
         "name: x\n",
-        &["resources.yaml: document 1 (`x`): missing `kind`: use Pipeline or Application"],
+        &[
+            "resources.yaml: document 1 (`x`): missing `kind`: use Pipeline, Application or TrustPolicy",
+        ],
     );
     check(
         "kind: ~\nstages: []\n",
-        &["resources.yaml: document 1: missing `kind`: use Pipeline or Application"],
+        &["resources.yaml: document 1: missing `kind`: use Pipeline, Application or TrustPolicy"],
     );
 }
 
@@ -37,13 +39,13 @@ fn an_unknown_kind_is_refused_at_the_kind_field() {
     check(
         "kind: pipeline\nname: x\n",
         &[
-            "resources.yaml: document 1 (pipeline `x`), field kind: unknown kind `pipeline`: use Pipeline or Application",
+            "resources.yaml: document 1 (pipeline `x`), field kind: unknown kind `pipeline`: use Pipeline, Application or TrustPolicy",
         ],
     );
     check(
         "kind: Deployment\nname: x\n",
         &[
-            "resources.yaml: document 1 (Deployment `x`), field kind: unknown kind `Deployment`: use Pipeline or Application",
+            "resources.yaml: document 1 (Deployment `x`), field kind: unknown kind `Deployment`: use Pipeline, Application or TrustPolicy",
         ],
     );
 }

@@ -155,5 +155,5 @@ fn the_spec_application_deploys_dev_and_staging_by_gitops_and_copies_prod() {
 
 #[test]
 fn the_spec_example_references_are_complete() {
-    assert_eq!(parsed(SPEC_EXAMPLE).check_references(&[]), Ok(()));
+    assert_eq!(parsed(SPEC_EXAMPLE).check_references(&[], &[]), Ok(()));
 }

@@ -8,6 +8,7 @@ mod errors;
 mod example;
 mod references;
 mod targets;
+mod trust_policies;
 
 /// The example of SPEC §5, as a platform engineer would write it.
 pub const SPEC_EXAMPLE: &str = r#"kind: Pipeline

@@ -30,7 +30,7 @@ fn application(pipeline: &str, environments: &[&str]) -> String {
 
 /// `text` read as `resources.yaml` and checked against `known` pipelines reports `expected`.
 fn check(text: &str, known: &[Pipeline], expected: &[&str]) {
-    let reported: Vec<String> = match parsed(text).check_references(known) {
+    let reported: Vec<String> = match parsed(text).check_references(known, &[]) {
         Ok(()) => Vec::new(),
         Err(errors) => errors.errors().iter().map(ToString::to_string).collect(),
     };

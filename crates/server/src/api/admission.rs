@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::promotion_types::{AdmissionQuery, AdmissionView, ReviewQuery};
-use super::promotions::actor;
 use super::types::ErrorBody;
 use crate::AppState;
 
@@ -43,7 +42,7 @@ pub(crate) async fn admission(
     headers: HeaderMap,
     query: Result<Query<AdmissionQuery>, QueryRejection>,
 ) -> Result<Json<AdmissionView>, ApiError> {
-    actor(&state, &headers).await?;
+    super::authorize(&state, &headers, domain::Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     Ok(Json(view(
         state.engine.admit(&query.env, &query.image).await?,
@@ -90,7 +89,7 @@ pub(crate) async fn review(
     query: Result<Query<ReviewQuery>, QueryRejection>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    actor(&state, &headers).await?;
+    super::authorize(&state, &headers, domain::Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let Json(review) = body.map_err(|r| ApiError::bad_request(r.body_text()))?;
     if review["apiVersion"] != "admission.k8s.io/v1" || review["kind"] != "AdmissionReview" {

@@ -10,6 +10,7 @@
 mod admission;
 mod audit;
 mod error;
+mod oidc;
 mod promotion_types;
 mod promotions;
 mod resources;
@@ -63,6 +64,7 @@ use error::ApiError;
         users::dora,
         admission::admission,
         admission::review,
+        oidc::exchange,
         openapi_json
     ),
     components(schemas(
@@ -108,6 +110,8 @@ use error::ApiError;
         promotion_types::TokenView,
         promotion_types::TokenList,
         promotion_types::AdmissionView,
+        oidc::OidcExchangeRequest,
+        oidc::OidcExchangeResponse,
     ))
 )]
 struct ApiDoc;
@@ -165,6 +169,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/metrics/dora", get(users::dora))
         .route("/api/v1/admission", get(admission::admission))
         .route("/api/v1/admission/review", post(admission::review))
+        .route(
+            "/api/v1/auth/oidc",
+            post(oidc::exchange).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::limits::limit_credentials,
+            )),
+        )
         .route("/api/v1/openapi.json", get(openapi_json))
         .with_state(state)
 }
@@ -186,6 +197,22 @@ async fn authorize(
     action: Action,
 ) -> Result<Principal, ApiError> {
     let config = state.registry.config();
+    let principal = authenticate(state, headers).await?;
+    match auth::authorize(&principal, action, None, &config.access) {
+        Ok(()) => Ok(principal),
+        Err(denied @ auth::Denied::Unauthenticated { .. }) => {
+            Err(ApiError::unauthorized(&config.realm, denied.to_string()))
+        }
+        Err(ref denied @ auth::Denied::Forbidden { ref permission, .. }) => {
+            Err(ApiError::forbidden(denied.to_string(), permission))
+        }
+    }
+}
+
+/// Resolves the caller from the `Authorization` header: anonymous without one, `401`
+/// for invalid credentials.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let config = state.registry.config();
     let authorization = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => Some(value.to_str().map_err(|_| {
@@ -204,13 +231,5 @@ async fn authorize(
         }
         Err(auth::AuthError::Store(error)) => return Err(error.into()),
     };
-    match auth::authorize(&principal, action, None, &config.access) {
-        Ok(()) => Ok(principal),
-        Err(denied @ auth::Denied::Unauthenticated { .. }) => {
-            Err(ApiError::unauthorized(&config.realm, denied.to_string()))
-        }
-        Err(ref denied @ auth::Denied::Forbidden { ref permission, .. }) => {
-            Err(ApiError::forbidden(denied.to_string(), permission))
-        }
-    }
+    Ok(principal)
 }

@@ -28,10 +28,12 @@ const MAX_PAGE: i64 = 500;
 /// Largest check report accepted (a Trivy report of a big image runs to megabytes).
 pub(crate) const MAX_CHECK_BYTES: usize = 32 << 20;
 
-/// The authenticated caller as the engine judges them.
+/// The authenticated caller as the engine judges them. Any valid token gets this far;
+/// the engine decides from the caller's roles (or a scoped token's grants) whether it
+/// may do what it asks.
 pub(crate) async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
-    let principal = authorize(state, headers, Action::ReadResources).await?;
-    let Principal::User { name, admin } = principal else {
+    let principal = super::authenticate(state, headers).await?;
+    let Principal::User { name, admin, scope } = principal else {
         return Err(ApiError::unauthorized(
             &state.registry.config().realm,
             "this needs a user's token",
@@ -39,10 +41,11 @@ pub(crate) async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor
     };
     let user = state.store.users().get(&name).await?;
     Ok(Actor {
-        ci: user.as_ref().is_some_and(|user| user.ci),
+        ci: scope.is_some() || user.as_ref().is_some_and(|user| user.ci),
         name,
         admin,
         user,
+        scope,
     })
 }
 
@@ -411,7 +414,7 @@ pub(crate) async fn list_promotions(
     headers: HeaderMap,
     query: Result<Query<PromotionQuery>, QueryRejection>,
 ) -> Result<Json<PromotionList>, ApiError> {
-    actor(&state, &headers).await?;
+    authorize(&state, &headers, Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let limit = page(query.limit)?;
     let promotion_state = match query.state.as_deref() {
@@ -472,7 +475,7 @@ pub(crate) async fn get_promotion(
     headers: HeaderMap,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    actor(&state, &headers).await?;
+    authorize(&state, &headers, Action::ReadResources).await?;
     let id = promotion_id(path)?;
     Ok(Json(promotion_view(state.engine.promotion(id).await?)))
 }
@@ -724,7 +727,7 @@ pub(crate) async fn list_apps(
     headers: HeaderMap,
     query: Result<Query<AppQuery>, QueryRejection>,
 ) -> Result<Json<AppList>, ApiError> {
-    actor(&state, &headers).await?;
+    authorize(&state, &headers, Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let limit = page(query.limit)?;
     let stored = state
@@ -758,7 +761,7 @@ pub(crate) async fn get_app(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AppStatus>, ApiError> {
-    actor(&state, &headers).await?;
+    authorize(&state, &headers, Action::ReadResources).await?;
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     Ok(Json(app_status(&state, &name).await?))
 }
@@ -779,7 +782,7 @@ pub(crate) async fn history(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<DeploymentList>, ApiError> {
-    actor(&state, &headers).await?;
+    authorize(&state, &headers, Action::ReadResources).await?;
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let limit = page(query.limit)?;
@@ -821,7 +824,7 @@ pub(crate) async fn artifact(
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ArtifactView>, ApiError> {
-    actor(&state, &headers).await?;
+    authorize(&state, &headers, Action::ReadResources).await?;
     let (name, digest_text) = app_env(path)?;
     let digest = digest(&digest_text)?.to_string();
     if state

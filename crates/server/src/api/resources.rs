@@ -1,8 +1,8 @@
 //! Declared resources over HTTP: `POST /api/v1/apply` (the server side of
 //! `gantry apply`), and reading what is stored.
 //!
-//! An apply parses the file, checks its references against the pipelines already
-//! stored, diffs each resource's canonical text against the stored one, and — unless it
+//! An apply parses the file, checks its references against the pipelines and
+//! applications already stored, diffs each resource's canonical text against the stored one, and — unless it
 //! is a dry run — hands every change to `store.resources().apply` with the revision
 //! it diffed against, so a change made meanwhile by someone else is refused (409)
 //! instead of overwritten unseen.
@@ -13,7 +13,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use domain::pipeline::Pipeline;
+use domain::pipeline::{AppName, Pipeline};
 use domain::{Action, ResourceKind};
 use http::{HeaderMap, header};
 use resources::{DeclaredPipeline, Resource, ResourceErrors, ResourceSet};
@@ -37,7 +37,8 @@ const YAML_MEDIA_TYPES: [&str; 3] = ["application/yaml", "text/yaml", "applicati
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
 
-/// Apply a resources file (multi-document YAML of Pipelines and Applications).
+/// Apply a resources file (multi-document YAML of Pipelines, Applications and
+/// TrustPolicies).
 ///
 /// Answers 200 whether or not anything changed: an apply is idempotent, and each
 /// resource's `action` says what happened to it.
@@ -70,7 +71,8 @@ pub(crate) async fn apply(
 
     let set = resources::parse_file(file, &text).map_err(invalid_resources)?;
     let known_pipelines = stored_pipelines_referenced(&state, &set).await?;
-    set.check_references(&known_pipelines)
+    let known_applications = stored_applications_referenced(&state, &set).await?;
+    set.check_references(&known_pipelines, &known_applications)
         .map_err(invalid_resources)?;
 
     let mut planned = Vec::with_capacity(set.len());
@@ -150,7 +152,7 @@ pub(crate) async fn apply(
     get,
     path = "/api/v1/resources/{kind}",
     params(
-        ("kind" = String, Path, description = "`pipelines` or `applications`"),
+        ("kind" = String, Path, description = "`pipelines`, `applications` or `trustpolicies`"),
         ListQuery,
     ),
     responses(
@@ -206,7 +208,7 @@ pub(crate) async fn list(
     get,
     path = "/api/v1/resources/{kind}/{name}",
     params(
-        ("kind" = String, Path, description = "`pipelines` or `applications`"),
+        ("kind" = String, Path, description = "`pipelines`, `applications` or `trustpolicies`"),
         ("name" = String, Path, description = "The resource's name"),
     ),
     responses(
@@ -270,6 +272,7 @@ impl Planned {
         };
         let columns = match resource {
             Resource::Pipeline(_) => ResourceColumns::Pipeline,
+            Resource::TrustPolicy(_) => ResourceColumns::TrustPolicy,
             Resource::Application(application) => {
                 ResourceColumns::Application(ApplicationColumns {
                     repository: application.repository.clone(),
@@ -343,6 +346,30 @@ async fn stored_pipelines_referenced(
     Ok(pipelines)
 }
 
+/// The stored applications that trust policies of `set` name but `set` does not declare.
+async fn stored_applications_referenced(
+    state: &AppState,
+    set: &ResourceSet,
+) -> Result<Vec<AppName>, ApiError> {
+    let names: BTreeSet<&AppName> = set
+        .trust_policies()
+        .flat_map(|policy| &policy.applications)
+        .filter(|application| set.application(application).is_none())
+        .collect();
+    let mut known = Vec::new();
+    for name in names {
+        let stored = state
+            .store
+            .resources()
+            .get(ResourceKind::Application, name.as_str())
+            .await?;
+        if stored.is_some() {
+            known.push(name.clone());
+        }
+    }
+    Ok(known)
+}
+
 fn invalid_resources(errors: ResourceErrors) -> ApiError {
     ApiError::invalid_resources(
         errors
@@ -401,13 +428,14 @@ async fn read_text(body: Body) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request("a resources file is UTF-8 text"))
 }
 
-/// `pipelines` or `applications`, as the URL names a kind.
+/// `pipelines`, `applications` or `trustpolicies`, as the URL names a kind.
 fn parse_kind(plural: &str) -> Result<ResourceKind, ApiError> {
     match plural {
         "pipelines" => Ok(ResourceKind::Pipeline),
         "applications" => Ok(ResourceKind::Application),
+        "trustpolicies" => Ok(ResourceKind::TrustPolicy),
         other => Err(ApiError::not_found(format!(
-            "no resource kind `{other}`: use pipelines or applications"
+            "no resource kind `{other}`: use pipelines, applications or trustpolicies"
         ))),
     }
 }

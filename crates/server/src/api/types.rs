@@ -67,7 +67,7 @@ pub(crate) enum ApplyAction {
 /// One resource of an apply.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct ResourceOutcome {
-    /// `Pipeline` or `Application`.
+    /// `Pipeline`, `Application` or `TrustPolicy`.
     pub(crate) kind: String,
     pub(crate) name: String,
     pub(crate) action: ApplyAction,

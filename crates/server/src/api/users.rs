@@ -7,7 +7,6 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use domain::dora::{DeploymentOutcome, DeploymentRecord, DoraMetrics};
-use domain::pipeline::{AppName, Role};
 use domain::promotion::DeploymentState;
 use domain::{Action, ResourceKind};
 use engine::EngineError;
@@ -35,22 +34,10 @@ fn user_view(user: UserRecord) -> UserView {
     }
 }
 
-/// Parses `staff` (global) or `staff@web-app` (for one application).
+/// Parses `staff` (global), `staff@web-app` (one application) or
+/// `developer@web-app/staging` (one environment of it).
 fn role_grant(text: &str) -> Result<RoleGrant, ApiError> {
-    let (role, application) = match text.split_once('@') {
-        Some((role, application)) => (role, Some(application)),
-        None => (text, None),
-    };
-    let role =
-        Role::parse(role).map_err(|e| ApiError::bad_request(format!("role `{text}`: {e}")))?;
-    let application = application
-        .map(|a| {
-            AppName::parse(a)
-                .map(|name| name.to_string())
-                .map_err(|e| ApiError::bad_request(format!("role `{text}`: {e}")))
-        })
-        .transpose()?;
-    Ok(RoleGrant { role, application })
+    RoleGrant::parse(text).map_err(ApiError::bad_request)
 }
 
 /// Create a user with roles (admins).
@@ -182,7 +169,7 @@ pub(crate) async fn create_token(
     let secret =
         auth::generate_token().map_err(|e| ApiError::internal("the random source failed", &e))?;
     let hash = auth::hash_token(&secret);
-    let id = format!("tok_{}", &hash[..16]);
+    let id = auth::token_id(&hash);
     let expires_at = request
         .expires_in_days
         .map(|days| store::now_millis() + i64::from(days) * 24 * 60 * 60 * 1000);
@@ -196,6 +183,7 @@ pub(crate) async fn create_token(
                 description: request.description.as_deref().unwrap_or(""),
                 token_hash: &hash,
                 expires_at,
+                scope: None,
             },
             principal.display_name(),
         )
@@ -344,7 +332,7 @@ pub(crate) async fn dora(
     headers: HeaderMap,
     query: Result<Query<DoraQuery>, QueryRejection>,
 ) -> Result<Json<DoraResponse>, ApiError> {
-    actor(&state, &headers).await?;
+    super::authorize(&state, &headers, domain::Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let days = query.days.unwrap_or(30);
     if !(1..=366).contains(&days) {

@@ -12,7 +12,7 @@ use testkit::{TestApp, TestResponse};
 use crate::support::{assert_status, push_image, user_token};
 
 /// The example of SPEC §5.
-const SPEC_EXAMPLE: &str = r#"kind: Pipeline
+pub(crate) const SPEC_EXAMPLE: &str = r#"kind: Pipeline
 name: standard
 stages:
   - name: dev
@@ -53,10 +53,10 @@ environments:
   prod: { target: { record: {} } }
 "#;
 
-const YAML: (&str, &str) = ("content-type", "application/yaml");
+pub(crate) const YAML: (&str, &str) = ("content-type", "application/yaml");
 
 /// `POST /api/v1/apply?{query}` with `text`, as the admin.
-async fn apply(app: &TestApp, query: &str, text: &str) -> TestResponse {
+pub(crate) async fn apply(app: &TestApp, query: &str, text: &str) -> TestResponse {
     app.admin(
         Method::POST,
         &format!("/api/v1/apply?{query}"),
@@ -68,7 +68,7 @@ async fn apply(app: &TestApp, query: &str, text: &str) -> TestResponse {
 
 /// Asserts status and envelope `code`, showing the body if not.
 #[track_caller]
-fn assert_api_error(response: &TestResponse, status: StatusCode, code: &str) -> Value {
+pub(crate) fn assert_api_error(response: &TestResponse, status: StatusCode, code: &str) -> Value {
     let body = response.json();
     assert_eq!(
         (response.status, body["code"].as_str()),
@@ -81,7 +81,7 @@ fn assert_api_error(response: &TestResponse, status: StatusCode, code: &str) -> 
 }
 
 /// `(kind, name, action)` of every resource of an apply answer.
-fn actions(body: &Value) -> Vec<(String, String, String)> {
+pub(crate) fn actions(body: &Value) -> Vec<(String, String, String)> {
     body["resources"]
         .as_array()
         .expect("resources is a list")
@@ -93,7 +93,7 @@ fn actions(body: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn triple(kind: &str, name: &str, action: &str) -> (String, String, String) {
+pub(crate) fn triple(kind: &str, name: &str, action: &str) -> (String, String, String) {
     (kind.to_owned(), name.to_owned(), action.to_owned())
 }
 

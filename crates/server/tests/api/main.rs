@@ -7,8 +7,11 @@ mod support;
 
 mod api_apply;
 mod api_audit;
+mod api_matrix;
+mod api_oidc;
 mod api_promotions;
 mod api_tokens;
+mod api_trust;
 mod health_and_metrics;
 mod registry_auth;
 mod registry_base;
@@ -18,4 +21,5 @@ mod registry_listing;
 mod registry_manifests;
 mod registry_names;
 mod registry_referrers;
+mod registry_token;
 mod registry_uploads;

@@ -56,7 +56,7 @@ registry_tests! {
             assert_error(&response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
             assert_eq!(
                 response.header("www-authenticate"),
-                Some("Basic realm=\"gantry\"")
+                Some("Bearer realm=\"http://localhost/token\",service=\"localhost\"")
             );
         }
     }
@@ -152,7 +152,7 @@ registry_tests! {
         assert_error(&upload, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
         assert_eq!(
             upload.header("www-authenticate"),
-            Some("Basic realm=\"gantry\"")
+            Some("Bearer realm=\"http://localhost/token\",service=\"localhost\",scope=\"repository:acme/app:pull,push\"")
         );
         let manifest = app
             .send(

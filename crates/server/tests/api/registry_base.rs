@@ -29,13 +29,13 @@ registry_tests! {
         );
     }
 
-    async fn an_anonymous_client_is_challenged_for_basic_credentials(app) {
+    async fn an_anonymous_client_is_challenged_for_a_bearer_token(app) {
         for method in [Method::GET, Method::HEAD] {
             let response = app.send(method.clone(), "/v2/", &[], Body::empty()).await;
             assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{method}");
             assert_eq!(
                 response.header("www-authenticate"),
-                Some("Basic realm=\"gantry\"")
+                Some("Bearer realm=\"http://localhost/token\",service=\"localhost\"")
             );
             assert_eq!(
                 response.header("docker-distribution-api-version"),
@@ -66,7 +66,7 @@ registry_tests! {
         assert_error(&response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
         assert_eq!(
             response.header("www-authenticate"),
-            Some("Basic realm=\"gantry\"")
+            Some("Bearer realm=\"http://localhost/token\",service=\"localhost\"")
         );
     }
 }

@@ -201,7 +201,7 @@ registry_tests! {
         assert_error(&response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
         assert_eq!(
             response.header("www-authenticate"),
-            Some("Basic realm=\"gantry\"")
+            Some("Bearer realm=\"http://localhost/token\",service=\"localhost\",scope=\"registry:catalog:*\"")
         );
         assert!(!response.text().contains("acme/app"));
     }

@@ -342,6 +342,7 @@ pub(crate) async fn token_for(
             description: "test token",
             token_hash: &auth::hash_token(&secret),
             expires_at,
+            scope: None,
         })
         .await
         .expect("create token");

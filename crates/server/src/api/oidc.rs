@@ -1,0 +1,137 @@
+//! `POST /api/v1/auth/oidc`: a CI job exchanges the OIDC token its platform minted
+//! for it for a short-lived Gantry token, scoped by the trust policies its claims
+//! match. Every refusal is a `401` whose message (also logged) says why.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use domain::ResourceKind;
+use domain::trust::TrustPolicy;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use super::promotion_types::rfc3339;
+use super::types::ErrorBody;
+use crate::AppState;
+
+/// A CI job's OIDC token to exchange.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OidcExchangeRequest {
+    /// The job token (a JWT), e.g. GitHub Actions' `ACTIONS_ID_TOKEN` for audience `gantry`.
+    pub(crate) token: String,
+}
+
+/// The Gantry token issued for a job token; the secret is in this answer only.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct OidcExchangeResponse {
+    pub(crate) id: String,
+    /// The CI identity it acts as (`oidc/POLICY`).
+    pub(crate) user: String,
+    pub(crate) token: String,
+    pub(crate) expires_at: String,
+    /// Seconds until it expires.
+    pub(crate) expires_in: i64,
+    /// What it may do: `role@application` or `role@application/environment`.
+    pub(crate) scope: Vec<String>,
+    /// The trust policies that matched.
+    pub(crate) policies: Vec<String>,
+}
+
+/// Every declared trust policy.
+async fn trust_policies(state: &AppState) -> Result<Vec<TrustPolicy>, ApiError> {
+    let mut policies = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = state
+            .store
+            .resources()
+            .list(ResourceKind::TrustPolicy, after.as_deref(), 500)
+            .await?;
+        let full = page.len() == 500;
+        for record in &page {
+            match resources::trust_policy_from_canonical(&record.canonical) {
+                Ok(policy) => policies.push(policy),
+                Err(error) => {
+                    return Err(ApiError::internal("reading a stored trust policy", &error));
+                }
+            }
+        }
+        after = page.last().map(|record| record.name.clone());
+        if !full {
+            return Ok(policies);
+        }
+    }
+}
+
+/// Exchange a CI job's OIDC token for a Gantry token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/oidc",
+    request_body = OidcExchangeRequest,
+    responses(
+        (status = 201, description = "Issued", body = OidcExchangeResponse),
+        (status = 400, description = "Not a JSON body with `token`", body = ErrorBody),
+        (status = 401, description = "The job token was refused; the message says why", body = ErrorBody),
+        (status = 429, description = "Too many exchanges from this address", body = ErrorBody),
+    )
+)]
+pub(crate) async fn exchange(
+    State(state): State<AppState>,
+    body: Result<Json<OidcExchangeRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(JsonRejection::MissingJsonContentType(_)) => {
+            return Err(ApiError::unsupported_media_type(
+                "send the body as application/json",
+                &["application/json"],
+            ));
+        }
+        Err(rejection) => return Err(ApiError::bad_request(rejection.body_text())),
+    };
+    let policies = trust_policies(&state).await?;
+    let now = store::now_millis();
+    match auth::oidc::exchange(
+        &state.store,
+        &state.federation,
+        &policies,
+        request.token.trim(),
+        now,
+    )
+    .await
+    {
+        Ok(exchanged) => {
+            tracing::info!(
+                user = exchanged.user,
+                token = exchanged.token_id,
+                policies = ?exchanged.policies,
+                "OIDC token exchanged"
+            );
+            let response = OidcExchangeResponse {
+                id: exchanged.token_id,
+                user: exchanged.user,
+                token: exchanged.secret,
+                expires_at: rfc3339(exchanged.expires_at),
+                expires_in: (exchanged.expires_at - now).div_euclid(1000),
+                scope: exchanged.grants.iter().map(ToString::to_string).collect(),
+                policies: exchanged.policies,
+            };
+            Ok((StatusCode::CREATED, Json(response)).into_response())
+        }
+        Err(auth::oidc::ExchangeError::Refused(reason)) => {
+            tracing::info!(reason, "OIDC token refused");
+            Err(ApiError::unauthorized(
+                &state.registry.config().realm,
+                format!("OIDC token refused: {reason}"),
+            ))
+        }
+        Err(auth::oidc::ExchangeError::Store(error)) => Err(error.into()),
+        Err(error @ auth::oidc::ExchangeError::Random(_)) => {
+            Err(ApiError::internal("issuing a token", &error))
+        }
+    }
+}

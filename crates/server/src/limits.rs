@@ -1,0 +1,169 @@
+//! Request hygiene applied before any handler runs: a bound on the size of the
+//! request head (header count and bytes), and a per-client rate limit on the two
+//! endpoints that mint credentials (`/token` and `/api/v1/auth/oidc`), which are what
+//! an attacker guessing credentials or replaying job tokens would hammer. Request
+//! bodies are bounded where they are read (the API's JSON limit, the registry's
+//! manifest and blob limits).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+use crate::AppState;
+
+/// The most header fields a request may carry.
+pub const MAX_HEADERS: usize = 100;
+/// The most bytes of header names and values a request may carry.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses requests whose headers exceed the limits with `431`.
+pub(crate) async fn bound_headers(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        tracing::info!(
+            fields = headers.len(),
+            bytes,
+            "request refused: headers too large"
+        );
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Json(serde_json::json!({
+                "code": "headers_too_large",
+                "message": format!("at most {MAX_HEADERS} header fields and {MAX_HEADER_BYTES} bytes of headers"),
+                "detail": null,
+            })),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// A token bucket per client address: `burst` requests at once, refilled at
+/// `per_minute`.
+pub struct RateLimiter {
+    per_minute: u32,
+    burst: u32,
+    buckets: Mutex<HashMap<Option<IpAddr>, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// How many client buckets are kept before idle ones are dropped.
+const MAX_BUCKETS: usize = 10_000;
+
+impl RateLimiter {
+    pub fn new(per_minute: u32, burst: u32) -> RateLimiter {
+        RateLimiter {
+            per_minute: per_minute.max(1),
+            burst: burst.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request from `client`'s bucket; `Err` with the wait until the next.
+    fn take(&self, client: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+        let rate = f64::from(self.per_minute) / 60.0;
+        let burst = f64::from(self.burst);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_BUCKETS {
+            // A full bucket is as good as none.
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+        }
+        let bucket = buckets.entry(client).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let refilled =
+            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
+        bucket.at = now;
+        if refilled >= 1.0 {
+            bucket.tokens = refilled - 1.0;
+            Ok(())
+        } else {
+            bucket.tokens = refilled;
+            Err(Duration::from_secs_f64((1.0 - refilled) / rate))
+        }
+    }
+}
+
+/// Rate-limits the credential endpoints by client address: `429` with `Retry-After`.
+pub(crate) async fn limit_credentials(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Err(wait) = state.credential_limiter.take(client, Instant::now()) {
+        let seconds = wait.as_secs().max(1);
+        tracing::info!(
+            ?client,
+            path = request.uri().path(),
+            "credential request rate-limited"
+        );
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(serde_json::json!({
+                "code": "too_many_requests",
+                "message": format!("too many credential requests from this address; retry in {seconds} s"),
+                "detail": null,
+            })),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return response;
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
+        let limiter = RateLimiter::new(60, 3);
+        let start = Instant::now();
+        let client = Some(IpAddr::from([127, 0, 0, 1]));
+        for _ in 0..3 {
+            assert!(limiter.take(client, start).is_ok());
+        }
+        let wait = limiter.take(client, start).expect_err("burst spent");
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        // Another client has its own bucket.
+        assert!(
+            limiter
+                .take(Some(IpAddr::from([10, 0, 0, 1])), start)
+                .is_ok()
+        );
+        // One second refills one request at 60 a minute.
+        assert!(
+            limiter
+                .take(client, start + Duration::from_millis(1001))
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .take(client, start + Duration::from_millis(1002))
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,723 @@
+//! The authorization matrix of `/api/v1`: every route of the OpenAPI document, called by
+//! every kind of caller, answers as the access policy says. The routes come from the
+//! document the server generates from its handlers, so a route added without a row in
+//! [`MATRIX`] fails this test, and so does a row left behind by a removed route.
+//!
+//! A row names its route, how to call it (fixtures are made fresh for every call that
+//! could change them) and who gets what. "Allowed" is asserted as a success (2xx): the
+//! fixtures are chosen so that an authorized call succeeds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::body::Body;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::{TestApp, TestResponse};
+
+use crate::support::{assert_status, push_image};
+use Access::{Public, Users};
+use Expect::{Authenticated, Succeeds};
+use Who::{Admin, Approver, BuilderA, BuilderB, Promoter, Reader};
+
+/// A pipeline whose staging gate wants one staff approval and whose prod gate wants a
+/// staff and a client approval, and two applications that use it.
+const RESOURCES: &str = r#"kind: Pipeline
+name: standard
+stages:
+  - name: dev
+    auto: true
+  - name: staging
+    gate:
+      approvals: [{ role: staff, count: 1 }]
+  - name: prod
+    gate:
+      approvals: [{ role: staff, count: 1 }, { role: client, count: 1 }]
+---
+kind: Application
+name: web
+type: container
+repository: acme/web
+pipeline: standard
+environments:
+  dev: { target: { record: {} } }
+  staging: { target: { record: {} } }
+  prod: { target: { record: {} } }
+---
+kind: Application
+name: api
+type: container
+repository: acme/api
+pipeline: standard
+environments:
+  dev: { target: { record: {} } }
+  staging: { target: { record: {} } }
+  prod: { target: { record: {} } }
+"#;
+
+/// A user outside the matrix whose tokens the token rows list, issue and revoke.
+const BYSTANDER: &str = "bystander";
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Who {
+    /// No `Authorization` header.
+    Anonymous,
+    /// A user with the global `viewer` role.
+    Reader,
+    /// A CI identity with `developer@web`.
+    BuilderA,
+    /// A CI identity with `developer@api`.
+    BuilderB,
+    /// A user with `developer@web/staging`.
+    Promoter,
+    /// A user with `staff@web`.
+    Approver,
+    /// The bootstrap admin.
+    Admin,
+    /// A `developer` whose token expired.
+    Expired,
+    /// A `developer` whose token was revoked.
+    Revoked,
+}
+
+const EVERYONE: [Who; 9] = [
+    Who::Anonymous,
+    Who::Reader,
+    Who::BuilderA,
+    Who::BuilderB,
+    Who::Promoter,
+    Who::Approver,
+    Who::Admin,
+    Who::Expired,
+    Who::Revoked,
+];
+
+impl Who {
+    /// Callers that bring no live credentials.
+    fn unauthenticated(self) -> bool {
+        matches!(self, Who::Anonymous | Who::Expired | Who::Revoked)
+    }
+}
+
+/// What a caller gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A success (2xx).
+    Succeeds,
+    /// Anything but `401`, below `500`: the caller is known and the engine's rules
+    /// decide (an admin approving their own promotion, say).
+    Authenticated,
+    /// Exactly `401`.
+    Unauthorized,
+    /// Exactly `403`.
+    Forbidden,
+}
+
+impl Expect {
+    fn admits(self, status: StatusCode) -> bool {
+        match self {
+            Expect::Succeeds => status.is_success(),
+            Expect::Authenticated => {
+                status != StatusCode::UNAUTHORIZED && !status.is_server_error()
+            }
+            Expect::Unauthorized => status == StatusCode::UNAUTHORIZED,
+            Expect::Forbidden => status == StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Expect::Succeeds => "2xx",
+            Expect::Authenticated => "anything but 401 (below 500)",
+            Expect::Unauthorized => "401",
+            Expect::Forbidden => "403",
+        })
+    }
+}
+
+/// Who gets what on one route.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    /// Authenticates nobody: every caller gets this, whatever credentials it sends.
+    Public(Expect),
+    /// Needs a live user token: callers without one get `401`, the callers listed get
+    /// what they are listed with, every other user `403`.
+    Users(&'static [(Who, Expect)]),
+}
+
+impl Access {
+    fn expect(self, who: Who) -> Expect {
+        match self {
+            Access::Public(expect) => expect,
+            Access::Users(_) if who.unauthenticated() => Expect::Unauthorized,
+            Access::Users(granted) => granted
+                .iter()
+                .find(|(listed, _)| *listed == who)
+                .map_or(Expect::Forbidden, |(_, expect)| *expect),
+        }
+    }
+}
+
+/// Every valid user that is not a scoped OIDC token.
+const ANY_USER: &[(Who, Expect)] = &[
+    (Reader, Succeeds),
+    (BuilderA, Succeeds),
+    (BuilderB, Succeeds),
+    (Promoter, Succeeds),
+    (Approver, Succeeds),
+    (Admin, Succeeds),
+];
+const ADMIN_ONLY: &[(Who, Expect)] = &[(Admin, Succeeds)];
+/// Those holding `developer` for `web` (in at least one of its environments).
+const WEB_DEVELOPERS: &[(Who, Expect)] = &[
+    (BuilderA, Succeeds),
+    (Promoter, Succeeds),
+    (Admin, Succeeds),
+];
+/// People (not CI identities) holding `developer` for `web/staging`.
+const STAGING_DEPLOYERS: &[(Who, Expect)] = &[(Promoter, Succeeds), (Admin, Succeeds)];
+/// Those whose role the staging gate asks for. The admin requested the promotion, so
+/// the gate's own rules answer them.
+const STAGING_DECIDERS: &[(Who, Expect)] = &[(Approver, Succeeds), (Admin, Authenticated)];
+/// The promotion's requester (the promoter) and the admin.
+const REQUESTER_OR_ADMIN: &[(Who, Expect)] = &[(Promoter, Succeeds), (Admin, Succeeds)];
+/// The bystander's own tokens: only the admin of the callers.
+const OWNER_OR_ADMIN: &[(Who, Expect)] = &[(Admin, Succeeds)];
+
+/// How a row calls its route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    OpenApi,
+    OidcExchange,
+    Apply,
+    ListResources,
+    GetResource,
+    AuditVerify,
+    AuditExport,
+    Notify,
+    ReportCheck,
+    PromoteIntoStaging,
+    PromoteIntoProd,
+    ListPromotions,
+    GetPromotion,
+    Approve,
+    Reject,
+    Cancel,
+    ListApps,
+    GetApp,
+    History,
+    Artifact,
+    Rollback,
+    Hold,
+    Release,
+    CreateUser,
+    ListUsers,
+    CreateToken,
+    ListUserTokens,
+    OwnTokens,
+    RevokeToken,
+    Dora,
+    Admission,
+    AdmissionReview,
+}
+
+/// One route, how to call it, and who gets what. A route may have several rows.
+struct Row {
+    method: Method,
+    path: &'static str,
+    call: Call,
+    access: Access,
+}
+
+const fn row(method: Method, path: &'static str, call: Call, access: Access) -> Row {
+    Row {
+        method,
+        path,
+        call,
+        access,
+    }
+}
+
+/// The authorization matrix: one row per (method, path) of the OpenAPI document.
+#[rustfmt::skip]
+const MATRIX: &[Row] = &[
+    row(Method::GET,    "/api/v1/openapi.json",                            Call::OpenApi,            Public(Succeeds)),
+    row(Method::POST,   "/api/v1/auth/oidc",                               Call::OidcExchange,       Public(Expect::Unauthorized)),
+    row(Method::POST,   "/api/v1/apply",                                   Call::Apply,              Users(ADMIN_ONLY)),
+    row(Method::GET,    "/api/v1/resources/{kind}",                        Call::ListResources,      Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/resources/{kind}/{name}",                 Call::GetResource,        Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/audit/verify",                            Call::AuditVerify,        Users(ADMIN_ONLY)),
+    row(Method::GET,    "/api/v1/audit/export",                            Call::AuditExport,        Users(ADMIN_ONLY)),
+    row(Method::POST,   "/api/v1/builds",                                  Call::Notify,             Users(WEB_DEVELOPERS)),
+    row(Method::POST,   "/api/v1/checks",                                  Call::ReportCheck,        Users(WEB_DEVELOPERS)),
+    row(Method::POST,   "/api/v1/promotions",                              Call::PromoteIntoStaging, Users(STAGING_DEPLOYERS)),
+    row(Method::POST,   "/api/v1/promotions",                              Call::PromoteIntoProd,    Users(ADMIN_ONLY)),
+    row(Method::GET,    "/api/v1/promotions",                              Call::ListPromotions,     Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/promotions/{id}",                         Call::GetPromotion,       Users(ANY_USER)),
+    row(Method::POST,   "/api/v1/promotions/{id}/approve",                 Call::Approve,            Users(STAGING_DECIDERS)),
+    row(Method::POST,   "/api/v1/promotions/{id}/reject",                  Call::Reject,             Users(STAGING_DECIDERS)),
+    row(Method::POST,   "/api/v1/promotions/{id}/cancel",                  Call::Cancel,             Users(REQUESTER_OR_ADMIN)),
+    row(Method::GET,    "/api/v1/apps",                                    Call::ListApps,           Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/apps/{app}",                              Call::GetApp,             Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/apps/{app}/history",                      Call::History,            Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/apps/{app}/artifacts/{digest}",           Call::Artifact,           Users(ANY_USER)),
+    row(Method::POST,   "/api/v1/apps/{app}/environments/{env}/rollback",  Call::Rollback,           Users(STAGING_DEPLOYERS)),
+    row(Method::PUT,    "/api/v1/apps/{app}/environments/{env}/hold",      Call::Hold,               Users(STAGING_DEPLOYERS)),
+    row(Method::DELETE, "/api/v1/apps/{app}/environments/{env}/hold",      Call::Release,            Users(STAGING_DEPLOYERS)),
+    row(Method::POST,   "/api/v1/users",                                   Call::CreateUser,         Users(ADMIN_ONLY)),
+    row(Method::GET,    "/api/v1/users",                                   Call::ListUsers,          Users(ADMIN_ONLY)),
+    row(Method::POST,   "/api/v1/users/{name}/tokens",                     Call::CreateToken,        Users(ADMIN_ONLY)),
+    row(Method::GET,    "/api/v1/users/{name}/tokens",                     Call::ListUserTokens,     Users(OWNER_OR_ADMIN)),
+    row(Method::GET,    "/api/v1/tokens",                                  Call::OwnTokens,          Users(ANY_USER)),
+    row(Method::DELETE, "/api/v1/tokens/{id}",                             Call::RevokeToken,        Users(OWNER_OR_ADMIN)),
+    row(Method::GET,    "/api/v1/metrics/dora",                            Call::Dora,               Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/admission",                               Call::Admission,          Users(ANY_USER)),
+    row(Method::POST,   "/api/v1/admission/review",                        Call::AdmissionReview,    Users(ANY_USER)),
+];
+
+/// A request body.
+enum Payload {
+    Empty,
+    Json(Value),
+    Yaml(&'static str),
+}
+
+/// A request ready to send: its URI (path and query) and body.
+struct Prepared {
+    uri: String,
+    payload: Payload,
+}
+
+impl Prepared {
+    fn new(uri: impl Into<String>, payload: Payload) -> Prepared {
+        Prepared {
+            uri: uri.into(),
+            payload,
+        }
+    }
+}
+
+/// The application with its callers and the fixtures every row shares.
+struct World<'a> {
+    app: &'a TestApp,
+    /// The `Authorization` value of each caller that sends one.
+    authorizations: BTreeMap<Who, String>,
+    /// An artifact of `web`, notified and deployed in dev and staging.
+    digest: String,
+    /// Its promotion into dev.
+    promotion: i64,
+    seeds: AtomicU32,
+}
+
+impl<'a> World<'a> {
+    /// Applies the resources, creates the callers and a notified artifact, and deploys
+    /// two artifacts into `web/staging` so that it has something to roll back to.
+    async fn set_up(app: &'a TestApp) -> World<'a> {
+        let mut world = World {
+            app,
+            authorizations: BTreeMap::from([(Who::Admin, app.admin_basic())]),
+            digest: String::new(),
+            promotion: 0,
+            seeds: AtomicU32::new(0),
+        };
+        let response = world
+            .send(
+                Who::Admin,
+                Method::POST,
+                "/api/v1/apply",
+                Payload::Yaml(RESOURCES),
+            )
+            .await;
+        assert_status(&response, StatusCode::OK);
+        for (who, name, ci, roles) in [
+            (Who::Reader, "reader", false, "viewer"),
+            (Who::BuilderA, "builder-a", true, "developer@web"),
+            (Who::BuilderB, "builder-b", true, "developer@api"),
+            (Who::Promoter, "promoter", false, "developer@web/staging"),
+            (Who::Approver, "approver", false, "staff@web"),
+        ] {
+            world.create_user(name, ci, roles).await;
+            let (_, secret) = world.issue_token(name).await;
+            world.authorizations.insert(who, format!("Bearer {secret}"));
+        }
+        world.create_user(BYSTANDER, false, "developer").await;
+
+        world.create_user("expired", false, "developer").await;
+        let secret = auth::generate_token().expect("random token");
+        app.store
+            .users()
+            .create_token(store::NewToken {
+                id: "tok_expired",
+                user_name: "expired",
+                description: "expired an hour ago",
+                token_hash: &auth::hash_token(&secret),
+                expires_at: Some(store::now_millis() - 60 * 60 * 1000),
+                scope: None,
+            })
+            .await
+            .expect("create token");
+        world
+            .authorizations
+            .insert(Who::Expired, format!("Bearer {secret}"));
+
+        world.create_user("revoked", false, "developer").await;
+        let (id, secret) = world.issue_token("revoked").await;
+        let response = world
+            .send(
+                Who::Admin,
+                Method::DELETE,
+                &format!("/api/v1/tokens/{id}"),
+                Payload::Empty,
+            )
+            .await;
+        assert_status(&response, StatusCode::OK);
+        world
+            .authorizations
+            .insert(Who::Revoked, format!("Bearer {secret}"));
+
+        let image = push_image(app, "acme/web", "base", "base").await;
+        world.digest = image.manifest.digest;
+        let response = world.notify(&world.digest).await;
+        world.promotion = response.json()["promotion"]["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("notify promoted into dev: {}", response.text()));
+        world.deploy_to_staging(&world.digest).await;
+        let second = world.fresh_build().await;
+        world.deploy_to_staging(&second).await;
+        world
+    }
+
+    /// Sends a request as `who`.
+    async fn send(&self, who: Who, method: Method, uri: &str, payload: Payload) -> TestResponse {
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(authorization) = self.authorizations.get(&who) {
+            headers.push(("authorization", authorization));
+        }
+        let body = match payload {
+            Payload::Empty => Body::empty(),
+            Payload::Json(value) => {
+                headers.push(("content-type", "application/json"));
+                Body::from(value.to_string())
+            }
+            Payload::Yaml(text) => {
+                headers.push(("content-type", "application/yaml"));
+                Body::from(text)
+            }
+        };
+        self.app.send(method, uri, &headers, body).await
+    }
+
+    async fn create_user(&self, name: &str, ci: bool, role: &str) {
+        let body = json!({ "name": name, "ci": ci, "roles": [role] });
+        let response = self
+            .send(
+                Who::Admin,
+                Method::POST,
+                "/api/v1/users",
+                Payload::Json(body),
+            )
+            .await;
+        assert_status(&response, StatusCode::CREATED);
+    }
+
+    /// Issues a token for `user` as the admin: (id, secret).
+    async fn issue_token(&self, user: &str) -> (String, String) {
+        let uri = format!("/api/v1/users/{user}/tokens");
+        let body = json!({ "description": "authorization matrix" });
+        let response = self
+            .send(Who::Admin, Method::POST, &uri, Payload::Json(body))
+            .await;
+        assert_status(&response, StatusCode::CREATED);
+        let body = response.json();
+        (
+            body["id"].as_str().expect("a token id").to_owned(),
+            body["token"].as_str().expect("a token").to_owned(),
+        )
+    }
+
+    /// Notifies a build of `web` as the admin.
+    async fn notify(&self, digest: &str) -> TestResponse {
+        let body = json!({ "application": "web", "digest": digest, "commit": "abc1234" });
+        let response = self
+            .send(
+                Who::Admin,
+                Method::POST,
+                "/api/v1/builds",
+                Payload::Json(body),
+            )
+            .await;
+        assert_status(&response, StatusCode::CREATED);
+        response
+    }
+
+    /// Pushes an artifact of `web` never seen before and notifies it (which deploys it
+    /// into dev); returns its digest.
+    async fn fresh_build(&self) -> String {
+        let seed = format!("matrix-{}", self.seeds.fetch_add(1, Ordering::Relaxed));
+        let image = push_image(self.app, "acme/web", &seed, &seed).await;
+        self.notify(&image.manifest.digest).await;
+        image.manifest.digest
+    }
+
+    /// Requests a promotion of `web` into `environment` as `who`.
+    async fn promote(&self, who: Who, environment: &str, digest: &str) -> TestResponse {
+        let body = json!({ "application": "web", "environment": environment, "digest": digest });
+        self.send(who, Method::POST, "/api/v1/promotions", Payload::Json(body))
+            .await
+    }
+
+    /// A fresh artifact's promotion into `web/staging`, requested by `requester` and
+    /// waiting for its staff approval.
+    async fn pending_staging_promotion(&self, requester: Who) -> i64 {
+        let digest = self.fresh_build().await;
+        let response = self.promote(requester, "staging", &digest).await;
+        assert_status(&response, StatusCode::CREATED);
+        assert_eq!(response.json()["state"], "waiting", "{}", response.text());
+        response.json()["id"].as_i64().expect("a promotion id")
+    }
+
+    /// Promotes `digest` into `web/staging` as the admin and approves it as the approver.
+    async fn deploy_to_staging(&self, digest: &str) {
+        let response = self.promote(Who::Admin, "staging", digest).await;
+        assert_status(&response, StatusCode::CREATED);
+        let id = response.json()["id"].as_i64().expect("a promotion id");
+        let uri = format!("/api/v1/promotions/{id}/approve");
+        let response = self
+            .send(Who::Approver, Method::POST, &uri, Payload::Json(json!({})))
+            .await;
+        assert_status(&response, StatusCode::OK);
+        assert_eq!(response.json()["state"], "deployed", "{}", response.text());
+    }
+
+    /// The request `call` makes, with fixtures of its own where a call changes them.
+    async fn prepare(&self, call: Call) -> Prepared {
+        let digest = &self.digest;
+        let image = format!("acme/web@{digest}");
+        match call {
+            Call::OpenApi => Prepared::new("/api/v1/openapi.json", Payload::Empty),
+            Call::OidcExchange => Prepared::new(
+                "/api/v1/auth/oidc",
+                Payload::Json(json!({ "token": "not.a.jwt" })),
+            ),
+            Call::Apply => Prepared::new("/api/v1/apply", Payload::Yaml(RESOURCES)),
+            Call::ListResources => Prepared::new("/api/v1/resources/applications", Payload::Empty),
+            Call::GetResource => {
+                Prepared::new("/api/v1/resources/applications/web", Payload::Empty)
+            }
+            Call::AuditVerify => Prepared::new("/api/v1/audit/verify", Payload::Empty),
+            Call::AuditExport => Prepared::new("/api/v1/audit/export", Payload::Empty),
+            Call::Notify => Prepared::new(
+                "/api/v1/builds",
+                Payload::Json(
+                    json!({ "application": "web", "digest": digest, "commit": "abc1234" }),
+                ),
+            ),
+            Call::ReportCheck => Prepared::new(
+                "/api/v1/checks",
+                Payload::Json(
+                    json!({ "application": "web", "digest": digest, "name": "unit", "status": "passed" }),
+                ),
+            ),
+            Call::PromoteIntoStaging | Call::PromoteIntoProd => {
+                let environment = if call == Call::PromoteIntoProd {
+                    "prod"
+                } else {
+                    "staging"
+                };
+                let digest = self.fresh_build().await;
+                Prepared::new(
+                    "/api/v1/promotions",
+                    Payload::Json(
+                        json!({ "application": "web", "environment": environment, "digest": digest }),
+                    ),
+                )
+            }
+            Call::ListPromotions => Prepared::new("/api/v1/promotions", Payload::Empty),
+            Call::GetPromotion => Prepared::new(
+                format!("/api/v1/promotions/{}", self.promotion),
+                Payload::Empty,
+            ),
+            Call::Approve => {
+                let id = self.pending_staging_promotion(Who::Admin).await;
+                Prepared::new(
+                    format!("/api/v1/promotions/{id}/approve"),
+                    Payload::Json(json!({ "comment": "looks good" })),
+                )
+            }
+            Call::Reject => {
+                let id = self.pending_staging_promotion(Who::Admin).await;
+                Prepared::new(
+                    format!("/api/v1/promotions/{id}/reject"),
+                    Payload::Json(json!({ "reason": "not this one" })),
+                )
+            }
+            Call::Cancel => {
+                let id = self.pending_staging_promotion(Who::Promoter).await;
+                Prepared::new(
+                    format!("/api/v1/promotions/{id}/cancel"),
+                    Payload::Json(json!({ "comment": "withdrawn" })),
+                )
+            }
+            Call::ListApps => Prepared::new("/api/v1/apps", Payload::Empty),
+            Call::GetApp => Prepared::new("/api/v1/apps/web", Payload::Empty),
+            Call::History => Prepared::new("/api/v1/apps/web/history", Payload::Empty),
+            Call::Artifact => Prepared::new(
+                format!("/api/v1/apps/web/artifacts/{digest}"),
+                Payload::Empty,
+            ),
+            // Staging ran two artifacts: each rollback returns to the other.
+            Call::Rollback => Prepared::new(
+                "/api/v1/apps/web/environments/staging/rollback",
+                Payload::Json(json!({ "reason": "authorization matrix" })),
+            ),
+            Call::Hold => Prepared::new(
+                "/api/v1/apps/web/environments/staging/hold",
+                Payload::Json(json!({ "reason": "authorization matrix" })),
+            ),
+            Call::Release => {
+                Prepared::new("/api/v1/apps/web/environments/staging/hold", Payload::Empty)
+            }
+            Call::CreateUser => {
+                let name = format!("matrix-user-{}", self.seeds.fetch_add(1, Ordering::Relaxed));
+                Prepared::new(
+                    "/api/v1/users",
+                    Payload::Json(json!({ "name": name, "roles": ["viewer"] })),
+                )
+            }
+            Call::ListUsers => Prepared::new("/api/v1/users", Payload::Empty),
+            Call::CreateToken => Prepared::new(
+                format!("/api/v1/users/{BYSTANDER}/tokens"),
+                Payload::Json(
+                    json!({ "description": "authorization matrix", "expires_in_days": 1 }),
+                ),
+            ),
+            Call::ListUserTokens => {
+                Prepared::new(format!("/api/v1/users/{BYSTANDER}/tokens"), Payload::Empty)
+            }
+            Call::OwnTokens => Prepared::new("/api/v1/tokens", Payload::Empty),
+            Call::RevokeToken => {
+                let (id, _) = self.issue_token(BYSTANDER).await;
+                Prepared::new(format!("/api/v1/tokens/{id}"), Payload::Empty)
+            }
+            Call::Dora => Prepared::new("/api/v1/metrics/dora", Payload::Empty),
+            Call::Admission => Prepared::new(
+                format!("/api/v1/admission?env=dev&image={}", encode(&image)),
+                Payload::Empty,
+            ),
+            Call::AdmissionReview => Prepared::new(
+                "/api/v1/admission/review?env=dev",
+                Payload::Json(json!({
+                    "apiVersion": "admission.k8s.io/v1",
+                    "kind": "AdmissionReview",
+                    "request": {
+                        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                        "object": { "kind": "Pod", "spec": { "containers": [{ "name": "web", "image": image }] } },
+                    },
+                })),
+            ),
+        }
+    }
+}
+
+/// Percent-encodes the characters of an image reference that a query value may not hold.
+fn encode(text: &str) -> String {
+    text.replace(':', "%3A")
+        .replace('@', "%40")
+        .replace('/', "%2F")
+}
+
+/// Does `uri` (path and query) address `template`, whose `{…}` segments match any one
+/// segment?
+fn addresses(template: &str, uri: &str) -> bool {
+    let path = uri.split_once('?').map_or(uri, |(path, _)| path);
+    let wanted: Vec<&str> = template.split('/').collect();
+    let got: Vec<&str> = path.split('/').collect();
+    wanted.len() == got.len()
+        && wanted.iter().zip(&got).all(|(wanted, got)| {
+            wanted == got || (wanted.starts_with('{') && wanted.ends_with('}') && !got.is_empty())
+        })
+}
+
+/// Every (method, path template) of the OpenAPI document the server serves.
+async fn documented_routes(app: &TestApp) -> BTreeSet<(String, String)> {
+    let response = app
+        .send(Method::GET, "/api/v1/openapi.json", &[], Body::empty())
+        .await;
+    assert_status(&response, StatusCode::OK);
+    let document = response.json();
+    let paths = document["paths"]
+        .as_object()
+        .expect("the OpenAPI document has paths");
+    let mut routes = BTreeSet::new();
+    for (path, item) in paths {
+        let item = item.as_object().expect("a path item is an object");
+        for method in [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ] {
+            if item.contains_key(method) {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+/// The first part of a response body, for a failure message.
+fn excerpt(response: &TestResponse) -> String {
+    let text = response.text();
+    match text.char_indices().nth(300) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
+registry_tests! {
+    async fn every_route_answers_every_kind_of_caller_as_the_authorization_matrix_says(app) {
+        let documented = documented_routes(&app).await;
+        let tabled: BTreeSet<(String, String)> = MATRIX
+            .iter()
+            .map(|row| (row.method.to_string(), row.path.to_owned()))
+            .collect();
+        let mut problems: Vec<String> = Vec::new();
+        for (method, path) in documented.difference(&tabled) {
+            problems.push(format!("route {method} {path} has no row in the authorization matrix: add one"));
+        }
+        for (method, path) in tabled.difference(&documented) {
+            problems.push(format!("the authorization matrix has a row for {method} {path}, which the OpenAPI document no longer has: remove it"));
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+        let world = World::set_up(&app).await;
+        let mut calls = 0;
+        for row in MATRIX {
+            for who in EVERYONE {
+                let prepared = world.prepare(row.call).await;
+                assert!(
+                    addresses(row.path, &prepared.uri),
+                    "the row {} {} sends {}, another route",
+                    row.method, row.path, prepared.uri
+                );
+                let response = world.send(who, row.method.clone(), &prepared.uri, prepared.payload).await;
+                calls += 1;
+                let expect = row.access.expect(who);
+                if !expect.admits(response.status) {
+                    problems.push(format!(
+                        "{} {} ({:?}) as {who:?}: expected {expect}, got {}: {}",
+                        row.method, row.path, row.call, response.status, excerpt(&response)
+                    ));
+                }
+            }
+        }
+        assert_eq!(calls, MATRIX.len() * EVERYONE.len());
+        assert!(
+            problems.is_empty(),
+            "{} of {calls} calls disagree with the authorization matrix:\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    }
+}
