@@ -186,39 +186,28 @@ async fn dispatch(
     };
     // A registry bearer token only ever narrows what the caller may do now: the
     // request must be within its scopes, and within the caller's current permissions.
-    if let (Some(token), Some(name)) = (&caller.token, repository)
-        && !token.allows("repository", name.as_str(), action.as_str())
-    {
-        return (
-            class,
-            Err(bearer::challenge(
-                registry,
-                request.headers(),
-                action,
-                repository,
-                &format!(
-                    "the token does not grant repository:{name}:{}",
-                    action.as_str()
-                ),
-                true,
-            )),
-        );
-    }
-    if let Some(token) = &caller.token
-        && action == Action::Catalog
-        && !token.allows("registry", "catalog", "*")
-    {
-        return (
-            class,
-            Err(bearer::challenge(
-                registry,
-                request.headers(),
-                action,
-                repository,
-                "the token does not grant registry:catalog:*",
-                true,
-            )),
-        );
+    if let Some(token) = &caller.token {
+        let needed = match (action, repository) {
+            (Action::Catalog, _) => Some(("registry", "catalog", "*")),
+            (_, Some(name)) => Some(("repository", name.as_str(), action.as_str())),
+            // The base endpoint needs a valid token, nothing more.
+            (_, None) => None,
+        };
+        if let Some((kind, name, wanted)) = needed
+            && !token.allows(kind, name, wanted)
+        {
+            return (
+                class,
+                Err(bearer::challenge(
+                    registry,
+                    request.headers(),
+                    action,
+                    repository,
+                    &format!("the token does not grant {kind}:{name}:{wanted}"),
+                    true,
+                )),
+            );
+        }
     }
     let principal = caller.principal;
     match auth::authorize_repository(

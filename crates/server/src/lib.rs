@@ -127,8 +127,8 @@ pub fn router(state: AppState) -> Router {
 /// open gates without anyone asking.
 const GATE_INTERVAL: Duration = Duration::from_secs(15);
 
-/// Runs the periodic maintenance of one server: purging expired upload sessions, and
-/// re-evaluating waiting promotions. Every pass is idempotent (decisions are taken
+/// Runs the periodic maintenance of one server: purging expired upload sessions and
+/// the ids of expired OIDC job tokens, and re-evaluating waiting promotions. Every pass is idempotent (decisions are taken
 /// under the environment's lock), so replicas running it side by side do no harm.
 pub async fn run_maintenance(
     state: AppState,
@@ -161,6 +161,17 @@ pub async fn run_maintenance(
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired upload sessions purged"),
             Err(error) => tracing::warn!(error = error.message(), "purging expired uploads failed"),
+        }
+        // Job token ids are kept only while the job tokens could still be presented.
+        match state
+            .store
+            .access()
+            .purge_exchanges(store::now_millis())
+            .await
+        {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired OIDC token ids forgotten"),
+            Err(error) => tracing::warn!(%error, "purging exchanged OIDC token ids failed"),
         }
     }
 }

@@ -23,6 +23,13 @@ pub const MAX_HEADERS: usize = 100;
 /// The most bytes of header names and values a request may carry.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
+/// A refusal in the API's `{code, message, detail}` envelope (these limits apply before
+/// a request is routed, to the registry too, whose clients read the status).
+fn refusal(status: StatusCode, code: &str, message: String) -> Response {
+    let body = serde_json::json!({ "code": code, "message": message, "detail": null });
+    (status, Json(body)).into_response()
+}
+
 /// Refuses requests whose headers exceed the limits with `431`.
 pub(crate) async fn bound_headers(request: Request, next: Next) -> Response {
     let headers = request.headers();
@@ -36,15 +43,11 @@ pub(crate) async fn bound_headers(request: Request, next: Next) -> Response {
             bytes,
             "request refused: headers too large"
         );
-        return (
+        return refusal(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Json(serde_json::json!({
-                "code": "headers_too_large",
-                "message": format!("at most {MAX_HEADERS} header fields and {MAX_HEADER_BYTES} bytes of headers"),
-                "detail": null,
-            })),
-        )
-            .into_response();
+            "headers_too_large",
+            format!("at most {MAX_HEADERS} header fields and {MAX_HEADER_BYTES} bytes of headers"),
+        );
     }
     next.run(request).await
 }
@@ -117,15 +120,11 @@ pub(crate) async fn limit_credentials(
             path = request.uri().path(),
             "credential request rate-limited"
         );
-        let mut response = (
+        let mut response = refusal(
             StatusCode::TOO_MANY_REQUESTS,
-            Json(serde_json::json!({
-                "code": "too_many_requests",
-                "message": format!("too many credential requests from this address; retry in {seconds} s"),
-                "detail": null,
-            })),
-        )
-            .into_response();
+            "too_many_requests",
+            format!("too many credential requests from this address; retry in {seconds} s"),
+        );
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));

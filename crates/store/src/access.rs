@@ -103,19 +103,7 @@ impl Access<'_> {
                 return Ok(ExchangeOutcome::NameTaken);
             }
             let token = &exchange.token;
-            sqlx::query(
-                "INSERT INTO api_tokens (id, user_name, description, token_hash, created_at, expires_at, scope) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(token.id)
-            .bind(token.user_name)
-            .bind(token.description)
-            .bind(token.token_hash)
-            .bind(now)
-            .bind(token.expires_at)
-            .bind(token.scope.map(crate::users::scope_json))
-            .execute(&mut *tx)
-            .await?;
+            crate::users::insert_token_sql!(&mut *tx, token, now)?;
             let entry = NewAuditEntry {
                 at: now,
                 actor: exchange.user_name.to_owned(),

@@ -9,7 +9,8 @@ use sqlx::Row;
 
 use crate::{Backend, NewAuditEntry, StoreError, now_millis, with_pool};
 
-// The one piece of SQL shared by two write paths, expanded inside each backend's arm.
+// The one piece of SQL shared by every path that issues a token, expanded inside each
+// backend's arm.
 macro_rules! insert_token_sql {
     ($executor:expr, $token:expr, $now:expr) => {
         sqlx::query(
@@ -27,6 +28,8 @@ macro_rules! insert_token_sql {
         .await
     };
 }
+
+pub(crate) use insert_token_sql;
 
 /// A token to store: its id, owner, description and the hash of its secret.
 #[derive(Debug, Clone)]
@@ -182,28 +185,29 @@ impl Users<'_> {
 
     /// The owner of the token with this hash, whether or not it is still valid.
     pub async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, StoreError> {
-        with_pool!(self.backend, read, |pool| {
-            let row = sqlx::query(
-                "SELECT t.id, t.user_name, u.admin, t.expires_at, t.revoked_at, t.last_used_at, t.scope FROM api_tokens t \
-                 JOIN users u ON u.name = t.user_name WHERE t.token_hash = $1",
-            )
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await?;
-            row.map(|row| token_owner(&row)).transpose()
-        })
+        self.token_owner_where("token_hash", token_hash).await
     }
 
     /// The owner of the token with this id, whether or not it is still valid.
     pub async fn token_owner_by_id(&self, id: &str) -> Result<Option<TokenOwner>, StoreError> {
+        self.token_owner_where("id", id).await
+    }
+
+    /// The owner of the token whose `column` (`id` or `token_hash`, both unique) is `value`.
+    async fn token_owner_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> Result<Option<TokenOwner>, StoreError> {
         with_pool!(self.backend, read, |pool| {
-            let row = sqlx::query(
-                "SELECT t.id, t.user_name, u.admin, t.expires_at, t.revoked_at, t.last_used_at, t.scope FROM api_tokens t \
-                 JOIN users u ON u.name = t.user_name WHERE t.id = $1",
-            )
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
+            let sql = format!(
+                "SELECT t.id, t.user_name, u.admin, t.expires_at, t.revoked_at, t.last_used_at, t.scope \
+                 FROM api_tokens t JOIN users u ON u.name = t.user_name WHERE t.{column} = $1"
+            );
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(value)
+                .fetch_optional(pool)
+                .await?;
             row.map(|row| token_owner(&row)).transpose()
         })
     }

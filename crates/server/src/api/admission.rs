@@ -91,7 +91,7 @@ pub(crate) async fn review(
 ) -> Result<Json<Value>, ApiError> {
     super::authorize(&state, &headers, domain::Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
-    let Json(review) = body.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let review = super::error::json_body(body)?;
     if review["apiVersion"] != "admission.k8s.io/v1" || review["kind"] != "AdmissionReview" {
         return Err(ApiError::bad_request(
             "expected an AdmissionReview of apiVersion admission.k8s.io/v1",

@@ -177,6 +177,7 @@ pub(crate) fn router(state: AppState) -> Router {
             )),
         )
         .route("/api/v1/openapi.json", get(openapi_json))
+        .layer(DefaultBodyLimit::max(error::JSON_BODY_LIMIT))
         .with_state(state)
 }
 
@@ -232,4 +233,37 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
         Err(auth::AuthError::Store(error)) => return Err(error.into()),
     };
     Ok(principal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route this module serves is in the OpenAPI document, so the authorization
+    /// matrix (generated from the document) cannot miss one.
+    #[test]
+    fn every_api_route_is_in_the_openapi_document() {
+        let source = include_str!("mod.rs");
+        let router = &source[source.find("pub(crate) fn router").expect("router")..];
+        let router = &router[..router.find("\n}\n").expect("end of router")];
+        let documented = ApiDoc::openapi();
+        let mut routes = 0;
+        for piece in router.split(".route(").skip(1) {
+            let path = piece
+                .trim_start()
+                .strip_prefix('"')
+                .and_then(|rest| rest.split('"').next())
+                .expect("a route path literal");
+            routes += 1;
+            assert!(
+                documented.paths.paths.contains_key(path),
+                "route {path} is served but not in the OpenAPI document"
+            );
+        }
+        assert_eq!(
+            routes,
+            documented.paths.paths.len(),
+            "the OpenAPI document lists a path the router does not serve"
+        );
+    }
 }

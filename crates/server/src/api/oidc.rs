@@ -43,28 +43,18 @@ pub(crate) struct OidcExchangeResponse {
 
 /// Every declared trust policy.
 async fn trust_policies(state: &AppState) -> Result<Vec<TrustPolicy>, ApiError> {
-    let mut policies = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = state
-            .store
-            .resources()
-            .list(ResourceKind::TrustPolicy, after.as_deref(), 500)
-            .await?;
-        let full = page.len() == 500;
-        for record in &page {
-            match resources::trust_policy_from_canonical(&record.canonical) {
-                Ok(policy) => policies.push(policy),
-                Err(error) => {
-                    return Err(ApiError::internal("reading a stored trust policy", &error));
-                }
-            }
-        }
-        after = page.last().map(|record| record.name.clone());
-        if !full {
-            return Ok(policies);
-        }
-    }
+    let stored = state
+        .store
+        .resources()
+        .all(ResourceKind::TrustPolicy)
+        .await?;
+    stored
+        .iter()
+        .map(|record| {
+            resources::trust_policy_from_canonical(&record.canonical)
+                .map_err(|error| ApiError::internal("reading a stored trust policy", &error))
+        })
+        .collect()
 }
 
 /// Exchange a CI job's OIDC token for a Gantry token.
@@ -83,16 +73,7 @@ pub(crate) async fn exchange(
     State(state): State<AppState>,
     body: Result<Json<OidcExchangeRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let request = match body {
-        Ok(Json(request)) => request,
-        Err(JsonRejection::MissingJsonContentType(_)) => {
-            return Err(ApiError::unsupported_media_type(
-                "send the body as application/json",
-                &["application/json"],
-            ));
-        }
-        Err(rejection) => return Err(ApiError::bad_request(rejection.body_text())),
-    };
+    let request = super::error::json_body(body)?;
     let policies = trust_policies(&state).await?;
     let now = store::now_millis();
     match auth::oidc::exchange(

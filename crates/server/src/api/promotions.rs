@@ -17,7 +17,7 @@ use http::{HeaderMap, StatusCode};
 use store::{Build, CheckReport, Deployment, Hold, Promotion, Provenance};
 
 use super::authorize;
-use super::error::ApiError;
+use super::error::{ApiError, json_body};
 use super::promotion_types::*;
 use super::types::ErrorBody;
 use crate::AppState;
@@ -69,17 +69,6 @@ impl From<EngineError> for ApiError {
             EngineError::Corrupt(_) => ApiError::internal("stored data is unreadable", &error),
             EngineError::Store(store) => store.into(),
         }
-    }
-}
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match body {
-        Ok(Json(value)) => Ok(value),
-        Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::unsupported_media_type(
-            "send the body as application/json",
-            &["application/json"],
-        )),
-        Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
     }
 }
 

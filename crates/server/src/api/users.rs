@@ -58,7 +58,7 @@ pub(crate) async fn create_user(
     body: Result<Json<UserRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, Action::ManageUsers).await?;
-    let Json(request) = body.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let request = super::error::json_body(body)?;
     let valid_name = !request.name.is_empty()
         && request.name.len() <= 64
         && request
