@@ -3,6 +3,7 @@
 //! itself). These need the peers that `.ci/run` installs; a missing peer fails the
 //! test, it never skips it.
 
+mod access;
 mod cli;
 mod crash;
 mod oras;
