@@ -34,6 +34,12 @@ pub enum Denied {
         principal: String,
         permission: String,
     },
+    /// Nobody has the permission: release tier repositories are written by
+    /// promotions only.
+    #[error(
+        "{permission} is not granted to anyone: release tier repositories are written by promotions only"
+    )]
+    Reserved { permission: String },
 }
 
 /// Why credentials could not be resolved.
@@ -207,6 +213,16 @@ pub fn authorize(
     // Listing the catalog reads no more than pulling does, so it is allowed to the same
     // callers. Anonymous pulls open the registry only: declared resources always need
     // a user, and changing them needs an admin.
+    let writes = matches!(action, Action::Push | Action::Delete);
+    if writes
+        && repository.is_some_and(|name| {
+            name.as_str()
+                .strip_prefix(domain::RELEASE_NAMESPACE)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    {
+        return Err(Denied::Reserved { permission });
+    }
     let anonymous_read = matches!(action, Action::Pull | Action::Catalog);
     let user_read = anonymous_read || action == Action::ReadResources;
     match principal {
@@ -242,7 +258,7 @@ mod tests {
         );
         let got = got.map_err(|denied| match denied {
             Denied::Unauthenticated { .. } => "unauthenticated",
-            Denied::Forbidden { .. } => "forbidden",
+            Denied::Forbidden { .. } | Denied::Reserved { .. } => "forbidden",
         });
         assert_eq!(
             got, expected,
@@ -279,6 +295,15 @@ mod tests {
         check(&user, Action::ReadResources, false, Ok(()));
         check(&user, Action::ReadAudit, false, Err("forbidden"));
         check(&admin, Action::ReadAudit, false, Ok(()));
+        let tier = RepoName::parse("release/acme/app").expect("valid name");
+        for action in [Action::Push, Action::Delete] {
+            let denied = authorize(&admin, action, Some(&tier), &AccessPolicy::default());
+            assert!(matches!(denied, Err(Denied::Reserved { .. })), "{action:?}");
+        }
+        assert_eq!(
+            authorize(&user, Action::Pull, Some(&tier), &AccessPolicy::default()),
+            Ok(())
+        );
         check(&anonymous, Action::ReadAudit, true, Err("unauthenticated"));
         check(&user, Action::ManageUsers, false, Err("forbidden"));
         check(&admin, Action::ManageUsers, false, Ok(()));

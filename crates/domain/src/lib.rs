@@ -22,3 +22,7 @@ pub use glob::glob_matches;
 pub use names::{NameError, Reference, RepoName, Tag};
 pub use principal::{Action, Principal, RoleGrant};
 pub use resource::ResourceKind;
+
+/// The namespace of release tier repositories (`release/acme/web`): the engine fills
+/// them by linking promoted manifests, and nobody pushes to or deletes from them.
+pub const RELEASE_NAMESPACE: &str = "release";

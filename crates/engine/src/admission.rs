@@ -1,12 +1,13 @@
 //! Admission: may an image run in an environment? Only digests that were deployed
 //! successfully to that environment of the application whose repository holds them
-//! pass; a tag is resolved to its digest first and judged by the digest, so moving a
-//! tag cannot smuggle other bytes in.
+//! pass, referenced through the repository the environment's stage serves from (its
+//! release tier's, for a `release` stage); a tag is resolved to its digest first and
+//! judged by the digest, so moving a tag cannot smuggle other bytes in.
 
+use domain::pipeline::EnvName;
 use domain::{Digest, Reference, RepoName};
-use store::Store;
 
-use crate::EngineError;
+use crate::{Engine, EngineError};
 
 /// The answer for one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +44,15 @@ pub fn parse_image(image: &str) -> Result<(RepoName, Reference), String> {
     Ok((repository, reference))
 }
 
-/// Judges `image` for `environment`.
+/// Judges `image` for `environment`: the image must name the repository the
+/// environment's stage serves from (the application's own, or its release tier
+/// `release/{repository}`), and its digest must have been deployed there.
 pub(crate) async fn admit(
-    store: &Store,
-    environment: &str,
+    engine: &Engine,
+    environment: &EnvName,
     image: &str,
 ) -> Result<Admission, EngineError> {
+    let store = &engine.store;
     let deny = |reason: String, digest: Option<String>| Admission {
         image: image.to_owned(),
         allowed: false,
@@ -59,12 +63,38 @@ pub(crate) async fn admit(
         Ok(parsed) => parsed,
         Err(reason) => return Ok(deny(reason, None)),
     };
-    let Some(application) = store.resources().application_of(&repository).await? else {
+    // A tier repository (`release/acme/web`) belongs to the application whose
+    // repository it mirrors.
+    let shared = repository
+        .as_str()
+        .strip_prefix(domain::RELEASE_NAMESPACE)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(|rest| RepoName::parse(rest).ok())
+        .unwrap_or_else(|| repository.clone());
+    let Some(application) = store.resources().application_of(&shared).await? else {
         return Ok(deny(
-            format!("no application declares repository {repository}"),
+            format!("no application declares repository {shared}"),
             None,
         ));
     };
+    let loaded = engine.load(&application).await?;
+    if loaded.pipeline.pipeline().stage(environment).is_none() {
+        return Ok(deny(
+            format!("{application} has no environment {environment}"),
+            None,
+        ));
+    }
+    let serves_from = loaded
+        .pipeline
+        .release_tier(environment)
+        .repository(&shared)
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    if serves_from != repository {
+        return Ok(deny(
+            format!("{application}/{environment} runs images from {serves_from}, not {repository}"),
+            None,
+        ));
+    }
     let digest: Digest = match reference {
         Reference::Digest(digest) => digest,
         Reference::Tag(tag) => {
@@ -85,7 +115,7 @@ pub(crate) async fn admit(
     let digest_text = digest.to_string();
     if store
         .promotions()
-        .was_deployed(&application, environment, &digest_text)
+        .was_deployed(&application, environment.as_str(), &digest_text)
         .await?
     {
         Ok(Admission {

@@ -583,9 +583,9 @@ impl Engine {
 
     /// May `image` run in `environment`? Only digests deployed there successfully pass.
     pub async fn admit(&self, environment: &str, image: &str) -> Result<Admission, EngineError> {
-        EnvName::parse(environment)
+        let environment = EnvName::parse(environment)
             .map_err(|e| EngineError::Invalid(format!("environment `{environment}`: {e}")))?;
-        admission::admit(&self.store, environment, image).await
+        admission::admit(self, &environment, image).await
     }
 
     /// One promotion.
@@ -726,6 +726,23 @@ impl Engine {
                 order.application, order.environment
             ));
         };
+        // A release-tier stage serves its artifacts from the tier repository: the
+        // manifest (with its children and blobs) is linked there before deploying.
+        let tier = loaded.pipeline.release_tier(&environment);
+        if tier != resources::ReleaseTier::Shared {
+            let shared = &loaded.application.repository;
+            let target = tier.repository(shared).map_err(|e| e.to_string())?;
+            let digest = Digest::parse(&order.digest).map_err(|e| e.to_string())?;
+            let linked = self
+                .store
+                .manifests()
+                .link_into(shared, &digest, &target)
+                .await
+                .map_err(|e| format!("linking {digest} into {target}: {e}"))?;
+            if !linked {
+                return Err(format!("{digest} is no longer in {shared}"));
+            }
+        }
         let Some(deployer) = self.deployers.get(spec.target.kind_name()) else {
             return Err(format!(
                 "this server has no deployer for `{}` targets (it has: {})",

@@ -230,7 +230,7 @@ async fn dispatch(
                     &denied.to_string(),
                     false,
                 ),
-                Denied::Forbidden { .. } => {
+                Denied::Forbidden { .. } | Denied::Reserved { .. } => {
                     RegistryError::new(ErrorCode::Denied, StatusCode::FORBIDDEN, denied.to_string())
                 }
             };

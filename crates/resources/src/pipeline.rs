@@ -1,12 +1,13 @@
 //! A pipeline as declared: the domain [`Pipeline`] plus where each stage's promoted
 //! bytes live (its release tier).
 //!
-//! The tier sits beside the domain pipeline rather than on `domain::pipeline::Stage`
-//! because nothing in the engine acts on it yet; when promotions into tier
-//! repositories are built, it belongs on `Stage` and this wrapper goes away.
+//! A `release` stage's deployments link the promoted manifest into the tier
+//! repository (`release/{repository}`), and admission for that environment accepts
+//! only references through it.
 
 use std::collections::BTreeMap;
 
+use domain::RepoName;
 use domain::pipeline::{EnvName, Pipeline, PipelineName};
 
 /// Where an artifact promoted into a stage is served from.
@@ -20,6 +21,16 @@ pub enum ReleaseTier {
 }
 
 impl ReleaseTier {
+    /// The repository an environment of this tier serves `shared`'s artifacts from.
+    pub fn repository(self, shared: &RepoName) -> Result<RepoName, domain::NameError> {
+        match self {
+            ReleaseTier::Shared => Ok(shared.clone()),
+            ReleaseTier::Release => {
+                RepoName::parse(&format!("{}/{shared}", domain::RELEASE_NAMESPACE))
+            }
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReleaseTier::Shared => "shared",

@@ -1,7 +1,7 @@
 //! Manifests (stored byte-for-byte), what they reference, and the tags that name them.
 
 use domain::audit::AuditAction;
-use domain::{Digest, Tag};
+use domain::{Digest, RepoName, Tag};
 use sqlx::Row;
 
 use crate::{
@@ -298,6 +298,113 @@ impl Manifests<'_> {
             }
             tx.commit().await?;
             Ok(PutManifestOutcome::Stored)
+        })
+    }
+
+    /// Links the manifest `digest` of repository `source` — with every manifest it
+    /// lists and every blob they reference — into repository `target` (created if
+    /// missing), in one transaction. Nothing is copied: the rows point at the same
+    /// content-addressed bytes. Returns false, changing nothing, when `source` does not
+    /// hold the manifest.
+    pub async fn link_into(
+        &self,
+        source: &RepoName,
+        digest: &Digest,
+        target: &RepoName,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = now_millis();
+            let mut tx = pool.begin().await?;
+            let Some(source_row) = sqlx::query("SELECT id FROM repositories WHERE name = $1")
+                .bind(source.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(false);
+            };
+            let source_id: i64 = source_row.get("id");
+            sqlx::query(crate::repositories::INSERT_REPOSITORY_IF_MISSING)
+                .bind(target.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let target_id: i64 = sqlx::query("SELECT id FROM repositories WHERE name = $1")
+                .bind(target.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .get("id");
+            let mut pending = vec![digest.to_string()];
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(manifest) = pending.pop() {
+                if !seen.insert(manifest.clone()) {
+                    continue;
+                }
+                let linked = sqlx::query(
+                    "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at) \
+                     SELECT $1, digest, media_type, artifact_type, subject, annotations, size, content, $2 \
+                     FROM manifests WHERE repository_id = $3 AND digest = $4 \
+                     ON CONFLICT (repository_id, digest) DO NOTHING",
+                )
+                .bind(target_id)
+                .bind(now)
+                .bind(source_id)
+                .bind(&manifest)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let present = linked == 1
+                    || sqlx::query(
+                        "SELECT 1 AS one FROM manifests WHERE repository_id = $1 AND digest = $2",
+                    )
+                    .bind(source_id)
+                    .bind(&manifest)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                if !present {
+                    // The root is missing: nothing to link. A missing child cannot
+                    // happen (a manifest is stored only with its children present).
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind) \
+                     SELECT $1, manifest_digest, child_digest, child_kind FROM manifest_references \
+                     WHERE repository_id = $2 AND manifest_digest = $3 \
+                     ON CONFLICT (repository_id, manifest_digest, child_digest) DO NOTHING",
+                )
+                .bind(target_id)
+                .bind(source_id)
+                .bind(&manifest)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO repository_blobs (repository_id, digest, created_at) \
+                     SELECT $1, child_digest, $2 FROM manifest_references \
+                     WHERE repository_id = $3 AND manifest_digest = $4 AND child_kind = 'blob' \
+                     ON CONFLICT (repository_id, digest) DO NOTHING",
+                )
+                .bind(target_id)
+                .bind(now)
+                .bind(source_id)
+                .bind(&manifest)
+                .execute(&mut *tx)
+                .await?;
+                let children = sqlx::query(
+                    "SELECT child_digest FROM manifest_references \
+                     WHERE repository_id = $1 AND manifest_digest = $2 AND child_kind = 'manifest'",
+                )
+                .bind(source_id)
+                .bind(&manifest)
+                .fetch_all(&mut *tx)
+                .await?;
+                pending.extend(
+                    children
+                        .iter()
+                        .map(|row| row.get::<String, _>("child_digest")),
+                );
+            }
+            tx.commit().await?;
+            Ok(true)
         })
     }
 

@@ -204,9 +204,10 @@ async fn authorize(
         Err(denied @ auth::Denied::Unauthenticated { .. }) => {
             Err(ApiError::unauthorized(&config.realm, denied.to_string()))
         }
-        Err(ref denied @ auth::Denied::Forbidden { ref permission, .. }) => {
-            Err(ApiError::forbidden(denied.to_string(), permission))
-        }
+        Err(
+            ref denied @ (auth::Denied::Forbidden { ref permission, .. }
+            | auth::Denied::Reserved { ref permission }),
+        ) => Err(ApiError::forbidden(denied.to_string(), permission)),
     }
 }
 

@@ -543,6 +543,66 @@ registry_tests! {
         assert_status(&response, StatusCode::BAD_REQUEST);
     }
 
+    async fn a_release_stage_serves_from_its_tier_repository_and_admission_demands_it(app) {
+        apply(&app, r#"kind: Pipeline
+name: tiered
+stages:
+  - name: dev
+    auto: true
+  - name: prod
+    auto: true
+    tier: release
+---
+kind: Application
+name: tiered
+type: container
+repository: acme/tiered
+pipeline: tiered
+environments:
+  dev: { target: { record: {} } }
+  prod: { target: { record: {} } }
+"#).await;
+        let image = crate::support::push_image(&app, "acme/tiered", "v1", "tiered").await;
+        let digest = image.manifest.digest.clone();
+        let response = admin(&app, Method::POST, "/api/v1/builds", json!({ "application": "tiered", "digest": digest })).await;
+        assert_status(&response, StatusCode::CREATED);
+        // dev then prod (both auto): prod's deployment linked the image into the tier.
+        let status = admin(&app, Method::GET, "/api/v1/apps/tiered", Value::Null).await.json();
+        let prod = status["environments"].as_array().expect("environments").iter()
+            .find(|e| e["name"] == "prod").expect("prod").clone();
+        assert_eq!(prod["current"]["digest"], digest.as_str(), "{status}");
+        let served = app.admin(Method::GET, &format!("/v2/release/acme/tiered/manifests/{digest}"), &[], Body::empty()).await;
+        assert_status(&served, StatusCode::OK);
+        assert_eq!(served.body.as_ref(), image.manifest.bytes.as_slice(), "the same bytes, not a copy");
+        for blob in [&image.config, &image.layer] {
+            let pulled = app.admin(Method::GET, &format!("/v2/release/acme/tiered/blobs/{}", blob.digest), &[], Body::empty()).await;
+            assert_status(&pulled, StatusCode::OK);
+            assert_eq!(pulled.body.as_ref(), blob.bytes.as_slice());
+        }
+        // Admission for prod takes the tier's reference only; dev the shared one only.
+        let ask = |env: &str, image: String| {
+            let uri = format!("/api/v1/admission?env={env}&image={}", image.replace(':', "%3A").replace('@', "%40").replace('/', "%2F"));
+            let app = &app;
+            async move { admin(app, Method::GET, &uri, Value::Null).await.json() }
+        };
+        let answer = ask("prod", format!("gantry.example.com/release/acme/tiered@{digest}")).await;
+        assert_eq!(answer["allowed"], true, "{answer}");
+        let answer = ask("prod", format!("acme/tiered@{digest}")).await;
+        assert_eq!(answer["allowed"], false, "{answer}");
+        assert!(answer["reason"].as_str().unwrap_or_default().contains("runs images from release/acme/tiered"), "{answer}");
+        assert_eq!(ask("dev", format!("acme/tiered@{digest}")).await["allowed"], true);
+        assert_eq!(ask("dev", format!("release/acme/tiered@{digest}")).await["allowed"], false);
+        // Nobody writes to a tier repository, not even an admin.
+        let blob = crate::support::Blob::new("sneaked in");
+        let pushed = app
+            .admin(Method::POST, &format!("/v2/release/acme/tiered/blobs/uploads/?digest={}", blob.digest), &[], blob.bytes.clone())
+            .await;
+        assert_eq!(pushed.status, StatusCode::FORBIDDEN);
+        assert!(pushed.text().contains("written by promotions only"), "{}", pushed.text());
+        let deleted = app.admin(Method::DELETE, &format!("/v2/release/acme/tiered/manifests/{digest}"), &[], Body::empty()).await;
+        assert_eq!(deleted.status, StatusCode::FORBIDDEN);
+    }
+
     async fn admission_allows_only_digests_promoted_to_the_environment(app = mutable_tags_config()) {
         let people = setup(&app).await;
         let promoted = push(&app, "admitted").await;
