@@ -45,9 +45,10 @@ pub(crate) struct CreateUserArgs {
     /// A CI identity: may push, notify builds and report checks; never approves
     #[arg(long)]
     ci: bool,
-    /// A role, global (`staff`) or for one application (`client@web-app`): viewer,
-    /// developer, staff, client, platform or admin; repeat for more
-    #[arg(long = "role", value_name = "ROLE[@APP]")]
+    /// A role, global (`staff`), for one application (`client@web-app`) or for one
+    /// environment of it (`developer@web-app/staging`): viewer, developer, staff,
+    /// client, platform or admin. Repeatable.
+    #[arg(long = "role", value_name = "ROLE[@APP[/ENV]]")]
     roles: Vec<String>,
     #[command(flatten)]
     client: ClientArgs,
