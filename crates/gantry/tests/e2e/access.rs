@@ -724,3 +724,152 @@ fn a_ci_job_logs_in_with_its_oidc_token_and_may_push_and_notify_only_what_its_tr
     );
     assert!(!export.contains(&token), "the audit log holds no token");
 }
+
+/// Serves one GitHub Actions ID-token request (`GET …?audience=gantry` with
+/// `Authorization: bearer REQUEST_TOKEN`) on a loopback port, answering `{"value":
+/// JOB_TOKEN}`; anything else gets 401. Returns the request URL and the thread, which
+/// yields the request line it saw.
+fn github_token_endpoint(
+    request_token: &'static str,
+    job_token: String,
+) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let url = format!(
+        "http://{}/_apis/pipelines/idtoken?api-version=2.0",
+        listener.local_addr().expect("address")
+    );
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("one request");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).expect("request line");
+        let mut authorized = false;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header line");
+            if line.trim().is_empty() {
+                break;
+            }
+            if line.to_ascii_lowercase().trim() == format!("authorization: bearer {request_token}")
+            {
+                authorized = true;
+            }
+        }
+        let (status, body) = if authorized && request_line.contains("audience=gantry") {
+            (
+                "200 OK",
+                serde_json::json!({ "value": job_token }).to_string(),
+            )
+        } else {
+            ("401 Unauthorized", "{}".to_owned())
+        };
+        let mut stream = stream;
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("answer");
+        request_line
+    });
+    (url, thread)
+}
+
+#[test]
+fn gantry_login_takes_the_job_token_from_github_actions_or_an_api_token_from_stdin() {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let issuer = runtime.block_on(TestIssuer::start());
+    let key = SigningKey::rsa();
+    issuer.publish(KID, &key);
+    let platform = Platform::start(&issuer.url);
+    let home = platform.ci_home();
+    std::fs::create_dir_all(&home).expect("CI home");
+
+    // Outside GitHub Actions, --oidc says what it needs.
+    let outside = platform
+        .bare_gantry(&home)
+        .args(["login", "--oidc"])
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        .output()
+        .expect("run gantry login");
+    assert_eq!(outside.status.code(), Some(2), "{}", describe(&outside));
+    assert!(
+        stderr(&outside).contains("id-token: write"),
+        "{}",
+        describe(&outside)
+    );
+
+    // Inside: the job token is requested for audience `gantry` and exchanged.
+    let (url, endpoint) = github_token_endpoint("request-secret", job_token(&issuer, &key));
+    let login = platform
+        .bare_gantry(&home)
+        .args(["login", "--oidc", "--print-token"])
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-secret")
+        .output()
+        .expect("run gantry login");
+    assert_eq!(login.status.code(), Some(0), "{}", describe(&login));
+    let request_line = endpoint.join().expect("the endpoint answered");
+    assert!(
+        request_line.starts_with("GET /_apis/pipelines/idtoken?api-version=2.0&audience=gantry "),
+        "{request_line}"
+    );
+    let token = String::from_utf8_lossy(&login.stdout).trim().to_owned();
+    // The saved token is the CI identity's: it lists its own tokens, and nothing else.
+    let tokens = platform.json(Caller::CiJob, &["token", "list"]);
+    assert_eq!(tokens["tokens"][0]["user"], CI_USER, "{tokens}");
+    let saved = std::fs::read_to_string(home.join(".config/gantry/token")).expect("saved");
+    assert_eq!(saved.trim(), token);
+    platform.expect(Caller::CiJob, NOT_ALLOWED, &["apps"]);
+
+    // A person pipes an API token in; it is checked before it is saved.
+    let person_home = platform.path().join("dana-home");
+    std::fs::create_dir_all(&person_home).expect("dana's home");
+    let pipe = |token: &str| {
+        let mut child = platform
+            .bare_gantry(&person_home)
+            .args(["login", "--token-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run gantry login");
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(token.as_bytes())
+            .expect("write the token");
+        child.wait_with_output().expect("gantry login ends")
+    };
+    let refused = pipe("gnt_not_a_real_token");
+    assert_eq!(
+        refused.status.code(),
+        Some(NOT_ALLOWED),
+        "{}",
+        describe(&refused)
+    );
+    assert!(!person_home.join(".config/gantry/token").exists());
+    let accepted = pipe(platform.token("dana"));
+    assert_eq!(accepted.status.code(), Some(0), "{}", describe(&accepted));
+    assert!(
+        stderr(&accepted).contains("logged in as dana"),
+        "{}",
+        describe(&accepted)
+    );
+    let apps = platform
+        .bare_gantry(&person_home)
+        .args(["apps"])
+        .output()
+        .expect("run gantry apps");
+    assert_eq!(apps.status.code(), Some(0), "{}", describe(&apps));
+    // Without a way to log in, it says which.
+    let nothing = platform
+        .bare_gantry(&person_home)
+        .arg("login")
+        .output()
+        .expect("run");
+    assert_eq!(nothing.status.code(), Some(2), "{}", describe(&nothing));
+}
