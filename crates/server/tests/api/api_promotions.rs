@@ -543,6 +543,37 @@ registry_tests! {
         assert_status(&response, StatusCode::BAD_REQUEST);
     }
 
+    async fn roles_scoped_to_an_environment_act_in_that_environment_only(app) {
+        let people = setup(&app).await;
+        let stan = user(&app, "stan", false, &["staff@web-app/staging"]).await;
+        let pat = user(&app, "pat", false, &["developer@web-app/staging"]).await;
+        let digest = push(&app, "scoped").await;
+        assert_status(&notify(&app, &people.ci, &digest).await, StatusCode::CREATED);
+        // pat promotes into staging; stan's staff role there approves it.
+        let response = promote(&app, &pat, "staging", &digest).await;
+        assert_status(&response, StatusCode::CREATED);
+        let staging = response.json()["id"].as_i64().expect("id");
+        let response = approve(&app, &stan, staging).await;
+        assert_status(&response, StatusCode::OK);
+        assert_eq!(response.json()["state"], "deployed", "{}", response.json());
+        // In prod neither counts: pat may not promote, stan's approval is refused.
+        let response = promote(&app, &pat, "prod", &digest).await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.text());
+        assert!(response.text().contains("promote:web-app/prod"), "{}", response.text());
+        let response = promote(&app, &people.dana, "prod", &digest).await;
+        assert_status(&response, StatusCode::CREATED);
+        let prod = response.json()["id"].as_i64().expect("id");
+        let response = approve(&app, &stan, prod).await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.text());
+        let response = admin(&app, Method::GET, &format!("/api/v1/promotions/{prod}"), Value::Null).await;
+        assert_eq!(response.json()["decisions"], json!([]), "a refused approval is not recorded");
+        // Nor may pat roll back or hold prod, while staging is theirs.
+        let hold = call(&app, Method::PUT, "/api/v1/apps/web-app/environments/prod/hold", &pat, json!({ "reason": "x" })).await;
+        assert_eq!(hold.status, StatusCode::FORBIDDEN);
+        let hold = call(&app, Method::PUT, "/api/v1/apps/web-app/environments/staging/hold", &pat, json!({ "reason": "freeze" })).await;
+        assert_status(&hold, StatusCode::OK);
+    }
+
     async fn a_release_stage_serves_from_its_tier_repository_and_admission_demands_it(app) {
         apply(&app, r#"kind: Pipeline
 name: tiered
