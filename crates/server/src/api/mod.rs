@@ -11,6 +11,7 @@ mod admission;
 mod audit;
 mod error;
 mod oidc;
+mod params;
 mod promotion_types;
 mod promotions;
 mod resources;
@@ -65,6 +66,8 @@ use error::ApiError;
         admission::admission,
         admission::review,
         oidc::exchange,
+        params::environment,
+        params::image,
         openapi_json
     ),
     components(schemas(
@@ -112,6 +115,7 @@ use error::ApiError;
         promotion_types::AdmissionView,
         oidc::OidcExchangeRequest,
         oidc::OidcExchangeResponse,
+        params::EnvironmentParams,
     ))
 )]
 struct ApiDoc;
@@ -145,6 +149,11 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/apps/{app}/artifacts/{digest}",
             get(promotions::artifact),
         )
+        .route(
+            "/api/v1/apps/{app}/environments/{env}",
+            get(params::environment),
+        )
+        .route("/params/{app}/{env}/image", get(params::image))
         .route(
             "/api/v1/apps/{app}/environments/{env}/rollback",
             post(promotions::rollback),

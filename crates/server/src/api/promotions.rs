@@ -195,7 +195,7 @@ pub(crate) fn hold_view(hold: Hold) -> HoldView {
 }
 
 /// Deployment views with each build's commit.
-async fn deployment_views(
+pub(crate) async fn deployment_views(
     state: &AppState,
     deployments: Vec<Deployment>,
 ) -> Result<Vec<DeploymentView>, ApiError> {

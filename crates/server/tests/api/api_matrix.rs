@@ -211,6 +211,8 @@ enum Call {
     GetApp,
     History,
     Artifact,
+    EnvironmentParams,
+    ImageParam,
     Rollback,
     Hold,
     Release,
@@ -265,6 +267,8 @@ const MATRIX: &[Row] = &[
     row(Method::GET,    "/api/v1/apps/{app}",                              Call::GetApp,             Users(ANY_USER)),
     row(Method::GET,    "/api/v1/apps/{app}/history",                      Call::History,            Users(ANY_USER)),
     row(Method::GET,    "/api/v1/apps/{app}/artifacts/{digest}",           Call::Artifact,           Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/apps/{app}/environments/{env}",           Call::EnvironmentParams,  Users(ANY_USER)),
+    row(Method::GET,    "/params/{app}/{env}/image",                       Call::ImageParam,         Users(ANY_USER)),
     row(Method::POST,   "/api/v1/apps/{app}/environments/{env}/rollback",  Call::Rollback,           Users(STAGING_DEPLOYERS)),
     row(Method::PUT,    "/api/v1/apps/{app}/environments/{env}/hold",      Call::Hold,               Users(STAGING_DEPLOYERS)),
     row(Method::DELETE, "/api/v1/apps/{app}/environments/{env}/hold",      Call::Release,            Users(STAGING_DEPLOYERS)),
@@ -565,6 +569,10 @@ impl<'a> World<'a> {
             Call::ListApps => Prepared::new("/api/v1/apps", Payload::Empty),
             Call::GetApp => Prepared::new("/api/v1/apps/web", Payload::Empty),
             Call::History => Prepared::new("/api/v1/apps/web/history", Payload::Empty),
+            Call::EnvironmentParams => {
+                Prepared::new("/api/v1/apps/web/environments/staging", Payload::Empty)
+            }
+            Call::ImageParam => Prepared::new("/params/web/staging/image", Payload::Empty),
             Call::Artifact => Prepared::new(
                 format!("/api/v1/apps/web/artifacts/{digest}"),
                 Payload::Empty,

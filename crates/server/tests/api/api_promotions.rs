@@ -593,6 +593,12 @@ environments:
   dev: { target: { record: {} } }
   prod: { target: { record: {} } }
 "#).await;
+        // Before the first deployment there is nothing to run.
+        let params = admin(&app, Method::GET, "/api/v1/apps/tiered/environments/prod", Value::Null).await;
+        assert_status(&params, StatusCode::OK);
+        assert_eq!(params.json()["image"], Value::Null);
+        let line = app.admin(Method::GET, "/params/tiered/prod/image", &[], Body::empty()).await;
+        assert_eq!(line.status, StatusCode::NOT_FOUND);
         let image = crate::support::push_image(&app, "acme/tiered", "v1", "tiered").await;
         let digest = image.manifest.digest.clone();
         let response = admin(&app, Method::POST, "/api/v1/builds", json!({ "application": "tiered", "digest": digest })).await;
@@ -623,6 +629,19 @@ environments:
         assert!(answer["reason"].as_str().unwrap_or_default().contains("runs images from release/acme/tiered"), "{answer}");
         assert_eq!(ask("dev", format!("acme/tiered@{digest}")).await["allowed"], true);
         assert_eq!(ask("dev", format!("release/acme/tiered@{digest}")).await["allowed"], false);
+        // The parameters of each environment name the image through that repository.
+        let params = admin(&app, Method::GET, "/api/v1/apps/tiered/environments/prod", Value::Null).await;
+        assert_status(&params, StatusCode::OK);
+        let params = params.json();
+        assert_eq!(params["repository"], "release/acme/tiered");
+        assert_eq!(params["image"], format!("localhost/release/acme/tiered@{digest}"), "{params}");
+        assert_eq!(params["deployment"]["state"], "deployed");
+        let line = app.admin(Method::GET, "/params/tiered/dev/image", &[("host", "gantry.example.com")], Body::empty()).await;
+        assert_status(&line, StatusCode::OK);
+        assert_eq!(line.text(), format!("gantry.example.com/acme/tiered@{digest}\n"));
+        assert!(line.header("content-type").unwrap_or_default().starts_with("text/plain"));
+        let missing = admin(&app, Method::GET, "/api/v1/apps/tiered/environments/qa", Value::Null).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
         // Nobody writes to a tier repository, not even an admin.
         let blob = crate::support::Blob::new("sneaked in");
         let pushed = app

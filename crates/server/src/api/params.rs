@@ -1,0 +1,145 @@
+//! What an environment should run, for deploy scripts and controllers that pull their
+//! parameters: `GET /api/v1/apps/{app}/environments/{env}` (JSON: the image by digest,
+//! through the repository the stage serves from, the commit, the release bundle) and
+//! `GET /params/{app}/{env}/image` (just the image reference, as text).
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use domain::Action;
+use domain::pipeline::EnvName;
+use http::{HeaderMap, HeaderValue, header};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::authorize;
+use super::error::ApiError;
+use super::promotion_types::{DeploymentView, HoldView};
+use super::promotions::{deployment_views, hold_view};
+use super::types::ErrorBody;
+use crate::AppState;
+
+/// What an environment runs now and how to pull it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct EnvironmentParams {
+    pub(crate) application: String,
+    pub(crate) environment: String,
+    /// The repository the environment's stage serves from (its release tier's, for a
+    /// `tier: release` stage).
+    pub(crate) repository: String,
+    /// `HOST/REPOSITORY@DIGEST`, or null when nothing was deployed yet.
+    pub(crate) image: Option<String>,
+    pub(crate) digest: Option<String>,
+    pub(crate) commit: Option<String>,
+    /// The release bundle deployed with the digest.
+    #[schema(value_type = Object, nullable = true)]
+    pub(crate) config: Option<serde_json::Value>,
+    /// The deployment that put it there.
+    pub(crate) deployment: Option<DeploymentView>,
+    pub(crate) hold: Option<HoldView>,
+}
+
+async fn params(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<EnvironmentParams, ApiError> {
+    authorize(state, headers, Action::ReadResources).await?;
+    let Path((app, env)) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let (application, pipeline) = state.engine.declared(&app).await?;
+    let environment = EnvName::parse(&env)
+        .map_err(|e| ApiError::bad_request(format!("environment `{env}`: {e}")))?;
+    if pipeline.pipeline().stage(&environment).is_none() {
+        return Err(ApiError::not_found(format!(
+            "{app} has no environment {env}"
+        )));
+    }
+    let repository = pipeline
+        .release_tier(&environment)
+        .repository(&application.repository)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let stored = state
+        .store
+        .promotions()
+        .environments(&app)
+        .await?
+        .into_iter()
+        .find(|s| s.environment == env);
+    let (current, hold) = match stored {
+        Some(stored) => (stored.current, stored.hold),
+        None => (None, None),
+    };
+    let deployment = match current {
+        Some(deployment) => deployment_views(state, vec![deployment]).await?.pop(),
+        None => None,
+    };
+    let host = state.registry.base_url(headers);
+    let host = host
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    Ok(EnvironmentParams {
+        application: app,
+        environment: env,
+        image: deployment
+            .as_ref()
+            .map(|d| format!("{host}/{repository}@{}", d.digest)),
+        digest: deployment.as_ref().map(|d| d.digest.clone()),
+        commit: deployment.as_ref().and_then(|d| d.commit.clone()),
+        config: deployment.as_ref().and_then(|d| d.config.clone()),
+        repository: repository.to_string(),
+        deployment,
+        hold: hold.map(hold_view),
+    })
+}
+
+/// What an environment runs now: the image by digest, the commit, the release bundle.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/environments/{env}",
+    params(("app" = String, Path), ("env" = String, Path)),
+    responses(
+        (status = 200, description = "The environment's parameters (image null before the first deployment)", body = EnvironmentParams),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 404, description = "No such application or environment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn environment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<EnvironmentParams>, ApiError> {
+    Ok(Json(params(&state, &headers, path).await?))
+}
+
+/// The image an environment runs, as one line of text (`HOST/REPOSITORY@DIGEST`).
+#[utoipa::path(
+    get,
+    path = "/params/{app}/{env}/image",
+    params(("app" = String, Path), ("env" = String, Path)),
+    responses(
+        (status = 200, description = "The image reference", content_type = "text/plain"),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 404, description = "No such application or environment, or nothing deployed there yet", body = ErrorBody),
+    )
+)]
+pub(crate) async fn image(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let params = params(&state, &headers, path).await?;
+    let Some(image) = params.image else {
+        return Err(ApiError::not_found(format!(
+            "nothing was deployed to {}/{} yet",
+            params.application, params.environment
+        )));
+    };
+    let mut response = format!("{image}\n").into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(response)
+}
