@@ -11,7 +11,7 @@ mod tokens;
 pub use credentials::Credentials;
 pub use tokens::{generate_token, hash_token, token_id};
 
-use domain::pipeline::{Role, roles_granted};
+use domain::pipeline::{GrantScope, Role, roles_granted};
 use domain::{Action, Principal, RepoName, RoleGrant};
 use store::{Store, TokenOwner};
 
@@ -138,24 +138,25 @@ async fn principal_of(
     })
 }
 
-/// The roles `user` (or, for a scoped token, the token) holds for the application
-/// that declares `repository`; empty when no application declares it.
+/// The roles `user` (or, for a scoped token, the token) holds in `grant_scope` for the
+/// application that declares `repository`; empty when no application declares it.
 async fn roles_for_repository(
     store: &Store,
     user: &str,
-    scope: Option<&[RoleGrant]>,
+    token_scope: Option<&[RoleGrant]>,
     repository: &RepoName,
+    grant_scope: GrantScope<'_>,
 ) -> Result<std::collections::BTreeSet<Role>, store::StoreError> {
     let Some(application) = store.resources().application_of(repository).await? else {
         return Ok(Default::default());
     };
-    if let Some(scope) = scope {
-        return Ok(roles_granted(scope, false, &application, None));
+    if let Some(grants) = token_scope {
+        return Ok(roles_granted(grants, false, &application, grant_scope));
     }
     let Some(record) = store.users().get(user).await? else {
         return Ok(Default::default());
     };
-    Ok(record.roles_for(&application))
+    Ok(record.roles_for(&application, grant_scope))
 }
 
 /// [`authorize`] for a repository, completed by roles: a push the bootstrap model
@@ -179,13 +180,15 @@ pub async fn authorize_repository(
     else {
         return Ok(verdict);
     };
-    let wanted: &[Role] = match action {
-        Action::Push => &Role::DEPLOYING,
+    let (wanted, grant_scope): (&[Role], _) = match action {
+        // Pushing is building, for the whole application.
+        Action::Push => (&Role::DEPLOYING, GrantScope::WholeApplication),
         // Only scoped tokens are refused a pull by the bootstrap model.
-        Action::Pull => &Role::ALL,
+        Action::Pull => (&Role::ALL, GrantScope::AnyEnvironment),
         _ => return Ok(verdict),
     };
-    let roles = roles_for_repository(store, name, scope.as_deref(), repository).await?;
+    let roles =
+        roles_for_repository(store, name, scope.as_deref(), repository, grant_scope).await?;
     if roles.iter().any(|role| wanted.contains(role)) {
         Ok(Ok(()))
     } else {
@@ -229,7 +232,10 @@ pub fn authorize(
         Principal::User { admin: true, .. } => Ok(()),
         _ if anonymous_read && policy.anonymous_pull => Ok(()),
         Principal::Anonymous => Err(Denied::Unauthenticated { permission }),
-        // A scoped token reads nothing by default: its repositories are allowed by
+        // The registry's base endpoint (`/v2/`, a pull of no repository) only asks
+        // whether the credentials are valid.
+        Principal::User { .. } if action == Action::Pull && repository.is_none() => Ok(()),
+        // A scoped token reads nothing else by default: its repositories are allowed by
         // `authorize_repository`, its application actions by the engine.
         Principal::User { scope: None, .. } if user_read => Ok(()),
         Principal::User { name, .. } => Err(Denied::Forbidden {

@@ -120,19 +120,44 @@ impl fmt::Display for CheckName {
     }
 }
 
-/// The roles `grants` give for `application` — in `environment`, or (`None`) in at
-/// least one of its environments — with `admin` for an administrator.
+/// Which grants count for an action on an application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantScope<'a> {
+    /// Grants for the whole application (or global): what building needs — pushing,
+    /// notifying builds, reporting checks — since a build feeds every environment.
+    WholeApplication,
+    /// Grants that cover this environment: promoting, approving, rolling back, holding.
+    Environment(&'a str),
+    /// Grants that cover this environment by naming it: what a CI identity needs to
+    /// promote, so a build identity's application-wide grant never does.
+    NamedEnvironment(&'a str),
+    /// Any grant for the application, whole or for one environment: what reading its
+    /// repository needs.
+    AnyEnvironment,
+}
+
+/// The roles `grants` give for `application` in `scope`, with `admin` for an
+/// administrator.
 pub fn roles_granted(
     grants: &[crate::RoleGrant],
     admin: bool,
     application: &str,
-    environment: Option<&str>,
+    scope: GrantScope<'_>,
 ) -> std::collections::BTreeSet<Role> {
     let mut roles: std::collections::BTreeSet<Role> = grants
         .iter()
-        .filter(|grant| match environment {
-            None => grant.covers_application(application),
-            Some(environment) => grant.covers_environment(application, environment),
+        .filter(|grant| match scope {
+            GrantScope::WholeApplication => {
+                grant.covers_application(application) && grant.environment.is_none()
+            }
+            GrantScope::Environment(environment) => {
+                grant.covers_environment(application, environment)
+            }
+            GrantScope::NamedEnvironment(environment) => {
+                grant.covers_application(application)
+                    && grant.environment.as_deref() == Some(environment)
+            }
+            GrantScope::AnyEnvironment => grant.covers_application(application),
         })
         .map(|grant| grant.role)
         .collect();

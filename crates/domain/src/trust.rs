@@ -17,16 +17,6 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// The shortest lifetime a policy may set.
 pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
-/// Claims that identify where a job ran; a policy must pin at least one of them, or it
-/// would trust every repository of a shared issuer such as GitHub Actions.
-pub const IDENTITY_CLAIMS: [&str; 5] = [
-    "sub",
-    "repository",
-    "repository_id",
-    "repository_owner",
-    "repository_owner_id",
-];
-
 /// Registered claims a policy may not pattern-match: the verifier checks them itself
 /// (`aud` through the policy's `audience`).
 const RESERVED_CLAIMS: [&str; 6] = ["iss", "aud", "exp", "nbf", "iat", "jti"];
@@ -63,8 +53,9 @@ pub struct TrustPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrustPolicyError {
     #[error(
-        "claims must pin at least one of {} to something narrower than `*`",
-        IDENTITY_CLAIMS.join(", ")
+        "claims must pin whose jobs these are: an exact repository_owner, repository_id or \
+         repository_owner_id, a repository whose owner is literal (`acme/*`), or a sub that \
+         names its owner (`repo:acme/*`)"
     )]
     NoIdentityClaim,
     #[error("claim `{0}` is checked by the verifier itself and cannot be matched here")]
@@ -100,10 +91,10 @@ impl TrustPolicy {
                 return Err(TrustPolicyError::ReservedClaim(pattern.claim.clone()));
             }
         }
-        let pins_identity = self.claims.iter().any(|pattern| {
-            IDENTITY_CLAIMS.contains(&pattern.claim.as_str())
-                && pattern.pattern.chars().any(|c| c != '*')
-        });
+        let pins_identity = self
+            .claims
+            .iter()
+            .any(|pattern| pins_owner(&pattern.claim, &pattern.pattern));
         if !pins_identity {
             return Err(TrustPolicyError::NoIdentityClaim);
         }
@@ -165,6 +156,24 @@ impl TrustPolicy {
             }
         }
         grants
+    }
+}
+
+/// Whether `pattern` on identity claim `claim` matches the jobs of one owner only: on a
+/// shared issuer such as GitHub Actions, `repository: "*/*"`, `sub: "repo:*"` or
+/// `repository_owner: "acme*"` (which matches `acme-evil`) would trust strangers.
+fn pins_owner(claim: &str, pattern: &str) -> bool {
+    let exact = !pattern.is_empty() && !pattern.contains('*');
+    let literal = pattern.split('*').next().unwrap_or_default();
+    match claim {
+        "repository_id" | "repository_owner_id" | "repository_owner" => exact,
+        // `owner/name`: the owner and its slash are literal.
+        "repository" => exact || (literal.contains('/') && !literal.starts_with('/')),
+        // `repo:owner/name:…` (GitHub), `project_path:group/project:…` (GitLab),
+        // `system:serviceaccount:namespace:name` (Kubernetes): the owner is literal when
+        // two separators are.
+        "sub" => exact || literal.matches([':', '/']).count() >= 2,
+        _ => false,
     }
 }
 
@@ -254,9 +263,35 @@ mod tests {
         let mut open = policy();
         open.claims.retain(|pattern| pattern.claim != "repository");
         assert_eq!(open.validate(), Err(TrustPolicyError::NoIdentityClaim));
-        let mut star = policy();
-        star.claims[1].pattern = "**".into();
-        assert_eq!(star.validate(), Err(TrustPolicyError::NoIdentityClaim));
+        for (claim, pattern, pins) in [
+            ("repository", "**", false),
+            ("repository", "*/*", false),
+            ("repository", "acme*", false),
+            ("repository", "/*", false),
+            ("repository", "acme/*", true),
+            ("repository", "acme/web", true),
+            ("sub", "repo:*", false),
+            ("sub", "repo:acme*", false),
+            ("sub", "repo:acme/*", true),
+            ("sub", "system:serviceaccount:ci:*", true),
+            ("repository_owner", "acme*", false),
+            ("repository_owner", "acme", true),
+            ("repository_id", "*", false),
+            ("repository_owner_id", "123", true),
+            ("ref", "refs/heads/main", false),
+        ] {
+            let mut policy = policy();
+            policy.claims = vec![ClaimPattern {
+                claim: claim.into(),
+                pattern: pattern.into(),
+            }];
+            assert_eq!(
+                policy.validate().is_ok(),
+                pins,
+                "{claim}: {pattern} {:?}",
+                policy.validate()
+            );
+        }
         let mut admin = policy();
         admin.role = Role::Admin;
         assert!(matches!(

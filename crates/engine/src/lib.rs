@@ -25,7 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use domain::RoleGrant;
-use domain::pipeline::{AppName, EnvName, Role, roles_granted};
+use domain::pipeline::{AppName, EnvName, GrantScope, Role, roles_granted};
 use domain::promotion::DeploymentReason;
 use domain::{Digest, ResourceKind};
 use resources::{Application, DeclaredPipeline};
@@ -63,29 +63,15 @@ impl Actor {
         }
     }
 
-    /// The roles that apply to `application` (in at least one of its environments).
-    pub fn roles_for(&self, application: &str) -> BTreeSet<Role> {
-        roles_granted(self.grants(), self.admin, application, None)
+    /// The roles that apply to `application` in `scope`.
+    pub fn roles_for(&self, application: &str, scope: GrantScope<'_>) -> BTreeSet<Role> {
+        roles_granted(self.grants(), self.admin, application, scope)
     }
 
-    /// The roles that apply to `environment` of `application`: what promoting into it,
-    /// approving for it, rolling it back or holding it is judged by.
-    pub fn roles_in(&self, application: &str, environment: &str) -> BTreeSet<Role> {
-        roles_granted(self.grants(), self.admin, application, Some(environment))
-    }
-
-    fn has_any(&self, application: &str, wanted: &[Role]) -> bool {
+    fn has_any(&self, application: &str, scope: GrantScope<'_>, wanted: &[Role]) -> bool {
         self.admin
             || self
-                .roles_for(application)
-                .iter()
-                .any(|role| wanted.contains(role))
-    }
-
-    fn has_any_in(&self, application: &str, environment: &str, wanted: &[Role]) -> bool {
-        self.admin
-            || self
-                .roles_in(application, environment)
+                .roles_for(application, scope)
                 .iter()
                 .any(|role| wanted.contains(role))
     }
@@ -274,9 +260,9 @@ impl Engine {
         provenance: Provenance,
     ) -> Result<Notified, EngineError> {
         let loaded = self.load(application).await?;
-        if !actor.has_any(application, &Role::DEPLOYING) {
+        if !actor.has_any(application, GrantScope::WholeApplication, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
-                "{} may not notify builds of {application}: it needs the developer, platform or admin role for it (permission builds:notify)",
+                "{} may not notify builds of {application}: it needs the developer, platform or admin role for the whole application (permission builds:notify)",
                 actor.name
             )));
         }
@@ -345,9 +331,13 @@ impl Engine {
         check: &CheckRequest<'_>,
     ) -> Result<CheckReport, EngineError> {
         let loaded = self.load(check.application).await?;
-        if !actor.has_any(check.application, &Role::DEPLOYING) {
+        if !actor.has_any(
+            check.application,
+            GrantScope::WholeApplication,
+            &Role::DEPLOYING,
+        ) {
             return Err(EngineError::Forbidden(format!(
-                "{} may not report checks on {}: it needs the developer, platform or admin role for it (permission checks:report)",
+                "{} may not report checks on {}: it needs the developer, platform or admin role for the whole application (permission checks:report)",
                 actor.name, check.application
             )));
         }
@@ -393,13 +383,24 @@ impl Engine {
         actor: &Actor,
         request: &PromoteRequest<'_>,
     ) -> Result<Promotion, EngineError> {
-        if actor.ci {
+        // A CI identity promotes only where a grant names the environment (a deploy
+        // job's trust policy); a build identity's application-wide grant never does.
+        let scope = if actor.ci {
+            GrantScope::NamedEnvironment(request.environment)
+        } else {
+            GrantScope::Environment(request.environment)
+        };
+        if actor.ci && !actor.has_any(request.application, scope, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
-                "{} is a CI identity: CI promotes only through auto stages on build notify",
-                actor.name
+                "{} is a CI identity: it promotes into {}/{} only with a grant naming that environment (permission promote:{}/{})",
+                actor.name,
+                request.application,
+                request.environment,
+                request.application,
+                request.environment
             )));
         }
-        if !actor.has_any_in(request.application, request.environment, &Role::DEPLOYING) {
+        if !actor.has_any(request.application, scope, &Role::DEPLOYING) {
             return Err(EngineError::Forbidden(format!(
                 "{} may not promote {} into {}: it needs the developer, platform or admin role for that environment (permission promote:{}/{})",
                 actor.name,
@@ -474,7 +475,10 @@ impl Engine {
         comment: Option<&str>,
     ) -> Result<Promotion, EngineError> {
         let promotion = self.promotion(id).await?;
-        let roles = actor.roles_in(&promotion.application, &promotion.environment);
+        let roles = actor.roles_for(
+            &promotion.application,
+            GrantScope::Environment(&promotion.environment),
+        );
         let decider = Decider {
             name: &actor.name,
             roles: &roles,
@@ -529,7 +533,13 @@ impl Engine {
         to: Option<&Digest>,
         reason: Option<&str>,
     ) -> Result<Deployment, EngineError> {
-        if actor.ci || !actor.has_any_in(application, environment, &Role::DEPLOYING) {
+        if actor.ci
+            || !actor.has_any(
+                application,
+                GrantScope::Environment(environment),
+                &Role::DEPLOYING,
+            )
+        {
             return Err(EngineError::Forbidden(format!(
                 "{} may not roll back {application}/{environment}: it needs the developer, platform or admin role for that environment (permission rollback:{application}/{environment})",
                 actor.name
@@ -563,7 +573,13 @@ impl Engine {
     ) -> Result<Option<Hold>, EngineError> {
         let loaded = self.load(application).await?;
         self.plan(&loaded, environment)?;
-        if actor.ci || !actor.has_any_in(application, environment, &Role::DEPLOYING) {
+        if actor.ci
+            || !actor.has_any(
+                application,
+                GrantScope::Environment(environment),
+                &Role::DEPLOYING,
+            )
+        {
             return Err(EngineError::Forbidden(format!(
                 "{} may not hold or release {application}/{environment}: it needs the developer, platform or admin role for that environment (permission hold:{application}/{environment})",
                 actor.name

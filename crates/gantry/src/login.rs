@@ -43,23 +43,26 @@ fn login_file() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".config/gantry/token"))
 }
 
+/// Writes the token readable by its owner only: a new file (never following a link
+/// someone left there) renamed over the old one.
 fn save(token: &str) -> anyhow::Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = login_file()?;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
+    let parent = path.parent().context("the login file has no directory")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let temporary = parent.join(format!(".token.{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .open(&temporary)
+        .with_context(|| format!("writing {}", temporary.display()))?;
     file.write_all(format!("{token}\n").as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
@@ -135,7 +138,15 @@ pub(crate) fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         let path = save(&issued.token)?;
         match (args.print_token, args.client.output) {
             (true, _) => println!("{}", issued.token),
-            (false, OutputFormat::Json) => print!("{}", json(&issued)?),
+            (false, OutputFormat::Json) => {
+                // Everything but the secret, which CI logs must not show: it is in the
+                // login file, or printed alone with --print-token.
+                let mut shown = serde_json::to_value(&issued)?;
+                if let Some(fields) = shown.as_object_mut() {
+                    fields.remove("token");
+                }
+                print!("{}", json(&shown)?)
+            }
             (false, OutputFormat::Table) => {}
         }
         eprintln!(

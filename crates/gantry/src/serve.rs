@@ -124,6 +124,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         external_url: config.external_url.clone(),
         service: None,
     };
+    if config.external_url.is_none() && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            "external_url is not set: registry token challenges name http://HOST/token; \
+             behind a TLS proxy set external_url = \"https://…\" so clients send credentials over TLS"
+        );
+    }
     let access = server::AccessConfig {
         federation: auth::oidc::Federation::new(
             config.access.issuers()?,

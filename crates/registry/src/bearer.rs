@@ -143,6 +143,9 @@ pub(crate) async fn authenticate(
     if let Some(token) = bearer {
         let key = registry.token_key().await?;
         let claims = registry_token::verify(&key, token, now.div_euclid(1000)).map_err(refused)?;
+        if claims.service != registry.service(headers) {
+            return Err(refused("the registry token was issued for another service"));
+        }
         let principal = match &claims.token_id {
             None => Principal::Anonymous,
             Some(id) => match auth::authenticate_token_id(&registry.store, id, now).await {
@@ -337,10 +340,12 @@ async fn issue(registry: &Registry, request: Request) -> Result<Response, Regist
         ));
     }
     let caller = authenticate(registry, &headers, Action::Pull, None).await?;
-    let scopes: Vec<&String> = params
+    // Several scopes may share one parameter, separated by spaces.
+    let scopes: Vec<&str> = params
         .iter()
         .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v)
+        .flat_map(|(_, v)| v.split(' '))
+        .filter(|scope| !scope.is_empty())
         .collect();
     if scopes.len() > MAX_SCOPES {
         return Err(RegistryError::bad_request(format!(
@@ -348,7 +353,7 @@ async fn issue(registry: &Registry, request: Request) -> Result<Response, Regist
         )));
     }
     let mut access: Vec<Access> = Vec::new();
-    for scope in scopes.iter().flat_map(|s| s.split(' ')) {
+    for scope in scopes {
         let Some(requested) = parse_scope(scope) else {
             return Err(RegistryError::bad_request(format!(
                 "scope `{scope}` is not type:name:actions"

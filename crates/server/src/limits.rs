@@ -83,8 +83,15 @@ impl RateLimiter {
         let burst = f64::from(self.burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_BUCKETS {
-            // A full bucket is as good as none.
+            // A full bucket is as good as none; if that is not enough, the longest idle
+            // half goes (a client that comes back starts with a full bucket).
             buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+            if buckets.len() >= MAX_BUCKETS / 2 {
+                let mut ages: Vec<Instant> = buckets.values().map(|b| b.at).collect();
+                ages.sort_unstable();
+                let cutoff = ages[ages.len() / 2];
+                buckets.retain(|_, b| b.at > cutoff);
+            }
         }
         let bucket = buckets.entry(client).or_insert(Bucket {
             tokens: burst,
@@ -103,6 +110,21 @@ impl RateLimiter {
     }
 }
 
+/// The bucket of an address: IPv4 addresses each have their own; IPv6 clients get a
+/// /64 each (one host usually holds a whole /64, so single addresses cost nothing).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
 /// Rate-limits the credential endpoints by client address: `429` with `Retry-After`.
 pub(crate) async fn limit_credentials(
     State(state): State<AppState>,
@@ -112,7 +134,7 @@ pub(crate) async fn limit_credentials(
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
+        .map(|info| client_key(info.0.ip()));
     if let Err(wait) = state.credential_limiter.take(client, Instant::now()) {
         let seconds = wait.as_secs().max(1);
         tracing::info!(
@@ -153,6 +175,11 @@ mod tests {
                 .take(Some(IpAddr::from([10, 0, 0, 1])), start)
                 .is_ok()
         );
+        // An IPv6 /64 is one client.
+        let a = client_key("2001:db8::1".parse().expect("address"));
+        let b = client_key("2001:db8::ffff:2".parse().expect("address"));
+        assert_eq!(a, b);
+        assert_ne!(a, client_key("2001:db8:0:1::1".parse().expect("address")));
         // One second refills one request at 60 a minute.
         assert!(
             limiter

@@ -13,7 +13,7 @@ use crate::{Backend, NewAuditEntry, NewToken, StoreError, now_millis, with_pool}
 pub struct OidcExchange<'a> {
     pub issuer: &'a str,
     pub jti: &'a str,
-    /// When the job token expires; its id is remembered until then.
+    /// Until when the job token's id is remembered (after its expiry, with a margin).
     pub job_token_expires_at: i64,
     /// The CI identity the token is issued to (created on first use).
     pub user_name: &'a str,

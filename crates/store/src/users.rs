@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use domain::RoleGrant;
 use domain::audit::AuditAction;
-use domain::pipeline::Role;
+use domain::pipeline::{GrantScope, Role};
 use sqlx::Row;
 
 use crate::{Backend, NewAuditEntry, StoreError, now_millis, with_pool};
@@ -457,14 +457,9 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    /// The roles that apply to `application` in at least one of its environments: its
-    /// own and the global ones, and `admin` for an administrator.
-    pub fn roles_for(&self, application: &str) -> BTreeSet<Role> {
-        domain::pipeline::roles_granted(&self.roles, self.admin, application, None)
-    }
-
-    /// The roles that apply to `environment` of `application`.
-    pub fn roles_in(&self, application: &str, environment: &str) -> BTreeSet<Role> {
-        domain::pipeline::roles_granted(&self.roles, self.admin, application, Some(environment))
+    /// The roles that apply to `application` in `scope`, and `admin` for an
+    /// administrator.
+    pub fn roles_for(&self, application: &str, scope: GrantScope<'_>) -> BTreeSet<Role> {
+        domain::pipeline::roles_granted(&self.roles, self.admin, application, scope)
     }
 }

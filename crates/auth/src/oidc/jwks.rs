@@ -109,7 +109,7 @@ impl KeySet {
                     return Ok(cached.keys.clone());
                 }
                 return Err(Refusal(format!(
-                    "the keys of {} could not be fetched: {reason}",
+                    "the keys of {} could not be fetched; the server log says why",
                     self.issuer
                 )));
             }

@@ -158,7 +158,8 @@ pub fn parse(token: &str, allowed: &[Algorithm]) -> Result<Unverified, Refusal> 
             Some(algorithm) if allowed.contains(&algorithm) => algorithm,
             _ => {
                 return refuse(format!(
-                    "algorithm `{alg}` is not allowed (allowed: {})",
+                    "algorithm `{}` is not allowed (allowed: {})",
+                    shown(alg),
                     allowed
                         .iter()
                         .map(|a| a.as_str())
@@ -211,6 +212,22 @@ impl Unverified {
     }
 }
 
+/// A value from the token, shortened and escaped for a message: the token is the
+/// caller's, and its text is echoed back and logged.
+pub(crate) fn shown(text: &str) -> String {
+    const MAX: usize = 64;
+    let mut shown: String = text
+        .chars()
+        .take(MAX)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if text.chars().count() > MAX {
+        shown.push('…');
+    }
+    shown
+}
+
 /// What the registered claims must satisfy.
 #[derive(Debug, Clone)]
 pub struct ClaimRules<'a> {
@@ -241,7 +258,7 @@ pub fn check_claims(
     match claims.get("iss") {
         Some(Value::String(iss)) if iss == rules.issuer => {}
         Some(Value::String(iss)) => {
-            return refuse(format!("issuer `{iss}` is not `{}`", rules.issuer));
+            return refuse(format!("issuer `{}` is not `{}`", shown(iss), rules.issuer));
         }
         _ => return refuse("the token names no issuer (`iss`)"),
     }
@@ -279,7 +296,7 @@ pub fn check_claims(
     if expires_at.saturating_add(rules.leeway) <= rules.now {
         return refuse(format!(
             "the token expired {} s ago",
-            rules.now - expires_at
+            rules.now.saturating_sub(expires_at)
         ));
     }
     if let Some(not_before) = time("nbf")?
@@ -287,7 +304,7 @@ pub fn check_claims(
     {
         return refuse(format!(
             "the token is not valid for another {} s (`nbf`)",
-            not_before - rules.now
+            not_before.saturating_sub(rules.now)
         ));
     }
     if let Some(issued_at) = time("iat")?

@@ -28,6 +28,10 @@ pub const GITHUB_ACTIONS_ISSUER: &str = "https://token.actions.githubusercontent
 /// How much clock skew is tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECONDS: i64 = 60;
 
+/// How long past a job token's expiry (and the leeway) its id is remembered: replicas
+/// whose clocks lag behind the one that purges still find it.
+const REPLAY_MARGIN_SECONDS: i64 = 3600;
+
 /// A trusted issuer, from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerConfig {
@@ -143,7 +147,7 @@ impl Federation {
             .iter()
             .find(|trusted| trusted.config.issuer == *iss)
         else {
-            return jwt::refuse(format!("issuer `{iss}` is not trusted"));
+            return jwt::refuse(format!("issuer `{}` is not trusted", jwt::shown(iss)));
         };
         if !trusted.config.algorithms.contains(&unverified.algorithm) {
             return jwt::refuse(format!(
@@ -161,7 +165,7 @@ impl Federation {
                     Some(kid) => format!(
                         "no {} key with id `{}` is published by {iss}",
                         unverified.algorithm.as_str(),
-                        kid.escape_debug()
+                        jwt::shown(kid)
                     ),
                     None => format!(
                         "no {} key is published by {iss}",
@@ -295,7 +299,11 @@ pub async fn exchange(
         .exchange(&OidcExchange {
             issuer: &verified.issuer,
             jti: &verified.registered.jti,
-            job_token_expires_at: (verified.registered.expires_at + LEEWAY_SECONDS) * 1000,
+            job_token_expires_at: verified
+                .registered
+                .expires_at
+                .saturating_add(LEEWAY_SECONDS + REPLAY_MARGIN_SECONDS)
+                .saturating_mul(1000),
             user_name: &user,
             token: NewToken {
                 id: &token_id,
@@ -319,7 +327,7 @@ pub async fn exchange(
         }),
         ExchangeOutcome::Replayed => Err(ExchangeError::Refused(format!(
             "this job token (jti {}) was already exchanged",
-            verified.registered.jti.escape_debug()
+            jwt::shown(&verified.registered.jti)
         ))),
         ExchangeOutcome::NameTaken => Err(ExchangeError::Refused(format!(
             "the identity {user} exists and is not a CI identity"

@@ -27,7 +27,7 @@ const KID: &str = "ci-key-1";
 const CI_USER: &str = "oidc/web-ci";
 
 /// dev deploys every build; staging needs a staff approval; prod a staff and a client
-/// approval. CI jobs of acme/web-app on main may act as developers of web-app in dev.
+/// approval. CI jobs of acme/web-app on main may build web-app (push, notify, report).
 fn resources(issuer: &str) -> String {
     format!(
         r#"kind: Pipeline
@@ -71,7 +71,6 @@ claims:
   ref: refs/heads/main
 role: developer
 applications: [web-app]
-environments: [dev]
 max_token_lifetime: 30m
 "#
     )
@@ -455,7 +454,7 @@ fn a_ci_job_logs_in_with_its_oidc_token_and_may_push_and_notify_only_what_its_tr
     let token = String::from_utf8_lossy(&login.stdout).trim().to_owned();
     assert!(!token.is_empty() && !token.contains('\n'), "{token:?}");
     assert!(
-        stderr(&login).contains(&format!("logged in as {CI_USER} (developer@web-app/dev)")),
+        stderr(&login).contains(&format!("logged in as {CI_USER} (developer@web-app)")),
         "{}",
         describe(&login)
     );
@@ -715,7 +714,7 @@ fn a_ci_job_logs_in_with_its_oidc_token_and_may_push_and_notify_only_what_its_tr
         payload["oidc"]["job"]["repository"], "acme/web-app",
         "{payload:#}"
     );
-    assert_eq!(payload["scope"][0], "developer@web-app/dev", "{payload:#}");
+    assert_eq!(payload["scope"][0], "developer@web-app", "{payload:#}");
     let lifetime = payload["expires_at"].as_i64().unwrap_or_default()
         - entry["at_millis"].as_i64().unwrap_or_default();
     assert!(

@@ -249,11 +249,15 @@ fn the_token_lifetime_is_between_one_minute_and_one_hour() {
 
 #[test]
 fn a_policy_must_pin_where_the_job_ran() {
-    let refused = "resources.yaml: document 1 (TrustPolicy `web-ci`), field claims: claims must pin at least one of sub, repository, repository_id, repository_owner, repository_owner_id to something narrower than `*`";
+    let refused = "resources.yaml: document 1 (TrustPolicy `web-ci`), field claims: claims must pin whose jobs these are: an exact repository_owner, repository_id or repository_owner_id, a repository whose owner is literal (`acme/*`), or a sub that names its owner (`repo:acme/*`)";
     for claims in [
         "claims: { ref: refs/heads/main }",
         "claims: { repository: \"*\", ref: refs/heads/main }",
+        "claims: { repository: \"*/*\" }",
+        "claims: { repository: \"acme*\" }",
         "claims: { sub: \"**\" }",
+        "claims: { sub: \"repo:*\" }",
+        "claims: { repository_owner: \"acme*\" }",
         "claims: {}",
     ] {
         check_refused(&full_with("claims", claims), &[refused]);

@@ -210,9 +210,26 @@ fn token_view(token: TokenRecord, now: i64) -> TokenView {
     }
 }
 
-async fn token_list(state: &AppState, user: &str) -> Result<Json<TokenList>, ApiError> {
+/// The id of the token the request presents: a CI identity is shared by every job
+/// its trust policy matches, so a scoped token sees and revokes only itself.
+fn presented_token_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(auth::Credentials::parse)
+        .map(|credentials| auth::token_id(&auth::hash_token(credentials.secret())))
+}
+
+async fn token_list(
+    state: &AppState,
+    user: &str,
+    only: Option<&str>,
+) -> Result<Json<TokenList>, ApiError> {
     let now = store::now_millis();
-    let tokens = state.store.users().tokens(user).await?;
+    let mut tokens = state.store.users().tokens(user).await?;
+    if let Some(only) = only {
+        tokens.retain(|token| token.id == only);
+    }
     Ok(Json(TokenList {
         tokens: tokens.into_iter().map(|t| token_view(t, now)).collect(),
     }))
@@ -232,7 +249,12 @@ pub(crate) async fn own_tokens(
     headers: HeaderMap,
 ) -> Result<Json<TokenList>, ApiError> {
     let caller = actor(&state, &headers).await?;
-    token_list(&state, &caller.name).await
+    let only = caller
+        .scope
+        .is_some()
+        .then(|| presented_token_id(&headers))
+        .flatten();
+    token_list(&state, &caller.name, only.as_deref()).await
 }
 
 /// A user's tokens (admins, or the user themself).
@@ -253,7 +275,7 @@ pub(crate) async fn list_tokens(
 ) -> Result<Json<TokenList>, ApiError> {
     let caller = actor(&state, &headers).await?;
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
-    if !caller.admin && caller.name != name {
+    if !caller.admin && (caller.name != name || caller.scope.is_some()) {
         return Err(ApiError::forbidden(
             format!("{} may list only their own tokens", caller.name),
             "users:manage",
@@ -262,7 +284,7 @@ pub(crate) async fn list_tokens(
     if state.store.users().get(&name).await?.is_none() {
         return Err(ApiError::not_found(format!("no user named {name}")));
     }
-    token_list(&state, &name).await
+    token_list(&state, &name, None).await
 }
 
 /// Revoke a token (admins, or its owner). It stops working at once; revoking it again
@@ -287,7 +309,9 @@ pub(crate) async fn revoke_token(
     let Some(token) = state.store.users().token(&id).await? else {
         return Err(ApiError::not_found(format!("no token {id}")));
     };
-    if !caller.admin && caller.name != token.user_name {
+    let own = caller.name == token.user_name
+        && (caller.scope.is_none() || presented_token_id(&headers).as_deref() == Some(&id));
+    if !caller.admin && !own {
         return Err(ApiError::forbidden(
             format!("{} may revoke only their own tokens", caller.name),
             "users:manage",

@@ -172,12 +172,9 @@ const ANY_USER: &[(Who, Expect)] = &[
     (Admin, Succeeds),
 ];
 const ADMIN_ONLY: &[(Who, Expect)] = &[(Admin, Succeeds)];
-/// Those holding `developer` for `web` (in at least one of its environments).
-const WEB_DEVELOPERS: &[(Who, Expect)] = &[
-    (BuilderA, Succeeds),
-    (Promoter, Succeeds),
-    (Admin, Succeeds),
-];
+/// Those holding `developer` for the whole of `web` (building feeds every environment,
+/// so a grant for one environment does not do).
+const WEB_DEVELOPERS: &[(Who, Expect)] = &[(BuilderA, Succeeds), (Admin, Succeeds)];
 /// People (not CI identities) holding `developer` for `web/staging`.
 const STAGING_DEPLOYERS: &[(Who, Expect)] = &[(Promoter, Succeeds), (Admin, Succeeds)];
 /// Those whose role the staging gate asks for. The admin requested the promotion, so

@@ -58,8 +58,18 @@ claims:
   ref: refs/heads/main
 role: developer
 applications: [web]
-environments: [dev]
 max_token_lifetime: 15m
+---
+kind: TrustPolicy
+name: web-deploy
+issuer: {issuer}
+audience: {AUDIENCE}
+claims:
+  repository: acme/web
+  environment: staging
+role: developer
+applications: [web]
+environments: [staging]
 "#
     )
 }
@@ -529,7 +539,7 @@ async fn forged_tokens_are_refused_and_valid_ones_accepted(backend: Backend) {
         assert_status(&response, StatusCode::CREATED);
         let body = response.json();
         assert_eq!(body["user"], "oidc/web-ci", "{name}");
-        assert_eq!(body["scope"], json!(["developer@web/dev"]), "{name}");
+        assert_eq!(body["scope"], json!(["developer@web"]), "{name}");
         assert_eq!(body["policies"], json!(["web-ci"]), "{name}");
         let expires_in = body["expires_in"].as_i64().expect("expires_in");
         assert!(
@@ -603,6 +613,10 @@ async fn an_exchanged_token_pushes_notifies_and_reports_for_its_application_only
     let basic = TestApp::basic(&user, &token);
     let bearer = format!("Bearer {token}");
     let auth = [("authorization", basic.as_str())];
+
+    // The version check clients start with (`docker login` pings it) passes.
+    let response = app.send(Method::GET, "/v2/", &auth, Body::empty()).await;
+    assert_status(&response, StatusCode::OK);
 
     // Push to its own application's repository.
     let image = Image::new("ci-built");
@@ -724,7 +738,8 @@ async fn an_exchanged_token_pushes_notifies_and_reports_for_its_application_only
         "{}",
         response.text()
     );
-    // Never promote, even into the environment its grant names, nor approve.
+    // A build identity never promotes (its grant is for building the whole application,
+    // not for any environment), nor approves.
     let response = app
         .send(
             Method::POST,
@@ -786,6 +801,92 @@ async fn an_exchanged_token_pushes_notifies_and_reports_for_its_application_only
             response.text()
         );
     }
+    // A deploy job (another workflow, GitHub environment `staging`) is granted staging
+    // by its own policy: it promotes there and nowhere else, and builds nothing.
+    let deploy_claims = {
+        let mut claims = issuer.claims(AUDIENCE);
+        claims.insert("ref".to_owned(), json!("refs/heads/release"));
+        claims.insert("environment".to_owned(), json!("staging"));
+        claims
+    };
+    let response = exchange(&app, &issuer.sign(&rsa, "rsa-1", &deploy_claims)).await;
+    assert_status(&response, StatusCode::CREATED);
+    assert_eq!(response.json()["user"], "oidc/web-deploy");
+    assert_eq!(response.json()["scope"], json!(["developer@web/staging"]));
+    let deploy = format!(
+        "Bearer {}",
+        response.json()["token"].as_str().expect("token")
+    );
+    let deploy_json = [
+        ("authorization", deploy.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let promote = |environment: &'static str| {
+        app.send(
+            Method::POST,
+            "/api/v1/promotions",
+            &deploy_json,
+            json!({"application": "web", "environment": environment, "digest": digest}).to_string(),
+        )
+    };
+    let response = promote("staging").await;
+    assert!(response.status.is_success(), "{}", response.text());
+    let response = promote("prod").await;
+    assert_eq!(
+        response.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        response.text()
+    );
+    assert!(
+        response.text().contains("promote:web/prod"),
+        "{}",
+        response.text()
+    );
+    let response = app
+        .send(
+            Method::POST,
+            "/api/v1/checks",
+            &deploy_json,
+            json!({"application": "web", "digest": digest, "name": "unit", "status": "failed"})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        response.text()
+    );
+    let response = app
+        .send(
+            Method::POST,
+            "/v2/acme/web/blobs/uploads/",
+            &[("authorization", deploy.as_str())],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        response.text()
+    );
+    let response = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/promotions/{id}/approve"),
+            &deploy_json,
+            "{}",
+        )
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        response.text()
+    );
+
     // Once revoked, it is worth nothing at once.
     let id = body["id"].as_str().expect("id");
     let response = app

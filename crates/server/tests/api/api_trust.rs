@@ -157,7 +157,7 @@ testkit::app_tests! {
         let cases = [
             (POLICY.replace("role: developer", "role: admin"), "role", "cannot be granted to CI"),
             (POLICY.replace("max_token_lifetime: 30m", "max_token_lifetime: 2h"), "max_token_lifetime", "between 1m and 1h"),
-            (POLICY.replace("  repository: acme/web-app\n", ""), "claims", "must pin at least one of"),
+            (POLICY.replace("  repository: acme/web-app\n", ""), "claims", "must pin whose jobs these are"),
             (POLICY.replace("  ref: refs/heads/main\n", "  ref: refs/heads/main\n  aud: gantry\n"), "claims.aud", "checked by the verifier itself"),
             (POLICY.replace("https://token", "http://token"), "issuer", "https URL"),
             (POLICY.replace("[web-app]", "[web-app, billing]"), "applications", "application `billing` is neither declared in this file nor known to Gantry"),

@@ -22,7 +22,10 @@ async fn request_token(
     for scope in scopes {
         uri.push_str(&format!(
             "&scope={}",
-            scope.replace(':', "%3A").replace(',', "%2C")
+            scope
+                .replace(':', "%3A")
+                .replace(',', "%2C")
+                .replace(' ', "%20")
         ));
     }
     let headers: Vec<(&str, &str)> = authorization
@@ -136,6 +139,13 @@ registry_tests! {
         assert_eq!(access(&odd), json!([]));
         let malformed = request_token(&app, Some(&basic), &["repository"]).await;
         assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+        // At most 32 scopes, however they are packed into parameters.
+        let many: Vec<String> = (0..33).map(|i| format!("repository:acme/r{i}:pull")).collect();
+        let packed = many.join(" ");
+        let response = request_token(&app, Some(&basic), &[packed.as_str()]).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text());
+        let response = request_token(&app, Some(&basic), &[many[..32].join(" ").as_str()]).await;
+        assert_status(&response, StatusCode::OK);
     }
 
     async fn bad_credentials_forged_tokens_and_revoked_parents_are_refused(app) {
