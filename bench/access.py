@@ -36,23 +36,17 @@ Usage: access.py [--binary PATH] [--backends sqlite,postgres] [-n 500]
                  [--postgres postgres://postgres@127.0.0.1:5432]
 Without --binary it builds the release binary (honours CARGO_TARGET_DIR).
 """
-import argparse
 import base64
-import http.client
 import http.server
 import json
 import os
-import re
-import shutil
-import socket
-import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 import uuid
+
+from harness import (Client, Failures, Server, argument_parser, backend_report, free_port, latency_columns,
+                     logger, parse_arguments, run_in_threads)
 
 try:
     from cryptography.hazmat.primitives import hashes
@@ -61,24 +55,12 @@ except ImportError:
     raise SystemExit("access.py signs RS256 tokens with the `cryptography` package: "
                      "pip install cryptography (or run it with a Python that has it)")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AUDIENCE = "gantry"
 KEY_ID = "k1"
 POLICY = "web-ci"
 SCOPE = "repository:acme/web:pull,push"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-
-def log(message):
-    print(f"[access] {message}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+log = logger("access")
 
 
 def b64url(data):
@@ -87,49 +69,6 @@ def b64url(data):
 
 def basic(user, password):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-class Failures:
-    """Unexpected answers, kept with their bodies so they can be reported exactly."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.items = []
-
-    def add(self, what, status, body):
-        with self.lock:
-            self.items.append((what, status, body[:300]))
-
-
-class Client:
-    """One keep-alive HTTP connection (one per thread)."""
-
-    def __init__(self, port, authorization=None):
-        self.port = port
-        self.authorization = authorization
-        self.conn = None
-
-    def request(self, method, path, body=None, headers=None):
-        all_headers = {"Authorization": self.authorization} if self.authorization else {}
-        all_headers.update(headers or {})
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        try:
-            self.conn.request(method, path, body=body, headers=all_headers)
-            response = self.conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        except OSError:
-            # No silent retry (an exchange spends its job token): reconnect next time
-            # and let the caller see the error.
-            self.conn.close()
-            self.conn = None
-            raise
-
-    def expect(self, status, method, path, body=None, headers=None):
-        got, response_headers, data = self.request(method, path, body, headers)
-        if got != status:
-            raise SystemExit(f"{method} {path}: expected {status}, got {got}: {data[:500]!r}")
-        return response_headers, data
 
 
 # ---------------------------------------------------------------------------------
@@ -215,85 +154,6 @@ def config_toml(issuer_url):
     )
 
 
-class Server:
-    def __init__(self, binary, backend, postgres_base, issuer_url):
-        self.backend = backend
-        self.dir = tempfile.mkdtemp(prefix=f"gantry-access-{backend}.")
-        self.port = free_port()
-        self.database = None
-        config = os.path.join(self.dir, "gantry.toml")
-        with open(config, "w") as file:
-            file.write(config_toml(issuer_url))
-        args = [binary, "serve", "--config", config, "--listen", f"127.0.0.1:{self.port}",
-                "--data-dir", os.path.join(self.dir, "data")]
-        if backend == "postgres":
-            self.postgres_base = postgres_base.rstrip("/")
-            self.database = f"gantry_bench_access_{os.getpid()}"
-            self.psql(f"CREATE DATABASE {self.database}")
-            args += ["--database-url", f"{self.postgres_base}/{self.database}"]
-        # No GANTRY_* from the caller's environment.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
-        self.stdout_path = os.path.join(self.dir, "stdout")
-        self.stderr_path = os.path.join(self.dir, "stderr")
-        self.proc = subprocess.Popen(args, cwd=self.dir, env=env,
-                                     stdout=open(self.stdout_path, "w"),
-                                     stderr=open(self.stderr_path, "w"))
-        try:
-            self.token = self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def psql(self, sql):
-        url = urllib.parse.urlsplit(self.postgres_base)
-        subprocess.run(["psql", "-q", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432),
-                        "-U", url.username or "postgres", "-d", "postgres", "-c", sql],
-                       check=True, stdout=subprocess.DEVNULL)
-
-    def wait_ready(self):
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"gantry exited: {open(self.stderr_path).read()[-2000:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    match = re.search(r"admin token:\s*(\S+)", open(self.stdout_path).read())
-                    if match:
-                        return match.group(1)
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise SystemExit("gantry did not become ready within 60 s")
-
-    def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        # utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name).
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def rss_mib(self, field="VmHWM"):
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        errors = [line for line in open(self.stderr_path) if re.search(r"\b(ERROR|WARN)\b", line)]
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if self.database:
-            self.psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
-        return errors
-
-
 def resources_yaml(issuer_url):
     return (
         "kind: Pipeline\nname: standard\nstages:\n  - name: dev\n    auto: true\n"
@@ -370,17 +230,6 @@ def check_granted(client, failures, send, label):
         failures.add(f"{label}: granted access", 200, json.dumps(claims.get("access")))
 
 
-def percentile(values, p):
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    # Linear interpolation between closest ranks (the "inclusive" method).
-    rank = (len(ordered) - 1) * p / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def sequential(server, client, failures, send, items):
     """Sends one request per item on one connection; returns (latencies, wall s,
     server cpu s)."""
@@ -400,12 +249,8 @@ def concurrent(server, authorization, failures, send, plans):
     server cpu s, client cpu s)."""
     lock = threading.Lock()
     times = []
-    ready = threading.Barrier(len(plans) + 1, timeout=60)
 
-    def worker(plan):
-        client = Client(server.port, authorization)
-        client.expect(200, "GET", "/readyz")
-        ready.wait()
+    def work(client, plan):
         mine = []
         for item in plan:
             answer = send(client, failures, item)
@@ -414,16 +259,9 @@ def concurrent(server, authorization, failures, send, plans):
         with lock:
             times.extend(mine)
 
-    workers = [threading.Thread(target=worker, args=(plan,)) for plan in plans]
-    for thread in workers:
-        thread.start()
-    ready.wait()
-    cpu, client_cpu = server.cpu_seconds(), time.process_time()
-    started = time.perf_counter()
-    for thread in workers:
-        thread.join()
-    wall = time.perf_counter() - started
-    return times, wall, server.cpu_seconds() - cpu, time.process_time() - client_cpu
+    wall, server_cpu, client_cpu = run_in_threads(server.port, authorization, plans, work,
+                                                  (time.perf_counter, server.cpu_seconds, time.process_time))
+    return times, wall, server_cpu, client_cpu
 
 
 def row(workload, clients, times, wall=None, server_cpu=None, note=""):
@@ -437,7 +275,7 @@ def bench_backend(args, issuer, backend):
     log(f"{backend}: starting gantry")
     load_before = os.getloadavg()[0]
     fetches_before = issuer.fetch_counts()
-    server = Server(args.binary, backend, args.postgres, issuer.url)
+    server = Server("access", args.binary, backend, args.postgres, config_toml(issuer.url))
     failures = Failures()
     rows = []
     peak = float("nan")
@@ -509,13 +347,6 @@ def bench_backend(args, issuer, backend):
     return rows, failures.items, errors, fetches, peak, load
 
 
-def build():
-    log("building gantry (release)")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "gantry"], cwd=ROOT, check=True)
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
-    return os.path.join(target, "release", "gantry")
-
-
 def print_table(backend, rows):
     print(f"### {backend}")
     print()
@@ -529,8 +360,7 @@ def print_table(backend, rows):
         per_second = f"{r['per_second']:,.0f}" if r["per_second"] is not None else "–"
         cpu = f"{r['cpu_ms']:.2f}" if r["cpu_ms"] is not None else "–"
         print(f"| {r['workload']} | {r['clients']} | {len(times)} | "
-              f"{statistics.median(times):.2f} | {percentile(times, 99):.2f} | {max(times):.2f} | "
-              f"{per_second} | {cpu} |")
+              f"{latency_columns(times)} | {per_second} | {cpu} |")
     print()
     for r in rows:
         if r["note"]:
@@ -539,18 +369,13 @@ def print_table(backend, rows):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--binary", help="a built gantry binary (default: build the release one)")
-    parser.add_argument("--backends", default="sqlite,postgres")
+    parser = argument_parser(__doc__)
     parser.add_argument("-n", type=int, default=500, help="sequential requests per workload")
     parser.add_argument("--concurrency", default="8", help="client thread counts")
     parser.add_argument("--burst", type=int, default=2000, help="requests per concurrent run")
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests before each workload")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server; a fresh database is created and dropped")
-    args = parser.parse_args()
+    args = parse_arguments(parser, log)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
-    args.binary = args.binary or build()
 
     issuer = Issuer()
     log(f"issuer at {issuer.url}")
@@ -560,13 +385,7 @@ def main():
             rows, failures, errors, fetches, peak, load = bench_backend(args, issuer, backend)
             print_table(backend, rows)
             fetched = ", ".join(f"{path} ×{n}" for path, n in sorted(fetches.items())) or "nothing"
-            report.append(f"{backend}: load average {load[0]:.1f} before, {load[1]:.1f} after; "
-                          f"issuer served {fetched}; server peak RSS {peak:.1f} MiB; "
-                          f"{len(failures)} unexpected answers; {len(errors)} ERROR/WARN log lines")
-            for what, status, body in failures[:10]:
-                report.append(f"  {what}: HTTP {status}: {body}")
-            for line in errors[:10]:
-                report.append(f"  log: {line.rstrip()[:300]}")
+            report += backend_report(backend, load, f"issuer served {fetched}", peak, failures, errors)
     finally:
         issuer.stop()
     for line in report:

@@ -5,25 +5,17 @@ migrations), then again on the same directory (a restart). Median over N runs.
 
 Usage: coldstart.py GANTRY_BINARY [RUNS]
 """
-import http.client
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from harness import answers_ready, free_port
+
 binary = sys.argv[1]
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start_once(data_dir):
@@ -33,13 +25,8 @@ def start_once(data_dir):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    return (time.perf_counter() - started) * 1000
-            except OSError:
-                pass
+            if answers_ready(port):
+                return (time.perf_counter() - started) * 1000
             if proc.poll() is not None:
                 raise SystemExit("gantry exited during start")
             time.sleep(0.001)

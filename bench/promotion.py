@@ -26,155 +26,22 @@ Usage: promotion.py [--binary PATH] [--backends sqlite,postgres] [--small 200]
                     [--apps 32] [--postgres postgres://postgres@127.0.0.1:5432]
 Without --binary it builds the release binary (honours CARGO_TARGET_DIR).
 """
-import argparse
 import calendar
 import hashlib
-import http.client
 import json
 import os
-import re
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness import (Client, Failures, Server, argument_parser, backend_report, latency_columns, logger,
+                     parse_arguments, percentile, run_in_threads)
+
 CHUNK = 64 << 20
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
-
-def log(message):
-    print(f"[promotion] {message}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Failures:
-    """Unexpected answers, kept with their bodies so they can be reported exactly."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.items = []
-
-    def add(self, what, status, body):
-        with self.lock:
-            self.items.append((what, status, body[:300]))
-
-
-class Client:
-    """One keep-alive HTTP connection (one per thread)."""
-
-    def __init__(self, port, token):
-        self.port = port
-        self.auth = f"Bearer {token}"
-        self.conn = None
-
-    def request(self, method, path, body=None, headers=None):
-        all_headers = {"Authorization": self.auth}
-        all_headers.update(headers or {})
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        try:
-            self.conn.request(method, path, body=body, headers=all_headers)
-            response = self.conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        except OSError:
-            # No silent retry (a promotion is not idempotent without a key): reconnect
-            # next time and let the caller see the error.
-            self.conn.close()
-            self.conn = None
-            raise
-
-    def expect(self, status, method, path, body=None, headers=None):
-        got, response_headers, data = self.request(method, path, body, headers)
-        if got != status:
-            raise SystemExit(f"{method} {path}: expected {status}, got {got}: {data[:500]!r}")
-        return response_headers, data
-
-
-# ---------------------------------------------------------------------------------
-# The server
-
-
-class Server:
-    def __init__(self, binary, backend, postgres_base):
-        self.backend = backend
-        self.dir = tempfile.mkdtemp(prefix=f"gantry-promotion-{backend}.")
-        self.port = free_port()
-        self.database = None
-        args = [binary, "serve", "--listen", f"127.0.0.1:{self.port}",
-                "--data-dir", os.path.join(self.dir, "data")]
-        if backend == "postgres":
-            self.postgres_base = postgres_base.rstrip("/")
-            self.database = f"gantry_bench_promotion_{os.getpid()}"
-            self.psql(f"CREATE DATABASE {self.database}")
-            args += ["--database-url", f"{self.postgres_base}/{self.database}"]
-        # No GANTRY_* from the caller's environment, no gantry.toml from its directory.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
-        self.stdout_path = os.path.join(self.dir, "stdout")
-        self.stderr_path = os.path.join(self.dir, "stderr")
-        self.proc = subprocess.Popen(args, cwd=self.dir, env=env,
-                                     stdout=open(self.stdout_path, "w"),
-                                     stderr=open(self.stderr_path, "w"))
-        try:
-            self.token = self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def psql(self, sql):
-        url = urllib.parse.urlsplit(self.postgres_base)
-        subprocess.run(["psql", "-q", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432),
-                        "-U", url.username or "postgres", "-d", "postgres", "-c", sql],
-                       check=True, stdout=subprocess.DEVNULL)
-
-    def wait_ready(self):
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"gantry exited: {open(self.stderr_path).read()[-2000:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    match = re.search(r"admin token:\s*(\S+)", open(self.stdout_path).read())
-                    if match:
-                        return match.group(1)
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise SystemExit("gantry did not become ready within 60 s")
-
-    def rss_mib(self, field="VmHWM"):
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        errors = [line for line in open(self.stderr_path) if re.search(r"\b(ERROR|WARN)\b", line)]
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if self.database:
-            self.psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
-        return errors
+log = logger("promotion")
 
 
 # ---------------------------------------------------------------------------------
@@ -284,23 +151,12 @@ def promote(client, failures, application, environment, digest, accept=("deploye
     return elapsed, promotion
 
 
-def percentile(values, p):
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    # Linear interpolation between closest ranks (the "inclusive" method).
-    rank = (len(ordered) - 1) * p / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def sequential(client, failures, application, environment, digests):
     answers = [promote(client, failures, application, environment, d) for d in digests]
     return [answer[0] for answer in answers if answer is not None]
 
 
-def concurrent(port, token, failures, plans):
+def concurrent(port, authorization, failures, plans):
     """Runs one thread per plan, a list of (application, environment, digest), each
     thread on its own keep-alive connection opened before the clock starts. A
     promotion into an environment that is busy deploying is answered `approved`
@@ -308,12 +164,8 @@ def concurrent(port, token, failures, plans):
     and supersedes older ones. Returns (latencies, answers by state, ids, wall s)."""
     lock = threading.Lock()
     times, states, ids = [], {}, []
-    ready = threading.Barrier(len(plans) + 1, timeout=60)
 
-    def worker(plan):
-        client = Client(port, token)
-        client.expect(200, "GET", "/readyz")
-        ready.wait()
+    def work(client, plan):
         for task in plan:
             answer = promote(client, failures, *task, accept=("deployed", "approved"))
             if answer is not None:
@@ -322,14 +174,8 @@ def concurrent(port, token, failures, plans):
                     states[answer[1]["state"]] = states.get(answer[1]["state"], 0) + 1
                     ids.append(answer[1]["id"])
 
-    workers = [threading.Thread(target=worker, args=(plan,)) for plan in plans]
-    for thread in workers:
-        thread.start()
-    ready.wait()
-    started = time.perf_counter()
-    for thread in workers:
-        thread.join()
-    return times, states, ids, time.perf_counter() - started
+    [wall] = run_in_threads(port, authorization, plans, work)
+    return times, states, ids, wall
 
 
 def settle(client, failures, ids):
@@ -366,12 +212,13 @@ def row(backend, workload, clients, times, per_second=None, deployed_per_second=
 def bench_backend(args, backend):
     log(f"{backend}: starting gantry")
     load_before = os.getloadavg()[0]
-    server = Server(args.binary, backend, args.postgres)
+    server = Server("promotion", args.binary, backend, args.postgres)
     failures = Failures()
     rows = []
     upload_s = peak = float("nan")
     try:
-        client = Client(server.port, server.token)
+        authorization = f"Bearer {server.token}"
+        client = Client(server.port, authorization)
         apps = [f"app-{i}" for i in range(args.apps)] + ["big"]
         client.expect(200, "POST", "/api/v1/apply", resources_yaml(apps),
                       {"Content-Type": "application/yaml"})
@@ -436,14 +283,14 @@ def bench_backend(args, backend):
                 application = f"app-{k % args.apps}"
                 plans.append([(application, "dev", d) for d in small[application].push(each)])
             log(f"{backend}: {threads * each} promotions, {threads} threads over {apps_used} applications")
-            times, states, ids, wall = concurrent(server.port, server.token, failures, plans)
+            times, states, ids, wall = concurrent(server.port, authorization, failures, plans)
             final, _ = settle(client, failures, ids)
             rows.append(row(backend, f"{threads} threads, {apps_used} applications → dev", threads, times,
                             len(times) / wall, final.get("deployed", 0) / wall, outcome(states, final)))
 
             plans = [[("app-0", "dev", d) for d in small["app-0"].push(each)] for _ in range(threads)]
             log(f"{backend}: {threads * each} promotions, {threads} threads into one environment")
-            times, states, ids, wall = concurrent(server.port, server.token, failures, plans)
+            times, states, ids, wall = concurrent(server.port, authorization, failures, plans)
             final, to_deployed = settle(client, failures, ids)
             text = outcome(states, final)
             if to_deployed:
@@ -464,41 +311,23 @@ def outcome(states, final):
     return f"answered: {answered}; finally: {settled}"
 
 
-def build():
-    log("building gantry (release)")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "gantry"], cwd=ROOT, check=True)
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
-    return os.path.join(target, "release", "gantry")
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--binary", help="a built gantry binary (default: build the release one)")
-    parser.add_argument("--backends", default="sqlite,postgres")
+    parser = argument_parser(__doc__)
     parser.add_argument("--small", type=int, default=200, help="sequential 1 KiB promotions")
     parser.add_argument("--big", type=int, default=50, help="sequential big-image promotions")
     parser.add_argument("--big-mib", type=int, default=1024, help="size of the big layer in MiB")
     parser.add_argument("--concurrency", default="8,32", help="client thread counts")
     parser.add_argument("--burst", type=int, default=400, help="promotions per concurrent run")
     parser.add_argument("--apps", type=int, default=32, help="applications for the spread runs (one per thread)")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server; a fresh database is created and dropped")
-    args = parser.parse_args()
+    args = parse_arguments(parser, log)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
-    args.binary = args.binary or build()
 
     all_rows, report = [], []
     for backend in args.backends.split(","):
         rows, failures, errors, upload_s, peak, load = bench_backend(args, backend)
         all_rows += rows
-        report.append(f"{backend}: load average {load[0]:.1f} before, {load[1]:.1f} after; "
-                      f"{args.big_mib} MiB layer uploaded in {upload_s:.1f} s; "
-                      f"server peak RSS {peak:.1f} MiB; {len(failures)} unexpected answers; "
-                      f"{len(errors)} ERROR/WARN log lines")
-        for what, status, body in failures[:10]:
-            report.append(f"  {what}: HTTP {status}: {body}")
-        for line in errors[:10]:
-            report.append(f"  log: {line.rstrip()[:300]}")
+        report += backend_report(backend, load, f"{args.big_mib} MiB layer uploaded in {upload_s:.1f} s",
+                                 peak, failures, errors)
 
     print("| backend | workload | clients | n | median ms | p99 ms | max ms | requests/s | deployed/s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -508,8 +337,7 @@ def main():
             print(f"| {r['backend']} | {r['workload']} | {r['clients']} | 0 | – | – | – | – | – |")
             continue
         print(f"| {r['backend']} | {r['workload']} | {r['clients']} | {len(times)} | "
-              f"{statistics.median(times):.2f} | {percentile(times, 99):.2f} | {max(times):.2f} | "
-              f"{r['per_second']:,.0f} | {r['deployed_per_second']:,.0f} |")
+              f"{latency_columns(times)} | {r['per_second']:,.0f} | {r['deployed_per_second']:,.0f} |")
     print()
     for r in all_rows:
         if r["outcome"]:
