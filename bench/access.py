@@ -143,6 +143,10 @@ class Issuer:
 
 def config_toml(issuer_url):
     return (
+        # The issuer listens on loopback, which outbound requests reach only when allowed.
+        "[outbound]\n"
+        'allow = ["127.0.0.1"]\n'
+        "\n"
         "[access]\n"
         "github_actions = false\n"
         "credential_rate_per_minute = 1000000\n"

@@ -36,6 +36,23 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     pub(crate) registry: RegistrySection,
     pub(crate) access: AccessSection,
+    pub(crate) outbound: OutboundSection,
+}
+
+/// Requests Gantry makes to URLs people configure (OIDC issuers' keys; deploy
+/// targets). Loopback, private, link-local and cloud-metadata addresses are refused
+/// unless listed here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct OutboundSection {
+    /// Addresses or networks that may be reached anyway: `["10.20.0.0/16", "127.0.0.1"]`.
+    pub(crate) allow: Vec<String>,
+}
+
+impl OutboundSection {
+    pub(crate) fn policy(&self) -> anyhow::Result<outbound::Policy> {
+        outbound::Policy::parse(&self.allow).map_err(|e| anyhow::anyhow!("outbound.allow: {e}"))
+    }
 }
 
 /// Access: trusted CI token issuers and the rate of credential requests.
@@ -215,6 +232,7 @@ impl Default for Config {
             limits: Limits::default(),
             registry: RegistrySection::default(),
             access: AccessSection::default(),
+            outbound: OutboundSection::default(),
         }
     }
 }
@@ -284,6 +302,7 @@ impl Config {
             bail!("access.jwks_max_age_seconds must be positive");
         }
         self.access.issuers()?;
+        self.outbound.policy()?;
         Ok(())
     }
 }

@@ -137,6 +137,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 max_age: Duration::from_secs(config.access.jwks_max_age_seconds),
                 min_refetch: Duration::from_secs(config.access.jwks_min_refetch_seconds),
             },
+            std::sync::Arc::new(config.outbound.policy()?),
         ),
         credential_rate_per_minute: config.access.credential_rate_per_minute,
         credential_burst: config.access.credential_burst,

@@ -53,6 +53,7 @@ impl Default for AccessConfig {
             federation: auth::oidc::Federation::new(
                 vec![auth::oidc::IssuerConfig::github_actions()],
                 auth::oidc::KeyCaching::default(),
+                Arc::new(outbound::Policy::default()),
             ),
             credential_rate_per_minute: 120,
             credential_burst: 60,

@@ -20,6 +20,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The cached keys of one issuer.
 pub struct KeySet {
     issuer: String,
+    /// Fetches through the outbound guard.
+    agent: ureq::Agent,
     /// Configured; otherwise read from the discovery document on first fetch.
     jwks_uri: Option<String>,
     /// Keys are refetched when older than this even if every kid is known.
@@ -43,8 +45,10 @@ impl KeySet {
         jwks_uri: Option<String>,
         max_age: Duration,
         min_refetch: Duration,
+        outbound: Arc<outbound::Policy>,
     ) -> KeySet {
         KeySet {
+            agent: outbound::agent(outbound, FETCH_TIMEOUT),
             issuer,
             jwks_uri,
             max_age,
@@ -96,9 +100,11 @@ impl KeySet {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let issuer = self.issuer.clone();
         let jwks_uri = self.jwks_uri.clone();
-        let fetched = tokio::task::spawn_blocking(move || fetch_keys(&issuer, jwks_uri.as_deref()))
-            .await
-            .map_err(|_| Refusal("fetching the issuer's keys failed".to_owned()))?;
+        let agent = self.agent.clone();
+        let fetched =
+            tokio::task::spawn_blocking(move || fetch_keys(&agent, &issuer, jwks_uri.as_deref()))
+                .await
+                .map_err(|_| Refusal("fetching the issuer's keys failed".to_owned()))?;
         let keys = match fetched {
             Ok(keys) => Arc::new(keys),
             Err(reason) => {
@@ -132,16 +138,10 @@ fn fetchable(url: &str) -> bool {
     domain::trust::valid_issuer(url)
 }
 
-fn get_json(url: &str) -> Result<Value, String> {
+fn get_json(agent: &ureq::Agent, url: &str) -> Result<Value, String> {
     if !fetchable(url) {
         return Err(format!("{url} is neither https nor a loopback address"));
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(FETCH_TIMEOUT))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .build()
-        .into();
     let mut response = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
     if response.status() != 200 {
         return Err(format!("{url} answered {}", response.status()));
@@ -156,7 +156,11 @@ fn get_json(url: &str) -> Result<Value, String> {
 }
 
 /// Reads the discovery document (unless the JWKS URL is configured) and the JWKS.
-fn fetch_keys(issuer: &str, jwks_uri: Option<&str>) -> Result<Vec<PublicKey>, String> {
+fn fetch_keys(
+    agent: &ureq::Agent,
+    issuer: &str,
+    jwks_uri: Option<&str>,
+) -> Result<Vec<PublicKey>, String> {
     let jwks_uri = match jwks_uri {
         Some(uri) => uri.to_owned(),
         None => {
@@ -164,7 +168,7 @@ fn fetch_keys(issuer: &str, jwks_uri: Option<&str>) -> Result<Vec<PublicKey>, St
                 "{}/.well-known/openid-configuration",
                 issuer.trim_end_matches('/')
             );
-            let discovery = get_json(&url)?;
+            let discovery = get_json(agent, &url)?;
             if discovery.get("issuer").and_then(Value::as_str) != Some(issuer) {
                 return Err(format!(
                     "the discovery document at {url} names another issuer"
@@ -177,7 +181,7 @@ fn fetch_keys(issuer: &str, jwks_uri: Option<&str>) -> Result<Vec<PublicKey>, St
                 .to_owned()
         }
     };
-    let jwks = get_json(&jwks_uri)?;
+    let jwks = get_json(agent, &jwks_uri)?;
     let keys = jwks
         .get("keys")
         .and_then(Value::as_array)

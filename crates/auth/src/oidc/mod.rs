@@ -92,7 +92,12 @@ pub struct VerifiedToken {
 }
 
 impl Federation {
-    pub fn new(issuers: Vec<IssuerConfig>, caching: KeyCaching) -> Federation {
+    /// Trusts `issuers`, fetching their keys through the outbound guard `outbound`.
+    pub fn new(
+        issuers: Vec<IssuerConfig>,
+        caching: KeyCaching,
+        outbound: Arc<outbound::Policy>,
+    ) -> Federation {
         let issuers = issuers
             .into_iter()
             .map(|config| Trusted {
@@ -101,6 +106,7 @@ impl Federation {
                     config.jwks_uri.clone(),
                     caching.max_age,
                     caching.min_refetch,
+                    outbound.clone(),
                 ),
                 config,
             })

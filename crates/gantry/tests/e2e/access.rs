@@ -99,7 +99,8 @@ impl Platform {
         std::fs::write(
             dir.path().join("gantry.toml"),
             format!(
-                "[access]\ngithub_actions = false\n\n[[access.oidc_issuers]]\n\
+                "[outbound]\nallow = [\"127.0.0.1\"]\n\n\
+                 [access]\ngithub_actions = false\n\n[[access.oidc_issuers]]\n\
                  issuer = \"{issuer}\"\nalgorithms = [\"RS256\", \"ES256\"]\n"
             ),
         )

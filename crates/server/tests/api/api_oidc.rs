@@ -88,6 +88,9 @@ async fn app_trusting(backend: Backend, issuer: &TestIssuer, min_refetch: Durati
                 max_age: Duration::from_secs(3600),
                 min_refetch,
             },
+            // The issuer listens on loopback, which outbound requests reach only when
+            // allow-listed.
+            std::sync::Arc::new(outbound::Policy::parse(&["127.0.0.1".to_owned()]).expect("valid")),
         ),
         credential_rate_per_minute: 100_000,
         credential_burst: 100_000,
@@ -972,7 +975,11 @@ async fn rotated_keys_are_fetched_once_and_unknown_kids_cannot_flood_the_issuer(
 async fn credential_endpoints_are_rate_limited(backend: Backend) {
     let issuer = TestIssuer::start().await;
     let access = server::AccessConfig {
-        federation: auth::oidc::Federation::new(Vec::new(), auth::oidc::KeyCaching::default()),
+        federation: auth::oidc::Federation::new(
+            Vec::new(),
+            auth::oidc::KeyCaching::default(),
+            std::sync::Arc::new(outbound::Policy::default()),
+        ),
         credential_rate_per_minute: 6,
         credential_burst: 3,
     };
@@ -1008,6 +1015,45 @@ async fn credential_endpoints_are_rate_limited(backend: Backend) {
     assert_status(&response, StatusCode::OK);
 }
 
+async fn an_issuer_on_a_restricted_address_is_not_fetched_unless_allow_listed(backend: Backend) {
+    let issuer = TestIssuer::start().await;
+    let rsa = SigningKey::rsa();
+    issuer.publish("rsa-1", &rsa);
+    let access = server::AccessConfig {
+        federation: auth::oidc::Federation::new(
+            vec![auth::oidc::IssuerConfig {
+                issuer: issuer.url.clone(),
+                jwks_uri: None,
+                algorithms: vec![auth::oidc::Algorithm::Rs256],
+            }],
+            auth::oidc::KeyCaching::default(),
+            std::sync::Arc::new(outbound::Policy::default()),
+        ),
+        credential_rate_per_minute: 100_000,
+        credential_burst: 100_000,
+    };
+    let app =
+        TestApp::spawn_with_access(backend, registry::RegistryConfig::default(), access).await;
+    let response = exchange(&app, &issuer.sign(&rsa, "rsa-1", &issuer.claims(AUDIENCE))).await;
+    assert_eq!(
+        response.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        response.text()
+    );
+    assert!(
+        response.text().contains("could not be fetched"),
+        "{}",
+        response.text()
+    );
+    assert!(
+        !response.text().contains("loopback"),
+        "the reason stays in the log: {}",
+        response.text()
+    );
+    assert_eq!(issuer.fetches(), 0, "nothing reached the loopback issuer");
+}
+
 macro_rules! both_backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -1029,5 +1075,6 @@ both_backends!(
     forged_tokens_are_refused_and_valid_ones_accepted,
     an_exchanged_token_pushes_notifies_and_reports_for_its_application_only,
     rotated_keys_are_fetched_once_and_unknown_kids_cannot_flood_the_issuer,
-    credential_endpoints_are_rate_limited
+    credential_endpoints_are_rate_limited,
+    an_issuer_on_a_restricted_address_is_not_fetched_unless_allow_listed
 );
