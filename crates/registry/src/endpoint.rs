@@ -104,6 +104,45 @@ impl UploadId {
 }
 
 impl Endpoint {
+    /// The name of every endpoint, as [`Endpoint::kind`] gives them: for tables that
+    /// must cover every endpoint, such as the authorization matrix.
+    pub const KINDS: [&'static str; 14] = [
+        "Base",
+        "Catalog",
+        "GetManifest",
+        "PutManifest",
+        "DeleteManifest",
+        "GetBlob",
+        "DeleteBlob",
+        "StartUpload",
+        "UploadStatus",
+        "PatchUpload",
+        "FinishUpload",
+        "CancelUpload",
+        "ListTags",
+        "Referrers",
+    ];
+
+    /// A stable name for which endpoint this is, one of [`Endpoint::KINDS`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Endpoint::Base => "Base",
+            Endpoint::Catalog => "Catalog",
+            Endpoint::GetManifest { .. } => "GetManifest",
+            Endpoint::PutManifest { .. } => "PutManifest",
+            Endpoint::DeleteManifest { .. } => "DeleteManifest",
+            Endpoint::GetBlob { .. } => "GetBlob",
+            Endpoint::DeleteBlob { .. } => "DeleteBlob",
+            Endpoint::StartUpload { .. } => "StartUpload",
+            Endpoint::UploadStatus { .. } => "UploadStatus",
+            Endpoint::PatchUpload { .. } => "PatchUpload",
+            Endpoint::FinishUpload { .. } => "FinishUpload",
+            Endpoint::CancelUpload { .. } => "CancelUpload",
+            Endpoint::ListTags { .. } => "ListTags",
+            Endpoint::Referrers { .. } => "Referrers",
+        }
+    }
+
     /// Parses the request line. `path` is the raw (still percent-encoded) path: no
     /// valid name, tag or digest contains `%`, so nothing needs decoding.
     pub fn parse(method: &Method, path: &str) -> Result<Endpoint, RegistryError> {
@@ -382,6 +421,39 @@ mod tests {
             "/v2/tags/list/tags/list",
             Ok("ListTags { name: RepoName(tags/list) }"),
         );
+    }
+
+    #[test]
+    fn every_kind_is_named_once_and_names_the_endpoint_it_parses_from() {
+        let distinct: std::collections::BTreeSet<&str> = Endpoint::KINDS.into_iter().collect();
+        assert_eq!(
+            distinct.len(),
+            Endpoint::KINDS.len(),
+            "a kind is listed twice"
+        );
+        let id = "0b9c8f4e-7d1a-4c47-9b1e-2f2f1d3c4b5a";
+        let one_of_each = [
+            (Method::GET, "/v2/".to_owned()),
+            (Method::GET, "/v2/_catalog".to_owned()),
+            (Method::GET, "/v2/a/manifests/v1".to_owned()),
+            (Method::PUT, "/v2/a/manifests/v1".to_owned()),
+            (Method::DELETE, format!("/v2/a/manifests/{D}")),
+            (Method::GET, format!("/v2/a/blobs/{D}")),
+            (Method::DELETE, format!("/v2/a/blobs/{D}")),
+            (Method::POST, "/v2/a/blobs/uploads/".to_owned()),
+            (Method::GET, format!("/v2/a/blobs/uploads/{id}")),
+            (Method::PATCH, format!("/v2/a/blobs/uploads/{id}")),
+            (Method::PUT, format!("/v2/a/blobs/uploads/{id}")),
+            (Method::DELETE, format!("/v2/a/blobs/uploads/{id}")),
+            (Method::GET, "/v2/a/tags/list".to_owned()),
+            (Method::GET, format!("/v2/a/referrers/{D}")),
+        ];
+        assert_eq!(one_of_each.len(), Endpoint::KINDS.len());
+        for ((method, path), kind) in one_of_each.iter().zip(Endpoint::KINDS) {
+            let endpoint = Endpoint::parse(method, path)
+                .unwrap_or_else(|e| panic!("{method} {path}: {}", e.code().as_str()));
+            assert_eq!(endpoint.kind(), kind, "{method} {path}");
+        }
     }
 
     #[test]

@@ -1,7 +1,14 @@
-//! The authorization matrix of `/api/v1`: every route of the OpenAPI document, called by
-//! every kind of caller, answers as the access policy says. The routes come from the
-//! document the server generates from its handlers, so a route added without a row in
-//! [`MATRIX`] fails this test, and so does a row left behind by a removed route.
+//! The authorization matrix: every route the server has, called by every kind of
+//! caller, answers as the access policy says. Three tables cover the routes:
+//!
+//! - [`MATRIX`], the JSON API: its routes come from the OpenAPI document the server
+//!   generates from its handlers, so a route added without a row fails this test, and
+//!   so does a row left behind by a removed route;
+//! - [`REGISTRY_MATRIX`], the OCI registry under `/v2`: its rows are keyed by
+//!   [`registry::Endpoint::kind`], so an endpoint added to the registry's `Endpoint`
+//!   without a row fails this test, and so does a row naming an endpoint it no longer has;
+//! - [`OTHER_ROUTES`], health, readiness, metrics and the registry's token endpoint:
+//!   nothing lists them, so they are declared by hand.
 //!
 //! A row names its route, how to call it (fixtures are made fresh for every call that
 //! could change them) and who gets what. "Allowed" is asserted as a success (2xx): the
@@ -16,8 +23,10 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{TestApp, TestResponse};
 
-use crate::support::{assert_status, push_image};
-use Access::{Public, Users};
+use crate::support::{
+    Blob, Image, assert_status, push_blob, push_image, push_manifest, start_upload,
+};
+use Access::{Open, Public, Users};
 use Expect::{Authenticated, Succeeds};
 use Who::{Admin, Approver, BuilderA, BuilderB, Promoter, Reader};
 
@@ -99,6 +108,11 @@ impl Who {
     fn unauthenticated(self) -> bool {
         matches!(self, Who::Anonymous | Who::Expired | Who::Revoked)
     }
+
+    /// Callers that send credentials which no longer hold.
+    fn sends_dead_credentials(self) -> bool {
+        matches!(self, Who::Expired | Who::Revoked)
+    }
 }
 
 /// What a caller gets.
@@ -144,6 +158,9 @@ impl fmt::Display for Expect {
 enum Access {
     /// Authenticates nobody: every caller gets this, whatever credentials it sends.
     Public(Expect),
+    /// Open to anonymous callers, but judges the credentials a caller sends: callers
+    /// with expired or revoked ones get `401`, everyone else this.
+    Open(Expect),
     /// Needs a live user token: callers without one get `401`, the callers listed get
     /// what they are listed with, every other user `403`.
     Users(&'static [(Who, Expect)]),
@@ -153,6 +170,8 @@ impl Access {
     fn expect(self, who: Who) -> Expect {
         match self {
             Access::Public(expect) => expect,
+            Access::Open(_) if who.sends_dead_credentials() => Expect::Unauthorized,
+            Access::Open(expect) => expect,
             Access::Users(_) if who.unauthenticated() => Expect::Unauthorized,
             Access::Users(granted) => granted
                 .iter()
@@ -175,6 +194,8 @@ const ADMIN_ONLY: &[(Who, Expect)] = &[(Admin, Succeeds)];
 /// Those holding `developer` for the whole of `web` (building feeds every environment,
 /// so a grant for one environment does not do).
 const WEB_DEVELOPERS: &[(Who, Expect)] = &[(BuilderA, Succeeds), (Admin, Succeeds)];
+/// Those holding `developer` for the whole of `api`.
+const API_DEVELOPERS: &[(Who, Expect)] = &[(BuilderB, Succeeds), (Admin, Succeeds)];
 /// People (not CI identities) holding `developer` for `web/staging`.
 const STAGING_DEPLOYERS: &[(Who, Expect)] = &[(Promoter, Succeeds), (Admin, Succeeds)];
 /// Those whose role the staging gate asks for. The admin requested the promotion, so
@@ -280,11 +301,142 @@ const MATRIX: &[Row] = &[
     row(Method::POST,   "/api/v1/admission/review",                        Call::AdmissionReview,    Users(ANY_USER)),
 ];
 
+/// A repository of the registry rows: each application's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repo {
+    /// `acme/web`, the repository of `web`.
+    Web,
+    /// `acme/api`, the repository of `api`.
+    Api,
+}
+
+impl Repo {
+    fn name(self) -> &'static str {
+        match self {
+            Repo::Web => "acme/web",
+            Repo::Api => "acme/api",
+        }
+    }
+}
+
+/// How a registry row calls its endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegistryCall {
+    Base,
+    Catalog,
+    /// The manifest of the image pushed while setting up, by digest.
+    Manifest(Repo),
+    /// The layer of the image pushed while setting up.
+    Blob(Repo),
+    Tags(Repo),
+    /// What refers to the image pushed while setting up.
+    Referrers(Repo),
+    /// A new upload session.
+    NewUpload(Repo),
+    /// An upload session the admin opened.
+    Session(Repo),
+    /// An upload session the admin opened, and a chunk for it.
+    Chunk(Repo),
+    /// An upload session the admin opened, and the whole of a fresh blob to finish it.
+    Completion(Repo),
+    /// The manifest of a fresh image whose blobs the admin pushed, by digest.
+    NewManifest(Repo),
+    /// A fresh image the admin pushed by digest: untagged, never promoted.
+    UnusedManifest(Repo),
+    /// A fresh blob the admin pushed that no manifest uses.
+    UnusedBlob(Repo),
+}
+
+/// One registry endpoint, named by its [`registry::Endpoint::kind`], how to call it, and
+/// who gets what. An endpoint may have several rows (methods, repositories).
+struct RegistryRow {
+    kind: &'static str,
+    method: Method,
+    call: RegistryCall,
+    access: Access,
+}
+
+const fn endpoint(
+    kind: &'static str,
+    method: Method,
+    call: RegistryCall,
+    access: Access,
+) -> RegistryRow {
+    RegistryRow {
+        kind,
+        method,
+        call,
+        access,
+    }
+}
+
+/// The registry's authorization matrix: at least one row per endpoint kind. Pulling is
+/// for every user; pushing is building, so it needs `developer` for the whole of the
+/// repository's application; deleting is for admins.
+#[rustfmt::skip]
+const REGISTRY_MATRIX: &[RegistryRow] = &[
+    endpoint("Base",           Method::GET,    RegistryCall::Base,                      Users(ANY_USER)),
+    endpoint("Catalog",        Method::GET,    RegistryCall::Catalog,                   Users(ANY_USER)),
+    endpoint("GetManifest",    Method::GET,    RegistryCall::Manifest(Repo::Web),       Users(ANY_USER)),
+    endpoint("GetManifest",    Method::HEAD,   RegistryCall::Manifest(Repo::Web),       Users(ANY_USER)),
+    endpoint("GetManifest",    Method::GET,    RegistryCall::Manifest(Repo::Api),       Users(ANY_USER)),
+    endpoint("GetBlob",        Method::GET,    RegistryCall::Blob(Repo::Web),           Users(ANY_USER)),
+    endpoint("GetBlob",        Method::HEAD,   RegistryCall::Blob(Repo::Web),           Users(ANY_USER)),
+    endpoint("GetBlob",        Method::GET,    RegistryCall::Blob(Repo::Api),           Users(ANY_USER)),
+    endpoint("ListTags",       Method::GET,    RegistryCall::Tags(Repo::Web),           Users(ANY_USER)),
+    endpoint("ListTags",       Method::GET,    RegistryCall::Tags(Repo::Api),           Users(ANY_USER)),
+    endpoint("Referrers",      Method::GET,    RegistryCall::Referrers(Repo::Web),      Users(ANY_USER)),
+    endpoint("StartUpload",    Method::POST,   RegistryCall::NewUpload(Repo::Web),      Users(WEB_DEVELOPERS)),
+    endpoint("StartUpload",    Method::POST,   RegistryCall::NewUpload(Repo::Api),      Users(API_DEVELOPERS)),
+    endpoint("UploadStatus",   Method::GET,    RegistryCall::Session(Repo::Web),        Users(WEB_DEVELOPERS)),
+    endpoint("UploadStatus",   Method::GET,    RegistryCall::Session(Repo::Api),        Users(API_DEVELOPERS)),
+    endpoint("PatchUpload",    Method::PATCH,  RegistryCall::Chunk(Repo::Web),          Users(WEB_DEVELOPERS)),
+    endpoint("PatchUpload",    Method::PATCH,  RegistryCall::Chunk(Repo::Api),          Users(API_DEVELOPERS)),
+    endpoint("FinishUpload",   Method::PUT,    RegistryCall::Completion(Repo::Web),     Users(WEB_DEVELOPERS)),
+    endpoint("FinishUpload",   Method::PUT,    RegistryCall::Completion(Repo::Api),     Users(API_DEVELOPERS)),
+    endpoint("CancelUpload",   Method::DELETE, RegistryCall::Session(Repo::Web),        Users(WEB_DEVELOPERS)),
+    endpoint("CancelUpload",   Method::DELETE, RegistryCall::Session(Repo::Api),        Users(API_DEVELOPERS)),
+    endpoint("PutManifest",    Method::PUT,    RegistryCall::NewManifest(Repo::Web),    Users(WEB_DEVELOPERS)),
+    endpoint("PutManifest",    Method::PUT,    RegistryCall::NewManifest(Repo::Api),    Users(API_DEVELOPERS)),
+    endpoint("DeleteManifest", Method::DELETE, RegistryCall::UnusedManifest(Repo::Web), Users(ADMIN_ONLY)),
+    endpoint("DeleteManifest", Method::DELETE, RegistryCall::UnusedManifest(Repo::Api), Users(ADMIN_ONLY)),
+    endpoint("DeleteBlob",     Method::DELETE, RegistryCall::UnusedBlob(Repo::Web),     Users(ADMIN_ONLY)),
+    endpoint("DeleteBlob",     Method::DELETE, RegistryCall::UnusedBlob(Repo::Api),     Users(ADMIN_ONLY)),
+];
+
+/// A route that neither the OpenAPI document nor the registry's endpoints list.
+struct FixedRow {
+    method: Method,
+    uri: &'static str,
+    access: Access,
+}
+
+const fn fixed(method: Method, uri: &'static str, access: Access) -> FixedRow {
+    FixedRow {
+        method,
+        uri,
+        access,
+    }
+}
+
+/// The routes no table lists, declared by hand: liveness, readiness and metrics, which
+/// authenticate nobody, and the registry's token endpoint, where anonymous callers get
+/// a token granting nothing (see the end of the test).
+#[rustfmt::skip]
+const OTHER_ROUTES: &[FixedRow] = &[
+    fixed(Method::GET, "/healthz",                                                Public(Succeeds)),
+    fixed(Method::GET, "/readyz",                                                 Public(Succeeds)),
+    fixed(Method::GET, "/metrics",                                                Public(Succeeds)),
+    fixed(Method::GET, "/token?service=localhost&scope=repository:acme/web:pull", Open(Succeeds)),
+];
+
 /// A request body.
 enum Payload {
     Empty,
     Json(Value),
     Yaml(&'static str),
+    /// Raw bytes of a media type, sent with their length.
+    Bytes(&'static str, Vec<u8>),
 }
 
 /// A request ready to send: its URI (path and query) and body.
@@ -311,6 +463,11 @@ struct World<'a> {
     digest: String,
     /// Its promotion into dev.
     promotion: i64,
+    /// The layer of that artifact.
+    layer: String,
+    /// The manifest and layer of an image of `api` (the push created its repository).
+    api_digest: String,
+    api_layer: String,
     seeds: AtomicU32,
 }
 
@@ -323,6 +480,9 @@ impl<'a> World<'a> {
             authorizations: BTreeMap::from([(Who::Admin, app.admin_basic())]),
             digest: String::new(),
             promotion: 0,
+            layer: String::new(),
+            api_digest: String::new(),
+            api_layer: String::new(),
             seeds: AtomicU32::new(0),
         };
         let response = world
@@ -382,6 +542,10 @@ impl<'a> World<'a> {
 
         let image = push_image(app, "acme/web", "base", "base").await;
         world.digest = image.manifest.digest;
+        world.layer = image.layer.digest;
+        let image = push_image(app, Repo::Api.name(), "base", "api-base").await;
+        world.api_digest = image.manifest.digest;
+        world.api_layer = image.layer.digest;
         let response = world.notify(&world.digest).await;
         world.promotion = response.json()["promotion"]["id"]
             .as_i64()
@@ -394,22 +558,61 @@ impl<'a> World<'a> {
 
     /// Sends a request as `who`.
     async fn send(&self, who: Who, method: Method, uri: &str, payload: Payload) -> TestResponse {
-        let mut headers: Vec<(&str, &str)> = Vec::new();
+        let mut headers: Vec<(&str, String)> = Vec::new();
         if let Some(authorization) = self.authorizations.get(&who) {
-            headers.push(("authorization", authorization));
+            headers.push(("authorization", authorization.clone()));
         }
         let body = match payload {
             Payload::Empty => Body::empty(),
             Payload::Json(value) => {
-                headers.push(("content-type", "application/json"));
+                headers.push(("content-type", "application/json".to_owned()));
                 Body::from(value.to_string())
             }
             Payload::Yaml(text) => {
-                headers.push(("content-type", "application/yaml"));
+                headers.push(("content-type", "application/yaml".to_owned()));
                 Body::from(text)
             }
+            Payload::Bytes(media_type, bytes) => {
+                headers.push(("content-type", media_type.to_owned()));
+                headers.push(("content-length", bytes.len().to_string()));
+                Body::from(bytes)
+            }
         };
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
         self.app.send(method, uri, &headers, body).await
+    }
+
+    /// Sends `prepared` as `who`; says how the answer disagrees with `expect`, if it does.
+    async fn judge(
+        &self,
+        who: Who,
+        method: &Method,
+        prepared: Prepared,
+        expect: Expect,
+    ) -> Result<(), String> {
+        let response = self
+            .send(who, method.clone(), &prepared.uri, prepared.payload)
+            .await;
+        if expect.admits(response.status) {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected {expect}, got {}: {}",
+                response.status,
+                excerpt(&response)
+            ))
+        }
+    }
+
+    /// A name never used before, for fresh fixtures.
+    fn fresh(&self, what: &str) -> String {
+        format!(
+            "matrix-{what}-{}",
+            self.seeds.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     async fn create_user(&self, name: &str, ci: bool, role: &str) {
@@ -628,6 +831,100 @@ impl<'a> World<'a> {
     }
 }
 
+impl World<'_> {
+    /// The manifest and layer digests of the image pushed to `repo` while setting up.
+    fn pushed(&self, repo: Repo) -> (&str, &str) {
+        match repo {
+            Repo::Web => (&self.digest, &self.layer),
+            Repo::Api => (&self.api_digest, &self.api_layer),
+        }
+    }
+
+    /// The request a registry `call` makes, with fixtures of its own where a call
+    /// changes them or needs a session.
+    async fn prepare_registry(&self, call: RegistryCall) -> Prepared {
+        const OCTETS: &str = "application/octet-stream";
+        match call {
+            RegistryCall::Base => Prepared::new("/v2/", Payload::Empty),
+            RegistryCall::Catalog => Prepared::new("/v2/_catalog", Payload::Empty),
+            RegistryCall::Manifest(repo) => Prepared::new(
+                format!("/v2/{}/manifests/{}", repo.name(), self.pushed(repo).0),
+                Payload::Empty,
+            ),
+            RegistryCall::Blob(repo) => Prepared::new(
+                format!("/v2/{}/blobs/{}", repo.name(), self.pushed(repo).1),
+                Payload::Empty,
+            ),
+            RegistryCall::Tags(repo) => {
+                Prepared::new(format!("/v2/{}/tags/list", repo.name()), Payload::Empty)
+            }
+            RegistryCall::Referrers(repo) => Prepared::new(
+                format!("/v2/{}/referrers/{}", repo.name(), self.pushed(repo).0),
+                Payload::Empty,
+            ),
+            RegistryCall::NewUpload(repo) => Prepared::new(
+                format!("/v2/{}/blobs/uploads/", repo.name()),
+                Payload::Empty,
+            ),
+            RegistryCall::Session(repo) => {
+                Prepared::new(start_upload(self.app, repo.name()).await, Payload::Empty)
+            }
+            RegistryCall::Chunk(repo) => Prepared::new(
+                start_upload(self.app, repo.name()).await,
+                Payload::Bytes(OCTETS, b"a chunk".to_vec()),
+            ),
+            RegistryCall::Completion(repo) => {
+                let session = start_upload(self.app, repo.name()).await;
+                let blob = Blob::new(self.fresh("blob"));
+                Prepared::new(
+                    format!("{session}?digest={}", blob.digest),
+                    Payload::Bytes(OCTETS, blob.bytes),
+                )
+            }
+            RegistryCall::NewManifest(repo) => {
+                let image = Image::new(&self.fresh("image"));
+                image.push_blobs(self.app, repo.name()).await;
+                Prepared::new(
+                    format!("/v2/{}/manifests/{}", repo.name(), image.manifest.digest),
+                    Payload::Bytes(registry::OCI_MANIFEST, image.manifest.bytes),
+                )
+            }
+            RegistryCall::UnusedManifest(repo) => {
+                let image = Image::new(&self.fresh("image"));
+                image.push_blobs(self.app, repo.name()).await;
+                let digest = &image.manifest.digest;
+                push_manifest(self.app, repo.name(), digest, &image.manifest).await;
+                Prepared::new(
+                    format!("/v2/{}/manifests/{digest}", repo.name()),
+                    Payload::Empty,
+                )
+            }
+            RegistryCall::UnusedBlob(repo) => {
+                let blob = Blob::new(self.fresh("blob"));
+                push_blob(self.app, repo.name(), &blob).await;
+                Prepared::new(
+                    format!("/v2/{}/blobs/{}", repo.name(), blob.digest),
+                    Payload::Empty,
+                )
+            }
+        }
+    }
+}
+
+/// The access list of a registry token: its signed payload, decoded.
+fn granted(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token
+        .strip_prefix("gnr.")
+        .and_then(|rest| rest.split('.').next())
+        .unwrap_or_else(|| panic!("not a registry token: {token}"));
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("the token's payload is base64");
+    let claims: Value = serde_json::from_slice(&payload).expect("the token's payload is JSON");
+    claims["access"].clone()
+}
+
 /// Percent-encodes the characters of an image reference that a query value may not hold.
 fn encode(text: &str) -> String {
     text.replace(':', "%3A")
@@ -706,15 +1003,11 @@ registry_tests! {
                     "the row {} {} sends {}, another route",
                     row.method, row.path, prepared.uri
                 );
-                let response = world.send(who, row.method.clone(), &prepared.uri, prepared.payload).await;
-                calls += 1;
                 let expect = row.access.expect(who);
-                if !expect.admits(response.status) {
-                    problems.push(format!(
-                        "{} {} ({:?}) as {who:?}: expected {expect}, got {}: {}",
-                        row.method, row.path, row.call, response.status, excerpt(&response)
-                    ));
+                if let Err(mismatch) = world.judge(who, &row.method, prepared, expect).await {
+                    problems.push(format!("{} {} ({:?}) as {who:?}: {mismatch}", row.method, row.path, row.call));
                 }
+                calls += 1;
             }
         }
         assert_eq!(calls, MATRIX.len() * EVERYONE.len());
@@ -723,6 +1016,83 @@ registry_tests! {
             "{} of {calls} calls disagree with the authorization matrix:\n{}",
             problems.len(),
             problems.join("\n")
+        );
+    }
+
+    async fn every_registry_endpoint_answers_every_kind_of_caller_as_the_authorization_matrix_says(app) {
+        let kinds: BTreeSet<&str> = registry::Endpoint::KINDS.into_iter().collect();
+        let tabled: BTreeSet<&str> = REGISTRY_MATRIX.iter().map(|row| row.kind).collect();
+        let mut problems: Vec<String> = Vec::new();
+        for kind in kinds.difference(&tabled) {
+            problems.push(format!("registry endpoint {kind} has no row in the authorization matrix: add one"));
+        }
+        for kind in tabled.difference(&kinds) {
+            problems.push(format!("the authorization matrix has a row for registry endpoint {kind}, which the registry does not have: remove it"));
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+        let world = World::set_up(&app).await;
+        let mut calls = 0;
+        for row in REGISTRY_MATRIX {
+            for who in EVERYONE {
+                let prepared = world.prepare_registry(row.call).await;
+                let path = prepared.uri.split_once('?').map_or(prepared.uri.as_str(), |(path, _)| path);
+                let parsed = registry::Endpoint::parse(&row.method, path).map(|endpoint| endpoint.kind()).ok();
+                assert!(
+                    parsed == Some(row.kind),
+                    "the row {} {} ({:?}) sends {}, another endpoint",
+                    row.kind, row.method, row.call, prepared.uri
+                );
+                let expect = row.access.expect(who);
+                if let Err(mismatch) = world.judge(who, &row.method, prepared, expect).await {
+                    problems.push(format!("{} {} ({:?}) as {who:?}: {mismatch}", row.kind, row.method, row.call));
+                }
+                calls += 1;
+            }
+        }
+        assert_eq!(calls, REGISTRY_MATRIX.len() * EVERYONE.len());
+        assert!(
+            problems.is_empty(),
+            "{} of {calls} calls disagree with the registry's authorization matrix:\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    }
+
+    async fn every_other_route_answers_every_kind_of_caller_as_the_authorization_matrix_says(app) {
+        let world = World::set_up(&app).await;
+        let mut problems: Vec<String> = Vec::new();
+        for row in OTHER_ROUTES {
+            for who in EVERYONE {
+                let prepared = Prepared::new(row.uri, Payload::Empty);
+                let expect = row.access.expect(who);
+                if let Err(mismatch) = world.judge(who, &row.method, prepared, expect).await {
+                    problems.push(format!("{} {} as {who:?}: {mismatch}", row.method, row.uri));
+                }
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "{} of {} calls disagree with the authorization matrix:\n{}",
+            problems.len(),
+            OTHER_ROUTES.len() * EVERYONE.len(),
+            problems.join("\n")
+        );
+
+        // The token endpoint answers anonymous callers with a token granting nothing,
+        // and users with what they may do.
+        let token_uri = "/token?service=localhost&scope=repository:acme/web:pull";
+        let response = world.send(Who::Anonymous, Method::GET, token_uri, Payload::Empty).await;
+        assert_status(&response, StatusCode::OK);
+        let token = response.json()["token"].as_str().expect("a token").to_owned();
+        assert_eq!(granted(&token), json!([]), "an anonymous caller is granted nothing");
+        let response = world.send(Who::Reader, Method::GET, token_uri, Payload::Empty).await;
+        assert_status(&response, StatusCode::OK);
+        let token = response.json()["token"].as_str().expect("a token").to_owned();
+        assert_eq!(
+            granted(&token),
+            json!([{ "type": "repository", "name": "acme/web", "actions": ["pull"] }]),
+            "a reader is granted the pull they asked for"
         );
     }
 }
