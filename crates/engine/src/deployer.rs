@@ -23,12 +23,14 @@ pub trait Deployer: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Makes the environment run `order.digest` (with `order.config`), as the
-    /// environment's declaration says. `Ok` carries a note for the record, `Err` the
-    /// reason it failed.
+    /// environment's declaration says; `image` is the reference to pull it by
+    /// (`[HOST/]REPOSITORY@DIGEST`, through the repository the stage serves from). `Ok`
+    /// carries a note for the record, `Err` the reason it failed.
     fn deploy<'a>(
         &'a self,
         order: &'a DeploymentOrder,
         environment: &'a EnvironmentSpec,
+        image: &'a str,
     ) -> DeployFuture<'a>;
 }
 
@@ -46,6 +48,7 @@ impl Deployer for RecordDeployer {
         &'a self,
         order: &'a DeploymentOrder,
         _environment: &'a EnvironmentSpec,
+        _image: &'a str,
     ) -> DeployFuture<'a> {
         Box::pin(async move {
             Ok(format!(
@@ -69,6 +72,7 @@ impl Default for Deployers {
             by_kind: BTreeMap::new(),
         };
         deployers.register(Arc::new(RecordDeployer));
+        deployers.register(Arc::new(crate::command::CommandDeployer));
         deployers
     }
 }

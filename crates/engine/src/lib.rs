@@ -16,6 +16,7 @@
 //! self-approval, no approval by the build's actors, the gate's roles).
 
 mod admission;
+mod command;
 mod deployer;
 mod error;
 mod provenance;
@@ -36,6 +37,7 @@ use store::{
 };
 
 pub use admission::{Admission, parse_image};
+pub use command::CommandDeployer;
 pub use deployer::{DeployFuture, DeployResult, Deployer, Deployers, RecordDeployer};
 pub use error::EngineError;
 
@@ -126,6 +128,9 @@ pub struct Engine {
     blobs: blobs::BlobStore,
     deployers: Deployers,
     flaky: FlakyPolicy,
+    /// The host clients pull from (`gantry.example.com`), for the image references
+    /// deployers receive; `None`: references name the repository alone.
+    registry_host: Option<String>,
 }
 
 impl Engine {
@@ -140,7 +145,14 @@ impl Engine {
             blobs,
             deployers,
             flaky,
+            registry_host: None,
         }
+    }
+
+    /// The same engine, naming `host` in the image references deployers receive.
+    pub fn with_registry_host(mut self, host: Option<String>) -> Engine {
+        self.registry_host = host;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -745,16 +757,16 @@ impl Engine {
         // A release-tier stage serves its artifacts from the tier repository: the
         // manifest (with its children and blobs) is linked there before deploying.
         let tier = loaded.pipeline.release_tier(&environment);
+        let shared = &loaded.application.repository;
+        let serves_from = tier.repository(shared).map_err(|e| e.to_string())?;
         if tier != resources::ReleaseTier::Shared {
-            let shared = &loaded.application.repository;
-            let target = tier.repository(shared).map_err(|e| e.to_string())?;
             let digest = Digest::parse(&order.digest).map_err(|e| e.to_string())?;
             let linked = self
                 .store
                 .manifests()
-                .link_into(shared, &digest, &target)
+                .link_into(shared, &digest, &serves_from)
                 .await
-                .map_err(|e| format!("linking {digest} into {target}: {e}"))?;
+                .map_err(|e| format!("linking {digest} into {serves_from}: {e}"))?;
             if !linked {
                 return Err(format!("{digest} is no longer in {shared}"));
             }
@@ -766,7 +778,11 @@ impl Engine {
                 self.deployers.kinds().join(", ")
             ));
         };
-        deployer.deploy(order, spec).await
+        let image = match &self.registry_host {
+            Some(host) => format!("{host}/{serves_from}@{}", order.digest),
+            None => format!("{serves_from}@{}", order.digest),
+        };
+        deployer.deploy(order, spec, &image).await
     }
 
     /// After a successful deployment, promotes the digest into the next stage if that

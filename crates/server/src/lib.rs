@@ -63,13 +63,20 @@ impl Default for AccessConfig {
 
 impl AppState {
     pub fn new(store: Store, blobs: BlobStore, registry_config: RegistryConfig) -> AppState {
+        let registry_host = registry_config.external_url.as_deref().map(|url| {
+            url.trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned()
+        });
         let registry = Registry::new(store.clone(), blobs.clone(), registry_config);
         let engine = Engine::new(
             store.clone(),
             blobs.clone(),
             Deployers::default(),
             FlakyPolicy::default(),
-        );
+        )
+        .with_registry_host(registry_host);
         AppState {
             store,
             blobs,

@@ -12,6 +12,7 @@ mod api_oidc;
 mod api_promotions;
 mod api_tokens;
 mod api_trust;
+mod deploy_command;
 mod hardening;
 mod health_and_metrics;
 mod registry_auth;
