@@ -131,7 +131,12 @@ pub struct Engine {
     /// The host clients pull from (`gantry.example.com`), for the image references
     /// deployers receive; `None`: references name the repository alone.
     registry_host: Option<String>,
+    /// What health checks may reach.
+    outbound: std::sync::Arc<outbound::Policy>,
 }
+
+/// Who automatic rollbacks are recorded as.
+const AUTO_ROLLBACK_ACTOR: &str = "gantry";
 
 impl Engine {
     pub fn new(
@@ -146,7 +151,14 @@ impl Engine {
             deployers,
             flaky,
             registry_host: None,
+            outbound: std::sync::Arc::new(outbound::Policy::default()),
         }
+    }
+
+    /// The same engine, health-checking through `policy`.
+    pub fn with_outbound(mut self, policy: std::sync::Arc<outbound::Policy>) -> Engine {
+        self.outbound = policy;
+        self
     }
 
     /// The same engine, naming `host` in the image references deployers receive.
@@ -734,12 +746,115 @@ impl Engine {
                         tracing::warn!(deployment = id, %error, "a queued deployment failed to run");
                     }
                 });
+            } else if !succeeded && order.reason != DeploymentReason::Rollback {
+                // A newer promotion queued behind it takes precedence over going back.
+                self.auto_rollback(&order, message).await;
             }
             if succeeded && deployment.reason == DeploymentReason::Promotion {
                 self.auto_next(&order).await?;
             }
             Ok(())
         })
+    }
+
+    /// After a failed deployment into an environment declared `auto_rollback: true`,
+    /// deploys again what ran there before (and holds the environment, as every
+    /// rollback does). A failed rollback is never rolled back.
+    async fn auto_rollback(&self, failed: &DeploymentOrder, message: &str) {
+        let outcome: Result<(), EngineError> = async {
+            let loaded = self.load(&failed.application).await?;
+            let environment = EnvName::parse(&failed.environment)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let wanted = loaded
+                .application
+                .environments
+                .get(&environment)
+                .is_some_and(|spec| spec.auto_rollback);
+            if !wanted {
+                return Ok(());
+            }
+            let current = self
+                .store
+                .promotions()
+                .environments(&failed.application)
+                .await?
+                .into_iter()
+                .find(|state| state.environment == failed.environment)
+                .and_then(|state| state.current);
+            let Some(current) = current else {
+                tracing::info!(
+                    application = %failed.application,
+                    environment = %failed.environment,
+                    "no earlier deployment to roll back to"
+                );
+                return Ok(());
+            };
+            let digest =
+                Digest::parse(&current.digest).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            let reason = format!(
+                "auto-rollback: deployment {} of {} failed: {}",
+                failed.deployment_id,
+                failed.digest,
+                message.lines().next().unwrap_or_default()
+            );
+            let digest = &digest;
+            let reason = reason.as_str();
+            let order = self
+                .with_plan(
+                    &failed.application,
+                    &failed.environment,
+                    |plan| async move {
+                        Ok(self
+                            .store
+                            .promotions()
+                            .rollback(&plan, Some(digest), AUTO_ROLLBACK_ACTOR, Some(reason))
+                            .await?)
+                    },
+                )
+                .await?;
+            self.run(order).await
+        }
+        .await;
+        if let Err(error) = outcome {
+            tracing::warn!(
+                deployment = failed.deployment_id,
+                %error,
+                "the automatic rollback did not happen"
+            );
+        }
+    }
+
+    /// Checks an environment answers its health check: `retries` more attempts a second
+    /// apart after a failed one, each within the check's timeout, through the outbound
+    /// guard.
+    async fn health(&self, check: &resources::HealthCheck) -> Result<String, String> {
+        let agent = outbound::agent(self.outbound.clone(), check.timeout);
+        let url = check.url.as_str().to_owned();
+        let mut last = String::new();
+        for attempt in 0..=check.retries {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            let agent = agent.clone();
+            let target = url.clone();
+            let answer = tokio::task::spawn_blocking(move || agent.get(&target).call())
+                .await
+                .map_err(|e| e.to_string())?;
+            match answer {
+                Ok(response) if response.status().as_u16() == check.expect_status => {
+                    return Ok(format!("{url} answered {}", check.expect_status));
+                }
+                Ok(response) => {
+                    last = format!(
+                        "{url} answered {}, not {}",
+                        response.status().as_u16(),
+                        check.expect_status
+                    );
+                }
+                Err(error) => last = format!("{url}: {error}"),
+            }
+        }
+        Err(last)
     }
 
     async fn deploy(&self, order: &DeploymentOrder) -> DeployResult {
@@ -782,7 +897,14 @@ impl Engine {
             Some(host) => format!("{host}/{serves_from}@{}", order.digest),
             None => format!("{serves_from}@{}", order.digest),
         };
-        deployer.deploy(order, spec, &image).await
+        let note = deployer.deploy(order, spec, &image).await?;
+        match &spec.health_check {
+            None => Ok(note),
+            Some(check) => match self.health(check).await {
+                Ok(healthy) => Ok(format!("{note}; healthy: {healthy}")),
+                Err(reason) => Err(format!("{note}; health check failed: {reason}")),
+            },
+        }
     }
 
     /// After a successful deployment, promotes the digest into the next stage if that

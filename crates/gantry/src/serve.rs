@@ -130,6 +130,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
              behind a TLS proxy set external_url = \"https://…\" so clients send credentials over TLS"
         );
     }
+    let outbound = std::sync::Arc::new(config.outbound.policy()?);
     let access = server::AccessConfig {
         federation: auth::oidc::Federation::new(
             config.access.issuers()?,
@@ -137,10 +138,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 max_age: Duration::from_secs(config.access.jwks_max_age_seconds),
                 min_refetch: Duration::from_secs(config.access.jwks_min_refetch_seconds),
             },
-            std::sync::Arc::new(config.outbound.policy()?),
+            outbound.clone(),
         ),
         credential_rate_per_minute: config.access.credential_rate_per_minute,
         credential_burst: config.access.credential_burst,
+        outbound,
     };
     let state = AppState::new(store.clone(), blobs, registry_config).with_access(access);
     let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -45,6 +45,9 @@ pub struct AccessConfig {
     pub credential_rate_per_minute: u32,
     /// Credential requests a client may make at once.
     pub credential_burst: u32,
+    /// What requests to configured URLs (health checks) may reach; the federation has
+    /// its own copy for issuers' keys.
+    pub outbound: Arc<outbound::Policy>,
 }
 
 impl Default for AccessConfig {
@@ -57,6 +60,7 @@ impl Default for AccessConfig {
             ),
             credential_rate_per_minute: 120,
             credential_burst: 60,
+            outbound: Arc::new(outbound::Policy::default()),
         }
     }
 }
@@ -93,6 +97,7 @@ impl AppState {
 
     /// The same state with `access` settings.
     pub fn with_access(mut self, access: AccessConfig) -> AppState {
+        self.engine = self.engine.with_outbound(access.outbound);
         self.federation = access.federation;
         self.credential_limiter = Arc::new(limits::RateLimiter::new(
             access.credential_rate_per_minute,

@@ -94,6 +94,7 @@ async fn app_trusting(backend: Backend, issuer: &TestIssuer, min_refetch: Durati
         ),
         credential_rate_per_minute: 100_000,
         credential_burst: 100_000,
+        outbound: std::sync::Arc::new(outbound::Policy::default()),
     };
     let app =
         TestApp::spawn_with_access(backend, registry::RegistryConfig::default(), access).await;
@@ -982,6 +983,7 @@ async fn credential_endpoints_are_rate_limited(backend: Backend) {
         ),
         credential_rate_per_minute: 6,
         credential_burst: 3,
+        outbound: std::sync::Arc::new(outbound::Policy::default()),
     };
     drop(issuer);
     let app =
@@ -1031,6 +1033,7 @@ async fn an_issuer_on_a_restricted_address_is_not_fetched_unless_allow_listed(ba
         ),
         credential_rate_per_minute: 100_000,
         credential_burst: 100_000,
+        outbound: std::sync::Arc::new(outbound::Policy::default()),
     };
     let app =
         TestApp::spawn_with_access(backend, registry::RegistryConfig::default(), access).await;

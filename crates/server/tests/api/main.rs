@@ -13,6 +13,7 @@ mod api_promotions;
 mod api_tokens;
 mod api_trust;
 mod deploy_command;
+mod deploy_health;
 mod hardening;
 mod health_and_metrics;
 mod registry_auth;
