@@ -1057,23 +1057,6 @@ async fn an_issuer_on_a_restricted_address_is_not_fetched_unless_allow_listed(ba
     assert_eq!(issuer.fetches(), 0, "nothing reached the loopback issuer");
 }
 
-macro_rules! both_backends {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(testkit::Backend::Sqlite).await }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(testkit::Backend::Postgres).await }
-            )*
-        }
-    };
-}
-
 both_backends!(
     forged_tokens_are_refused_and_valid_ones_accepted,
     an_exchanged_token_pushes_notifies_and_reports_for_its_application_only,

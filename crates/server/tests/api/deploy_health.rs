@@ -252,23 +252,6 @@ async fn a_health_check_reaches_no_restricted_address_unless_allowed(backend: Ba
     );
 }
 
-macro_rules! both_backends {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(testkit::Backend::Sqlite).await }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(testkit::Backend::Postgres).await }
-            )*
-        }
-    };
-}
-
 both_backends!(
     a_failed_health_check_rolls_back_to_what_ran_before,
     a_failed_rollback_is_not_rolled_back,

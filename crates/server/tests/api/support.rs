@@ -18,6 +18,25 @@ pub(crate) const EMPTY_JSON_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+jso
 pub(crate) const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
+/// Generates a `sqlite` and a `postgres` test for each named `async fn NAME(backend:
+/// testkit::Backend)` of the file, for tests that set up their app themselves.
+macro_rules! both_backends {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(testkit::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(testkit::Backend::Postgres).await }
+            )*
+        }
+    };
+}
+
 /// Like `testkit::app_tests!`, but a test may name the registry configuration it runs
 /// with: `async fn name(app) {…}` gets the default, `async fn name(app = config) {…}`
 /// gets `config`. Each test is generated in a `sqlite` and a `postgres` module.
