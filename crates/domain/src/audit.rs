@@ -41,6 +41,8 @@ pub enum AuditAction {
     /// A user, a role grant or an API token was created.
     User,
     Token,
+    /// What an environment runs started or stopped differing from what Gantry deployed.
+    Drift,
 }
 
 impl AuditAction {
@@ -65,6 +67,7 @@ impl AuditAction {
             AuditAction::Release => "release",
             AuditAction::User => "user",
             AuditAction::Token => "token",
+            AuditAction::Drift => "drift",
         }
     }
 }

@@ -587,6 +587,37 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("deployment {id}")))
     }
 
+    /// Records what an agent reads back from an environment (the digest it runs) and
+    /// flags drift when that is not what Gantry deployed there. Reporting needs what
+    /// promoting there needs: a deploying role for that environment, or for a CI
+    /// identity a grant naming it.
+    pub async fn observe(
+        &self,
+        actor: &Actor,
+        application: &str,
+        environment: &str,
+        digest: &Digest,
+    ) -> Result<store::Observation, EngineError> {
+        let loaded = self.load(application).await?;
+        self.plan(&loaded, environment)?;
+        let scope = if actor.ci {
+            GrantScope::NamedEnvironment(environment)
+        } else {
+            GrantScope::Environment(environment)
+        };
+        if !actor.has_any(application, scope, &Role::DEPLOYING) {
+            return Err(EngineError::Forbidden(format!(
+                "{} may not report what {application}/{environment} runs: it needs the developer, platform or admin role for that environment (permission observe:{application}/{environment})",
+                actor.name
+            )));
+        }
+        Ok(self
+            .store
+            .promotions()
+            .observe(application, environment, &digest.to_string(), &actor.name)
+            .await?)
+    }
+
     /// Holds an environment (auto-promotion stays out) or releases its hold.
     pub async fn hold(
         &self,

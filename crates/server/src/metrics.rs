@@ -44,6 +44,12 @@ struct DeploymentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvironmentLabels {
+    application: String,
+    environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -59,6 +65,7 @@ pub struct Metrics {
     upload_sessions: Gauge,
     deployments: Family<DeploymentLabels, Gauge>,
     promotions: Family<StateLabels, Gauge>,
+    drift: Family<EnvironmentLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -83,6 +90,12 @@ impl Metrics {
         let upload_sessions = Gauge::default();
         let deployments = Family::<DeploymentLabels, Gauge>::default();
         let promotions = Family::<StateLabels, Gauge>::default();
+        let drift = Family::<EnvironmentLabels, Gauge>::default();
+        prometheus.register(
+            "drift",
+            "1 where what an environment was last observed running differs from what Gantry deployed there, 0 where it agrees",
+            drift.clone(),
+        );
         prometheus.register(
             "deployments",
             "Deployments on record by application, environment, reason (promotion, rollback) and state; DORA frequency and failure rate derive from it",
@@ -133,6 +146,7 @@ impl Metrics {
             upload_sessions,
             deployments,
             promotions,
+            drift,
         }
     }
 }
@@ -247,6 +261,21 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             }
         }
         Err(error) => tracing::warn!(%error, "counting deployments for /metrics failed"),
+    }
+    match state.store.promotions().drift().await {
+        Ok(environments) => {
+            metrics.drift.clear();
+            for (application, environment, drifting) in environments {
+                metrics
+                    .drift
+                    .get_or_create(&EnvironmentLabels {
+                        application,
+                        environment,
+                    })
+                    .set(i64::from(drifting));
+            }
+        }
+        Err(error) => tracing::warn!(%error, "reading drift for /metrics failed"),
     }
     let mut text = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &metrics.prometheus) {

@@ -133,6 +133,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "access",
         include_str!("../migrations/sqlite/0005_access.sql"),
     ),
+    (
+        6,
+        "drift",
+        include_str!("../migrations/sqlite/0006_drift.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -159,6 +164,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "access",
         include_str!("../migrations/postgres/0005_access.sql"),
+    ),
+    (
+        6,
+        "drift",
+        include_str!("../migrations/postgres/0006_drift.sql"),
     ),
 ];
 

@@ -36,8 +36,8 @@ pub use manifests::{
 };
 pub use promotions::{
     ConfigRevision, Decided, Decider, Decision, Deployment, DeploymentCount, DeploymentOrder,
-    EnvironmentState, FlakyPolicy, Hold, Promotion, PromotionRequest, Promotions, RecordCounts,
-    StagePlan, StoreOutcome, StoredCondition,
+    EnvironmentState, FlakyPolicy, Hold, Observation, Observed, Promotion, PromotionRequest,
+    Promotions, RecordCounts, StagePlan, StoreOutcome, StoredCondition,
 };
 pub use repositories::{Repositories, Repository};
 pub use resources::{

@@ -233,6 +233,27 @@ pub struct EnvironmentState {
     pub environment: String,
     pub current: Option<Deployment>,
     pub hold: Option<Hold>,
+    /// What it was last reported running.
+    pub observed: Option<Observed>,
+    /// Since when what it runs differs from what Gantry deployed; `None`: no drift.
+    pub drift_since: Option<i64>,
+}
+
+/// What an agent reported an environment running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub digest: String,
+    pub at: i64,
+    pub by: String,
+}
+
+/// The outcome of a report of what an environment runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// The digest Gantry last deployed there successfully.
+    pub expected: Option<String>,
+    pub observed: String,
+    pub drift_since: Option<i64>,
 }
 
 /// The number of deployments of one kind.
@@ -1760,13 +1781,102 @@ impl Promotions<'_> {
     }
 
     /// What each environment of `application` runs, and its hold.
+    /// Records that `environment` of `application` was observed running `digest`
+    /// (reported by `by`), and whether that is what Gantry deployed there: drift starts
+    /// when it differs and ends when it agrees again, each change audited.
+    pub async fn observe(
+        &self,
+        application: &str,
+        environment: &str,
+        digest: &str,
+        by: &str,
+    ) -> Result<Observation, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = crate::now_millis();
+            let mut tx = pool.begin().await?;
+            lock_environment!(tx, application, environment, now);
+            let row = sqlx::query(
+                "SELECT d.digest AS expected, e.drift_since FROM environments e \
+                 LEFT JOIN deployments d ON d.id = e.current_deployment \
+                 WHERE e.application = $1 AND e.name = $2",
+            )
+            .bind(application)
+            .bind(environment)
+            .fetch_one(&mut *tx)
+            .await?;
+            let expected: Option<String> = row.get("expected");
+            let was: Option<i64> = row.get("drift_since");
+            let drifting = expected.as_deref() != Some(digest);
+            let drift_since = match (drifting, was) {
+                (false, _) => None,
+                (true, Some(since)) => Some(since),
+                (true, None) => Some(now),
+            };
+            sqlx::query(
+                "UPDATE environments SET observed_digest = $3, observed_at = $4, observed_by = $5, \
+                 drift_since = $6 WHERE application = $1 AND name = $2",
+            )
+            .bind(application)
+            .bind(environment)
+            .bind(digest)
+            .bind(now)
+            .bind(by)
+            .bind(drift_since)
+            .execute(&mut *tx)
+            .await?;
+            if drifting != was.is_some() {
+                let entry = NewAuditEntry {
+                    at: now,
+                    actor: by.to_owned(),
+                    action: AuditAction::Drift,
+                    subject: format!("{application}/{environment}"),
+                    payload: serde_json::json!({
+                        "drift": drifting,
+                        "expected": expected,
+                        "observed": digest,
+                    }),
+                };
+                crate::append_audit!(tx, &entry);
+            }
+            tx.commit().await?;
+            Ok(Observation {
+                expected,
+                observed: digest.to_owned(),
+                drift_since,
+            })
+        })
+    }
+
+    /// Every environment something was observed in, and whether it drifts.
+    pub async fn drift(&self) -> Result<Vec<(String, String, bool)>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT application, name, drift_since FROM environments \
+                 WHERE observed_digest IS NOT NULL ORDER BY application, name",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    (
+                        row.get("application"),
+                        row.get("name"),
+                        row.get::<Option<i64>, _>("drift_since").is_some(),
+                    )
+                })
+                .collect())
+        })
+    }
+
     pub async fn environments(
         &self,
         application: &str,
     ) -> Result<Vec<EnvironmentState>, StoreError> {
         with_pool!(self.backend, read, |pool| {
             let rows = sqlx::query(
-                "SELECT name, current_deployment, hold_reason, hold_by, hold_at FROM environments \
+                "SELECT name, current_deployment, hold_reason, hold_by, hold_at, observed_digest, \
+                 observed_at, observed_by, drift_since FROM environments \
                  WHERE application = $1 ORDER BY name",
             )
             .bind(application)
@@ -1800,6 +1910,16 @@ impl Promotions<'_> {
                         by: row.get::<Option<String>, _>("hold_by").unwrap_or_default(),
                         at: row.get::<Option<i64>, _>("hold_at").unwrap_or_default(),
                     }),
+                    observed: row
+                        .get::<Option<String>, _>("observed_digest")
+                        .map(|digest| Observed {
+                            digest,
+                            at: row.get::<Option<i64>, _>("observed_at").unwrap_or_default(),
+                            by: row
+                                .get::<Option<String>, _>("observed_by")
+                                .unwrap_or_default(),
+                        }),
+                    drift_since: row.get("drift_since"),
                 });
             }
             Ok(states)

@@ -52,6 +52,7 @@ use error::ApiError;
         promotions::rollback,
         promotions::hold,
         promotions::release,
+        promotions::observed,
         promotions::list_apps,
         promotions::get_app,
         promotions::history,
@@ -97,6 +98,9 @@ use error::ApiError;
         promotion_types::RollbackRequest,
         promotion_types::HoldRequest,
         promotion_types::HoldView,
+        promotion_types::ObservedView,
+        promotion_types::ObservedRequest,
+        promotion_types::ObservationView,
         promotion_types::DeploymentView,
         promotion_types::DeploymentList,
         promotion_types::EnvironmentView,
@@ -154,6 +158,10 @@ pub(crate) fn router(state: AppState) -> Router {
             get(params::environment),
         )
         .route("/params/{app}/{env}/image", get(params::image))
+        .route(
+            "/api/v1/apps/{app}/environments/{env}/observed",
+            post(promotions::observed),
+        )
         .route(
             "/api/v1/apps/{app}/environments/{env}/rollback",
             post(promotions::rollback),

@@ -221,6 +221,34 @@ pub(crate) struct HoldView {
     pub(crate) at: String,
 }
 
+/// What an environment was last reported running.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ObservedView {
+    pub(crate) digest: String,
+    pub(crate) at: String,
+    pub(crate) by: String,
+}
+
+/// `POST /api/v1/apps/{app}/environments/{env}/observed`: what an agent read back.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ObservedRequest {
+    /// The digest the environment runs.
+    pub(crate) digest: String,
+}
+
+/// The answer to a report: whether it agrees with what Gantry deployed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ObservationView {
+    pub(crate) application: String,
+    pub(crate) environment: String,
+    /// What Gantry last deployed there; null before the first deployment.
+    pub(crate) expected: Option<String>,
+    pub(crate) observed: String,
+    pub(crate) drift: bool,
+    pub(crate) drift_since: Option<String>,
+}
+
 /// One deployment.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct DeploymentView {
@@ -270,6 +298,10 @@ pub(crate) struct EnvironmentView {
     /// What runs there now.
     pub(crate) current: Option<DeploymentView>,
     pub(crate) hold: Option<HoldView>,
+    /// What an agent last reported it running.
+    pub(crate) observed: Option<ObservedView>,
+    /// Since when that differs from what Gantry deployed; null: no drift (or no report).
+    pub(crate) drift_since: Option<String>,
     /// Promotions into it that are not final yet.
     pub(crate) pending: Vec<PromotionView>,
 }

@@ -599,6 +599,44 @@ pub(crate) async fn rollback(
     Ok((StatusCode::CREATED, Json(views.into_iter().next())).into_response())
 }
 
+/// Report what an environment runs (an agent reading it back): drift is flagged when
+/// that is not what Gantry deployed there, and cleared when it agrees again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/environments/{env}/observed",
+    params(("app" = String, Path), ("env" = String, Path)),
+    request_body = ObservedRequest,
+    responses(
+        (status = 200, description = "Recorded, with whether it drifts", body = ObservationView),
+        (status = 400, description = "Not a digest", body = ErrorBody),
+        (status = 403, description = "The caller may not report on this environment", body = ErrorBody),
+        (status = 404, description = "No such application or environment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn observed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<ObservedRequest>, JsonRejection>,
+) -> Result<Json<ObservationView>, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let (application, environment) = app_env(path)?;
+    let request = json_body(body)?;
+    let digest = digest(&request.digest)?;
+    let observation = state
+        .engine
+        .observe(&actor, &application, &environment, &digest)
+        .await?;
+    Ok(Json(ObservationView {
+        application,
+        environment,
+        expected: observation.expected,
+        observed: observation.observed,
+        drift: observation.drift_since.is_some(),
+        drift_since: observation.drift_since.map(rfc3339),
+    }))
+}
+
 /// Hold an environment: auto-promotion stays out until released.
 #[utoipa::path(
     put,
@@ -683,6 +721,18 @@ async fn app_status(state: &AppState, name: &str) -> Result<AppStatus, ApiError>
             auto: stage.auto,
             target: target.to_owned(),
             current,
+            observed: stored_state
+                .as_ref()
+                .and_then(|s| s.observed.clone())
+                .map(|o| ObservedView {
+                    digest: o.digest,
+                    at: rfc3339(o.at),
+                    by: o.by,
+                }),
+            drift_since: stored_state
+                .as_ref()
+                .and_then(|s| s.drift_since)
+                .map(rfc3339),
             hold: stored_state.and_then(|s| s.hold).map(hold_view),
             pending: pending
                 .iter()

@@ -233,6 +233,7 @@ enum Call {
     ImageParam,
     Rollback,
     Hold,
+    Observe,
     Release,
     CreateUser,
     ListUsers,
@@ -289,6 +290,7 @@ const MATRIX: &[Row] = &[
     row(Method::GET,    "/params/{app}/{env}/image",                       Call::ImageParam,         Users(ANY_USER)),
     row(Method::POST,   "/api/v1/apps/{app}/environments/{env}/rollback",  Call::Rollback,           Users(STAGING_DEPLOYERS)),
     row(Method::PUT,    "/api/v1/apps/{app}/environments/{env}/hold",      Call::Hold,               Users(STAGING_DEPLOYERS)),
+    row(Method::POST,   "/api/v1/apps/{app}/environments/{env}/observed",  Call::Observe,            Users(STAGING_DEPLOYERS)),
     row(Method::DELETE, "/api/v1/apps/{app}/environments/{env}/hold",      Call::Release,            Users(STAGING_DEPLOYERS)),
     row(Method::POST,   "/api/v1/users",                                   Call::CreateUser,         Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/users",                                   Call::ListUsers,          Users(ADMIN_ONLY)),
@@ -785,6 +787,10 @@ impl<'a> World<'a> {
             Call::Hold => Prepared::new(
                 "/api/v1/apps/web/environments/staging/hold",
                 Payload::Json(json!({ "reason": "authorization matrix" })),
+            ),
+            Call::Observe => Prepared::new(
+                "/api/v1/apps/web/environments/staging/observed",
+                Payload::Json(json!({ "digest": self.digest })),
             ),
             Call::Release => {
                 Prepared::new("/api/v1/apps/web/environments/staging/hold", Payload::Empty)

@@ -543,6 +543,62 @@ registry_tests! {
         assert_status(&response, StatusCode::BAD_REQUEST);
     }
 
+    async fn drift_is_flagged_when_what_runs_differs_and_cleared_when_it_agrees(app) {
+        let people = setup(&app).await;
+        let deployed = push(&app, "expected").await;
+        let other = push(&app, "hand-deployed").await;
+        assert_status(&notify(&app, &people.ci, &deployed).await, StatusCode::CREATED);
+        let observe = |token: String, digest: String| {
+            let app = &app;
+            async move {
+                call(app, Method::POST, "/api/v1/apps/web-app/environments/dev/observed", &token, json!({ "digest": digest })).await
+            }
+        };
+        let drift_metric = || {
+            let app = &app;
+            async move {
+                let text = app.send(Method::GET, "/metrics", &[], Body::empty()).await.text();
+                text.lines()
+                    .find(|line| line.starts_with("gantry_drift{") && line.contains("application=\"web-app\"") && line.contains("environment=\"dev\""))
+                    .map(|line| line.rsplit(' ').next().unwrap_or_default().to_owned())
+            }
+        };
+        // An agent reads back what Gantry deployed: no drift.
+        let response = observe(people.dana.clone(), deployed.clone()).await;
+        assert_status(&response, StatusCode::OK);
+        assert_eq!(response.json()["drift"], false);
+        assert_eq!(response.json()["expected"], deployed.as_str());
+        assert_eq!(drift_metric().await.as_deref(), Some("0"));
+        // Someone changed it by hand: drift, in the status, the metrics and the audit log.
+        let response = observe(people.dana.clone(), other.clone()).await;
+        assert_eq!(response.json()["drift"], true, "{}", response.json());
+        let since = response.json()["drift_since"].clone();
+        assert!(since.is_string());
+        let status = admin(&app, Method::GET, "/api/v1/apps/web-app", Value::Null).await.json();
+        let dev = status["environments"].as_array().expect("environments").iter().find(|e| e["name"] == "dev").expect("dev").clone();
+        assert_eq!(dev["observed"]["digest"], other.as_str());
+        assert_eq!(dev["observed"]["by"], "dana");
+        assert_eq!(dev["drift_since"], since);
+        assert_eq!(drift_metric().await.as_deref(), Some("1"));
+        // Reported again, drift keeps its start; agreeing again clears it.
+        let response = observe(people.dana.clone(), other.clone()).await;
+        assert_eq!(response.json()["drift_since"], since);
+        let response = observe(people.dana.clone(), deployed.clone()).await;
+        assert_eq!(response.json()["drift"], false);
+        assert_eq!(drift_metric().await.as_deref(), Some("0"));
+        let entries = app.store.audit().entries(0, 1000).await.expect("audit");
+        let drift: Vec<String> = entries.iter().filter(|e| e.action == "drift").map(|e| e.payload.clone()).collect();
+        assert_eq!(drift.len(), 2, "one entry when it starts, one when it ends: {drift:?}");
+        assert!(drift[0].contains("\"drift\":true") && drift[1].contains("\"drift\":false"), "{drift:?}");
+        // Who may report: a deploying role there; not a build identity, not a bad digest.
+        let response = observe(people.ci.clone(), deployed.clone()).await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.text());
+        assert_eq!(observe(people.sam.clone(), deployed.clone()).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(observe(people.dana.clone(), "sha256:nope".to_owned()).await.status, StatusCode::BAD_REQUEST);
+        let response = call(&app, Method::POST, "/api/v1/apps/web-app/environments/qa/observed", &people.dana, json!({ "digest": deployed })).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND);
+    }
+
     async fn roles_scoped_to_an_environment_act_in_that_environment_only(app) {
         let people = setup(&app).await;
         let stan = user(&app, "stan", false, &["staff@web-app/staging"]).await;
