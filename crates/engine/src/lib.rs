@@ -70,6 +70,18 @@ impl Actor {
         roles_granted(self.grants(), self.admin, application, scope)
     }
 
+    /// Whether the actor holds a deploying role covering `environment` — for a CI
+    /// identity, through a grant naming it (a deploy job's trust policy), so a build
+    /// identity's application-wide grant never does.
+    fn may_deploy_to(&self, application: &str, environment: &str) -> bool {
+        let scope = if self.ci {
+            GrantScope::NamedEnvironment(environment)
+        } else {
+            GrantScope::Environment(environment)
+        };
+        self.has_any(application, scope, &Role::DEPLOYING)
+    }
+
     fn has_any(&self, application: &str, scope: GrantScope<'_>, wanted: &[Role]) -> bool {
         self.admin
             || self
@@ -407,32 +419,19 @@ impl Engine {
         actor: &Actor,
         request: &PromoteRequest<'_>,
     ) -> Result<Promotion, EngineError> {
-        // A CI identity promotes only where a grant names the environment (a deploy
-        // job's trust policy); a build identity's application-wide grant never does.
-        let scope = if actor.ci {
-            GrantScope::NamedEnvironment(request.environment)
-        } else {
-            GrantScope::Environment(request.environment)
-        };
-        if actor.ci && !actor.has_any(request.application, scope, &Role::DEPLOYING) {
-            return Err(EngineError::Forbidden(format!(
-                "{} is a CI identity: it promotes into {}/{} only with a grant naming that environment (permission promote:{}/{})",
-                actor.name,
-                request.application,
-                request.environment,
-                request.application,
-                request.environment
-            )));
-        }
-        if !actor.has_any(request.application, scope, &Role::DEPLOYING) {
-            return Err(EngineError::Forbidden(format!(
-                "{} may not promote {} into {}: it needs the developer, platform or admin role for that environment (permission promote:{}/{})",
-                actor.name,
-                request.application,
-                request.environment,
-                request.application,
-                request.environment
-            )));
+        if !actor.may_deploy_to(request.application, request.environment) {
+            let (application, environment) = (request.application, request.environment);
+            return Err(EngineError::Forbidden(if actor.ci {
+                format!(
+                    "{} is a CI identity: it promotes into {application}/{environment} only with a grant naming that environment (permission promote:{application}/{environment})",
+                    actor.name
+                )
+            } else {
+                format!(
+                    "{} may not promote {application} into {environment}: it needs the developer, platform or admin role for that environment (permission promote:{application}/{environment})",
+                    actor.name
+                )
+            }));
         }
         if request.override_reason.is_some() && !actor.admin {
             return Err(EngineError::Forbidden(
@@ -600,12 +599,7 @@ impl Engine {
     ) -> Result<store::Observation, EngineError> {
         let loaded = self.load(application).await?;
         self.plan(&loaded, environment)?;
-        let scope = if actor.ci {
-            GrantScope::NamedEnvironment(environment)
-        } else {
-            GrantScope::Environment(environment)
-        };
-        if !actor.has_any(application, scope, &Role::DEPLOYING) {
+        if !actor.may_deploy_to(application, environment) {
             return Err(EngineError::Forbidden(format!(
                 "{} may not report what {application}/{environment} runs: it needs the developer, platform or admin role for that environment (permission observe:{application}/{environment})",
                 actor.name

@@ -44,34 +44,43 @@ impl Registry {
     }
 
     /// The base URL clients reach this registry at: configured, or from the request.
-    pub fn base_url(&self, headers: &HeaderMap) -> String {
-        if let Some(url) = &self.config.external_url {
-            return url.trim_end_matches('/').to_owned();
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        match &self.config.external_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", request_host(headers)),
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|value| value.to_str().ok())
-            .filter(|host| {
-                !host.is_empty()
-                    && host
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-            })
-            .unwrap_or("localhost");
-        format!("http://{host}")
+    }
+
+    /// The host clients pull from (`gantry.example.com`, `127.0.0.1:5000`), for image
+    /// references: configured, or from the request.
+    pub fn public_host(&self, headers: &HeaderMap) -> String {
+        self.config
+            .public_host()
+            .unwrap_or_else(|| request_host(headers).to_owned())
     }
 
     /// The `service` named in challenges and tokens.
     fn service(&self, headers: &HeaderMap) -> String {
         match &self.config.service {
             Some(service) => service.clone(),
-            None => self
-                .base_url(headers)
-                .trim_start_matches("http://")
-                .trim_start_matches("https://")
-                .to_owned(),
+            None => self.public_host(headers),
         }
     }
+}
+
+/// The request's `Host`, when it is a plain host name or address (it is echoed into
+/// challenges), else `localhost`.
+fn request_host(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .unwrap_or("localhost")
 }
 
 /// The `scope` a challenge asks for: what the refused request needed.

@@ -58,6 +58,18 @@ pub struct RegistryConfig {
     pub service: Option<String>,
 }
 
+impl RegistryConfig {
+    /// The host of `external_url` (what image references name), if it is configured.
+    pub fn public_host(&self) -> Option<String> {
+        self.external_url.as_deref().map(|url| {
+            url.trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned()
+        })
+    }
+}
+
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {

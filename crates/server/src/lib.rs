@@ -67,12 +67,7 @@ impl Default for AccessConfig {
 
 impl AppState {
     pub fn new(store: Store, blobs: BlobStore, registry_config: RegistryConfig) -> AppState {
-        let registry_host = registry_config.external_url.as_deref().map(|url| {
-            url.trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_owned()
-        });
+        let registry_host = registry_config.public_host();
         let registry = Registry::new(store.clone(), blobs.clone(), registry_config);
         let engine = Engine::new(
             store.clone(),
@@ -81,16 +76,17 @@ impl AppState {
             FlakyPolicy::default(),
         )
         .with_registry_host(registry_host);
+        let access = AccessConfig::default();
         AppState {
             store,
             blobs,
             registry,
             metrics: Arc::new(Metrics::new()),
-            engine,
-            federation: AccessConfig::default().federation,
+            engine: engine.with_outbound(access.outbound),
+            federation: access.federation,
             credential_limiter: Arc::new(limits::RateLimiter::new(
-                AccessConfig::default().credential_rate_per_minute,
-                AccessConfig::default().credential_burst,
+                access.credential_rate_per_minute,
+                access.credential_burst,
             )),
         }
     }

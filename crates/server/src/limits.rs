@@ -10,25 +10,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 
 use crate::AppState;
+use crate::api::ApiError;
 
 /// The most header fields a request may carry.
 pub const MAX_HEADERS: usize = 100;
 /// The most bytes of header names and values a request may carry.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
-
-/// A refusal in the API's `{code, message, detail}` envelope (these limits apply before
-/// a request is routed, to the registry too, whose clients read the status).
-fn refusal(status: StatusCode, code: &str, message: String) -> Response {
-    let body = serde_json::json!({ "code": code, "message": message, "detail": null });
-    (status, Json(body)).into_response()
-}
 
 /// Refuses requests whose headers exceed the limits with `431`.
 pub(crate) async fn bound_headers(request: Request, next: Next) -> Response {
@@ -43,11 +36,10 @@ pub(crate) async fn bound_headers(request: Request, next: Next) -> Response {
             bytes,
             "request refused: headers too large"
         );
-        return refusal(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            format!("at most {MAX_HEADERS} header fields and {MAX_HEADER_BYTES} bytes of headers"),
-        );
+        return ApiError::headers_too_large(format!(
+            "at most {MAX_HEADERS} header fields and {MAX_HEADER_BYTES} bytes of headers"
+        ))
+        .into_response();
     }
     next.run(request).await
 }
@@ -142,11 +134,10 @@ pub(crate) async fn limit_credentials(
             path = request.uri().path(),
             "credential request rate-limited"
         );
-        let mut response = refusal(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            format!("too many credential requests from this address; retry in {seconds} s"),
-        );
+        let mut response = ApiError::too_many_requests(format!(
+            "too many credential requests from this address; retry in {seconds} s"
+        ))
+        .into_response();
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -81,6 +81,8 @@ struct Trusted {
 #[derive(Clone, Default)]
 pub struct Federation {
     issuers: Arc<Vec<Trusted>>,
+    /// Every algorithm some trusted issuer signs with: what a token may name at all.
+    algorithms: Arc<Vec<Algorithm>>,
 }
 
 /// A job token whose signature and registered claims checked out.
@@ -110,9 +112,19 @@ impl Federation {
                 ),
                 config,
             })
-            .collect();
+            .collect::<Vec<Trusted>>();
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        for algorithm in issuers
+            .iter()
+            .flat_map(|trusted| &trusted.config.algorithms)
+        {
+            if !algorithms.contains(algorithm) {
+                algorithms.push(*algorithm);
+            }
+        }
         Federation {
             issuers: Arc::new(issuers),
+            algorithms: Arc::new(algorithms),
         }
     }
 
@@ -136,15 +148,7 @@ impl Federation {
         }
         // The algorithms of every trusted issuer bound what is parsed at all; the
         // issuer's own list is applied once it is known.
-        let mut any: Vec<Algorithm> = Vec::new();
-        for trusted in self.issuers.iter() {
-            for algorithm in &trusted.config.algorithms {
-                if !any.contains(algorithm) {
-                    any.push(*algorithm);
-                }
-            }
-        }
-        let unverified = jwt::parse(token, &any)?;
+        let unverified = jwt::parse(token, &self.algorithms)?;
         let Some(Value::String(iss)) = unverified.claims.get("iss") else {
             return jwt::refuse("the token names no issuer (`iss`)");
         };

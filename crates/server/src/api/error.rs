@@ -55,6 +55,20 @@ impl ApiError {
         self
     }
 
+    /// 431: the request head is larger than the server reads.
+    pub(crate) fn headers_too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            message,
+        )
+    }
+
+    /// 429: the caller has used up its share for now.
+    pub(crate) fn too_many_requests(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+    }
+
     /// 400: the request itself is malformed (a query parameter, a body that is not text).
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)

@@ -26,7 +26,7 @@ use http::{HeaderMap, header};
 use utoipa::OpenApi;
 
 use crate::AppState;
-use error::ApiError;
+pub(crate) use error::ApiError;
 
 /// The OpenAPI 3 description of `/api/v1`.
 #[derive(OpenApi)]
@@ -231,6 +231,14 @@ async fn authorize(
 /// Resolves the caller from the `Authorization` header: anonymous without one, `401`
 /// for invalid credentials.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    Ok(authenticate_token(state, headers).await?.0)
+}
+
+/// [`authenticate`], with the id of the token presented.
+async fn authenticate_token(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Principal, Option<String>), ApiError> {
     let config = state.registry.config();
     let authorization = match headers.get(header::AUTHORIZATION) {
         None => None,
@@ -238,19 +246,17 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
             ApiError::unauthorized(&config.realm, "the Authorization header is not text")
         })?),
     };
-    let principal = match auth::authenticate(&state.store, authorization, store::now_millis()).await
-    {
-        Ok(principal) => principal,
+    match auth::authenticate_token(&state.store, authorization, store::now_millis()).await {
+        Ok(authenticated) => Ok(authenticated),
         Err(auth::AuthError::InvalidCredentials(reason)) => {
             tracing::info!(reason, "API credentials refused");
-            return Err(ApiError::unauthorized(
+            Err(ApiError::unauthorized(
                 &config.realm,
                 format!("invalid credentials: {reason}"),
-            ));
+            ))
         }
-        Err(auth::AuthError::Store(error)) => return Err(error.into()),
-    };
-    Ok(principal)
+        Err(auth::AuthError::Store(error)) => Err(error.into()),
+    }
 }
 
 #[cfg(test)]

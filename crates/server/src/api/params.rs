@@ -74,11 +74,7 @@ async fn params(
         Some(deployment) => deployment_views(state, vec![deployment]).await?.pop(),
         None => None,
     };
-    let host = state.registry.base_url(headers);
-    let host = host
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
+    let host = state.registry.public_host(headers);
     Ok(EnvironmentParams {
         application: app,
         environment: env,

@@ -32,7 +32,15 @@ pub(crate) const MAX_CHECK_BYTES: usize = 32 << 20;
 /// the engine decides from the caller's roles (or a scoped token's grants) whether it
 /// may do what it asks.
 pub(crate) async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
-    let principal = super::authenticate(state, headers).await?;
+    Ok(actor_with_token(state, headers).await?.0)
+}
+
+/// [`actor`], with the id of the token the request presented.
+pub(crate) async fn actor_with_token(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Actor, Option<String>), ApiError> {
+    let (principal, token_id) = super::authenticate_token(state, headers).await?;
     let Principal::User { name, admin, scope } = principal else {
         return Err(ApiError::unauthorized(
             &state.registry.config().realm,
@@ -40,13 +48,14 @@ pub(crate) async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor
         ));
     };
     let user = state.store.users().get(&name).await?;
-    Ok(Actor {
+    let actor = Actor {
         ci: scope.is_some() || user.as_ref().is_some_and(|user| user.ci),
         name,
         admin,
         user,
         scope,
-    })
+    };
+    Ok((actor, token_id))
 }
 
 impl From<EngineError> for ApiError {

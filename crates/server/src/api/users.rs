@@ -19,7 +19,7 @@ use super::promotion_types::{
     AppQuery, DoraQuery, DoraResponse, DoraView, TokenList, TokenRequest, TokenResponse, TokenView,
     UserList, UserRequest, UserView, rfc3339,
 };
-use super::promotions::actor;
+use super::promotions::{actor, actor_with_token};
 use super::types::ErrorBody;
 use crate::AppState;
 
@@ -210,16 +210,6 @@ fn token_view(token: TokenRecord, now: i64) -> TokenView {
     }
 }
 
-/// The id of the token the request presents: a CI identity is shared by every job
-/// its trust policy matches, so a scoped token sees and revokes only itself.
-fn presented_token_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(auth::Credentials::parse)
-        .map(|credentials| auth::token_id(&auth::hash_token(credentials.secret())))
-}
-
 async fn token_list(
     state: &AppState,
     user: &str,
@@ -248,12 +238,10 @@ pub(crate) async fn own_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<TokenList>, ApiError> {
-    let caller = actor(&state, &headers).await?;
-    let only = caller
-        .scope
-        .is_some()
-        .then(|| presented_token_id(&headers))
-        .flatten();
+    // A CI identity is shared by every job its trust policy matches, so a scoped
+    // token sees and revokes only itself.
+    let (caller, token_id) = actor_with_token(&state, &headers).await?;
+    let only = token_id.filter(|_| caller.scope.is_some());
     token_list(&state, &caller.name, only.as_deref()).await
 }
 
@@ -304,13 +292,13 @@ pub(crate) async fn revoke_token(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TokenView>, ApiError> {
-    let caller = actor(&state, &headers).await?;
+    let (caller, presented) = actor_with_token(&state, &headers).await?;
     let Path(id) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let Some(token) = state.store.users().token(&id).await? else {
         return Err(ApiError::not_found(format!("no token {id}")));
     };
     let own = caller.name == token.user_name
-        && (caller.scope.is_none() || presented_token_id(&headers).as_deref() == Some(&id));
+        && (caller.scope.is_none() || presented.as_deref() == Some(id.as_str()));
     if !caller.admin && !own {
         return Err(ApiError::forbidden(
             format!("{} may revoke only their own tokens", caller.name),
