@@ -10,11 +10,11 @@ use std::process::Stdio;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use resources::{EnvironmentSpec, Target};
+use resources::Target;
 use store::DeploymentOrder;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::deployer::{DeployFuture, Deployer};
+use crate::deployer::{DeployContext, DeployError, DeployFuture, Deployer};
 
 /// How much of a command's output (each of stdout and stderr) the record keeps: the end.
 const OUTPUT_TAIL_BYTES: usize = 16 * 1024;
@@ -30,16 +30,19 @@ impl Deployer for CommandDeployer {
         "command"
     }
 
-    fn deploy<'a>(
-        &'a self,
-        order: &'a DeploymentOrder,
-        environment: &'a EnvironmentSpec,
-        image: &'a str,
-    ) -> DeployFuture<'a> {
+    fn deploy<'a>(&'a self, job: &'a DeployContext<'a>) -> DeployFuture<'a> {
         Box::pin(async move {
-            let Target::Command(target) = &environment.target else {
-                return Err("the environment's target is not a command".to_owned());
+            let (order, image) = (job.order, job.image);
+            let Target::Command(target) = &job.environment.target else {
+                return Err(DeployError::Failed(
+                    "the environment's target is not a command".to_owned(),
+                ));
             };
+            job.log.line(format!(
+                "running {} {}",
+                target.program,
+                target.args.join(" ")
+            ));
             let mut command = tokio::process::Command::new(&target.program);
             command
                 .args(&target.args)
@@ -56,7 +59,7 @@ impl Deployer for CommandDeployer {
                 .kill_on_drop(true);
             let mut child = command
                 .spawn()
-                .map_err(|e| format!("cannot run {}: {e}", target.program))?;
+                .map_err(|e| DeployError::Failed(format!("cannot run {}: {e}", target.program)))?;
             let group = child.id().map(|id| Pid::from_raw(id.cast_signed()));
             let stdout = child.stdout.take();
             let stderr = child.stderr.take();
@@ -69,24 +72,33 @@ impl Deployer for CommandDeployer {
             match outcome {
                 Ok((Ok(status), (stdout, stderr))) => {
                     let output = describe_output(&stdout, &stderr);
+                    for line in output.lines().filter(|line| !line.is_empty()) {
+                        job.log.line(line);
+                    }
                     if status.success() {
                         Ok(format!("{} exited 0{output}", target.program))
                     } else {
-                        Err(format!("{} {status}{output}", target.program))
+                        Err(DeployError::Failed(format!(
+                            "{} {status}{output}",
+                            target.program
+                        )))
                     }
                 }
-                Ok((Err(error), _)) => Err(format!("waiting for {}: {error}", target.program)),
+                Ok((Err(error), _)) => Err(DeployError::Failed(format!(
+                    "waiting for {}: {error}",
+                    target.program
+                ))),
                 Err(_) => {
                     if let Some(group) = group {
                         // The group may be gone already; either way nothing of it is left.
                         let _ = killpg(group, Signal::SIGKILL);
                     }
                     let _ = child.wait().await;
-                    Err(format!(
+                    Err(DeployError::Failed(format!(
                         "{} did not finish within {} s; its process group was killed",
                         target.program,
                         target.timeout.as_secs()
-                    ))
+                    )))
                 }
             }
         })

@@ -1,6 +1,6 @@
-//! How a deployment is carried out: one [`Deployer`] per target kind. The engine hands
-//! each [`store::DeploymentOrder`] to the deployer of its environment's target and
-//! records the outcome.
+//! How a deployment is carried out: one [`Deployer`] per target kind. The deploy worker
+//! hands each claimed job to the deployer of its environment's target, as a
+//! [`DeployContext`], and records the outcome.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -9,29 +9,103 @@ use std::sync::Arc;
 
 use resources::EnvironmentSpec;
 use store::DeploymentOrder;
+use tokio::sync::mpsc;
 
-/// What a deployer reports: a short message for the deployment's record.
-pub type DeployResult = Result<String, String>;
+/// Why a deployment did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployError {
+    /// It cannot succeed as declared (a refused path, a bad digest, a program that
+    /// exited non-zero): the deployment fails at once.
+    Failed(String),
+    /// It may succeed if tried again (a connection refused, a 503, a lost push race):
+    /// the job is retried with backoff until its attempts run out.
+    Transient(String),
+}
+
+impl DeployError {
+    pub fn message(&self) -> &str {
+        match self {
+            DeployError::Failed(message) | DeployError::Transient(message) => message,
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DeployError::Transient(_))
+    }
+}
+
+impl From<String> for DeployError {
+    fn from(message: String) -> Self {
+        DeployError::Failed(message)
+    }
+}
+
+impl std::fmt::Display for DeployError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// What a deployer reports: a short note for the deployment's record, or why it failed.
+pub type DeployResult = Result<String, DeployError>;
 
 /// A boxed future, so deployers can be stored behind `dyn`.
 pub type DeployFuture<'a> = Pin<Box<dyn Future<Output = DeployResult> + Send + 'a>>;
 
+/// Lines for a deployment's log, kept in the store as the deployment runs (`gantry
+/// history`, `GET /api/v1/deployments/{id}/log`). Cheap to clone; writing never blocks.
+#[derive(Clone, Debug)]
+pub struct DeployLog {
+    lines: mpsc::UnboundedSender<String>,
+}
+
+impl DeployLog {
+    /// A log whose lines arrive on the returned receiver.
+    pub fn channel() -> (DeployLog, mpsc::UnboundedReceiver<String>) {
+        let (lines, receiver) = mpsc::unbounded_channel();
+        (DeployLog { lines }, receiver)
+    }
+
+    /// A log that keeps nothing (for callers outside a deploy job).
+    pub fn discard() -> DeployLog {
+        DeployLog::channel().0
+    }
+
+    /// Appends one line (a step started or finished, a retry, output of a program).
+    pub fn line(&self, line: impl Into<String>) {
+        // The receiver is gone only when the job is over; late lines are dropped.
+        let _ = self.lines.send(line.into());
+    }
+}
+
+/// Everything a deployer is told about one deployment.
+#[derive(Debug)]
+pub struct DeployContext<'a> {
+    pub order: &'a DeploymentOrder,
+    /// The environment's declaration (its target, health check, config keys).
+    pub environment: &'a EnvironmentSpec,
+    /// The reference to pull the artifact by: `[HOST/]REPOSITORY@DIGEST`, through the
+    /// repository the stage serves from.
+    pub image: &'a str,
+    /// That repository, inside Gantry's registry (`acme/web` or `release/acme/web`).
+    pub repository: &'a str,
+    /// Who approved the promotion (empty for rollbacks and ungated stages).
+    pub approvers: &'a [String],
+    /// Which attempt this is, from 1; a later attempt may find earlier work done.
+    pub attempt: u32,
+    pub log: &'a DeployLog,
+}
+
 /// Carries out deployments for one kind of target. Implementations must be
-/// idempotent: the same order may be handed over again after a crash.
+/// idempotent: the same order may be handed over again after a crash or a transient
+/// failure, and a re-run of a step that finished must change nothing.
 pub trait Deployer: Send + Sync {
     /// The target kind it serves, as written in YAML (`record`, `gitops`, …).
     fn kind(&self) -> &'static str;
 
-    /// Makes the environment run `order.digest` (with `order.config`), as the
-    /// environment's declaration says; `image` is the reference to pull it by
-    /// (`[HOST/]REPOSITORY@DIGEST`, through the repository the stage serves from). `Ok`
-    /// carries a note for the record, `Err` the reason it failed.
-    fn deploy<'a>(
-        &'a self,
-        order: &'a DeploymentOrder,
-        environment: &'a EnvironmentSpec,
-        image: &'a str,
-    ) -> DeployFuture<'a>;
+    /// Makes the environment run `job.order.digest` (with `job.order.config`), as the
+    /// environment's declaration says. `Ok` carries a note for the record.
+    fn deploy<'a>(&'a self, job: &'a DeployContext<'a>) -> DeployFuture<'a>;
 }
 
 /// The `record` target: nothing to touch outside Gantry, so the deployment succeeds as
@@ -44,16 +118,11 @@ impl Deployer for RecordDeployer {
         "record"
     }
 
-    fn deploy<'a>(
-        &'a self,
-        order: &'a DeploymentOrder,
-        _environment: &'a EnvironmentSpec,
-        _image: &'a str,
-    ) -> DeployFuture<'a> {
+    fn deploy<'a>(&'a self, job: &'a DeployContext<'a>) -> DeployFuture<'a> {
         Box::pin(async move {
             Ok(format!(
                 "recorded {} as running in {}/{}",
-                order.digest, order.application, order.environment
+                job.order.digest, job.order.application, job.order.environment
             ))
         })
     }
@@ -66,7 +135,7 @@ pub struct Deployers {
 }
 
 impl Default for Deployers {
-    /// The built-in deployers.
+    /// The built-in deployers that need nothing from the server's configuration.
     fn default() -> Self {
         let mut deployers = Deployers {
             by_kind: BTreeMap::new(),
@@ -81,6 +150,12 @@ impl Deployers {
     /// Adds (or replaces) the deployer for its kind.
     pub fn register(&mut self, deployer: Arc<dyn Deployer>) {
         self.by_kind.insert(deployer.kind(), deployer);
+    }
+
+    /// The same set with `deployer` added (or replacing the one of its kind).
+    pub fn with(mut self, deployer: Arc<dyn Deployer>) -> Deployers {
+        self.register(deployer);
+        self
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Deployer>> {

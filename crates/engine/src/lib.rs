@@ -20,6 +20,7 @@ mod command;
 mod deployer;
 mod error;
 mod provenance;
+mod secrets;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -38,8 +39,12 @@ use store::{
 
 pub use admission::{Admission, parse_image};
 pub use command::CommandDeployer;
-pub use deployer::{DeployFuture, DeployResult, Deployer, Deployers, RecordDeployer};
+pub use deployer::{
+    DeployContext, DeployError, DeployFuture, DeployLog, DeployResult, Deployer, Deployers,
+    RecordDeployer,
+};
 pub use error::EngineError;
+pub use secrets::Secrets;
 
 /// How many times a decision is retried when a concurrent apply changed the plan.
 const STALE_RETRIES: usize = 5;
@@ -882,7 +887,7 @@ impl Engine {
         Err(last)
     }
 
-    async fn deploy(&self, order: &DeploymentOrder) -> DeployResult {
+    async fn deploy(&self, order: &DeploymentOrder) -> Result<String, String> {
         let loaded = self
             .load(&order.application)
             .await
@@ -922,7 +927,21 @@ impl Engine {
             Some(host) => format!("{host}/{serves_from}@{}", order.digest),
             None => format!("{serves_from}@{}", order.digest),
         };
-        let note = deployer.deploy(order, spec, &image).await?;
+        let log = DeployLog::discard();
+        let repository = serves_from.to_string();
+        let job = DeployContext {
+            order,
+            environment: spec,
+            image: &image,
+            repository: &repository,
+            approvers: &[],
+            attempt: 1,
+            log: &log,
+        };
+        let note = deployer
+            .deploy(&job)
+            .await
+            .map_err(|e| e.message().to_owned())?;
         match &spec.health_check {
             None => Ok(note),
             Some(check) => match self.health(check).await {
