@@ -1,0 +1,1 @@
+//! Copying artifacts between OCI registries.
