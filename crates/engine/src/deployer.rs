@@ -106,7 +106,30 @@ pub trait Deployer: Send + Sync {
     /// Makes the environment run `job.order.digest` (with `job.order.config`), as the
     /// environment's declaration says. `Ok` carries a note for the record.
     fn deploy<'a>(&'a self, job: &'a DeployContext<'a>) -> DeployFuture<'a>;
+
+    /// Reads back what the environment actually runs, for drift detection: the digest
+    /// at the git head, the destination registry's tag, the bucket's `deployed.json`.
+    /// `Ok(None)` when the target cannot tell (the default) or holds nothing yet.
+    fn observe<'a>(&'a self, target: &'a ObserveContext<'a>) -> ObserveFuture<'a> {
+        let _ = target;
+        Box::pin(async { Ok(None) })
+    }
 }
+
+/// What a deployer is told when asked what an environment runs.
+#[derive(Debug)]
+pub struct ObserveContext<'a> {
+    pub application: &'a str,
+    pub environment: &'a str,
+    pub spec: &'a EnvironmentSpec,
+    /// The repository inside Gantry's registry the environment's artifacts come from.
+    pub repository: &'a str,
+}
+
+/// The digest a target reports (`sha256:…`), `None` when it cannot tell, or why reading
+/// it back failed.
+pub type ObserveFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send + 'a>>;
 
 /// The `record` target: nothing to touch outside Gantry, so the deployment succeeds as
 /// soon as it is recorded (infra applied by other means, or environments whose state

@@ -41,7 +41,7 @@ pub use admission::{Admission, parse_image};
 pub use command::CommandDeployer;
 pub use deployer::{
     DeployContext, DeployError, DeployFuture, DeployLog, DeployResult, Deployer, Deployers,
-    RecordDeployer,
+    ObserveContext, ObserveFuture, RecordDeployer,
 };
 pub use error::EngineError;
 pub use secrets::Secrets;
