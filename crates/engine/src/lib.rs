@@ -19,16 +19,14 @@ mod admission;
 mod command;
 mod deployer;
 mod error;
+mod jobs;
 mod provenance;
 mod secrets;
 
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::pin::Pin;
 
 use domain::RoleGrant;
 use domain::pipeline::{AppName, EnvName, GrantScope, Role, roles_granted};
-use domain::promotion::DeploymentReason;
 use domain::{Digest, ResourceKind};
 use resources::{Application, DeclaredPipeline};
 use store::{
@@ -44,6 +42,7 @@ pub use deployer::{
     ObserveContext, ObserveFuture, RecordDeployer,
 };
 pub use error::EngineError;
+pub use jobs::JobSettings;
 pub use secrets::Secrets;
 
 /// How many times a decision is retried when a concurrent apply changed the plan.
@@ -150,6 +149,8 @@ pub struct Engine {
     registry_host: Option<String>,
     /// What health checks may reach.
     outbound: std::sync::Arc<outbound::Policy>,
+    /// Deploy jobs: settings and this replica's lease owner name.
+    jobs: std::sync::Arc<jobs::JobRuntime>,
 }
 
 /// Who automatic rollbacks are recorded as.
@@ -169,7 +170,25 @@ impl Engine {
             flaky,
             registry_host: None,
             outbound: std::sync::Arc::new(outbound::Policy::default()),
+            jobs: std::sync::Arc::new(jobs::JobRuntime::new(JobSettings::default())),
         }
+    }
+
+    /// The same engine, running deploy jobs with `settings`.
+    pub fn with_jobs(mut self, settings: JobSettings) -> Engine {
+        self.jobs = std::sync::Arc::new(jobs::JobRuntime::new(settings));
+        self
+    }
+
+    /// The same engine, deploying through `deployers`.
+    pub fn with_deployers(mut self, deployers: Deployers) -> Engine {
+        self.deployers = deployers;
+        self
+    }
+
+    /// The deployers this engine has.
+    pub fn deployers(&self) -> &Deployers {
+        &self.deployers
     }
 
     /// The same engine, health-checking through `policy`.
@@ -583,7 +602,7 @@ impl Engine {
             })
             .await?;
         let id = order.deployment_id;
-        self.run(order).await?;
+        self.start_and_wait(id).await;
         self.store
             .promotions()
             .deployment(id)
@@ -732,59 +751,10 @@ impl Engine {
         match decided.start {
             None => Ok(decided.promotion),
             Some(order) => {
-                self.run(order).await?;
+                self.start_and_wait(order.deployment_id).await;
                 self.promotion(id).await
             }
         }
-    }
-
-    /// Carries out `order` and whatever it leads to: the next approved promotion
-    /// queued behind it, and auto-promotion into the next stage after a success.
-    /// The queued promotion runs in a task of its own, so the request that finished a
-    /// deployment is not kept open by promotions others keep queueing behind it.
-    /// (Boxed because it spawns itself.)
-    fn run(
-        &self,
-        order: DeploymentOrder,
-    ) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + '_>> {
-        Box::pin(async move {
-            let result = self.deploy(&order).await;
-            let (succeeded, message) = match &result {
-                Ok(message) => (true, message.as_str()),
-                Err(message) => (false, message.as_str()),
-            };
-            tracing::info!(
-                deployment = order.deployment_id,
-                application = %order.application,
-                environment = %order.environment,
-                digest = %order.digest,
-                succeeded,
-                message,
-                "deployment finished"
-            );
-            let (deployment, next) = error::from_outcome(
-                self.store
-                    .promotions()
-                    .finish_deployment(order.deployment_id, succeeded, Some(message))
-                    .await?,
-            )?;
-            if let Some(next) = next {
-                let engine = self.clone();
-                let id = next.deployment_id;
-                tokio::spawn(async move {
-                    if let Err(error) = engine.run(next).await {
-                        tracing::warn!(deployment = id, %error, "a queued deployment failed to run");
-                    }
-                });
-            } else if !succeeded && order.reason != DeploymentReason::Rollback {
-                // A newer promotion queued behind it takes precedence over going back.
-                self.auto_rollback(&order, message).await;
-            }
-            if succeeded && deployment.reason == DeploymentReason::Promotion {
-                self.auto_next(&order).await?;
-            }
-            Ok(())
-        })
     }
 
     /// After a failed deployment into an environment declared `auto_rollback: true`,
@@ -842,7 +812,8 @@ impl Engine {
                     },
                 )
                 .await?;
-            self.run(order).await
+            self.start_and_wait(order.deployment_id).await;
+            Ok(())
         }
         .await;
         if let Err(error) = outcome {
@@ -887,17 +858,19 @@ impl Engine {
         Err(last)
     }
 
-    async fn deploy(&self, order: &DeploymentOrder) -> Result<String, String> {
+    /// One attempt at a deployment: links a release tier's artifact, hands the order to
+    /// the target's deployer, then runs the environment's health check.
+    async fn deploy(&self, order: &DeploymentOrder, attempt: u32, log: &DeployLog) -> DeployResult {
         let loaded = self
             .load(&order.application)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DeployError::Transient(e.to_string()))?;
         let environment = EnvName::parse(&order.environment).map_err(|e| e.to_string())?;
         let Some(spec) = loaded.application.environments.get(&environment) else {
-            return Err(format!(
+            return Err(DeployError::Failed(format!(
                 "{} declares no environment {}",
                 order.application, order.environment
-            ));
+            )));
         };
         // A release-tier stage serves its artifacts from the tier repository: the
         // manifest (with its children and blobs) is linked there before deploying.
@@ -911,43 +884,70 @@ impl Engine {
                 .manifests()
                 .link_into(shared, &digest, &serves_from)
                 .await
-                .map_err(|e| format!("linking {digest} into {serves_from}: {e}"))?;
+                .map_err(|e| {
+                    DeployError::Transient(format!("linking {digest} into {serves_from}: {e}"))
+                })?;
             if !linked {
-                return Err(format!("{digest} is no longer in {shared}"));
+                return Err(DeployError::Failed(format!(
+                    "{digest} is no longer in {shared}"
+                )));
             }
         }
         let Some(deployer) = self.deployers.get(spec.target.kind_name()) else {
-            return Err(format!(
+            return Err(DeployError::Failed(format!(
                 "this server has no deployer for `{}` targets (it has: {})",
                 spec.target.kind_name(),
                 self.deployers.kinds().join(", ")
-            ));
+            )));
         };
         let image = match &self.registry_host {
             Some(host) => format!("{host}/{serves_from}@{}", order.digest),
             None => format!("{serves_from}@{}", order.digest),
         };
-        let log = DeployLog::discard();
+        let approvers = match order.promotion_id {
+            None => Vec::new(),
+            Some(id) => self
+                .store
+                .promotions()
+                .get(id)
+                .await
+                .map_err(|e| DeployError::Transient(e.to_string()))?
+                .map(|promotion| {
+                    promotion
+                        .decisions
+                        .into_iter()
+                        .filter(|decision| decision.decision == "approve")
+                        .map(|decision| decision.approver)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
         let repository = serves_from.to_string();
         let job = DeployContext {
             order,
             environment: spec,
             image: &image,
             repository: &repository,
-            approvers: &[],
-            attempt: 1,
-            log: &log,
+            approvers: &approvers,
+            attempt,
+            log,
         };
-        let note = deployer
-            .deploy(&job)
-            .await
-            .map_err(|e| e.message().to_owned())?;
+        log.line(format!(
+            "{} target: deploying {image}",
+            spec.target.kind_name()
+        ));
+        let note = deployer.deploy(&job).await?;
         match &spec.health_check {
             None => Ok(note),
-            Some(check) => match self.health(check).await {
-                Ok(healthy) => Ok(format!("{note}; healthy: {healthy}")),
-                Err(reason) => Err(format!("{note}; health check failed: {reason}")),
-            },
+            Some(check) => {
+                log.line(format!("health check: {}", check.url.as_str()));
+                match self.health(check).await {
+                    Ok(healthy) => Ok(format!("{note}; healthy: {healthy}")),
+                    Err(reason) => Err(DeployError::Failed(format!(
+                        "{note}; health check failed: {reason}"
+                    ))),
+                }
+            }
         }
     }
 

@@ -157,11 +157,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("gantry: listening on http://{address}");
 
     let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);
+    let maintenance_stopped_for_worker = maintenance_stopped.clone();
     let maintenance = tokio::spawn(server::run_maintenance(
         state.clone(),
         Duration::from_secs(config.limits.maintenance_interval_seconds),
         maintenance_stopped,
     ));
+    let worker = {
+        let engine = state.engine.clone();
+        let stopped = maintenance_stopped_for_worker;
+        tokio::spawn(async move { engine.work(stopped).await })
+    };
     axum::serve(
         listener,
         server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -171,6 +177,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .context("serving")?;
     let _ = stop_maintenance.send(true);
     let _ = maintenance.await;
+    let _ = worker.await;
     store.close().await;
     tracing::info!("gantry stopped");
     Ok(())

@@ -138,6 +138,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "drift",
         include_str!("../migrations/sqlite/0006_drift.sql"),
     ),
+    (
+        7,
+        "deploy_jobs",
+        include_str!("../migrations/sqlite/0007_deploy_jobs.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -169,6 +174,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "drift",
         include_str!("../migrations/postgres/0006_drift.sql"),
+    ),
+    (
+        7,
+        "deploy_jobs",
+        include_str!("../migrations/postgres/0007_deploy_jobs.sql"),
     ),
 ];
 

@@ -16,6 +16,7 @@ mod backend;
 mod blobs;
 mod error;
 mod evidence;
+mod jobs;
 mod manifests;
 mod promotions;
 mod repositories;
@@ -30,14 +31,15 @@ pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
 pub use domain::RoleGrant;
 pub use error::StoreError;
 pub use evidence::{Build, CheckReport, Evidence, EvidenceOutcome, NewCheck, Provenance};
+pub use jobs::{ClaimedJob, JobCounts, JobState, Jobs, LogLine, MAX_LOG_LINE_BYTES, MAX_LOG_LINES};
 pub use manifests::{
     DeleteManifestOutcome, DeleteTagOutcome, ManifestChild, ManifestRecord, Manifests, NewManifest,
     PutManifestOutcome, Referrer, TagPolicy,
 };
 pub use promotions::{
     ConfigRevision, Decided, Decider, Decision, Deployment, DeploymentCount, DeploymentOrder,
-    EnvironmentState, FlakyPolicy, Hold, Observation, Observed, Promotion, PromotionRequest,
-    Promotions, RecordCounts, StagePlan, StoreOutcome, StoredCondition,
+    EnvironmentState, Finished, FlakyPolicy, Hold, Observation, Observed, Promotion,
+    PromotionRequest, Promotions, RecordCounts, StagePlan, StoreOutcome, StoredCondition,
 };
 pub use repositories::{Repositories, Repository};
 pub use resources::{
@@ -119,6 +121,12 @@ impl Store {
 
     pub fn promotions(&self) -> Promotions<'_> {
         Promotions {
+            backend: &self.backend,
+        }
+    }
+
+    pub fn jobs(&self) -> Jobs<'_> {
+        Jobs {
             backend: &self.backend,
         }
     }

@@ -199,6 +199,18 @@ pub struct DeploymentOrder {
     pub requested_by: String,
 }
 
+/// What finishing a deployment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The deployment as stored afterwards.
+    pub deployment: Deployment,
+    /// The queued promotion whose deployment starts now.
+    pub next: Option<DeploymentOrder>,
+    /// False when nothing changed: it had finished already, or the caller no longer
+    /// held its job's lease.
+    pub recorded: bool,
+}
+
 /// A stored deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
@@ -349,7 +361,7 @@ pub struct Promotions<'a> {
 const PROMOTION_COLUMNS: &str = "id, application, environment, digest, config, config_revision, state, \
      requested_by, auto, override_reason, reason, conditions, version, deployment_id, created_at, updated_at";
 
-const DEPLOYMENT_COLUMNS: &str = "id, application, environment, digest, config, config_revision, \
+pub(crate) const DEPLOYMENT_COLUMNS: &str = "id, application, environment, digest, config, config_revision, \
      promotion_id, reason, state, target, message, requested_by, started_at, finished_at";
 
 macro_rules! promotion_from_row {
@@ -418,6 +430,40 @@ macro_rules! deployment_from_row {
         }
     }};
 }
+
+pub(crate) use deployment_from_row;
+
+/// The order to carry out deployment `$id` (`None` if there is no such deployment).
+macro_rules! deployment_order {
+    ($executor:expr, $id:expr) => {{
+        let id: i64 = $id;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM deployments WHERE id = $1",
+            $crate::promotions::DEPLOYMENT_COLUMNS
+        )))
+        .bind(id)
+        .fetch_optional($executor)
+        .await?;
+        match row {
+            None => None,
+            Some(row) => {
+                let deployment = $crate::promotions::deployment_from_row!(&row)?;
+                Some($crate::DeploymentOrder {
+                    deployment_id: deployment.id,
+                    application: deployment.application,
+                    environment: deployment.environment,
+                    digest: deployment.digest,
+                    config: deployment.config,
+                    target: deployment.target,
+                    reason: deployment.reason,
+                    promotion_id: deployment.promotion_id,
+                    requested_by: deployment.requested_by,
+                })
+            }
+        }
+    }};
+}
+pub(crate) use deployment_order;
 
 /// Takes environment `($app, $env)`'s row lock (creating the row on first use) and
 /// returns its hold, inside transaction `$tx`.
@@ -759,6 +805,12 @@ macro_rules! start_deployment {
         .fetch_one(&mut *$tx)
         .await?
         .get("id");
+        // The durable job that carries it out (see `crate::jobs`).
+        sqlx::query("INSERT INTO deploy_jobs (deployment_id, run_after) VALUES ($1, $2)")
+            .bind(id)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
         $audit.push(NewAuditEntry {
             at: $now,
             actor: ($by).to_owned(),
@@ -1188,16 +1240,18 @@ impl Promotions<'_> {
         })
     }
 
-    /// Records the outcome of a deployment; on success the environment runs its digest.
-    /// Then starts the newest approved promotion queued behind it, if any (returned).
-    /// A deployment that already finished is left alone (`WrongState` is not used:
-    /// the stored deployment is returned with no order), so a retried finish is harmless.
+    /// Records the outcome of a deployment, and finishes its job, if `owner` still
+    /// holds the job's lease; on success the environment runs its digest. Then starts
+    /// the newest approved promotion queued behind it, if any (returned). A deployment
+    /// that already finished, or whose lease passed to another replica, is left alone
+    /// (`recorded` is false), so a late or retried finish is harmless.
     pub async fn finish_deployment(
         &self,
         deployment_id: i64,
+        owner: &str,
         succeeded: bool,
         message: Option<&str>,
-    ) -> Result<StoreOutcome<(Deployment, Option<DeploymentOrder>)>, StoreError> {
+    ) -> Result<StoreOutcome<Finished>, StoreError> {
         with_pool!(self.backend, write, |pool| {
             let now = crate::now_millis();
             let mut tx = pool.begin().await?;
@@ -1216,9 +1270,28 @@ impl Promotions<'_> {
                 .fetch_one(&mut *tx)
                 .await?;
             let deployment = deployment_from_row!(&row)?;
-            if deployment.state != DeploymentState::Deploying {
-                return Ok(StoreOutcome::Done((deployment, None)));
+            let holder: Option<String> = sqlx::query(
+                "SELECT lease_owner FROM deploy_jobs WHERE deployment_id = $1 AND finished_at IS NULL",
+            )
+            .bind(deployment_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .and_then(|row| row.get("lease_owner"));
+            if deployment.state != DeploymentState::Deploying || holder.as_deref() != Some(owner) {
+                return Ok(StoreOutcome::Done(Finished {
+                    deployment,
+                    next: None,
+                    recorded: false,
+                }));
             }
+            sqlx::query(
+                "UPDATE deploy_jobs SET finished_at = $2, lease_owner = NULL, lease_until = NULL \
+                 WHERE deployment_id = $1",
+            )
+            .bind(deployment_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
             let state = if succeeded {
                 DeploymentState::Deployed
             } else {
@@ -1324,7 +1397,11 @@ impl Promotions<'_> {
                 .await?;
             let deployment = deployment_from_row!(&row)?;
             tx.commit().await?;
-            Ok(StoreOutcome::Done((deployment, next)))
+            Ok(StoreOutcome::Done(Finished {
+                deployment,
+                next,
+                recorded: true,
+            }))
         })
     }
 

@@ -22,6 +22,8 @@ pub struct TestApp {
     pub backend: Backend,
     _database: TestDatabase,
     _blob_directory: tempfile::TempDir,
+    /// Dropping it stops the deploy worker.
+    _stop_worker: tokio::sync::watch::Sender<bool>,
 }
 
 /// A response with its body read.
@@ -104,7 +106,24 @@ impl TestApp {
             .expect("bootstrap admin");
         assert!(created, "a fresh database has no users");
         let state = AppState::new(store.clone(), blobs, config).with_access(access);
+        TestApp::assemble(state, store, admin_token, backend, database, blob_directory)
+    }
+
+    /// Starts the deploy worker of `state` (stopped when the app is dropped) and
+    /// wraps it all.
+    fn assemble(
+        state: AppState,
+        store: Store,
+        admin_token: String,
+        backend: Backend,
+        database: TestDatabase,
+        blob_directory: tempfile::TempDir,
+    ) -> TestApp {
+        let (stop_worker, stopped) = tokio::sync::watch::channel(false);
+        let engine = state.engine.clone();
+        tokio::spawn(async move { engine.work(stopped).await });
         TestApp {
+            _stop_worker: stop_worker,
             router: server::router(state.clone()),
             state,
             store,

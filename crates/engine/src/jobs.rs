@@ -1,0 +1,460 @@
+//! Carrying out deployments as durable jobs (see `store::Jobs`). A deployment
+//! requested through the API is started at once in a task of its own, and the request
+//! waits for it (and what it leads to) for a bounded time; the job itself lives in the
+//! store, so nothing is lost if this replica dies: the background worker
+//! ([`Engine::work`]) picks up jobs whose lease ran out, and retries transient
+//! failures with jittered exponential backoff. While a deployer runs, the lease is
+//! renewed by heartbeats; a replica that loses its lease stops and records nothing, so
+//! a job is finished exactly once. Each step goes into the deployment's log.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::{ClaimedJob, DeploymentOrder};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::Engine;
+use crate::deployer::{DeployError, DeployLog};
+
+/// How deploy jobs are run. Every field has a default suited to one server.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// How long a claimed job stays this replica's without a heartbeat; after a crash,
+    /// the job is picked up again once this has passed.
+    pub lease: Duration,
+    /// Attempts in all (the first included) before a transient failure is final.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles for each further one, up to
+    /// `retry_max`, and is jittered (between half and all of it).
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// How long one attempt may take (deploying and verifying) before it fails; targets
+    /// with a timeout of their own (`command`, `webhook`) get at least that plus a minute.
+    pub timeout: Duration,
+    /// How long an API request that started a deployment waits for it to finish before
+    /// answering with the promotion still `deploying`.
+    pub wait: Duration,
+    /// How often the worker looks for due jobs when nothing wakes it earlier.
+    pub poll: Duration,
+    /// Jobs the background worker runs at once.
+    pub concurrency: usize,
+    /// This replica's name in leases and logs (the host name by default).
+    pub replica: String,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            lease: Duration::from_secs(30),
+            max_attempts: 5,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+            timeout: Duration::from_secs(30 * 60),
+            wait: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+            concurrency: 8,
+            replica: host_name(),
+        }
+    }
+}
+
+/// This replica's job machinery, shared by the engine's clones.
+pub(crate) struct JobRuntime {
+    pub(crate) settings: JobSettings,
+    /// `REPLICA/RANDOM`: unique per process, so a restarted server does not mistake
+    /// its predecessor's leases for its own.
+    pub(crate) owner: String,
+    /// Wakes the background worker (a job was released for a retry).
+    wake: Notify,
+    slots: Arc<Semaphore>,
+}
+
+impl JobRuntime {
+    pub(crate) fn new(settings: JobSettings) -> JobRuntime {
+        let owner = format!("{}/{:016x}", settings.replica, random_u64());
+        let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        JobRuntime {
+            settings,
+            owner,
+            wake: Notify::new(),
+            slots,
+        }
+    }
+}
+
+impl std::fmt::Debug for JobRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobRuntime")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an attempt ended.
+enum Attempt {
+    Finished(Result<String, String>),
+    Retry(String),
+    /// The lease passed to another replica: it records the outcome, not this one.
+    LeaseLost,
+}
+
+impl Engine {
+    /// The name this replica holds leases under.
+    pub fn job_owner(&self) -> &str {
+        &self.jobs.owner
+    }
+
+    /// Starts deployment `id`'s job now, in a task of its own, if it is due (new, or
+    /// its lease ran out). The task ends when the job and what it leads to (the queued
+    /// promotion, auto-promotion, auto-rollback) are done, or the job was released for
+    /// a retry.
+    pub(crate) fn start(&self, id: i64) -> JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            match engine.claim(Some(id)).await {
+                Some(job) => engine.execute(job).await,
+                None => tracing::debug!(deployment = id, "deploy job not due here"),
+            }
+        })
+    }
+
+    /// Starts deployment `id` and waits for it as long as requests wait.
+    pub(crate) async fn start_and_wait(&self, id: i64) {
+        let handle = self.start(id);
+        if tokio::time::timeout(self.jobs.settings.wait, handle)
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                deployment = id,
+                "deployment still running; answering before it finishes"
+            );
+        }
+    }
+
+    async fn claim(&self, only: Option<i64>) -> Option<ClaimedJob> {
+        let lease = millis(self.jobs.settings.lease);
+        match self
+            .store
+            .jobs()
+            .claim(only, &self.jobs.owner, store::now_millis(), lease)
+            .await
+        {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::warn!(%error, "claiming a deploy job failed");
+                None
+            }
+        }
+    }
+
+    /// Runs due deploy jobs until `shutdown` turns true: those released for a retry
+    /// and those whose replica died. Every replica runs one; leases keep them apart.
+    pub async fn work(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut shutdown = shutdown;
+        tracing::info!(owner = %self.jobs.owner, "deploy worker started");
+        loop {
+            while let Ok(slot) = self.jobs.slots.clone().try_acquire_owned() {
+                let Some(job) = self.claim(None).await else {
+                    break;
+                };
+                tracing::info!(
+                    deployment = job.order.deployment_id,
+                    attempt = job.attempt,
+                    "picked up a deploy job"
+                );
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    engine.execute(job).await;
+                    drop(slot);
+                });
+            }
+            let pause = self.until_next_due().await;
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.jobs.wake.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// How long the worker may sleep: until the next job is due, at most `poll`.
+    async fn until_next_due(&self) -> Duration {
+        let poll = self.jobs.settings.poll;
+        match self.store.jobs().next_due().await {
+            Ok(Some(due)) => {
+                let wait = due - store::now_millis();
+                if wait <= 0 {
+                    // Due, but every slot is taken (or it was just claimed).
+                    poll.min(Duration::from_millis(200))
+                } else {
+                    poll.min(Duration::from_millis(wait.unsigned_abs()))
+                }
+            }
+            Ok(None) => poll,
+            Err(error) => {
+                tracing::warn!(%error, "reading deploy jobs failed");
+                poll
+            }
+        }
+    }
+
+    /// One attempt at a claimed job, then what its outcome leads to.
+    async fn execute(&self, job: ClaimedJob) {
+        let order = job.order;
+        let id = order.deployment_id;
+        let (log, mut lines) = DeployLog::channel();
+        let store = self.store.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(line) = lines.recv().await {
+                let mut batch = vec![line];
+                while let Ok(more) = lines.try_recv() {
+                    batch.push(more);
+                }
+                if let Err(error) = store
+                    .jobs()
+                    .append_log(id, store::now_millis(), &batch)
+                    .await
+                {
+                    tracing::warn!(deployment = id, %error, "writing the deployment log failed");
+                }
+            }
+        });
+        log.line(format!(
+            "attempt {} of {} by {}: deploying {} to {}/{}",
+            job.attempt,
+            self.jobs.settings.max_attempts,
+            self.jobs.owner,
+            order.digest,
+            order.application,
+            order.environment
+        ));
+        let attempt = self.attempt(&order, job.attempt, &log).await;
+        let outcome = match attempt {
+            Attempt::LeaseLost => {
+                log.line("the job's lease passed to another replica; this attempt records nothing");
+                None
+            }
+            Attempt::Retry(error) => {
+                let delay = backoff(&self.jobs.settings, job.attempt);
+                log.line(format!(
+                    "transient failure: {error}; retrying in {:.1} s",
+                    delay.as_secs_f64()
+                ));
+                let run_after = store::now_millis() + millis(delay);
+                match self
+                    .store
+                    .jobs()
+                    .release(id, &self.jobs.owner, run_after, &error)
+                    .await
+                {
+                    Ok(true) => self.jobs.wake.notify_one(),
+                    Ok(false) => log.line("the job's lease passed to another replica"),
+                    Err(error) => {
+                        // The lease runs out by itself and the job is retried then.
+                        tracing::warn!(deployment = id, %error, "releasing a deploy job failed");
+                    }
+                }
+                None
+            }
+            Attempt::Finished(result) => {
+                match &result {
+                    Ok(note) => log.line(format!("deployed: {note}")),
+                    Err(reason) => log.line(format!("failed: {reason}")),
+                }
+                Some(result)
+            }
+        };
+        drop(log);
+        // Deployers may have handed the log to tasks of their own; do not wait forever.
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        if let Some(result) = outcome
+            && let Err(error) = self.finished(&order, result).await
+        {
+            tracing::warn!(deployment = id, %error, "recording a finished deployment failed");
+        }
+    }
+
+    /// Deploys (and verifies) under the job's timeout while renewing its lease.
+    async fn attempt(&self, order: &DeploymentOrder, attempt: u32, log: &DeployLog) -> Attempt {
+        let settings = &self.jobs.settings;
+        let limit = self.job_timeout(order).await;
+        let work = tokio::time::timeout(limit, self.deploy(order, attempt, log));
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(settings.lease / 3);
+        beat.tick().await;
+        loop {
+            tokio::select! {
+                outcome = &mut work => {
+                    return match outcome {
+                        Ok(Ok(note)) => Attempt::Finished(Ok(note)),
+                        Ok(Err(DeployError::Transient(error))) if attempt < settings.max_attempts => {
+                            Attempt::Retry(error)
+                        }
+                        Ok(Err(DeployError::Transient(error))) => Attempt::Finished(Err(format!(
+                            "{error} (gave up after {attempt} attempts)"
+                        ))),
+                        Ok(Err(DeployError::Failed(error))) => Attempt::Finished(Err(error)),
+                        Err(_) => Attempt::Finished(Err(format!(
+                            "the deployment did not finish within {} s",
+                            limit.as_secs()
+                        ))),
+                    };
+                }
+                _ = beat.tick() => {
+                    let until = store::now_millis() + millis(settings.lease);
+                    match self.store.jobs().heartbeat(order.deployment_id, &self.jobs.owner, until).await {
+                        Ok(true) => {}
+                        Ok(false) => return Attempt::LeaseLost,
+                        Err(error) => {
+                            tracing::warn!(deployment = order.deployment_id, %error, "renewing a deploy job's lease failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The time one attempt may take: the settings', or a target's own timeout plus a
+    /// minute when that is longer.
+    async fn job_timeout(&self, order: &DeploymentOrder) -> Duration {
+        let default = self.jobs.settings.timeout;
+        let Ok(loaded) = self.load(&order.application).await else {
+            return default;
+        };
+        let own = loaded
+            .application
+            .environments
+            .iter()
+            .find(|(name, _)| name.as_str() == order.environment)
+            .and_then(|(_, spec)| match &spec.target {
+                resources::Target::Command(command) => Some(command.timeout),
+                resources::Target::Webhook(webhook) => Some(webhook.timeout),
+                _ => None,
+            });
+        match own {
+            Some(own) => default.max(own + Duration::from_secs(60)),
+            None => default,
+        }
+    }
+
+    /// Records the outcome and starts what it leads to.
+    async fn finished(
+        &self,
+        order: &DeploymentOrder,
+        result: Result<String, String>,
+    ) -> Result<(), crate::EngineError> {
+        let (succeeded, message) = match &result {
+            Ok(message) => (true, message.as_str()),
+            Err(message) => (false, message.as_str()),
+        };
+        tracing::info!(
+            deployment = order.deployment_id,
+            application = %order.application,
+            environment = %order.environment,
+            digest = %order.digest,
+            succeeded,
+            message,
+            "deployment finished"
+        );
+        let finished = crate::error::from_outcome(
+            self.store
+                .promotions()
+                .finish_deployment(
+                    order.deployment_id,
+                    &self.jobs.owner,
+                    succeeded,
+                    Some(message),
+                )
+                .await?,
+        )?;
+        if !finished.recorded {
+            tracing::info!(
+                deployment = order.deployment_id,
+                "the deployment was finished elsewhere; nothing recorded"
+            );
+            return Ok(());
+        }
+        if let Some(next) = finished.next {
+            // Runs on its own: this chain does not wait for promotions queued behind it.
+            drop(self.start(next.deployment_id));
+        } else if !succeeded && order.reason != domain::promotion::DeploymentReason::Rollback {
+            // A newer promotion queued behind it takes precedence over going back.
+            self.auto_rollback(order, message).await;
+        }
+        if succeeded && finished.deployment.reason == domain::promotion::DeploymentReason::Promotion
+        {
+            self.auto_next(order).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The wait before attempt `attempt + 1`: `retry_base · 2^(attempt-1)`, at most
+/// `retry_max`, jittered down to between half and all of it so replicas that failed
+/// together do not retry together.
+pub(crate) fn backoff(settings: &JobSettings, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let full = settings
+        .retry_base
+        .saturating_mul(1u32 << exponent)
+        .min(settings.retry_max);
+    let fraction = 0.5 + (random_u64() % 1_000) as f64 / 2_000.0;
+    full.mul_f64(fraction)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A random number from the standard library's per-process hash keys (enough for
+/// jitter and lease owner names; nothing secret depends on it).
+fn random_u64() -> u64 {
+    std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// The machine's host name, or `gantry`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "gantry".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let settings = JobSettings {
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(20),
+            ..JobSettings::default()
+        };
+        for (attempt, full) in [
+            (1, 2.0),
+            (2, 4.0),
+            (3, 8.0),
+            (4, 16.0),
+            (5, 20.0),
+            (40, 20.0),
+        ] {
+            for _ in 0..50 {
+                let wait = backoff(&settings, attempt).as_secs_f64();
+                assert!(
+                    wait >= full / 2.0 - 1e-9 && wait <= full + 1e-9,
+                    "attempt {attempt}: {wait} not within [{}, {full}]",
+                    full / 2.0
+                );
+            }
+        }
+        let spread: std::collections::BTreeSet<u128> =
+            (0..50).map(|_| backoff(&settings, 3).as_millis()).collect();
+        assert!(spread.len() > 5, "jitter varies the wait: {spread:?}");
+    }
+}

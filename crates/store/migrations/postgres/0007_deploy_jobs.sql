@@ -1,0 +1,28 @@
+-- Durable deploy jobs: every deployment is carried out by a job that a replica claims
+-- with a lease, keeps alive with heartbeats, retries after transient failures (not
+-- before run_after) and finishes in the same transaction as the deployment. A lease
+-- that runs out (its replica crashed) lets another replica, or the same one after a
+-- restart, pick the job up again.
+CREATE TABLE deploy_jobs (
+    deployment_id  BIGINT PRIMARY KEY REFERENCES deployments (id),
+    attempts       BIGINT NOT NULL DEFAULT 0,
+    run_after      BIGINT NOT NULL,
+    lease_owner    TEXT,
+    lease_until    BIGINT,
+    last_error     TEXT,
+    finished_at    BIGINT
+);
+CREATE INDEX deploy_jobs_due ON deploy_jobs (finished_at, run_after);
+
+-- Deployments that were running when this version was installed become jobs.
+INSERT INTO deploy_jobs (deployment_id, run_after)
+    SELECT id, 0 FROM deployments WHERE state = 'deploying';
+
+-- What each deployment did, line by line: steps, retries, a program's output.
+CREATE TABLE deployment_log (
+    deployment_id  BIGINT NOT NULL REFERENCES deployments (id),
+    seq            BIGINT NOT NULL,
+    at             BIGINT NOT NULL,
+    line           TEXT NOT NULL,
+    PRIMARY KEY (deployment_id, seq)
+);

@@ -1,0 +1,303 @@
+//! Durable deploy jobs. Every deployment row is created with a job (in the same
+//! transaction, see `start_deployment!`); a replica claims a due job by taking its
+//! lease (`lease_owner`, `lease_until`), renews the lease with heartbeats while it
+//! works, and either finishes the job together with the deployment
+//! ([`crate::Promotions::finish_deployment`], which checks the lease) or releases it
+//! for a retry after `run_after`. A job whose lease ran out — its replica crashed or
+//! was killed — is due again, so another replica, or the same one after a restart,
+//! picks it up. Claiming is one statement: on PostgreSQL the candidate row is locked
+//! with `FOR UPDATE SKIP LOCKED`, so concurrent replicas never wait on or take the
+//! same job; SQLite has a single writer, which serializes claims by itself.
+
+use sqlx::Row;
+
+use domain::promotion::{DeploymentReason, DeploymentState};
+
+use crate::promotions::deployment_order;
+use crate::{Backend, Deployment, DeploymentOrder, StoreError, with_pool};
+
+/// At most this many lines are kept per deployment; later ones are dropped.
+pub const MAX_LOG_LINES: i64 = 5_000;
+/// Lines are cut to this many bytes.
+pub const MAX_LOG_LINE_BYTES: usize = 4_096;
+
+/// A job this replica now holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedJob {
+    pub order: DeploymentOrder,
+    /// Which attempt this is, from 1.
+    pub attempt: u32,
+}
+
+/// A deploy job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobState {
+    pub deployment_id: i64,
+    pub attempts: u32,
+    pub run_after: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+/// One line of a deployment's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub seq: i64,
+    pub at: i64,
+    pub line: String,
+}
+
+/// Counts of unfinished jobs, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    /// Held by a replica right now.
+    pub running: i64,
+    /// Waiting for a replica (new, retrying, or whose lease ran out).
+    pub waiting: i64,
+}
+
+/// Access to deploy jobs and deployment logs.
+pub struct Jobs<'a> {
+    pub(crate) backend: &'a Backend,
+}
+
+impl Jobs<'_> {
+    /// Takes the lease of a due job for `owner` until `now + lease_millis`: the job of
+    /// deployment `only` if given (and due), else the oldest due one. A job is due when
+    /// it is unfinished, its `run_after` has passed and nobody holds a live lease.
+    pub async fn claim(
+        &self,
+        only: Option<i64>,
+        owner: &str,
+        now: i64,
+        lease_millis: i64,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite { .. } => "",
+        };
+        let claim = format!(
+            "UPDATE deploy_jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE deployment_id = (SELECT deployment_id FROM deploy_jobs \
+               WHERE finished_at IS NULL AND run_after <= $3 \
+               AND (lease_until IS NULL OR lease_until < $3) \
+               AND ($4 IS NULL OR deployment_id = $4) \
+               ORDER BY run_after, deployment_id LIMIT 1{lock}) \
+             RETURNING deployment_id, attempts"
+        );
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let Some(row) = sqlx::query(sqlx::AssertSqlSafe(claim.as_str()))
+                .bind(owner)
+                .bind(now + lease_millis)
+                .bind(now)
+                .bind(only)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let id: i64 = row.get("deployment_id");
+            let attempts: i64 = row.get("attempts");
+            let Some(order) = deployment_order!(&mut *tx, id) else {
+                return Err(StoreError::Corrupt {
+                    table: "deploy_jobs",
+                    detail: format!("job {id} has no deployment"),
+                });
+            };
+            tx.commit().await?;
+            Ok(Some(ClaimedJob {
+                order,
+                attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+            }))
+        })
+    }
+
+    /// Extends `owner`'s lease to `until`; false when the lease is no longer its own
+    /// (it ran out and another replica took the job, or the job finished).
+    pub async fn heartbeat(
+        &self,
+        deployment_id: i64,
+        owner: &str,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let done = sqlx::query(
+                "UPDATE deploy_jobs SET lease_until = $3 \
+                 WHERE deployment_id = $1 AND lease_owner = $2 AND finished_at IS NULL",
+            )
+            .bind(deployment_id)
+            .bind(owner)
+            .bind(until)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Gives the job back for another attempt not before `run_after`, recording why
+    /// this one failed; false when `owner` no longer held it.
+    pub async fn release(
+        &self,
+        deployment_id: i64,
+        owner: &str,
+        run_after: i64,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let done = sqlx::query(
+                "UPDATE deploy_jobs SET lease_owner = NULL, lease_until = NULL, run_after = $3, \
+                 last_error = $4 WHERE deployment_id = $1 AND lease_owner = $2 AND finished_at IS NULL",
+            )
+            .bind(deployment_id)
+            .bind(owner)
+            .bind(run_after)
+            .bind(error)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// The job of a deployment.
+    pub async fn get(&self, deployment_id: i64) -> Result<Option<JobState>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT deployment_id, attempts, run_after, lease_owner, lease_until, last_error, \
+                 finished_at FROM deploy_jobs WHERE deployment_id = $1",
+            )
+            .bind(deployment_id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| JobState {
+                deployment_id: row.get("deployment_id"),
+                attempts: u32::try_from(row.get::<i64, _>("attempts")).unwrap_or(u32::MAX),
+                run_after: row.get("run_after"),
+                lease_owner: row.get("lease_owner"),
+                lease_until: row.get("lease_until"),
+                last_error: row.get("last_error"),
+                finished_at: row.get("finished_at"),
+            }))
+        })
+    }
+
+    /// When the next unfinished job becomes due (its `run_after`, or the end of the
+    /// lease held on it), for the worker's sleep; `None` when there is none.
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > run_after \
+                 THEN lease_until ELSE run_after END) AS due FROM deploy_jobs WHERE finished_at IS NULL",
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok(row.get("due"))
+        })
+    }
+
+    /// How many unfinished jobs are held and waiting at `now`.
+    pub async fn counts(&self, now: i64) -> Result<JobCounts, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT \
+                 COALESCE(SUM(CASE WHEN lease_until IS NOT NULL AND lease_until >= $1 THEN 1 ELSE 0 END), 0) AS running, \
+                 COALESCE(SUM(CASE WHEN lease_until IS NULL OR lease_until < $1 THEN 1 ELSE 0 END), 0) AS waiting \
+                 FROM deploy_jobs WHERE finished_at IS NULL",
+            )
+            .bind(now)
+            .fetch_one(pool)
+            .await?;
+            Ok(JobCounts {
+                running: row.get("running"),
+                waiting: row.get("waiting"),
+            })
+        })
+    }
+
+    /// Appends lines to a deployment's log (each cut to [`MAX_LOG_LINE_BYTES`]; beyond
+    /// [`MAX_LOG_LINES`] they are dropped, the last kept line saying so).
+    pub async fn append_log(
+        &self,
+        deployment_id: i64,
+        at: i64,
+        lines: &[String],
+    ) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let last: Option<i64> =
+                sqlx::query("SELECT MAX(seq) AS last FROM deployment_log WHERE deployment_id = $1")
+                    .bind(deployment_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .get("last");
+            let mut seq = last.unwrap_or(0);
+            for line in lines {
+                if seq >= MAX_LOG_LINES {
+                    break;
+                }
+                seq += 1;
+                let text = if seq == MAX_LOG_LINES {
+                    "(log truncated: later lines were dropped)".to_owned()
+                } else {
+                    cut(line)
+                };
+                sqlx::query(
+                    "INSERT INTO deployment_log (deployment_id, seq, at, line) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(deployment_id)
+                .bind(seq)
+                .bind(at)
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// A deployment's log, in order, from line `after + 1`, at most `limit` lines.
+    pub async fn log(
+        &self,
+        deployment_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT seq, at, line FROM deployment_log WHERE deployment_id = $1 AND seq > $2 \
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind(deployment_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|row| LogLine {
+                    seq: row.get("seq"),
+                    at: row.get("at"),
+                    line: row.get("line"),
+                })
+                .collect())
+        })
+    }
+}
+
+/// `line` cut to at most [`MAX_LOG_LINE_BYTES`] on a character boundary.
+fn cut(line: &str) -> String {
+    if line.len() <= MAX_LOG_LINE_BYTES {
+        return line.to_owned();
+    }
+    let mut end = MAX_LOG_LINE_BYTES;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &line[..end])
+}
