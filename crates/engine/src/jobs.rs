@@ -120,18 +120,26 @@ impl Engine {
         })
     }
 
-    /// Starts deployment `id` and waits for it as long as requests wait.
+    /// Starts deployment `id` and waits for it (retries included) as long as requests
+    /// wait.
     pub(crate) async fn start_and_wait(&self, id: i64) {
+        let deadline = tokio::time::Instant::now() + self.jobs.settings.wait;
         let handle = self.start(id);
-        if tokio::time::timeout(self.jobs.settings.wait, handle)
-            .await
-            .is_err()
-        {
-            tracing::info!(
-                deployment = id,
-                "deployment still running; answering before it finishes"
-            );
+        if tokio::time::timeout_at(deadline, handle).await.is_ok() {
+            // Done here, unless it was released for a retry the worker will run.
+            while tokio::time::Instant::now() < deadline {
+                match self.store.jobs().get(id).await {
+                    Ok(Some(job)) if job.finished_at.is_none() => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    _ => return,
+                }
+            }
         }
+        tracing::info!(
+            deployment = id,
+            "deployment still running; answering before it finishes"
+        );
     }
 
     async fn claim(&self, only: Option<i64>) -> Option<ClaimedJob> {

@@ -91,6 +91,12 @@ impl AppState {
         }
     }
 
+    /// The same state deploying through `deployers`, running deploy jobs with `jobs`.
+    pub fn with_deploy(mut self, jobs: engine::JobSettings, deployers: Deployers) -> AppState {
+        self.engine = self.engine.with_jobs(jobs).with_deployers(deployers);
+        self
+    }
+
     /// The same state with `access` settings.
     pub fn with_access(mut self, access: AccessConfig) -> AppState {
         self.engine = self.engine.with_outbound(access.outbound);

@@ -86,6 +86,17 @@ impl TestApp {
         config: RegistryConfig,
         access: server::AccessConfig,
     ) -> TestApp {
+        TestApp::spawn_configured(backend, config, access, |state| state).await
+    }
+
+    /// A fresh application whose state `configure` adjusts first (deployers, deploy
+    /// job settings).
+    pub async fn spawn_configured(
+        backend: Backend,
+        config: RegistryConfig,
+        access: server::AccessConfig,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> TestApp {
         let database = TestDatabase::create(backend).await;
         let store = database.store().await;
         let blob_directory = tempfile::tempdir().expect("temporary directory");
@@ -105,7 +116,7 @@ impl TestApp {
             .await
             .expect("bootstrap admin");
         assert!(created, "a fresh database has no users");
-        let state = AppState::new(store.clone(), blobs, config).with_access(access);
+        let state = configure(AppState::new(store.clone(), blobs, config).with_access(access));
         TestApp::assemble(state, store, admin_token, backend, database, blob_directory)
     }
 

@@ -9,6 +9,7 @@
 
 mod admission;
 mod audit;
+mod deployments;
 mod error;
 mod oidc;
 mod params;
@@ -57,6 +58,8 @@ pub(crate) use error::ApiError;
         promotions::get_app,
         promotions::history,
         promotions::artifact,
+        deployments::get_deployment,
+        deployments::deployment_log,
         users::create_user,
         users::list_users,
         users::create_token,
@@ -120,6 +123,10 @@ pub(crate) use error::ApiError;
         oidc::OidcExchangeRequest,
         oidc::OidcExchangeResponse,
         params::EnvironmentParams,
+        deployments::DeploymentDetail,
+        deployments::JobView,
+        deployments::DeploymentLog,
+        deployments::LogLineView,
     ))
 )]
 struct ApiDoc;
@@ -143,6 +150,11 @@ pub(crate) fn router(state: AppState) -> Router {
             post(promotions::promote).get(promotions::list_promotions),
         )
         .route("/api/v1/promotions/{id}", get(promotions::get_promotion))
+        .route("/api/v1/deployments/{id}", get(deployments::get_deployment))
+        .route(
+            "/api/v1/deployments/{id}/log",
+            get(deployments::deployment_log),
+        )
         .route("/api/v1/promotions/{id}/approve", post(promotions::approve))
         .route("/api/v1/promotions/{id}/reject", post(promotions::reject))
         .route("/api/v1/promotions/{id}/cancel", post(promotions::cancel))

@@ -222,6 +222,8 @@ enum Call {
     PromoteIntoProd,
     ListPromotions,
     GetPromotion,
+    GetDeployment,
+    DeploymentLog,
     Approve,
     Reject,
     Cancel,
@@ -279,6 +281,8 @@ const MATRIX: &[Row] = &[
     row(Method::POST,   "/api/v1/promotions",                              Call::PromoteIntoProd,    Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/promotions",                              Call::ListPromotions,     Users(ANY_USER)),
     row(Method::GET,    "/api/v1/promotions/{id}",                         Call::GetPromotion,       Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/deployments/{id}",                        Call::GetDeployment,      Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/deployments/{id}/log",                    Call::DeploymentLog,      Users(ANY_USER)),
     row(Method::POST,   "/api/v1/promotions/{id}/approve",                 Call::Approve,            Users(STAGING_DECIDERS)),
     row(Method::POST,   "/api/v1/promotions/{id}/reject",                  Call::Reject,             Users(STAGING_DECIDERS)),
     row(Method::POST,   "/api/v1/promotions/{id}/cancel",                  Call::Cancel,             Users(REQUESTER_OR_ADMIN)),
@@ -747,6 +751,9 @@ impl<'a> World<'a> {
                 format!("/api/v1/promotions/{}", self.promotion),
                 Payload::Empty,
             ),
+            // The world's first deployment: its promotion into dev.
+            Call::GetDeployment => Prepared::new("/api/v1/deployments/1", Payload::Empty),
+            Call::DeploymentLog => Prepared::new("/api/v1/deployments/1/log", Payload::Empty),
             Call::Approve => {
                 let id = self.pending_staging_promotion(Who::Admin).await;
                 Prepared::new(

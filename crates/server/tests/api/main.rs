@@ -14,6 +14,7 @@ mod api_tokens;
 mod api_trust;
 mod deploy_command;
 mod deploy_health;
+mod deploy_jobs;
 mod hardening;
 mod health_and_metrics;
 mod registry_auth;
