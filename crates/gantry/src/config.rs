@@ -37,6 +37,89 @@ pub(crate) struct Config {
     pub(crate) registry: RegistrySection,
     pub(crate) access: AccessSection,
     pub(crate) outbound: OutboundSection,
+    pub(crate) deploy: DeploySection,
+}
+
+/// Deployments: how their durable jobs run, where targets keep their work and read
+/// secrets, and each target's own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct DeploySection {
+    /// Files holding the secrets targets name by `secret_ref`; default `data_dir/secrets`.
+    pub(crate) secrets_dir: Option<PathBuf>,
+    /// Scratch space of targets (git clones, unpacked sites); default `data_dir/deploy`.
+    pub(crate) work_dir: Option<PathBuf>,
+    /// This replica's name in job leases and logs; default the host name.
+    pub(crate) replica: Option<String>,
+    /// Seconds a claimed job stays this replica's without a heartbeat (after a crash,
+    /// the job is picked up again once they have passed).
+    pub(crate) lease_seconds: u64,
+    /// Attempts in all before a transient failure is final.
+    pub(crate) max_attempts: u32,
+    /// Seconds before the second attempt, doubling (jittered) up to `retry_max_seconds`.
+    pub(crate) retry_base_seconds: u64,
+    pub(crate) retry_max_seconds: u64,
+    /// Seconds one attempt may take.
+    pub(crate) timeout_seconds: u64,
+    /// Seconds an API request that started a deployment waits for it.
+    pub(crate) wait_seconds: u64,
+    /// Jobs one replica's worker runs at once.
+    pub(crate) concurrency: usize,
+    /// Seconds between reads of what each environment's target actually runs (drift);
+    /// 0 turns the reconcile loop off.
+    pub(crate) reconcile_interval_seconds: u64,
+    /// `[deploy.registry_copy]`: destination registries' credentials and transfer limits.
+    pub(crate) registry_copy: regcopy::RegistryCopySettings,
+    /// `[deploy.static_site]`: archive limits, the S3 endpoint and credentials, cache
+    /// headers.
+    pub(crate) static_site: site::StaticSiteSettings,
+    /// `[deploy.gitops]`: commit identity, push attempts, git credentials by host.
+    pub(crate) gitops: gitops::GitopsSettings,
+}
+
+impl Default for DeploySection {
+    fn default() -> Self {
+        let jobs = engine::JobSettings::default();
+        DeploySection {
+            secrets_dir: None,
+            work_dir: None,
+            replica: None,
+            lease_seconds: jobs.lease.as_secs(),
+            max_attempts: jobs.max_attempts,
+            retry_base_seconds: jobs.retry_base.as_secs(),
+            retry_max_seconds: jobs.retry_max.as_secs(),
+            timeout_seconds: jobs.timeout.as_secs(),
+            wait_seconds: jobs.wait.as_secs(),
+            concurrency: jobs.concurrency,
+            reconcile_interval_seconds: 60,
+            registry_copy: regcopy::RegistryCopySettings::default(),
+            static_site: site::StaticSiteSettings::default(),
+            gitops: gitops::GitopsSettings::default(),
+        }
+    }
+}
+
+impl DeploySection {
+    /// The job settings, checked.
+    pub(crate) fn jobs(&self) -> anyhow::Result<engine::JobSettings> {
+        if self.lease_seconds == 0 || self.max_attempts == 0 || self.concurrency == 0 {
+            bail!("deploy: lease_seconds, max_attempts and concurrency must be at least 1");
+        }
+        let defaults = engine::JobSettings::default();
+        Ok(engine::JobSettings {
+            lease: std::time::Duration::from_secs(self.lease_seconds),
+            max_attempts: self.max_attempts,
+            retry_base: std::time::Duration::from_secs(self.retry_base_seconds),
+            retry_max: std::time::Duration::from_secs(
+                self.retry_max_seconds.max(self.retry_base_seconds),
+            ),
+            timeout: std::time::Duration::from_secs(self.timeout_seconds.max(1)),
+            wait: std::time::Duration::from_secs(self.wait_seconds),
+            concurrency: self.concurrency,
+            replica: self.replica.clone().unwrap_or(defaults.replica),
+            ..defaults
+        })
+    }
 }
 
 /// Requests Gantry makes to URLs people configure (OIDC issuers' keys; deploy
@@ -233,6 +316,7 @@ impl Default for Config {
             registry: RegistrySection::default(),
             access: AccessSection::default(),
             outbound: OutboundSection::default(),
+            deploy: DeploySection::default(),
         }
     }
 }

@@ -7,10 +7,13 @@ mod audit;
 mod build;
 mod check;
 mod config;
+mod copy;
 mod environments;
 mod login;
 mod metrics;
+mod progress;
 mod promotions;
+mod push;
 mod remote;
 mod resources;
 mod serve;
@@ -38,6 +41,18 @@ struct Cli {
 enum Command {
     /// Run the server: registry and API on one port (default 127.0.0.1:5000, data in ./gantry-data).
     Serve(ServeArgs),
+    /// Copy an image or index, with its blobs, from one OCI registry to another and
+    /// verify the destination serves the same digest.
+    ///
+    /// Blobs the destination has are skipped; within one registry they are mounted.
+    ///
+    /// Exit codes: 0 copied and verified, 2 invalid input, 4 credentials refused,
+    /// 5 bytes or the destination's digest did not match (nothing was tagged), 1
+    /// anything else (an unreachable registry, a missing source).
+    Copy(copy::CopyArgs),
+    /// Push a build that is not a container image: `push site DIR --app A --commit SHA`.
+    #[command(after_help = CLIENT_HELP)]
+    Push(push::PushArgs),
     /// Save the token the other commands use: a CI job's OIDC token exchanged for a
     /// short-lived Gantry token (--oidc-token FILE|-, or --oidc in GitHub Actions), or an
     /// API token from stdin (--token-stdin).
@@ -275,6 +290,8 @@ fn main() -> ExitCode {
         Command::User(args) => users::user(args),
         Command::Token(args) => users::token(args),
         Command::Login(args) => login::login(args),
+        Command::Copy(args) => copy::run(args),
+        Command::Push(args) => push::run(args),
     };
     outcome.unwrap_or_else(|error| remote::report(&error, task))
 }

@@ -92,13 +92,17 @@ impl RemoteArgs {
         &self.url
     }
 
-    /// The client for these arguments: `--token`/`GANTRY_TOKEN`, else the login file.
+    /// The token these arguments name: `--token`/`GANTRY_TOKEN`, else the login file.
+    pub(crate) fn token(&self) -> anyhow::Result<Option<String>> {
+        match &self.token {
+            Some(token) => Ok(Some(token.trim().to_owned())),
+            None => read_login_file(),
+        }
+    }
+
+    /// The client for these arguments.
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
-        let token = match &self.token {
-            Some(token) => Some(token.trim().to_owned()),
-            None => read_login_file()?,
-        };
-        Ok(Client::new(&self.url, token)?)
+        Ok(Client::new(&self.url, self.token()?)?)
     }
 }
 

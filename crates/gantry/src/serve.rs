@@ -131,6 +131,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let outbound = std::sync::Arc::new(config.outbound.policy()?);
+    let deployers = deployers(&config, &store, &blobs, &outbound)?;
     let access = server::AccessConfig {
         federation: auth::oidc::Federation::new(
             config.access.issuers()?,
@@ -144,7 +145,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         credential_burst: config.access.credential_burst,
         outbound,
     };
-    let state = AppState::new(store.clone(), blobs, registry_config).with_access(access);
+    let state = AppState::new(store.clone(), blobs, registry_config)
+        .with_access(access)
+        .with_deploy(config.deploy.jobs()?, deployers);
     let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let listener = TcpListener::bind(config.listen)
@@ -225,4 +228,55 @@ fn creation(policy: crate::config::RepositoryCreation) -> registry::RepositoryCr
         crate::config::RepositoryCreation::Admins => registry::RepositoryCreation::Admins,
         crate::config::RepositoryCreation::Never => registry::RepositoryCreation::Never,
     }
+}
+
+/// Every deploy target this server offers, with its settings from `[deploy]`.
+fn deployers(
+    config: &Config,
+    store: &Store,
+    blobs: &BlobStore,
+    outbound: &std::sync::Arc<outbound::Policy>,
+) -> anyhow::Result<engine::Deployers> {
+    let secrets = engine::Secrets::new(Some(
+        config
+            .deploy
+            .secrets_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("secrets")),
+    ));
+    let work_dir = config
+        .deploy
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("deploy"));
+    let registry_copy = regcopy::RegistryCopyDeployer::new(
+        config.deploy.registry_copy.clone(),
+        store.clone(),
+        blobs.clone(),
+        secrets.clone(),
+        outbound.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("deploy.registry_copy: {e}"))?;
+    let mut static_site = config.deploy.static_site.clone();
+    if static_site.work_dir.is_none() {
+        static_site.work_dir = Some(work_dir.join("sites"));
+    }
+    let secrets_for_gitops = secrets.clone();
+    let static_site = site::StaticSiteDeployer::new(
+        static_site,
+        store.clone(),
+        blobs.clone(),
+        secrets,
+        outbound.clone(),
+    );
+    let mut gitops = config.deploy.gitops.clone();
+    if gitops.work_dir.is_none() {
+        gitops.work_dir = Some(work_dir.join("gitops"));
+    }
+    let gitops = gitops::GitopsDeployer::new(gitops, secrets_for_gitops, outbound.clone())
+        .map_err(|e| anyhow::anyhow!("deploy.{e}"))?;
+    Ok(engine::Deployers::default()
+        .with(std::sync::Arc::new(registry_copy))
+        .with(std::sync::Arc::new(static_site))
+        .with(std::sync::Arc::new(gitops)))
 }

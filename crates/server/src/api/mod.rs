@@ -9,6 +9,7 @@
 
 mod admission;
 mod audit;
+mod builds;
 mod deployments;
 mod error;
 mod oidc;
@@ -59,6 +60,7 @@ pub(crate) use error::ApiError;
         promotions::history,
         promotions::artifact,
         deployments::get_deployment,
+        builds::site_zip,
         deployments::deployment_log,
         users::create_user,
         users::list_users,
@@ -170,6 +172,7 @@ pub(crate) fn router(state: AppState) -> Router {
             get(params::environment),
         )
         .route("/params/{app}/{env}/image", get(params::image))
+        .route("/builds/{app}/{file}", get(builds::site_zip))
         .route(
             "/api/v1/apps/{app}/environments/{env}/observed",
             post(promotions::observed),

@@ -223,6 +223,7 @@ enum Call {
     ListPromotions,
     GetPromotion,
     GetDeployment,
+    SiteBuild,
     DeploymentLog,
     Approve,
     Reject,
@@ -292,6 +293,7 @@ const MATRIX: &[Row] = &[
     row(Method::GET,    "/api/v1/apps/{app}/artifacts/{digest}",           Call::Artifact,           Users(ANY_USER)),
     row(Method::GET,    "/api/v1/apps/{app}/environments/{env}",           Call::EnvironmentParams,  Users(ANY_USER)),
     row(Method::GET,    "/params/{app}/{env}/image",                       Call::ImageParam,         Users(ANY_USER)),
+    row(Method::GET,    "/builds/{app}/{file}",                            Call::SiteBuild,          Users(ANY_USER)),
     row(Method::POST,   "/api/v1/apps/{app}/environments/{env}/rollback",  Call::Rollback,           Users(STAGING_DEPLOYERS)),
     row(Method::PUT,    "/api/v1/apps/{app}/environments/{env}/hold",      Call::Hold,               Users(STAGING_DEPLOYERS)),
     row(Method::POST,   "/api/v1/apps/{app}/environments/{env}/observed",  Call::Observe,            Users(STAGING_DEPLOYERS)),
@@ -782,6 +784,16 @@ impl<'a> World<'a> {
                 Prepared::new("/api/v1/apps/web/environments/staging", Payload::Empty)
             }
             Call::ImageParam => Prepared::new("/params/web/staging/image", Payload::Empty),
+            Call::SiteBuild => {
+                crate::support::push_site(
+                    self.app,
+                    "acme/web",
+                    "site-build",
+                    &[("index.html", b"<p>hi</p>")],
+                )
+                .await;
+                Prepared::new("/builds/web/site-build.zip", Payload::Empty)
+            }
             Call::Artifact => Prepared::new(
                 format!("/api/v1/apps/web/artifacts/{digest}"),
                 Payload::Empty,

@@ -12,6 +12,7 @@ mod api_oidc;
 mod api_promotions;
 mod api_tokens;
 mod api_trust;
+mod builds;
 mod deploy_command;
 mod deploy_health;
 mod deploy_jobs;

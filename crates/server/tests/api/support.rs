@@ -372,3 +372,35 @@ pub(crate) async fn token_for(
 pub(crate) async fn user_token(app: &TestApp, user: &str) -> String {
     token_for(app, user, false, None).await
 }
+
+/// A static-site build as `gantry push site` pushes it: `files` packed into a zip,
+/// pushed with the empty config and a site manifest tagged `tag`. The manifest and
+/// the zip's bytes.
+pub(crate) async fn push_site(
+    app: &TestApp,
+    repository: &str,
+    tag: &str,
+    files: &[(&str, &[u8])],
+) -> (Manifest, Vec<u8>) {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    for (name, content) in files {
+        let path = directory.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("directories");
+        std::fs::write(path, content).expect("a file");
+    }
+    let packed = site::pack(
+        directory.path(),
+        &site::ArchiveLimits::default(),
+        &mut |_| {},
+    )
+    .expect("the build packs");
+    let zip = std::fs::read(packed.path()).expect("the packed archive");
+    push_blob(app, repository, &Blob::new(site::EMPTY_CONFIG.to_vec())).await;
+    push_blob(app, repository, &Blob::new(zip.clone())).await;
+    let manifest = Manifest::from_bytes(
+        site::OCI_IMAGE_MANIFEST,
+        site::site_manifest(&packed.digest, packed.size, &Default::default()),
+    );
+    push_manifest(app, repository, tag, &manifest).await;
+    (manifest, zip)
+}
