@@ -22,6 +22,7 @@ mod error;
 mod jobs;
 mod provenance;
 mod secrets;
+mod webhook;
 
 use std::collections::BTreeSet;
 
@@ -44,6 +45,7 @@ pub use deployer::{
 pub use error::EngineError;
 pub use jobs::JobSettings;
 pub use secrets::Secrets;
+pub use webhook::{Callbacks, WebhookDeployer, signature as webhook_signature};
 
 /// How many times a decision is retried when a concurrent apply changed the plan.
 const STALE_RETRIES: usize = 5;
@@ -151,6 +153,8 @@ pub struct Engine {
     outbound: std::sync::Arc<outbound::Policy>,
     /// Deploy jobs: settings and this replica's lease owner name.
     jobs: std::sync::Arc<jobs::JobRuntime>,
+    /// Webhook receivers' one-time callbacks.
+    callbacks: Callbacks,
 }
 
 /// Who automatic rollbacks are recorded as.
@@ -164,14 +168,34 @@ impl Engine {
         flaky: FlakyPolicy,
     ) -> Engine {
         Engine {
-            store,
             blobs,
             deployers,
             flaky,
             registry_host: None,
             outbound: std::sync::Arc::new(outbound::Policy::default()),
             jobs: std::sync::Arc::new(jobs::JobRuntime::new(JobSettings::default())),
+            callbacks: Callbacks::new(store.clone()),
+            store,
         }
+    }
+
+    /// The same engine with the `webhook` target: payloads signed with secrets from
+    /// `secrets`, callback URLs under `base_url` (where receivers reach this server),
+    /// receivers reached through the engine's outbound guard.
+    pub fn with_webhooks(mut self, secrets: Secrets, base_url: &str) -> Engine {
+        let webhooks = WebhookDeployer::new(
+            self.callbacks.clone(),
+            secrets,
+            self.outbound.clone(),
+            base_url,
+        );
+        self.deployers.register(std::sync::Arc::new(webhooks));
+        self
+    }
+
+    /// Webhook callbacks: their tokens and reports.
+    pub fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
     }
 
     /// The same engine, running deploy jobs with `settings`.

@@ -158,6 +158,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("reading the listening address")?;
     tracing::info!(%address, database = store.kind(), blob_store = state.blobs.description(), "gantry started");
     println!("gantry: listening on http://{address}");
+    // Webhook receivers call back where clients reach this server.
+    let callback_base = config
+        .external_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    let state = state.with_webhooks(secrets(&config), &callback_base);
 
     let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);
     let maintenance_stopped_for_worker = maintenance_stopped.clone();
@@ -230,20 +236,27 @@ fn creation(policy: crate::config::RepositoryCreation) -> registry::RepositoryCr
     }
 }
 
-/// Every deploy target this server offers, with its settings from `[deploy]`.
+/// The secrets targets name: files under `[deploy] secrets_dir`, default
+/// `data_dir/secrets`.
+fn secrets(config: &Config) -> engine::Secrets {
+    engine::Secrets::new(Some(
+        config
+            .deploy
+            .secrets_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("secrets")),
+    ))
+}
+
+/// Every deploy target this server offers, with its settings from `[deploy]` (the
+/// `webhook` target comes once the listening address is known).
 fn deployers(
     config: &Config,
     store: &Store,
     blobs: &BlobStore,
     outbound: &std::sync::Arc<outbound::Policy>,
 ) -> anyhow::Result<engine::Deployers> {
-    let secrets = engine::Secrets::new(Some(
-        config
-            .deploy
-            .secrets_dir
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("secrets")),
-    ));
+    let secrets = secrets(config);
     let work_dir = config
         .deploy
         .work_dir

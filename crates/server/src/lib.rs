@@ -97,6 +97,14 @@ impl AppState {
         self
     }
 
+    /// The same state with the `webhook` target: payloads signed with secrets from
+    /// `secrets`, callbacks under `base_url`. After [`AppState::with_access`], whose
+    /// outbound guard it uses.
+    pub fn with_webhooks(mut self, secrets: engine::Secrets, base_url: &str) -> AppState {
+        self.engine = self.engine.with_webhooks(secrets, base_url);
+        self
+    }
+
     /// The same state with `access` settings.
     pub fn with_access(mut self, access: AccessConfig) -> AppState {
         self.engine = self.engine.with_outbound(access.outbound);

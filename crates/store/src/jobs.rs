@@ -290,6 +290,52 @@ impl Jobs<'_> {
     }
 }
 
+impl Jobs<'_> {
+    /// Records what a webhook's receiver reported for a deployment; false when a
+    /// report was recorded before (a callback is accepted once).
+    pub async fn record_callback(
+        &self,
+        deployment_id: i64,
+        succeeded: bool,
+        message: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let done = sqlx::query(
+                "INSERT INTO deployment_callbacks (deployment_id, state, message, reported_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (deployment_id) DO NOTHING",
+            )
+            .bind(deployment_id)
+            .bind(if succeeded { "succeeded" } else { "failed" })
+            .bind(message)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// What the receiver reported for a deployment, if it has: whether it succeeded,
+    /// and its message.
+    pub async fn callback(
+        &self,
+        deployment_id: i64,
+    ) -> Result<Option<(bool, Option<String>)>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT state, message FROM deployment_callbacks WHERE deployment_id = $1",
+            )
+            .bind(deployment_id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| {
+                let state: String = row.get("state");
+                (state == "succeeded", row.get("message"))
+            }))
+        })
+    }
+}
+
 /// `line` cut to at most [`MAX_LOG_LINE_BYTES`] on a character boundary.
 fn cut(line: &str) -> String {
     if line.len() <= MAX_LOG_LINE_BYTES {

@@ -1,16 +1,17 @@
-//! One deployment, its durable job and its log: `GET /api/v1/deployments/{id}` and
-//! `GET /api/v1/deployments/{id}/log`.
+//! One deployment, its durable job and its log (`GET /api/v1/deployments/{id}`,
+//! `GET /api/v1/deployments/{id}/log`), and the callback through which a webhook's
+//! receiver reports the outcome (`POST /api/v1/deployments/{id}/callback`).
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use domain::Action;
-use http::HeaderMap;
+use http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::authorize;
-use super::error::ApiError;
+use super::error::{ApiError, json_body};
 use super::promotion_types::{DeploymentView, rfc3339};
 use super::promotions::deployment_views;
 use super::types::ErrorBody;
@@ -172,5 +173,136 @@ pub(crate) async fn deployment_log(
             })
             .collect(),
         next,
+    }))
+}
+
+/// Longest message a receiver may report.
+const MAX_CALLBACK_MESSAGE: usize = 4 * 1024;
+
+/// What a webhook's receiver reports.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallbackRequest {
+    /// `succeeded` or `failed`.
+    pub(crate) state: String,
+    /// Shown in the deployment's record (at most 4 KiB).
+    pub(crate) message: Option<String>,
+}
+
+/// What Gantry made of a report.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct CallbackResponse {
+    pub(crate) deployment_id: i64,
+    /// The state reported.
+    pub(crate) state: String,
+}
+
+/// A webhook receiver reports how the deployment it was sent went. Authenticated by
+/// the deployment's one-time callback token (`Authorization: Bearer TOKEN`, the
+/// `callback_token` of the payload), not by a user's token; accepted once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{id}/callback",
+    params(("id" = i64, Path, description = "Deployment id")),
+    request_body = CallbackRequest,
+    responses(
+        (status = 200, description = "Recorded; the deployment finishes with it", body = CallbackResponse),
+        (status = 400, description = "A malformed report", body = ErrorBody),
+        (status = 401, description = "No callback token, or not this deployment's", body = ErrorBody),
+        (status = 404, description = "No such deployment, or not one of a webhook target", body = ErrorBody),
+        (status = 409, description = "Reported before, or the deployment already finished", body = ErrorBody),
+    )
+)]
+pub(crate) async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<i64>, PathRejection>,
+    body: Result<Json<CallbackRequest>, JsonRejection>,
+) -> Result<Json<CallbackResponse>, ApiError> {
+    let id = deployment_id(path)?;
+    let realm = state.registry.config().realm.clone();
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        })
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                &realm,
+                "send the deployment's callback token as `Authorization: Bearer TOKEN`",
+            )
+        })?;
+    // The token first: nobody without it learns whether the deployment exists.
+    let valid = state
+        .engine
+        .callbacks()
+        .verify(id, &token)
+        .await
+        .map_err(|error| {
+            ApiError::internal("checking a callback token", &std::io::Error::other(error))
+        })?;
+    if !valid {
+        return Err(ApiError::unauthorized(
+            &realm,
+            format!("not the callback token of deployment {id}"),
+        ));
+    }
+    let deployment = state
+        .store
+        .promotions()
+        .deployment(id)
+        .await?
+        .filter(|deployment| deployment.target == "webhook")
+        .ok_or_else(|| ApiError::not_found(format!("no webhook deployment {id}")))?;
+    let report = json_body(body)?;
+    let succeeded = match report.state.as_str() {
+        "succeeded" => true,
+        "failed" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "state `{other}` is neither `succeeded` nor `failed`"
+            )));
+        }
+    };
+    if report
+        .message
+        .as_ref()
+        .is_some_and(|m| m.len() > MAX_CALLBACK_MESSAGE)
+    {
+        return Err(ApiError::bad_request(format!(
+            "the message is longer than {MAX_CALLBACK_MESSAGE} bytes"
+        )));
+    }
+    if deployment.state != domain::promotion::DeploymentState::Deploying {
+        return Err(ApiError::conflict(
+            format!(
+                "deployment {id} finished already ({})",
+                deployment.state.as_str()
+            ),
+            serde_json::json!({ "state": deployment.state.as_str() }),
+        ));
+    }
+    let recorded = state
+        .engine
+        .callbacks()
+        .record(id, succeeded, report.message.as_deref())
+        .await
+        .map_err(|error| {
+            ApiError::internal("recording a callback", &std::io::Error::other(error))
+        })?;
+    if !recorded {
+        return Err(ApiError::conflict(
+            format!("deployment {id} was reported before; a callback is accepted once"),
+            serde_json::Value::Null,
+        ));
+    }
+    tracing::info!(deployment = id, state = %report.state, "webhook callback recorded");
+    Ok(Json(CallbackResponse {
+        deployment_id: id,
+        state: report.state,
     }))
 }

@@ -62,6 +62,7 @@ pub(crate) use error::ApiError;
         deployments::get_deployment,
         builds::site_zip,
         deployments::deployment_log,
+        deployments::callback,
         users::create_user,
         users::list_users,
         users::create_token,
@@ -129,6 +130,8 @@ pub(crate) use error::ApiError;
         deployments::JobView,
         deployments::DeploymentLog,
         deployments::LogLineView,
+        deployments::CallbackRequest,
+        deployments::CallbackResponse,
     ))
 )]
 struct ApiDoc;
@@ -156,6 +159,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/api/v1/deployments/{id}/log",
             get(deployments::deployment_log),
+        )
+        .route(
+            "/api/v1/deployments/{id}/callback",
+            post(deployments::callback),
         )
         .route("/api/v1/promotions/{id}/approve", post(promotions::approve))
         .route("/api/v1/promotions/{id}/reject", post(promotions::reject))

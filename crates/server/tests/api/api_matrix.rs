@@ -225,6 +225,7 @@ enum Call {
     GetDeployment,
     SiteBuild,
     DeploymentLog,
+    DeploymentCallback,
     Approve,
     Reject,
     Cancel,
@@ -284,6 +285,8 @@ const MATRIX: &[Row] = &[
     row(Method::GET,    "/api/v1/promotions/{id}",                         Call::GetPromotion,       Users(ANY_USER)),
     row(Method::GET,    "/api/v1/deployments/{id}",                        Call::GetDeployment,      Users(ANY_USER)),
     row(Method::GET,    "/api/v1/deployments/{id}/log",                    Call::DeploymentLog,      Users(ANY_USER)),
+    // Only the deployment's one-time callback token is accepted, never a user's.
+    row(Method::POST,   "/api/v1/deployments/{id}/callback",               Call::DeploymentCallback, Public(Expect::Unauthorized)),
     row(Method::POST,   "/api/v1/promotions/{id}/approve",                 Call::Approve,            Users(STAGING_DECIDERS)),
     row(Method::POST,   "/api/v1/promotions/{id}/reject",                  Call::Reject,             Users(STAGING_DECIDERS)),
     row(Method::POST,   "/api/v1/promotions/{id}/cancel",                  Call::Cancel,             Users(REQUESTER_OR_ADMIN)),
@@ -756,6 +759,10 @@ impl<'a> World<'a> {
             // The world's first deployment: its promotion into dev.
             Call::GetDeployment => Prepared::new("/api/v1/deployments/1", Payload::Empty),
             Call::DeploymentLog => Prepared::new("/api/v1/deployments/1/log", Payload::Empty),
+            Call::DeploymentCallback => Prepared::new(
+                "/api/v1/deployments/1/callback",
+                Payload::Json(json!({ "state": "succeeded" })),
+            ),
             Call::Approve => {
                 let id = self.pending_staging_promotion(Who::Admin).await;
                 Prepared::new(

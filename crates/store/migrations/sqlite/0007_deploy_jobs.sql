@@ -26,3 +26,12 @@ CREATE TABLE deployment_log (
     line           TEXT NOT NULL,
     PRIMARY KEY (deployment_id, seq)
 );
+
+-- What a webhook target's receiver reported through its one-time callback: at most
+-- one report per deployment.
+CREATE TABLE deployment_callbacks (
+    deployment_id  INTEGER PRIMARY KEY REFERENCES deployments (id),
+    state          TEXT NOT NULL CHECK (state IN ('succeeded', 'failed')),
+    message        TEXT,
+    reported_at    INTEGER NOT NULL
+);
