@@ -21,6 +21,7 @@ mod deployer;
 mod error;
 mod jobs;
 mod provenance;
+mod reconcile;
 mod secrets;
 mod webhook;
 
@@ -44,6 +45,7 @@ pub use deployer::{
 };
 pub use error::EngineError;
 pub use jobs::JobSettings;
+pub use reconcile::{RECONCILE_ACTOR, ReconcileReport};
 pub use secrets::Secrets;
 pub use webhook::{Callbacks, WebhookDeployer, signature as webhook_signature};
 

@@ -167,6 +167,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);
     let maintenance_stopped_for_worker = maintenance_stopped.clone();
+    let maintenance_stopped_for_reconcile = maintenance_stopped.clone();
     let maintenance = tokio::spawn(server::run_maintenance(
         state.clone(),
         Duration::from_secs(config.limits.maintenance_interval_seconds),
@@ -177,6 +178,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let stopped = maintenance_stopped_for_worker;
         tokio::spawn(async move { engine.work(stopped).await })
     };
+    let reconciler = (config.deploy.reconcile_interval_seconds > 0).then(|| {
+        let engine = state.engine.clone();
+        let stopped = maintenance_stopped_for_reconcile;
+        let interval = Duration::from_secs(config.deploy.reconcile_interval_seconds);
+        tokio::spawn(async move { engine.reconcile_loop(interval, stopped).await })
+    });
     axum::serve(
         listener,
         server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -187,6 +194,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = stop_maintenance.send(true);
     let _ = maintenance.await;
     let _ = worker.await;
+    if let Some(reconciler) = reconciler {
+        let _ = reconciler.await;
+    }
     store.close().await;
     tracing::info!("gantry stopped");
     Ok(())

@@ -336,6 +336,52 @@ impl Jobs<'_> {
     }
 }
 
+impl Jobs<'_> {
+    /// Takes or renews the lease on the work called `name` for `owner` until `until`,
+    /// unless another owner holds it unexpired at `now`; whether `owner` holds it now.
+    pub async fn lead(
+        &self,
+        name: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let done = sqlx::query(
+                "INSERT INTO singleton_leases (name, owner, lease_until) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
+                 WHERE singleton_leases.owner = excluded.owner OR singleton_leases.lease_until < $4",
+            )
+            .bind(name)
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Whether a deployment into the environment is under way.
+    pub async fn deploying(
+        &self,
+        application: &str,
+        environment: &str,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT 1 AS one FROM deployments WHERE application = $1 AND environment = $2 \
+                 AND state = 'deploying' LIMIT 1",
+            )
+            .bind(application)
+            .bind(environment)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.is_some())
+        })
+    }
+}
+
 /// `line` cut to at most [`MAX_LOG_LINE_BYTES`] on a character boundary.
 fn cut(line: &str) -> String {
     if line.len() <= MAX_LOG_LINE_BYTES {

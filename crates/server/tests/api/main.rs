@@ -16,6 +16,7 @@ mod builds;
 mod deploy_command;
 mod deploy_health;
 mod deploy_jobs;
+mod deploy_reconcile;
 mod deploy_webhook;
 mod hardening;
 mod health_and_metrics;

@@ -35,3 +35,11 @@ CREATE TABLE deployment_callbacks (
     message        TEXT,
     reported_at    INTEGER NOT NULL
 );
+
+-- Work one replica does at a time (the reconcile loop): whoever holds the row's
+-- unexpired lease.
+CREATE TABLE singleton_leases (
+    name         TEXT PRIMARY KEY,
+    owner        TEXT NOT NULL,
+    lease_until  INTEGER NOT NULL
+);
