@@ -396,6 +396,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_configuration_example_parses_and_validates() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("## Configure it")
+            .nth(1)
+            .expect("the README has a Configure it section");
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the section has a toml example");
+        let config: Config = toml::from_str(example).expect("the README's example parses");
+        config.validate().expect("and is valid");
+        let jobs = config.deploy.jobs().expect("deploy settings");
+        assert_eq!(jobs.lease, std::time::Duration::from_secs(30));
+        assert_eq!(config.deploy.gitops.credentials.len(), 2);
+        assert_eq!(config.deploy.registry_copy.registries.len(), 1);
+        assert_eq!(config.deploy.static_site.s3.region, "eu-west-1");
+    }
+
+    #[test]
     fn a_full_configuration_file_parses_and_unknown_keys_are_refused() {
         let text = r#"
             listen = "0.0.0.0:6000"

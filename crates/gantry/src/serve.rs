@@ -123,6 +123,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         realm: "gantry".to_owned(),
         external_url: config.external_url.clone(),
         service: None,
+        // Pushed site archives are held to the limits deployments apply.
+        site_archives: registry::SiteArchiveChecks {
+            limits: config.deploy.static_site.limits,
+            max_archive_bytes: config.deploy.static_site.max_archive_bytes,
+            ..registry::SiteArchiveChecks::default()
+        },
     };
     if config.external_url.is_none() && !config.listen.ip().is_loopback() {
         tracing::warn!(

@@ -12,6 +12,7 @@ mod handlers;
 mod headers;
 mod manifest;
 mod policy;
+mod site_archive;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -31,6 +32,7 @@ pub use endpoint::{Endpoint, RouteClass};
 pub use error::{ErrorCode, RegistryError};
 pub use manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 pub use policy::{MutableTagRule, NamespaceCreationRule, RepositoryCreation};
+pub use site_archive::SiteArchiveChecks;
 
 /// Registry settings, from the server's configuration.
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ pub struct RegistryConfig {
     pub external_url: Option<String>,
     /// The `service` of the token protocol; `None`: the host clients reach Gantry at.
     pub service: Option<String>,
+    /// How static-site archives are checked when a site artifact is pushed.
+    pub site_archives: SiteArchiveChecks,
 }
 
 impl RegistryConfig {
@@ -83,6 +87,7 @@ impl Default for RegistryConfig {
             realm: "gantry".to_owned(),
             external_url: None,
             service: None,
+            site_archives: SiteArchiveChecks::default(),
         }
     }
 }
@@ -93,17 +98,22 @@ pub struct Registry {
     pub(crate) blobs: BlobStore,
     pub(crate) config: RegistryConfig,
     uploads_in_flight: AtomicI64,
+    /// Turns for checking site archives, so that concurrent pushes of large sites do
+    /// not all decompress (and fill the temporary directory) at once.
+    pub(crate) site_checks: tokio::sync::Semaphore,
     /// The key registry bearer tokens are signed with, read from the store on first use.
     token_key: tokio::sync::OnceCell<auth::registry_token::RegistryTokenKey>,
 }
 
 impl Registry {
     pub fn new(store: Store, blobs: BlobStore, config: RegistryConfig) -> Arc<Registry> {
+        let site_checks = tokio::sync::Semaphore::new(config.site_archives.concurrency.max(1));
         Arc::new(Registry {
             store,
             blobs,
             config,
             uploads_in_flight: AtomicI64::new(0),
+            site_checks,
             token_key: tokio::sync::OnceCell::new(),
         })
     }

@@ -67,6 +67,9 @@ pub(crate) struct ParsedManifest {
     pub(crate) subject_text: Option<String>,
     pub(crate) annotations: Option<String>,
     pub(crate) children: Vec<ManifestChild>,
+    /// The archive layer, when the manifest is a static-site artifact: its content must
+    /// pass the archive check before the manifest is stored.
+    pub(crate) site_archive: Option<site::SiteLayer>,
 }
 
 /// Validates `body` as a manifest declared with `content_type` (the request's
@@ -166,6 +169,11 @@ pub(crate) fn parse(
     if let Some(artifact_type) = &artifact_type {
         check_media_type("artifactType", artifact_type)?;
     }
+    let site_archive = if artifact_type.as_deref() == Some(site::SITE_ARTIFACT_TYPE) {
+        Some(site_layer(&wire, &media_type, body)?)
+    } else {
+        None
+    };
     // A subject is only ever looked up, never fetched: any well-formed digest will do,
     // and those Gantry can verify are indexed for the referrers API.
     let subject_text = wire
@@ -196,7 +204,67 @@ pub(crate) fn parse(
         subject_text,
         annotations,
         children,
+        site_archive,
     })
+}
+
+/// The archive layer of a manifest whose artifact type is the static-site one, which
+/// must have exactly the shape `gantry push site` gives it and the `static-site`
+/// deployer reads back: an OCI image manifest naming the type in `artifactType`, the
+/// empty config, and one `application/zip` layer stored here.
+fn site_layer(
+    wire: &WireManifest,
+    media_type: &str,
+    body: &[u8],
+) -> Result<site::SiteLayer, RegistryError> {
+    let refuse = |reason: String| {
+        RegistryError::manifest_invalid(format!(
+            "not a well-formed {} artifact: {reason}",
+            site::SITE_ARTIFACT_TYPE
+        ))
+    };
+    if media_type != OCI_MANIFEST {
+        return Err(refuse(format!(
+            "it must be an {OCI_MANIFEST}, not {media_type}"
+        )));
+    }
+    if wire.artifact_type.as_deref() != Some(site::SITE_ARTIFACT_TYPE) {
+        return Err(refuse(
+            "artifactType must name the type, with the empty config".to_owned(),
+        ));
+    }
+    let empty_config = wire.config.as_ref().is_some_and(|config| {
+        config.media_type == site::EMPTY_CONFIG_MEDIA_TYPE
+            && config.digest == site::EMPTY_CONFIG_DIGEST
+            && u64::try_from(config.size).ok() == Some(site::EMPTY_CONFIG.len() as u64)
+    });
+    if !empty_config {
+        return Err(refuse(format!(
+            "the config must be the empty descriptor ({}, {}, size {})",
+            site::EMPTY_CONFIG_MEDIA_TYPE,
+            site::EMPTY_CONFIG_DIGEST,
+            site::EMPTY_CONFIG.len()
+        )));
+    }
+    let layers = wire.layers.as_deref().unwrap_or_default();
+    match layers {
+        [layer] if layer.media_type == site::ZIP_LAYER_MEDIA_TYPE && layer.urls.is_empty() => {}
+        [layer] if layer.media_type == site::ZIP_LAYER_MEDIA_TYPE => {
+            return Err(refuse(
+                "the archive must be stored here, not at foreign urls".to_owned(),
+            ));
+        }
+        _ => {
+            let types: Vec<&str> = layers.iter().map(|l| l.media_type.as_str()).collect();
+            return Err(refuse(format!(
+                "it needs exactly one layer of type {}, not [{}]",
+                site::ZIP_LAYER_MEDIA_TYPE,
+                types.join(", ")
+            )));
+        }
+    }
+    // What the deployer will read must be what was checked here.
+    site::read_site_manifest(body).map_err(|error| refuse(error.to_string()))
 }
 
 fn descriptor_well_formed(
@@ -296,6 +364,124 @@ mod tests {
             parsed.artifact_type.as_deref(),
             Some("application/vnd.oci.image.config.v1+json"),
             "empty artifactType falls back"
+        );
+    }
+
+    /// A site manifest as `gantry push site` writes it, with `layers` as its layers.
+    fn site(layers: &str) -> String {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{}","config":{{"mediaType":"{}","digest":"{}","size":2,"data":"e30="}},"layers":{layers}}}"#,
+            site::SITE_ARTIFACT_TYPE,
+            site::EMPTY_CONFIG_MEDIA_TYPE,
+            site::EMPTY_CONFIG_DIGEST
+        )
+    }
+
+    fn zip_layer(digest: &str) -> String {
+        format!(r#"{{"mediaType":"application/zip","digest":"{digest}","size":3}}"#)
+    }
+
+    #[test]
+    fn a_site_artifact_names_its_archive_for_the_push_check() {
+        let body = site(&format!("[{}]", zip_layer(D2)));
+        let parsed = parse(Some(OCI_MANIFEST), body.as_bytes()).expect("valid");
+        let layer = parsed.site_archive.expect("a site artifact");
+        assert_eq!((layer.digest.to_string().as_str(), layer.size), (D2, 3));
+        assert_eq!(parsed.children.len(), 2, "the empty config and the archive");
+        let packed = site::site_manifest(&Digest::parse(D2).expect("digest"), 3, &BTreeMap::new());
+        let parsed = parse(Some(OCI_MANIFEST), &packed).expect("what gantry push site writes");
+        assert!(parsed.site_archive.is_some());
+    }
+
+    #[test]
+    fn other_artifacts_and_images_are_not_checked_as_sites() {
+        let parsed = parse(Some(OCI_MANIFEST), image("").as_bytes()).expect("valid");
+        assert!(parsed.site_archive.is_none());
+        let other = site(&format!("[{}]", zip_layer(D2))).replace(
+            site::SITE_ARTIFACT_TYPE,
+            "application/vnd.example.thing+zip",
+        );
+        let parsed = parse(Some(OCI_MANIFEST), other.as_bytes()).expect("valid");
+        assert!(parsed.site_archive.is_none());
+    }
+
+    #[test]
+    fn malformed_site_artifacts_are_refused_with_manifest_invalid() {
+        let refused = |label: &str, content_type: &str, body: String, says: &str| {
+            let error = parse(Some(content_type), body.as_bytes())
+                .expect_err(&format!("{label}: accepted"));
+            assert_eq!(error.code(), ErrorCode::ManifestInvalid, "{label}");
+            assert!(
+                error.message().contains(says),
+                "{label}: {}",
+                error.message()
+            );
+        };
+        let one = format!("[{}]", zip_layer(D2));
+        refused(
+            "two layers",
+            OCI_MANIFEST,
+            site(&format!("[{},{}]", zip_layer(D2), zip_layer(D1))),
+            "exactly one layer of type application/zip, not [application/zip, application/zip]",
+        );
+        refused("no layers", OCI_MANIFEST, site("[]"), "exactly one layer");
+        refused(
+            "a tar layer",
+            OCI_MANIFEST,
+            site(&one.replace("application/zip", "application/vnd.oci.image.layer.v1.tar")),
+            "not [application/vnd.oci.image.layer.v1.tar]",
+        );
+        refused(
+            "a foreign layer",
+            OCI_MANIFEST,
+            site(&one.replace("\"size\":3", "\"size\":3,\"urls\":[\"https://x\"]")),
+            "not at foreign urls",
+        );
+        refused(
+            "a real config",
+            OCI_MANIFEST,
+            site(&one).replace(site::EMPTY_CONFIG_DIGEST, D1),
+            "the config must be the empty descriptor",
+        );
+        refused(
+            "a config of another type",
+            OCI_MANIFEST,
+            site(&one).replace(
+                site::EMPTY_CONFIG_MEDIA_TYPE,
+                "application/vnd.oci.image.config.v1+json",
+            ),
+            "the config must be the empty descriptor",
+        );
+        refused(
+            "the type only in the config",
+            OCI_MANIFEST,
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{}","digest":"{}","size":2}},"layers":{one}}}"#,
+                site::SITE_ARTIFACT_TYPE,
+                site::EMPTY_CONFIG_DIGEST
+            ),
+            "artifactType must name the type",
+        );
+        refused(
+            "a Docker manifest",
+            DOCKER_MANIFEST,
+            site(&one).replace(OCI_MANIFEST, DOCKER_MANIFEST),
+            "must be an application/vnd.oci.image.manifest.v1+json",
+        );
+        refused(
+            "an index",
+            OCI_INDEX,
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","artifactType":"{}","manifests":[]}}"#,
+                site::SITE_ARTIFACT_TYPE
+            ),
+            "must be an application/vnd.oci.image.manifest.v1+json",
+        );
+        refused(
+            "no mediaType field",
+            OCI_MANIFEST,
+            site(&one).replacen(&format!(r#""mediaType":"{OCI_MANIFEST}","#), "", 1),
+            "not an OCI image manifest",
         );
     }
 

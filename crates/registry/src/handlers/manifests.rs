@@ -108,6 +108,9 @@ pub(super) async fn put(
         Reference::Tag(_) => Digest::sha256_of(&body),
     };
     let repository = repository_for_push(registry, principal, name).await?;
+    if let Some(layer) = &parsed.site_archive {
+        crate::site_archive::check(registry, &repository, name, layer).await?;
+    }
     let tag = match reference {
         Reference::Tag(tag) => Some((
             tag,
