@@ -11,3 +11,4 @@ mod promotion;
 mod serve;
 mod skopeo;
 mod support;
+mod webhook_drift;
