@@ -117,21 +117,9 @@ impl fmt::Display for ImageReference {
     }
 }
 
-/// `host[:port]` where the host is a DNS name or an IPv4 address and looks like a
-/// registry (has a dot or a port, or is `localhost`).
+/// `host[:port]` naming a registry (the rule destinations are declared with).
 pub(crate) fn registry_is_host(registry: &str) -> bool {
-    let (host, port) = match registry.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (registry, None),
-    };
-    let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        && !host.starts_with(['.', '-'])
-        && !host.ends_with(['.', '-']);
-    let port_ok = port.is_none_or(|port| port.parse::<u16>().is_ok_and(|p| p > 0));
-    host_ok && port_ok && (host.contains('.') || port.is_some() || host == "localhost")
+    resources::is_registry_host(registry)
 }
 
 #[cfg(test)]

@@ -439,25 +439,30 @@ pub struct RegistryDestination {
     repository: RepoName,
 }
 
+/// Whether `registry` is `host[:port]` naming a registry as container tools decide
+/// it: a DNS name or IPv4 address with a dot or a port, or `localhost`.
+pub fn is_registry_host(registry: &str) -> bool {
+    let (host, port) = match registry.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (registry, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && !host.starts_with(['.', '-'])
+        && !host.ends_with(['.', '-']);
+    let port_ok = port.is_none_or(|port| port.parse::<u16>().is_ok_and(|p| p > 0));
+    host_ok && port_ok && (host.contains('.') || port.is_some() || host == "localhost")
+}
+
 impl RegistryDestination {
     /// The first path component must name a registry host (it contains a `.` or a
     /// `:port`, or is `localhost`), as container tools decide it.
     pub fn parse(text: &str) -> Result<RegistryDestination, ApplicationError> {
         let invalid = || ApplicationError::InvalidRegistryDestination(shorten(text));
         let (registry, repository) = text.split_once('/').ok_or_else(invalid)?;
-        let (host, port) = match registry.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (registry, None),
-        };
-        let host_ok = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-            && !host.starts_with(['.', '-'])
-            && !host.ends_with(['.', '-']);
-        let port_ok = port.is_none_or(|port| port.parse::<u16>().is_ok_and(|p| p > 0));
-        let looks_like_host = host.contains('.') || port.is_some() || host == "localhost";
-        if !(host_ok && port_ok && looks_like_host) {
+        if !is_registry_host(registry) {
             return Err(invalid());
         }
         let repository = RepoName::parse(repository).map_err(|_| invalid())?;

@@ -41,7 +41,7 @@ pub use application::{
     Application, ApplicationError, ApplicationType, CommandTarget, ConfigValue, EnvironmentSpec,
     GitBranch, GitRepository, GitopsTarget, HealthCheck, HttpUrl, ImageKeys, InvalidationHook,
     KeyPath, RegistryCopyTarget, RegistryDestination, RepoFilePath, SecretRef, SiteDestination,
-    StaticSiteTarget, Target, WebhookTarget,
+    StaticSiteTarget, Target, WebhookTarget, is_registry_host,
 };
 pub use canonical::trust_policy_from_canonical;
 pub use diff::{DiffLine, diff_lines, has_changes};

@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use domain::{Action, RepoName, Tag};
 use http::{HeaderMap, HeaderValue, header};
 
-use super::authenticate;
 use super::error::ApiError;
 use super::types::ErrorBody;
+use super::{authenticate, refusal};
 use crate::AppState;
 
 /// A static site's build archive, by commit.
@@ -50,11 +50,11 @@ pub(crate) async fn site_zip(
     if let Err(denied @ auth::Denied::Unauthenticated { .. }) =
         auth::authorize(&principal, Action::Pull, None, &config.access)
     {
-        return Err(ApiError::unauthorized(&config.realm, denied.to_string()));
+        return Err(refusal(&config.realm, &denied));
     }
     let (declared, _) = state.engine.declared(&application).await?;
     let repository: &RepoName = &declared.repository;
-    match auth::authorize_repository(
+    auth::authorize_repository(
         &state.store,
         &principal,
         Action::Pull,
@@ -62,16 +62,7 @@ pub(crate) async fn site_zip(
         &config.access,
     )
     .await?
-    {
-        Ok(()) => {}
-        Err(denied @ auth::Denied::Unauthenticated { .. }) => {
-            return Err(ApiError::unauthorized(&config.realm, denied.to_string()));
-        }
-        Err(
-            ref denied @ (auth::Denied::Forbidden { ref permission, .. }
-            | auth::Denied::Reserved { ref permission }),
-        ) => return Err(ApiError::forbidden(denied.to_string(), permission)),
-    }
+    .map_err(|denied| refusal(&config.realm, &denied))?;
     let missing = || {
         ApiError::not_found(format!(
             "{application} has no site build tagged {} in {repository}",

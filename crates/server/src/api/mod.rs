@@ -238,15 +238,19 @@ async fn authorize(
 ) -> Result<Principal, ApiError> {
     let config = state.registry.config();
     let principal = authenticate(state, headers).await?;
-    match auth::authorize(&principal, action, None, &config.access) {
-        Ok(()) => Ok(principal),
-        Err(denied @ auth::Denied::Unauthenticated { .. }) => {
-            Err(ApiError::unauthorized(&config.realm, denied.to_string()))
+    auth::authorize(&principal, action, None, &config.access)
+        .map_err(|denied| refusal(&config.realm, &denied))?;
+    Ok(principal)
+}
+
+/// The answer to a refused authorization: `401` with a challenge for who is not
+/// authenticated, `403` naming the permission for who is.
+fn refusal(realm: &str, denied: &auth::Denied) -> ApiError {
+    match denied {
+        auth::Denied::Unauthenticated { .. } => ApiError::unauthorized(realm, denied.to_string()),
+        auth::Denied::Forbidden { permission, .. } | auth::Denied::Reserved { permission } => {
+            ApiError::forbidden(denied.to_string(), permission)
         }
-        Err(
-            ref denied @ (auth::Denied::Forbidden { ref permission, .. }
-            | auth::Denied::Reserved { ref permission }),
-        ) => Err(ApiError::forbidden(denied.to_string(), permission)),
     }
 }
 
