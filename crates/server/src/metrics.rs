@@ -66,6 +66,7 @@ pub struct Metrics {
     deployments: Family<DeploymentLabels, Gauge>,
     promotions: Family<StateLabels, Gauge>,
     drift: Family<EnvironmentLabels, Gauge>,
+    deploy_jobs: Family<StateLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -91,6 +92,12 @@ impl Metrics {
         let deployments = Family::<DeploymentLabels, Gauge>::default();
         let promotions = Family::<StateLabels, Gauge>::default();
         let drift = Family::<EnvironmentLabels, Gauge>::default();
+        let deploy_jobs = Family::<StateLabels, Gauge>::default();
+        prometheus.register(
+            "deploy_jobs",
+            "Unfinished deploy jobs: running (a replica holds the lease) or waiting (new, retrying, or left by a replica that died)",
+            deploy_jobs.clone(),
+        );
         prometheus.register(
             "drift",
             "1 where what an environment was last observed running differs from what Gantry deployed there, 0 where it agrees",
@@ -147,6 +154,7 @@ impl Metrics {
             deployments,
             promotions,
             drift,
+            deploy_jobs,
         }
     }
 }
@@ -276,6 +284,19 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             }
         }
         Err(error) => tracing::warn!(%error, "reading drift for /metrics failed"),
+    }
+    match state.store.jobs().counts(store::now_millis()).await {
+        Ok(counts) => {
+            for (label, count) in [("running", counts.running), ("waiting", counts.waiting)] {
+                metrics
+                    .deploy_jobs
+                    .get_or_create(&StateLabels {
+                        state: label.to_owned(),
+                    })
+                    .set(count);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "counting deploy jobs for /metrics failed"),
     }
     let mut text = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &metrics.prometheus) {

@@ -213,6 +213,15 @@ async fn a_job_gives_up_when_its_attempts_run_out(backend: Backend) {
     assert_eq!(message, "connection refused (4) (gave up after 4 attempts)");
     assert_eq!(deployment["job"]["attempts"], 4);
     assert_eq!(deployer.calls.load(Ordering::SeqCst), 4);
+    // Nothing is left running or waiting.
+    let metrics = app
+        .send(Method::GET, "/metrics", &[], axum::body::Body::empty())
+        .await
+        .text();
+    for state in ["running", "waiting"] {
+        let line = format!("gantry_deploy_jobs{{state=\"{state}\"}} 0");
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
 
 async fn a_permanent_failure_is_not_retried(backend: Backend) {
