@@ -6,6 +6,7 @@
 mod access;
 mod cli;
 mod crash;
+mod deploy;
 mod oras;
 mod promotion;
 mod serve;

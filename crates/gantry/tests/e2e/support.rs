@@ -277,3 +277,126 @@ pub(crate) fn start_upload_session(address: &str, creds: &str, repository: &str)
     })
     .expect("POST answers with a Location")
 }
+
+/// SeaweedFS (`weed mini`) as an S3 store on loopback, started with
+/// start-seaweed-s3.sh; its process group is stopped when dropped.
+pub(crate) struct Seaweed {
+    pid: u32,
+    pub(crate) endpoint: String,
+    pub(crate) access_key: String,
+    pub(crate) secret_key: String,
+    data: tempfile::TempDir,
+}
+
+impl Seaweed {
+    /// Starts SeaweedFS with `buckets` on free ports and waits until the first bucket
+    /// accepts writes (checked with boto3 from the peer venv).
+    pub(crate) fn start(buckets: &[&str]) -> Seaweed {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let base = free_port_base();
+        let s3_port = base + 7;
+        let pid = stdout_of(
+            Command::new("bash")
+                .arg(tools_dir().join("start-seaweed-s3.sh"))
+                .arg(s3_port.to_string())
+                .arg(data.path().join("weed"))
+                .env("WEED_PORT_BASE", base.to_string())
+                .env("S3_BUCKETS", buckets.join(","))
+                .env("S3_ACCESS_KEY", "gantrykey")
+                .env("S3_SECRET_KEY", "gantrysecret")
+                .env_remove("AWS_CA_BUNDLE"),
+        );
+        let pid = pid
+            .trim()
+            .parse()
+            .expect("start-seaweed-s3.sh prints the PID");
+        let seaweed = Seaweed {
+            pid,
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            access_key: "gantrykey".to_owned(),
+            secret_key: "gantrysecret".to_owned(),
+            data,
+        };
+        let bucket = buckets.first().expect("at least one bucket");
+        let probe = "import time, sys\n\
+                     s3 = S3\n\
+                     deadline = time.time() + 60\n\
+                     while True:\n\
+                     \x20   try:\n\
+                     \x20       s3.put_object(Bucket=sys.argv[1], Key='readiness-probe', Body=b'ok')\n\
+                     \x20       s3.delete_object(Bucket=sys.argv[1], Key='readiness-probe')\n\
+                     \x20       break\n\
+                     \x20   except Exception as error:\n\
+                     \x20       if time.time() > deadline: raise\n\
+                     \x20       time.sleep(0.25)\n";
+        seaweed.boto3(probe, &[bucket]);
+        seaweed
+    }
+
+    /// Runs `script` with the peer venv's Python, where `S3` is a boto3 client of this
+    /// store; its stdout.
+    pub(crate) fn boto3(&self, script: &str, args: &[&str]) -> String {
+        let prelude = format!(
+            "import boto3, botocore.config\n\
+             S3 = boto3.client('s3', endpoint_url={endpoint:?}, aws_access_key_id={key:?}, \
+             aws_secret_access_key={secret:?}, region_name='us-east-1', \
+             config=botocore.config.Config(s3={{'addressing_style': 'path'}}))\n",
+            endpoint = self.endpoint,
+            key = self.access_key,
+            secret = self.secret_key,
+        );
+        stdout_of(
+            Command::new(peer_python())
+                .arg("-c")
+                .arg(format!("{prelude}{script}"))
+                .args(args)
+                .env_remove("AWS_CA_BUNDLE")
+                .env_remove("AWS_PROFILE")
+                .env_remove("AWS_CONFIG_FILE"),
+        )
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        // start-seaweed-s3.sh starts weed with setsid: its PID is its process group.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.pid)])
+            .status();
+        for _ in 0..50 {
+            let alive = Command::new("kill")
+                .args(["-0", &self.pid.to_string()])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success());
+            if !alive {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.pid)])
+            .stderr(Stdio::null())
+            .status();
+        let _ = &self.data;
+    }
+}
+
+/// A base port such that base..base+8 and their gRPC twins (+10000) are free, for
+/// SeaweedFS's several listeners.
+fn free_port_base() -> u16 {
+    let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let seed = std::process::id() ^ nanos;
+    for attempt in 0..200u32 {
+        let base = 21_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 2_000) * 10;
+        let base = u16::try_from(base).expect("below 65536");
+        if (0..8).all(|offset| free(base + offset) && free(base + offset + 10_000)) {
+            return base;
+        }
+    }
+    panic!("no free range of ports for SeaweedFS");
+}
