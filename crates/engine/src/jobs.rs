@@ -234,12 +234,21 @@ impl Engine {
             "attempt {} of {} by {}: deploying {} to {}/{}",
             job.attempt,
             self.jobs.settings.max_attempts,
-            self.jobs.owner,
+            job.lease,
             order.digest,
             order.application,
             order.environment
         ));
-        let attempt = self.attempt(&order, job.attempt, &log).await;
+        // Attempts are counted as they are claimed, so a deployment that kills its
+        // replica every time (and never reports a transient failure) ends too.
+        let attempt = if job.attempt > self.jobs.settings.max_attempts {
+            Attempt::Finished(Err(format!(
+                "gave up after {} attempts: the replicas running it stopped before it finished",
+                job.attempt - 1
+            )))
+        } else {
+            self.attempt(&order, job.attempt, &job.lease, &log).await
+        };
         let outcome = match attempt {
             Attempt::LeaseLost => {
                 log.line("the job's lease passed to another replica; this attempt records nothing");
@@ -255,7 +264,7 @@ impl Engine {
                 match self
                     .store
                     .jobs()
-                    .release(id, &self.jobs.owner, run_after, &error)
+                    .release(id, &job.lease, run_after, &error)
                     .await
                 {
                     Ok(true) => self.jobs.wake.notify_one(),
@@ -276,17 +285,25 @@ impl Engine {
             }
         };
         drop(log);
-        // Deployers may have handed the log to tasks of their own; do not wait forever.
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        // The log's last lines before the outcome, so a finished deployment shows its
+        // whole log. Deployers may have handed the log to tasks of their own: wait no
+        // longer than a heartbeat interval, so the lease is still fresh at the finish.
+        let _ = tokio::time::timeout(self.jobs.settings.lease / 3, writer).await;
         if let Some(result) = outcome
-            && let Err(error) = self.finished(&order, result).await
+            && let Err(error) = self.finished(&order, &job.lease, result).await
         {
             tracing::warn!(deployment = id, %error, "recording a finished deployment failed");
         }
     }
 
     /// Deploys (and verifies) under the job's timeout while renewing its lease.
-    async fn attempt(&self, order: &DeploymentOrder, attempt: u32, log: &DeployLog) -> Attempt {
+    async fn attempt(
+        &self,
+        order: &DeploymentOrder,
+        attempt: u32,
+        lease: &str,
+        log: &DeployLog,
+    ) -> Attempt {
         let settings = &self.jobs.settings;
         let limit = self.job_timeout(order).await;
         let work = tokio::time::timeout(limit, self.deploy(order, attempt, log));
@@ -313,7 +330,7 @@ impl Engine {
                 }
                 _ = beat.tick() => {
                     let until = store::now_millis() + millis(settings.lease);
-                    match self.store.jobs().heartbeat(order.deployment_id, &self.jobs.owner, until).await {
+                    match self.store.jobs().heartbeat(order.deployment_id, lease, until).await {
                         Ok(true) => {}
                         Ok(false) => return Attempt::LeaseLost,
                         Err(error) => {
@@ -352,6 +369,7 @@ impl Engine {
     async fn finished(
         &self,
         order: &DeploymentOrder,
+        lease: &str,
         result: Result<String, String>,
     ) -> Result<(), crate::EngineError> {
         let (succeeded, message) = match &result {
@@ -370,12 +388,7 @@ impl Engine {
         let finished = crate::error::from_outcome(
             self.store
                 .promotions()
-                .finish_deployment(
-                    order.deployment_id,
-                    &self.jobs.owner,
-                    succeeded,
-                    Some(message),
-                )
+                .finish_deployment(order.deployment_id, lease, succeeded, Some(message))
                 .await?,
         )?;
         if !finished.recorded {

@@ -4,7 +4,8 @@
 //! `/metrics` and the audit log) when it differs from what Gantry deployed and clears
 //! it when they agree again. One replica at a time runs it, whoever holds the
 //! `reconcile` lease in the store. Environments with a deployment under way are left
-//! alone until it finishes (the target holds the new digest before Gantry records it).
+//! alone until it finishes (the target holds the new digest before Gantry records it),
+//! and a read-back is dropped when a deployment started or finished while it was taken.
 
 use std::time::Duration;
 
@@ -137,6 +138,14 @@ impl Engine {
                 repository: &repository,
             };
             match deployer.observe(&target).await {
+                Ok(Some(_))
+                    if self
+                        .changed_meanwhile(application, &state.environment, current.id)
+                        .await? =>
+                {
+                    // A deployment started or finished while the target was read: what
+                    // was read may predate it. The next pass reads again.
+                }
                 Ok(Some(digest)) => {
                     report.observed += 1;
                     if digest != current.digest {
@@ -156,5 +165,33 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Whether the environment's current deployment is no longer `current`, or a
+    /// deployment into it is under way.
+    async fn changed_meanwhile(
+        &self,
+        application: &str,
+        environment: &str,
+        current: i64,
+    ) -> Result<bool, crate::EngineError> {
+        if self
+            .store
+            .jobs()
+            .deploying(application, environment)
+            .await?
+        {
+            return Ok(true);
+        }
+        let now = self
+            .store
+            .promotions()
+            .environments(application)
+            .await?
+            .into_iter()
+            .find(|state| state.environment == environment)
+            .and_then(|state| state.current)
+            .map(|deployment| deployment.id);
+        Ok(now != Some(current))
     }
 }

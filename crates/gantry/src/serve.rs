@@ -169,6 +169,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .external_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
+    if config.external_url.is_none() && !address.ip().is_loopback() {
+        tracing::warn!(
+            callback_base,
+            "external_url is not set: webhook receivers are told to call back at the listening address, which they may not reach"
+        );
+    }
     let state = state.with_webhooks(secrets(&config), &callback_base);
 
     let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);

@@ -27,6 +27,9 @@ pub struct ClaimedJob {
     pub order: DeploymentOrder,
     /// Which attempt this is, from 1.
     pub attempt: u32,
+    /// The lease this claim holds: `OWNER#ATTEMPT`, so that each claim — even two of
+    /// one process — fences the others. Heartbeats, releases and the finish name it.
+    pub lease: String,
 }
 
 /// A deploy job as stored.
@@ -66,7 +69,8 @@ pub struct Jobs<'a> {
 impl Jobs<'_> {
     /// Takes the lease of a due job for `owner` until `now + lease_millis`: the job of
     /// deployment `only` if given (and due), else the oldest due one. A job is due when
-    /// it is unfinished, its `run_after` has passed and nobody holds a live lease.
+    /// it is unfinished, its `run_after` has passed and nobody holds a live lease. The
+    /// lease is named `OWNER#ATTEMPT` ([`ClaimedJob::lease`]).
     pub async fn claim(
         &self,
         only: Option<i64>,
@@ -79,13 +83,14 @@ impl Jobs<'_> {
             Backend::Sqlite { .. } => "",
         };
         let claim = format!(
-            "UPDATE deploy_jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+            "UPDATE deploy_jobs SET lease_owner = $1 || '#' || CAST(attempts + 1 AS TEXT), \
+             lease_until = $2, attempts = attempts + 1 \
              WHERE deployment_id = (SELECT deployment_id FROM deploy_jobs \
                WHERE finished_at IS NULL AND run_after <= $3 \
                AND (lease_until IS NULL OR lease_until < $3) \
                AND ($4 IS NULL OR deployment_id = $4) \
                ORDER BY run_after, deployment_id LIMIT 1{lock}) \
-             RETURNING deployment_id, attempts"
+             RETURNING deployment_id, attempts, lease_owner"
         );
         with_pool!(self.backend, write, |pool| {
             let mut tx = pool.begin().await?;
@@ -101,6 +106,7 @@ impl Jobs<'_> {
             };
             let id: i64 = row.get("deployment_id");
             let attempts: i64 = row.get("attempts");
+            let lease: String = row.get("lease_owner");
             let Some(order) = deployment_order!(&mut *tx, id) else {
                 return Err(StoreError::Corrupt {
                     table: "deploy_jobs",
@@ -111,12 +117,14 @@ impl Jobs<'_> {
             Ok(Some(ClaimedJob {
                 order,
                 attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+                lease,
             }))
         })
     }
 
-    /// Extends `owner`'s lease to `until`; false when the lease is no longer its own
-    /// (it ran out and another replica took the job, or the job finished).
+    /// Extends `lease` (a [`ClaimedJob::lease`]) to `until`; false when the job is no
+    /// longer held by it (the lease ran out and another claim took the job, or the job
+    /// finished).
     pub async fn heartbeat(
         &self,
         deployment_id: i64,
@@ -138,7 +146,7 @@ impl Jobs<'_> {
     }
 
     /// Gives the job back for another attempt not before `run_after`, recording why
-    /// this one failed; false when `owner` no longer held it.
+    /// this one failed; false when `lease` no longer held it.
     pub async fn release(
         &self,
         deployment_id: i64,
@@ -291,8 +299,9 @@ impl Jobs<'_> {
 }
 
 impl Jobs<'_> {
-    /// Records what a webhook's receiver reported for a deployment; false when a
-    /// report was recorded before (a callback is accepted once).
+    /// Records what a webhook's receiver reported for a deployment still under way;
+    /// false when a report was recorded before (a callback is accepted once) or the
+    /// deployment has finished.
     pub async fn record_callback(
         &self,
         deployment_id: i64,
@@ -301,9 +310,12 @@ impl Jobs<'_> {
         now: i64,
     ) -> Result<bool, StoreError> {
         with_pool!(self.backend, write, |pool| {
+            // Only while the deployment is still under way, in the same statement.
             let done = sqlx::query(
                 "INSERT INTO deployment_callbacks (deployment_id, state, message, reported_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (deployment_id) DO NOTHING",
+                 SELECT $1, $2, $3, $4 WHERE EXISTS \
+                 (SELECT 1 FROM deployments WHERE id = $1 AND state = 'deploying') \
+                 ON CONFLICT (deployment_id) DO NOTHING",
             )
             .bind(deployment_id)
             .bind(if succeeded { "succeeded" } else { "failed" })

@@ -1240,8 +1240,8 @@ impl Promotions<'_> {
         })
     }
 
-    /// Records the outcome of a deployment, and finishes its job, if `owner` still
-    /// holds the job's lease; on success the environment runs its digest. Then starts
+    /// Records the outcome of a deployment, and finishes its job, if `owner` (the
+    /// claim's lease, `store::ClaimedJob::lease`) still holds the job; on success the environment runs its digest. Then starts
     /// the newest approved promotion queued behind it, if any (returned). A deployment
     /// that already finished, or whose lease passed to another replica, is left alone
     /// (`recorded` is false), so a late or retried finish is harmless.
@@ -1270,28 +1270,25 @@ impl Promotions<'_> {
                 .fetch_one(&mut *tx)
                 .await?;
             let deployment = deployment_from_row!(&row)?;
-            let holder: Option<String> = sqlx::query(
-                "SELECT lease_owner FROM deploy_jobs WHERE deployment_id = $1 AND finished_at IS NULL",
+            // The fence: one statement that finishes the job only for the claim holding
+            // it (the row lock it takes keeps a concurrent claim out until commit).
+            let fenced = sqlx::query(
+                "UPDATE deploy_jobs SET finished_at = $2, lease_owner = NULL, lease_until = NULL \
+                 WHERE deployment_id = $1 AND lease_owner = $3 AND finished_at IS NULL",
             )
             .bind(deployment_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .and_then(|row| row.get("lease_owner"));
-            if deployment.state != DeploymentState::Deploying || holder.as_deref() != Some(owner) {
+            .bind(now)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            if deployment.state != DeploymentState::Deploying || fenced.rows_affected() != 1 {
+                // Dropping the transaction undoes the fence's update, if any.
                 return Ok(StoreOutcome::Done(Finished {
                     deployment,
                     next: None,
                     recorded: false,
                 }));
             }
-            sqlx::query(
-                "UPDATE deploy_jobs SET finished_at = $2, lease_owner = NULL, lease_until = NULL \
-                 WHERE deployment_id = $1",
-            )
-            .bind(deployment_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
             let state = if succeeded {
                 DeploymentState::Deployed
             } else {

@@ -53,9 +53,17 @@ async fn a_lease_is_exclusive_until_it_runs_out_and_then_fenced(backend: Backend
         None
     );
     assert!(
-        jobs.heartbeat(first.order.deployment_id, "a", now + 200)
+        jobs.heartbeat(first.order.deployment_id, &first.lease, now + 200)
             .await
             .expect("heartbeat")
+    );
+    assert_eq!(first.lease, "a#1", "each claim holds a lease of its own");
+    assert!(
+        !jobs
+            .heartbeat(first.order.deployment_id, "a", now + 200)
+            .await
+            .expect("heartbeat"),
+        "the owner's name alone holds nothing"
     );
     // The lease runs out (a crashed): the job is due again, for b.
     let later = now + 201;
@@ -69,18 +77,21 @@ async fn a_lease_is_exclusive_until_it_runs_out_and_then_fenced(backend: Backend
     let id = second.order.deployment_id;
     assert!(
         !jobs
-            .heartbeat(id, "a", later + 200)
+            .heartbeat(id, &first.lease, later + 200)
             .await
             .expect("heartbeat"),
         "a lost it"
     );
     assert!(
-        !jobs.release(id, "a", later, "late").await.expect("release"),
+        !jobs
+            .release(id, &first.lease, later, "late")
+            .await
+            .expect("release"),
         "a cannot release it"
     );
     let late = store
         .promotions()
-        .finish_deployment(id, "a", true, Some("late"))
+        .finish_deployment(id, &first.lease, true, Some("late"))
         .await
         .expect("finish");
     let store::StoreOutcome::Done(late) = late else {
@@ -90,7 +101,7 @@ async fn a_lease_is_exclusive_until_it_runs_out_and_then_fenced(backend: Backend
     assert_eq!(late.deployment.state.as_str(), "deploying");
     let done = store
         .promotions()
-        .finish_deployment(id, "b", true, Some("done"))
+        .finish_deployment(id, &second.lease, true, Some("done"))
         .await
         .expect("finish");
     let store::StoreOutcome::Done(done) = done else {
@@ -111,7 +122,7 @@ async fn a_lease_is_exclusive_until_it_runs_out_and_then_fenced(backend: Backend
     );
     let again = store
         .promotions()
-        .finish_deployment(id, "b", false, Some("again"))
+        .finish_deployment(id, &second.lease, false, Some("again"))
         .await
         .expect("finish");
     let store::StoreOutcome::Done(again) = again else {
@@ -135,7 +146,7 @@ async fn a_released_job_waits_for_its_run_after(backend: Backend) {
         .expect("due");
     let id = job.order.deployment_id;
     assert!(
-        jobs.release(id, "a", now + 5_000, "503 from the destination")
+        jobs.release(id, &job.lease, now + 5_000, "503 from the destination")
             .await
             .expect("release")
     );

@@ -347,11 +347,71 @@ async fn the_log_of_an_unknown_deployment_is_not_found_and_bad_pages_are_refused
     assert_eq!(rest["next"], Value::Null);
 }
 
+async fn a_job_whose_replicas_keep_dying_gives_up(backend: Backend) {
+    // The deployment hangs; meanwhile its job looks as if its fourth claim died.
+    let deployer = Scripted::new(0, false, Duration::from_secs(60));
+    let app = app_with(
+        backend,
+        deployer.clone(),
+        JobSettings {
+            wait: Duration::from_millis(300),
+            ..settings()
+        },
+    )
+    .await;
+    let deployment = deploy_once(&app).await;
+    let id = deployment["id"].as_i64().expect("id");
+    assert_eq!(deployment["state"], "deploying");
+    app.database()
+        .execute_raw("UPDATE deploy_jobs SET attempts = 4, lease_owner = 'gone#4', lease_until = 0 WHERE finished_at IS NULL")
+        .await;
+    let mut finished = Value::Null;
+    for _ in 0..100 {
+        finished = self::deployment(&app, id).await;
+        if finished["state"] != "deploying" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(finished["state"], "failed", "{finished}");
+    assert_eq!(
+        finished["message"],
+        "gave up after 4 attempts: the replicas running it stopped before it finished"
+    );
+    assert_eq!(finished["job"]["attempts"], 5);
+    assert_eq!(
+        deployer.calls.load(Ordering::SeqCst),
+        1,
+        "the fifth claim did not deploy"
+    );
+    // The last lines are written just after the outcome.
+    let wanted = |log: &[String]| {
+        log.iter()
+            .any(|l| l == "the job's lease passed to another replica; this attempt records nothing")
+            && log
+                .iter()
+                .any(|l| l.starts_with("failed: gave up after 4 attempts"))
+    };
+    let mut log = log_lines(&app, id).await;
+    for _ in 0..50 {
+        if wanted(&log) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log = log_lines(&app, id).await;
+    }
+    assert!(
+        wanted(&log),
+        "the hung attempt noticed it lost the job, the fifth gave up: {log:#?}"
+    );
+}
+
 both_backends!(
     transient_failures_are_retried_until_the_deployment_succeeds,
     a_job_gives_up_when_its_attempts_run_out,
     a_permanent_failure_is_not_retried,
     an_attempt_past_the_timeout_fails,
     a_job_longer_than_its_lease_is_kept_by_heartbeats_and_run_once,
-    the_log_of_an_unknown_deployment_is_not_found_and_bad_pages_are_refused
+    the_log_of_an_unknown_deployment_is_not_found_and_bad_pages_are_refused,
+    a_job_whose_replicas_keep_dying_gives_up
 );
