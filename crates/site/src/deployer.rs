@@ -24,11 +24,12 @@ use tokio::io::AsyncWriteExt;
 
 use crate::artifact::{SiteLayer, read_site_manifest};
 use crate::check::ArchiveLimits;
+use crate::check::{CheckedFile, check};
 use crate::destination::{Destination, S3Settings, SyncError};
 use crate::headers::DEFAULT_CACHE_CONTROL;
 use crate::invalidate::{InvalidationRequest, invalidate};
 use crate::sync::{DeployedRecord, SyncOptions};
-use crate::unpack::unpack;
+use crate::unpack::extract_files;
 
 /// What the `static-site` target needs from the server's configuration
 /// (`[deploy.static_site]`).
@@ -124,15 +125,17 @@ impl StaticSiteDeployer {
 
         let staging = work.join("site");
         let limits = self.settings.limits;
+        // The whole archive is checked before anything of it is written; then only
+        // the files the destination lacks are extracted (see `sync_prepared`).
         let unpacked = {
-            let (archive, staging) = (archive.clone(), staging.clone());
-            tokio::task::spawn_blocking(move || unpack(&archive, &staging, &limits))
+            let archive = archive.clone();
+            tokio::task::spawn_blocking(move || check(&archive, &limits))
                 .await
-                .map_err(|e| DeployError::Transient(format!("unpacking stopped: {e}")))?
+                .map_err(|e| DeployError::Transient(format!("checking stopped: {e}")))?
                 .map_err(|e| DeployError::Failed(format!("the site archive is refused: {e}")))?
         };
         job.log.line(format!(
-            "checked and unpacked {} files ({} bytes)",
+            "checked {} files ({} bytes)",
             unpacked.files.len(),
             unpacked.expanded_bytes
         ));
@@ -146,8 +149,23 @@ impl StaticSiteDeployer {
         };
         job.log
             .line(format!("syncing to {}", destination.description()));
+        let extract = |needed: Vec<CheckedFile>| {
+            let (archive, staging) = (archive.clone(), staging.clone());
+            job.log.line(format!(
+                "extracting the {} files the destination lacks",
+                needed.len()
+            ));
+            async move {
+                tokio::task::spawn_blocking(move || extract_files(&archive, &staging, &needed))
+                    .await
+                    .map_err(|e| SyncError::Configuration(format!("extracting stopped: {e}")))?
+                    .map_err(|e| {
+                        SyncError::Configuration(format!("the site archive is refused: {e}"))
+                    })
+            }
+        };
         let report = destination
-            .sync(&staging, &unpacked.files, &options)
+            .sync_prepared(&staging, &unpacked.files, &options, extract)
             .await
             .map_err(sync_error)?;
         job.log.line(format!(

@@ -42,4 +42,4 @@ pub use sync::{
     DEPLOYED_RECORD, DeployedRecord, FILES_RECORD, FilesRecord, RecordedFile, SyncOptions,
     SyncReport,
 };
-pub use unpack::{UnpackedSite, unpack};
+pub use unpack::{UnpackedSite, extract_files, unpack};

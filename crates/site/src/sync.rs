@@ -119,6 +119,25 @@ impl Destination {
         files: &[CheckedFile],
         options: &SyncOptions,
     ) -> Result<SyncReport, SyncError> {
+        self.sync_prepared(staged, files, options, |_| async { Ok(()) })
+            .await
+    }
+
+    /// [`Destination::sync`], where `staged` holds only what `prepare` puts there:
+    /// once the files to upload are known (those not already in place), `prepare` is
+    /// given them and must make each available under `staged` before uploads start —
+    /// so a deployment that changes one file of thousands extracts one file.
+    pub async fn sync_prepared<F, Fut>(
+        &self,
+        staged: &Path,
+        files: &[CheckedFile],
+        options: &SyncOptions,
+        prepare: F,
+    ) -> Result<SyncReport, SyncError>
+    where
+        F: FnOnce(Vec<CheckedFile>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), SyncError>>,
+    {
         let concurrency = options.concurrency.max(1);
         let previous_bytes = self.read_record(FILES_RECORD).await?;
         let previous: FilesRecord = previous_bytes
@@ -181,6 +200,14 @@ impl Destination {
                 assets.push(index);
             }
         }
+        prepare(
+            assets
+                .iter()
+                .chain(&pages)
+                .map(|&index| planned[index].file.clone())
+                .collect(),
+        )
+        .await?;
         // Assets before the pages that reference them.
         for phase in [assets, pages] {
             report.uploaded += phase.len();

@@ -48,6 +48,19 @@ pub fn unpack(
     })
 }
 
+/// Extracts `files` — entries of an archive that passed [`check`], with the sizes and
+/// digests the check found — into `staging`, creating it if needed; each file is
+/// written new and verified again while it is written. For syncs that need only the
+/// files that changed.
+pub fn extract_files(
+    archive: &Path,
+    staging: &Path,
+    files: &[CheckedFile],
+) -> Result<(), ArchiveError> {
+    std::fs::create_dir_all(staging)?;
+    extract(archive, staging, &[], files)
+}
+
 fn extract(
     archive: &Path,
     staging: &Path,

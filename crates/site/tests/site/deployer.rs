@@ -242,7 +242,8 @@ async fn a_site_is_deployed_to_a_directory_and_a_rerun_changes_nothing() {
         );
     };
     expect_line("fetched the site archive");
-    expect_line("checked and unpacked 3 files");
+    expect_line("checked 3 files");
+    expect_line("extracting the 3 files the destination lacks");
     expect_line("3 uploaded, 0 unchanged, 0 deleted");
     expect_line("invalidated /*");
     expect_line("recorded sha256:");
@@ -282,6 +283,11 @@ async fn a_site_is_deployed_to_a_directory_and_a_rerun_changes_nothing() {
         log.iter()
             .any(|l| l.contains("already names this deployment")),
         "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l == "extracting the 0 files the destination lacks"),
+        "a re-run extracts nothing: {log:#?}"
     );
     assert_eq!(
         std::fs::read_to_string(&hook_log)
