@@ -179,6 +179,7 @@ impl Engine {
                     drop(slot);
                 });
             }
+            self.take_over_follow_ups().await;
             let pause = self.until_next_due().await;
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
@@ -401,15 +402,87 @@ impl Engine {
         if let Some(next) = finished.next {
             // Runs on its own: this chain does not wait for promotions queued behind it.
             drop(self.start(next.deployment_id));
-        } else if !succeeded && order.reason != domain::promotion::DeploymentReason::Rollback {
-            // A newer promotion queued behind it takes precedence over going back.
-            self.auto_rollback(order, message).await;
         }
-        if succeeded && finished.deployment.reason == domain::promotion::DeploymentReason::Promotion
-        {
-            self.auto_next(order).await?;
-        }
+        self.follow_up(order, succeeded, message, None).await;
         Ok(())
+    }
+
+    /// What a finished deployment leads to: after a failure, the auto-rollback (unless
+    /// something newer was deployed there since, such as the promotion queued behind
+    /// it); after a successful promotion, the auto-promotion into the next stage
+    /// (unless that happened already). Both are idempotent, so the follow-up can be
+    /// run again by another replica when the one that finished the deployment died
+    /// before it was done; it is marked done only when it succeeded.
+    async fn follow_up(
+        &self,
+        order: &DeploymentOrder,
+        succeeded: bool,
+        message: &str,
+        lease: Option<&str>,
+    ) {
+        let id = order.deployment_id;
+        let outcome: Result<(), crate::EngineError> = async {
+            use domain::promotion::DeploymentReason;
+            if !succeeded
+                && order.reason != DeploymentReason::Rollback
+                && !self
+                    .store
+                    .jobs()
+                    .newer_deployment(&order.application, &order.environment, id)
+                    .await?
+            {
+                self.auto_rollback(order, message).await?;
+            }
+            if succeeded && order.reason == DeploymentReason::Promotion {
+                self.auto_next(order).await?;
+            }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                if let Err(error) = self.store.jobs().follow_up_done(id, lease).await {
+                    tracing::warn!(deployment = id, %error, "marking a follow-up done failed");
+                }
+            }
+            // Left due: a worker tries again once the grace period has passed.
+            Err(error) => {
+                tracing::warn!(deployment = id, %error, "what the deployment leads to did not happen; it will be retried")
+            }
+        }
+    }
+
+    /// Runs the follow-ups that replicas which died after finishing a deployment left.
+    async fn take_over_follow_ups(&self) {
+        let lease = millis(self.jobs.settings.lease);
+        loop {
+            match self
+                .store
+                .jobs()
+                .claim_follow_up(&self.jobs.owner, store::now_millis(), lease)
+                .await
+            {
+                Ok(Some(claimed)) => {
+                    tracing::info!(
+                        deployment = claimed.order.deployment_id,
+                        "taking over what a finished deployment leads to"
+                    );
+                    let message = claimed.message.unwrap_or_default();
+                    self.follow_up(
+                        &claimed.order,
+                        claimed.succeeded,
+                        &message,
+                        Some(&claimed.lease),
+                    )
+                    .await;
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "claiming a follow-up failed");
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -786,8 +786,12 @@ impl Engine {
     /// After a failed deployment into an environment declared `auto_rollback: true`,
     /// deploys again what ran there before (and holds the environment, as every
     /// rollback does). A failed rollback is never rolled back.
-    async fn auto_rollback(&self, failed: &DeploymentOrder, message: &str) {
-        let outcome: Result<(), EngineError> = async {
+    async fn auto_rollback(
+        &self,
+        failed: &DeploymentOrder,
+        message: &str,
+    ) -> Result<(), EngineError> {
+        {
             let loaded = self.load(&failed.application).await?;
             let environment = EnvName::parse(&failed.environment)
                 .map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -840,14 +844,6 @@ impl Engine {
                 .await?;
             self.start_and_wait(order.deployment_id).await;
             Ok(())
-        }
-        .await;
-        if let Err(error) = outcome {
-            tracing::warn!(
-                deployment = failed.deployment_id,
-                %error,
-                "the automatic rollback did not happen"
-            );
         }
     }
 
@@ -991,6 +987,27 @@ impl Engine {
         let Some(next) = stages.get(index + 1).filter(|stage| stage.auto) else {
             return Ok(());
         };
+        // Done already (this follow-up ran before a crash), or someone promoted it.
+        let finished_at = self
+            .store
+            .promotions()
+            .deployment(order.deployment_id)
+            .await?
+            .and_then(|deployment| deployment.finished_at)
+            .unwrap_or(0);
+        if self
+            .store
+            .jobs()
+            .promoted_since(
+                &order.application,
+                next.environment.as_str(),
+                &order.digest,
+                finished_at,
+            )
+            .await?
+        {
+            return Ok(());
+        }
         let digest = Digest::parse(&order.digest)
             .map_err(|e| EngineError::Corrupt(format!("deployment digest: {e}")))?;
         let environment = next.environment.to_string();

@@ -16,6 +16,20 @@ use domain::promotion::{DeploymentReason, DeploymentState};
 use crate::promotions::deployment_order;
 use crate::{Backend, Deployment, DeploymentOrder, StoreError, with_pool};
 
+/// How long after a deployment finished its follow-up (auto-rollback, auto-promotion)
+/// is left to the replica that finished it before any replica may take it over.
+pub const FOLLOW_UP_GRACE_MILLIS: i64 = 30_000;
+
+/// A finished deployment whose follow-up this replica now holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedFollowUp {
+    pub order: DeploymentOrder,
+    pub succeeded: bool,
+    pub message: Option<String>,
+    /// The lease held, for [`Jobs::follow_up_done`].
+    pub lease: String,
+}
+
 /// At most this many lines are kept per deployment; later ones are dropped.
 pub const MAX_LOG_LINES: i64 = 5_000;
 /// Lines are cut to this many bytes.
@@ -349,6 +363,122 @@ impl Jobs<'_> {
 }
 
 impl Jobs<'_> {
+    /// Takes the lease on the follow-up of a finished deployment whose finishing
+    /// replica did not get to it (it is due and no live lease holds it).
+    pub async fn claim_follow_up(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_millis: i64,
+    ) -> Result<Option<ClaimedFollowUp>, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite { .. } => "",
+        };
+        let claim = format!(
+            "UPDATE deploy_jobs SET lease_owner = $1 || '#follow-up', lease_until = $2 \
+             WHERE deployment_id = (SELECT deployment_id FROM deploy_jobs \
+               WHERE finished_at IS NOT NULL AND followup_due IS NOT NULL AND followup_due <= $3 \
+               AND (lease_until IS NULL OR lease_until < $3) \
+               ORDER BY followup_due, deployment_id LIMIT 1{lock}) \
+             RETURNING deployment_id, lease_owner"
+        );
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let Some(row) = sqlx::query(sqlx::AssertSqlSafe(claim.as_str()))
+                .bind(owner)
+                .bind(now + lease_millis)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let id: i64 = row.get("deployment_id");
+            let lease: String = row.get("lease_owner");
+            let outcome = sqlx::query("SELECT state, message FROM deployments WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let state: String = outcome.get("state");
+            let message: Option<String> = outcome.get("message");
+            let Some(order) = deployment_order!(&mut *tx, id) else {
+                return Err(StoreError::Corrupt {
+                    table: "deploy_jobs",
+                    detail: format!("job {id} has no deployment"),
+                });
+            };
+            tx.commit().await?;
+            Ok(Some(ClaimedFollowUp {
+                order,
+                succeeded: state == "deployed",
+                message,
+                lease,
+            }))
+        })
+    }
+
+    /// Marks the follow-up of deployment `id` done (by whoever holds `lease`, or by
+    /// the finishing replica, which holds none: `None`).
+    pub async fn follow_up_done(&self, id: i64, lease: Option<&str>) -> Result<(), StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            sqlx::query(
+                "UPDATE deploy_jobs SET followup_due = NULL, lease_owner = NULL, lease_until = NULL \
+                 WHERE deployment_id = $1 AND finished_at IS NOT NULL \
+                 AND (lease_owner = $2 OR ($2 IS NULL AND lease_owner IS NULL))",
+            )
+            .bind(id)
+            .bind(lease)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Whether the environment had a deployment after deployment `id`.
+    pub async fn newer_deployment(
+        &self,
+        application: &str,
+        environment: &str,
+        id: i64,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT 1 AS one FROM deployments WHERE application = $1 AND environment = $2 \
+                 AND id > $3 LIMIT 1",
+            )
+            .bind(application)
+            .bind(environment)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.is_some())
+        })
+    }
+
+    /// Whether `digest` was requested into the environment at or after `since`.
+    pub async fn promoted_since(
+        &self,
+        application: &str,
+        environment: &str,
+        digest: &str,
+        since: i64,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT 1 AS one FROM promotions WHERE application = $1 AND environment = $2 \
+                 AND digest = $3 AND created_at >= $4 LIMIT 1",
+            )
+            .bind(application)
+            .bind(environment)
+            .bind(digest)
+            .bind(since)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.is_some())
+        })
+    }
+
     /// Takes or renews the lease on the work called `name` for `owner` until `until`,
     /// unless another owner holds it unexpired at `now`; whether `owner` holds it now.
     pub async fn lead(

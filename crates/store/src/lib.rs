@@ -31,7 +31,10 @@ pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
 pub use domain::RoleGrant;
 pub use error::StoreError;
 pub use evidence::{Build, CheckReport, Evidence, EvidenceOutcome, NewCheck, Provenance};
-pub use jobs::{ClaimedJob, JobCounts, JobState, Jobs, LogLine, MAX_LOG_LINE_BYTES, MAX_LOG_LINES};
+pub use jobs::{
+    ClaimedFollowUp, ClaimedJob, FOLLOW_UP_GRACE_MILLIS, JobCounts, JobState, Jobs, LogLine,
+    MAX_LOG_LINE_BYTES, MAX_LOG_LINES,
+};
 pub use manifests::{
     DeleteManifestOutcome, DeleteTagOutcome, ManifestChild, ManifestRecord, Manifests, NewManifest,
     PutManifestOutcome, Referrer, TagPolicy,

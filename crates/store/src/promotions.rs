@@ -1273,12 +1273,13 @@ impl Promotions<'_> {
             // The fence: one statement that finishes the job only for the claim holding
             // it (the row lock it takes keeps a concurrent claim out until commit).
             let fenced = sqlx::query(
-                "UPDATE deploy_jobs SET finished_at = $2, lease_owner = NULL, lease_until = NULL \
-                 WHERE deployment_id = $1 AND lease_owner = $3 AND finished_at IS NULL",
+                "UPDATE deploy_jobs SET finished_at = $2, lease_owner = NULL, lease_until = NULL, \
+                 followup_due = $4 WHERE deployment_id = $1 AND lease_owner = $3 AND finished_at IS NULL",
             )
             .bind(deployment_id)
             .bind(now)
             .bind(owner)
+            .bind(now + crate::jobs::FOLLOW_UP_GRACE_MILLIS)
             .execute(&mut *tx)
             .await?;
             if deployment.state != DeploymentState::Deploying || fenced.rows_affected() != 1 {

@@ -64,7 +64,8 @@ impl Deployer for Scripted {
 
 fn settings() -> JobSettings {
     JobSettings {
-        lease: Duration::from_millis(600),
+        // Long enough that a busy machine's late heartbeat does not lose it.
+        lease: Duration::from_secs(2),
         max_attempts: 4,
         retry_base: Duration::from_millis(100),
         retry_max: Duration::from_millis(400),
@@ -267,11 +268,11 @@ async fn an_attempt_past_the_timeout_fails(backend: Backend) {
 }
 
 async fn a_job_longer_than_its_lease_is_kept_by_heartbeats_and_run_once(backend: Backend) {
-    // A deployment five times as long as the lease, with a second replica's worker
+    // A deployment three times as long as the lease, with a second replica's worker
     // watching the same store for jobs whose lease ran out.
-    let deployer = Scripted::new(0, false, Duration::from_millis(1_500));
+    let deployer = Scripted::new(0, false, Duration::from_millis(3_000));
     let lease = JobSettings {
-        lease: Duration::from_millis(300),
+        lease: Duration::from_secs(1),
         ..settings()
     };
     let app = app_with(backend, deployer.clone(), lease.clone()).await;
@@ -362,6 +363,18 @@ async fn a_job_whose_replicas_keep_dying_gives_up(backend: Backend) {
     let deployment = deploy_once(&app).await;
     let id = deployment["id"].as_i64().expect("id");
     assert_eq!(deployment["state"], "deploying");
+    // Its first attempt is under way (on a busy machine the claim may come late).
+    for _ in 0..100 {
+        if deployer.calls.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        deployer.calls.load(Ordering::SeqCst),
+        1,
+        "the first attempt started"
+    );
     app.database()
         .execute_raw("UPDATE deploy_jobs SET attempts = 4, lease_owner = 'gone#4', lease_until = 0 WHERE finished_at IS NULL")
         .await;
@@ -406,6 +419,78 @@ async fn a_job_whose_replicas_keep_dying_gives_up(backend: Backend) {
     );
 }
 
+async fn staging_deployments(app: &TestApp) -> Vec<Value> {
+    app.admin(
+        Method::GET,
+        "/api/v1/apps/web/history?environment=staging",
+        &[],
+        axum::body::Body::empty(),
+    )
+    .await
+    .json()["deployments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn what_a_dead_replica_left_after_finishing_is_taken_over_once(backend: Backend) {
+    let app = app_with(backend, Scripted::new(0, false, Duration::ZERO), settings()).await;
+    let yaml = "kind: Pipeline\nname: web\nstages:\n  - name: dev\n  - name: staging\n    auto: true\n---\n\
+kind: Application\nname: web\ntype: container\nrepository: acme/web\npipeline: web\n\
+environments:\n  dev:\n    target:\n      record: {}\n  staging:\n    target:\n      record: {}\n";
+    assert_status(
+        &app.admin(
+            Method::POST,
+            "/api/v1/apply",
+            &[("content-type", "application/yaml")],
+            yaml,
+        )
+        .await,
+        StatusCode::OK,
+    );
+    let digest = push_image(&app, "acme/web", "v1", "follow-up")
+        .await
+        .manifest
+        .digest;
+    // A replica finished deploying the digest to dev and died before promoting it into
+    // the auto stage after it: the job is finished, its follow-up due.
+    let finished: &'static str = Box::leak(
+        format!(
+            "INSERT INTO deployments (application, environment, digest, reason, state, target, requested_by, started_at, finished_at) \
+             VALUES ('web', 'dev', '{digest}', 'promotion', 'deployed', 'record', 'admin', 1, 1)"
+        )
+        .into_boxed_str(),
+    );
+    app.database().execute_raw(finished).await;
+    app.database()
+        .execute_raw("INSERT INTO deploy_jobs (deployment_id, run_after, attempts, finished_at, followup_due) SELECT id, 0, 1, 1, 0 FROM deployments")
+        .await;
+    let mut staging = Vec::new();
+    for _ in 0..100 {
+        staging = staging_deployments(&app).await;
+        if staging.iter().any(|d| d["state"] == "deployed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        staging.len(),
+        1,
+        "auto-promoted into staging once: {staging:?}"
+    );
+    assert_eq!(staging[0]["digest"], digest.as_str());
+    assert_eq!(staging[0]["state"], "deployed");
+    // Taken over again (as if the taking replica died before marking it done): the
+    // auto-promotion happened already, so nothing more happens.
+    app.database().execute_raw("UPDATE deploy_jobs SET followup_due = 0, lease_owner = NULL, lease_until = NULL WHERE finished_at IS NOT NULL").await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        staging_deployments(&app).await.len(),
+        1,
+        "not promoted twice"
+    );
+}
+
 both_backends!(
     transient_failures_are_retried_until_the_deployment_succeeds,
     a_job_gives_up_when_its_attempts_run_out,
@@ -413,5 +498,6 @@ both_backends!(
     an_attempt_past_the_timeout_fails,
     a_job_longer_than_its_lease_is_kept_by_heartbeats_and_run_once,
     the_log_of_an_unknown_deployment_is_not_found_and_bad_pages_are_refused,
-    a_job_whose_replicas_keep_dying_gives_up
+    a_job_whose_replicas_keep_dying_gives_up,
+    what_a_dead_replica_left_after_finishing_is_taken_over_once
 );

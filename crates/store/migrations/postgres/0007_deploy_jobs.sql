@@ -2,7 +2,8 @@
 -- with a lease, keeps alive with heartbeats, retries after transient failures (not
 -- before run_after) and finishes in the same transaction as the deployment. A lease
 -- that runs out (its replica crashed) lets another replica, or the same one after a
--- restart, pick the job up again.
+-- restart, pick the job up again. The same lease guards the follow-up of a finished
+-- job.
 CREATE TABLE deploy_jobs (
     deployment_id  BIGINT PRIMARY KEY REFERENCES deployments (id),
     attempts       BIGINT NOT NULL DEFAULT 0,
@@ -10,7 +11,10 @@ CREATE TABLE deploy_jobs (
     lease_owner    TEXT,
     lease_until    BIGINT,
     last_error     TEXT,
-    finished_at    BIGINT
+    finished_at    BIGINT,
+    -- What the outcome leads to (an auto-rollback, an auto-promotion) is still to be
+    -- started, by the finishing replica or, from this time on, by any replica.
+    followup_due   BIGINT
 );
 CREATE INDEX deploy_jobs_due ON deploy_jobs (finished_at, run_after);
 
