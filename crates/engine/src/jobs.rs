@@ -306,8 +306,10 @@ impl Engine {
         log: &DeployLog,
     ) -> Attempt {
         let settings = &self.jobs.settings;
-        let limit = self.job_timeout(order).await;
-        let work = tokio::time::timeout(limit, self.deploy(order, attempt, log));
+        // Read once: the timeout and the deployment both follow the declaration.
+        let loaded = self.load(&order.application).await;
+        let limit = self.job_timeout(order, loaded.as_ref().ok());
+        let work = tokio::time::timeout(limit, self.deploy(order, loaded, attempt, log));
         tokio::pin!(work);
         let mut beat = tokio::time::interval(settings.lease / 3);
         beat.tick().await;
@@ -345,9 +347,9 @@ impl Engine {
 
     /// The time one attempt may take: the settings', or a target's own timeout plus a
     /// minute when that is longer.
-    async fn job_timeout(&self, order: &DeploymentOrder) -> Duration {
+    fn job_timeout(&self, order: &DeploymentOrder, loaded: Option<&crate::Loaded>) -> Duration {
         let default = self.jobs.settings.timeout;
-        let Ok(loaded) = self.load(&order.application).await else {
+        let Some(loaded) = loaded else {
             return default;
         };
         let own = loaded

@@ -882,11 +882,14 @@ impl Engine {
 
     /// One attempt at a deployment: links a release tier's artifact, hands the order to
     /// the target's deployer, then runs the environment's health check.
-    async fn deploy(&self, order: &DeploymentOrder, attempt: u32, log: &DeployLog) -> DeployResult {
-        let loaded = self
-            .load(&order.application)
-            .await
-            .map_err(|e| DeployError::Transient(e.to_string()))?;
+    async fn deploy(
+        &self,
+        order: &DeploymentOrder,
+        loaded: Result<Loaded, EngineError>,
+        attempt: u32,
+        log: &DeployLog,
+    ) -> DeployResult {
+        let loaded = loaded.map_err(|e| DeployError::Transient(e.to_string()))?;
         let environment = EnvName::parse(&order.environment).map_err(|e| e.to_string())?;
         let Some(spec) = loaded.application.environments.get(&environment) else {
             return Err(DeployError::Failed(format!(

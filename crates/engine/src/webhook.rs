@@ -92,6 +92,15 @@ impl Callbacks {
         .is_ok())
     }
 
+    /// The report on deployment `id`, if one arrived: whether it succeeded, its message.
+    async fn report(&self, id: i64) -> Result<Option<(bool, Option<String>)>, DeployError> {
+        self.store
+            .jobs()
+            .callback(id)
+            .await
+            .map_err(|e| DeployError::Transient(e.to_string()))
+    }
+
     /// Records a report and wakes the deployers waiting here; false if one was
     /// recorded before.
     pub async fn record(
@@ -159,15 +168,7 @@ impl WebhookDeployer {
             ));
         };
         let id = job.order.deployment_id;
-        let transient = |e: store::StoreError| DeployError::Transient(e.to_string());
-        if let Some((succeeded, message)) = self
-            .callbacks
-            .store
-            .jobs()
-            .callback(id)
-            .await
-            .map_err(transient)?
-        {
+        if let Some((succeeded, message)) = self.callbacks.report(id).await? {
             job.log
                 .line("the receiver had reported already; not delivering again");
             return WebhookDeployer::outcome(succeeded, message);
@@ -223,14 +224,7 @@ impl WebhookDeployer {
         let deadline = Instant::now() + target.timeout;
         loop {
             let arrived = self.callbacks.arrived.notified();
-            if let Some((succeeded, message)) = self
-                .callbacks
-                .store
-                .jobs()
-                .callback(id)
-                .await
-                .map_err(transient)?
-            {
+            if let Some((succeeded, message)) = self.callbacks.report(id).await? {
                 job.log.line(format!(
                     "callback: {}{}",
                     if succeeded { "succeeded" } else { "failed" },

@@ -49,8 +49,7 @@ pub(crate) fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     // The person running the CLI names both registries: no address is off limits.
-    let policy = outbound::Policy::parse(&["0.0.0.0/0".to_owned(), "::/0".to_owned()])
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy = outbound::Policy::unrestricted();
     let mut options = CopyOptions::new(Arc::new(policy));
     options.source.credentials = credentials(args.source_credentials.as_deref(), "--src-creds")?;
     options.source.plain_http = args.source_plain_http;

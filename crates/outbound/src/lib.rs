@@ -147,6 +147,16 @@ impl Policy {
         Policy { allow }
     }
 
+    /// A policy refusing nothing: for a command-line client, where the person running
+    /// it names the addresses (the guard protects servers from their users' URLs).
+    pub fn unrestricted() -> Policy {
+        let everything = ["0.0.0.0/0", "::/0"]
+            .into_iter()
+            .filter_map(|network| Network::parse(network).ok())
+            .collect();
+        Policy::new(everything)
+    }
+
     /// Reads `allow` as written in configuration.
     pub fn parse(allow: &[String]) -> Result<Policy, InvalidNetwork> {
         allow
@@ -225,6 +235,22 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("an address")
+    }
+
+    #[test]
+    fn the_unrestricted_policy_refuses_nothing() {
+        let policy = Policy::unrestricted();
+        for ip in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "10.0.0.1",
+            "::1",
+            "fd00::1",
+            "8.8.8.8",
+        ] {
+            let ip: IpAddr = ip.parse().expect("an address");
+            assert_eq!(policy.check(ip), Ok(()), "{ip}");
+        }
     }
 
     #[test]

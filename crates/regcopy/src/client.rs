@@ -18,7 +18,7 @@ use url::Url;
 use crate::CopyError;
 use crate::auth::{AuthState, Challenge, Credentials, Scheme};
 use crate::manifest::{ACCEPTED_MEDIA_TYPES, MAX_MANIFEST_BYTES, Manifest};
-use crate::reference::{ManifestReference, registry_is_host};
+use crate::reference::ManifestReference;
 
 /// How many redirects a blob download follows (registries send blobs to storage).
 const MAX_REDIRECTS: usize = 5;
@@ -131,7 +131,7 @@ impl RegistryClient {
         endpoint: RegistryEndpoint,
         options: &ClientOptions,
     ) -> Result<RegistryClient, CopyError> {
-        if !registry_is_host(&endpoint.registry) {
+        if !resources::is_registry_host(&endpoint.registry) {
             return Err(CopyError::Invalid(format!(
                 "`{}` is not a registry host (HOST[:PORT])",
                 endpoint.registry

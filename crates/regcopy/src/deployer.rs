@@ -128,7 +128,7 @@ impl RegistryCopyDeployer {
                 registry: registry.clone(),
                 message,
             };
-            if !crate::reference::registry_is_host(&registry) {
+            if !resources::is_registry_host(&registry) {
                 return Err(invalid("is not a registry host (HOST[:PORT])".to_owned()));
             }
             let password = access

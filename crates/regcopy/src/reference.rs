@@ -44,7 +44,7 @@ impl ImageReference {
         let (registry, path) = rest
             .split_once('/')
             .ok_or_else(|| invalid("no registry host"))?;
-        if !registry_is_host(registry) {
+        if !resources::is_registry_host(registry) {
             return Err(invalid("the first component is not a registry host"));
         }
         let (name, reference) = match path.split_once('@') {
@@ -79,7 +79,7 @@ impl ImageReference {
         repository: RepoName,
         reference: Option<ManifestReference>,
     ) -> Result<ImageReference, CopyError> {
-        if !registry_is_host(registry) {
+        if !resources::is_registry_host(registry) {
             return Err(CopyError::Invalid(format!(
                 "`{registry}` is not a registry host (HOST[:PORT])"
             )));
@@ -115,11 +115,6 @@ impl fmt::Display for ImageReference {
             None => Ok(()),
         }
     }
-}
-
-/// `host[:port]` naming a registry (the rule destinations are declared with).
-pub(crate) fn registry_is_host(registry: &str) -> bool {
-    resources::is_registry_host(registry)
 }
 
 #[cfg(test)]

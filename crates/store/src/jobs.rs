@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use domain::promotion::{DeploymentReason, DeploymentState};
 
-use crate::promotions::deployment_order;
+use crate::promotions::{DEPLOYMENT_COLUMNS, deployment_from_row};
 use crate::{Backend, Deployment, DeploymentOrder, StoreError, with_pool};
 
 /// How long after a deployment finished its follow-up (auto-rollback, auto-promotion)
@@ -28,6 +28,18 @@ pub struct ClaimedFollowUp {
     pub message: Option<String>,
     /// The lease held, for [`Jobs::follow_up_done`].
     pub lease: String,
+}
+
+/// What [`Jobs::take_lease`] claims: SQL fragments over `$1` (the owner) and `$3` (now).
+struct LeaseQuery {
+    /// What `lease_owner` is set to.
+    lease_name: &'static str,
+    /// Further assignments (`, attempts = attempts + 1`).
+    extra: &'static str,
+    /// Which jobs may be taken.
+    due: &'static str,
+    /// Which goes first.
+    order: &'static str,
 }
 
 /// At most this many lines are kept per deployment; later ones are dropped.
@@ -92,20 +104,58 @@ impl Jobs<'_> {
         now: i64,
         lease_millis: i64,
     ) -> Result<Option<ClaimedJob>, StoreError> {
+        let claimed = self
+            .take_lease(
+                &LeaseQuery {
+                    lease_name: "$1 || '#' || CAST(attempts + 1 AS TEXT)",
+                    extra: ", attempts = attempts + 1",
+                    due: "finished_at IS NULL AND run_after <= $3",
+                    order: "run_after",
+                },
+                only,
+                owner,
+                now,
+                lease_millis,
+            )
+            .await?;
+        Ok(claimed.map(|(deployment, attempts, lease)| ClaimedJob {
+            order: DeploymentOrder::from(deployment),
+            attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+            lease,
+        }))
+    }
+
+    /// Sets the lease of the first job by `query.order` matching `query.due` that no
+    /// live lease holds — deployment `only`'s if given — in one statement: on
+    /// PostgreSQL the candidate row is locked `FOR UPDATE SKIP LOCKED`, SQLite's single
+    /// writer serializes it. The job's deployment, attempts and lease.
+    async fn take_lease(
+        &self,
+        query: &LeaseQuery,
+        only: Option<i64>,
+        owner: &str,
+        now: i64,
+        lease_millis: i64,
+    ) -> Result<Option<(Deployment, i64, String)>, StoreError> {
         let lock = match self.backend {
             Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite { .. } => "",
         };
+        let LeaseQuery {
+            lease_name,
+            extra,
+            due,
+            order,
+        } = query;
         let claim = format!(
-            "UPDATE deploy_jobs SET lease_owner = $1 || '#' || CAST(attempts + 1 AS TEXT), \
-             lease_until = $2, attempts = attempts + 1 \
+            "UPDATE deploy_jobs SET lease_owner = {lease_name}, lease_until = $2{extra} \
              WHERE deployment_id = (SELECT deployment_id FROM deploy_jobs \
-               WHERE finished_at IS NULL AND run_after <= $3 \
-               AND (lease_until IS NULL OR lease_until < $3) \
+               WHERE {due} AND (lease_until IS NULL OR lease_until < $3) \
                AND ($4 IS NULL OR deployment_id = $4) \
-               ORDER BY run_after, deployment_id LIMIT 1{lock}) \
+               ORDER BY {order}, deployment_id LIMIT 1{lock}) \
              RETURNING deployment_id, attempts, lease_owner"
         );
+        let select = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1");
         with_pool!(self.backend, write, |pool| {
             let mut tx = pool.begin().await?;
             let Some(row) = sqlx::query(sqlx::AssertSqlSafe(claim.as_str()))
@@ -119,20 +169,23 @@ impl Jobs<'_> {
                 return Ok(None);
             };
             let id: i64 = row.get("deployment_id");
-            let attempts: i64 = row.get("attempts");
-            let lease: String = row.get("lease_owner");
-            let Some(order) = deployment_order!(&mut *tx, id) else {
+            let Some(deployment) = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
                 return Err(StoreError::Corrupt {
                     table: "deploy_jobs",
                     detail: format!("job {id} has no deployment"),
                 });
             };
+            let deployment = deployment_from_row!(&deployment)?;
             tx.commit().await?;
-            Ok(Some(ClaimedJob {
-                order,
-                attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
-                lease,
-            }))
+            Ok(Some((
+                deployment,
+                row.get("attempts"),
+                row.get("lease_owner"),
+            )))
         })
     }
 
@@ -371,51 +424,26 @@ impl Jobs<'_> {
         now: i64,
         lease_millis: i64,
     ) -> Result<Option<ClaimedFollowUp>, StoreError> {
-        let lock = match self.backend {
-            Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite { .. } => "",
-        };
-        let claim = format!(
-            "UPDATE deploy_jobs SET lease_owner = $1 || '#follow-up', lease_until = $2 \
-             WHERE deployment_id = (SELECT deployment_id FROM deploy_jobs \
-               WHERE finished_at IS NOT NULL AND followup_due IS NOT NULL AND followup_due <= $3 \
-               AND (lease_until IS NULL OR lease_until < $3) \
-               ORDER BY followup_due, deployment_id LIMIT 1{lock}) \
-             RETURNING deployment_id, lease_owner"
-        );
-        with_pool!(self.backend, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let Some(row) = sqlx::query(sqlx::AssertSqlSafe(claim.as_str()))
-                .bind(owner)
-                .bind(now + lease_millis)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?
-            else {
-                return Ok(None);
-            };
-            let id: i64 = row.get("deployment_id");
-            let lease: String = row.get("lease_owner");
-            let outcome = sqlx::query("SELECT state, message FROM deployments WHERE id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let state: String = outcome.get("state");
-            let message: Option<String> = outcome.get("message");
-            let Some(order) = deployment_order!(&mut *tx, id) else {
-                return Err(StoreError::Corrupt {
-                    table: "deploy_jobs",
-                    detail: format!("job {id} has no deployment"),
-                });
-            };
-            tx.commit().await?;
-            Ok(Some(ClaimedFollowUp {
-                order,
-                succeeded: state == "deployed",
-                message,
-                lease,
-            }))
-        })
+        let claimed = self
+            .take_lease(
+                &LeaseQuery {
+                    lease_name: "$1 || '#follow-up'",
+                    extra: "",
+                    due: "finished_at IS NOT NULL AND followup_due IS NOT NULL AND followup_due <= $3",
+                    order: "followup_due",
+                },
+                None,
+                owner,
+                now,
+                lease_millis,
+            )
+            .await?;
+        Ok(claimed.map(|(deployment, _, lease)| ClaimedFollowUp {
+            succeeded: deployment.state == DeploymentState::Deployed,
+            message: deployment.message.clone(),
+            order: DeploymentOrder::from(deployment),
+            lease,
+        }))
     }
 
     /// Marks the follow-up of deployment `id` done (by whoever holds `lease`, or by

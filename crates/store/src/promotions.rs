@@ -211,6 +211,23 @@ pub struct Finished {
     pub recorded: bool,
 }
 
+/// The order that carries out a stored deployment (again, after a crash or a retry).
+impl From<Deployment> for DeploymentOrder {
+    fn from(deployment: Deployment) -> Self {
+        DeploymentOrder {
+            deployment_id: deployment.id,
+            application: deployment.application,
+            environment: deployment.environment,
+            digest: deployment.digest,
+            config: deployment.config,
+            target: deployment.target,
+            reason: deployment.reason,
+            promotion_id: deployment.promotion_id,
+            requested_by: deployment.requested_by,
+        }
+    }
+}
+
 /// A stored deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
@@ -432,38 +449,6 @@ macro_rules! deployment_from_row {
 }
 
 pub(crate) use deployment_from_row;
-
-/// The order to carry out deployment `$id` (`None` if there is no such deployment).
-macro_rules! deployment_order {
-    ($executor:expr, $id:expr) => {{
-        let id: i64 = $id;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM deployments WHERE id = $1",
-            $crate::promotions::DEPLOYMENT_COLUMNS
-        )))
-        .bind(id)
-        .fetch_optional($executor)
-        .await?;
-        match row {
-            None => None,
-            Some(row) => {
-                let deployment = $crate::promotions::deployment_from_row!(&row)?;
-                Some($crate::DeploymentOrder {
-                    deployment_id: deployment.id,
-                    application: deployment.application,
-                    environment: deployment.environment,
-                    digest: deployment.digest,
-                    config: deployment.config,
-                    target: deployment.target,
-                    reason: deployment.reason,
-                    promotion_id: deployment.promotion_id,
-                    requested_by: deployment.requested_by,
-                })
-            }
-        }
-    }};
-}
-pub(crate) use deployment_order;
 
 /// Takes environment `($app, $env)`'s row lock (creating the row on first use) and
 /// returns its hold, inside transaction `$tx`.

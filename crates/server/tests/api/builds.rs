@@ -5,21 +5,13 @@
 use axum::body::Body;
 use http::{Method, StatusCode};
 
-use crate::support::{assert_status, push_image, push_site, sha256};
+use crate::support::{apply, assert_status, push_image, push_site, sha256};
 
 async fn declare(app: &testkit::TestApp) {
     let yaml = "kind: Pipeline\nname: site\nstages:\n  - name: prod\n---\n\
 kind: Application\nname: docs\ntype: static-site\nrepository: acme/docs\npipeline: site\n\
 environments:\n  prod:\n    target:\n      record: {}\n";
-    let response = app
-        .admin(
-            Method::POST,
-            "/api/v1/apply",
-            &[("content-type", "application/yaml")],
-            yaml,
-        )
-        .await;
-    assert_status(&response, StatusCode::OK);
+    apply(app, yaml).await;
 }
 
 registry_tests! {

@@ -7,7 +7,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::TestApp;
 
-use crate::support::{assert_status, push_image};
+use crate::support::{apply, assert_status, push_image};
 
 /// A pipeline of one auto stage and an application deploying there with `sh -c SCRIPT
 /// ARG` (`$0` in the script is `ARG`), within `timeout`.
@@ -34,15 +34,7 @@ environments:
 "#,
         script = serde_json::to_string(script).expect("a JSON string is a YAML string")
     );
-    let response = app
-        .admin(
-            Method::POST,
-            "/api/v1/apply",
-            &[("content-type", "application/yaml")],
-            yaml,
-        )
-        .await;
-    assert_status(&response, StatusCode::OK);
+    apply(app, yaml).await;
 }
 
 /// Pushes an image to the application's repository and notifies it (dev is auto);

@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{Backend, TestApp};
 
-use crate::support::{assert_status, push_image};
+use crate::support::{apply, assert_status, push_image};
 
 /// An HTTP endpoint on loopback answering each request with the next status of a
 /// script (the last one repeats).
@@ -89,15 +89,7 @@ environments:
     auto_rollback: true
 "#
     );
-    let response = app
-        .admin(
-            Method::POST,
-            "/api/v1/apply",
-            &[("content-type", "application/yaml")],
-            yaml,
-        )
-        .await;
-    assert_status(&response, StatusCode::OK);
+    apply(app, yaml).await;
 }
 
 /// Pushes and notifies a build of `seed` (dev is auto); its digest.

@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{Backend, TestApp};
 
-use crate::support::{assert_status, push_image};
+use crate::support::{apply, assert_status, push_image};
 
 /// Stands in for the `record` target: fails transiently `transient` times, then (if
 /// `permanent`) for good, else succeeds after `pause`; counts its calls.
@@ -92,15 +92,7 @@ async fn deploy_once(app: &TestApp) -> Value {
     let yaml = "kind: Pipeline\nname: web\nstages:\n  - name: dev\n    auto: true\n---\n\
 kind: Application\nname: web\ntype: container\nrepository: acme/web\npipeline: web\n\
 environments:\n  dev:\n    target:\n      record: {}\n";
-    let response = app
-        .admin(
-            Method::POST,
-            "/api/v1/apply",
-            &[("content-type", "application/yaml")],
-            yaml,
-        )
-        .await;
-    assert_status(&response, StatusCode::OK);
+    apply(app, yaml).await;
     let image = push_image(app, "acme/web", "v1", "jobs").await;
     let response = app
         .admin(
@@ -438,16 +430,7 @@ async fn what_a_dead_replica_left_after_finishing_is_taken_over_once(backend: Ba
     let yaml = "kind: Pipeline\nname: web\nstages:\n  - name: dev\n  - name: staging\n    auto: true\n---\n\
 kind: Application\nname: web\ntype: container\nrepository: acme/web\npipeline: web\n\
 environments:\n  dev:\n    target:\n      record: {}\n  staging:\n    target:\n      record: {}\n";
-    assert_status(
-        &app.admin(
-            Method::POST,
-            "/api/v1/apply",
-            &[("content-type", "application/yaml")],
-            yaml,
-        )
-        .await,
-        StatusCode::OK,
-    );
+    apply(&app, yaml).await;
     let digest = push_image(&app, "acme/web", "v1", "follow-up")
         .await
         .manifest

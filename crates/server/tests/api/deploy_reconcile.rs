@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{Backend, TestApp};
 
-use crate::support::{assert_status, push_image};
+use crate::support::{apply, assert_status, push_image};
 
 /// Stands in for the `record` target; `observe` answers what `holds` says.
 struct Readable {
@@ -95,16 +95,7 @@ async fn a_target_changed_by_hand_drifts_until_it_agrees_again(backend: Backend)
     let yaml = "kind: Pipeline\nname: web\nstages:\n  - name: dev\n    auto: true\n  - name: prod\n---\n\
 kind: Application\nname: web\ntype: container\nrepository: acme/web\npipeline: web\n\
 environments:\n  dev:\n    target:\n      record: {}\n  prod:\n    target:\n      record: {}\n";
-    assert_status(
-        &app.admin(
-            Method::POST,
-            "/api/v1/apply",
-            &[("content-type", "application/yaml")],
-            yaml,
-        )
-        .await,
-        StatusCode::OK,
-    );
+    apply(&app, yaml).await;
     // Nothing deployed yet: nothing to read back.
     assert_eq!(
         app.state.engine.reconcile().await.expect("pass"),

@@ -10,7 +10,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{Backend, TestApp};
 
-use crate::support::{assert_status, push_image};
+use crate::support::{apply, assert_status, push_image};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -133,15 +133,7 @@ async fn declare(app: &TestApp, url: &str, timeout: &str) -> String {
 kind: Application\nname: hooked\ntype: container\nrepository: acme/hooked\npipeline: hooked\n\
 environments:\n  dev:\n    target:\n      webhook:\n        url: {url}\n        secret_ref: hooks/dev\n        timeout: {timeout}\n"
     );
-    let response = app
-        .admin(
-            Method::POST,
-            "/api/v1/apply",
-            &[("content-type", "application/yaml")],
-            yaml,
-        )
-        .await;
-    assert_status(&response, StatusCode::OK);
+    apply(app, yaml).await;
     push_image(app, "acme/hooked", "v1", "hooked")
         .await
         .manifest

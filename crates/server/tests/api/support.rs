@@ -404,3 +404,16 @@ pub(crate) async fn push_site(
     push_manifest(app, repository, tag, &manifest).await;
     (manifest, zip)
 }
+
+/// Applies a resources file as the admin, which must succeed.
+pub(crate) async fn apply(app: &TestApp, yaml: impl Into<Body>) {
+    let response = app
+        .admin(
+            Method::POST,
+            "/api/v1/apply",
+            &[("content-type", "application/yaml")],
+            yaml,
+        )
+        .await;
+    assert_status(&response, StatusCode::OK);
+}
