@@ -214,8 +214,10 @@ impl Endpoint {
             match tail(2) {
                 Some("manifests") => {
                     let name = name_of(n - 2)?;
-                    let reference =
-                        Reference::parse(last).map_err(RegistryError::from_reference)?;
+                    let reading = matches!(*method, Method::GET | Method::HEAD);
+                    let reference = Reference::parse(last).map_err(|error| {
+                        RegistryError::from_reference(error, reading.then_some(last))
+                    })?;
                     return match *method {
                         Method::GET | Method::HEAD => Ok(Endpoint::GetManifest { name, reference }),
                         Method::PUT => Ok(Endpoint::PutManifest { name, reference }),
@@ -309,10 +311,16 @@ impl RegistryError {
         RegistryError::name_invalid(error.to_string())
     }
 
-    fn from_reference(error: NameError) -> RegistryError {
-        match error {
-            NameError::InvalidDigest(e) => RegistryError::digest_invalid(e),
-            other => RegistryError::tag_invalid(other.to_string()),
+    /// A reference that does not parse. A malformed digest is always `DIGEST_INVALID`;
+    /// any other text is `TAG_INVALID` for a write, but for a read (`read` holds the
+    /// text) simply a manifest nobody can have pushed: 404 `MANIFEST_UNKNOWN`, as for
+    /// any unknown tag (the distribution spec's conformance suite reads
+    /// `.INVALID_MANIFEST_NAME` and expects exactly that).
+    fn from_reference(error: NameError, read: Option<&str>) -> RegistryError {
+        match (error, read) {
+            (NameError::InvalidDigest(e), _) => RegistryError::digest_invalid(e),
+            (_, Some(text)) => RegistryError::manifest_unknown(text),
+            (other, None) => RegistryError::tag_invalid(other.to_string()),
         }
     }
 }
@@ -490,8 +498,13 @@ mod tests {
             Err(ErrorCode::DigestInvalid),
         );
         check(
-            Method::GET,
+            Method::PUT,
             "/v2/a/manifests/-bad",
+            Err(ErrorCode::TagInvalid),
+        );
+        check(
+            Method::DELETE,
+            "/v2/a/manifests/.INVALID_MANIFEST_NAME",
             Err(ErrorCode::TagInvalid),
         );
         check(

@@ -149,6 +149,16 @@ impl RegistryError {
         )
     }
 
+    /// 404 `MANIFEST_UNKNOWN` for a reference (a tag, digest, or text no manifest has).
+    pub(crate) fn manifest_unknown(reference: impl std::fmt::Display) -> RegistryError {
+        let shown: String = reference.to_string().chars().take(140).collect();
+        RegistryError::new(
+            ErrorCode::ManifestUnknown,
+            StatusCode::NOT_FOUND,
+            format!("manifest {shown} is not known"),
+        )
+    }
+
     pub(crate) fn manifest_invalid(message: impl Into<String>) -> RegistryError {
         RegistryError::new(ErrorCode::ManifestInvalid, StatusCode::BAD_REQUEST, message)
     }

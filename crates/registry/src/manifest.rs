@@ -67,6 +67,9 @@ pub(crate) struct ParsedManifest {
     pub(crate) subject_text: Option<String>,
     pub(crate) annotations: Option<String>,
     pub(crate) children: Vec<ManifestChild>,
+    /// Each child with the field that declares it (`layers[2]`), to name a descriptor
+    /// the store refuses.
+    pub(crate) fields: Vec<(String, ManifestChild)>,
     /// The archive layer, when the manifest is a static-site artifact: its content must
     /// pass the archive check before the manifest is stored.
     pub(crate) site_archive: Option<site::SiteLayer>,
@@ -115,7 +118,7 @@ pub(crate) fn parse(
             "unsupported manifest media type {media_type}; use {OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST} or {DOCKER_MANIFEST_LIST}"
         ))
     })?;
-    let mut children: Vec<ManifestChild> = Vec::new();
+    let mut fields: Vec<(String, ManifestChild)> = Vec::new();
     let artifact_type =
         match kind {
             Kind::Image => {
@@ -130,15 +133,14 @@ pub(crate) fn parse(
                         "an image manifest cannot list manifests",
                     ));
                 }
-                children.push(ManifestChild::Blob(descriptor_digest("config", config)?));
+                fields.push(("config".to_owned(), blob_child("config", config)?));
                 for (i, layer) in layers.iter().enumerate() {
                     // Non-distributable layers live elsewhere (their `urls`); they are never pushed
                     // here, so only their digest's grammar matters.
+                    let field = format!("layers[{i}]");
                     if layer.urls.is_empty() {
-                        children.push(ManifestChild::Blob(descriptor_digest(
-                            &format!("layers[{i}]"),
-                            layer,
-                        )?));
+                        let child = blob_child(&field, layer)?;
+                        fields.push((field, child));
                     } else {
                         descriptor_well_formed(&format!("layers[{i}]"), layer)?;
                     }
@@ -158,10 +160,12 @@ pub(crate) fn parse(
                     ));
                 }
                 for (i, entry) in manifests.iter().enumerate() {
-                    children.push(ManifestChild::Manifest(descriptor_digest(
-                        &format!("manifests[{i}]"),
-                        entry,
-                    )?));
+                    let field = format!("manifests[{i}]");
+                    let child = ManifestChild::Manifest {
+                        digest: descriptor_digest(&field, entry)?,
+                        size: descriptor_size(entry),
+                    };
+                    fields.push((field, child));
                 }
                 wire.artifact_type.clone().filter(|t| !t.is_empty())
             }
@@ -184,13 +188,12 @@ pub(crate) fn parse(
     let subject = subject_text
         .as_deref()
         .and_then(|text| Digest::parse(text).ok());
-    let mut unique = Vec::with_capacity(children.len());
-    for child in children {
-        if !unique.contains(&child) {
-            unique.push(child);
+    let mut children = Vec::with_capacity(fields.len());
+    for (_, child) in &fields {
+        if !children.contains(child) {
+            children.push(child.clone());
         }
     }
-    let children = unique;
     let annotations = match &wire.annotations {
         Some(map) if !map.is_empty() => Some(
             serde_json::to_string(map).map_err(|e| RegistryError::internal("annotations", e))?,
@@ -204,6 +207,7 @@ pub(crate) fn parse(
         subject_text,
         annotations,
         children,
+        fields,
         site_archive,
     })
 }
@@ -284,6 +288,18 @@ fn descriptor_well_formed(
         )));
     }
     Ok(descriptor.digest.clone())
+}
+
+/// A descriptor's size, once [`descriptor_well_formed`] has refused negative ones.
+fn descriptor_size(descriptor: &WireDescriptor) -> u64 {
+    u64::try_from(descriptor.size).unwrap_or(0)
+}
+
+fn blob_child(field: &str, descriptor: &WireDescriptor) -> Result<ManifestChild, RegistryError> {
+    Ok(ManifestChild::Blob {
+        digest: descriptor_digest(field, descriptor)?,
+        size: descriptor_size(descriptor),
+    })
 }
 
 fn descriptor_digest(field: &str, descriptor: &WireDescriptor) -> Result<Digest, RegistryError> {

@@ -8,26 +8,34 @@ use crate::{
     Backend, NewAuditEntry, Repository, StoreError, lock_repository, now_millis, with_pool,
 };
 
-/// What a manifest points at, checked to exist in the same repository when it is pushed.
+/// What a manifest points at, with the size its descriptor states: checked to exist in
+/// the same repository, with that size, when the manifest is pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManifestChild {
     /// A config or layer blob.
-    Blob(Digest),
+    Blob { digest: Digest, size: u64 },
     /// A manifest listed by an image index.
-    Manifest(Digest),
+    Manifest { digest: Digest, size: u64 },
 }
 
 impl ManifestChild {
-    fn digest(&self) -> &Digest {
+    pub fn digest(&self) -> &Digest {
         match self {
-            ManifestChild::Blob(d) | ManifestChild::Manifest(d) => d,
+            ManifestChild::Blob { digest, .. } | ManifestChild::Manifest { digest, .. } => digest,
+        }
+    }
+
+    /// The size the descriptor states.
+    pub fn size(&self) -> u64 {
+        match self {
+            ManifestChild::Blob { size, .. } | ManifestChild::Manifest { size, .. } => *size,
         }
     }
 
     fn kind(&self) -> &'static str {
         match self {
-            ManifestChild::Blob(_) => "blob",
-            ManifestChild::Manifest(_) => "manifest",
+            ManifestChild::Blob { .. } => "blob",
+            ManifestChild::Manifest { .. } => "manifest",
         }
     }
 }
@@ -64,6 +72,9 @@ pub enum PutManifestOutcome {
     MissingManifest(Digest),
     /// The tag is immutable and names other bytes; nothing was stored.
     TagImmutable { existing: Digest },
+    /// A descriptor states another size than the stored content it names (clients
+    /// would fail to pull it); nothing was stored.
+    SizeMismatch { child: ManifestChild, stored: u64 },
 }
 
 /// A stored manifest.
@@ -186,11 +197,12 @@ impl Manifests<'_> {
             lock_repository!(tx, repository_id);
             for child in &manifest.children {
                 let sql = match child {
-                    ManifestChild::Blob(_) => {
-                        "SELECT 1 AS found FROM repository_blobs WHERE repository_id = $1 AND digest = $2"
+                    ManifestChild::Blob { .. } => {
+                        "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
+                         WHERE rb.repository_id = $1 AND rb.digest = $2"
                     }
-                    ManifestChild::Manifest(_) => {
-                        "SELECT 1 AS found FROM manifests WHERE repository_id = $1 AND digest = $2"
+                    ManifestChild::Manifest { .. } => {
+                        "SELECT size FROM manifests WHERE repository_id = $1 AND digest = $2"
                     }
                 };
                 let found = sqlx::query(sql)
@@ -198,12 +210,21 @@ impl Manifests<'_> {
                     .bind(child.digest().to_string())
                     .fetch_optional(&mut *tx)
                     .await?;
-                if found.is_none() {
+                let Some(row) = found else {
                     return Ok(match child {
-                        ManifestChild::Blob(d) => PutManifestOutcome::MissingBlob(d.clone()),
-                        ManifestChild::Manifest(d) => {
-                            PutManifestOutcome::MissingManifest(d.clone())
+                        ManifestChild::Blob { digest, .. } => {
+                            PutManifestOutcome::MissingBlob(digest.clone())
                         }
+                        ManifestChild::Manifest { digest, .. } => {
+                            PutManifestOutcome::MissingManifest(digest.clone())
+                        }
+                    });
+                };
+                let stored = u64::try_from(row.get::<i64, _>("size")).unwrap_or(0);
+                if stored != child.size() {
+                    return Ok(PutManifestOutcome::SizeMismatch {
+                        child: child.clone(),
+                        stored,
                     });
                 }
             }

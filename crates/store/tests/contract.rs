@@ -124,7 +124,7 @@ store_tests! {
     async fn a_manifest_with_a_missing_blob_stores_nothing(store) {
         let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
         let layer = digest_of("layer");
-        let m = manifest("m1", vec![ManifestChild::Blob(layer.clone())]);
+        let m = manifest("m1", vec![ManifestChild::Blob { digest: layer.clone(), size: 5 }]);
         let outcome = store.manifests().put(&r, &m, Some((&tag("v1"), TagPolicy::Immutable)), "tester").await.expect("put");
         assert_eq!(outcome, PutManifestOutcome::MissingBlob(layer.clone()));
         assert!(store.manifests().by_digest(r.id, &m.digest).await.expect("get").is_none());
@@ -135,6 +135,28 @@ store_tests! {
         let got = store.manifests().by_tag(r.id, &tag("v1")).await.expect("get").expect("tagged");
         assert_eq!(got.digest, m.digest);
         assert_eq!(got.content, b"m1");
+    }
+
+    async fn a_descriptor_stating_another_size_than_the_stored_content_stores_nothing(store) {
+        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let layer = digest_of("layer");
+        store.blobs().record(r.id, &layer, 5).await.expect("record");
+        let wrong = ManifestChild::Blob { digest: layer.clone(), size: 6 };
+        let m = manifest("m1", vec![wrong.clone()]);
+        let outcome = store.manifests().put(&r, &m, Some((&tag("v1"), TagPolicy::Immutable)), "tester").await.expect("put");
+        assert_eq!(outcome, PutManifestOutcome::SizeMismatch { child: wrong, stored: 5 });
+        assert!(store.manifests().by_digest(r.id, &m.digest).await.expect("get").is_none());
+        assert!(store.manifests().by_tag(r.id, &tag("v1")).await.expect("get").is_none());
+        // An index child is held to the stored manifest's size the same way.
+        let child = manifest("child", vec![]);
+        store.manifests().put(&r, &child, None, "tester").await.expect("put");
+        let wrong = ManifestChild::Manifest { digest: child.digest.clone(), size: 4 };
+        let index = manifest("index", vec![wrong.clone()]);
+        let outcome = store.manifests().put(&r, &index, Some((&tag("i"), TagPolicy::Immutable)), "tester").await.expect("put");
+        assert_eq!(outcome, PutManifestOutcome::SizeMismatch { child: wrong, stored: 5 });
+        assert!(store.manifests().by_tag(r.id, &tag("i")).await.expect("get").is_none());
+        let right = manifest("index", vec![ManifestChild::Manifest { digest: child.digest.clone(), size: 5 }]);
+        assert_eq!(store.manifests().put(&r, &right, Some((&tag("i"), TagPolicy::Immutable)), "tester").await.expect("put"), PutManifestOutcome::Stored);
     }
 
     async fn immutable_tags_accept_the_same_bytes_and_refuse_others(store) {
@@ -191,7 +213,7 @@ store_tests! {
         let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
         let child = manifest("child", vec![]);
         store.manifests().put(&r, &child, Some((&tag("c"), TagPolicy::Immutable)), "tester").await.expect("put");
-        let index = manifest("index", vec![ManifestChild::Manifest(child.digest.clone())]);
+        let index = manifest("index", vec![ManifestChild::Manifest { digest: child.digest.clone(), size: 5 }]);
         assert_eq!(store.manifests().put(&r, &index, Some((&tag("i"), TagPolicy::Immutable)), "tester").await.expect("put"), PutManifestOutcome::Stored);
         assert_eq!(
             store.manifests().delete(&r, &child.digest, "tester", |_| false).await.expect("delete"),
@@ -206,7 +228,7 @@ store_tests! {
         assert!(store.manifests().by_tag(r.id, &tag("i")).await.expect("get").is_none(), "tag went with the manifest");
         assert_eq!(store.manifests().delete(&r, &child.digest, "tester", |_| false).await.expect("delete"), DeleteManifestOutcome::Deleted);
         assert_eq!(store.manifests().delete(&r, &child.digest, "tester", |_| false).await.expect("delete"), DeleteManifestOutcome::NotFound);
-        let missing = manifest("missing-child", vec![ManifestChild::Manifest(digest_of("nope"))]);
+        let missing = manifest("missing-child", vec![ManifestChild::Manifest { digest: digest_of("nope"), size: 1 }]);
         assert_eq!(store.manifests().put(&r, &missing, None, "tester").await.expect("put"), PutManifestOutcome::MissingManifest(digest_of("nope")));
     }
 
@@ -214,7 +236,7 @@ store_tests! {
         let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
         let layer = digest_of("layer");
         store.blobs().record(r.id, &layer, 5).await.expect("record");
-        let m = manifest("m", vec![ManifestChild::Blob(layer.clone())]);
+        let m = manifest("m", vec![ManifestChild::Blob { digest: layer.clone(), size: 5 }]);
         store.manifests().put(&r, &m, None, "tester").await.expect("put");
         assert_eq!(store.blobs().unlink(&r, &layer, "tester").await.expect("unlink"), UnlinkOutcome::StillReferenced { manifest: m.digest.clone() });
         assert_eq!(store.manifests().delete(&r, &m.digest, "tester", |_| false).await.expect("delete"), DeleteManifestOutcome::Deleted);

@@ -64,7 +64,10 @@ async fn gantry_with_an_image() -> Gantry {
             .record(repository.id, &digest, content.len() as i64)
             .await
             .expect("record blob");
-        children.push(ManifestChild::Blob(digest.clone()));
+        children.push(ManifestChild::Blob {
+            digest: digest.clone(),
+            size: content.len() as u64,
+        });
         descriptors.push(serde_json::json!({
             "mediaType": media_type, "digest": digest.to_string(), "size": content.len(),
         }));

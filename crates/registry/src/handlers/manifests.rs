@@ -12,11 +12,7 @@ use crate::error::{ErrorCode, RegistryError};
 use crate::{Registry, headers, manifest, policy};
 
 fn manifest_unknown(reference: &Reference) -> RegistryError {
-    RegistryError::new(
-        ErrorCode::ManifestUnknown,
-        StatusCode::NOT_FOUND,
-        format!("manifest {reference} is not known"),
-    )
+    RegistryError::manifest_unknown(reference)
 }
 
 pub(super) async fn get(
@@ -119,6 +115,7 @@ pub(super) async fn put(
         Reference::Digest(_) => None,
     };
     let subject = parsed.subject_text.clone();
+    let fields = parsed.fields;
     let new = NewManifest {
         digest: digest.clone(),
         media_type: parsed.media_type,
@@ -150,6 +147,26 @@ pub(super) async fn put(
                 format!("manifest {missing} listed by the index is not in repository {name}; push it first"),
             )
             .with_detail(serde_json::json!({ "digest": missing.to_string() })));
+        }
+        PutManifestOutcome::SizeMismatch { child, stored } => {
+            let field = fields
+                .iter()
+                .find(|(_, declared)| declared == &child)
+                .map_or("a descriptor", |(field, _)| field.as_str());
+            let (kind, digest, size) = match &child {
+                store::ManifestChild::Blob { digest, size } => ("blob", digest, size),
+                store::ManifestChild::Manifest { digest, size } => ("manifest", digest, size),
+            };
+            return Err(RegistryError::manifest_invalid(format!(
+                "{field} states size {size} for {digest}, but the stored {kind} is {stored} bytes; \
+                 clients could not pull this manifest"
+            ))
+            .with_detail(serde_json::json!({
+                "descriptor": field,
+                "digest": digest.to_string(),
+                "size": size,
+                "stored": stored,
+            })));
         }
         PutManifestOutcome::TagImmutable { existing } => {
             let tag = tag.map(|(t, _)| t.to_string()).unwrap_or_default();

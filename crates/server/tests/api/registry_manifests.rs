@@ -262,6 +262,39 @@ registry_tests! {
         assert_eq!(tags_of(&app, "acme/app").await, json!([]));
     }
 
+    async fn a_descriptor_stating_another_size_than_the_stored_blob_is_refused_naming_it(app) {
+        let image = Image::new("sizes");
+        image.push_blobs(&app, "acme/app").await;
+        for (field, pointer) in [("config", "/config/size"), ("layers[0]", "/layers/0/size")] {
+            let mut value = image_manifest(&image.config, &[&image.layer]);
+            let stated = value.pointer(pointer).and_then(|v| v.as_u64()).expect("a size");
+            *value.pointer_mut(pointer).expect("a size") = json!(stated + 1);
+            let manifest = Manifest::from_json(&value);
+            let response = put_manifest(&app, "acme/app", "v1", &manifest).await;
+            assert_error(&response, StatusCode::BAD_REQUEST, "MANIFEST_INVALID");
+            assert!(error_message(&response).contains(field), "{field}: {}", response.text());
+            let detail = &response.json()["errors"][0]["detail"];
+            assert_eq!((&detail["descriptor"], &detail["size"], &detail["stored"]), (&json!(field), &json!(stated + 1), &json!(stated)));
+            assert_not_stored(&app, "acme/app", &manifest.digest, "v1").await;
+        }
+        assert_eq!(tags_of(&app, "acme/app").await, json!([]));
+        // The right sizes are accepted.
+        push_manifest(&app, "acme/app", "v1", &image.manifest).await;
+    }
+
+    async fn an_index_child_stating_another_size_than_the_stored_manifest_is_refused(app) {
+        let amd64 = push_image(&app, "acme/app", "amd64", "amd64").await;
+        let arm64 = push_image(&app, "acme/app", "arm64", "arm64").await;
+        let mut value = image_index(&[&amd64.manifest, &arm64.manifest]);
+        value["manifests"][1]["size"] = json!(arm64.manifest.bytes.len() - 1);
+        let index = Manifest::from_json(&value);
+        let response = put_manifest(&app, "acme/app", "v1", &index).await;
+        assert_error(&response, StatusCode::BAD_REQUEST, "MANIFEST_INVALID");
+        assert!(error_message(&response).contains("manifests[1]"), "{}", response.text());
+        assert!(error_message(&response).contains(&arm64.manifest.digest), "{}", response.text());
+        assert_not_stored(&app, "acme/app", &index.digest, "v1").await;
+    }
+
     async fn a_manifest_may_not_use_blobs_of_another_repository(app) {
         let image = push_image(&app, "acme/base", "v1", "base").await;
         push_blob(&app, "acme/app", &Blob::new("unrelated")).await;

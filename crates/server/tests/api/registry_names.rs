@@ -88,24 +88,41 @@ app_tests! {
         );
     }
 
-    async fn an_invalid_tag_is_tag_invalid(app) {
-        push_image(&app, "acme/app", "v1", "tagged").await;
+    async fn reading_a_reference_that_is_no_valid_tag_is_manifest_unknown_and_writing_one_is_tag_invalid(app) {
+        let image = push_image(&app, "acme/app", "v1", "tagged").await;
         let too_long = "t".repeat(129);
         for tag in [
+            ".INVALID_MANIFEST_NAME",
             "-leading-dash",
             ".leading-dot",
             "has%20space",
             "semi;colon",
             too_long.as_str(),
         ] {
-            let response = get(&app, &format!("/v2/acme/app/manifests/{tag}")).await;
-            assert_eq!(
-                (response.status, response.error_code().as_str()),
-                (StatusCode::BAD_REQUEST, "TAG_INVALID"),
-                "{tag}: {}",
-                response.text()
-            );
+            let uri = format!("/v2/acme/app/manifests/{tag}");
+            // A read names a manifest nobody can have pushed: unknown, like any tag.
+            for method in [Method::GET, Method::HEAD] {
+                let response = app.admin(method.clone(), &uri, &[], Body::empty()).await;
+                assert_eq!(response.status, StatusCode::NOT_FOUND, "{method} {tag}");
+                if method == Method::GET {
+                    assert_error(&response, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+                }
+            }
+            // A write is told what is wrong with the tag, and nothing is stored.
+            let response = app
+                .admin(
+                    Method::PUT,
+                    &uri,
+                    &[("content-type", image.manifest.media_type.as_str())],
+                    Body::from(image.manifest.bytes.clone()),
+                )
+                .await;
+            assert_error(&response, StatusCode::BAD_REQUEST, "TAG_INVALID");
+            let response = app.admin(Method::DELETE, &uri, &[], Body::empty()).await;
+            assert_error(&response, StatusCode::BAD_REQUEST, "TAG_INVALID");
         }
+        let tags = get(&app, "/v2/acme/app/tags/list").await;
+        assert_eq!(tags.json()["tags"], serde_json::json!(["v1"]));
         let longest = "t".repeat(128);
         assert_error(
             &get(&app, &format!("/v2/acme/app/manifests/{longest}")).await,

@@ -72,7 +72,10 @@ impl Registry {
                 .record(repository.id, &digest, blob.len() as i64)
                 .await
                 .expect("record blob");
-            children.push(ManifestChild::Blob(digest));
+            children.push(ManifestChild::Blob {
+                digest,
+                size: blob.len() as u64,
+            });
         }
         let digest = Digest::sha256_of(&manifest);
         let outcome = self
