@@ -15,6 +15,7 @@ pub mod pipeline;
 mod principal;
 pub mod promotion;
 mod resource;
+pub mod text;
 pub mod trust;
 
 pub use digest::{Digest, DigestAlgorithm, DigestError, DigestHasher};

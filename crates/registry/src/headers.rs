@@ -7,9 +7,11 @@ use http::{HeaderMap, StatusCode, Uri, header};
 
 use crate::error::{ErrorCode, RegistryError};
 
-/// The query parameters of a request; a malformed query string is an error.
+/// The query parameters of a request; a malformed query string, or a parameter
+/// holding a control character (which no name, tag, digest or media type has, and
+/// PostgreSQL cannot even store), is an error naming it.
 pub(crate) fn query(uri: &Uri) -> Result<HashMap<String, String>, RegistryError> {
-    Query::<HashMap<String, String>>::try_from_uri(uri)
+    let map = Query::<HashMap<String, String>>::try_from_uri(uri)
         .map(|Query(map)| map)
         .map_err(|e| {
             RegistryError::new(
@@ -17,7 +19,21 @@ pub(crate) fn query(uri: &Uri) -> Result<HashMap<String, String>, RegistryError>
                 StatusCode::BAD_REQUEST,
                 format!("malformed query string: {e}"),
             )
-        })
+        })?;
+    for (key, value) in &map {
+        if domain::text::control_character(key, false).is_some()
+            || domain::text::control_character(value, false).is_some()
+        {
+            let shown: String = key.chars().filter(|c| !c.is_control()).take(64).collect();
+            return Err(RegistryError::new(
+                ErrorCode::Unsupported,
+                StatusCode::BAD_REQUEST,
+                format!("query parameter `{shown}` holds a control character"),
+            )
+            .with_detail(serde_json::json!({ "parameter": shown })));
+        }
+    }
+    Ok(map)
 }
 
 /// The media type of `Content-Type`, without parameters.

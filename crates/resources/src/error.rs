@@ -96,6 +96,10 @@ pub enum Problem {
         "an empty list covers no environment: leave `environments` out to cover every environment of the applications"
     )]
     NoEnvironments,
+    /// Text holding a control character other than a tab or line break (NUL cannot
+    /// even be stored by PostgreSQL).
+    #[error("holds the control character U+{0:04X}; only tabs and line breaks are allowed in text")]
+    ControlCharacter(u32),
     /// A rule every trust policy keeps (`domain::trust::TrustPolicy::validate`).
     #[error("{0}")]
     TrustPolicy(TrustPolicyError),

@@ -117,6 +117,28 @@ pub fn parse_file(path_label: &str, text: &str) -> Result<ResourceSet, ResourceE
     }
 
     errors.extend(syntax_error);
+    if errors.is_empty() {
+        for (offset, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            let Ok(value) = serde_yaml_ng::Value::deserialize(document) else {
+                break;
+            };
+            if let Some((field, found)) = control_character(&value, String::new()) {
+                let text_of =
+                    |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+                let label = DocumentLabel {
+                    index: offset + 1,
+                    kind: text_of("kind"),
+                    name: text_of("name"),
+                };
+                let field = (!field.is_empty()).then_some(field);
+                errors.push(at(
+                    &label,
+                    field,
+                    Problem::ControlCharacter(u32::from(found)),
+                ));
+            }
+        }
+    }
     match ResourceErrors::from_vec(errors) {
         Some(errors) => Err(errors),
         None => Ok(ResourceSet::new(path_label.to_owned(), entries)),
@@ -124,6 +146,39 @@ pub fn parse_file(path_label: &str, text: &str) -> Result<ResourceSet, ResourceE
 }
 
 type PathError = serde_path_to_error::Error<serde_yaml_ng::Error>;
+
+/// The first string (or key) of `value` holding a control character other than a tab
+/// or line break, with its field path.
+fn control_character(value: &serde_yaml_ng::Value, path: String) -> Option<(String, char)> {
+    use serde_yaml_ng::Value;
+    match value {
+        Value::String(text) => domain::text::control_character(text, true).map(|c| (path, c)),
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| control_character(item, format!("{path}[{i}]"))),
+        Value::Mapping(map) => map.iter().find_map(|(key, item)| {
+            let name = match key {
+                Value::String(text) => text.clone(),
+                other => serde_yaml_ng::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            };
+            let field = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            if let Some(found) = domain::text::control_character(&name, true) {
+                return Some((field, found));
+            }
+            control_character(item, field)
+        }),
+        Value::Tagged(tagged) => control_character(&tagged.value, path),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
+    }
+}
 
 /// The kind a document declares, `None` for an empty document.
 fn declared_kind(header: &Header) -> Result<Option<ResourceKind>, FieldProblem> {

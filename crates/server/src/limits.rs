@@ -44,6 +44,69 @@ pub(crate) async fn bound_headers(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Refuses a request to the JSON API whose path segments or query parameters hold a
+/// control character (after percent-decoding), with `400` naming the parameter. Runs
+/// after routing, so a path segment is named by the route's parameter (`{app}`).
+/// JSON bodies are held to the same rule where they are read (`api::body`).
+pub(crate) async fn refuse_control_characters(
+    matched: Option<axum::extract::MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(field) = control_character_in(matched.as_ref().map(|m| m.as_str()), request.uri()) {
+        tracing::info!(field, "request refused: control character");
+        return ApiError::bad_request(format!(
+            "{field} holds a control character; names and identifiers are plain text"
+        ))
+        .with_detail(serde_json::json!({ "field": field }))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The parameter of `uri` holding a control character or text that is not UTF-8, if
+/// any: `path parameter `app``, `query parameter `after``.
+fn control_character_in(template: Option<&str>, uri: &http::Uri) -> Option<String> {
+    let bad = |raw: &str| {
+        let bytes: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => domain::text::control_character(text, false).is_some(),
+            Err(_) => true,
+        }
+    };
+    let segments = uri.path().split('/');
+    let names = template.map(|t| t.split('/').map(Some).collect::<Vec<_>>());
+    for (i, segment) in segments.enumerate() {
+        if bad(segment) {
+            let name = names
+                .as_ref()
+                .and_then(|names| names.get(i).copied().flatten())
+                .and_then(|name| name.strip_prefix('{'))
+                .and_then(|name| name.strip_suffix('}'))
+                .map(|name| name.trim_start_matches('*'));
+            return Some(match name {
+                Some(name) => format!("path parameter `{name}`"),
+                None => "the path".to_owned(),
+            });
+        }
+    }
+    let query = uri.query()?;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // `+` is a space in a query; it is never a control character.
+        if bad(key) || bad(value) {
+            let shown: String = percent_encoding::percent_decode_str(key)
+                .decode_utf8_lossy()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect();
+            return Some(format!("query parameter `{shown}`"));
+        }
+    }
+    None
+}
+
 /// A token bucket per client address: `burst` requests at once, refilled at
 /// `per_minute`.
 pub struct RateLimiter {
@@ -149,6 +212,33 @@ pub(crate) async fn limit_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_paths_and_queries_are_named_by_their_parameter() {
+        let check = |template: Option<&str>, uri: &str| {
+            control_character_in(template, &uri.parse().expect("a URI"))
+        };
+        let app = Some("/api/v1/apps/{app}/environments/{env}");
+        assert_eq!(check(app, "/api/v1/apps/web/environments/prod?x=1"), None);
+        assert_eq!(check(app, "/api/v1/apps/web%20app/environments/prod"), None);
+        assert_eq!(
+            check(app, "/api/v1/apps/web/environments/pr%00od").as_deref(),
+            Some("path parameter `env`")
+        );
+        assert_eq!(
+            check(app, "/api/v1/apps/%ff/environments/prod").as_deref(),
+            Some("path parameter `app`")
+        );
+        assert_eq!(
+            check(None, "/api/v1/apps?after=%0a").as_deref(),
+            Some("query parameter `after`")
+        );
+        assert_eq!(
+            check(None, "/api/v1/apps?limit=1&a%01b=2").as_deref(),
+            Some("query parameter `ab`")
+        );
+        assert_eq!(check(None, "/api/v1/apps?q=a+b&r=%E2%9C%93"), None);
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_refills_at_its_rate() {

@@ -415,3 +415,27 @@ fn a_target_must_suit_the_application_type() {
         ],
     );
 }
+
+#[test]
+fn text_holding_a_control_character_is_refused_naming_the_field() {
+    let file = |note: &str| {
+        format!(
+            "kind: Pipeline\nname: s\nstages:\n  - name: dev\n---\n{}    target: {{ record: {{}} }}\n    config: {{ note: \"{note}\" }}\n",
+            application_with_dev("")
+        )
+    };
+    check(
+        &file("a\\0b"),
+        &[
+            "resources.yaml: document 2 (Application `web`), field environments.dev.config.note: holds the control character U+0000; only tabs and line breaks are allowed in text",
+        ],
+    );
+    check(
+        &file("a\\eb"),
+        &[
+            "resources.yaml: document 2 (Application `web`), field environments.dev.config.note: holds the control character U+001B; only tabs and line breaks are allowed in text",
+        ],
+    );
+    // Line breaks and tabs in text are fine.
+    assert!(resources::parse_file("resources.yaml", &file("a\\n\\tb")).is_ok());
+}

@@ -3,7 +3,7 @@
 //! every container image of the object under review. The decision is the engine's.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use http::HeaderMap;
 use serde_json::{Value, json};
@@ -87,11 +87,11 @@ pub(crate) async fn review(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<ReviewQuery>, QueryRejection>,
-    body: Result<Json<Value>, JsonRejection>,
+    body: Result<super::body::ForeignJson, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     super::authorize(&state, &headers, domain::Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
-    let review = super::error::json_body(body)?;
+    let super::body::ForeignJson(review) = body?;
     if review["apiVersion"] != "admission.k8s.io/v1" || review["kind"] != "AdmissionReview" {
         return Err(ApiError::bad_request(
             "expected an AdmissionReview of apiVersion admission.k8s.io/v1",

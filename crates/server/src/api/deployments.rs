@@ -3,7 +3,7 @@
 //! receiver reports the outcome (`POST /api/v1/deployments/{id}/callback`).
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use domain::Action;
 use http::{HeaderMap, header};
@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::authorize;
-use super::error::{ApiError, json_body};
+use super::body::JsonBody;
+use super::error::ApiError;
 use super::promotion_types::{DeploymentView, rfc3339};
 use super::promotions::deployment_views;
 use super::types::ErrorBody;
@@ -217,7 +218,7 @@ pub(crate) async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<i64>, PathRejection>,
-    body: Result<Json<CallbackRequest>, JsonRejection>,
+    body: Result<JsonBody<CallbackRequest>, ApiError>,
 ) -> Result<Json<CallbackResponse>, ApiError> {
     let id = deployment_id(path)?;
     let realm = state.registry.config().realm.clone();
@@ -258,7 +259,7 @@ pub(crate) async fn callback(
         .await?
         .filter(|deployment| deployment.target == "webhook")
         .ok_or_else(|| ApiError::not_found(format!("no webhook deployment {id}")))?;
-    let report = json_body(body)?;
+    let JsonBody(report) = body?;
     let succeeded = match report.state.as_str() {
         "succeeded" => true,
         "failed" => false,

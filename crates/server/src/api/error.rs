@@ -3,7 +3,6 @@
 //! else in the API writes an error body.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
@@ -12,22 +11,6 @@ use super::types::{ErrorBody, ResourceProblem};
 
 /// The largest JSON body a request may carry (check reports have their own limit).
 pub(crate) const JSON_BODY_LIMIT: usize = 2 << 20;
-
-/// A request's JSON body, or the error that says what is wrong with it: the wrong
-/// media type (415), too large (413), or not the expected JSON (400).
-pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match body {
-        Ok(Json(value)) => Ok(value),
-        Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::unsupported_media_type(
-            "send the body as application/json",
-            &["application/json"],
-        )),
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Err(ApiError::payload_too_large(JSON_BODY_LIMIT))
-        }
-        Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
-    }
-}
 
 /// What went wrong, as the client is told.
 #[derive(Debug)]
@@ -53,6 +36,11 @@ impl ApiError {
     pub(crate) fn with_detail(mut self, detail: Value) -> ApiError {
         self.detail = detail;
         self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn detail(&self) -> &Value {
+        &self.detail
     }
 
     /// 431: the request head is larger than the server reads.

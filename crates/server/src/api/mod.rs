@@ -9,6 +9,7 @@
 
 mod admission;
 mod audit;
+mod body;
 mod builds;
 mod deployments;
 mod error;
@@ -216,6 +217,9 @@ pub(crate) fn router(state: AppState) -> Router {
             )),
         )
         .route("/api/v1/openapi.json", get(openapi_json))
+        .route_layer(axum::middleware::from_fn(
+            crate::limits::refuse_control_characters,
+        ))
         .layer(DefaultBodyLimit::max(error::JSON_BODY_LIMIT))
         .with_state(state)
 }

@@ -4,7 +4,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::ResourceKind;
@@ -71,9 +70,9 @@ async fn trust_policies(state: &AppState) -> Result<Vec<TrustPolicy>, ApiError> 
 )]
 pub(crate) async fn exchange(
     State(state): State<AppState>,
-    body: Result<Json<OidcExchangeRequest>, JsonRejection>,
+    body: Result<super::body::JsonBody<OidcExchangeRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let request = super::error::json_body(body)?;
+    let super::body::JsonBody(request) = body?;
     let policies = trust_policies(&state).await?;
     let now = store::now_millis();
     match auth::oidc::exchange(

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use domain::promotion::PromotionState;
@@ -17,7 +17,8 @@ use http::{HeaderMap, StatusCode};
 use store::{Build, CheckReport, Deployment, Hold, Promotion, Provenance};
 
 use super::authorize;
-use super::error::{ApiError, json_body};
+use super::body::{JsonBody, OptionalJsonBody};
+use super::error::ApiError;
 use super::promotion_types::*;
 use super::types::ErrorBody;
 use crate::AppState;
@@ -239,10 +240,10 @@ pub(crate) async fn deployment_views(
 pub(crate) async fn notify(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<BuildRequest>, JsonRejection>,
+    body: Result<JsonBody<BuildRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     let digest = digest(&request.digest)?;
     let committed_at = match request.committed_at.as_deref() {
         None => None,
@@ -292,15 +293,10 @@ pub(crate) async fn notify(
 pub(crate) async fn report_check(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<CheckRequest>, JsonRejection>,
+    body: Result<JsonBody<CheckRequest, MAX_CHECK_BYTES>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
-    let request = match body {
-        Err(JsonRejection::BytesRejection(_)) => {
-            return Err(ApiError::payload_too_large(MAX_CHECK_BYTES));
-        }
-        other => json_body(other)?,
-    };
+    let JsonBody(request) = body?;
     let digest = digest(&request.digest)?;
     let passed = match request.status.as_str() {
         "passed" => true,
@@ -353,10 +349,10 @@ pub(crate) async fn report_check(
 pub(crate) async fn promote(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<PromoteRequest>, JsonRejection>,
+    body: Result<JsonBody<PromoteRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     let digest = digest(&request.digest)?;
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -496,10 +492,11 @@ pub(crate) async fn approve(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<i64>, PathRejection>,
-    body: Option<Json<CommentRequest>>,
+    body: Result<OptionalJsonBody<CommentRequest>, ApiError>,
 ) -> Result<Json<PromotionView>, ApiError> {
     let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
-    let comment = body.and_then(|Json(body)| body.comment);
+    let OptionalJsonBody(body) = body?;
+    let comment = body.and_then(|body| body.comment);
     let promotion = state
         .engine
         .decide(&actor, id, true, comment.as_deref())
@@ -525,10 +522,10 @@ pub(crate) async fn reject(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<i64>, PathRejection>,
-    body: Result<Json<RejectRequest>, JsonRejection>,
+    body: Result<JsonBody<RejectRequest>, ApiError>,
 ) -> Result<Json<PromotionView>, ApiError> {
     let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     if request.reason.trim().is_empty() {
         return Err(ApiError::bad_request("a rejection needs a reason"));
     }
@@ -556,10 +553,11 @@ pub(crate) async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<i64>, PathRejection>,
-    body: Option<Json<CommentRequest>>,
+    body: Result<OptionalJsonBody<CommentRequest>, ApiError>,
 ) -> Result<Json<PromotionView>, ApiError> {
     let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
-    let comment = body.and_then(|Json(body)| body.comment);
+    let OptionalJsonBody(body) = body?;
+    let comment = body.and_then(|body| body.comment);
     let promotion = state.engine.cancel(&actor, id, comment.as_deref()).await?;
     Ok(Json(promotion_view(promotion)))
 }
@@ -588,11 +586,12 @@ pub(crate) async fn rollback(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
-    body: Option<Json<RollbackRequest>>,
+    body: Result<OptionalJsonBody<RollbackRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
     let (application, environment) = app_env(path)?;
-    let request = body.map(|Json(body)| body).unwrap_or_default();
+    let OptionalJsonBody(request) = body?;
+    let request = request.unwrap_or_default();
     let to = request.to.as_deref().map(digest).transpose()?;
     let deployment = state
         .engine
@@ -626,11 +625,11 @@ pub(crate) async fn observed(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
-    body: Result<Json<ObservedRequest>, JsonRejection>,
+    body: Result<JsonBody<ObservedRequest>, ApiError>,
 ) -> Result<Json<ObservationView>, ApiError> {
     let actor = actor(&state, &headers).await?;
     let (application, environment) = app_env(path)?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     let digest = digest(&request.digest)?;
     let observation = state
         .engine
@@ -663,11 +662,11 @@ pub(crate) async fn hold(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
-    body: Result<Json<HoldRequest>, JsonRejection>,
+    body: Result<JsonBody<HoldRequest>, ApiError>,
 ) -> Result<Json<HoldView>, ApiError> {
     let actor = actor(&state, &headers).await?;
     let (application, environment) = app_env(path)?;
-    let request = json_body(body)?;
+    let JsonBody(request) = body?;
     let hold = state
         .engine
         .hold(&actor, &application, &environment, Some(&request.reason))

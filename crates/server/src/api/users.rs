@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use domain::dora::{DeploymentOutcome, DeploymentRecord, DoraMetrics};
@@ -55,10 +55,10 @@ fn role_grant(text: &str) -> Result<RoleGrant, ApiError> {
 pub(crate) async fn create_user(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<UserRequest>, JsonRejection>,
+    body: Result<super::body::JsonBody<UserRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, Action::ManageUsers).await?;
-    let request = super::error::json_body(body)?;
+    let super::body::JsonBody(request) = body?;
     let valid_name = !request.name.is_empty()
         && request.name.len() <= 64
         && request
@@ -158,11 +158,12 @@ pub(crate) async fn create_token(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    body: Option<Json<TokenRequest>>,
+    body: Result<super::body::OptionalJsonBody<TokenRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, Action::ManageUsers).await?;
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
-    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let super::body::OptionalJsonBody(request) = body?;
+    let request = request.unwrap_or_default();
     if state.store.users().get(&name).await?.is_none() {
         return Err(ApiError::not_found(format!("no user named {name}")));
     }

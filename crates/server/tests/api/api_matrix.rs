@@ -445,7 +445,7 @@ const OTHER_ROUTES: &[FixedRow] = &[
 enum Payload {
     Empty,
     Json(Value),
-    Yaml(&'static str),
+    Yaml(String),
     /// Raw bytes of a media type, sent with their length.
     Bytes(&'static str, Vec<u8>),
 }
@@ -501,7 +501,7 @@ impl<'a> World<'a> {
                 Who::Admin,
                 Method::POST,
                 "/api/v1/apply",
-                Payload::Yaml(RESOURCES),
+                Payload::Yaml(RESOURCES.to_owned()),
             )
             .await;
         assert_status(&response, StatusCode::OK);
@@ -718,7 +718,7 @@ impl<'a> World<'a> {
                 "/api/v1/auth/oidc",
                 Payload::Json(json!({ "token": "not.a.jwt" })),
             ),
-            Call::Apply => Prepared::new("/api/v1/apply", Payload::Yaml(RESOURCES)),
+            Call::Apply => Prepared::new("/api/v1/apply", Payload::Yaml(RESOURCES.to_owned())),
             Call::ListResources => Prepared::new("/api/v1/resources/applications", Payload::Empty),
             Call::GetResource => {
                 Prepared::new("/api/v1/resources/applications/web", Payload::Empty)
@@ -1127,4 +1127,334 @@ registry_tests! {
             "a reader is granted the pull they asked for"
         );
     }
+
+    async fn every_api_string_field_query_parameter_and_path_segment_refuses_control_characters(app) {
+        let document = app
+            .send(Method::GET, "/api/v1/openapi.json", &[], Body::empty())
+            .await
+            .json();
+        let world = World::set_up(&app).await;
+        let mut problems: Vec<String> = Vec::new();
+        let mut checked = 0;
+        for row in MATRIX {
+            let method = row.method.as_str().to_lowercase();
+            let operation = &document["paths"][row.path][&method];
+            assert!(operation.is_object(), "{} {} is in the OpenAPI document", row.method, row.path);
+            // Path segments, named by the route's parameters.
+            for segment in row.path.split('/') {
+                let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
+                    continue;
+                };
+                let before = audit_length(&app).await;
+                let uri = with_poisoned_segment(row.path, name);
+                let response = world.send(Who::Admin, row.method.clone(), &uri, Payload::Empty).await;
+                let changed = audit_length(&app).await != before;
+                if let Some(problem) = refusal_problem(&response, name, changed) {
+                    problems.push(format!("{} {uri}: {problem}", row.method));
+                }
+                checked += 1;
+            }
+            // Query parameters, as the document lists them.
+            for name in query_parameters(operation) {
+                let before = audit_length(&app).await;
+                let uri = format!("{}?{name}=a%00b", with_poisoned_segment(row.path, ""));
+                let response = world.send(Who::Admin, row.method.clone(), &uri, Payload::Empty).await;
+                let changed = audit_length(&app).await != before;
+                if let Some(problem) = refusal_problem(&response, &name, changed) {
+                    problems.push(format!("{} {uri}: {problem}", row.method));
+                }
+                checked += 1;
+            }
+            // String fields of the body: those the row sends, and every other one the
+            // document declares.
+            let prepared = world.prepare(row.call).await;
+            let Payload::Json(valid) = &prepared.payload else { continue };
+            let mut fields = Vec::new();
+            string_paths(valid, String::new(), &mut fields);
+            for declared in body_string_properties(&document, operation) {
+                if !fields.contains(&declared) {
+                    fields.push(declared);
+                }
+            }
+            // Where the admin is let through, the body is judged: a 400 naming the
+            // field. Elsewhere (a callback token, a token exchange, a foreign document)
+            // the answer may differ, but never a 5xx, and nothing changes.
+            let judged = matches!(row.access.expect(Who::Admin), Expect::Succeeds | Expect::Authenticated)
+                && row.call != Call::AdmissionReview;
+            for field in fields {
+                let prepared = world.prepare(row.call).await;
+                let before = audit_length(&app).await;
+                let body = poisoned(valid, &field);
+                let response = world.send(Who::Admin, row.method.clone(), &prepared.uri, Payload::Json(body)).await;
+                let changed = audit_length(&app).await != before;
+                let problem = if judged {
+                    refusal_problem(&response, &field, changed)
+                } else if response.status.is_server_error() || response.status.is_success() && changed {
+                    Some(format!("got {}: {}", response.status, excerpt(&response)))
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    problems.push(format!("{} {} body field `{field}`: {problem}", row.method, prepared.uri));
+                }
+                checked += 1;
+            }
+        }
+        // Declared resources are text too.
+        let before = audit_length(&app).await;
+        let yaml = RESOURCES.replacen(
+            "dev: { target: { record: {} } }",
+            "dev: { target: { record: {} }, config: { note: \"a\\0b\" } }",
+            1,
+        );
+        assert_ne!(yaml, RESOURCES);
+        let response = world.send(Who::Admin, Method::POST, "/api/v1/apply", Payload::Yaml(yaml)).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text());
+        assert!(response.text().contains("environments.dev.config.note") && response.text().contains("control character"), "{}", response.text());
+        assert_eq!(audit_length(&app).await, before, "a refused apply changes nothing");
+        assert!(checked > 60, "only {checked} fields were checked");
+        assert!(problems.is_empty(), "{} of {checked} poisoned requests were not refused cleanly:\n{}", problems.len(), problems.join("\n"));
+    }
+
+    async fn every_route_with_a_body_refuses_one_it_cannot_read_as_declared_json_in_the_api_envelope(app) {
+        let document = app
+            .send(Method::GET, "/api/v1/openapi.json", &[], Body::empty())
+            .await
+            .json();
+        let world = World::set_up(&app).await;
+        let mut problems: Vec<String> = Vec::new();
+        let mut checked = 0;
+        for row in MATRIX {
+            let operation = &document["paths"][row.path][row.method.as_str().to_lowercase()];
+            let takes_json = operation.pointer("/requestBody/content/application~1json").is_some();
+            if !takes_json || !matches!(row.access.expect(Who::Admin), Expect::Succeeds | Expect::Authenticated) {
+                continue;
+            }
+            let prepared = world.prepare(row.call).await;
+            let valid = match &prepared.payload {
+                Payload::Json(value) => value.to_string(),
+                _ => "{}".to_owned(),
+            };
+            let authorization = world.authorizations[&Who::Admin].clone();
+            for (content_type, body, status) in [
+                // A body without Content-Type is never read as if it were absent.
+                (None, valid.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                (Some("text/plain"), valid.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                (Some("application/json"), "{\"unterminated".to_owned(), StatusCode::BAD_REQUEST),
+                (Some("application/json"), "[1, 2]".to_owned(), StatusCode::BAD_REQUEST),
+            ] {
+                let mut headers = vec![("authorization", authorization.as_str())];
+                if let Some(content_type) = content_type {
+                    headers.push(("content-type", content_type));
+                }
+                let before = audit_length(&app).await;
+                let response = app.send(row.method.clone(), &prepared.uri, &headers, Body::from(body.clone())).await;
+                let envelope = serde_json::from_slice::<Value>(&response.body)
+                    .ok()
+                    .is_some_and(|value| value["code"].is_string() && value["message"].is_string());
+                if response.status != status || !envelope || audit_length(&app).await != before {
+                    problems.push(format!(
+                        "{} {} with {content_type:?} {body:?}: expected {status} in the envelope, changing nothing; got {}: {}",
+                        row.method, prepared.uri, response.status, excerpt(&response)
+                    ));
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 40, "only {checked} requests were checked");
+        assert!(problems.is_empty(), "{} of {checked} bad bodies were not refused cleanly:\n{}", problems.len(), problems.join("\n"));
+    }
+
+    async fn every_registry_path_segment_and_query_parameter_refuses_control_characters(app) {
+        let world = World::set_up(&app).await;
+        let catalog_before = get_json(&world, "/v2/_catalog").await;
+        let mut problems: Vec<String> = Vec::new();
+        let mut checked = 0;
+        for kind in registry::Endpoint::KINDS {
+            let row = REGISTRY_MATRIX.iter().find(|row| row.kind == kind).expect("every kind has a row");
+            let prepared = world.prepare_registry(row.call).await;
+            let (path, query) = prepared.uri.split_once('?').unwrap_or((prepared.uri.as_str(), ""));
+            // Each path segment after /v2/ in turn.
+            let segments: Vec<&str> = path.split('/').collect();
+            for i in 2..segments.len() {
+                if segments[i].is_empty() {
+                    continue;
+                }
+                let mut poisoned_segments = segments.clone();
+                let poisoned_segment = format!("{}%00", segments[i]);
+                poisoned_segments[i] = &poisoned_segment;
+                let uri = poisoned_segments.join("/");
+                let before = audit_length(&app).await;
+                let response = world.send(Who::Admin, row.method.clone(), &uri, Payload::Empty).await;
+                if !response.status.is_client_error() || audit_length(&app).await != before {
+                    problems.push(format!("{kind} {} {uri}: got {}: {}", row.method, response.status, excerpt(&response)));
+                }
+                checked += 1;
+            }
+            // Each query parameter the endpoint reads.
+            let parameters = REGISTRY_QUERY.iter().find(|(k, _)| *k == kind).map_or(&[][..], |(_, p)| *p);
+            for name in parameters {
+                let prepared = world.prepare_registry(row.call).await;
+                let (path, _) = prepared.uri.split_once('?').unwrap_or((prepared.uri.as_str(), ""));
+                let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with(&format!("{name}="))).collect();
+                let mut pairs = kept.join("&");
+                if !pairs.is_empty() {
+                    pairs.push('&');
+                }
+                let uri = format!("{path}?{pairs}{name}=a%00b");
+                let before = audit_length(&app).await;
+                let response = world.send(Who::Admin, row.method.clone(), &uri, prepared.payload).await;
+                let message = response.json()["errors"][0]["message"].as_str().unwrap_or_default().to_owned();
+                if response.status != StatusCode::BAD_REQUEST || !message.contains(name) || audit_length(&app).await != before {
+                    problems.push(format!("{kind} {} {uri}: expected 400 naming `{name}`, got {}: {}", row.method, response.status, excerpt(&response)));
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(get_json(&world, "/v2/_catalog").await, catalog_before, "no repository was created");
+        assert!(checked > 40, "only {checked} segments and parameters were checked");
+        assert!(problems.is_empty(), "{} of {checked} poisoned requests were not refused cleanly:\n{}", problems.len(), problems.join("\n"));
+    }
+}
+
+/// The number of entries in the audit log: every change appends one, so a request that
+/// leaves it alone changed nothing.
+async fn audit_length(app: &TestApp) -> usize {
+    app.store
+        .audit()
+        .entries(0, i64::MAX)
+        .await
+        .expect("the audit log")
+        .len()
+}
+
+/// `template` with every `{param}` set to `x`, except `poisoned`, set to `a%00b`.
+fn with_poisoned_segment(template: &str, poisoned: &str) -> String {
+    template
+        .split('/')
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) if name == poisoned => "a%00b",
+                Some(_) => "x",
+                None => segment,
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The `in: query` parameters of an operation of the OpenAPI document.
+fn query_parameters(operation: &Value) -> Vec<String> {
+    operation["parameters"]
+        .as_array()
+        .map(|parameters| {
+            parameters
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The string properties of an operation's JSON request body, by the OpenAPI document.
+fn body_string_properties(document: &Value, operation: &Value) -> Vec<String> {
+    let Some(reference) = operation
+        .pointer("/requestBody/content/application~1json/schema/$ref")
+        .and_then(Value::as_str)
+    else {
+        return Vec::new();
+    };
+    let name = reference.rsplit('/').next().unwrap_or_default();
+    let is_string = |schema: &Value| match &schema["type"] {
+        Value::String(kind) => kind == "string",
+        Value::Array(kinds) => kinds.iter().any(|k| k == "string"),
+        _ => false,
+    };
+    document["components"]["schemas"][name]["properties"]
+        .as_object()
+        .map(|properties| {
+            properties
+                .iter()
+                .filter(|(_, schema)| is_string(schema))
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The path (`a.b[2]`) of every string in `value`.
+fn string_paths(value: &Value, path: String, found: &mut Vec<String>) {
+    match value {
+        Value::String(_) => found.push(path),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                string_paths(item, format!("{path}[{i}]"), found);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let field = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                string_paths(item, field, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `value` with the string at `path` (or a new field of that top-level name) set to
+/// text holding NUL.
+fn poisoned(value: &Value, path: &str) -> Value {
+    let mut value = value.clone();
+    let pointer = format!(
+        "/{}",
+        path.replace(['.', '['], "/").replace(']', "")
+    );
+    match value.pointer_mut(&pointer) {
+        Some(slot) => *slot = json!("a\u{0}b"),
+        None => value[path] = json!("a\u{0}b"),
+    }
+    value
+}
+
+/// Says how a refused request's answer falls short: a 400 naming `field`, the audit
+/// log unchanged.
+fn refusal_problem(response: &TestResponse, field: &str, changed: bool) -> Option<String> {
+    let body = response.json();
+    let named = body["detail"]["field"]
+        .as_str()
+        .is_some_and(|f| f.contains(field))
+        || body["message"].as_str().is_some_and(|m| m.contains(field));
+    if response.status != StatusCode::BAD_REQUEST || !named {
+        Some(format!(
+            "expected 400 naming `{field}`, got {}: {}",
+            response.status,
+            excerpt(response)
+        ))
+    } else if changed {
+        Some("refused, yet the audit log grew".to_owned())
+    } else {
+        None
+    }
+}
+
+/// The query parameters each registry endpoint reads.
+const REGISTRY_QUERY: &[(&str, &[&str])] = &[
+    ("Catalog", &["n", "last"]),
+    ("ListTags", &["n", "last"]),
+    ("Referrers", &["artifactType"]),
+    ("StartUpload", &["digest", "mount", "from"]),
+    ("FinishUpload", &["digest"]),
+];
+
+async fn get_json(world: &World<'_>, uri: &str) -> Value {
+    let response = world
+        .send(Who::Admin, Method::GET, uri, Payload::Empty)
+        .await;
+    assert_status(&response, StatusCode::OK);
+    response.json()
 }
