@@ -149,8 +149,8 @@ def config_toml(issuer_url):
         "\n"
         "[access]\n"
         "github_actions = false\n"
-        "credential_rate_per_minute = 1000000\n"
-        "credential_burst = 1000000\n"
+        "failed_credentials_per_minute = 1000000\n"
+        "failed_credentials_burst = 1000000\n"
         "\n"
         "[[access.oidc_issuers]]\n"
         f'issuer = "{issuer_url}"\n'

@@ -4,11 +4,13 @@
 //! that was missing.
 
 mod credentials;
+pub mod failures;
 pub mod oidc;
 pub mod registry_token;
 mod tokens;
 
 pub use credentials::Credentials;
+pub use failures::{FailureLimiter, FailureLimits, TooManyFailures};
 pub use tokens::{generate_token, hash_token, token_id};
 
 use domain::pipeline::{GrantScope, Role, roles_granted};
@@ -48,9 +50,69 @@ pub enum AuthError {
     /// Malformed, unknown, expired or revoked credentials.
     #[error("invalid credentials: {0}")]
     InvalidCredentials(&'static str),
+    /// Too many failed checks from this address or for this account: refused without
+    /// looking at the credentials.
+    #[error("{0}")]
+    TooManyFailures(TooManyFailures),
     /// The store failed; try again.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+}
+
+/// Who is presenting credentials, for the limits on failed checks: the client's
+/// address and the replica's [`FailureLimiter`].
+#[derive(Clone, Copy)]
+pub struct Attempt<'a> {
+    pub limiter: &'a FailureLimiter,
+    pub address: Option<std::net::IpAddr>,
+}
+
+impl Attempt<'_> {
+    /// Runs the credential check `check` of `authorization` (naming `account`, if it
+    /// does) within the failure limits: refused unchecked while they are spent, and a
+    /// failure (an `Err` for which `is_failure` holds) is recorded.
+    pub async fn limit<T, E>(
+        &self,
+        authorization: &str,
+        account: Option<&str>,
+        check: impl std::future::Future<Output = Result<T, E>>,
+        is_failure: impl Fn(&E) -> bool,
+    ) -> Result<Result<T, E>, TooManyFailures> {
+        let now = std::time::Instant::now();
+        self.limiter.admit(self.address, account, now)?;
+        let result = check.await;
+        if let Err(error) = &result
+            && is_failure(error)
+        {
+            self.limiter
+                .failed(self.address, account, authorization, now);
+        }
+        Ok(result)
+    }
+}
+
+/// [`authenticate_token`] within the failure limits of `attempt`: an `Authorization`
+/// header is checked only while its address and account have failures to spare, and
+/// a failed check spends one. No header (anonymous) is no check at all.
+pub async fn authenticate_limited(
+    store: &Store,
+    attempt: Attempt<'_>,
+    authorization: Option<&str>,
+    now_millis: i64,
+) -> Result<(Principal, Option<String>), AuthError> {
+    let Some(header) = authorization else {
+        return Ok((Principal::Anonymous, None));
+    };
+    let account = Credentials::parse(header).and_then(|c| c.user().map(str::to_owned));
+    attempt
+        .limit(
+            header,
+            account.as_deref(),
+            authenticate_token(store, Some(header), now_millis),
+            |error| matches!(error, AuthError::InvalidCredentials(_)),
+        )
+        .await
+        .map_err(AuthError::TooManyFailures)?
 }
 
 /// How stale a token's recorded last use may get before a request updates it.

@@ -151,10 +151,15 @@ pub(crate) struct AccessSection {
     pub(crate) jwks_max_age_seconds: u64,
     /// The least seconds between key fetches caused by tokens naming unknown key ids.
     pub(crate) jwks_min_refetch_seconds: u64,
-    /// Requests to `/token` and `/api/v1/auth/oidc` per minute per client address.
-    pub(crate) credential_rate_per_minute: u32,
-    /// How many of those a client may make at once.
-    pub(crate) credential_burst: u32,
+    /// Failed credential checks (bad tokens or passwords on any request, refused job
+    /// tokens) a client address, and separately an account, may make per minute once
+    /// its burst is spent; beyond that its requests are refused with 429 unchecked.
+    /// Successful checks are never limited.
+    #[serde(alias = "credential_rate_per_minute")]
+    pub(crate) failed_credentials_per_minute: u32,
+    /// How many failed checks a client address or an account may make at once.
+    #[serde(alias = "credential_burst")]
+    pub(crate) failed_credentials_burst: u32,
 }
 
 /// `[[access.oidc_issuers]]`.
@@ -181,8 +186,8 @@ impl Default for AccessSection {
             oidc_issuers: Vec::new(),
             jwks_max_age_seconds: 3600,
             jwks_min_refetch_seconds: 60,
-            credential_rate_per_minute: 120,
-            credential_burst: 60,
+            failed_credentials_per_minute: 30,
+            failed_credentials_burst: 30,
         }
     }
 }
@@ -379,8 +384,12 @@ impl Config {
         {
             bail!("external_url must be an http(s) URL, not {url}");
         }
-        if self.access.credential_rate_per_minute == 0 || self.access.credential_burst == 0 {
-            bail!("access.credential_rate_per_minute and credential_burst must be positive");
+        if self.access.failed_credentials_per_minute == 0
+            || self.access.failed_credentials_burst == 0
+        {
+            bail!(
+                "access.failed_credentials_per_minute and failed_credentials_burst must be positive"
+            );
         }
         if self.access.jwks_max_age_seconds == 0 {
             bail!("access.jwks_max_age_seconds must be positive");

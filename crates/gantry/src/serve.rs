@@ -120,6 +120,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         access: AccessPolicy {
             anonymous_pull: config.anonymous_pull,
         },
+        credential_failures: auth::FailureLimits {
+            burst: config.access.failed_credentials_burst,
+            per_minute: config.access.failed_credentials_per_minute,
+        },
         realm: "gantry".to_owned(),
         external_url: config.external_url.clone(),
         service: None,
@@ -147,8 +151,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             },
             outbound.clone(),
         ),
-        credential_rate_per_minute: config.access.credential_rate_per_minute,
-        credential_burst: config.access.credential_burst,
         outbound,
     };
     let state = AppState::new(store.clone(), blobs, registry_config)

@@ -120,10 +120,13 @@ pub(crate) fn challenge(
         .with_header(header::WWW_AUTHENTICATE, value)
 }
 
-/// Resolves the caller: a registry bearer token, or a Gantry token (Basic or Bearer).
+/// Resolves the caller: a registry bearer token, or a Gantry token (Basic or Bearer),
+/// within the limits on failed checks for `client` (refused with 429 while they are
+/// spent; every failed check spends one).
 pub(crate) async fn authenticate(
     registry: &Registry,
     headers: &HeaderMap,
+    client: Option<std::net::IpAddr>,
     action: Action,
     repository: Option<&RepoName>,
 ) -> Result<Caller, RegistryError> {
@@ -138,29 +141,91 @@ pub(crate) async fn authenticate(
             false,
         )
     };
-    let header = match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(text)) => Some(text),
-        Some(Err(_)) => return Err(refused("the Authorization header is not text")),
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Caller {
+            principal: Principal::Anonymous,
+            token: None,
+            token_id: None,
+        });
+    };
+    // A header that is not text is a failed check like any other.
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let account = auth::Credentials::parse(&text).and_then(|c| c.user().map(str::to_owned));
+    let attempt = auth::Attempt {
+        limiter: &registry.failures,
+        address: client,
+    };
+    let resolved = attempt
+        .limit(
+            &text,
+            account.as_deref(),
+            resolve(registry, headers, value.to_str().ok()),
+            |failure| matches!(failure, Unresolved::Invalid(_)),
+        )
+        .await
+        .map_err(too_many_failures)?;
+    match resolved {
+        Ok(caller) => Ok(caller),
+        Err(Unresolved::Invalid(reason)) => Err(refused(reason)),
+        Err(Unresolved::Failed(error)) => Err(error),
+    }
+}
+
+/// The 429 for a client or account whose failed checks are spent.
+fn too_many_failures(refusal: auth::TooManyFailures) -> RegistryError {
+    tracing::info!(%refusal, "credential check refused: too many failures");
+    let seconds = refusal.retry_after.as_secs().max(1);
+    RegistryError::new(
+        ErrorCode::TooManyRequests,
+        StatusCode::TOO_MANY_REQUESTS,
+        refusal.to_string(),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+}
+
+/// Why credentials did not resolve: invalid (a failed check), or the store failed.
+enum Unresolved {
+    Invalid(&'static str),
+    Failed(RegistryError),
+}
+
+async fn resolve(
+    registry: &Registry,
+    headers: &HeaderMap,
+    header: Option<&str>,
+) -> Result<Caller, Unresolved> {
+    let Some(header) = header else {
+        return Err(Unresolved::Invalid("the Authorization header is not text"));
     };
     let now = store::now_millis();
     let bearer = header
-        .and_then(|text| text.trim().split_once(' '))
+        .trim()
+        .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|token| token.starts_with(registry_token::PREFIX));
     if let Some(token) = bearer {
-        let key = registry.token_key().await?;
-        let claims = registry_token::verify(&key, token, now.div_euclid(1000)).map_err(refused)?;
+        let key = registry.token_key().await.map_err(Unresolved::Failed)?;
+        let claims = registry_token::verify(&key, token, now.div_euclid(1000))
+            .map_err(Unresolved::Invalid)?;
         if claims.service != registry.service(headers) {
-            return Err(refused("the registry token was issued for another service"));
+            return Err(Unresolved::Invalid(
+                "the registry token was issued for another service",
+            ));
         }
         let principal = match &claims.token_id {
             None => Principal::Anonymous,
             Some(id) => match auth::authenticate_token_id(&registry.store, id, now).await {
                 Ok(principal) => principal,
-                Err(auth::AuthError::InvalidCredentials(reason)) => return Err(refused(reason)),
-                Err(auth::AuthError::Store(error)) => return Err(error.into()),
+                Err(auth::AuthError::InvalidCredentials(reason)) => {
+                    return Err(Unresolved::Invalid(reason));
+                }
+                Err(auth::AuthError::Store(error)) => {
+                    return Err(Unresolved::Failed(error.into()));
+                }
+                Err(auth::AuthError::TooManyFailures(refusal)) => {
+                    return Err(Unresolved::Failed(too_many_failures(refusal)));
+                }
             },
         };
         return Ok(Caller {
@@ -169,14 +234,17 @@ pub(crate) async fn authenticate(
             token: Some(claims),
         });
     }
-    match auth::authenticate_token(&registry.store, header, now).await {
+    match auth::authenticate_token(&registry.store, Some(header), now).await {
         Ok((principal, token_id)) => Ok(Caller {
             principal,
             token: None,
             token_id,
         }),
-        Err(auth::AuthError::InvalidCredentials(reason)) => Err(refused(reason)),
-        Err(auth::AuthError::Store(error)) => Err(error.into()),
+        Err(auth::AuthError::InvalidCredentials(reason)) => Err(Unresolved::Invalid(reason)),
+        Err(auth::AuthError::Store(error)) => Err(Unresolved::Failed(error.into())),
+        Err(auth::AuthError::TooManyFailures(refusal)) => {
+            Err(Unresolved::Failed(too_many_failures(refusal)))
+        }
     }
 }
 
@@ -348,7 +416,8 @@ async fn issue(registry: &Registry, request: Request) -> Result<Response, Regist
             false,
         ));
     }
-    let caller = authenticate(registry, &headers, Action::Pull, None).await?;
+    let client = crate::client_address(&parts.extensions);
+    let caller = authenticate(registry, &headers, client, Action::Pull, None).await?;
     // Several scopes may share one parameter, separated by spaces.
     let scopes: Vec<&str> = params
         .iter()

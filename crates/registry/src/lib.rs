@@ -51,6 +51,9 @@ pub struct RegistryConfig {
     /// Creation policies per namespace; the first match wins.
     pub namespace_creation: Vec<NamespaceCreationRule>,
     pub access: AccessPolicy,
+    /// How many failed credential checks a client address or an account may make
+    /// (registry requests, `/token`, and the JSON API, which shares this limiter).
+    pub credential_failures: auth::FailureLimits,
     /// The realm named in the JSON API's `WWW-Authenticate` challenges.
     pub realm: String,
     /// The base URL clients reach Gantry at (`https://registry.example.com`), for the
@@ -84,6 +87,7 @@ impl Default for RegistryConfig {
             repository_creation: RepositoryCreation::Admins,
             namespace_creation: Vec::new(),
             access: AccessPolicy::default(),
+            credential_failures: auth::FailureLimits::default(),
             realm: "gantry".to_owned(),
             external_url: None,
             service: None,
@@ -103,12 +107,16 @@ pub struct Registry {
     pub(crate) site_checks: tokio::sync::Semaphore,
     /// The key registry bearer tokens are signed with, read from the store on first use.
     token_key: tokio::sync::OnceCell<auth::registry_token::RegistryTokenKey>,
+    /// This replica's limits on failed credential checks.
+    failures: auth::FailureLimiter,
 }
 
 impl Registry {
     pub fn new(store: Store, blobs: BlobStore, config: RegistryConfig) -> Arc<Registry> {
         let site_checks = tokio::sync::Semaphore::new(config.site_archives.concurrency.max(1));
+        let failures = auth::FailureLimiter::new(config.credential_failures);
         Arc::new(Registry {
+            failures,
             store,
             blobs,
             config,
@@ -121,6 +129,11 @@ impl Registry {
     /// The settings it was created with; the JSON API shares its realm and access policy.
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    /// The limits on failed credential checks, shared with the JSON API.
+    pub fn failures(&self) -> &auth::FailureLimiter {
+        &self.failures
     }
 
     /// Upload requests whose bodies are being received right now.
@@ -202,10 +215,12 @@ async fn dispatch(
     let class = endpoint.class();
     let action = endpoint.action();
     let repository = endpoint.repository();
-    let caller = match bearer::authenticate(registry, request.headers(), action, repository).await {
-        Ok(caller) => caller,
-        Err(error) => return (class, Err(error)),
-    };
+    let client = client_address(request.extensions());
+    let caller =
+        match bearer::authenticate(registry, request.headers(), client, action, repository).await {
+            Ok(caller) => caller,
+            Err(error) => return (class, Err(error)),
+        };
     // A registry bearer token only ever narrows what the caller may do now: the
     // request must be within its scopes, and within the caller's current permissions.
     if let Some(token) = &caller.token {
@@ -264,6 +279,13 @@ async fn dispatch(
         class,
         handlers::handle(registry, &principal, endpoint, request).await,
     )
+}
+
+/// The peer address of the connection a request came on, if the server recorded it.
+pub(crate) fn client_address(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 /// An empty response with a status, for the many bodiless answers of the spec.

@@ -32,19 +32,14 @@ pub struct AppState {
     pub engine: Engine,
     /// The CI token issuers trusted for `POST /api/v1/auth/oidc`.
     pub federation: auth::oidc::Federation,
-    /// Bounds `/token` and `/api/v1/auth/oidc` per client address.
-    pub credential_limiter: Arc<limits::RateLimiter>,
 }
 
-/// Access settings beyond the registry's: trusted OIDC issuers and the rate of
-/// credential requests.
+/// Access settings beyond the registry's: trusted OIDC issuers and where outbound
+/// requests may go. (The limits on failed credential checks are the registry's,
+/// `RegistryConfig::credential_failures`, shared by the whole server.)
 #[derive(Clone)]
 pub struct AccessConfig {
     pub federation: auth::oidc::Federation,
-    /// Credential requests per minute per client address.
-    pub credential_rate_per_minute: u32,
-    /// Credential requests a client may make at once.
-    pub credential_burst: u32,
     /// What requests to configured URLs (health checks) may reach; the federation has
     /// its own copy for issuers' keys.
     pub outbound: Arc<outbound::Policy>,
@@ -58,8 +53,6 @@ impl Default for AccessConfig {
                 auth::oidc::KeyCaching::default(),
                 Arc::new(outbound::Policy::default()),
             ),
-            credential_rate_per_minute: 120,
-            credential_burst: 60,
             outbound: Arc::new(outbound::Policy::default()),
         }
     }
@@ -84,10 +77,6 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             engine: engine.with_outbound(access.outbound),
             federation: access.federation,
-            credential_limiter: Arc::new(limits::RateLimiter::new(
-                access.credential_rate_per_minute,
-                access.credential_burst,
-            )),
         }
     }
 
@@ -109,10 +98,6 @@ impl AppState {
     pub fn with_access(mut self, access: AccessConfig) -> AppState {
         self.engine = self.engine.with_outbound(access.outbound);
         self.federation = access.federation;
-        self.credential_limiter = Arc::new(limits::RateLimiter::new(
-            access.credential_rate_per_minute,
-            access.credential_burst,
-        ));
         self
     }
 }
@@ -123,13 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2", any(registry::serve))
         .route("/v2/", any(registry::serve))
         .route("/v2/{*path}", any(registry::serve))
-        .route(
-            "/token",
-            any(registry::token).layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                limits::limit_credentials,
-            )),
-        )
+        .route("/token", any(registry::token))
         .with_state(state.registry.clone());
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -17,9 +17,17 @@ pub(crate) const JSON_BODY_LIMIT: usize = 2 << 20;
 pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
-    message: String,
+    message: Box<str>,
     detail: Value,
-    challenge: Option<HeaderValue>,
+    /// A header the answer carries: a 401's challenge, a 429's wait.
+    header: Option<(Extra, HeaderValue)>,
+}
+
+/// Which header an [`ApiError`] adds (small, so the error stays small).
+#[derive(Debug, Clone, Copy)]
+enum Extra {
+    WwwAuthenticate,
+    RetryAfter,
 }
 
 impl ApiError {
@@ -27,9 +35,9 @@ impl ApiError {
         ApiError {
             status,
             code,
-            message: message.into(),
+            message: message.into().into_boxed_str(),
             detail: Value::Null,
-            challenge: None,
+            header: None,
         }
     }
 
@@ -52,9 +60,18 @@ impl ApiError {
         )
     }
 
-    /// 429: the caller has used up its share for now.
-    pub(crate) fn too_many_requests(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+    /// 429: the caller has used up its share for now; `Retry-After` says how long.
+    pub(crate) fn too_many_requests(
+        message: impl Into<String>,
+        retry_after: std::time::Duration,
+    ) -> ApiError {
+        ApiError {
+            header: Some((
+                Extra::RetryAfter,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            )),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+        }
     }
 
     /// 400: the request itself is malformed (a query parameter, a body that is not text).
@@ -78,7 +95,7 @@ impl ApiError {
             HeaderValue::from_str(&format!("Bearer realm=\"{}\"", realm.replace('"', "")))
                 .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"gantry\""));
         ApiError {
-            challenge: Some(challenge),
+            header: Some((Extra::WwwAuthenticate, challenge)),
             ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
         }
     }
@@ -158,14 +175,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             code: self.code.to_owned(),
-            message: self.message,
+            message: self.message.into(),
             detail: self.detail,
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(challenge) = self.challenge {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, challenge);
+        if let Some((extra, value)) = self.header {
+            let name = match extra {
+                Extra::WwwAuthenticate => header::WWW_AUTHENTICATE,
+                Extra::RetryAfter => header::RETRY_AFTER,
+            };
+            response.headers_mut().insert(name, value);
         }
         response
     }

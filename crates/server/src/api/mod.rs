@@ -209,19 +209,47 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/metrics/dora", get(users::dora))
         .route("/api/v1/admission", get(admission::admission))
         .route("/api/v1/admission/review", post(admission::review))
-        .route(
-            "/api/v1/auth/oidc",
-            post(oidc::exchange).layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                crate::limits::limit_credentials,
-            )),
-        )
+        .route("/api/v1/auth/oidc", post(oidc::exchange))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route_layer(axum::middleware::from_fn(
             crate::limits::refuse_control_characters,
         ))
         .layer(DefaultBodyLimit::max(error::JSON_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(remember_client))
         .with_state(state)
+}
+
+tokio::task_local! {
+    /// The peer address of the request being handled, for the limits on failed
+    /// credential checks (handlers see only headers; the address is the connection's).
+    static CLIENT: Option<std::net::IpAddr>;
+}
+
+/// Runs the request with its peer address remembered for [`attempt`].
+async fn remember_client(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    CLIENT.scope(address, next.run(request)).await
+}
+
+/// A credential check by the client of the request being handled, within the limits
+/// on failed checks (shared with the registry).
+fn attempt(state: &AppState) -> auth::Attempt<'_> {
+    auth::Attempt {
+        limiter: state.registry.failures(),
+        address: CLIENT.try_with(|address| *address).ok().flatten(),
+    }
+}
+
+/// The 429 for a client or account whose failed checks are spent.
+fn too_many_failures(refusal: auth::TooManyFailures) -> ApiError {
+    tracing::info!(%refusal, "credential check refused: too many failures");
+    ApiError::too_many_requests(refusal.to_string(), refusal.retry_after)
 }
 
 /// The OpenAPI document of this API.
@@ -276,8 +304,16 @@ async fn authenticate_token(
             ApiError::unauthorized(&config.realm, "the Authorization header is not text")
         })?),
     };
-    match auth::authenticate_token(&state.store, authorization, store::now_millis()).await {
+    match auth::authenticate_limited(
+        &state.store,
+        attempt(state),
+        authorization,
+        store::now_millis(),
+    )
+    .await
+    {
         Ok(authenticated) => Ok(authenticated),
+        Err(auth::AuthError::TooManyFailures(refusal)) => Err(too_many_failures(refusal)),
         Err(auth::AuthError::InvalidCredentials(reason)) => {
             tracing::info!(reason, "API credentials refused");
             Err(ApiError::unauthorized(

@@ -65,7 +65,7 @@ async fn trust_policies(state: &AppState) -> Result<Vec<TrustPolicy>, ApiError> 
         (status = 201, description = "Issued", body = OidcExchangeResponse),
         (status = 400, description = "Not a JSON body with `token`", body = ErrorBody),
         (status = 401, description = "The job token was refused; the message says why", body = ErrorBody),
-        (status = 429, description = "Too many exchanges from this address", body = ErrorBody),
+        (status = 429, description = "Too many refused exchanges from this address", body = ErrorBody),
     )
 )]
 pub(crate) async fn exchange(
@@ -75,15 +75,17 @@ pub(crate) async fn exchange(
     let super::body::JsonBody(request) = body?;
     let policies = trust_policies(&state).await?;
     let now = store::now_millis();
-    match auth::oidc::exchange(
-        &state.store,
-        &state.federation,
-        &policies,
-        request.token.trim(),
-        now,
-    )
-    .await
-    {
+    let token = request.token.trim();
+    let exchanged = super::attempt(&state)
+        .limit(
+            token,
+            None,
+            auth::oidc::exchange(&state.store, &state.federation, &policies, token, now),
+            |error| matches!(error, auth::oidc::ExchangeError::Refused(_)),
+        )
+        .await
+        .map_err(super::too_many_failures)?;
+    match exchanged {
         Ok(exchanged) => {
             tracing::info!(
                 user = exchanged.user,

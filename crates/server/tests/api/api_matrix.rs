@@ -1410,10 +1410,7 @@ fn string_paths(value: &Value, path: String, found: &mut Vec<String>) {
 /// text holding NUL.
 fn poisoned(value: &Value, path: &str) -> Value {
     let mut value = value.clone();
-    let pointer = format!(
-        "/{}",
-        path.replace(['.', '['], "/").replace(']', "")
-    );
+    let pointer = format!("/{}", path.replace(['.', '['], "/").replace(']', ""));
     match value.pointer_mut(&pointer) {
         Some(slot) => *slot = json!("a\u{0}b"),
         None => value[path] = json!("a\u{0}b"),

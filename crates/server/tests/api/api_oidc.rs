@@ -92,12 +92,9 @@ async fn app_trusting(backend: Backend, issuer: &TestIssuer, min_refetch: Durati
             // allow-listed.
             std::sync::Arc::new(outbound::Policy::parse(&["127.0.0.1".to_owned()]).expect("valid")),
         ),
-        credential_rate_per_minute: 100_000,
-        credential_burst: 100_000,
         outbound: std::sync::Arc::new(outbound::Policy::default()),
     };
-    let app =
-        TestApp::spawn_with_access(backend, registry::RegistryConfig::default(), access).await;
+    let app = TestApp::spawn_with_access(backend, many_failures_allowed(), access).await;
     let response = app
         .admin(
             Method::POST,
@@ -973,30 +970,64 @@ async fn rotated_keys_are_fetched_once_and_unknown_kids_cannot_flood_the_issuer(
     assert_eq!(issuer.fetches(), before);
 }
 
-async fn credential_endpoints_are_rate_limited(backend: Backend) {
-    let issuer = TestIssuer::start().await;
+/// Room for the many refused tokens these tests send (the limit has a test of its own).
+fn many_failures_allowed() -> registry::RegistryConfig {
+    registry::RegistryConfig {
+        credential_failures: auth::FailureLimits {
+            burst: 100_000,
+            per_minute: 100_000,
+        },
+        ..registry::RegistryConfig::default()
+    }
+}
+
+async fn refused_exchanges_are_limited_and_then_no_credential_is_checked_from_that_address(
+    backend: Backend,
+) {
     let access = server::AccessConfig {
         federation: auth::oidc::Federation::new(
             Vec::new(),
             auth::oidc::KeyCaching::default(),
             std::sync::Arc::new(outbound::Policy::default()),
         ),
-        credential_rate_per_minute: 6,
-        credential_burst: 3,
         outbound: std::sync::Arc::new(outbound::Policy::default()),
     };
-    drop(issuer);
-    let app =
-        TestApp::spawn_with_access(backend, registry::RegistryConfig::default(), access).await;
-    for _ in 0..3 {
-        let response = exchange(&app, "a.b.c").await;
+    let config = registry::RegistryConfig {
+        credential_failures: auth::FailureLimits {
+            burst: 3,
+            per_minute: 6,
+        },
+        ..registry::RegistryConfig::default()
+    };
+    let app = TestApp::spawn_with_access(backend, config, access).await;
+    let admin = app.admin_basic();
+    // Successful checks spend nothing.
+    for _ in 0..50 {
+        let response = app
+            .send(
+                Method::GET,
+                "/api/v1/tokens",
+                &[("authorization", admin.as_str())],
+                Body::empty(),
+            )
+            .await;
+        assert_status(&response, StatusCode::OK);
+    }
+    for guess in 0..3 {
+        let response = exchange(&app, &format!("a.b.c{guess}")).await;
         assert_eq!(response.status, StatusCode::UNAUTHORIZED);
     }
-    let response = exchange(&app, "a.b.c").await;
-    assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
+    let response = exchange(&app, "a.b.c9").await;
+    assert_eq!(
+        response.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        response.text()
+    );
     assert!(response.header("retry-after").is_some());
-    // The registry token endpoint shares the budget; the rest of the API does not.
-    let admin = app.admin_basic();
+    assert_eq!(response.json()["code"], "too_many_requests");
+    // Every credential check from that address now waits, the right ones too: the
+    // registry's token endpoint and the rest of the API share the limiter.
     let response = app
         .send(
             Method::GET,
@@ -1006,6 +1037,7 @@ async fn credential_endpoints_are_rate_limited(backend: Backend) {
         )
         .await;
     assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.error_code(), "TOOMANYREQUESTS");
     let response = app
         .send(
             Method::GET,
@@ -1014,6 +1046,9 @@ async fn credential_endpoints_are_rate_limited(backend: Backend) {
             Body::empty(),
         )
         .await;
+    assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
+    // Requests without credentials are not credential checks.
+    let response = app.send(Method::GET, "/healthz", &[], Body::empty()).await;
     assert_status(&response, StatusCode::OK);
 }
 
@@ -1031,8 +1066,6 @@ async fn an_issuer_on_a_restricted_address_is_not_fetched_unless_allow_listed(ba
             auth::oidc::KeyCaching::default(),
             std::sync::Arc::new(outbound::Policy::default()),
         ),
-        credential_rate_per_minute: 100_000,
-        credential_burst: 100_000,
         outbound: std::sync::Arc::new(outbound::Policy::default()),
     };
     let app =
@@ -1061,6 +1094,6 @@ both_backends!(
     forged_tokens_are_refused_and_valid_ones_accepted,
     an_exchanged_token_pushes_notifies_and_reports_for_its_application_only,
     rotated_keys_are_fetched_once_and_unknown_kids_cannot_flood_the_issuer,
-    credential_endpoints_are_rate_limited,
+    refused_exchanges_are_limited_and_then_no_credential_is_checked_from_that_address,
     an_issuer_on_a_restricted_address_is_not_fetched_unless_allow_listed
 );

@@ -18,6 +18,13 @@ registry_tests! {
             .send(Method::GET, "/v2/", &[("x-big", big.as_str())], Body::empty())
             .await;
         assert_eq!(response.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        // The registry answers in the OCI envelope, the API in its own.
+        assert_eq!(response.error_code(), "UNSUPPORTED", "{}", response.text());
+        let response = app
+            .send(Method::GET, "/api/v1/apps", &[("x-big", big.as_str())], Body::empty())
+            .await;
+        assert_eq!(response.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(response.json()["code"], "headers_too_large", "{}", response.text());
         // Ordinary requests are untouched.
         let response = app.send(Method::GET, "/healthz", &[("x-small", "1")], Body::empty()).await;
         assert_status(&response, StatusCode::OK);

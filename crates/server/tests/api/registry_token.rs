@@ -148,6 +148,50 @@ registry_tests! {
         assert_status(&response, StatusCode::OK);
     }
 
+    async fn a_client_asking_for_a_token_before_every_request_is_never_limited(app) {
+        // A client that caches no token (the conformance suite's, or a CI fleet behind
+        // one NAT address) asks for one per request: successful checks spend nothing.
+        let admin = app.admin_basic();
+        let secret = token_for(&app, "builder", true, None).await;
+        let builder = TestApp::basic("builder", &secret);
+        for i in 0..1_000 {
+            let authorization = if i % 2 == 0 { &admin } else { &builder };
+            let response = request_token(&app, Some(authorization), &["repository:acme/app:pull"]).await;
+            assert_eq!(response.status, StatusCode::OK, "grant {i}: {}", response.text());
+        }
+        // A few failures in between do not change that.
+        for i in 0..5 {
+            let wrong = TestApp::basic("admin", &format!("gnt_wrong{i}"));
+            let response = request_token(&app, Some(&wrong), &["repository:acme/app:pull"]).await;
+            assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+            assert_status(&request_token(&app, Some(&admin), &["repository:acme/app:pull"]).await, StatusCode::OK);
+        }
+    }
+
+    async fn a_credential_guessing_loop_is_stopped_and_then_nothing_it_sends_is_checked(app) {
+        let burst = auth::FailureLimits::default().burst;
+        for guess in 0..burst {
+            let wrong = TestApp::basic("admin", &format!("gnt_guess{guess}"));
+            let response = request_token(&app, Some(&wrong), &["repository:acme/app:pull"]).await;
+            assert_error(&response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+        }
+        let wrong = TestApp::basic("admin", "gnt_one_more");
+        let response = request_token(&app, Some(&wrong), &["repository:acme/app:pull"]).await;
+        assert_error(&response, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+        let wait: u64 = response.header("retry-after").and_then(|s| s.parse().ok()).expect("Retry-After in seconds");
+        assert!((1..=60).contains(&wait), "{wait}");
+        // The right credentials are not even looked at now: a guess that happens to be
+        // right teaches nothing. The registry's own endpoints share the limit.
+        let admin = app.admin_basic();
+        let response = request_token(&app, Some(&admin), &["repository:acme/app:pull"]).await;
+        assert_error(&response, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+        let response = app.send(Method::GET, "/v2/", &[("authorization", admin.as_str())], Body::empty()).await;
+        assert_error(&response, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+        // Without credentials nothing is checked: the usual challenge.
+        let response = app.send(Method::GET, "/v2/", &[], Body::empty()).await;
+        assert_error(&response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    }
+
     async fn bad_credentials_forged_tokens_and_revoked_parents_are_refused(app) {
         let wrong = TestApp::basic("admin", "gnt_wrong");
         let response = request_token(&app, Some(&wrong), &["repository:acme/app:pull"]).await;
