@@ -258,6 +258,71 @@ pub async fn authorize_repository(
     }
 }
 
+/// What to tell a caller refused a push to `repository` who may push somewhere (holds
+/// `developer` or `platform` for a whole application, or globally): how repositories
+/// are made, instead of only the permission it lacks. `None` for anyone else, and for
+/// a repository that exists (then the missing permission is the whole truth).
+///
+/// A scoped token (a CI job's) may not see other applications' repositories, so it is
+/// told the same whether `repository` exists or not: which repositories it pushes to,
+/// and how a new application's repository is declared.
+pub async fn push_refusal_hint(
+    store: &Store,
+    principal: &Principal,
+    repository: &RepoName,
+) -> Result<Option<String>, store::StoreError> {
+    let Principal::User { name, scope, .. } = principal else {
+        return Ok(None);
+    };
+    let builds = |grants: &[RoleGrant]| {
+        grants
+            .iter()
+            .any(|g| Role::DEPLOYING.contains(&g.role) && g.environment.is_none())
+    };
+    let declare = format!(
+        "a repository comes from declaring an Application with `repository: {repository}` \
+         and running `gantry apply`"
+    );
+    match scope {
+        Some(grants) => {
+            if !builds(grants) {
+                return Ok(None);
+            }
+            let mut own = Vec::new();
+            for grant in grants.iter().filter(|g| g.environment.is_none()) {
+                if let Some(application) = &grant.application
+                    && let Some(repository) = store.resources().repository_of(application).await?
+                    && !own.contains(&repository)
+                {
+                    own.push(repository);
+                }
+            }
+            let pushes_to = if own.is_empty() {
+                "no repository".to_owned()
+            } else {
+                own.join(", ")
+            };
+            Ok(Some(format!(
+                "this token pushes only to the repositories of its applications ({pushes_to}), and \
+                 {repository} is not one of them; {declare}, and a trust policy naming the \
+                 application lets its CI push"
+            )))
+        }
+        None => {
+            let Some(record) = store.users().get(name).await? else {
+                return Ok(None);
+            };
+            if !builds(&record.roles) || store.repositories().get(repository).await?.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(format!(
+                "repository {repository} does not exist, and pushing does not create it: \
+                 {declare} (an admin can), then push again"
+            )))
+        }
+    }
+}
+
 /// The permission check every handler uses: may `principal` do `action` on
 /// `repository` (`None` for registry-wide actions such as the catalog, and for the
 /// declared resources, whose permissions are `resources:read` and `resources:apply`)?

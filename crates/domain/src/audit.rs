@@ -13,6 +13,12 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub enum AuditAction {
     /// A manifest was stored or a tag was created or moved.
     Push,
+    /// A repository was created by a first push (applying an application creates its
+    /// repository under the apply's entry).
+    CreateRepository,
+    /// A promoted manifest was linked (rows only, no bytes) into a release tier
+    /// repository, which is created if it did not exist.
+    Link,
     DeleteManifest,
     DeleteTag,
     DeleteBlob,
@@ -49,6 +55,8 @@ impl AuditAction {
     pub fn as_str(self) -> &'static str {
         match self {
             AuditAction::Push => "push",
+            AuditAction::CreateRepository => "create-repository",
+            AuditAction::Link => "link",
             AuditAction::DeleteManifest => "delete-manifest",
             AuditAction::DeleteTag => "delete-tag",
             AuditAction::DeleteBlob => "delete-blob",

@@ -907,7 +907,7 @@ impl Engine {
             let linked = self
                 .store
                 .manifests()
-                .link_into(shared, &digest, &serves_from)
+                .link_into(shared, &digest, &serves_from, &order.requested_by)
                 .await
                 .map_err(|e| {
                     DeployError::Transient(format!("linking {digest} into {serves_from}: {e}"))

@@ -267,7 +267,24 @@ async fn dispatch(
                     &denied.to_string(),
                     false,
                 ),
-                Denied::Forbidden { .. } | Denied::Reserved { .. } => {
+                Denied::Forbidden { permission, .. } => {
+                    let hint = match (action, repository) {
+                        (Action::Push, Some(name)) => {
+                            match auth::push_refusal_hint(&registry.store, &principal, name).await {
+                                Ok(hint) => hint,
+                                Err(error) => return (class, Err(error.into())),
+                            }
+                        }
+                        _ => None,
+                    };
+                    let message = match hint {
+                        Some(hint) => format!("{denied}: {hint}"),
+                        None => denied.to_string(),
+                    };
+                    RegistryError::new(ErrorCode::Denied, StatusCode::FORBIDDEN, message)
+                        .with_detail(serde_json::json!({ "permission": permission }))
+                }
+                Denied::Reserved { .. } => {
                     RegistryError::new(ErrorCode::Denied, StatusCode::FORBIDDEN, denied.to_string())
                 }
             };

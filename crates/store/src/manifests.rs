@@ -326,12 +326,15 @@ impl Manifests<'_> {
     /// lists and every blob they reference — into repository `target` (created if
     /// missing), in one transaction. Nothing is copied: the rows point at the same
     /// content-addressed bytes. Returns false, changing nothing, when `source` does not
-    /// hold the manifest.
+    /// hold the manifest. A link that changes something (the manifest new to
+    /// `target`, or `target` itself new) is audited in the same transaction, as done
+    /// by `actor`.
     pub async fn link_into(
         &self,
         source: &RepoName,
         digest: &Digest,
         target: &RepoName,
+        actor: &str,
     ) -> Result<bool, StoreError> {
         with_pool!(self.backend, write, |pool| {
             let now = now_millis();
@@ -344,11 +347,14 @@ impl Manifests<'_> {
                 return Ok(false);
             };
             let source_id: i64 = source_row.get("id");
-            sqlx::query(crate::repositories::INSERT_REPOSITORY_IF_MISSING)
+            let created = sqlx::query(crate::repositories::INSERT_REPOSITORY_IF_MISSING)
                 .bind(target.as_str())
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected()
+                == 1;
+            let mut root_linked = false;
             let target_id: i64 = sqlx::query("SELECT id FROM repositories WHERE name = $1")
                 .bind(target.as_str())
                 .fetch_one(&mut *tx)
@@ -373,6 +379,9 @@ impl Manifests<'_> {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                if seen.len() == 1 {
+                    root_linked = linked == 1;
+                }
                 let present = linked == 1
                     || sqlx::query(
                         "SELECT 1 AS one FROM manifests WHERE repository_id = $1 AND digest = $2",
@@ -423,6 +432,21 @@ impl Manifests<'_> {
                         .iter()
                         .map(|row| row.get::<String, _>("child_digest")),
                 );
+            }
+            if created || root_linked {
+                let entry = NewAuditEntry {
+                    at: now,
+                    actor: actor.to_owned(),
+                    action: AuditAction::Link,
+                    subject: target.to_string(),
+                    payload: serde_json::json!({
+                        "source": source.as_str(),
+                        "repository": target.as_str(),
+                        "digest": digest.to_string(),
+                        "created_repository": created,
+                    }),
+                };
+                crate::append_audit!(tx, &entry);
             }
             tx.commit().await?;
             Ok(true)

@@ -1,9 +1,10 @@
 //! Repositories: one row per OCI repository name.
 
 use domain::RepoName;
+use domain::audit::AuditAction;
 use sqlx::Row;
 
-use crate::{Backend, StoreError, now_millis, with_pool};
+use crate::{Backend, NewAuditEntry, StoreError, now_millis, with_pool};
 
 /// A stored repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,22 +39,40 @@ impl Repositories<'_> {
         })
     }
 
-    /// Returns the repository, creating it first if it does not exist.
-    pub async fn get_or_create(&self, name: &RepoName) -> Result<Repository, StoreError> {
+    /// Returns the repository, creating it first if it does not exist; a creation is
+    /// recorded in the audit log in the same transaction, as done by `actor`.
+    pub async fn get_or_create(
+        &self,
+        name: &RepoName,
+        actor: &str,
+    ) -> Result<Repository, StoreError> {
         if let Some(existing) = self.get(name).await? {
             return Ok(existing);
         }
         with_pool!(self.backend, write, |pool| {
             let now = now_millis();
-            sqlx::query(INSERT_REPOSITORY_IF_MISSING)
+            let mut tx = pool.begin().await?;
+            let created = sqlx::query(INSERT_REPOSITORY_IF_MISSING)
                 .bind(name.as_str())
                 .bind(now)
-                .execute(pool)
-                .await?;
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if created == 1 {
+                let entry = NewAuditEntry {
+                    at: now,
+                    actor: actor.to_owned(),
+                    action: AuditAction::CreateRepository,
+                    subject: name.to_string(),
+                    payload: serde_json::json!({ "repository": name.as_str() }),
+                };
+                crate::append_audit!(tx, &entry);
+            }
             let row = sqlx::query("SELECT id, created_at FROM repositories WHERE name = $1")
                 .bind(name.as_str())
-                .fetch_one(pool)
+                .fetch_one(&mut *tx)
                 .await?;
+            tx.commit().await?;
             Ok(Repository {
                 id: row.get("id"),
                 name: name.clone(),

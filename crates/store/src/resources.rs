@@ -321,6 +321,19 @@ impl Resources<'_> {
         })
     }
 
+    /// The repository application `application` declares, if it is declared.
+    pub async fn repository_of(&self, application: &str) -> Result<Option<String>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT repository FROM resources WHERE kind = 'Application' AND name = $1",
+            )
+            .bind(application)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.and_then(|row| row.get::<Option<String>, _>("repository")))
+        })
+    }
+
     /// The stored resource of this kind and name.
     pub async fn get(
         &self,

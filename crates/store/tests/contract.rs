@@ -91,11 +91,11 @@ async fn audit_length(store: &store::Store) -> usize {
 
 store_tests! {
     async fn repositories_are_created_once_and_listed_in_byte_order(store) {
-        let first = store.repositories().get_or_create(&repo("acme/web")).await.expect("create");
-        let again = store.repositories().get_or_create(&repo("acme/web")).await.expect("create again");
+        let first = store.repositories().get_or_create(&repo("acme/web"), "tester").await.expect("create");
+        let again = store.repositories().get_or_create(&repo("acme/web"), "tester").await.expect("create again");
         assert_eq!(first, again);
         for name in ["b", "a/b", "a-b", "a0"] {
-            store.repositories().get_or_create(&repo(name)).await.expect("create");
+            store.repositories().get_or_create(&repo(name), "tester").await.expect("create");
         }
         let all: Vec<String> = store.repositories().list(None, 100).await.expect("list").iter().map(|n| n.to_string()).collect();
         assert_eq!(all, ["a-b", "a/b", "a0", "acme/web", "b"]);
@@ -105,8 +105,8 @@ store_tests! {
     }
 
     async fn blobs_are_recorded_once_and_linked_per_repository(store) {
-        let a = store.repositories().get_or_create(&repo("a")).await.expect("repo");
-        let b = store.repositories().get_or_create(&repo("b")).await.expect("repo");
+        let a = store.repositories().get_or_create(&repo("a"), "tester").await.expect("repo");
+        let b = store.repositories().get_or_create(&repo("b"), "tester").await.expect("repo");
         let blob = digest_of("layer");
         store.blobs().record(a.id, &blob, 5).await.expect("record");
         store.blobs().record(a.id, &blob, 5).await.expect("record is idempotent");
@@ -122,7 +122,7 @@ store_tests! {
     }
 
     async fn a_manifest_with_a_missing_blob_stores_nothing(store) {
-        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         let layer = digest_of("layer");
         let m = manifest("m1", vec![ManifestChild::Blob { digest: layer.clone(), size: 5 }]);
         let outcome = store.manifests().put(&r, &m, Some((&tag("v1"), TagPolicy::Immutable)), "tester").await.expect("put");
@@ -138,7 +138,7 @@ store_tests! {
     }
 
     async fn a_descriptor_stating_another_size_than_the_stored_content_stores_nothing(store) {
-        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         let layer = digest_of("layer");
         store.blobs().record(r.id, &layer, 5).await.expect("record");
         let wrong = ManifestChild::Blob { digest: layer.clone(), size: 6 };
@@ -160,7 +160,7 @@ store_tests! {
     }
 
     async fn immutable_tags_accept_the_same_bytes_and_refuse_others(store) {
-        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         let first = manifest("first", vec![]);
         let second = manifest("second", vec![]);
         let v1 = tag("v1");
@@ -176,7 +176,7 @@ store_tests! {
     }
 
     async fn tags_page_in_case_insensitive_lexical_order(store) {
-        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         let m = manifest("m", vec![]);
         for t in ["v2", "V1", "v10", "_x", "a.b", "a-b", "v1"] {
             store.manifests().put(&r, &m, Some((&tag(t), TagPolicy::Immutable)), "tester").await.expect("put");
@@ -188,7 +188,7 @@ store_tests! {
     }
 
     async fn referrers_are_found_by_subject_and_filtered_by_artifact_type(store) {
-        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         let subject = manifest("subject", vec![]);
         store.manifests().put(&r, &subject, None, "tester").await.expect("put");
         let mut sbom = manifest("sbom", vec![]);
@@ -210,7 +210,7 @@ store_tests! {
     }
 
     async fn deleting_manifests_respects_indexes_and_removes_tags(store) {
-        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         let child = manifest("child", vec![]);
         store.manifests().put(&r, &child, Some((&tag("c"), TagPolicy::Immutable)), "tester").await.expect("put");
         let index = manifest("index", vec![ManifestChild::Manifest { digest: child.digest.clone(), size: 5 }]);
@@ -233,7 +233,7 @@ store_tests! {
     }
 
     async fn a_blob_in_use_by_a_manifest_cannot_be_unlinked(store) {
-        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         let layer = digest_of("layer");
         store.blobs().record(r.id, &layer, 5).await.expect("record");
         let m = manifest("m", vec![ManifestChild::Blob { digest: layer.clone(), size: 5 }]);
@@ -244,7 +244,7 @@ store_tests! {
     }
 
     async fn tag_deletion_leaves_the_manifest(store) {
-        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         let m = manifest("m", vec![]);
         store.manifests().put(&r, &m, Some((&tag("v1"), TagPolicy::Immutable)), "tester").await.expect("put");
         assert_eq!(store.manifests().delete_tag(&r, &tag("v1"), "tester").await.expect("delete"), DeleteTagOutcome::Deleted);
@@ -253,7 +253,7 @@ store_tests! {
     }
 
     async fn upload_sessions_append_in_order_and_refuse_a_stale_offset(store) {
-        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         store.uploads().create("u1", r.id).await.expect("create");
         store.uploads().append("u1", 0, 10, "k1", Some(b"state-1")).await.expect("append");
         store.uploads().append("u1", 10, 5, "k2", Some(b"state-2")).await.expect("append");
@@ -263,7 +263,7 @@ store_tests! {
         assert_eq!(upload.size, 15);
         assert_eq!(upload.hash_state.as_deref(), Some(&b"state-2"[..]));
         assert_eq!(upload.parts.iter().map(|p| (p.start, p.size, p.key.as_str())).collect::<Vec<_>>(), [(0, 10, "k1"), (10, 5, "k2")]);
-        let other = store.repositories().get_or_create(&repo("other")).await.expect("repo");
+        let other = store.repositories().get_or_create(&repo("other"), "tester").await.expect("repo");
         assert!(store.uploads().get(other.id, "u1").await.expect("get").is_none(), "a session belongs to its repository");
         assert!(store.uploads().exists("u1").await.expect("exists"));
         assert_eq!(store.uploads().count().await.expect("count"), 1);
@@ -295,7 +295,7 @@ store_tests! {
     }
 
     async fn pushes_and_deletions_are_audited_with_their_actor_and_no_ops_are_not(store) {
-        let r = store.repositories().get_or_create(&repo("acme/app")).await.expect("repo");
+        let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         let first = manifest("first", vec![]);
         let second = manifest("second", vec![]);
         store.manifests().put(&r, &first, Some((&tag("latest"), TagPolicy::Mutable)), "ann").await.expect("put");
@@ -308,15 +308,18 @@ store_tests! {
         assert_eq!(store.manifests().delete_tag(&r, &tag("v1"), "carl").await.expect("delete tag"), DeleteTagOutcome::Deleted);
         let entries = store.audit().entries(0, 100).await.expect("entries");
         let summary: Vec<(&str, &str)> = entries.iter().map(|e| (e.actor.as_str(), e.action.as_str())).collect();
-        assert_eq!(summary, [("ann", "push"), ("bob", "push"), ("eve", "push"), ("carl", "delete-tag")], "no entry for the no-op or the refused push");
-        let moved: serde_json::Value = serde_json::from_str(&entries[1].payload).expect("json");
+        assert_eq!(summary, [("tester", "create-repository"), ("ann", "push"), ("bob", "push"), ("eve", "push"), ("carl", "delete-tag")], "no entry for the no-op or the refused push");
+        let moved: serde_json::Value = serde_json::from_str(&entries[2].payload).expect("json");
         assert_eq!(moved["previous_digest"], first.digest.to_string());
         assert_eq!(moved["digest"], second.digest.to_string());
-        assert!(matches!(store.audit().verify().await.expect("verify"), store::ChainVerdict::Intact { entries: 4, .. }));
+        assert!(matches!(store.audit().verify().await.expect("verify"), store::ChainVerdict::Intact { entries: 5, .. }));
+        // Asking for a repository that exists creates nothing and records nothing.
+        store.repositories().get_or_create(&repo("acme/app"), "again").await.expect("repo");
+        assert_eq!(store.audit().entries(0, 100).await.expect("entries").len(), 5);
     }
 
     async fn applying_creates_resources_at_revision_one_and_their_repositories(store) {
-        store.repositories().get_or_create(&repo("acme/api")).await.expect("existing repository");
+        store.repositories().get_or_create(&repo("acme/api"), "tester").await.expect("existing repository");
         let changes = [
             application("web-app", "acme/web-app", "web v1\n", None),
             pipeline("standard", "standard v1\n", None),
@@ -332,8 +335,8 @@ store_tests! {
         assert!(store.resources().get(ResourceKind::Pipeline, "web-app").await.expect("get").is_none(), "kinds are apart");
         let entries = store.audit().entries(0, 100).await.expect("entries");
         let summary: Vec<(&str, &str, &str)> = entries.iter().map(|e| (e.actor.as_str(), e.action.as_str(), e.subject.as_str())).collect();
-        assert_eq!(summary, [("ann", "apply", "Pipeline/standard"), ("ann", "apply", "Application/api"), ("ann", "apply", "Application/web-app")]);
-        let payload: serde_json::Value = serde_json::from_str(&entries[2].payload).expect("json");
+        assert_eq!(summary, [("tester", "create-repository", "acme/api"), ("ann", "apply", "Pipeline/standard"), ("ann", "apply", "Application/api"), ("ann", "apply", "Application/web-app")]);
+        let payload: serde_json::Value = serde_json::from_str(&entries[3].payload).expect("json");
         assert_eq!(payload, serde_json::json!({ "kind": "Application", "name": "web-app", "revision": 1, "previous_revision": null }));
     }
 

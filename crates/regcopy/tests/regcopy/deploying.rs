@@ -36,7 +36,7 @@ async fn gantry_with_an_image() -> Gantry {
         .expect("blob store");
     let repository = store
         .repositories()
-        .get_or_create(&repo("acme/web"))
+        .get_or_create(&repo("acme/web"), "tester")
         .await
         .expect("repository");
     let mut layer = Vec::new();

@@ -102,7 +102,11 @@ async fn repository_for_push(
         return Ok(existing);
     }
     creation_allowed(registry, principal, name)?;
-    Ok(registry.store.repositories().get_or_create(name).await?)
+    Ok(registry
+        .store
+        .repositories()
+        .get_or_create(name, principal.display_name())
+        .await?)
 }
 
 fn creation_allowed(

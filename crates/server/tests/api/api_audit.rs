@@ -21,18 +21,20 @@ testkit::app_tests! {
         }
         let verdict = verify(&app).await;
         assert_eq!(verdict["intact"], true, "{verdict}");
-        assert_eq!(verdict["entries"], 3);
+        assert_eq!(verdict["entries"], 4);
         let export = app.admin(Method::GET, "/api/v1/audit/export", &[], Body::empty()).await;
         assert_status(&export, StatusCode::OK);
         assert_eq!(export.header("content-type"), Some("application/x-ndjson"));
         let lines: Vec<serde_json::Value> =
             export.text().lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
         assert_eq!(lines[0]["sequence"], 1);
         assert_eq!(lines[0]["actor"], "admin");
-        assert_eq!(lines[0]["action"], "push");
+        // The first push created the repository, and said so.
+        assert_eq!((&lines[0]["action"], &lines[0]["subject"]), (&serde_json::json!("create-repository"), &serde_json::json!("acme/app")));
+        assert_eq!(lines[1]["action"], "push");
         assert_eq!(lines[1]["previous_hash"], lines[0]["hash"], "the export shows the chain");
-        assert_eq!(verdict["head"], lines[2]["hash"]);
+        assert_eq!(verdict["head"], lines[3]["hash"]);
     }
 
     async fn an_entry_edited_in_the_database_is_named_by_verify(app) {

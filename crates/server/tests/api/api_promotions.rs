@@ -667,6 +667,13 @@ environments:
         let served = app.admin(Method::GET, &format!("/v2/release/acme/tiered/manifests/{digest}"), &[], Body::empty()).await;
         assert_status(&served, StatusCode::OK);
         assert_eq!(served.body.as_ref(), image.manifest.bytes.as_slice(), "the same bytes, not a copy");
+        // The link, and the tier repository it created, are in the audit log.
+        let entries = app.store.audit().entries(0, 1000).await.expect("audit");
+        let links: Vec<&store::AuditEntry> = entries.iter().filter(|e| e.action == "link").collect();
+        assert_eq!(links.len(), 1, "{entries:?}");
+        assert_eq!(links[0].subject, "release/acme/tiered");
+        let payload: Value = serde_json::from_str(&links[0].payload).expect("json");
+        assert_eq!((&payload["digest"], &payload["source"], &payload["created_repository"]), (&json!(digest), &json!("acme/tiered"), &json!(true)));
         for blob in [&image.config, &image.layer] {
             let pulled = app.admin(Method::GET, &format!("/v2/release/acme/tiered/blobs/{}", blob.digest), &[], Body::empty()).await;
             assert_status(&pulled, StatusCode::OK);

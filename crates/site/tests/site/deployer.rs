@@ -45,7 +45,7 @@ impl Registry {
         .expect("blobs");
         store
             .repositories()
-            .get_or_create(&RepoName::parse(REPOSITORY).expect("name"))
+            .get_or_create(&RepoName::parse(REPOSITORY).expect("name"), "tester")
             .await
             .expect("repository");
         Registry { store, blobs, dir }
@@ -57,7 +57,7 @@ impl Registry {
         let repository = self
             .store
             .repositories()
-            .get_or_create(&RepoName::parse(REPOSITORY).expect("name"))
+            .get_or_create(&RepoName::parse(REPOSITORY).expect("name"), "tester")
             .await
             .expect("repository");
         let mut children = Vec::new();
