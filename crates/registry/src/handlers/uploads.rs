@@ -135,6 +135,7 @@ async fn monolithic(
     request: Request,
 ) -> Result<Response, RegistryError> {
     // Refused before a byte of the body is read.
+    refuse_oversized(registry, 0, headers::content_length(request.headers())?)?;
     check_push_target(registry, principal, name).await?;
     let _in_flight = InFlight::start(registry);
     let id = UploadId::new();
@@ -167,6 +168,28 @@ async fn monolithic(
         .record(repository.id, digest, to_i64(size)?)
         .await?;
     Ok(blob_created(name, digest))
+}
+
+/// Refuses, before reading it, a body whose announced `length` would take the blob
+/// (`already` bytes so far) past the largest blob accepted. Bodies of unknown length
+/// are bounded as they stream.
+fn refuse_oversized(
+    registry: &Registry,
+    already: u64,
+    length: Option<u64>,
+) -> Result<(), RegistryError> {
+    let limit = registry.config.max_blob_bytes;
+    match length {
+        Some(length) if already.saturating_add(length) > limit => Err(RegistryError::new(
+            ErrorCode::SizeInvalid,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the blob would reach {} bytes, more than the maximum blob size of {limit} bytes",
+                already.saturating_add(length)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn digest_mismatch(expected: &Digest, actual: &Digest) -> RegistryError {
@@ -274,6 +297,11 @@ async fn receive_chunk(
     if length == Some(0) {
         return Ok((upload.size, None));
     }
+    refuse_oversized(
+        registry,
+        u64::try_from(upload.size).unwrap_or(0),
+        length.or(announced),
+    )?;
     let _in_flight = InFlight::start(registry);
     let key = new_part_key();
     let start = u64::try_from(upload.size).unwrap_or(0);

@@ -598,6 +598,29 @@ registry_tests! {
         );
     }
 
+    async fn an_announced_length_over_the_blob_size_limit_is_refused_before_the_body_is_read(app = small_blob_limit_config()) {
+        // The body never comes: the answer must not wait for it.
+        let never = || axum::body::Body::from_stream(futures_util::stream::pending::<Result<bytes::Bytes, std::io::Error>>());
+        let digest = Blob::new(numbered_bytes(17)).digest;
+        let monolithic = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            app.admin(Method::POST, &format!("/v2/acme/app/blobs/uploads/?digest={digest}"), &[("content-length", "17")], never()),
+        )
+        .await
+        .expect("answered without reading the body");
+        assert_error(&monolithic, StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID");
+        let location = start_upload(&app, "acme/app").await;
+        assert_status(&patch(&app, &location, Some("0-9"), &numbered_bytes(10)).await, StatusCode::ACCEPTED);
+        let chunk = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            app.admin(Method::PATCH, &location, &[("content-length", "7"), ("content-range", "10-16")], never()),
+        )
+        .await
+        .expect("answered without reading the body");
+        assert_error(&chunk, StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID");
+        assert_session_size(&app, &location, 10).await;
+    }
+
     async fn a_chunk_that_takes_an_upload_over_the_blob_size_limit_is_refused(app = small_blob_limit_config()) {
         let content = numbered_bytes(20);
         let location = start_upload(&app, "acme/app").await;
