@@ -34,6 +34,7 @@ pub(crate) struct Config {
     /// the registry's token challenges; default: each request's `Host`.
     pub(crate) external_url: Option<String>,
     pub(crate) limits: Limits,
+    pub(crate) http: HttpSection,
     pub(crate) registry: RegistrySection,
     pub(crate) access: AccessSection,
     pub(crate) outbound: OutboundSection,
@@ -258,6 +259,47 @@ pub(crate) struct Limits {
     pub(crate) maintenance_interval_seconds: u64,
 }
 
+/// `[http]`: how long and how slowly a client may hold a connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HttpSection {
+    /// Seconds a request head may take from its first byte; also the window over
+    /// which a request body's rate is measured.
+    pub(crate) header_read_timeout_seconds: u64,
+    /// Seconds a keep-alive connection may wait with no request under way, or with
+    /// a response nobody reads, before it is closed.
+    pub(crate) idle_timeout_seconds: u64,
+    /// The least bytes per second a request body must arrive at (measured over time
+    /// spent waiting for it); a slower upload is cut, its session stays resumable.
+    /// 0 turns the bound off.
+    pub(crate) min_body_bytes_per_second: u64,
+    /// The most connections one client address (IPv6: one /64) may hold open.
+    pub(crate) max_connections_per_address: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        let limits = server::connections::ConnectionLimits::default();
+        HttpSection {
+            header_read_timeout_seconds: limits.header_read_timeout.as_secs(),
+            idle_timeout_seconds: limits.idle_timeout.as_secs(),
+            min_body_bytes_per_second: limits.min_body_bytes_per_second,
+            max_connections_per_address: limits.max_connections_per_address,
+        }
+    }
+}
+
+impl HttpSection {
+    pub(crate) fn limits(&self) -> server::connections::ConnectionLimits {
+        server::connections::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds),
+            min_body_bytes_per_second: self.min_body_bytes_per_second,
+            max_connections_per_address: self.max_connections_per_address,
+        }
+    }
+}
+
 /// Registry policy.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -318,6 +360,7 @@ impl Default for Config {
             max_connections: 16,
             external_url: None,
             limits: Limits::default(),
+            http: HttpSection::default(),
             registry: RegistrySection::default(),
             access: AccessSection::default(),
             outbound: OutboundSection::default(),
@@ -389,6 +432,14 @@ impl Config {
         {
             bail!(
                 "access.failed_credentials_per_minute and failed_credentials_burst must be positive"
+            );
+        }
+        if self.http.header_read_timeout_seconds == 0
+            || self.http.idle_timeout_seconds == 0
+            || self.http.max_connections_per_address == 0
+        {
+            bail!(
+                "http.header_read_timeout_seconds, idle_timeout_seconds and max_connections_per_address must be positive"
             );
         }
         if self.access.jwks_max_age_seconds == 0 {

@@ -66,6 +66,7 @@ fn init_logging(format: LogFormat) {
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = configure(args)?;
     init_logging(config.log_format);
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -198,13 +199,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let interval = Duration::from_secs(config.deploy.reconcile_interval_seconds);
         tokio::spawn(async move { engine.reconcile_loop(interval, stopped).await })
     });
-    axum::serve(
+    server::connections::serve(
         listener,
-        server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        server::router(state),
+        config.http.limits(),
+        shutdown_signal(terminate),
     )
-    .with_graceful_shutdown(shutdown_signal(terminate))
-    .await
-    .context("serving")?;
+    .await;
     let _ = stop_maintenance.send(true);
     let _ = maintenance.await;
     let _ = worker.await;
@@ -214,6 +215,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("gantry stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection, blob
+/// being read and database file is one, and the usual soft limit (1,024) is what
+/// half-open connections would exhaust first.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open file limit"),
+    }
 }
 
 /// On the very first start, creates the `admin` user and prints its token once.

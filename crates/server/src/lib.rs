@@ -6,6 +6,7 @@
 //! which is what lets several replicas serve the same data.
 
 mod api;
+pub mod connections;
 mod health;
 pub mod limits;
 mod metrics;

@@ -5,6 +5,7 @@
 
 mod access;
 mod cli;
+mod connections;
 mod crash;
 mod deploy;
 mod oras;
