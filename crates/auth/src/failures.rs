@@ -65,6 +65,8 @@ impl std::fmt::Display for TooManyFailures {
 /// The failure buckets of one replica.
 pub struct FailureLimiter {
     limits: FailureLimits,
+    /// Whether any failure was ever recorded: until then a check costs no lock.
+    any_failure: std::sync::atomic::AtomicBool,
     by_address: Mutex<Buckets<IpAddr>>,
     by_account: Mutex<Buckets<String>>,
     fingerprints: RandomState,
@@ -96,6 +98,7 @@ impl FailureLimiter {
                 burst: limits.burst.max(1),
                 per_minute: limits.per_minute.max(1),
             },
+            any_failure: std::sync::atomic::AtomicBool::new(false),
             by_address: Mutex::new(Buckets {
                 map: HashMap::new(),
             }),
@@ -110,6 +113,11 @@ impl FailureLimiter {
         self.limits
     }
 
+    /// Whether any check has failed yet (until one does, nothing is refused).
+    pub fn quiet(&self) -> bool {
+        !self.any_failure.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// May a credential check from `address` naming `account` go ahead? Refused while
     /// either bucket is empty.
     pub fn admit(
@@ -118,6 +126,9 @@ impl FailureLimiter {
         account: Option<&str>,
         now: Instant,
     ) -> Result<(), TooManyFailures> {
+        if !self.any_failure.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let address = address.map(client_key);
         if let Err(retry_after) = lock(&self.by_address).admit(&address_key(address), self, now) {
             return Err(TooManyFailures {
@@ -145,6 +156,8 @@ impl FailureLimiter {
         credential: &str,
         now: Instant,
     ) {
+        self.any_failure
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let fingerprint = self.fingerprints.hash_one(credential);
         let address = address.map(client_key);
         lock(&self.by_address).spend(address_key(address), fingerprint, self, now);

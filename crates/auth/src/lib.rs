@@ -68,27 +68,36 @@ pub struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    /// Runs the credential check `check` of `authorization` (naming `account`, if it
-    /// does) within the failure limits: refused unchecked while they are spent, and a
-    /// failure (an `Err` for which `is_failure` holds) is recorded.
+    /// Runs the credential check `check` of `authorization` (naming the account
+    /// `account` gives, if it does; asked only when a failure is in play) within the
+    /// failure limits: refused unchecked while they are spent, and a failure (an `Err`
+    /// for which `is_failure` holds) is recorded.
     pub async fn limit<T, E>(
         &self,
         authorization: &str,
-        account: Option<&str>,
+        account: impl Fn() -> Option<String>,
         check: impl std::future::Future<Output = Result<T, E>>,
         is_failure: impl Fn(&E) -> bool,
     ) -> Result<Result<T, E>, TooManyFailures> {
         let now = std::time::Instant::now();
-        self.limiter.admit(self.address, account, now)?;
+        if !self.limiter.quiet() {
+            self.limiter
+                .admit(self.address, account().as_deref(), now)?;
+        }
         let result = check.await;
         if let Err(error) = &result
             && is_failure(error)
         {
             self.limiter
-                .failed(self.address, account, authorization, now);
+                .failed(self.address, account().as_deref(), authorization, now);
         }
         Ok(result)
     }
+}
+
+/// The account `authorization` names: the user of Basic credentials.
+pub fn account_of(authorization: &str) -> Option<String> {
+    Credentials::parse(authorization).and_then(|c| c.user().map(str::to_owned))
 }
 
 /// [`authenticate_token`] within the failure limits of `attempt`: an `Authorization`
@@ -103,11 +112,10 @@ pub async fn authenticate_limited(
     let Some(header) = authorization else {
         return Ok((Principal::Anonymous, None));
     };
-    let account = Credentials::parse(header).and_then(|c| c.user().map(str::to_owned));
     attempt
         .limit(
             header,
-            account.as_deref(),
+            || account_of(header),
             authenticate_token(store, Some(header), now_millis),
             |error| matches!(error, AuthError::InvalidCredentials(_)),
         )

@@ -368,6 +368,10 @@ impl BlobStore {
         location: &Path,
         range: Option<(u64, u64)>,
     ) -> Result<BlobBody, BlobError> {
+        if let Some(local) = &self.local {
+            let path = local.path_to_filesystem(location)?;
+            return BlobBody::open_local(path, range).await;
+        }
         let mut options = object_store::GetOptions::default();
         if let Some((first, last)) = range {
             options.range = Some((first..last + 1).into());

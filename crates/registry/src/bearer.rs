@@ -150,7 +150,6 @@ pub(crate) async fn authenticate(
     };
     // A header that is not text is a failed check like any other.
     let text = String::from_utf8_lossy(value.as_bytes());
-    let account = auth::Credentials::parse(&text).and_then(|c| c.user().map(str::to_owned));
     let attempt = auth::Attempt {
         limiter: &registry.failures,
         address: client,
@@ -158,7 +157,7 @@ pub(crate) async fn authenticate(
     let resolved = attempt
         .limit(
             &text,
-            account.as_deref(),
+            || auth::account_of(&text),
             resolve(registry, headers, value.to_str().ok()),
             |failure| matches!(failure, Unresolved::Invalid(_)),
         )

@@ -437,7 +437,8 @@ struct MinimumRate<B> {
     received: u64,
     /// Since when the body has been waiting for the client, if it is.
     waiting_since: Option<Instant>,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Made the first time the body waits (most bodies never do).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> MinimumRate<B> {
@@ -449,7 +450,7 @@ impl<B> MinimumRate<B> {
             waited: Duration::ZERO,
             received: 0,
             waiting_since: None,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer: None,
         }
     }
 
@@ -512,9 +513,12 @@ where
                 }
                 this.account(now).map_err(axum::BoxError::from)?;
                 // Wake when the window would be full.
-                let rest = this.window.saturating_sub(this.waited);
-                this.timer.as_mut().reset(now + rest);
-                ready!(this.timer.as_mut().poll(cx));
+                let wake_at = now + this.window.saturating_sub(this.waited);
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wake_at)));
+                timer.as_mut().reset(wake_at);
+                ready!(timer.as_mut().poll(cx));
                 // The timer fired already (a zero rest): look again at once.
                 cx.waker().wake_by_ref();
                 Poll::Pending

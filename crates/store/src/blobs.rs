@@ -1,13 +1,13 @@
 //! Blob metadata: each blob is known once per digest (`blobs`) and linked to every
 //! repository that may serve it (`repository_blobs`). The bytes live in the blob store.
 
-use domain::Digest;
 use domain::audit::AuditAction;
+use domain::{Digest, RepoName};
 use sqlx::Row;
 
 use crate::{
-    Backend, NewAuditEntry, Repository, StoreError, lock_repository, now_millis, record_blob,
-    with_pool,
+    Backend, InRepository, NewAuditEntry, Repository, StoreError, lock_repository, now_millis,
+    record_blob, with_pool,
 };
 
 /// A blob as one repository sees it.
@@ -48,6 +48,37 @@ impl Blobs<'_> {
             record_blob!(tx, repository_id, digest, size, now);
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    /// The blob if the repository called `repository` may serve it, in one query (the
+    /// registry's hot read: no separate repository lookup).
+    pub async fn linked_in(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<InRepository<LinkedBlob>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT b.size FROM repositories r \
+                 LEFT JOIN repository_blobs rb ON rb.repository_id = r.id AND rb.digest = $2 \
+                 LEFT JOIN blobs b ON b.digest = rb.digest \
+                 WHERE r.name = $1",
+            )
+            .bind(repository.as_str())
+            .bind(digest.to_string())
+            .fetch_optional(pool)
+            .await?;
+            Ok(match row {
+                None => InRepository::NoRepository,
+                Some(row) => match row.get::<Option<i64>, _>("size") {
+                    None => InRepository::Missing,
+                    Some(size) => InRepository::Found(LinkedBlob {
+                        digest: digest.clone(),
+                        size,
+                    }),
+                },
+            })
         })
     }
 

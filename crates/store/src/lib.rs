@@ -44,7 +44,7 @@ pub use promotions::{
     EnvironmentState, Finished, FlakyPolicy, Hold, Observation, Observed, Promotion,
     PromotionRequest, Promotions, RecordCounts, StagePlan, StoreOutcome, StoredCondition,
 };
-pub use repositories::{Repositories, Repository};
+pub use repositories::{InRepository, Repositories, Repository};
 pub use resources::{
     ApplicationColumns, AppliedChanges, AppliedResource, ApplyConflict, ApplyOutcome,
     ResourceChange, ResourceColumns, Resources, StoredResource,

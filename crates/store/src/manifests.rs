@@ -5,7 +5,8 @@ use domain::{Digest, RepoName, Tag};
 use sqlx::Row;
 
 use crate::{
-    Backend, NewAuditEntry, Repository, StoreError, lock_repository, now_millis, with_pool,
+    Backend, InRepository, NewAuditEntry, Repository, StoreError, lock_repository, now_millis,
+    with_pool,
 };
 
 /// What a manifest points at, with the size its descriptor states: checked to exist in
@@ -467,6 +468,47 @@ impl Manifests<'_> {
                 .await?;
             Ok(row.map(|row| ManifestRecord {
                 digest: digest.clone(),
+                media_type: row.get("media_type"),
+                content: row.get("content"),
+            }))
+        })
+    }
+
+    /// The manifest `reference` names in the repository called `repository`, in one
+    /// query (the registry's hot read: no separate repository lookup).
+    pub async fn in_repository(
+        &self,
+        repository: &RepoName,
+        reference: &domain::Reference,
+    ) -> Result<InRepository<ManifestRecord>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = match reference {
+                domain::Reference::Tag(tag) => sqlx::query(
+                    "SELECT m.digest, m.media_type, m.content FROM repositories r \
+                     LEFT JOIN tags t ON t.repository_id = r.id AND t.name = $2 \
+                     LEFT JOIN manifests m ON m.repository_id = r.id AND m.digest = t.digest \
+                     WHERE r.name = $1",
+                )
+                .bind(repository.as_str())
+                .bind(tag.as_str()),
+                domain::Reference::Digest(digest) => sqlx::query(
+                    "SELECT m.digest, m.media_type, m.content FROM repositories r \
+                     LEFT JOIN manifests m ON m.repository_id = r.id AND m.digest = $2 \
+                     WHERE r.name = $1",
+                )
+                .bind(repository.as_str())
+                .bind(digest.to_string()),
+            }
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else {
+                return Ok(InRepository::NoRepository);
+            };
+            let Some(digest) = row.get::<Option<String>, _>("digest") else {
+                return Ok(InRepository::Missing);
+            };
+            Ok(InRepository::Found(ManifestRecord {
+                digest: parse_digest("manifests", &digest)?,
                 media_type: row.get("media_type"),
                 content: row.get("content"),
             }))

@@ -14,6 +14,17 @@ pub struct Repository {
     pub created_at: i64,
 }
 
+/// What a read by repository name found, in one query: the thing, or which of the two
+/// is missing (the registry answers `NAME_UNKNOWN` and `*_UNKNOWN` apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InRepository<T> {
+    Found(T),
+    /// The repository exists but does not hold it.
+    Missing,
+    /// There is no repository of that name.
+    NoRepository,
+}
+
 /// Creates a repository unless one of that name exists (`$1` name, `$2` created_at);
 /// shared by [`Repositories::get_or_create`] and applying an application.
 pub(crate) const INSERT_REPOSITORY_IF_MISSING: &str =

@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::response::Response;
 use domain::{Digest, Principal, RepoName};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use store::UnlinkOutcome;
+use store::{InRepository, UnlinkOutcome};
 
 use super::{existing_repository, header_value};
 use crate::Registry;
@@ -26,13 +26,11 @@ pub(super) async fn get(
     head: bool,
     request_headers: &HeaderMap,
 ) -> Result<Response, RegistryError> {
-    let repository = existing_repository(registry, name).await?;
-    let blob = registry
-        .store
-        .blobs()
-        .linked(repository.id, digest)
-        .await?
-        .ok_or_else(|| blob_unknown(digest, name))?;
+    let blob = match registry.store.blobs().linked_in(name, digest).await? {
+        InRepository::Found(blob) => blob,
+        InRepository::Missing => return Err(blob_unknown(digest, name)),
+        InRepository::NoRepository => return Err(RegistryError::name_unknown(name)),
+    };
     let size = u64::try_from(blob.size).unwrap_or(0);
     let (status, range) = match byte_range(request_headers, size) {
         ByteRange::Whole => (StatusCode::OK, None),

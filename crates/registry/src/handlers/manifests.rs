@@ -5,7 +5,10 @@ use axum::extract::Request;
 use axum::response::Response;
 use domain::{Digest, Principal, Reference, RepoName, Tag};
 use http::{StatusCode, header};
-use store::{DeleteManifestOutcome, DeleteTagOutcome, NewManifest, PutManifestOutcome, TagPolicy};
+use store::{
+    DeleteManifestOutcome, DeleteTagOutcome, InRepository, NewManifest, PutManifestOutcome,
+    TagPolicy,
+};
 
 use super::{existing_repository, header_value, repository_for_push};
 use crate::error::{ErrorCode, RegistryError};
@@ -21,24 +24,16 @@ pub(super) async fn get(
     reference: &Reference,
     head: bool,
 ) -> Result<Response, RegistryError> {
-    let repository = existing_repository(registry, name).await?;
-    let record = match reference {
-        Reference::Tag(tag) => {
-            registry
-                .store
-                .manifests()
-                .by_tag(repository.id, tag)
-                .await?
-        }
-        Reference::Digest(digest) => {
-            registry
-                .store
-                .manifests()
-                .by_digest(repository.id, digest)
-                .await?
-        }
-    }
-    .ok_or_else(|| manifest_unknown(reference))?;
+    let record = match registry
+        .store
+        .manifests()
+        .in_repository(name, reference)
+        .await?
+    {
+        InRepository::Found(record) => record,
+        InRepository::Missing => return Err(manifest_unknown(reference)),
+        InRepository::NoRepository => return Err(RegistryError::name_unknown(name)),
+    };
     let length = record.content.len();
     let mut response = crate::empty(StatusCode::OK);
     if !head {

@@ -79,7 +79,7 @@ pub(crate) async fn exchange(
     let exchanged = super::attempt(&state)
         .limit(
             token,
-            None,
+            || None,
             auth::oidc::exchange(&state.store, &state.federation, &policies, token, now),
             |error| matches!(error, auth::oidc::ExchangeError::Refused(_)),
         )

@@ -39,6 +39,23 @@ registry_tests! {
         );
     }
 
+    async fn a_blob_larger_than_one_read_is_served_whole_and_by_ranges_across_reads(app) {
+        // Past the size read at once when opened, in several read chunks.
+        let bytes: Vec<u8> = (0..(3 << 20) + 12_345u32).map(|i| (i % 251) as u8).collect();
+        let blob = Blob::new(bytes.clone());
+        push_blob(&app, "acme/big", &blob).await;
+        let uri = format!("/v2/acme/big/blobs/{}", blob.digest);
+        let response = get(&app, &uri).await;
+        assert_status(&response, StatusCode::OK);
+        assert_eq!(response.body.len(), bytes.len());
+        assert_eq!(sha256(&response.body), blob.digest);
+        for (first, last) in [(0usize, 9usize), (524_280, 524_300), (1_000_000, 2_600_000), (bytes.len() - 5, bytes.len() - 1)] {
+            let response = get_range(&app, &uri, &format!("bytes={first}-{last}")).await;
+            assert_status(&response, StatusCode::PARTIAL_CONTENT);
+            assert_eq!(response.body.as_ref(), &bytes[first..=last], "{first}-{last}");
+        }
+    }
+
     async fn head_on_a_blob_gives_its_length_and_digest_without_a_body(app) {
         let blob = push_numbered(&app, "acme/app").await;
         let response = head(&app, &format!("/v2/acme/app/blobs/{}", blob.digest)).await;
