@@ -23,7 +23,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use blobs::BlobStore;
-use domain::Action;
+use domain::{Action, Principal};
 use http::{HeaderValue, StatusCode, header};
 use store::Store;
 
@@ -245,6 +245,27 @@ async fn dispatch(
                 )),
             );
         }
+    }
+    // The version check is how clients learn how to authenticate: a caller with no
+    // credentials at all is always challenged there, even where anonymous pulls are
+    // allowed (it then fetches an anonymous token, which pulls). Answering 200 would
+    // tell clients no credentials are ever needed, and their pushes would fail.
+    if endpoint == Endpoint::Base
+        && matches!(caller.principal, Principal::Anonymous)
+        && caller.token.is_none()
+    {
+        return (
+            class,
+            Err(bearer::challenge(
+                registry,
+                request.headers(),
+                action,
+                repository,
+                "authentication required: send credentials, or a token from the token endpoint \
+                 (an anonymous one where anonymous pulls are allowed)",
+                false,
+            )),
+        );
     }
     let principal = caller.principal;
     match auth::authorize_repository(

@@ -243,3 +243,33 @@ fn a_push_without_credentials_is_refused_and_stores_nothing() {
     let catalog: serde_json::Value = serde_json::from_slice(&catalog.stdout).expect("catalog JSON");
     assert_eq!(catalog["repositories"], serde_json::json!([]));
 }
+
+#[test]
+fn with_anonymous_pulls_skopeo_still_pushes_with_credentials_and_pulls_without() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = GantryServer::start(dir.path(), &["--anonymous-pull", "true"], &[]);
+    let work = tempfile::tempdir().expect("temporary directory");
+    let layout = work.path().join("image");
+    let image = &make_image(&layout, &["--layers", "2x64K", "--tag", "v1"])[0];
+    let target = format!("{}/acme/public:v1", server.address);
+    // skopeo learns from the version check that it must authenticate to push.
+    run(skopeo()
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &server.creds(),
+        ])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{target}")));
+    // And pulls with no credentials at all, through an anonymous token.
+    assert_eq!(
+        served_manifest_digest(&target, None),
+        image["manifest"].as_str().expect("manifest digest")
+    );
+    let pulled = work.path().join("pulled");
+    run(skopeo()
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{target}"))
+        .arg(format!("oci:{}:v1", pulled.display())));
+}

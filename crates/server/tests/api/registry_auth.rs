@@ -139,6 +139,42 @@ registry_tests! {
         assert_eq!(layer.body.as_ref(), image.layer.bytes.as_slice());
     }
 
+    async fn with_anonymous_pulls_the_version_check_still_challenges_so_clients_learn_how_to_push(app = anonymous_pull_config()) {
+        let image = push_image(&app, "acme/app", "v1", "public").await;
+        // Without credentials the version check challenges, so a client that pushes
+        // knows to authenticate.
+        let ping = app.send(Method::GET, "/v2/", &[], Body::empty()).await;
+        assert_error(&ping, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+        assert!(ping.header("www-authenticate").is_some_and(|c| c.starts_with("Bearer realm=")));
+        // An anonymous token passes the version check and pulls, and pushes nothing.
+        let token = app
+            .send(Method::GET, "/token?service=localhost&scope=repository:acme/app:pull,push", &[], Body::empty())
+            .await;
+        assert_status(&token, StatusCode::OK);
+        let bearer = format!("Bearer {}", token.json()["token"].as_str().expect("a token"));
+        let ping = app.send(Method::GET, "/v2/", &[("authorization", bearer.as_str())], Body::empty()).await;
+        assert_status(&ping, StatusCode::OK);
+        let manifest = app
+            .send(Method::GET, "/v2/acme/app/manifests/v1", &[("authorization", bearer.as_str())], Body::empty())
+            .await;
+        assert_status(&manifest, StatusCode::OK);
+        assert_eq!(manifest.body.as_ref(), image.manifest.bytes.as_slice());
+        let blob = Blob::new("anonymous bytes");
+        let upload = app
+            .send(
+                Method::POST,
+                &format!("/v2/acme/app/blobs/uploads/?digest={}", blob.digest),
+                &[("authorization", bearer.as_str())],
+                blob.bytes.clone(),
+            )
+            .await;
+        assert_error(&upload, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+        // Credentials pass the version check as always.
+        let admin = app.admin_basic();
+        let ping = app.send(Method::GET, "/v2/", &[("authorization", admin.as_str())], Body::empty()).await;
+        assert_status(&ping, StatusCode::OK);
+    }
+
     async fn an_anonymous_push_is_refused_even_when_anonymous_pull_is_on(app = anonymous_pull_config()) {
         let blob = Blob::new("anonymous bytes");
         let upload = app

@@ -47,11 +47,12 @@ registry_tests! {
         }
     }
 
-    async fn an_anonymous_client_passes_the_version_check_when_anonymous_pull_is_on(app = anonymous_pull_config()) {
+    async fn an_anonymous_client_is_challenged_at_the_version_check_even_when_anonymous_pull_is_on(app = anonymous_pull_config()) {
+        // The challenge is how clients learn to authenticate before they push; they
+        // pull with an anonymous token (see registry_auth).
         let response = app.send(Method::GET, "/v2/", &[], Body::empty()).await;
-        assert_status(&response, StatusCode::OK);
-        assert_eq!(response.json(), serde_json::json!({}));
-        assert_eq!(response.header("www-authenticate"), None);
+        assert_error(&response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+        assert!(response.header("www-authenticate").is_some_and(|c| c.starts_with("Bearer realm=")));
     }
 
     async fn wrong_credentials_are_refused_at_the_base_endpoint_even_with_anonymous_pull(app = anonymous_pull_config()) {
