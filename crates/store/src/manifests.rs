@@ -9,6 +9,10 @@ use crate::{
     with_pool,
 };
 
+/// The most children checked or recorded by one statement (bound parameters stay far
+/// below either database's limit).
+const CHILDREN_PER_QUERY: usize = 200;
+
 /// What a manifest points at, with the size its descriptor states: checked to exist in
 /// the same repository, with that size, when the manifest is pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,22 +200,46 @@ impl Manifests<'_> {
             let digest = manifest.digest.to_string();
             let mut tx = pool.begin().await?;
             lock_repository!(tx, repository_id);
+            // What the repository holds of the children, in two queries (blobs and
+            // manifests) however many there are, then judged in declaration order.
+            let mut stored: std::collections::HashMap<(&'static str, String), u64> =
+                std::collections::HashMap::new();
+            for kind in ["blob", "manifest"] {
+                let digests: Vec<String> = manifest
+                    .children
+                    .iter()
+                    .filter(|child| child.kind() == kind)
+                    .map(|child| child.digest().to_string())
+                    .collect();
+                for batch in digests.chunks(CHILDREN_PER_QUERY) {
+                    let placeholders: Vec<String> =
+                        (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
+                    let sql = if kind == "blob" {
+                        format!(
+                            "SELECT rb.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
+                             WHERE rb.repository_id = $1 AND rb.digest IN ({})",
+                            placeholders.join(", ")
+                        )
+                    } else {
+                        format!(
+                            "SELECT digest, size FROM manifests WHERE repository_id = $1 AND digest IN ({})",
+                            placeholders.join(", ")
+                        )
+                    };
+                    // Only placeholders are formatted in: the digests are bound.
+                    let mut query =
+                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(repository_id);
+                    for digest in batch {
+                        query = query.bind(digest);
+                    }
+                    for row in query.fetch_all(&mut *tx).await? {
+                        let size = u64::try_from(row.get::<i64, _>("size")).unwrap_or(0);
+                        stored.insert((kind, row.get("digest")), size);
+                    }
+                }
+            }
             for child in &manifest.children {
-                let sql = match child {
-                    ManifestChild::Blob { .. } => {
-                        "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
-                         WHERE rb.repository_id = $1 AND rb.digest = $2"
-                    }
-                    ManifestChild::Manifest { .. } => {
-                        "SELECT size FROM manifests WHERE repository_id = $1 AND digest = $2"
-                    }
-                };
-                let found = sqlx::query(sql)
-                    .bind(repository_id)
-                    .bind(child.digest().to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(row) = found else {
+                let Some(&size) = stored.get(&(child.kind(), child.digest().to_string())) else {
                     return Ok(match child {
                         ManifestChild::Blob { digest, .. } => {
                             PutManifestOutcome::MissingBlob(digest.clone())
@@ -221,11 +249,10 @@ impl Manifests<'_> {
                         }
                     });
                 };
-                let stored = u64::try_from(row.get::<i64, _>("size")).unwrap_or(0);
-                if stored != child.size() {
+                if size != child.size() {
                     return Ok(PutManifestOutcome::SizeMismatch {
                         child: child.clone(),
-                        stored,
+                        stored: size,
                     });
                 }
             }
@@ -248,17 +275,22 @@ impl Manifests<'_> {
             let mut changed = inserted == 1;
             let mut moved_from: Option<String> = None;
             if inserted == 1 {
-                for child in &manifest.children {
-                    sqlx::query(
+                for batch in manifest.children.chunks(CHILDREN_PER_QUERY) {
+                    let rows: Vec<String> = (0..batch.len())
+                        .map(|i| format!("($1, $2, ${}, ${})", 2 * i + 3, 2 * i + 4))
+                        .collect();
+                    let sql = format!(
                         "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(repository_id)
-                    .bind(&digest)
-                    .bind(child.digest().to_string())
-                    .bind(child.kind())
-                    .execute(&mut *tx)
-                    .await?;
+                         VALUES {} ON CONFLICT DO NOTHING",
+                        rows.join(", ")
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                        .bind(repository_id)
+                        .bind(&digest);
+                    for child in batch {
+                        query = query.bind(child.digest().to_string()).bind(child.kind());
+                    }
+                    query.execute(&mut *tx).await?;
                 }
             }
             if let Some((tag, policy)) = tag {

@@ -11,7 +11,7 @@ use domain::{Action, Digest, DigestAlgorithm, DigestHasher, Principal, RepoName}
 use http::{HeaderMap, StatusCode, header};
 use store::{StoreError, Upload};
 
-use super::{check_push_target, existing_repository, header_value, repository_for_push};
+use super::{check_push_target, header_value, repository_for_push};
 use crate::endpoint::UploadId;
 use crate::error::{ErrorCode, RegistryError};
 use crate::{InFlight, Registry, headers};
@@ -218,17 +218,10 @@ async fn session(
 ) -> Result<Upload, RegistryError> {
     // An unknown repository has no sessions; any other failure (the database) is
     // reported as itself, so clients do not restart uploads during an outage.
-    let repository = existing_repository(registry, name).await.map_err(|error| {
-        if error.code() == ErrorCode::NameUnknown {
-            RegistryError::upload_unknown()
-        } else {
-            error
-        }
-    })?;
     registry
         .store
         .uploads()
-        .get(repository.id, id.as_str())
+        .get_in(name, id.as_str())
         .await?
         .ok_or_else(RegistryError::upload_unknown)
 }
