@@ -128,7 +128,7 @@ fn flags_override_the_environment_which_overrides_the_file() {
     );
     assert!(!dir.path().join("from-file").exists());
     assert_eq!(
-        curl_status(&[&format!("http://{}/v2/", from_env.address)]),
+        curl_status(&[&format!("http://{}/v2/_catalog", from_env.address)]),
         "200",
         "anonymous_pull came from the file"
     );
