@@ -392,7 +392,10 @@ fn free_port_base() -> u16 {
         .unwrap_or_default();
     let seed = std::process::id() ^ nanos;
     for attempt in 0..200u32 {
-        let base = 21_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 2_000) * 10;
+        // Below the kernel's ephemeral range (32768 and up), with the +10,000 gRPC
+        // ports too: tests holding thousands of client connections take ephemeral
+        // ports between this check and SeaweedFS binding them.
+        let base = 10_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 1_200) * 10;
         let base = u16::try_from(base).expect("below 65536");
         if (0..8).all(|offset| free(base + offset) && free(base + offset + 10_000)) {
             return base;
