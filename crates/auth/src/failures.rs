@@ -109,10 +109,6 @@ impl FailureLimiter {
         }
     }
 
-    pub fn limits(&self) -> FailureLimits {
-        self.limits
-    }
-
     /// Whether any check has failed yet (until one does, nothing is refused).
     pub fn quiet(&self) -> bool {
         !self.any_failure.load(std::sync::atomic::Ordering::Relaxed)

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::stream::BoxStream;
-use object_store::{GetResult, GetResultPayload};
+use object_store::GetResult;
 use tokio::sync::mpsc;
 
 use crate::BlobError;
@@ -37,20 +37,14 @@ enum Inner {
 }
 
 impl BlobBody {
+    /// A blob from a store other than the local directory (which `open_local`
+    /// reads): the store's own stream.
     pub(crate) fn from_result(result: GetResult) -> BlobBody {
-        let range = result.range.clone();
-        let len = range.end - range.start;
-        let inner = match result.payload {
-            GetResultPayload::File(file, path) => {
-                let (sender, receiver) = mpsc::channel(READ_AHEAD);
-                tokio::task::spawn_blocking(move || {
-                    read_file(file, range.start, len, &sender, &path)
-                });
-                Inner::Channel(receiver)
-            }
-            GetResultPayload::Stream(stream) => Inner::Stream(stream),
-        };
-        BlobBody { inner, len }
+        let len = result.range.end - result.range.start;
+        BlobBody {
+            inner: Inner::Stream(result.into_stream()),
+            len,
+        }
     }
 
     /// Opens `path` (a local file) at `range` (inclusive; `None`: whole), reading it

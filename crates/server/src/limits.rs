@@ -73,6 +73,11 @@ pub(crate) async fn refuse_control_characters(
 /// any: `path parameter `app``, `query parameter `after``.
 fn control_character_in(template: Option<&str>, uri: &http::Uri) -> Option<String> {
     let bad = |raw: &str| {
+        // A URI holds no raw ASCII control character: only escapes and non-ASCII text
+        // (C1 controls) need a closer look.
+        if raw.is_ascii() && !raw.contains('%') {
+            return false;
+        }
         let bytes: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
         match std::str::from_utf8(&bytes) {
             Ok(text) => domain::text::control_character(text, false).is_some(),

@@ -24,7 +24,7 @@ pub enum ManifestChild {
 }
 
 impl ManifestChild {
-    pub fn digest(&self) -> &Digest {
+    fn digest(&self) -> &Digest {
         match self {
             ManifestChild::Blob { digest, .. } | ManifestChild::Manifest { digest, .. } => digest,
         }

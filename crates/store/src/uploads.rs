@@ -29,13 +29,6 @@ pub struct UploadPart {
     pub key: String,
 }
 
-/// How a session's repository is named in a lookup.
-#[derive(Clone, Copy)]
-enum RepositoryKey<'a> {
-    Id(i64),
-    Name(&'a str),
-}
-
 /// Access to upload sessions.
 pub struct Uploads<'a> {
     pub(crate) backend: &'a Backend,
@@ -57,50 +50,28 @@ impl Uploads<'_> {
         })
     }
 
-    /// The session, if it exists and belongs to the repository. The row and its parts
-    /// are read by one statement, so they always describe the same moment.
-    pub async fn get(&self, repository_id: i64, id: &str) -> Result<Option<Upload>, StoreError> {
-        self.find(id, RepositoryKey::Id(repository_id)).await
-    }
-
-    /// The session `id` of the repository called `repository`, in one query (the next
-    /// chunk's lookup: no separate repository lookup).
+    /// The session `id` of the repository called `repository`, if it exists and
+    /// belongs to that repository, in one query (no separate repository lookup). The
+    /// row and its parts are read by one statement, so they always describe the same
+    /// moment.
     pub async fn get_in(
         &self,
         repository: &domain::RepoName,
         id: &str,
     ) -> Result<Option<Upload>, StoreError> {
-        self.find(id, RepositoryKey::Name(repository.as_str()))
-            .await
-    }
-
-    async fn find(
-        &self,
-        id: &str,
-        repository: RepositoryKey<'_>,
-    ) -> Result<Option<Upload>, StoreError> {
         with_pool!(self.backend, write, |pool| {
             // Read through the writer: a chunk just acknowledged must be visible to the next request.
-            let query = match repository {
-                RepositoryKey::Id(repository_id) => sqlx::query(
-                    "SELECT u.repository_id, u.size, u.hash_state, u.created_at, u.updated_at, \
-                            p.start AS part_start, p.size AS part_size, p.part_key \
-                     FROM uploads u LEFT JOIN upload_parts p ON p.upload_id = u.id \
-                     WHERE u.id = $1 AND u.repository_id = $2 ORDER BY p.start",
-                )
-                .bind(id)
-                .bind(repository_id),
-                RepositoryKey::Name(name) => sqlx::query(
-                    "SELECT u.repository_id, u.size, u.hash_state, u.created_at, u.updated_at, \
-                            p.start AS part_start, p.size AS part_size, p.part_key \
-                     FROM uploads u JOIN repositories r ON r.id = u.repository_id \
-                     LEFT JOIN upload_parts p ON p.upload_id = u.id \
-                     WHERE u.id = $1 AND r.name = $2 ORDER BY p.start",
-                )
-                .bind(id)
-                .bind(name),
-            };
-            let rows = query.fetch_all(pool).await?;
+            let rows = sqlx::query(
+                "SELECT u.repository_id, u.size, u.hash_state, u.created_at, u.updated_at, \
+                        p.start AS part_start, p.size AS part_size, p.part_key \
+                 FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+                 LEFT JOIN upload_parts p ON p.upload_id = u.id \
+                 WHERE u.id = $1 AND r.name = $2 ORDER BY p.start",
+            )
+            .bind(id)
+            .bind(repository.as_str())
+            .fetch_all(pool)
+            .await?;
             let Some(first) = rows.first() else {
                 return Ok(None);
             };

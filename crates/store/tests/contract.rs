@@ -259,12 +259,12 @@ store_tests! {
         store.uploads().append("u1", 10, 5, "k2", Some(b"state-2")).await.expect("append");
         let stale = store.uploads().append("u1", 10, 5, "k3", None).await;
         assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
-        let upload = store.uploads().get(r.id, "u1").await.expect("get").expect("exists");
+        let upload = store.uploads().get_in(&r.name, "u1").await.expect("get").expect("exists");
         assert_eq!(upload.size, 15);
         assert_eq!(upload.hash_state.as_deref(), Some(&b"state-2"[..]));
         assert_eq!(upload.parts.iter().map(|p| (p.start, p.size, p.key.as_str())).collect::<Vec<_>>(), [(0, 10, "k1"), (10, 5, "k2")]);
         let other = store.repositories().get_or_create(&repo("other"), "tester").await.expect("repo");
-        assert!(store.uploads().get(other.id, "u1").await.expect("get").is_none(), "a session belongs to its repository");
+        assert!(store.uploads().get_in(&other.name, "u1").await.expect("get").is_none(), "a session belongs to its repository");
         assert!(store.uploads().exists("u1").await.expect("exists"));
         assert_eq!(store.uploads().count().await.expect("count"), 1);
         assert_eq!(store.uploads().idle_since(store::now_millis() + 1000, 10).await.expect("idle"), ["u1"]);
@@ -278,7 +278,7 @@ store_tests! {
         store.uploads().create("u2", r.id).await.expect("create");
         assert!(store.uploads().delete("u2").await.expect("delete"));
         assert!(!store.uploads().delete("u2").await.expect("delete"));
-        assert!(store.uploads().get(r.id, "u1").await.expect("get").is_none());
+        assert!(store.uploads().get_in(&r.name, "u1").await.expect("get").is_none());
     }
 
     async fn the_admin_is_bootstrapped_exactly_once(store) {

@@ -44,21 +44,20 @@ async fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Vec<u
     }
 }
 
-/// `curl` with a one-second budget: the HTTP status it got (`000` if none in time).
-fn quick_status(args: &[&str]) -> String {
+/// The HTTP status `curl ARGS` got.
+fn curl_status(args: &[&str]) -> String {
     stdout_of(
         Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "1",
-            ])
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
             .args(args),
     )
+}
+
+/// [`curl_status`] with a one-second budget (`000` if no answer came in time).
+fn quick_status(args: &[&str]) -> String {
+    let mut all = vec!["--max-time", "1"];
+    all.extend_from_slice(args);
+    curl_status(&all)
 }
 
 /// Pushes one small blob and a manifest using it, each request within a second.
@@ -317,12 +316,7 @@ async fn a_stalled_upload_body_is_cut_and_its_session_resumes() {
     );
     let chunk_path = dir.path().join("chunk");
     std::fs::write(&chunk_path, &content).expect("write the chunk");
-    let sent = stdout_of(Command::new("curl").args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
+    let sent = curl_status(&[
         "-u",
         &creds,
         "-X",
@@ -334,22 +328,17 @@ async fn a_stalled_upload_body_is_cut_and_its_session_resumes() {
         "--data-binary",
         &format!("@{}", chunk_path.display()),
         &url,
-    ]));
+    ]);
     assert_eq!(sent, "202");
     let digest = format!("sha256:{}", sha256_hex(&content));
     let separator = if location.contains('?') { '&' } else { '?' };
-    let finished = stdout_of(Command::new("curl").args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
+    let finished = curl_status(&[
         "-u",
         &creds,
         "-X",
         "PUT",
         &format!("{url}{separator}digest={digest}"),
-    ]));
+    ]);
     assert_eq!(finished, "201");
 }
 
