@@ -200,11 +200,26 @@ async fn principal_of(
     {
         tracing::warn!(%error, token = owner.token_id, "recording a token's last use failed");
     }
+    // A CI identity's own (static) token is limited to the identity's grants, as an
+    // exchanged job token is to its policy's: it reads and pulls only what its
+    // applications own, never everything a person's token reads.
+    let scope = match owner.scope {
+        Some(scope) => Some(scope),
+        None if owner.ci && !owner.admin => Some(
+            store
+                .users()
+                .get(&owner.user_name)
+                .await?
+                .map(|user| user.roles)
+                .unwrap_or_default(),
+        ),
+        None => None,
+    };
     Ok(Principal::User {
         name: owner.user_name,
         // A scoped token is never an administrator's, whoever it was issued to.
-        admin: owner.admin && owner.scope.is_none(),
-        scope: owner.scope,
+        admin: owner.admin && scope.is_none(),
+        scope,
     })
 }
 

@@ -32,10 +32,11 @@ use url::Url;
 pub use error::ClientError;
 pub use promotion_types::{
     AppList, AppStatus, ArtifactView, BuildRequest, BuildView, CheckRequest, CheckStatus,
-    CheckView, ConditionView, DecisionView, DeploymentList, DeploymentView, DoraResponse, DoraView,
-    EnvironmentView, HoldView, NotifyResponse, OidcExchange, PromoteRequest, Promoted,
-    PromotionFilter, PromotionList, PromotionState, PromotionView, TokenList, TokenRequest,
-    TokenResponse, TokenView, UserList, UserRequest, UserView,
+    CheckView, ConditionView, DecisionView, DeploymentDetail, DeploymentList, DeploymentLog,
+    DeploymentView, DoraResponse, DoraView, EnvironmentView, HoldView, JobView, LogLine,
+    NotifyResponse, ObservedView, OidcExchange, PromoteRequest, Promoted, PromotionFilter,
+    PromotionList, PromotionState, PromotionView, Rollback, TokenList, TokenRequest, TokenResponse,
+    TokenView, UserList, UserRequest, UserView,
 };
 pub use types::{
     ApiErrorBody, ApplyAction, ApplyReport, AuditVerification, DocumentRef, ResourceDetail,

@@ -6,10 +6,10 @@
 use serde_json::json;
 
 use crate::promotion_types::{
-    AppList, AppStatus, ArtifactView, BuildRequest, CheckRequest, CheckView, DeploymentList,
-    DeploymentView, DoraResponse, HoldView, NotifyResponse, OidcExchange, PromoteRequest, Promoted,
-    PromotionFilter, PromotionList, PromotionView, TokenList, TokenRequest, TokenResponse,
-    TokenView, UserList, UserRequest, UserView,
+    AppList, AppStatus, ArtifactView, BuildRequest, CheckRequest, CheckView, DeploymentDetail,
+    DeploymentList, DeploymentLog, DeploymentView, DoraResponse, HoldView, NotifyResponse,
+    OidcExchange, PromoteRequest, Promoted, PromotionFilter, PromotionList, PromotionView,
+    Rollback, TokenList, TokenRequest, TokenResponse, TokenView, UserList, UserRequest, UserView,
 };
 use crate::{Client, ClientError};
 
@@ -85,23 +85,50 @@ impl Client {
         self.answer(&url, request.call())
     }
 
+    /// One deployment with its durable job (`GET /api/v1/deployments/{id}`).
+    pub fn deployment(&self, id: i64) -> Result<DeploymentDetail, ClientError> {
+        let url = self.endpoint(&["deployments", &id.to_string()])?;
+        let request = self.authorized(self.agent.get(url.as_str()));
+        self.answer(&url, request.call())
+    }
+
+    /// A deployment's log lines after sequence number `after` (`GET
+    /// /api/v1/deployments/{id}/log`).
+    pub fn deployment_log(
+        &self,
+        id: i64,
+        after: Option<i64>,
+    ) -> Result<DeploymentLog, ClientError> {
+        let url = self.endpoint(&["deployments", &id.to_string(), "log"])?;
+        let mut request = self.authorized(self.agent.get(url.as_str()));
+        if let Some(after) = after {
+            request = request.query("after", after.to_string());
+        }
+        self.answer(&url, request.call())
+    }
+
     /// Redeploys the digest that ran before the current one (or `to`) through the same
     /// target, without new approvals.
     pub fn rollback(
         &self,
         application: &str,
         environment: &str,
-        to: Option<&str>,
-        reason: Option<&str>,
+        rollback: &Rollback<'_>,
     ) -> Result<DeploymentView, ClientError> {
         let url = self.endpoint(&["apps", application, "environments", environment, "rollback"])?;
-        let request = self.authorized(self.agent.post(url.as_str()));
-        let mut body = serde_json::Map::new();
-        if let Some(to) = to {
-            body.insert("to".to_owned(), json!(to));
+        let mut request = self.authorized(self.agent.post(url.as_str()));
+        if let Some(key) = rollback.idempotency_key {
+            request = request.header("Idempotency-Key", key);
         }
-        if let Some(reason) = reason {
-            body.insert("reason".to_owned(), json!(reason));
+        let mut body = serde_json::Map::new();
+        for (name, value) in [
+            ("to", rollback.to),
+            ("from", rollback.from),
+            ("reason", rollback.reason),
+        ] {
+            if let Some(value) = value {
+                body.insert(name.to_owned(), json!(value));
+            }
         }
         self.answer(&url, request.send_json(body))
     }

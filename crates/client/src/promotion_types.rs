@@ -34,6 +34,10 @@ pub struct BuildRequest {
     /// When the change was committed (RFC 3339), for lead time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<String>,
+    /// The tag the build was pushed under; by default the server takes the newest tag
+    /// pointing at the digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// The recorded provenance of one artifact.
@@ -49,6 +53,9 @@ pub struct BuildView {
     pub triggered_by: Option<String>,
     pub author: Option<String>,
     pub committed_at: Option<String>,
+    /// The tag the build was pushed under, when known.
+    #[serde(default)]
+    pub tag: Option<String>,
     /// The identity that notified.
     pub builder: String,
     pub notified_at: String,
@@ -117,6 +124,23 @@ pub struct PromoteRequest {
     /// Admin only: deploy although the gate is shut. Loudly audited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub override_reason: Option<String>,
+    /// Deploy again even when the environment runs (or is deploying) the digest.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redeploy: bool,
+}
+
+/// A rollback to request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rollback<'a> {
+    /// The digest to return to; `None`: the one that ran before the current one.
+    pub to: Option<&'a str>,
+    /// The digest the caller saw the environment run: the server refuses (409) when
+    /// it runs another by now.
+    pub from: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    /// Repeating the request with the same key answers with the deployment the first
+    /// one started.
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Where a promotion stands. The set is closed on the server; a state this client does
@@ -288,6 +312,47 @@ pub struct DeploymentView {
     pub finished_at: Option<String>,
     /// The commit of the build, when notified.
     pub commit: Option<String>,
+    /// The tag the build was pushed under, when known.
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// One deployment with its durable job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentDetail {
+    #[serde(flatten)]
+    pub deployment: DeploymentView,
+    pub job: Option<JobView>,
+}
+
+/// The durable job of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    /// `waiting`, `running` or `finished`.
+    pub state: String,
+    pub attempts: u32,
+    pub run_after: String,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<String>,
+    pub last_error: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// A page of a deployment's log, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentLog {
+    pub lines: Vec<LogLine>,
+    /// Pass as `after` for the next page; `None` at the end of the log so far.
+    pub next: Option<i64>,
+}
+
+/// One line of a deployment's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub seq: i64,
+    /// RFC 3339.
+    pub at: String,
+    pub line: String,
 }
 
 /// A page of deployments, newest first.
@@ -304,11 +369,29 @@ pub struct EnvironmentView {
     pub name: String,
     pub auto: bool,
     pub target: String,
-    /// What runs there now.
+    /// What runs there now: the last successful deployment.
     pub current: Option<DeploymentView>,
+    /// The deployment under way, if any: what it should run once that finishes.
+    #[serde(default)]
+    pub deploying: Option<DeploymentView>,
     pub hold: Option<HoldView>,
+    /// What an agent last reported it running.
+    #[serde(default)]
+    pub observed: Option<ObservedView>,
+    /// Since when that differs from what Gantry deployed (RFC 3339); `None`: no drift.
+    #[serde(default)]
+    pub drift_since: Option<String>,
     /// Promotions into it that are not final yet.
     pub pending: Vec<PromotionView>,
+}
+
+/// What an agent last reported an environment running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedView {
+    pub digest: String,
+    /// RFC 3339.
+    pub at: String,
+    pub by: String,
 }
 
 /// An application and where each of its environments stands.

@@ -49,6 +49,8 @@ pub enum AuditAction {
     Token,
     /// What an environment runs started or stopped differing from what Gantry deployed.
     Drift,
+    /// A webhook receiver reported the outcome of a deployment it was handed.
+    Callback,
 }
 
 impl AuditAction {
@@ -76,6 +78,7 @@ impl AuditAction {
             AuditAction::User => "user",
             AuditAction::Token => "token",
             AuditAction::Drift => "drift",
+            AuditAction::Callback => "callback",
         }
     }
 }

@@ -387,12 +387,12 @@ fn check(required: &crate::pipeline::RequiredCheck, reports: &[CheckEvidence]) -
 fn disqualified(approval: &ApprovalEvidence, evidence: &Evidence<'_>) -> Option<&'static str> {
     if approval.bot {
         Some("a CI identity cannot approve")
-    } else if approval.approver == evidence.requester {
+    } else if crate::same_identity(&approval.approver, evidence.requester) {
         Some("nobody approves their own promotion")
     } else if evidence
         .build_actors
         .iter()
-        .any(|actor| actor == &approval.approver)
+        .any(|actor| crate::same_identity(actor, &approval.approver))
     {
         Some("nobody approves a build they triggered or committed")
     } else {

@@ -21,7 +21,7 @@ pub mod trust;
 pub use digest::{Digest, DigestAlgorithm, DigestError, DigestHasher};
 pub use glob::glob_matches;
 pub use names::{NameError, Reference, RepoName, Tag};
-pub use principal::{Action, Principal, RoleGrant};
+pub use principal::{Action, Principal, RoleGrant, check_user_name, same_identity};
 pub use resource::ResourceKind;
 
 /// The namespace of release tier repositories (`release/acme/web`): the engine fills

@@ -40,6 +40,32 @@ impl Principal {
     }
 }
 
+/// Whether two identities are the same person: user names and the build actors CI
+/// reports (GitHub, GitLab and most forges treat logins case-insensitively) are
+/// compared without regard to ASCII case, so `STAFF2` and `staff2` are one person.
+pub fn same_identity(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// The one grammar of user names: 1 to 64 characters of ASCII letters, digits, `-`,
+/// `_`, `.` and `@`, beginning with a letter or digit (so `.` and `..` are refused).
+/// Names are unique without regard to case.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let valid = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "user name `{}`: a user name is 1 to 64 characters of letters, digits, `-`, `_`, `.` and `@`, beginning with a letter or digit",
+            name.escape_debug()
+        ))
+    }
+}
+
 /// A role held globally or for one application, in every environment or in one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RoleGrant {

@@ -123,6 +123,9 @@ fn variables(order: &DeploymentOrder, image: &str) -> Vec<(&'static str, String)
     if let Some(promotion) = order.promotion_id {
         variables.push(("GANTRY_PROMOTION_ID", promotion.to_string()));
     }
+    if let Some(tag) = &order.tag {
+        variables.push(("GANTRY_TAG", tag.clone()));
+    }
     variables
 }
 

@@ -84,8 +84,8 @@ pub struct DeployContext<'a> {
     pub order: &'a DeploymentOrder,
     /// The environment's declaration (its target, health check, config keys).
     pub environment: &'a EnvironmentSpec,
-    /// The reference to pull the artifact by: `[HOST/]REPOSITORY@DIGEST`, through the
-    /// repository the stage serves from.
+    /// The reference to pull the artifact by: `HOST[:PORT]/REPOSITORY@DIGEST`, through
+    /// the repository the stage serves from.
     pub image: &'a str,
     /// That repository, inside Gantry's registry (`acme/web` or `release/acme/web`).
     pub repository: &'a str,

@@ -31,6 +31,9 @@ pub enum EngineError {
     /// The idempotency key was used for another request.
     #[error("idempotency key already used for promotion {0} with a different request")]
     IdempotencyKeyReused(i64),
+    /// The idempotency key was used for another rollback.
+    #[error("idempotency key already used for deployment {0} with a different request")]
+    RollbackKeyReused(i64),
     /// Something else is in the way right now; retrying later may succeed.
     #[error("{0}")]
     Busy(String),
@@ -81,6 +84,10 @@ fn outcome_error<T>(outcome: StoreOutcome<T>) -> EngineError {
             EngineError::Conflict("you already approved or rejected this promotion".to_owned())
         }
         StoreOutcome::NoRollbackTarget(why) => EngineError::Conflict(why),
+        StoreOutcome::Moved(why) => EngineError::Conflict(why),
+        StoreOutcome::RollbackKeyReused { deployment_id } => {
+            EngineError::RollbackKeyReused(deployment_id)
+        }
         StoreOutcome::Busy { deployment_id } => EngineError::Busy(format!(
             "deployment {deployment_id} to this environment is still in progress; try again when it finishes"
         )),

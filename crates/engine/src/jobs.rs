@@ -379,15 +379,20 @@ impl Engine {
             Ok(message) => (true, message.as_str()),
             Err(message) => (false, message.as_str()),
         };
+        // One log record per line: a program's output spans several.
+        let mut lines = message.lines();
         tracing::info!(
             deployment = order.deployment_id,
             application = %order.application,
             environment = %order.environment,
             digest = %order.digest,
             succeeded,
-            message,
+            message = lines.next().unwrap_or_default(),
             "deployment finished"
         );
+        for line in lines.filter(|line| !line.trim().is_empty()) {
+            tracing::info!(deployment = order.deployment_id, line, "deployment message");
+        }
         let finished = crate::error::from_outcome(
             self.store
                 .promotions()

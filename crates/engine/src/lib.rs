@@ -109,6 +109,40 @@ pub struct PromoteRequest<'a> {
     pub config: Option<&'a serde_json::Value>,
     pub override_reason: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
+    /// Deploy again even when the environment runs (or is deploying) the digest.
+    pub redeploy: bool,
+}
+
+/// A rollback as requested through the API or CLI.
+#[derive(Debug, Clone)]
+pub struct RollbackRequest<'a> {
+    pub application: &'a str,
+    pub environment: &'a str,
+    /// Where to; `None`: the digest the environment ran before the current one.
+    pub to: Option<&'a Digest>,
+    /// The digest the caller saw the environment run: refused with a conflict when it
+    /// runs another by now.
+    pub from: Option<&'a Digest>,
+    pub reason: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// What a promotion request led to.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    /// The promotion as it stands now.
+    pub promotion: Promotion,
+    /// Whether this request created it.
+    pub created: bool,
+}
+
+/// What a rollback request led to.
+#[derive(Debug, Clone)]
+pub struct RolledBack {
+    /// The rollback's deployment as it stands now.
+    pub deployment: Deployment,
+    /// False when an earlier request with the same idempotency key started it.
+    pub created: bool,
 }
 
 /// A check report as received.
@@ -148,9 +182,10 @@ pub struct Engine {
     blobs: blobs::BlobStore,
     deployers: Deployers,
     flaky: FlakyPolicy,
-    /// The host clients pull from (`gantry.example.com`), for the image references
-    /// deployers receive; `None`: references name the repository alone.
-    registry_host: Option<String>,
+    /// The host (and port) clients pull from (`gantry.example.com`,
+    /// `10.0.0.5:8080`), named in every image reference deployers receive, so the
+    /// reference is pullable as it is.
+    registry_host: String,
     /// What health checks may reach.
     outbound: std::sync::Arc<outbound::Policy>,
     /// Deploy jobs: settings and this replica's lease owner name.
@@ -158,6 +193,10 @@ pub struct Engine {
     /// Webhook receivers' one-time callbacks.
     callbacks: Callbacks,
 }
+
+/// The registry host image references name until the server sets the one clients
+/// pull from.
+pub const DEFAULT_REGISTRY_HOST: &str = "localhost";
 
 /// Who automatic rollbacks are recorded as.
 const AUTO_ROLLBACK_ACTOR: &str = "gantry";
@@ -173,7 +212,7 @@ impl Engine {
             blobs,
             deployers,
             flaky,
-            registry_host: None,
+            registry_host: DEFAULT_REGISTRY_HOST.to_owned(),
             outbound: std::sync::Arc::new(outbound::Policy::default()),
             jobs: std::sync::Arc::new(jobs::JobRuntime::new(JobSettings::default())),
             callbacks: Callbacks::new(store.clone()),
@@ -224,7 +263,7 @@ impl Engine {
     }
 
     /// The same engine, naming `host` in the image references deployers receive.
-    pub fn with_registry_host(mut self, host: Option<String>) -> Engine {
+    pub fn with_registry_host(mut self, host: String) -> Engine {
         self.registry_host = host;
         self
     }
@@ -463,12 +502,15 @@ impl Engine {
     }
 
     /// Requests a promotion and carries it as far as it goes now: waiting on its gate,
-    /// or deployed (or failed) when the gate is open.
+    /// or deployed (or failed) when the gate is open. A promotion that already answers
+    /// the request (the same idempotency key, an identical open request, or the digest
+    /// the environment runs or is deploying, unless `redeploy`) is returned instead of
+    /// a new one (`created` false).
     pub async fn promote(
         &self,
         actor: &Actor,
         request: &PromoteRequest<'_>,
-    ) -> Result<Promotion, EngineError> {
+    ) -> Result<Requested, EngineError> {
         if !actor.may_deploy_to(request.application, request.environment) {
             let (application, environment) = (request.application, request.environment);
             return Err(EngineError::Forbidden(if actor.ci {
@@ -523,6 +565,7 @@ impl Engine {
                                 override_reason: request.override_reason,
                                 idempotency_key: request.idempotency_key,
                                 request_hash: &request_hash,
+                                redeploy: request.redeploy,
                             },
                         )
                         .await?;
@@ -536,7 +579,11 @@ impl Engine {
                 }
             })
             .await?;
-        self.carry_out(decided).await
+        let created = decided.created;
+        Ok(Requested {
+            promotion: self.carry_out(decided).await?,
+            created,
+        })
     }
 
     /// Approves (`approve`) or rejects a promotion as `actor`.
@@ -598,14 +645,14 @@ impl Engine {
     }
 
     /// Rolls an environment back to `to` or to the digest it ran before, and holds it.
+    /// With `from`, only while the environment still runs that digest; with an
+    /// idempotency key, a retry answers with the deployment the first request started.
     pub async fn rollback(
         &self,
         actor: &Actor,
-        application: &str,
-        environment: &str,
-        to: Option<&Digest>,
-        reason: Option<&str>,
-    ) -> Result<Deployment, EngineError> {
+        request: &RollbackRequest<'_>,
+    ) -> Result<RolledBack, EngineError> {
+        let (application, environment) = (request.application, request.environment);
         if actor.ci
             || !actor.has_any(
                 application,
@@ -618,22 +665,50 @@ impl Engine {
                 actor.name
             )));
         }
-        let order = self
+        if let Some(key) = request.idempotency_key
+            && (key.is_empty() || key.len() > 255)
+        {
+            return Err(EngineError::Invalid(
+                "an idempotency key is 1 to 255 characters".to_owned(),
+            ));
+        }
+        let hash = Digest::sha256_of(
+            format!(
+                "rollback\n{application}\n{environment}\n{}\n{}\n{}",
+                request.to.map(Digest::to_string).unwrap_or_default(),
+                request.from.map(Digest::to_string).unwrap_or_default(),
+                request.reason.unwrap_or("")
+            )
+            .as_bytes(),
+        )
+        .hex()
+        .to_owned();
+        let stored = store::RollbackRequest {
+            to: request.to,
+            from: request.from,
+            actor: &actor.name,
+            reason: request.reason,
+            idempotency_key: request.idempotency_key,
+            request_hash: &hash,
+        };
+        let stored = &stored;
+        let started = self
             .with_plan(application, environment, |plan| async move {
-                Ok(self
-                    .store
-                    .promotions()
-                    .rollback(&plan, to, &actor.name, reason)
-                    .await?)
+                Ok(self.store.promotions().rollback(&plan, stored).await?)
             })
             .await?;
-        let id = order.deployment_id;
+        let id = started.order.deployment_id;
         self.start_and_wait(id).await;
-        self.store
+        let deployment = self
+            .store
             .promotions()
             .deployment(id)
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("deployment {id}")))
+            .ok_or_else(|| EngineError::NotFound(format!("deployment {id}")))?;
+        Ok(RolledBack {
+            deployment,
+            created: started.created,
+        })
     }
 
     /// Records what an agent reads back from an environment (the digest it runs) and
@@ -829,20 +904,23 @@ impl Engine {
             );
             let digest = &digest;
             let reason = reason.as_str();
-            let order = self
+            let request = store::RollbackRequest {
+                to: Some(digest),
+                from: None,
+                actor: AUTO_ROLLBACK_ACTOR,
+                reason: Some(reason),
+                idempotency_key: None,
+                request_hash: "",
+            };
+            let request = &request;
+            let started = self
                 .with_plan(
                     &failed.application,
                     &failed.environment,
-                    |plan| async move {
-                        Ok(self
-                            .store
-                            .promotions()
-                            .rollback(&plan, Some(digest), AUTO_ROLLBACK_ACTOR, Some(reason))
-                            .await?)
-                    },
+                    |plan| async move { Ok(self.store.promotions().rollback(&plan, request).await?) },
                 )
                 .await?;
-            self.start_and_wait(order.deployment_id).await;
+            self.start_and_wait(started.order.deployment_id).await;
             Ok(())
         }
     }
@@ -925,10 +1003,7 @@ impl Engine {
                 self.deployers.kinds().join(", ")
             )));
         };
-        let image = match &self.registry_host {
-            Some(host) => format!("{host}/{serves_from}@{}", order.digest),
-            None => format!("{serves_from}@{}", order.digest),
-        };
+        let image = format!("{}/{serves_from}@{}", self.registry_host, order.digest);
         let approvers = match order.promotion_id {
             None => Vec::new(),
             Some(id) => self
@@ -1051,6 +1126,7 @@ impl Engine {
                                     override_reason: None,
                                     idempotency_key: None,
                                     request_hash: &request_hash,
+                                    redeploy: false,
                                 },
                             )
                             .await?
@@ -1090,12 +1166,13 @@ fn not_an_artifact(application: &Application, digest: &Digest) -> EngineError {
 /// What makes two promotion requests the same request, for idempotency keys.
 fn request_hash(request: &PromoteRequest<'_>, config: Option<&ConfigRevision>) -> String {
     let text = format!(
-        "{}\n{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{}{}",
         request.application,
         request.environment,
         request.digest,
         config.map(|c| c.revision.as_str()).unwrap_or(""),
-        request.override_reason.unwrap_or("")
+        request.override_reason.unwrap_or(""),
+        if request.redeploy { "\nredeploy" } else { "" }
     );
     Digest::sha256_of(text.as_bytes()).hex().to_owned()
 }

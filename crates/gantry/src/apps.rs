@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 use crate::check::findings_line;
 use crate::remote::{ClientArgs, OutputFormat};
-use crate::table::{Table, age, json, or_dash, short_commit, short_digest};
+use crate::table::{Table, age, json, or_dash, short_commit, short_digest, shorten};
 
 /// Applications per request while listing every page.
 const PAGE_SIZE: u32 = 200;
@@ -173,21 +173,44 @@ fn render_status(app: &AppStatus, now: Timestamp) -> String {
         "COMMIT",
         "AGE",
         "STATE",
+        "DRIFT",
         "HOLD",
         "PENDING",
     ]);
     for environment in &app.environments {
         let current = environment.current.as_ref();
-        let state = current.map_or_else(
+        let mut state = current.map_or_else(
             || "-".to_owned(),
             |deployment| match deployment.reason.as_str() {
                 "promotion" => deployment.state.clone(),
                 reason => format!("{} ({reason})", deployment.state),
             },
         );
+        if let Some(deploying) = &environment.deploying {
+            state = format!(
+                "{} {} (#{}, {})",
+                if deploying.reason == "rollback" {
+                    "rolling back to"
+                } else {
+                    "deploying"
+                },
+                short_digest(&deploying.digest),
+                deploying.id,
+                age(&deploying.started_at, now)
+            );
+        }
+        let drift = match (&environment.drift_since, &environment.observed) {
+            (Some(since), Some(observed)) => format!(
+                "runs {} ({})",
+                short_digest(&observed.digest),
+                age(since, now)
+            ),
+            (Some(since), None) => format!("since {}", age(since, now)),
+            (None, _) => "-".to_owned(),
+        };
         let hold = environment.hold.as_ref().map_or_else(
             || "-".to_owned(),
-            |hold| format!("held by {}: {}", hold.by, hold.reason),
+            |hold| shorten(&format!("held by {}: {}", hold.by, hold.reason), 48),
         );
         let pending = if environment.pending.is_empty() {
             "-".to_owned()
@@ -210,6 +233,7 @@ fn render_status(app: &AppStatus, now: Timestamp) -> String {
             ),
             or_dash(current.map(|d| age(deployed_at(d), now)).as_deref()),
             state,
+            drift,
             hold,
             pending,
         ]);
@@ -237,8 +261,14 @@ fn deployments_table(deployments: &[DeploymentView]) -> String {
         "BY",
         "STARTED",
         "PROMOTION",
+        "WHY",
     ]);
     for deployment in deployments {
+        // A failure says why, on one short line (`gantry deployment show ID` has it all).
+        let why = match (deployment.state.as_str(), &deployment.message) {
+            ("failed", Some(message)) => shorten(message.lines().next().unwrap_or_default(), 60),
+            _ => "-".to_owned(),
+        };
         table.row(vec![
             deployment.id.to_string(),
             deployment.environment.clone(),
@@ -254,6 +284,7 @@ fn deployments_table(deployments: &[DeploymentView]) -> String {
                     .map(|id| format!("#{id}"))
                     .as_deref(),
             ),
+            why,
         ]);
     }
     table.render()
@@ -349,6 +380,7 @@ mod tests {
             started_at: "2026-03-10T11:40:00Z".to_owned(),
             finished_at: Some("2026-03-10T11:48:00Z".to_owned()),
             commit: Some("abc1234def5678abc1234def5678abc1234def56".to_owned()),
+            tag: Some("sha-abc1234".to_owned()),
         }
     }
 
@@ -386,7 +418,10 @@ mod tests {
                     auto: true,
                     target: "record".to_owned(),
                     current: Some(deployment("dev", "promotion")),
+                    deploying: None,
                     hold: None,
+                    observed: None,
+                    drift_since: None,
                     pending: Vec::new(),
                 },
                 EnvironmentView {
@@ -394,11 +429,14 @@ mod tests {
                     auto: false,
                     target: "record".to_owned(),
                     current: Some(deployment("prod", "rollback")),
+                    deploying: None,
                     hold: Some(HoldView {
                         reason: "rolled back".to_owned(),
                         by: "staff-sam".to_owned(),
                         at: "2026-03-10T11:48:00Z".to_owned(),
                     }),
+                    observed: None,
+                    drift_since: None,
                     pending: vec![pending(7)],
                 },
             ],
@@ -411,9 +449,53 @@ mod tests {
             render_status(&web_app(), now()),
             "web-app (container, pipeline standard, repository acme/web-app)\n\
              \n\
-             ENVIRONMENT  DIGEST        COMMIT   AGE  STATE                HOLD                            PENDING\n\
-             dev          0123456789ab  abc1234  12m  deployed             -                               -\n\
-             prod         0123456789ab  abc1234  12m  deployed (rollback)  held by staff-sam: rolled back  #7 waiting\n"
+             ENVIRONMENT  DIGEST        COMMIT   AGE  STATE                DRIFT  HOLD                            PENDING\n\
+             dev          0123456789ab  abc1234  12m  deployed             -      -                               -\n\
+             prod         0123456789ab  abc1234  12m  deployed (rollback)  -      held by staff-sam: rolled back  #7 waiting\n"
+        );
+    }
+
+    #[test]
+    fn the_status_shows_the_deployment_under_way_drift_and_a_short_hold() {
+        let mut app = web_app();
+        let prod = &mut app.environments[1];
+        let mut deploying = deployment("prod", "rollback");
+        deploying.id = 9;
+        deploying.state = "deploying".to_owned();
+        deploying.digest = format!("sha256:{}", "fe".repeat(32));
+        deploying.started_at = "2026-03-10T11:59:20Z".to_owned();
+        prod.deploying = Some(deploying);
+        prod.observed = Some(client::ObservedView {
+            digest: format!("sha256:{}", "7a".repeat(32)),
+            at: "2026-03-10T11:55:00Z".to_owned(),
+            by: "agent".to_owned(),
+        });
+        prod.drift_since = Some("2026-03-10T11:30:00Z".to_owned());
+        prod.hold = Some(HoldView {
+            reason: format!(
+                "rolled back to sha256:{} by staff-sam: checkout errors after the release of the new payment page",
+                "ab".repeat(32)
+            ),
+            by: "staff-sam".to_owned(),
+            at: "2026-03-10T11:48:00Z".to_owned(),
+        });
+
+        let rendered = render_status(&app, now());
+        let prod_row = rendered.lines().last().expect("a row");
+
+        assert!(
+            prod_row.contains("rolling back to fefefefefefe (#9, 40s)"),
+            "{prod_row}"
+        );
+        assert!(prod_row.contains("runs 7a7a7a7a7a7a (30m)"), "{prod_row}");
+        assert!(
+            prod_row.contains("held by staff-sam: rolled back to abababababab …"),
+            "{prod_row}"
+        );
+        assert!(!prod_row.contains("checkout errors"), "{prod_row}");
+        assert!(
+            rendered.lines().all(|line| line.chars().count() < 200),
+            "{rendered}"
         );
     }
 

@@ -62,6 +62,11 @@ pub(crate) struct NotifyArgs {
     /// When the change was committed (RFC 3339), for lead time
     #[arg(long)]
     committed_at: Option<String>,
+    /// The tag the build was pushed under (`sha-abc1234`, `101`), handed to targets
+    /// that want one (a gitops `tag` key, a registry copy's destination) [default: the
+    /// newest tag pointing at the digest]
+    #[arg(long)]
+    tag: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -79,6 +84,7 @@ pub(crate) fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         triggered_by: args.triggered_by,
         author: args.author,
         committed_at: args.committed_at,
+        tag: args.tag,
     };
     let notified = args.client.client()?.notify_build(&request)?;
     match args.client.output {
@@ -102,6 +108,9 @@ pub(crate) fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
 fn render(notified: &NotifyResponse) -> String {
     let build = &notified.build;
     let mut about = Vec::new();
+    if let Some(tag) = &build.tag {
+        about.push(format!("tag {tag}"));
+    }
     if let Some(commit) = &build.commit {
         about.push(format!("commit {}", short_commit(commit)));
     }
@@ -160,6 +169,7 @@ mod tests {
             triggered_by: Some("dev-dana".to_owned()),
             author: None,
             committed_at: None,
+            tag: None,
             builder: "ci-bot".to_owned(),
             notified_at: "2026-01-01T00:00:00Z".to_owned(),
         }

@@ -474,6 +474,11 @@ mod tests {
         assert_eq!(config.deploy.gitops.credentials.len(), 2);
         assert_eq!(config.deploy.registry_copy.registries.len(), 1);
         assert_eq!(config.deploy.static_site.s3.region, "eu-west-1");
+        assert_eq!(
+            example,
+            include_str!("settings.toml"),
+            "`gantry serve --help` shows the README's settings: keep crates/gantry/src/settings.toml and the README one"
+        );
     }
 
     #[test]

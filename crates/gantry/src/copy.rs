@@ -14,6 +14,8 @@ use anyhow::Context;
 use clap::Args;
 use regcopy::{CopyError, CopyOptions, Credentials, Progress, ProgressEvent};
 
+use crate::remote::OutputFormat;
+
 #[derive(Args)]
 pub(crate) struct CopyArgs {
     /// What to copy: `HOST[:PORT]/REPOSITORY:TAG` or `…@sha256:…`
@@ -35,9 +37,18 @@ pub(crate) struct CopyArgs {
     /// Blobs moved at the same time
     #[arg(long, default_value_t = 4)]
     parallel: usize,
-    /// Print the result as JSON
-    #[arg(long)]
+    /// `table` (text for people) or `json`, as every other command takes it
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+    /// The same as `-o json` (kept for scripts written before `-o`)
+    #[arg(long, hide = true)]
     json: bool,
+}
+
+impl CopyArgs {
+    fn json(&self) -> bool {
+        self.json || self.output == OutputFormat::Json
+    }
 }
 
 /// Exit codes: 0 copied and verified, 2 invalid input, 4 refused credentials,
@@ -57,7 +68,7 @@ pub(crate) fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
         credentials(args.destination_credentials.as_deref(), "--dest-creds")?;
     options.destination.plain_http = args.destination_plain_http;
     options.copy.parallel_blobs = args.parallel;
-    let bar = Bar::new(std::io::stderr().is_terminal() && !args.json);
+    let bar = Bar::new(std::io::stderr().is_terminal() && !args.json());
     let started = Instant::now();
     let outcome = regcopy::copy_between(&args.source, &args.destination, &options, &|progress| {
         bar.show(progress)
@@ -66,12 +77,12 @@ pub(crate) fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(report) => {
             let seconds = started.elapsed().as_secs_f64();
-            if args.json {
+            if args.json() {
                 let value = serde_json::json!({
                     "digest": report.digest.to_string(),
                     "media_type": report.media_type,
                     "destination": report.destination,
-                    "tag": report.tag.as_ref().map(|tag| tag.as_str().to_owned()),
+                    "tag": report.tags.first().map(|tag| tag.as_str().to_owned()),
                     "manifests": report.manifests,
                     "blobs": {
                         "total": report.blobs_total,
@@ -90,8 +101,8 @@ pub(crate) fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
                     report.digest,
                     report.destination,
                     report
-                        .tag
-                        .as_ref()
+                        .tags
+                        .first()
                         .map(|tag| format!(" (tag {})", tag.as_str()))
                         .unwrap_or_default()
                 );

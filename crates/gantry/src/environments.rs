@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use client::{DeploymentView, HoldView};
 
-use crate::remote::{ClientArgs, OutputFormat, exit};
+use crate::remote::{ClientArgs, InvalidInput, OutputFormat, exit};
 use crate::table::json;
 
 #[derive(Args)]
@@ -22,6 +22,10 @@ pub(crate) struct RollbackArgs {
     /// Why, for the record
     #[arg(long)]
     reason: Option<String>,
+    /// Repeating a rollback with the same key answers with the deployment the first
+    /// one started [default: a fresh key for this invocation]
+    #[arg(long)]
+    idempotency_key: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -51,12 +55,78 @@ pub(crate) struct UnholdArgs {
     client: ClientArgs,
 }
 
+/// Reads what the environment runs, says what it is about to do (on stderr, so `-o
+/// json` stays one document), and rolls back from exactly that digest: the server
+/// refuses when the environment moved meanwhile, so running the command twice, or two
+/// people running it at once, never rolls back the rollback.
 pub(crate) fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    let deployment = args.client.client()?.rollback(
+    let client = args.client.client()?;
+    let status = client.app_status(&args.application)?;
+    let Some(environment) = status
+        .environments
+        .iter()
+        .find(|environment| environment.name == args.environment)
+    else {
+        let known: Vec<&str> = status
+            .environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        return Err(InvalidInput(format!(
+            "{} has no environment {} (it has: {})",
+            args.application,
+            args.environment,
+            known.join(", ")
+        ))
+        .into());
+    };
+    if let Some(deploying) = &environment.deploying {
+        return Err(InvalidInput(format!(
+            "deployment {} ({} of {}) to {}/{} is under way: roll back when it has finished",
+            deploying.id, deploying.reason, deploying.digest, args.application, args.environment
+        ))
+        .into());
+    }
+    let Some(current) = &environment.current else {
+        return Err(InvalidInput(format!(
+            "{}/{} has never been deployed: there is nothing to roll back",
+            args.application, args.environment
+        ))
+        .into());
+    };
+    eprintln!(
+        "rolling back {}/{} from {} (deployment {}{}) to {}",
+        args.application,
+        args.environment,
+        current.digest,
+        current.id,
+        current
+            .tag
+            .as_deref()
+            .map(|tag| format!(", tag {tag}"))
+            .unwrap_or_default(),
+        args.to
+            .as_deref()
+            .unwrap_or("the digest it ran before that")
+    );
+    let key = match args.idempotency_key {
+        Some(key) => key,
+        None => {
+            let random = auth::generate_token()
+                .map_err(|e| anyhow::anyhow!("the random source failed: {e}"))?;
+            // 128 random bits in hex; not shaped like a token.
+            format!("rollback-{}", &random[random.len() - 32..])
+        }
+    };
+    let deployment = client.rollback(
         &args.application,
         &args.environment,
-        args.to.as_deref(),
-        args.reason.as_deref(),
+        &client::Rollback {
+            to: args.to.as_deref(),
+            from: Some(&current.digest),
+            reason: args.reason.as_deref(),
+            idempotency_key: Some(&key),
+        },
     )?;
     match args.client.output {
         OutputFormat::Json => print!("{}", json(&deployment)?),

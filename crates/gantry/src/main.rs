@@ -8,6 +8,7 @@ mod build;
 mod check;
 mod config;
 mod copy;
+mod deployments;
 mod environments;
 mod login;
 mod metrics;
@@ -40,6 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: registry and API on one port (default 127.0.0.1:5000, data in ./gantry-data).
+    #[command(after_long_help = SETTINGS_HELP)]
     Serve(ServeArgs),
     /// Copy an image or index, with its blobs, from one OCI registry to another and
     /// verify the destination serves the same digest.
@@ -175,6 +177,9 @@ enum Command {
     /// known).
     #[command(after_help = CLIENT_HELP)]
     Artifact(apps::ArtifactArgs),
+    /// One deployment (`show ID`) or its log (`log ID [--follow]`).
+    #[command(after_help = CLIENT_HELP)]
+    Deployment(deployments::DeploymentArgs),
     /// DORA metrics: deployment frequency, lead time, change failure rate, time to restore.
     ///
     /// Exit codes: 0 success, 2 invalid input, 4 unauthorized or forbidden, 1 anything
@@ -196,6 +201,15 @@ The token is --token, else GANTRY_TOKEN, else the contents of ~/.config/gantry/t
 (a file holding only the token, e.g. the admin token `gantry serve` printed once).
 
 Example: GANTRY_TOKEN=gnt_... gantry apply -f gantry.yaml --dry-run";
+
+/// Every key of the configuration file, shown by `gantry serve --help` after the flags:
+/// the same annotated file as the README's "Configure it" section (a test keeps them
+/// one).
+const SETTINGS_HELP: &str = concat!(
+    "Every setting of the configuration file (gantry.toml, or --config / GANTRY_CONFIG), with its\n",
+    "default or an example value; the flags above override the file's keys of the same name:\n\n",
+    include_str!("settings.toml")
+);
 
 /// Flags override environment variables, which override `gantry.toml`, which
 /// overrides the defaults.
@@ -243,8 +257,9 @@ pub(crate) struct ServeArgs {
     /// Who may create a repository by pushing to a new name [default: admins]
     #[arg(long, env = "GANTRY_REPOSITORY_CREATION", value_enum)]
     repository_creation: Option<crate::config::RepositoryCreation>,
-    /// The base URL clients reach Gantry at, named in registry token challenges
-    /// [default: each request's Host]
+    /// The base URL clients reach Gantry at, named in registry token challenges, image
+    /// references handed to deploy targets and webhook callbacks [default: each
+    /// request's Host for challenges; the listening address for the others]
     #[arg(long, env = "GANTRY_EXTERNAL_URL")]
     external_url: Option<String>,
 }
@@ -286,6 +301,7 @@ fn main() -> ExitCode {
         Command::Status(args) => apps::status(args),
         Command::History(args) => apps::history(args),
         Command::Artifact(args) => apps::artifact(args),
+        Command::Deployment(args) => deployments::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::User(args) => users::user(args),
         Command::Token(args) => users::token(args),

@@ -13,6 +13,7 @@ use clap::Args;
 use client::{PromoteRequest, PromotionFilter, PromotionList, PromotionState, PromotionView};
 use serde_json::{Map, Value};
 
+use crate::deployments;
 use crate::remote::{ClientArgs, InvalidInput, OutputFormat, exit};
 use crate::table::{Table, json, mark, short_digest};
 
@@ -38,6 +39,10 @@ pub(crate) struct PromoteArgs {
     /// Repeating a promote with the same key returns the promotion the first one made
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Deploy again even if the environment already runs (or is deploying) this
+    /// digest; without it, such a promote answers with the promotion that put it there
+    #[arg(long)]
+    redeploy: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -112,17 +117,33 @@ pub(crate) fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
         digest: args.digest,
         config: release_config(file, args.config)?,
         override_reason: args.override_reason,
+        redeploy: args.redeploy,
     };
-    let promoted = args
-        .client
-        .client()?
-        .promote(&request, args.idempotency_key.as_deref())?;
+    let client = args.client.client()?;
+    let send = || client.promote(&request, args.idempotency_key.as_deref());
+    let promoted = if shows_progress(args.client.output) {
+        // The deployment this promotion starts is the one under way for its digest.
+        let find = || {
+            let status = client.app_status(&request.application).ok()?;
+            let environment = status
+                .environments
+                .into_iter()
+                .find(|environment| environment.name == request.environment)?;
+            environment
+                .deploying
+                .filter(|deploying| deploying.digest == request.digest)
+                .map(|deploying| deploying.id)
+        };
+        deployments::while_running(&client, send, find)?
+    } else {
+        send()?
+    };
     match args.client.output {
         OutputFormat::Json => print!("{}", json(&promoted.promotion)?),
         OutputFormat::Table => {
             if !promoted.created {
                 println!(
-                    "(promotion {} already existed for this idempotency key; nothing new was requested)",
+                    "(promotion {} already existed: the same idempotency key, an identical open request, or the digest the environment already runs; nothing new was deployed — add --redeploy to deploy it again)",
                     promoted.promotion.id
                 );
             }
@@ -133,12 +154,23 @@ pub(crate) fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
-    let promotion = args
-        .client
-        .client()?
-        .approve(args.id, args.comment.as_deref())?;
+    let client = args.client.client()?;
+    let send = || client.approve(args.id, args.comment.as_deref());
+    let promotion = if shows_progress(args.client.output) {
+        let find = || client.promotion(args.id).ok()?.deployment_id;
+        deployments::while_running(&client, send, find)?
+    } else {
+        send()?
+    };
     show(&promotion, args.client.output)?;
     Ok(ExitCode::from(outcome(&promotion.state)))
+}
+
+/// Whether to show a deployment's progress while waiting for it: for people at a
+/// terminal, never in `-o json` or when stderr is a file or a pipe.
+fn shows_progress(output: OutputFormat) -> bool {
+    use std::io::IsTerminal;
+    output == OutputFormat::Table && std::io::stderr().is_terminal()
 }
 
 pub(crate) fn reject(args: RejectArgs) -> anyhow::Result<ExitCode> {

@@ -167,18 +167,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("reading the listening address")?;
     tracing::info!(%address, database = store.kind(), blob_store = state.blobs.description(), "gantry started");
     println!("gantry: listening on http://{address}");
-    // Webhook receivers call back where clients reach this server.
+    // Image references handed to deploy targets name the host clients pull from, and
+    // webhook receivers call back where clients reach this server: the external URL's,
+    // else one derived from the listening address.
+    let public_host = match &config.external_url {
+        Some(url) => url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned(),
+        None => {
+            let derived = derived_host(address);
+            tracing::warn!(
+                registry_host = %derived,
+                "external_url is not set: image references handed to deploy targets name {derived} and webhook receivers call back at http://{derived}; set external_url to the address clients and targets reach this server at"
+            );
+            derived
+        }
+    };
     let callback_base = config
         .external_url
         .clone()
-        .unwrap_or_else(|| format!("http://{address}"));
-    if config.external_url.is_none() && !address.ip().is_loopback() {
-        tracing::warn!(
-            callback_base,
-            "external_url is not set: webhook receivers are told to call back at the listening address, which they may not reach"
-        );
-    }
-    let state = state.with_webhooks(secrets(&config), &callback_base);
+        .unwrap_or_else(|| format!("http://{public_host}"));
+    let state = state
+        .with_registry_host(public_host)
+        .with_webhooks(secrets(&config), &callback_base);
 
     let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);
     let maintenance_stopped_for_worker = maintenance_stopped.clone();
@@ -215,6 +228,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("gantry stopped");
     Ok(())
+}
+
+/// The `HOST:PORT` clients reach this server at when no external URL says: the
+/// listening address, or for a wildcard address (`0.0.0.0`, `::`) the machine's host
+/// name with the port.
+fn derived_host(address: std::net::SocketAddr) -> String {
+    let port = address.port();
+    match address.ip() {
+        ip if ip.is_unspecified() => {
+            let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned());
+            format!("{name}:{port}")
+        }
+        std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+        std::net::IpAddr::V4(ip) => format!("{ip}:{port}"),
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit: every connection, blob

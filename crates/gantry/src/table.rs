@@ -75,6 +75,28 @@ pub(crate) fn short_commit(commit: &str) -> String {
     }
 }
 
+/// `text` cut to at most `max` characters, ending in `…` when cut, with every digest
+/// in it shortened first (a hold's reason often names one): table cells stay short;
+/// `-o json` keeps the whole text.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    let words: Vec<String> = text
+        .split(' ')
+        .map(|word| match word.find("sha256:") {
+            Some(at) if word.len() > at + 7 + 12 => {
+                format!("{}{}", &word[..at], short_digest(&word[at..]))
+            }
+            _ => word.to_owned(),
+        })
+        .collect();
+    let text = words.join(" ");
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// `-` for nothing.
 pub(crate) fn or_dash(value: Option<&str>) -> String {
     value.unwrap_or("-").to_owned()

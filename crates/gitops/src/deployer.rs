@@ -450,14 +450,27 @@ fn assignments(
         ImageKeys::Reference(key) => vec![image(key, job.image)],
         ImageKeys::Split {
             repository: repository_key,
-            tag,
+            tag: tag_key,
             digest: digest_key,
-        } => repository_key
-            .iter()
-            .map(|key| image(key, repository))
-            .chain(tag.iter().map(|key| image(key, digest)))
-            .chain([image(digest_key, digest)])
-            .collect(),
+        } => {
+            let tag = match (tag_key, job.order.tag.as_deref()) {
+                (None, _) => None,
+                (Some(key), Some(tag)) => Some(image(key, tag)),
+                (Some(key), None) => {
+                    return Err(DeployError::Failed(format!(
+                        "`keys.tag` ({}) wants the tag {} was pushed under, and none is known: push it under a tag before notifying, or name it with `gantry build notify --tag`",
+                        key.as_str(),
+                        job.order.digest
+                    )));
+                }
+            };
+            repository_key
+                .iter()
+                .map(|key| image(key, repository))
+                .chain(tag)
+                .chain([image(digest_key, digest)])
+                .collect()
+        }
     };
     for assignment in &images {
         if config.contains_key(&assignment.key) {

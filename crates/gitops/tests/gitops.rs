@@ -199,6 +199,7 @@ impl Job {
                 reason: DeploymentReason::Promotion,
                 promotion_id: Some(deployment_id + 1000),
                 requested_by: "alice".to_owned(),
+                tag: Some(format!("sha-{n:07}")),
             },
             environment: EnvironmentSpec {
                 target: Target::Gitops(target),
@@ -376,7 +377,7 @@ async fn config_keys_in_flow_mappings_and_commented_lines_change_alone() {
 }
 
 #[tokio::test]
-async fn split_keys_receive_repository_tag_and_digest() {
+async fn split_keys_receive_repository_the_build_tag_and_digest() {
     let values =
         "image:\n  repository: old/repo # from the chart\n  tag: \"v1.2.3\"\n  digest: ''\n";
     let upstream = Upstream::new(&[("values.yaml", values)]);
@@ -401,10 +402,38 @@ async fn split_keys_receive_repository_tag_and_digest() {
     assert_eq!(
         upstream.file_at_head("values.yaml"),
         format!(
-            "image:\n  repository: gantry.example.com/acme/web-app # from the chart\n  tag: \"{0}\"\n  digest: '{0}'\n",
+            "image:\n  repository: gantry.example.com/acme/web-app # from the chart\n  tag: \"sha-0000009\"\n  digest: '{0}'\n",
             digest(9)
         )
     );
+}
+
+#[tokio::test]
+async fn a_tag_key_without_a_known_build_tag_fails_the_deployment_and_changes_nothing() {
+    let values = "image:\n  tag: \"v1.2.3\"\n  digest: ''\n";
+    let upstream = Upstream::new(&[("values.yaml", values)]);
+    let work = tempfile::tempdir().expect("work dir");
+    let deployer = deployer(work.path(), 10);
+    let mut job = Job::new(
+        3,
+        9,
+        target(
+            &format!("file://{}", upstream.path()),
+            "values.yaml",
+            ImageKeys::Split {
+                repository: None,
+                tag: Some(key("image.tag")),
+                digest: key("image.digest"),
+            },
+        ),
+    );
+    job.order.tag = None;
+
+    let error = job.run(&deployer).await.expect_err("refused");
+
+    assert!(!error.is_transient(), "{error}");
+    assert!(error.message().contains("--tag"), "{error}");
+    assert_eq!(upstream.file_at_head("values.yaml"), values);
 }
 
 #[tokio::test]

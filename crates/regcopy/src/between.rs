@@ -104,7 +104,7 @@ pub fn copy_between(
         Destination {
             client: &destination_client,
             repository: destination.repository(),
-            tag: tag.as_ref(),
+            tags: tag.as_slice(),
         },
         options.copy,
         progress,

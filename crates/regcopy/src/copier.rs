@@ -2,8 +2,8 @@
 //! known and nothing is pushed for an artifact that cannot be read), then move each
 //! blob the destination lacks — mounted when source and destination share a
 //! registry, otherwise streamed and hashed on the way through — then push the
-//! manifests children first, the tag last, and finally read back what the destination
-//! serves under the tag.
+//! manifests children first, the tags last, and finally read back what the
+//! destination serves by digest and under each tag.
 //!
 //! Architecture Invariant: blob bytes are never held in memory as a whole; a blob
 //! passes through in the HTTP client's buffers. Memory does not grow with blob size.
@@ -30,13 +30,15 @@ const MAX_INDEX_DEPTH: usize = 4;
 /// Progress is reported at least this often while bytes stream.
 const PROGRESS_STEP: u64 = 1 << 20;
 
-/// Where a copy goes: a repository of a registry, optionally a tag there.
+/// Where a copy goes: a repository of a registry, and the tags pointed at the copy
+/// there.
 #[derive(Debug, Clone, Copy)]
 pub struct Destination<'a> {
     pub client: &'a RegistryClient,
     pub repository: &'a RepoName,
-    /// The tag pointed at the copied manifest (`None`: pushed by digest only).
-    pub tag: Option<&'a Tag>,
+    /// The tags pointed at the copied manifest, in order (none: pushed by digest
+    /// only).
+    pub tags: &'a [Tag],
 }
 
 /// What just happened, with the running totals.
@@ -78,7 +80,8 @@ pub struct CopyReport {
     pub media_type: String,
     /// `host/repository@digest` at the destination.
     pub destination: String,
-    pub tag: Option<Tag>,
+    /// The tags pointed at it there.
+    pub tags: Vec<Tag>,
     /// Manifests pushed (an index and its children, or one image).
     pub manifests: usize,
     pub blobs_total: usize,
@@ -250,19 +253,29 @@ pub fn copy(
             .put_manifest(destination.repository, &by_digest, manifest)?;
         totals.report(ProgressEvent::ManifestPushed(by_digest.to_string()));
     }
-    let final_reference = match destination.tag {
-        Some(tag) => {
-            let by_tag = ManifestReference::Tag(tag.clone());
-            destination
-                .client
-                .put_manifest(destination.repository, &by_tag, &root)?;
-            totals.report(ProgressEvent::ManifestPushed(by_tag.to_string()));
-            by_tag
+    for tag in destination.tags {
+        let by_tag = ManifestReference::Tag(tag.clone());
+        if let Err(error) = destination
+            .client
+            .put_manifest(destination.repository, &by_tag, &root)
+        {
+            return Err(tag_refusal(destination, tag, &root.digest, error));
         }
-        None => ManifestReference::Digest(root.digest.clone()),
-    };
+        totals.report(ProgressEvent::ManifestPushed(by_tag.to_string()));
+    }
 
-    verify(destination, &final_reference, &root.digest)?;
+    verify(
+        destination,
+        &ManifestReference::Digest(root.digest.clone()),
+        &root.digest,
+    )?;
+    for tag in destination.tags {
+        verify(
+            destination,
+            &ManifestReference::Tag(tag.clone()),
+            &root.digest,
+        )?;
+    }
     totals.report(ProgressEvent::Verified(root.digest.clone()));
 
     Ok(CopyReport {
@@ -274,7 +287,7 @@ pub fn copy(
         ),
         digest: root.digest,
         media_type: root.media_type,
-        tag: destination.tag.cloned(),
+        tags: destination.tags.to_vec(),
         manifests: plan.manifests.len(),
         blobs_total: plan.blobs.len(),
         blobs_copied: totals.copied.load(Ordering::Relaxed),
@@ -283,6 +296,35 @@ pub fn copy(
         bytes_copied: totals.bytes_copied.load(Ordering::Relaxed),
         bytes_total: totals.bytes_total,
     })
+}
+
+/// The error for a refused tag push: when the tag exists there naming another digest,
+/// the destination refused to move it (immutable tags), which is said plainly.
+fn tag_refusal(
+    destination: Destination<'_>,
+    tag: &Tag,
+    digest: &Digest,
+    error: CopyError,
+) -> CopyError {
+    if error.is_transient() {
+        return error;
+    }
+    match destination
+        .client
+        .manifest_digest(destination.repository, &ManifestReference::Tag(tag.clone()))
+    {
+        Ok(Some(existing)) if existing != digest.to_string() => CopyError::TagNotMoved {
+            location: format!(
+                "{}/{}:{tag}",
+                destination.client.registry(),
+                destination.repository
+            ),
+            tag: tag.clone(),
+            existing,
+            message: error.to_string(),
+        },
+        _ => error,
+    }
 }
 
 /// Reads back the digest the destination serves under `reference`; anything but

@@ -1,11 +1,16 @@
 //! The `registry-copy` deploy target: copies the promoted digest from Gantry's
-//! repository to the declared registry, tags it with the environment's name, and
-//! verifies that the destination serves that digest under the tag.
+//! repository to the declared registry with its referrers (signatures, SBOMs,
+//! attestations), tags it with the build's own tag (always, when the build has one)
+//! and the environment's name (unless `env_tag: false`), and verifies that the
+//! destination serves that digest by digest and under each tag.
 //!
 //! ```yaml
 //! environments:
-//!   prod: { target: { registry-copy: { to: "prod-registry.example.com/acme/web-app" } } }
+//!   prod: { target: { registry-copy: { to: "prod-registry.example.com/acme/web-app", env_tag: false } } }
 //! ```
+//!
+//! A destination that keeps tags immutable refuses to move the environment tag on
+//! the second promotion; the deployment then fails saying so and naming `env_tag`.
 //!
 //! Credentials and transport per destination registry come from the server's
 //! configuration ([`RegistryCopySettings`]); passwords are secret references read
@@ -29,7 +34,7 @@ use crate::auth::Credentials;
 use crate::client::{ClientOptions, RegistryClient, RegistryEndpoint};
 use crate::copier::{CopySettings, Destination, Progress, ProgressEvent, copy};
 use crate::reference::ManifestReference;
-use crate::source::StoreSource;
+use crate::source::{Source, StoreSource};
 
 /// Server configuration of the `registry-copy` target (`[deploy.registry_copy]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -195,12 +200,33 @@ impl RegistryCopyDeployer {
         let target = registry_copy_target(&job.environment.target)?;
         let digest = Digest::parse(&job.order.digest)
             .map_err(|e| DeployError::Failed(format!("the deployment's digest is invalid: {e}")))?;
-        let tag = environment_tag(&job.order.environment)?;
+        let mut tags = Vec::new();
+        if let Some(build_tag) = job.order.tag.as_deref() {
+            tags.push(Tag::parse(build_tag).map_err(|e| {
+                DeployError::Failed(format!("the build's tag `{build_tag}` is invalid: {e}"))
+            })?);
+        }
+        let environment_tag = if target.env_tag {
+            Some(environment_tag(&job.order.environment)?)
+        } else {
+            None
+        };
+        if let Some(tag) = &environment_tag
+            && !tags.contains(tag)
+        {
+            tags.push(tag.clone());
+        }
         let repository = RepoName::parse(job.repository)
             .map_err(|e| DeployError::Failed(format!("the source repository is invalid: {e}")))?;
         let destination_name = target.to.to_string();
+        let shown: Vec<&str> = tags.iter().map(Tag::as_str).collect();
         job.log.line(format!(
-            "copying {repository}@{digest} to {destination_name}:{tag}"
+            "copying {repository}@{digest} to {destination_name}{}",
+            if shown.is_empty() {
+                " by digest".to_owned()
+            } else {
+                format!(" as {}", shown.join(", "))
+            }
         ));
         let source = StoreSource::open(self.store.clone(), self.blobs.clone(), repository)
             .await
@@ -209,33 +235,56 @@ impl RegistryCopyDeployer {
         let destination_repository = target.to.repository().clone();
         let settings = self.copy;
         let log = job.log.clone();
-        let report = tokio::task::spawn_blocking(move || {
+        let (report, referrers) = tokio::task::spawn_blocking(move || {
             let progress = |progress: &Progress| log_progress(&log, progress);
-            copy(
+            let destination = Destination {
+                client: &client,
+                repository: &destination_repository,
+                tags: &tags,
+            };
+            let report = copy(
                 &source,
-                &ManifestReference::Digest(digest),
-                Destination {
-                    client: &client,
-                    repository: &destination_repository,
-                    tag: Some(&tag),
-                },
+                &ManifestReference::Digest(digest.clone()),
+                destination,
                 settings,
                 &progress,
-            )
+            )?;
+            // Signatures, SBOMs and attestations travel with the artifact, by digest.
+            let referrers = source.referrers(&digest)?;
+            for referrer in &referrers {
+                log.line(format!("copying referrer {referrer}"));
+                copy(
+                    &source,
+                    &ManifestReference::Digest(referrer.clone()),
+                    Destination {
+                        tags: &[],
+                        ..destination
+                    },
+                    settings,
+                    &progress,
+                )?;
+            }
+            Ok::<_, CopyError>((report, referrers.len()))
         })
         .await
         .map_err(|e| DeployError::Transient(format!("the copy task failed: {e}")))?
-        .map_err(deploy_error)?;
+        .map_err(|error| refused_tag(error, environment_tag.as_ref()))?;
+        let tags: Vec<&str> = report.tags.iter().map(Tag::as_str).collect();
         let note = format!(
-            "copied {} to {}:{} and verified it ({} of {} blobs copied, {} mounted, {} already there; {} bytes sent)",
+            "copied {} to {}{} and verified it ({} of {} blobs copied, {} mounted, {} already there; {} bytes sent; {} referrer(s))",
             report.digest,
             destination_name,
-            report.tag.as_ref().map_or("", |t| t.as_str()),
+            if tags.is_empty() {
+                String::new()
+            } else {
+                format!(" as {}", tags.join(", "))
+            },
             report.blobs_copied,
             report.blobs_total,
             report.blobs_mounted,
             report.blobs_present,
-            report.bytes_copied
+            report.bytes_copied,
+            referrers
         );
         job.log.line(note.clone());
         Ok(note)
@@ -245,6 +294,10 @@ impl RegistryCopyDeployer {
         let Target::RegistryCopy(copy_target) = &target.spec.target else {
             return Ok(None);
         };
+        // Without an environment tag nothing at the destination says what runs.
+        if !copy_target.env_tag {
+            return Ok(None);
+        }
         let tag = environment_tag(target.environment).map_err(|e| e.to_string())?;
         let client = self
             .client_for(copy_target.to.registry())
@@ -297,6 +350,23 @@ fn environment_tag(environment: &str) -> Result<Tag, DeployError> {
             "environment `{environment}` cannot be used as a tag: {e}"
         ))
     })
+}
+
+/// A copy error as a deployment error; a refused environment tag says what to set.
+fn refused_tag(error: CopyError, environment_tag: Option<&Tag>) -> DeployError {
+    if let CopyError::TagNotMoved { tag, .. } = &error {
+        let advice = if Some(tag) == environment_tag {
+            format!(
+                "; set `env_tag: false` on this environment's registry-copy target (the build's own tag is still carried), or let tag `{tag}` move at the destination"
+            )
+        } else {
+            format!(
+                "; the build's tag `{tag}` names other bytes there: push each build under a tag of its own"
+            )
+        };
+        return DeployError::Failed(format!("{error}{advice}"));
+    }
+    deploy_error(error)
 }
 
 fn deploy_error(error: CopyError) -> DeployError {

@@ -9,8 +9,9 @@ pub enum CopyError {
     /// The connection failed or timed out; trying again may succeed.
     #[error("{context}: {message}")]
     Network { context: String, message: String },
-    /// The outbound guard refused the address (loopback, private, metadata) or the
-    /// address is otherwise not one Gantry may reach.
+    /// The outbound guard refused the address (loopback, private, metadata), the
+    /// address is otherwise not one Gantry may reach, or the TLS handshake failed
+    /// (a plain-HTTP registry, a certificate not trusted): retrying will not help.
     #[error("{context}: {message}")]
     Refused { context: String, message: String },
     /// The registry answered 5xx or 429; trying again may succeed.
@@ -57,6 +58,17 @@ pub enum CopyError {
         expected: Digest,
         served: String,
     },
+    /// The destination refused to point a tag that names another digest there at the
+    /// copy: it keeps tags immutable.
+    #[error(
+        "{location} names {existing} and the destination refused to move it (its tags are immutable): {message}"
+    )]
+    TagNotMoved {
+        location: String,
+        tag: domain::Tag,
+        existing: String,
+        message: String,
+    },
     /// The manifest is not one this copier understands (or is malformed).
     #[error("{0}")]
     InvalidManifest(String),
@@ -102,6 +114,22 @@ impl CopyError {
 
     /// The error for a failed HTTP exchange (no status).
     pub(crate) fn from_transport(context: String, error: ureq::Error) -> CopyError {
+        // A failed TLS handshake fails the same way every time (most often the
+        // registry speaks plain HTTP): no retry, and the setting that fixes it named.
+        // (TLS records that do not parse reach here as `InvalidData` I/O errors.)
+        let tls = match &error {
+            ureq::Error::Rustls(_) | ureq::Error::Tls(_) => true,
+            ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+            _ => false,
+        };
+        if tls {
+            return CopyError::Refused {
+                context,
+                message: format!(
+                    "the TLS handshake failed ({error}); if the registry speaks plain HTTP, say so: `plain_http = true` under [deploy.registry_copy.registries.\"HOST:PORT\"] for the registry-copy target, `--src-plain-http` or `--dest-plain-http` for `gantry copy`"
+                ),
+            };
+        }
         let refused = match &error {
             ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::PermissionDenied,
             ureq::Error::BadUri(_)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use blobs::{BlobBody, BlobError, BlobStore};
 use bytes::{Buf, Bytes};
-use domain::RepoName;
+use domain::{Digest, RepoName};
 use futures_util::StreamExt;
 use store::Store;
 
@@ -31,6 +31,13 @@ pub trait Source: Send + Sync {
     /// is a registry.
     fn mount_origin(&self) -> Option<(&str, &RepoName)> {
         None
+    }
+
+    /// The manifests whose `subject` is `digest` (signatures, SBOMs, attestations),
+    /// where the source can list them.
+    fn referrers(&self, digest: &Digest) -> Result<Vec<Digest>, CopyError> {
+        let _ = digest;
+        Ok(Vec::new())
     }
 }
 
@@ -156,6 +163,21 @@ impl Source for StoreSource {
             media_type: record.media_type,
             content: record.content,
         })
+    }
+
+    fn referrers(&self, digest: &Digest) -> Result<Vec<Digest>, CopyError> {
+        let referrers = self
+            .runtime
+            .block_on(
+                self.store
+                    .manifests()
+                    .referrers(self.repository_id, digest, None),
+            )
+            .map_err(|e| CopyError::Store(e.to_string()))?;
+        Ok(referrers
+            .into_iter()
+            .map(|referrer| referrer.digest)
+            .collect())
     }
 
     fn open_blob(&self, descriptor: &Descriptor) -> Result<Box<dyn Read + Send + '_>, CopyError> {

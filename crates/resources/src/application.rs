@@ -153,9 +153,10 @@ pub struct GitopsTarget {
 /// Where in the YAML file the promoted image is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageKeys {
-    /// One key holding the full reference, `repo@sha256:…`.
+    /// One key holding the full, pullable reference, `HOST/REPOSITORY@sha256:…`.
     Reference(KeyPath),
-    /// Separate keys; the digest is always written.
+    /// Separate keys: `repository` gets `HOST/REPOSITORY`, `tag` the tag the build
+    /// was pushed under (`sha-abc1234`), `digest` the digest (always written).
     Split {
         repository: Option<KeyPath>,
         tag: Option<KeyPath>,
@@ -250,6 +251,10 @@ pub enum InvalidationHook {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryCopyTarget {
     pub to: RegistryDestination,
+    /// Point a tag named after the environment (`prod`) at the copy, besides the
+    /// build's own tag, which is always carried. Off for destinations whose tags are
+    /// immutable (ECR configured so, another Gantry).
+    pub env_tag: bool,
 }
 
 /// POST a signed payload and wait for the receiver's callback.

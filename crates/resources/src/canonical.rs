@@ -151,6 +151,10 @@ struct CanonicalEnvironment<'a> {
     config: BTreeMap<&'a str, CanonicalConfigValue<'a>>,
 }
 
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum CanonicalTarget<'a> {
@@ -171,6 +175,10 @@ enum CanonicalTarget<'a> {
     },
     RegistryCopy {
         to: String,
+        /// Written only when off, so applications declared before it existed keep
+        /// their canonical text.
+        #[serde(skip_serializing_if = "is_true")]
+        env_tag: bool,
     },
     Webhook {
         url: &'a str,
@@ -301,6 +309,7 @@ impl<'a> From<&'a Target> for CanonicalTarget<'a> {
             },
             Target::RegistryCopy(copy) => CanonicalTarget::RegistryCopy {
                 to: copy.to.to_string(),
+                env_tag: copy.env_tag,
             },
             Target::Webhook(webhook) => CanonicalTarget::Webhook {
                 url: webhook.url.as_str(),

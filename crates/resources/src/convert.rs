@@ -135,13 +135,24 @@ pub(crate) fn application(document: ApplicationDocument) -> Result<Application, 
         }
         environments.insert(name.0, environment);
     }
+    let repository = document.repository.0;
+    if repository.as_str() == domain::RELEASE_NAMESPACE
+        || repository
+            .as_str()
+            .starts_with(&format!("{}/", domain::RELEASE_NAMESPACE))
+    {
+        problems.push(FieldProblem::at(
+            "repository",
+            Problem::ReleaseTierRepository(repository.to_string()),
+        ));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(Application {
         name: document.name.0,
         app_type,
-        repository: document.repository.0,
+        repository,
         pipeline: document.pipeline.0,
         tech_stack: document.tech_stack,
         module: document.module,
@@ -387,7 +398,10 @@ impl IntoModel for RegistryCopyWire {
     type Model = Target;
 
     fn into_model(self) -> Result<Target, String> {
-        Ok(Target::RegistryCopy(RegistryCopyTarget { to: self.to.0 }))
+        Ok(Target::RegistryCopy(RegistryCopyTarget {
+            to: self.to.0,
+            env_tag: self.env_tag.unwrap_or(true),
+        }))
     }
 }
 

@@ -82,6 +82,21 @@ pub enum Problem {
         "stage `{stage}` of pipeline `{pipeline}` has no environment here: add `{stage}: {{ target: … }}` (`record: {{}}` when Gantry only records what was promoted)"
     )]
     StageNotConfigured { stage: String, pipeline: String },
+    /// An application's repository inside the release tier's namespace, which Gantry
+    /// fills by linking promoted artifacts.
+    #[error(
+        "`{0}` is inside `release/`, where Gantry links what release stages promote: name the application's own repository (e.g. `acme/web`); a `tier: release` stage serves it from `release/acme/web`"
+    )]
+    ReleaseTierRepository(String),
+    /// Two applications declaring one repository: promotions, retention and access of
+    /// one would act on the other's artifacts.
+    #[error(
+        "repository `{repository}` is already the repository of application `{application}`: every application has a repository of its own"
+    )]
+    RepositoryTaken {
+        repository: String,
+        application: String,
+    },
     /// A trust policy names an application that does not exist.
     #[error("application `{application}` is neither declared in this file nor known to Gantry")]
     UnknownApplication { application: String },

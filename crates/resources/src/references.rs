@@ -3,6 +3,7 @@
 //! grants a role on. What is named may be declared in the same file (which wins, since
 //! it is about to be applied) or already known to Gantry.
 
+use domain::RepoName;
 use domain::pipeline::{AppName, Pipeline};
 use domain::trust::TrustPolicy;
 
@@ -44,6 +45,55 @@ impl ResourceSet {
                 }
                 Resource::Pipeline(_) => {}
             }
+        }
+        match ResourceErrors::from_vec(errors) {
+            Some(errors) => Err(errors),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks that no two applications share a repository: none in this file with
+    /// an earlier one of the file, and none with an application Gantry stores that
+    /// this file does not redeclare. `stored` names, for repositories this file's
+    /// applications declare, the stored application that owns each.
+    pub fn check_repositories(&self, stored: &[(RepoName, String)]) -> Result<(), ResourceErrors> {
+        let mut errors = Vec::new();
+        let mut seen: Vec<(&RepoName, &AppName)> = Vec::new();
+        for (label, resource) in self.documents() {
+            let Resource::Application(application) = resource else {
+                continue;
+            };
+            let repository = &application.repository;
+            let in_file = seen
+                .iter()
+                .find(|(taken, owner)| *taken == repository && *owner != &application.name)
+                .map(|(_, owner)| owner.to_string());
+            let owner = in_file.or_else(|| {
+                stored
+                    .iter()
+                    .filter(|(taken, owner)| {
+                        taken == repository
+                            && owner.as_str() != application.name.as_str()
+                            && self
+                                .applications()
+                                .all(|declared| declared.name.as_str() != owner.as_str())
+                    })
+                    .map(|(_, owner)| owner.clone())
+                    .next()
+            });
+            if let Some(owner) = owner {
+                errors.push(ResourceError {
+                    file: self.file().to_owned(),
+                    document: Some(label.clone()),
+                    field: Some("repository".to_owned()),
+                    position: None,
+                    problem: Problem::RepositoryTaken {
+                        repository: repository.to_string(),
+                        application: owner,
+                    },
+                });
+            }
+            seen.push((repository, &application.name));
         }
         match ResourceErrors::from_vec(errors) {
             Some(errors) => Err(errors),

@@ -320,6 +320,9 @@ pub(crate) struct ProgramWire {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegistryCopyWire {
     pub(crate) to: Text<RegistryDestination>,
+    /// Also point a tag named after the environment at the copy (default true).
+    #[serde(default)]
+    pub(crate) env_tag: Option<bool>,
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -61,7 +61,9 @@ impl Default for AccessConfig {
 
 impl AppState {
     pub fn new(store: Store, blobs: BlobStore, registry_config: RegistryConfig) -> AppState {
-        let registry_host = registry_config.public_host();
+        let registry_host = registry_config
+            .public_host()
+            .unwrap_or_else(|| engine::DEFAULT_REGISTRY_HOST.to_owned());
         let registry = Registry::new(store.clone(), blobs.clone(), registry_config);
         let engine = Engine::new(
             store.clone(),
@@ -92,6 +94,13 @@ impl AppState {
     /// outbound guard it uses.
     pub fn with_webhooks(mut self, secrets: engine::Secrets, base_url: &str) -> AppState {
         self.engine = self.engine.with_webhooks(secrets, base_url);
+        self
+    }
+
+    /// The same state naming `host` (`HOST[:PORT]`) in the image references deploy
+    /// targets receive.
+    pub fn with_registry_host(mut self, host: String) -> AppState {
+        self.engine = self.engine.with_registry_host(host);
         self
     }
 

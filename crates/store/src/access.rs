@@ -86,7 +86,7 @@ impl Access<'_> {
             }
             sqlx::query(
                 "INSERT INTO users (name, admin, ci, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (name) DO NOTHING",
+                 ON CONFLICT DO NOTHING",
             )
             .bind(exchange.user_name)
             .bind(false)
@@ -94,10 +94,14 @@ impl Access<'_> {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            let user = sqlx::query("SELECT admin, ci FROM users WHERE name = $1")
+            // Absent: a user whose name differs only in case holds the name.
+            let Some(user) = sqlx::query("SELECT admin, ci FROM users WHERE name = $1")
                 .bind(exchange.user_name)
-                .fetch_one(&mut *tx)
-                .await?;
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(ExchangeOutcome::NameTaken);
+            };
             let (admin, ci): (bool, bool) = (user.get("admin"), user.get("ci"));
             if admin || !ci {
                 return Ok(ExchangeOutcome::NameTaken);

@@ -143,6 +143,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "deploy_jobs",
         include_str!("../migrations/sqlite/0007_deploy_jobs.sql"),
     ),
+    (
+        8,
+        "deploy_semantics",
+        include_str!("../migrations/sqlite/0008_deploy_semantics.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -179,6 +184,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "deploy_jobs",
         include_str!("../migrations/postgres/0007_deploy_jobs.sql"),
+    ),
+    (
+        8,
+        "deploy_semantics",
+        include_str!("../migrations/postgres/0008_deploy_semantics.sql"),
     ),
 ];
 

@@ -27,6 +27,9 @@ pub struct Provenance {
     pub author: Option<String>,
     /// When the change was committed, in milliseconds since the Unix epoch.
     pub committed_at: Option<i64>,
+    /// The tag the build was pushed under (`sha-abc1234`, `101`): named by the
+    /// notification, else the newest tag pointing at the digest when it was notified.
+    pub tag: Option<String>,
 }
 
 /// A stored build record.
@@ -142,6 +145,7 @@ macro_rules! build_from_row {
                 triggered_by: row.get("triggered_by"),
                 author: row.get("author"),
                 committed_at: row.get("committed_at"),
+                tag: row.get("tag"),
             },
             builder: row.get("builder"),
             notified_at: row.get("notified_at"),
@@ -150,7 +154,7 @@ macro_rules! build_from_row {
 }
 
 pub(crate) const BUILD_COLUMNS: &str = "application, digest, commit_sha, branch, run_id, run_url, source, \
-     triggered_by, author, committed_at, builder, notified_at";
+     triggered_by, author, committed_at, tag, builder, notified_at";
 
 /// A [`CheckReport`] from a row, or a corrupt-row error.
 macro_rules! check_from_row {
@@ -191,13 +195,25 @@ impl Evidence<'_> {
             if !holds_manifest!(tx, repository, digest) {
                 return Ok(EvidenceOutcome::NotAnArtifact);
             }
+            let mut provenance = provenance.clone();
+            if provenance.tag.is_none() {
+                provenance.tag = sqlx::query(
+                    "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                     WHERE r.name = $1 AND t.digest = $2 ORDER BY t.updated_at DESC, t.name LIMIT 1",
+                )
+                .bind(repository.as_str())
+                .bind(digest.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.get("name"));
+            }
             sqlx::query(
                 "INSERT INTO builds (application, digest, commit_sha, branch, run_id, run_url, source, \
-                 triggered_by, author, committed_at, builder, notified_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 triggered_by, author, committed_at, builder, notified_at, tag) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                  ON CONFLICT (application, digest) DO UPDATE SET commit_sha = $3, branch = $4, \
                  run_id = $5, run_url = $6, source = $7, triggered_by = $8, author = $9, \
-                 committed_at = $10, builder = $11, notified_at = $12",
+                 committed_at = $10, builder = $11, notified_at = $12, tag = $13",
             )
             .bind(application)
             .bind(digest.to_string())
@@ -211,6 +227,7 @@ impl Evidence<'_> {
             .bind(provenance.committed_at)
             .bind(builder)
             .bind(now)
+            .bind(&provenance.tag)
             .execute(&mut *tx)
             .await?;
             let entry = NewAuditEntry {
@@ -229,6 +246,7 @@ impl Evidence<'_> {
                     "triggered_by": provenance.triggered_by,
                     "author": provenance.author,
                     "committed_at": provenance.committed_at,
+                    "tag": provenance.tag,
                 }),
             };
             crate::append_audit!(tx, &entry);

@@ -16,6 +16,10 @@ use domain::promotion::{DeploymentReason, DeploymentState};
 use crate::promotions::{DEPLOYMENT_COLUMNS, deployment_from_row};
 use crate::{Backend, Deployment, DeploymentOrder, StoreError, with_pool};
 
+/// Who the audit log names for a webhook receiver's report (it authenticates with the
+/// deployment's one-time callback token, not as a user).
+pub(crate) const CALLBACK_ACTOR: &str = "webhook-receiver";
+
 /// How long after a deployment finished its follow-up (auto-rollback, auto-promotion)
 /// is left to the replica that finished it before any replica may take it over.
 pub const FOLLOW_UP_GRACE_MILLIS: i64 = 30_000;
@@ -377,6 +381,7 @@ impl Jobs<'_> {
         now: i64,
     ) -> Result<bool, StoreError> {
         with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
             // Only while the deployment is still under way, in the same statement.
             let done = sqlx::query(
                 "INSERT INTO deployment_callbacks (deployment_id, state, message, reported_at) \
@@ -388,9 +393,36 @@ impl Jobs<'_> {
             .bind(if succeeded { "succeeded" } else { "failed" })
             .bind(message)
             .bind(now)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
-            Ok(done.rows_affected() == 1)
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            let row = sqlx::query(
+                "SELECT application, environment, digest FROM deployments WHERE id = $1",
+            )
+            .bind(deployment_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let entry = crate::NewAuditEntry {
+                at: now,
+                actor: CALLBACK_ACTOR.to_owned(),
+                action: domain::audit::AuditAction::Callback,
+                subject: format!(
+                    "{}/{}",
+                    row.get::<String, _>("application"),
+                    row.get::<String, _>("environment")
+                ),
+                payload: serde_json::json!({
+                    "deployment": deployment_id,
+                    "digest": row.get::<String, _>("digest"),
+                    "state": if succeeded { "succeeded" } else { "failed" },
+                    "message": message,
+                }),
+            };
+            crate::append_audit!(tx, &entry);
+            tx.commit().await?;
+            Ok(true)
         })
     }
 

@@ -42,7 +42,8 @@ pub use manifests::{
 pub use promotions::{
     ConfigRevision, Decided, Decider, Decision, Deployment, DeploymentCount, DeploymentOrder,
     EnvironmentState, Finished, FlakyPolicy, Hold, Observation, Observed, Promotion,
-    PromotionRequest, Promotions, RecordCounts, StagePlan, StoreOutcome, StoredCondition,
+    PromotionRequest, Promotions, RecordCounts, RollbackRequest, RollbackStarted, StagePlan,
+    StoreOutcome, StoredCondition,
 };
 pub use repositories::{InRepository, Repositories, Repository};
 pub use resources::{

@@ -197,6 +197,8 @@ pub struct DeploymentOrder {
     pub reason: DeploymentReason,
     pub promotion_id: Option<i64>,
     pub requested_by: String,
+    /// The tag the build was pushed under, when known (see [`Deployment::tag`]).
+    pub tag: Option<String>,
 }
 
 /// What finishing a deployment did.
@@ -224,6 +226,7 @@ impl From<Deployment> for DeploymentOrder {
             reason: deployment.reason,
             promotion_id: deployment.promotion_id,
             requested_by: deployment.requested_by,
+            tag: deployment.tag,
         }
     }
 }
@@ -245,6 +248,9 @@ pub struct Deployment {
     pub requested_by: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    /// The tag it carried: the build's (named by its notification), else the newest
+    /// tag pointing at the digest in the application's repository when it started.
+    pub tag: Option<String>,
 }
 
 /// A hold on an environment: auto-promotion stays out until it is released.
@@ -260,12 +266,24 @@ pub struct Hold {
 pub struct EnvironmentState {
     pub application: String,
     pub environment: String,
+    /// The last successful deployment: what it runs.
     pub current: Option<Deployment>,
+    /// The deployment under way, if any: what it should run once that finishes.
+    pub deploying: Option<Deployment>,
     pub hold: Option<Hold>,
     /// What it was last reported running.
     pub observed: Option<Observed>,
     /// Since when what it runs differs from what Gantry deployed; `None`: no drift.
     pub drift_since: Option<i64>,
+}
+
+impl EnvironmentState {
+    /// What the environment should run: the deployment under way, else the last
+    /// successful one. Deploy scripts read this, so that during a rollback they get
+    /// the digest being rolled back to, not the one being rolled back from.
+    pub fn desired(&self) -> Option<&Deployment> {
+        self.deploying.as_ref().or(self.current.as_ref())
+    }
 }
 
 /// What an agent reported an environment running.
@@ -319,6 +337,34 @@ pub struct PromotionRequest<'a> {
     /// A hash of the request, so a reused idempotency key with another request is
     /// told apart from a retry.
     pub request_hash: &'a str,
+    /// Deploy even if the environment runs (or is deploying) this digest already;
+    /// without it such a request answers with the promotion that put it there.
+    pub redeploy: bool,
+}
+
+/// A request to roll an environment back.
+#[derive(Debug, Clone)]
+pub struct RollbackRequest<'a> {
+    /// Where to: a digest the environment ran successfully; `None`: the latest one it
+    /// ran before the current one.
+    pub to: Option<&'a Digest>,
+    /// What the caller saw the environment run: refused (`Moved`) when it runs
+    /// something else by now, so a repeated or concurrent rollback never rolls back a
+    /// rollback.
+    pub from: Option<&'a Digest>,
+    pub actor: &'a str,
+    pub reason: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+    /// A hash of the request, telling a retry from another request under one key.
+    pub request_hash: &'a str,
+}
+
+/// The deployment a rollback started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackStarted {
+    pub order: DeploymentOrder,
+    /// False when an earlier request with the same idempotency key started it.
+    pub created: bool,
 }
 
 /// A person deciding on a promotion, with what the store needs to judge them.
@@ -335,6 +381,10 @@ pub struct Decider<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decided {
     pub promotion: Promotion,
+    /// Whether this request created the promotion (false: an existing one answered:
+    /// the same idempotency key, an identical open request, or what the environment
+    /// runs already).
+    pub created: bool,
     /// The deployment to carry out now, if the decision started one.
     pub start: Option<DeploymentOrder>,
 }
@@ -368,6 +418,12 @@ pub enum StoreOutcome<T> {
     Busy {
         deployment_id: i64,
     },
+    /// The environment no longer runs what the caller saw; the text says what it runs.
+    Moved(String),
+    /// The idempotency key was used before for another rollback.
+    RollbackKeyReused {
+        deployment_id: i64,
+    },
 }
 
 /// Access to promotions, deployments and environments.
@@ -379,7 +435,7 @@ const PROMOTION_COLUMNS: &str = "id, application, environment, digest, config, c
      requested_by, auto, override_reason, reason, conditions, version, deployment_id, created_at, updated_at";
 
 pub(crate) const DEPLOYMENT_COLUMNS: &str = "id, application, environment, digest, config, config_revision, \
-     promotion_id, reason, state, target, message, requested_by, started_at, finished_at";
+     promotion_id, reason, state, target, message, requested_by, started_at, finished_at, tag";
 
 macro_rules! promotion_from_row {
     ($row:expr) => {{
@@ -439,6 +495,7 @@ macro_rules! deployment_from_row {
                 requested_by: row.get("requested_by"),
                 started_at: row.get("started_at"),
                 finished_at: row.get("finished_at"),
+                tag: row.get("tag"),
             }),
             _ => Err(StoreError::corrupt(
                 "deployments",
@@ -610,9 +667,11 @@ macro_rules! advance {
             });
         }
         // Approvals bound to this digest, environment and config revision, judged by
-        // the roles their givers hold now.
+        // the roles their givers hold now for this environment (`roles_granted`, the
+        // one rule the engine applies to callers too).
         let rows = sqlx::query(
-            "SELECT a.approver, COALESCE(u.ci, FALSE) AS ci, COALESCE(u.admin, FALSE) AS admin, r.role \
+            "SELECT a.approver, COALESCE(u.ci, FALSE) AS ci, COALESCE(u.admin, FALSE) AS admin, \
+             r.role, r.application AS grant_application, r.environment AS grant_environment \
              FROM approvals a LEFT JOIN users u ON u.name = a.approver \
              LEFT JOIN user_roles r ON r.user_name = a.approver AND r.application IN ($2, '') \
              WHERE a.promotion_id = $1 AND a.decision = 'approve' AND a.digest = $3 \
@@ -625,29 +684,41 @@ macro_rules! advance {
         .bind(promotion.config_revision.as_deref().unwrap_or(""))
         .fetch_all(&mut *$tx)
         .await?;
-        let mut approvals: Vec<ApprovalEvidence> = Vec::new();
+        // Per approver: whether a bot, whether an admin, and their grants.
+        let mut givers: Vec<(String, bool, bool, Vec<domain::RoleGrant>)> = Vec::new();
         for row in &rows {
             let approver: String = row.get("approver");
-            let role: Option<String> = row.get("role");
-            let admin: bool = row.get("admin");
-            let index = match approvals.iter().position(|a| a.approver == approver) {
+            let index = match givers.iter().position(|g| g.0 == approver) {
                 Some(index) => index,
                 None => {
-                    approvals.push(ApprovalEvidence {
-                        approver: approver.clone(),
-                        roles: BTreeSet::new(),
-                        bot: row.get("ci"),
-                    });
-                    approvals.len() - 1
+                    givers.push((approver, row.get("ci"), row.get("admin"), Vec::new()));
+                    givers.len() - 1
                 }
             };
+            let role: Option<String> = row.get("role");
             if let Some(role) = role.as_deref().and_then(|r| Role::parse(r).ok()) {
-                approvals[index].roles.insert(role);
-            }
-            if admin {
-                approvals[index].roles.insert(Role::Admin);
+                let application: Option<String> = row.get("grant_application");
+                let environment: Option<String> = row.get("grant_environment");
+                givers[index].3.push(domain::RoleGrant {
+                    role,
+                    application: application.filter(|a| !a.is_empty()),
+                    environment: environment.filter(|e| !e.is_empty()),
+                });
             }
         }
+        let approvals: Vec<ApprovalEvidence> = givers
+            .into_iter()
+            .map(|(approver, bot, admin, grants)| ApprovalEvidence {
+                roles: domain::pipeline::roles_granted(
+                    &grants,
+                    admin,
+                    &plan.application,
+                    domain::pipeline::GrantScope::Environment(&plan.environment),
+                ),
+                approver,
+                bot,
+            })
+            .collect();
         let build_actors = build_actors!($tx, &plan.application, &promotion.digest);
         let now_ts = jiff::Timestamp::from_millisecond(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let evidence = Evidence {
@@ -772,10 +843,17 @@ macro_rules! start_deployment {
     ($tx:ident, $app:expr, $env:expr, $digest:expr, $config:expr, $config_revision:expr,
      $promotion:expr, $reason:expr, $target:expr, $by:expr, $now:expr, $audit:expr) => {{
         let reason: DeploymentReason = $reason;
-        let id: i64 = sqlx::query(
+        // The tag: the build's, else the newest one pointing at the digest in the
+        // application's repository.
+        let row = sqlx::query(
             "INSERT INTO deployments (application, environment, digest, config, config_revision, promotion_id, \
-             reason, state, target, requested_by, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'deploying', $8, $9, $10) RETURNING id",
+             reason, state, target, requested_by, started_at, tag) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'deploying', $8, $9, $10, COALESCE( \
+                 (SELECT b.tag FROM builds b WHERE b.application = $1 AND b.digest = $3), \
+                 (SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                  JOIN resources a ON a.kind = 'Application' AND a.name = $1 AND a.repository = r.name \
+                  WHERE t.digest = $3 ORDER BY t.updated_at DESC, t.name LIMIT 1))) \
+             RETURNING id, tag",
         )
         .bind($app)
         .bind($env)
@@ -788,8 +866,9 @@ macro_rules! start_deployment {
         .bind($by)
         .bind($now)
         .fetch_one(&mut *$tx)
-        .await?
-        .get("id");
+        .await?;
+        let id: i64 = row.get("id");
+        let tag: Option<String> = row.get("tag");
         // The durable job that carries it out (see `crate::jobs`).
         sqlx::query("INSERT INTO deploy_jobs (deployment_id, run_after) VALUES ($1, $2)")
             .bind(id)
@@ -821,6 +900,7 @@ macro_rules! start_deployment {
             reason,
             promotion_id: $promotion,
             requested_by: ($by).to_owned(),
+            tag,
         }
     }};
 }
@@ -866,13 +946,17 @@ fn refusal(
             decider.name
         ));
     }
-    if approving && decider.name == promotion.requested_by {
+    if approving && domain::same_identity(decider.name, &promotion.requested_by) {
         return Some(format!(
             "{} requested promotion {}: nobody approves their own promotion",
             decider.name, promotion.id
         ));
     }
-    if approving && build_actors.iter().any(|actor| actor == decider.name) {
+    if approving
+        && build_actors
+            .iter()
+            .any(|actor| domain::same_identity(actor, decider.name))
+    {
         return Some(format!(
             "{} triggered or committed the build of {}: nobody approves their own build",
             decider.name, promotion.digest
@@ -939,6 +1023,7 @@ impl Promotions<'_> {
                     return Ok(StoreOutcome::Done(Decided {
                         promotion,
                         start: None,
+                        created: false,
                     }));
                 }
             }
@@ -949,30 +1034,56 @@ impl Promotions<'_> {
                 return Ok(StoreOutcome::Held(hold));
             }
             let config_revision = request.config.map(|c| c.revision.as_str());
-            // Auto-promotion of what the environment already runs (a repeated notify)
-            // answers with the promotion that put it there.
-            if request.auto {
-                let running: Option<Option<i64>> = sqlx::query(
-                    "SELECT d.promotion_id FROM environments e JOIN deployments d ON d.id = e.current_deployment \
-                     WHERE e.application = $1 AND e.name = $2 AND d.digest = $3 \
-                     AND COALESCE(d.config_revision, '') = $4",
+            // A promotion of what the environment should run already — the digest of
+            // the deployment under way, else of the last successful one, unless the
+            // environment drifted from it — answers with the promotion that put it
+            // there: repeated or concurrent identical requests make one deployment.
+            // Only an explicit redeploy deploys again.
+            if !request.redeploy {
+                let desired = sqlx::query(
+                    "SELECT d.digest, d.config_revision, d.promotion_id FROM deployments d \
+                     WHERE d.application = $1 AND d.environment = $2 AND (d.state = 'deploying' \
+                     OR d.id = (SELECT current_deployment FROM environments WHERE application = $1 AND name = $2 \
+                                AND drift_since IS NULL)) \
+                     ORDER BY CASE WHEN d.state = 'deploying' THEN 0 ELSE 1 END, d.id DESC LIMIT 1",
                 )
                 .bind(&plan.application)
                 .bind(&plan.environment)
-                .bind(request.digest.to_string())
-                .bind(config_revision.unwrap_or(""))
                 .fetch_optional(&mut *tx)
-                .await?
-                .map(|row| row.get("promotion_id"));
-                if let Some(Some(id)) = running {
-                    let mut promotion =
-                        promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
-                    promotion.decisions = decisions_of!(&mut *tx, id);
-                    tx.commit().await?;
-                    return Ok(StoreOutcome::Done(Decided {
-                        promotion,
-                        start: None,
-                    }));
+                .await?;
+                let wanted_digest = request.digest.to_string();
+                let same = desired.filter(|row| {
+                    row.get::<String, _>("digest") == wanted_digest
+                        && row.get::<Option<String>, _>("config_revision").as_deref()
+                            == config_revision
+                });
+                if let Some(row) = same {
+                    // A rollback's deployment has no promotion: the latest promotion
+                    // that deployed the digest there answers.
+                    let id: Option<i64> = match row.get::<Option<i64>, _>("promotion_id") {
+                        Some(id) => Some(id),
+                        None => sqlx::query(
+                            "SELECT MAX(promotion_id) AS id FROM deployments WHERE application = $1 \
+                             AND environment = $2 AND digest = $3 AND state = 'deployed'",
+                        )
+                        .bind(&plan.application)
+                        .bind(&plan.environment)
+                        .bind(&wanted_digest)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .get("id"),
+                    };
+                    if let Some(id) = id {
+                        let mut promotion =
+                            promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
+                        promotion.decisions = decisions_of!(&mut *tx, id);
+                        tx.commit().await?;
+                        return Ok(StoreOutcome::Done(Decided {
+                            promotion,
+                            start: None,
+                            created: false,
+                        }));
+                    }
                 }
             }
             let open = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -995,6 +1106,7 @@ impl Promotions<'_> {
                 return Ok(StoreOutcome::Done(Decided {
                     promotion,
                     start: None,
+                    created: false,
                 }));
             }
             let id: i64 = sqlx::query(
@@ -1029,6 +1141,7 @@ impl Promotions<'_> {
                     "config": request.config.map(|c| c.text.clone()),
                     "auto": request.auto,
                     "override_reason": request.override_reason,
+                    "redeploy": request.redeploy,
                 }),
             }];
             let promotion = promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
@@ -1036,7 +1149,11 @@ impl Promotions<'_> {
             append_all!(tx, audit);
             let promotion = promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
             tx.commit().await?;
-            Ok(StoreOutcome::Done(Decided { promotion, start }))
+            Ok(StoreOutcome::Done(Decided {
+                promotion,
+                start,
+                created: true,
+            }))
         })
     }
 
@@ -1072,7 +1189,11 @@ impl Promotions<'_> {
                 promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
             promotion.decisions = decisions_of!(&mut *tx, id);
             tx.commit().await?;
-            Ok(StoreOutcome::Done(Decided { promotion, start }))
+            Ok(StoreOutcome::Done(Decided {
+                promotion,
+                start,
+                created: false,
+            }))
         })
     }
 
@@ -1175,7 +1296,11 @@ impl Promotions<'_> {
                 promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
             promotion.decisions = decisions_of!(&mut *tx, id);
             tx.commit().await?;
-            Ok(StoreOutcome::Done(Decided { promotion, start }))
+            Ok(StoreOutcome::Done(Decided {
+                promotion,
+                start,
+                created: false,
+            }))
         })
     }
 
@@ -1389,22 +1514,50 @@ impl Promotions<'_> {
     }
 
     /// Rolls the plan's environment back to `to`, or to the latest digest it ran
-    /// successfully before the current one, as a deployment with reason `rollback`, and
-    /// holds the environment so auto-promotion does not undo it. Pending promotions of
-    /// the environment are superseded. Needs no approvals.
+    /// successfully before the current one that no rollback left (unless a promotion
+    /// deployed it again since), as a deployment with reason `rollback`, and holds the
+    /// environment so auto-promotion does not undo it. Pending promotions of the
+    /// environment are superseded. Needs no approvals. With `from`, refused (`Moved`)
+    /// unless the environment still runs that digest; with an idempotency key, a retry
+    /// answers with the deployment the first request started.
     pub async fn rollback(
         &self,
         plan: &StagePlan,
-        to: Option<&Digest>,
-        actor: &str,
-        reason: Option<&str>,
-    ) -> Result<StoreOutcome<DeploymentOrder>, StoreError> {
+        request: &RollbackRequest<'_>,
+    ) -> Result<StoreOutcome<RollbackStarted>, StoreError> {
+        let RollbackRequest {
+            to, actor, reason, ..
+        } = *request;
         with_pool!(self.backend, write, |pool| {
             let now = crate::now_millis();
             let mut tx = pool.begin().await?;
             lock_environment!(tx, &plan.application, &plan.environment, now);
             if !plan_is_current!(tx, plan) {
                 return Ok(StoreOutcome::Stale);
+            }
+            if let Some(key) = request.idempotency_key {
+                let select = format!(
+                    "SELECT {DEPLOYMENT_COLUMNS}, request_hash FROM deployments \
+                     WHERE requested_by = $1 AND idempotency_key = $2"
+                );
+                if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(select))
+                    .bind(actor)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                {
+                    let hash: Option<String> = row.get("request_hash");
+                    let deployment = deployment_from_row!(&row)?;
+                    if hash.as_deref() != Some(request.request_hash) {
+                        return Ok(StoreOutcome::RollbackKeyReused {
+                            deployment_id: deployment.id,
+                        });
+                    }
+                    return Ok(StoreOutcome::Done(RollbackStarted {
+                        order: DeploymentOrder::from(deployment),
+                        created: false,
+                    }));
+                }
             }
             if let Some(row) = sqlx::query(
                 "SELECT id FROM deployments WHERE application = $1 AND environment = $2 AND state = 'deploying' LIMIT 1",
@@ -1431,6 +1584,14 @@ impl Promotions<'_> {
                 )));
             };
             let current_digest: String = current.get("digest");
+            if let Some(from) = request.from
+                && from.to_string() != current_digest
+            {
+                return Ok(StoreOutcome::Moved(format!(
+                    "{}/{} runs {current_digest} now, not {from}: it moved since you looked (another rollback or promotion); look again and roll back from what it runs",
+                    plan.application, plan.environment
+                )));
+            }
             let target = match to {
                 Some(digest) => sqlx::query(
                     "SELECT digest, config, config_revision FROM deployments WHERE application = $1 AND environment = $2 \
@@ -1441,9 +1602,17 @@ impl Promotions<'_> {
                 .bind(digest.to_string())
                 .fetch_optional(&mut *tx)
                 .await?,
+                // Never back onto a digest a rollback left, unless a promotion has
+                // deployed it again since: rolling back twice goes further back, not
+                // onto the bytes the first rollback got away from.
                 None => sqlx::query(
-                    "SELECT digest, config, config_revision FROM deployments WHERE application = $1 AND environment = $2 \
-                     AND state = 'deployed' AND digest <> $3 ORDER BY id DESC LIMIT 1",
+                    "SELECT d.digest, d.config, d.config_revision FROM deployments d \
+                     WHERE d.application = $1 AND d.environment = $2 AND d.state = 'deployed' AND d.digest <> $3 \
+                     AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.application = $1 AND r.environment = $2 \
+                         AND r.rolled_back_from = d.digest AND r.state = 'deployed' \
+                         AND NOT EXISTS (SELECT 1 FROM deployments p WHERE p.application = $1 AND p.environment = $2 \
+                             AND p.digest = d.digest AND p.reason = 'promotion' AND p.state = 'deployed' AND p.id > r.id)) \
+                     ORDER BY d.id DESC LIMIT 1",
                 )
                 .bind(&plan.application)
                 .bind(&plan.environment)
@@ -1458,7 +1627,7 @@ impl Promotions<'_> {
                         plan.application, plan.environment
                     ),
                     None => format!(
-                        "{}/{} ran no other digest before {current_digest}",
+                        "{}/{} ran no other digest before {current_digest} that a rollback did not leave; name one with `to` (`gantry rollback --to DIGEST`) to return to it anyway",
                         plan.application, plan.environment
                     ),
                 }));
@@ -1494,6 +1663,7 @@ impl Promotions<'_> {
                 payload: serde_json::json!({
                     "from": current_digest,
                     "to": digest,
+                    "idempotency_key": request.idempotency_key,
                     "config_revision": config_revision,
                     "reason": reason,
                 }),
@@ -1512,6 +1682,16 @@ impl Promotions<'_> {
                 now,
                 audit
             );
+            sqlx::query(
+                "UPDATE deployments SET idempotency_key = $2, request_hash = $3, rolled_back_from = $4 \
+                 WHERE id = $1",
+            )
+            .bind(order.deployment_id)
+            .bind(request.idempotency_key)
+            .bind(request.idempotency_key.map(|_| request.request_hash))
+            .bind(&current_digest)
+            .execute(&mut *tx)
+            .await?;
             let hold_reason = format!(
                 "rolled back to {digest} by {actor}{}",
                 reason.map(|r| format!(": {r}")).unwrap_or_default()
@@ -1535,7 +1715,10 @@ impl Promotions<'_> {
             });
             append_all!(tx, audit);
             tx.commit().await?;
-            Ok(StoreOutcome::Done(order))
+            Ok(StoreOutcome::Done(RollbackStarted {
+                order,
+                created: true,
+            }))
         })
     }
 
@@ -1960,11 +2143,25 @@ impl Promotions<'_> {
                     }
                     None => None,
                 };
+                let name: String = row.get("name");
+                let deploying = match sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE application = $1 \
+                     AND environment = $2 AND state = 'deploying' ORDER BY id DESC LIMIT 1"
+                )))
+                .bind(application)
+                .bind(&name)
+                .fetch_optional(pool)
+                .await?
+                {
+                    Some(row) => Some(deployment_from_row!(&row)?),
+                    None => None,
+                };
                 let reason: Option<String> = row.get("hold_reason");
                 states.push(EnvironmentState {
                     application: application.to_owned(),
-                    environment: row.get("name"),
+                    environment: name,
                     current,
+                    deploying,
                     hold: reason.map(|reason| Hold {
                         reason,
                         by: row.get::<Option<String>, _>("hold_by").unwrap_or_default(),

@@ -9,6 +9,9 @@ use sqlx::Row;
 
 use crate::{Backend, NewAuditEntry, StoreError, now_millis, with_pool};
 
+/// Who the audit log names for the admin user created on the very first start.
+pub(crate) const BOOTSTRAP_ACTOR: &str = "gantry";
+
 // The one piece of SQL shared by every path that issues a token, expanded inside each
 // backend's arm.
 macro_rules! insert_token_sql {
@@ -76,6 +79,7 @@ where
         token_id: row.get("id"),
         user_name: row.get("user_name"),
         admin: row.get("admin"),
+        ci: row.get("ci"),
         expires_at: row.get("expires_at"),
         revoked_at: row.get("revoked_at"),
         last_used_at: row.get("last_used_at"),
@@ -89,6 +93,8 @@ pub struct TokenOwner {
     pub token_id: String,
     pub user_name: String,
     pub admin: bool,
+    /// The user is a CI identity.
+    pub ci: bool,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
@@ -130,8 +136,9 @@ pub struct Users<'a> {
 }
 
 impl Users<'_> {
-    /// Creates the `admin` user with `token` if no user exists yet. Returns whether it
-    /// did, so exactly one starting server (of several replicas) prints the token.
+    /// Creates the `admin` user with `token` if no user exists yet, audited as done by
+    /// [`BOOTSTRAP_ACTOR`]. Returns whether it did, so exactly one starting server (of
+    /// several replicas) prints the token.
     pub async fn bootstrap_admin(&self, token: NewToken<'_>) -> Result<bool, StoreError> {
         with_pool!(self.backend, write, |pool| {
             let now = now_millis();
@@ -143,7 +150,7 @@ impl Users<'_> {
                 return Ok(false);
             }
             let created = sqlx::query(
-                "INSERT INTO users (name, admin, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO users (name, admin, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(token.user_name)
             .bind(true)
@@ -155,6 +162,30 @@ impl Users<'_> {
                 return Ok(false);
             }
             insert_token_sql!(&mut *tx, token, now)?;
+            let entries = [
+                NewAuditEntry {
+                    at: now,
+                    actor: BOOTSTRAP_ACTOR.to_owned(),
+                    action: AuditAction::User,
+                    subject: format!("user/{}", token.user_name),
+                    payload: serde_json::json!({ "admin": true, "ci": false, "roles": [], "bootstrap": true }),
+                },
+                NewAuditEntry {
+                    at: now,
+                    actor: BOOTSTRAP_ACTOR.to_owned(),
+                    action: AuditAction::Token,
+                    subject: format!("user/{}", token.user_name),
+                    payload: serde_json::json!({
+                        "token": token.id,
+                        "user": token.user_name,
+                        "description": token.description,
+                        "expires_at": token.expires_at,
+                    }),
+                },
+            ];
+            for entry in &entries {
+                crate::append_audit!(tx, entry);
+            }
             tx.commit().await?;
             Ok(true)
         })
@@ -163,7 +194,7 @@ impl Users<'_> {
     /// Creates a user (or leaves an existing one as it is).
     pub async fn create(&self, name: &str, admin: bool) -> Result<(), StoreError> {
         with_pool!(self.backend, write, |pool| {
-            sqlx::query("INSERT INTO users (name, admin, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+            sqlx::query("INSERT INTO users (name, admin, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(name)
                 .bind(admin)
                 .bind(now_millis())
@@ -201,7 +232,7 @@ impl Users<'_> {
     ) -> Result<Option<TokenOwner>, StoreError> {
         with_pool!(self.backend, read, |pool| {
             let sql = format!(
-                "SELECT t.id, t.user_name, u.admin, t.expires_at, t.revoked_at, t.last_used_at, t.scope \
+                "SELECT t.id, t.user_name, u.admin, u.ci, t.expires_at, t.revoked_at, t.last_used_at, t.scope \
                  FROM api_tokens t JOIN users u ON u.name = t.user_name WHERE t.{column} = $1"
             );
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -224,7 +255,7 @@ impl Users<'_> {
             let mut tx = pool.begin().await?;
             let created = sqlx::query(
                 "INSERT INTO users (name, admin, ci, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (name) DO NOTHING",
+                 ON CONFLICT DO NOTHING",
             )
             .bind(user.name)
             .bind(user.admin)

@@ -260,7 +260,7 @@ fn audit_verify_passes_on_an_untouched_log_and_names_an_entry_edited_in_the_data
     session.gantry_ok(&["apply", "-f", "gantry.yaml"]);
     let intact = session.gantry_ok(&["audit", "verify"]);
     assert!(
-        intact.starts_with("audit log intact: 3 entries"),
+        intact.starts_with("audit log intact: 5 entries"),
         "{intact}"
     );
 
@@ -269,9 +269,17 @@ fn audit_verify_passes_on_an_untouched_log_and_names_an_entry_edited_in_the_data
         .lines()
         .map(|line| serde_json::from_str(line).expect("JSON Lines"))
         .collect();
-    assert_eq!(entries.len(), 3, "two creations and one update: {exported}");
+    assert_eq!(
+        entries.len(),
+        5,
+        "the admin and its token, two creations and one update: {exported}"
+    );
     assert!(
-        entries
+        entries[..2].iter().all(|e| e["actor"] == "gantry"),
+        "the first start's admin and token, recorded as done by Gantry: {exported}"
+    );
+    assert!(
+        entries[2..]
             .iter()
             .all(|e| e["action"] == "apply" && e["actor"] == "admin"),
         "{exported}"
@@ -283,7 +291,7 @@ fn audit_verify_passes_on_an_untouched_log_and_names_an_entry_edited_in_the_data
     // Someone with access to the database rewrites who made the second change.
     let database = session.path().join("gantry-data/gantry.db");
     let edit = format!(
-        "import sqlite3; c = sqlite3.connect({:?}); c.execute(\"UPDATE audit_log SET actor = 'mallory' WHERE sequence = 2\"); c.commit()",
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute(\"UPDATE audit_log SET actor = 'mallory' WHERE sequence = 4\"); c.commit()",
         database.display().to_string()
     );
     let edited = Command::new("python3")
@@ -294,7 +302,7 @@ fn audit_verify_passes_on_an_untouched_log_and_names_an_entry_edited_in_the_data
     let broken = session.gantry(&["audit", "verify"]);
     assert_eq!(exit_code(&broken), 5, "{}", describe(&broken));
     let verdict = String::from_utf8_lossy(&broken.stdout);
-    assert!(verdict.contains("BROKEN at entry 2"), "{verdict}");
+    assert!(verdict.contains("BROKEN at entry 4"), "{verdict}");
 }
 
 #[test]

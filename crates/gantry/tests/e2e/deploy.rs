@@ -486,13 +486,15 @@ ports: [ 8080,8443 ]
     )
 }
 
-/// The staging values file: the digest as a key of its own.
+/// The staging values file: the tag and the digest as keys of their own (a chart
+/// that writes `image: {{repository}}:{{tag}}@{{digest}}`).
 fn staging_values() -> String {
     format!(
         r#"---
 replicaCount: 3
 image:
   repository: acme/web      # pulled through the mirror
+  tag: latest   # the build's tag
   digest: {PLACEHOLDER}   # pinned: never a tag
   pullPolicy: IfNotPresent
 resources: {{limits: {{cpu: 500m, memory: 256Mi}}}}
@@ -539,7 +541,7 @@ environments:
     target: {{ gitops: {{ repo: "{repo}", file: {dev_file}, key: image.reference }} }}
   staging:
     target:
-      gitops: {{ repo: "{repo}", branch: main, file: {staging_file}, keys: {{ digest: image.digest }} }}
+      gitops: {{ repo: "{repo}", branch: main, file: {staging_file}, keys: {{ tag: image.tag, digest: image.digest }} }}
   prod:
     target: {{ registry-copy: {{ to: "{registry}/acme/web" }} }}
 "#,
@@ -599,17 +601,27 @@ environments:
             "{message}"
         );
     }
+    // The full reference is pullable as written: it names the registry's host.
     repo.assert_one_value_line(
         &dev_commit,
         dev_file,
         &format!("    reference:   \"acme/web@{PLACEHOLDER}\"    # written by Gantry"),
-        &format!("acme/web@{digest}"),
+        &format!("\"{}/acme/web@{digest}\"", platform.address()),
     );
-    repo.assert_one_value_line(
-        &staging_commit,
-        staging_file,
-        &format!("  digest: {PLACEHOLDER}   # pinned: never a tag"),
-        &digest,
+    // The tag key gets the tag the build was pushed under, the digest key its digest.
+    assert_eq!(repo.changed_files(&staging_commit), [staging_file]);
+    assert_eq!(
+        repo.changed_lines(&staging_commit),
+        (
+            vec![
+                "  tag: latest   # the build's tag".to_owned(),
+                format!("  digest: {PLACEHOLDER}   # pinned: never a tag"),
+            ],
+            vec![
+                "  tag: v1   # the build's tag".to_owned(),
+                format!("  digest: {digest}   # pinned: never a tag"),
+            ]
+        )
     );
     // Dev's commit left staging's file alone, and the other way round.
     assert_eq!(repo.show(&dev_commit, staging_file), staging_text);
@@ -618,7 +630,12 @@ environments:
         repo.show(&dev_commit, dev_file)
     );
 
-    // Prod: the reference registry serves the promoted digest under the tag `prod`.
+    // Prod: the reference registry serves the promoted digest under the build's tag and
+    // the tag `prod`.
+    assert_eq!(
+        served_manifest_digest(&format!("{}/acme/web:v1", prod_registry.address), None),
+        digest
+    );
     let reference = format!("{}/acme/web:prod", prod_registry.address);
     let inspected: Value = serde_json::from_str(&stdout_of(
         skopeo()
@@ -657,7 +674,7 @@ environments:
     assert_log_has(
         &platform.log(staging_deployment),
         &[
-            "set image.digest in envs/staging/values.yaml",
+            "set image.tag, image.digest in envs/staging/values.yaml",
             &format!("pushed {staging_commit} to main"),
         ],
     );
@@ -667,7 +684,7 @@ environments:
             "attempt 1 of",
             "registry-copy target: deploying",
             &format!(
-                "copying acme/web@{digest} to {}/acme/web:prod",
+                "copying acme/web@{digest} to {}/acme/web as v1, prod",
                 prod_registry.address
             ),
             "manifest pushed as",
@@ -1083,5 +1100,369 @@ environments:
         !lines.iter().any(|line| line.starts_with("attempt 3 of")),
         "{}",
         lines.join("\n")
+    );
+}
+
+/// Pushes a fresh image as `REPOSITORY:TAG` (layers seeded by the tag); its digest.
+fn push_tagged(platform: &Platform, repository: &str, tag: &str) -> String {
+    platform.push_image(repository, tag)
+}
+
+#[test]
+fn a_command_target_gets_a_pullable_image_and_reads_what_its_environment_should_run_from_params() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("output directory");
+    let config = config_base(dir.path());
+    let platform = Platform::start(dir, &config);
+    std::fs::write(out.join("token"), platform.token("admin")).expect("token file");
+    // The program does what the seed's deploy script does: it reads the image to run
+    // from Gantry's parameters (as an ECS task definition reads SSM), and records
+    // what it was handed.
+    let script = format!(
+        "curl -s -f -H \"Authorization: Bearer $(cat \"$0/token\")\" http://{address}/params/tool/dev/image > \"$0/params.$GANTRY_DEPLOYMENT_ID\" && printf '%s %s' \"$GANTRY_IMAGE\" \"$GANTRY_TAG\" > \"$0/env.$GANTRY_DEPLOYMENT_ID\"",
+        address = platform.address()
+    );
+    platform.apply(&format!(
+        r#"kind: Pipeline
+name: tool-flow
+stages:
+  - name: dev
+---
+kind: Application
+name: tool
+type: container
+repository: acme/tool
+pipeline: tool-flow
+environments:
+  dev:
+    target:
+      command:
+        program: sh
+        args: [-c, {script}, "{out}"]
+        timeout: 30s
+"#,
+        script = serde_json::to_string(&script).expect("a JSON string is a YAML string"),
+        out = out.display()
+    ));
+    let handed = |deployment: i64| {
+        let read = |name: &str| {
+            std::fs::read_to_string(out.join(format!("{name}.{deployment}")))
+                .unwrap_or_else(|e| panic!("{name}.{deployment}: {e}"))
+        };
+        (read("params").trim_end().to_owned(), read("env"))
+    };
+    let address = platform.address();
+
+    let good = push_tagged(&platform, "acme/tool", "sha-abc1234");
+    platform.notify("tool", &good, "abc1234abc1234abc1234abc1234abc1234abc12");
+    let first = platform.json(
+        "admin",
+        0,
+        &["promote", "tool", "--env", "dev", "--digest", &good],
+    );
+    assert_eq!(first["state"], "deployed", "{first:#}");
+    let pullable = format!("{address}/acme/tool@{good}");
+    assert_eq!(
+        handed(deployment_of(&first)),
+        (pullable.clone(), format!("{pullable} sha-abc1234"))
+    );
+
+    let bad = push_tagged(&platform, "acme/tool", "sha-def5678");
+    platform.notify("tool", &bad, "def5678def5678def5678def5678def5678def56");
+    let second = platform.json(
+        "admin",
+        0,
+        &["promote", "tool", "--env", "dev", "--digest", &bad],
+    );
+    assert_eq!(second["state"], "deployed", "{second:#}");
+    // Promoting what runs already deploys nothing (exit 0, the same promotion).
+    let again = platform.json(
+        "admin",
+        0,
+        &["promote", "tool", "--env", "dev", "--digest", &bad],
+    );
+    assert_eq!(again["id"], second["id"], "{again:#}");
+
+    // The rollback: its own deployment reads the digest being rolled back to.
+    let output = platform.gantry("admin", &["rollback", "tool", "--env", "dev", "-o", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("rolling back tool/dev from {bad}")),
+        "{stderr}"
+    );
+    let rolled: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(rolled["digest"], good.as_str(), "{rolled:#}");
+    let id = rolled["id"].as_i64().expect("a deployment id");
+    assert_eq!(
+        handed(id),
+        (pullable.clone(), format!("{pullable} sha-abc1234"))
+    );
+    // Rolling back again never lands on the digest the rollback left.
+    let output = platform.gantry("admin", &["rollback", "tool", "--env", "dev"]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rollback did not leave"), "{stderr}");
+    let status = platform.json("admin", 0, &["status", "tool"]);
+    assert_eq!(
+        status["environments"][0]["current"]["digest"],
+        good.as_str(),
+        "{status:#}"
+    );
+}
+
+/// A second Gantry on its defaults (tags immutable) as a registry-copy destination,
+/// reached with its admin token.
+struct DestinationGantry {
+    server: GantryServer,
+    _dir: tempfile::TempDir,
+}
+
+impl DestinationGantry {
+    fn start() -> DestinationGantry {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let server = GantryServer::start(dir.path(), &[], &[]);
+        DestinationGantry { server, _dir: dir }
+    }
+
+    /// Declares `acme/web` there so it may be pushed to.
+    fn declare(&self) {
+        let resources = "kind: Pipeline\nname: p\nstages:\n  - name: live\n---\nkind: Application\nname: web\ntype: container\nrepository: acme/web\npipeline: p\nenvironments:\n  live: { target: { record: {} } }\n";
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "-f",
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/yaml",
+                "-H",
+            ])
+            .arg(format!("Authorization: Bearer {}", self.server.token()))
+            .arg("--data-binary")
+            .arg(resources)
+            .arg(format!("http://{}/api/v1/apply", self.server.address))
+            .output()
+            .expect("curl");
+        assert!(output.status.success(), "{output:?}");
+    }
+
+    fn served(&self, tag: &str) -> String {
+        served_manifest_digest(
+            &format!("{}/acme/web:{tag}", self.server.address),
+            Some(&self.server.creds()),
+        )
+    }
+}
+
+/// Pushes a referrer (an SBOM-like artifact whose `subject` is `subject`) to
+/// `repository` with curl; its digest.
+fn push_referrer(address: &str, token: &str, repository: &str, subject: &str, size: u64) -> String {
+    let auth = format!("Authorization: Bearer {token}");
+    let blob = |bytes: &[u8]| {
+        let digest = format!("sha256:{}", sha256_hex(bytes));
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "-f",
+                "-X",
+                "POST",
+                "-H",
+                &auth,
+                "-H",
+                "content-type: application/octet-stream",
+                "--data-binary",
+                "@-",
+            ])
+            .arg(format!(
+                "http://{address}/v2/{repository}/blobs/uploads/?digest={digest}"
+            ))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().expect("stdin").write_all(bytes)?;
+                child.wait_with_output()
+            })
+            .expect("curl");
+        assert!(output.status.success(), "{output:?}");
+        digest
+    };
+    let config = blob(b"{}");
+    let document: &[u8] = br#"{"spdxVersion":"SPDX-2.3","name":"web"}"#;
+    let sbom = blob(document);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2 },
+        "layers": [{ "mediaType": "application/spdx+json", "digest": sbom, "size": document.len() }],
+        "subject": { "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": size },
+    })
+    .to_string();
+    let digest = format!("sha256:{}", sha256_hex(manifest.as_bytes()));
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-f",
+            "-X",
+            "PUT",
+            "-H",
+            &auth,
+            "-H",
+            "content-type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+        ])
+        .arg(&manifest)
+        .arg(format!(
+            "http://{address}/v2/{repository}/manifests/{digest}"
+        ))
+        .output()
+        .expect("curl");
+    assert!(output.status.success(), "{output:?}");
+    digest
+}
+
+#[test]
+fn registry_copy_into_a_gantry_with_immutable_tags_carries_the_build_tag_and_referrers() {
+    let destination = DestinationGantry::start();
+    destination.declare();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::create_dir_all(dir.path().join("secrets/registries")).expect("secrets directory");
+    std::fs::write(
+        dir.path().join("secrets/registries/dest"),
+        destination.server.token(),
+    )
+    .expect("secret");
+    let config = format!(
+        "{}\n[deploy.registry_copy.registries.\"{}\"]\nplain_http = true\nusername = \"admin\"\npassword_secret = \"registries/dest\"\n",
+        config_base(dir.path()),
+        destination.server.address
+    );
+    let platform = Platform::start(dir, &config);
+    let resources = |env_tag: bool| {
+        format!(
+            r#"kind: Pipeline
+name: forge
+stages:
+  - name: prod
+---
+kind: Application
+name: web
+type: container
+repository: acme/web
+pipeline: forge
+environments:
+  prod: {{ target: {{ registry-copy: {{ to: "{registry}/acme/web", env_tag: {env_tag} }} }} }}
+"#,
+            registry = destination.server.address
+        )
+    };
+    platform.apply(&resources(true));
+
+    // The first build: copied under its own tag and `prod`, with its referrer.
+    let first = push_tagged(&platform, "acme/web", "101");
+    let manifest_size = platform
+        .get(&format!("/v2/acme/web/manifests/{first}"))
+        .len() as u64;
+    let referrer = push_referrer(
+        &platform.address(),
+        platform.token("admin"),
+        "acme/web",
+        &first,
+        manifest_size,
+    );
+    platform.notify("web", &first, "1010101010101010101010101010101010101010");
+    let promoted = platform.json(
+        "admin",
+        0,
+        &["promote", "web", "--env", "prod", "--digest", &first],
+    );
+    assert_eq!(promoted["state"], "deployed", "{promoted:#}");
+    assert_eq!(destination.served("101"), first);
+    assert_eq!(destination.served("prod"), first);
+    let referrers = run(Command::new("curl")
+        .args(["-s", "-f", "-u", &destination.server.creds()])
+        .arg(format!(
+            "http://{}/v2/acme/web/referrers/{first}",
+            destination.server.address
+        )))
+    .stdout;
+    let referrers: Value = serde_json::from_slice(&referrers).expect("an index");
+    assert_eq!(
+        referrers["manifests"][0]["digest"],
+        referrer.as_str(),
+        "{referrers:#}"
+    );
+
+    // The second build: the destination will not move `prod`, and the failure says so.
+    let second = push_tagged(&platform, "acme/web", "102");
+    platform.notify("web", &second, "1020202020202020202020202020202020202020");
+    let failed = platform.json(
+        "admin",
+        7,
+        &["promote", "web", "--env", "prod", "--digest", &second],
+    );
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("immutable"), "{reason}");
+    assert!(reason.contains("env_tag: false"), "{reason}");
+    assert_eq!(destination.served("prod"), first);
+
+    // Without the environment tag the build's own tag carries it.
+    platform.apply(&resources(false));
+    let retried = platform.json(
+        "admin",
+        0,
+        &["promote", "web", "--env", "prod", "--digest", &second],
+    );
+    assert_eq!(retried["state"], "deployed", "{retried:#}");
+    assert_eq!(destination.served("102"), second);
+    assert_eq!(destination.served("prod"), first);
+}
+
+#[test]
+fn a_registry_copy_to_a_plain_http_registry_fails_at_once_naming_the_setting() {
+    let plain = PeerRegistry::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = config_base(dir.path());
+    let platform = Platform::start(dir, &config);
+    platform.apply(&format!(
+        r#"kind: Pipeline
+name: forge
+stages:
+  - name: prod
+---
+kind: Application
+name: web
+type: container
+repository: acme/web
+pipeline: forge
+environments:
+  prod: {{ target: {{ registry-copy: {{ to: "{registry}/acme/web" }} }} }}
+"#,
+        registry = plain.address
+    ));
+    let digest = push_tagged(&platform, "acme/web", "v1");
+    let started = Instant::now();
+    let failed = platform.json(
+        "admin",
+        7,
+        &["promote", "web", "--env", "prod", "--digest", &digest],
+    );
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("plain_http = true"), "{reason}");
+    let deployment = platform.deployment(deployment_of(&failed));
+    assert_eq!(
+        deployment["job"]["attempts"], 1,
+        "not retried: {deployment:#}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
     );
 }

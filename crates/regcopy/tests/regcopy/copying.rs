@@ -32,7 +32,7 @@ fn an_image_pushed_by_skopeo_arrives_with_the_same_digest() {
     .expect("copy");
 
     assert_eq!(report.digest.to_string(), pushed);
-    assert_eq!(report.tag.as_ref().map(|t| t.as_str()), Some("v1"));
+    assert_eq!(report.tags.first().map(|t| t.as_str()), Some("v1"));
     assert_eq!(report.blobs_total, 4, "three layers and a config");
     assert_eq!(report.blobs_copied, 4);
     assert_eq!(report.bytes_copied, report.bytes_total);

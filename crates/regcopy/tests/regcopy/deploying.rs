@@ -119,6 +119,7 @@ fn order(digest: &str) -> DeploymentOrder {
         reason: DeploymentReason::Promotion,
         promotion_id: Some(3),
         requested_by: "alice".to_owned(),
+        tag: None,
     }
 }
 
@@ -126,6 +127,7 @@ fn environment(destination: &str) -> EnvironmentSpec {
     EnvironmentSpec {
         target: Target::RegistryCopy(RegistryCopyTarget {
             to: RegistryDestination::parse(destination).expect("destination"),
+            env_tag: true,
         }),
         health_check: None,
         auto_rollback: false,

@@ -20,7 +20,8 @@ use super::promotions::{deployment_views, hold_view};
 use super::types::ErrorBody;
 use crate::AppState;
 
-/// What an environment runs now and how to pull it.
+/// What an environment should run and how to pull it: the deployment under way, if
+/// any, else the last successful one (which is shown beside it).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct EnvironmentParams {
     pub(crate) application: String,
@@ -28,15 +29,22 @@ pub(crate) struct EnvironmentParams {
     /// The repository the environment's stage serves from (its release tier's, for a
     /// `tier: release` stage).
     pub(crate) repository: String,
-    /// `HOST/REPOSITORY@DIGEST`, or null when nothing was deployed yet.
+    /// `HOST/REPOSITORY@DIGEST` of what the environment should run, or null when
+    /// nothing was deployed or is deploying there yet.
     pub(crate) image: Option<String>,
     pub(crate) digest: Option<String>,
+    /// The tag the build was pushed under, when known.
+    pub(crate) tag: Option<String>,
     pub(crate) commit: Option<String>,
     /// The release bundle deployed with the digest.
     #[schema(value_type = Object, nullable = true)]
     pub(crate) config: Option<serde_json::Value>,
-    /// The deployment that put it there.
+    /// The deployment that decided it: under way (`state` `deploying`, from the moment
+    /// a promotion or rollback starts) or the last successful one.
     pub(crate) deployment: Option<DeploymentView>,
+    /// The last successful deployment (the same as `deployment` unless one is under
+    /// way).
+    pub(crate) last_successful: Option<DeploymentView>,
     pub(crate) hold: Option<HoldView>,
 }
 
@@ -66,13 +74,20 @@ async fn params(
         .await?
         .into_iter()
         .find(|s| s.environment == env);
-    let (current, hold) = match stored {
-        Some(stored) => (stored.current, stored.hold),
-        None => (None, None),
+    let (deploying, current, hold) = match stored {
+        Some(stored) => (stored.deploying, stored.current, stored.hold),
+        None => (None, None, None),
     };
-    let deployment = match current {
-        Some(deployment) => deployment_views(state, vec![deployment]).await?.pop(),
+    let mut views = deployment_views(
+        state,
+        deploying.into_iter().chain(current.clone()).collect(),
+    )
+    .await?
+    .into_iter();
+    let deployment = views.next();
+    let last_successful = match current {
         None => None,
+        Some(_) => views.next().or_else(|| deployment.clone()),
     };
     let host = state.registry.public_host(headers);
     Ok(EnvironmentParams {
@@ -82,15 +97,18 @@ async fn params(
             .as_ref()
             .map(|d| format!("{host}/{repository}@{}", d.digest)),
         digest: deployment.as_ref().map(|d| d.digest.clone()),
+        tag: deployment.as_ref().and_then(|d| d.tag.clone()),
         commit: deployment.as_ref().and_then(|d| d.commit.clone()),
         config: deployment.as_ref().and_then(|d| d.config.clone()),
         repository: repository.to_string(),
         deployment,
+        last_successful,
         hold: hold.map(hold_view),
     })
 }
 
-/// What an environment runs now: the image by digest, the commit, the release bundle.
+/// What an environment should run: the image by digest (of the deployment under way,
+/// else of the last successful one), its tag, the commit, the release bundle.
 #[utoipa::path(
     get,
     path = "/api/v1/apps/{app}/environments/{env}",
@@ -109,7 +127,8 @@ pub(crate) async fn environment(
     Ok(Json(params(&state, &headers, path).await?))
 }
 
-/// The image an environment runs, as one line of text (`HOST/REPOSITORY@DIGEST`).
+/// The image an environment should run, as one line of text
+/// (`HOST/REPOSITORY@DIGEST`): the deployment under way, else the last successful one.
 #[utoipa::path(
     get,
     path = "/params/{app}/{env}/image",

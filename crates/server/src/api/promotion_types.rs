@@ -35,6 +35,10 @@ pub(crate) struct BuildRequest {
     pub(crate) author: Option<String>,
     /// When the change was committed (RFC 3339), for lead time.
     pub(crate) committed_at: Option<String>,
+    /// The tag the build was pushed under (`sha-abc1234`, `101`); by default the newest
+    /// tag pointing at the digest in the application's repository. Deployments hand it
+    /// to targets that want a tag (a gitops `tag` key, a registry copy's destination).
+    pub(crate) tag: Option<String>,
 }
 
 /// The recorded provenance of one artifact.
@@ -50,6 +54,8 @@ pub(crate) struct BuildView {
     pub(crate) triggered_by: Option<String>,
     pub(crate) author: Option<String>,
     pub(crate) committed_at: Option<String>,
+    /// The tag the build was pushed under, when known.
+    pub(crate) tag: Option<String>,
     /// The identity that notified.
     pub(crate) builder: String,
     pub(crate) notified_at: String,
@@ -110,6 +116,11 @@ pub(crate) struct PromoteRequest {
     pub(crate) config: Option<serde_json::Value>,
     /// Admin only: deploy even though the gate is shut. Loudly audited.
     pub(crate) override_reason: Option<String>,
+    /// Deploy again even when the environment runs (or is deploying) this digest with
+    /// this release bundle; without it such a request answers (200) with the
+    /// promotion that put it there and deploys nothing. Audited.
+    #[serde(default)]
+    pub(crate) redeploy: bool,
 }
 
 /// One condition of a gate.
@@ -203,6 +214,11 @@ pub(crate) struct RejectRequest {
 pub(crate) struct RollbackRequest {
     /// The digest to return to; by default the one that ran before the current one.
     pub(crate) to: Option<String>,
+    /// The digest the caller saw the environment run (what it rolls back from): the
+    /// rollback is refused with 409 when the environment runs another by now, so a
+    /// repeated or concurrent rollback never rolls back a rollback. `gantry rollback`
+    /// always sends it.
+    pub(crate) from: Option<String>,
     pub(crate) reason: Option<String>,
 }
 
@@ -250,7 +266,7 @@ pub(crate) struct ObservationView {
 }
 
 /// One deployment.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub(crate) struct DeploymentView {
     pub(crate) id: i64,
     pub(crate) application: String,
@@ -271,6 +287,8 @@ pub(crate) struct DeploymentView {
     pub(crate) finished_at: Option<String>,
     /// The commit of the build, when notified.
     pub(crate) commit: Option<String>,
+    /// The tag the build was pushed under, when known.
+    pub(crate) tag: Option<String>,
 }
 
 /// A page of deployments, newest first.
@@ -295,8 +313,11 @@ pub(crate) struct EnvironmentView {
     pub(crate) name: String,
     pub(crate) auto: bool,
     pub(crate) target: String,
-    /// What runs there now.
+    /// What runs there now: the last successful deployment.
     pub(crate) current: Option<DeploymentView>,
+    /// The deployment under way, if any (a promotion's or a rollback's): what the
+    /// environment should run once it finishes.
+    pub(crate) deploying: Option<DeploymentView>,
     pub(crate) hold: Option<HoldView>,
     /// What an agent last reported it running.
     pub(crate) observed: Option<ObservedView>,

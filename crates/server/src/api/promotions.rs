@@ -71,6 +71,10 @@ impl From<EngineError> for ApiError {
                 ApiError::unprocessable("idempotency_key_reused", message)
                     .with_detail(serde_json::json!({ "promotion": id }))
             }
+            EngineError::RollbackKeyReused(id) => {
+                ApiError::unprocessable("idempotency_key_reused", message)
+                    .with_detail(serde_json::json!({ "deployment": id }))
+            }
             EngineError::Invalid(_) => ApiError::bad_request(message),
             EngineError::Forbidden(_) => ApiError::refused(message),
             EngineError::Conflict(_) | EngineError::Busy(_) => {
@@ -78,6 +82,24 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Corrupt(_) => ApiError::internal("stored data is unreadable", &error),
             EngineError::Store(store) => store.into(),
+        }
+    }
+}
+
+/// The request's `Idempotency-Key`, if it sent one: 1 to 255 characters of text.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => {
+            let key = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("the Idempotency-Key header is not text"))?;
+            if key.is_empty() || key.len() > 255 {
+                return Err(ApiError::bad_request(
+                    "the Idempotency-Key header must be 1 to 255 characters",
+                ));
+            }
+            Ok(Some(key.to_owned()))
         }
     }
 }
@@ -112,6 +134,7 @@ pub(crate) fn build_view(build: Build) -> BuildView {
         triggered_by: build.provenance.triggered_by,
         author: build.provenance.author,
         committed_at: build.provenance.committed_at.map(rfc3339),
+        tag: build.provenance.tag,
         builder: build.builder,
         notified_at: rfc3339(build.notified_at),
     }
@@ -193,6 +216,7 @@ pub(crate) fn deployment_view(deployment: Deployment, commit: Option<String>) ->
         started_at: rfc3339(deployment.started_at),
         finished_at: deployment.finished_at.map(rfc3339),
         commit,
+        tag: deployment.tag,
     }
 }
 
@@ -253,7 +277,11 @@ pub(crate) async fn notify(
                 .as_millisecond(),
         ),
     };
+    if let Some(tag) = request.tag.as_deref() {
+        domain::Tag::parse(tag).map_err(|e| ApiError::bad_request(format!("tag `{tag}`: {e}")))?;
+    }
     let provenance = Provenance {
+        tag: request.tag,
         commit: request.commit,
         branch: request.branch,
         run_id: request.run_id,
@@ -329,7 +357,8 @@ pub(crate) async fn report_check(
 /// The gate is evaluated at once: an open gate deploys before the answer (state
 /// `deployed` or `failed`), a shut one leaves the promotion `waiting` with every
 /// condition and why. A repeated `Idempotency-Key` with the same request returns
-/// the promotion it made (200).
+/// the promotion it made (200), and so does a promotion of what the environment runs
+/// or is deploying already (200, nothing deployed) unless `redeploy` is set.
 #[utoipa::path(
     post,
     path = "/api/v1/promotions",
@@ -337,7 +366,7 @@ pub(crate) async fn report_check(
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses(
         (status = 201, description = "Created", body = PromotionView),
-        (status = 200, description = "The promotion this key (or an identical open request) already made", body = PromotionView),
+        (status = 200, description = "An existing promotion answers the request: this key's, an identical open one, or the one that put the digest in the environment (nothing deployed; send `redeploy` to deploy again)", body = PromotionView),
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller may not promote this application", body = ErrorBody),
@@ -354,22 +383,8 @@ pub(crate) async fn promote(
     let actor = actor(&state, &headers).await?;
     let JsonBody(request) = body?;
     let digest = digest(&request.digest)?;
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let key = value
-                .to_str()
-                .map_err(|_| ApiError::bad_request("the Idempotency-Key header is not text"))?;
-            if key.is_empty() || key.len() > 255 {
-                return Err(ApiError::bad_request(
-                    "the Idempotency-Key header must be 1 to 255 characters",
-                ));
-            }
-            Some(key.to_owned())
-        }
-    };
-    let started = store::now_millis();
-    let promotion = state
+    let key = idempotency_key(&headers)?;
+    let requested = state
         .engine
         .promote(
             &actor,
@@ -380,16 +395,16 @@ pub(crate) async fn promote(
                 config: request.config.as_ref(),
                 override_reason: request.override_reason.as_deref(),
                 idempotency_key: key.as_deref(),
+                redeploy: request.redeploy,
             },
         )
         .await?;
-    // An existing promotion was returned when it was created before this request.
-    let status = if promotion.created_at >= started {
+    let status = if requested.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(promotion_view(promotion))).into_response())
+    Ok((status, Json(promotion_view(requested.promotion))).into_response())
 }
 
 /// List promotions, newest first.
@@ -569,17 +584,26 @@ fn app_env(
         .map_err(|r| ApiError::bad_request(r.body_text()))
 }
 
-/// Roll an environment back to the digest it ran before (or `to`), and hold it.
+/// Roll an environment back to the digest it ran before (or `to`), and hold it. With
+/// `from`, only while the environment still runs that digest. A repeated
+/// `Idempotency-Key` with the same request returns the deployment it started (200).
 #[utoipa::path(
     post,
     path = "/api/v1/apps/{app}/environments/{env}/rollback",
-    params(("app" = String, Path), ("env" = String, Path)),
+    params(
+        ("app" = String, Path),
+        ("env" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
+    ),
     request_body = RollbackRequest,
     responses(
         (status = 201, description = "Rolled back (see `state`)", body = DeploymentView),
+        (status = 200, description = "The deployment this key already started", body = DeploymentView),
+        (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 403, description = "The caller may not deploy this application", body = ErrorBody),
         (status = 404, description = "No such application or environment", body = ErrorBody),
-        (status = 409, description = "Nothing to roll back to, or a deployment is in flight", body = ErrorBody),
+        (status = 409, description = "Nothing to roll back to, a deployment is in flight, or the environment no longer runs `from`", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`", body = ErrorBody),
     )
 )]
 pub(crate) async fn rollback(
@@ -593,18 +617,29 @@ pub(crate) async fn rollback(
     let OptionalJsonBody(request) = body?;
     let request = request.unwrap_or_default();
     let to = request.to.as_deref().map(digest).transpose()?;
-    let deployment = state
+    let from = request.from.as_deref().map(digest).transpose()?;
+    let key = idempotency_key(&headers)?;
+    let rolled_back = state
         .engine
         .rollback(
             &actor,
-            &application,
-            &environment,
-            to.as_ref(),
-            request.reason.as_deref(),
+            &engine::RollbackRequest {
+                application: &application,
+                environment: &environment,
+                to: to.as_ref(),
+                from: from.as_ref(),
+                reason: request.reason.as_deref(),
+                idempotency_key: key.as_deref(),
+            },
         )
         .await?;
-    let views = deployment_views(&state, vec![deployment]).await?;
-    Ok((StatusCode::CREATED, Json(views.into_iter().next())).into_response())
+    let status = if rolled_back.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let views = deployment_views(&state, vec![rolled_back.deployment]).await?;
+    Ok((status, Json(views.into_iter().next())).into_response())
 }
 
 /// Report what an environment runs (an agent reading it back): drift is flagged when
@@ -720,6 +755,10 @@ async fn app_status(state: &AppState, name: &str) -> Result<AppStatus, ApiError>
             Some(deployment) => deployment_views(state, vec![deployment]).await?.pop(),
             None => None,
         };
+        let deploying = match stored_state.as_ref().and_then(|s| s.deploying.clone()) {
+            Some(deployment) => deployment_views(state, vec![deployment]).await?.pop(),
+            None => None,
+        };
         let target = application
             .environments
             .get(&stage.environment)
@@ -729,6 +768,7 @@ async fn app_status(state: &AppState, name: &str) -> Result<AppStatus, ApiError>
             auto: stage.auto,
             target: target.to_owned(),
             current,
+            deploying,
             observed: stored_state
                 .as_ref()
                 .and_then(|s| s.observed.clone())

@@ -74,6 +74,18 @@ pub(crate) async fn apply(
     let known_applications = stored_applications_referenced(&state, &set).await?;
     set.check_references(&known_pipelines, &known_applications)
         .map_err(invalid_resources)?;
+    let mut owners = Vec::new();
+    for application in set.applications() {
+        if let Some(owner) = state
+            .store
+            .resources()
+            .application_of(&application.repository)
+            .await?
+        {
+            owners.push((application.repository.clone(), owner));
+        }
+    }
+    set.check_repositories(&owners).map_err(invalid_resources)?;
 
     let mut planned = Vec::with_capacity(set.len());
     for resource in set.resources() {

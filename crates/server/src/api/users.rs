@@ -59,17 +59,7 @@ pub(crate) async fn create_user(
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, Action::ManageUsers).await?;
     let super::body::JsonBody(request) = body?;
-    let valid_name = !request.name.is_empty()
-        && request.name.len() <= 64
-        && request
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
-    if !valid_name {
-        return Err(ApiError::bad_request(
-            "a user name is 1 to 64 characters of letters, digits, `-`, `_`, `.` and `@`",
-        ));
-    }
+    domain::check_user_name(&request.name).map_err(ApiError::bad_request)?;
     let mut roles = request
         .roles
         .iter()

@@ -75,9 +75,9 @@ enum Who {
     Anonymous,
     /// A user with the global `viewer` role.
     Reader,
-    /// A CI identity with `developer@web`.
+    /// A CI identity with `developer@web`, calling with its own static token.
     BuilderA,
-    /// A CI identity with `developer@api`.
+    /// A CI identity with `developer@api`, calling with its own static token.
     BuilderB,
     /// A user with `developer@web/staging`.
     Promoter,
@@ -181,7 +181,32 @@ impl Access {
     }
 }
 
-/// Every valid user that is not a scoped OIDC token.
+/// People: every valid user that is not a CI identity. A CI token — static or
+/// exchanged for a job's OIDC token — reads nothing but its own applications'
+/// repositories.
+const PEOPLE: &[(Who, Expect)] = &[
+    (Reader, Succeeds),
+    (Promoter, Succeeds),
+    (Approver, Succeeds),
+    (Admin, Succeeds),
+];
+/// People, and the CI identity building `web`.
+const WEB_READERS: &[(Who, Expect)] = &[
+    (Reader, Succeeds),
+    (BuilderA, Succeeds),
+    (Promoter, Succeeds),
+    (Approver, Succeeds),
+    (Admin, Succeeds),
+];
+/// People, and the CI identity building `api`.
+const API_READERS: &[(Who, Expect)] = &[
+    (Reader, Succeeds),
+    (BuilderB, Succeeds),
+    (Promoter, Succeeds),
+    (Approver, Succeeds),
+    (Admin, Succeeds),
+];
+/// Every valid user.
 const ANY_USER: &[(Who, Expect)] = &[
     (Reader, Succeeds),
     (BuilderA, Succeeds),
@@ -273,30 +298,31 @@ const MATRIX: &[Row] = &[
     row(Method::GET,    "/api/v1/openapi.json",                            Call::OpenApi,            Public(Succeeds)),
     row(Method::POST,   "/api/v1/auth/oidc",                               Call::OidcExchange,       Public(Expect::Unauthorized)),
     row(Method::POST,   "/api/v1/apply",                                   Call::Apply,              Users(ADMIN_ONLY)),
-    row(Method::GET,    "/api/v1/resources/{kind}",                        Call::ListResources,      Users(ANY_USER)),
-    row(Method::GET,    "/api/v1/resources/{kind}/{name}",                 Call::GetResource,        Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/resources/{kind}",                        Call::ListResources,      Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/resources/{kind}/{name}",                 Call::GetResource,        Users(PEOPLE)),
     row(Method::GET,    "/api/v1/audit/verify",                            Call::AuditVerify,        Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/audit/export",                            Call::AuditExport,        Users(ADMIN_ONLY)),
     row(Method::POST,   "/api/v1/builds",                                  Call::Notify,             Users(WEB_DEVELOPERS)),
     row(Method::POST,   "/api/v1/checks",                                  Call::ReportCheck,        Users(WEB_DEVELOPERS)),
     row(Method::POST,   "/api/v1/promotions",                              Call::PromoteIntoStaging, Users(STAGING_DEPLOYERS)),
     row(Method::POST,   "/api/v1/promotions",                              Call::PromoteIntoProd,    Users(ADMIN_ONLY)),
-    row(Method::GET,    "/api/v1/promotions",                              Call::ListPromotions,     Users(ANY_USER)),
-    row(Method::GET,    "/api/v1/promotions/{id}",                         Call::GetPromotion,       Users(ANY_USER)),
-    row(Method::GET,    "/api/v1/deployments/{id}",                        Call::GetDeployment,      Users(ANY_USER)),
-    row(Method::GET,    "/api/v1/deployments/{id}/log",                    Call::DeploymentLog,      Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/promotions",                              Call::ListPromotions,     Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/promotions/{id}",                         Call::GetPromotion,       Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/deployments/{id}",                        Call::GetDeployment,      Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/deployments/{id}/log",                    Call::DeploymentLog,      Users(PEOPLE)),
     // Only the deployment's one-time callback token is accepted, never a user's.
     row(Method::POST,   "/api/v1/deployments/{id}/callback",               Call::DeploymentCallback, Public(Expect::Unauthorized)),
     row(Method::POST,   "/api/v1/promotions/{id}/approve",                 Call::Approve,            Users(STAGING_DECIDERS)),
     row(Method::POST,   "/api/v1/promotions/{id}/reject",                  Call::Reject,             Users(STAGING_DECIDERS)),
     row(Method::POST,   "/api/v1/promotions/{id}/cancel",                  Call::Cancel,             Users(REQUESTER_OR_ADMIN)),
-    row(Method::GET,    "/api/v1/apps",                                    Call::ListApps,           Users(ANY_USER)),
-    row(Method::GET,    "/api/v1/apps/{app}",                              Call::GetApp,             Users(ANY_USER)),
-    row(Method::GET,    "/api/v1/apps/{app}/history",                      Call::History,            Users(ANY_USER)),
-    row(Method::GET,    "/api/v1/apps/{app}/artifacts/{digest}",           Call::Artifact,           Users(ANY_USER)),
-    row(Method::GET,    "/api/v1/apps/{app}/environments/{env}",           Call::EnvironmentParams,  Users(ANY_USER)),
-    row(Method::GET,    "/params/{app}/{env}/image",                       Call::ImageParam,         Users(ANY_USER)),
-    row(Method::GET,    "/builds/{app}/{file}",                            Call::SiteBuild,          Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/apps",                                    Call::ListApps,           Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/apps/{app}",                              Call::GetApp,             Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/apps/{app}/history",                      Call::History,            Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/apps/{app}/artifacts/{digest}",           Call::Artifact,           Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/apps/{app}/environments/{env}",           Call::EnvironmentParams,  Users(PEOPLE)),
+    row(Method::GET,    "/params/{app}/{env}/image",                       Call::ImageParam,         Users(PEOPLE)),
+    // Reading a site build needs what pulling its repository needs.
+    row(Method::GET,    "/builds/{app}/{file}",                            Call::SiteBuild,          Users(WEB_READERS)),
     row(Method::POST,   "/api/v1/apps/{app}/environments/{env}/rollback",  Call::Rollback,           Users(STAGING_DEPLOYERS)),
     row(Method::PUT,    "/api/v1/apps/{app}/environments/{env}/hold",      Call::Hold,               Users(STAGING_DEPLOYERS)),
     row(Method::POST,   "/api/v1/apps/{app}/environments/{env}/observed",  Call::Observe,            Users(STAGING_DEPLOYERS)),
@@ -307,9 +333,9 @@ const MATRIX: &[Row] = &[
     row(Method::GET,    "/api/v1/users/{name}/tokens",                     Call::ListUserTokens,     Users(OWNER_OR_ADMIN)),
     row(Method::GET,    "/api/v1/tokens",                                  Call::OwnTokens,          Users(ANY_USER)),
     row(Method::DELETE, "/api/v1/tokens/{id}",                             Call::RevokeToken,        Users(OWNER_OR_ADMIN)),
-    row(Method::GET,    "/api/v1/metrics/dora",                            Call::Dora,               Users(ANY_USER)),
-    row(Method::GET,    "/api/v1/admission",                               Call::Admission,          Users(ANY_USER)),
-    row(Method::POST,   "/api/v1/admission/review",                        Call::AdmissionReview,    Users(ANY_USER)),
+    row(Method::GET,    "/api/v1/metrics/dora",                            Call::Dora,               Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/admission",                               Call::Admission,          Users(PEOPLE)),
+    row(Method::POST,   "/api/v1/admission/review",                        Call::AdmissionReview,    Users(PEOPLE)),
 ];
 
 /// A repository of the registry rows: each application's own.
@@ -382,21 +408,22 @@ const fn endpoint(
 }
 
 /// The registry's authorization matrix: at least one row per endpoint kind. Pulling is
-/// for every user; pushing is building, so it needs `developer` for the whole of the
+/// for people, and for a CI identity from its own applications' repositories only;
+/// pushing is building, so it needs `developer` for the whole of the
 /// repository's application; deleting is for admins.
 #[rustfmt::skip]
 const REGISTRY_MATRIX: &[RegistryRow] = &[
     endpoint("Base",           Method::GET,    RegistryCall::Base,                      Users(ANY_USER)),
-    endpoint("Catalog",        Method::GET,    RegistryCall::Catalog,                   Users(ANY_USER)),
-    endpoint("GetManifest",    Method::GET,    RegistryCall::Manifest(Repo::Web),       Users(ANY_USER)),
-    endpoint("GetManifest",    Method::HEAD,   RegistryCall::Manifest(Repo::Web),       Users(ANY_USER)),
-    endpoint("GetManifest",    Method::GET,    RegistryCall::Manifest(Repo::Api),       Users(ANY_USER)),
-    endpoint("GetBlob",        Method::GET,    RegistryCall::Blob(Repo::Web),           Users(ANY_USER)),
-    endpoint("GetBlob",        Method::HEAD,   RegistryCall::Blob(Repo::Web),           Users(ANY_USER)),
-    endpoint("GetBlob",        Method::GET,    RegistryCall::Blob(Repo::Api),           Users(ANY_USER)),
-    endpoint("ListTags",       Method::GET,    RegistryCall::Tags(Repo::Web),           Users(ANY_USER)),
-    endpoint("ListTags",       Method::GET,    RegistryCall::Tags(Repo::Api),           Users(ANY_USER)),
-    endpoint("Referrers",      Method::GET,    RegistryCall::Referrers(Repo::Web),      Users(ANY_USER)),
+    endpoint("Catalog",        Method::GET,    RegistryCall::Catalog,                   Users(PEOPLE)),
+    endpoint("GetManifest",    Method::GET,    RegistryCall::Manifest(Repo::Web),       Users(WEB_READERS)),
+    endpoint("GetManifest",    Method::HEAD,   RegistryCall::Manifest(Repo::Web),       Users(WEB_READERS)),
+    endpoint("GetManifest",    Method::GET,    RegistryCall::Manifest(Repo::Api),       Users(API_READERS)),
+    endpoint("GetBlob",        Method::GET,    RegistryCall::Blob(Repo::Web),           Users(WEB_READERS)),
+    endpoint("GetBlob",        Method::HEAD,   RegistryCall::Blob(Repo::Web),           Users(WEB_READERS)),
+    endpoint("GetBlob",        Method::GET,    RegistryCall::Blob(Repo::Api),           Users(API_READERS)),
+    endpoint("ListTags",       Method::GET,    RegistryCall::Tags(Repo::Web),           Users(WEB_READERS)),
+    endpoint("ListTags",       Method::GET,    RegistryCall::Tags(Repo::Api),           Users(API_READERS)),
+    endpoint("Referrers",      Method::GET,    RegistryCall::Referrers(Repo::Web),      Users(WEB_READERS)),
     endpoint("StartUpload",    Method::POST,   RegistryCall::NewUpload(Repo::Web),      Users(WEB_DEVELOPERS)),
     endpoint("StartUpload",    Method::POST,   RegistryCall::NewUpload(Repo::Api),      Users(API_DEVELOPERS)),
     endpoint("UploadStatus",   Method::GET,    RegistryCall::Session(Repo::Web),        Users(WEB_DEVELOPERS)),

@@ -464,12 +464,17 @@ registry_tests! {
         let response = call(&app, Method::GET, &format!("/api/v1/promotions/{second}"), &people.sam, Value::Null).await;
         assert_eq!(response.json()["state"], "superseded", "{}", response.json());
         assert_status(&approve(&app, &people.sam, second).await, StatusCode::CONFLICT);
-        // Asking again for an open promotion of the same digest returns it.
+        // Asking again for what the environment runs answers with the promotion that
+        // put it there, and deploys nothing.
         let again = promote(&app, &people.dana, "staging", &three).await;
-        assert_eq!(id(&again), third + 1, "a deployed promotion is not open: a new one");
-        let repeat = promote(&app, &people.dana, "staging", &three).await;
+        assert_status(&again, StatusCode::OK);
+        assert_eq!(id(&again), third, "the environment runs it: no new promotion");
+        // An open promotion of the same digest answers too.
+        let open = promote(&app, &people.dana, "staging", &two).await;
+        assert_status(&open, StatusCode::CREATED);
+        let repeat = promote(&app, &people.dana, "staging", &two).await;
         assert_status(&repeat, StatusCode::OK);
-        assert_eq!(id(&repeat), third + 1);
+        assert_eq!(id(&repeat), id(&open));
         // Listing filters by state.
         let response = call(&app, Method::GET, "/api/v1/promotions?application=web-app&state=superseded", &people.sam, Value::Null).await;
         let ids: Vec<i64> = response.json()["promotions"].as_array().expect("list").iter().filter_map(|p| p["id"].as_i64()).collect();
@@ -813,12 +818,14 @@ environments:
   staging: { target: { record: {} } }
 "#).await;
         let ci = user(&app, "ci-bot", true, &["developer"]).await;
+        // CI reads no promotions: a person looks.
+        let reader = user(&app, "rita", false, &["viewer"]).await;
         let digest = push(&app, "soak").await;
         // Deployed to dev, then auto-promoted into staging, where it must soak first.
         let notified = std::time::Instant::now();
         let response = notify(&app, &ci, &digest).await;
         assert_eq!(response.json()["promotion"]["state"], "deployed");
-        let listed = call(&app, Method::GET, "/api/v1/promotions?environment=staging", &ci, Value::Null).await;
+        let listed = call(&app, Method::GET, "/api/v1/promotions?environment=staging", &reader, Value::Null).await;
         let staging = listed.json()["promotions"][0].clone();
         assert_eq!(staging["state"], "waiting", "{staging}");
         assert_eq!(staging["auto"], true);
@@ -829,7 +836,7 @@ environments:
         tokio::time::sleep(std::time::Duration::from_millis(6200).saturating_sub(notified.elapsed())).await;
         assert_eq!(app.state.engine.tick().await.expect("tick"), 1);
         let id = staging["id"].as_i64().expect("id");
-        let response = call(&app, Method::GET, &format!("/api/v1/promotions/{id}"), &ci, Value::Null).await;
+        let response = call(&app, Method::GET, &format!("/api/v1/promotions/{id}"), &reader, Value::Null).await;
         assert_eq!(response.json()["state"], "deployed", "{}", response.json());
         assert_eq!(app.state.engine.tick().await.expect("tick"), 0);
     }

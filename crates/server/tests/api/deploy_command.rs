@@ -80,7 +80,7 @@ registry_tests! {
         assert_eq!(variables.get("GANTRY_APP"), Some(&"scripted"));
         assert_eq!(variables.get("GANTRY_ENV"), Some(&"dev"));
         assert_eq!(variables.get("GANTRY_DIGEST"), Some(&digest.as_str()));
-        assert_eq!(variables.get("GANTRY_IMAGE").copied(), Some(format!("acme/scripted@{digest}").as_str()));
+        assert_eq!(variables.get("GANTRY_IMAGE").copied(), Some(format!("localhost/acme/scripted@{digest}").as_str()));
         assert_eq!(variables.get("GANTRY_REASON"), Some(&"promotion"));
         assert_eq!(variables.get("GANTRY_CONFIG"), Some(&"{}"));
         assert_eq!(variables.get("GANTRY_DEPLOYMENT_ID").copied(), deployment["id"].as_i64().map(|id| id.to_string()).as_deref());

@@ -197,7 +197,7 @@ async fn a_signed_delivery_and_its_callback_deploy(backend: Backend) {
     assert_eq!(payload["application"], "hooked");
     assert_eq!(payload["environment"], "dev");
     assert_eq!(payload["digest"], digest);
-    assert_eq!(payload["image"], format!("acme/hooked@{digest}"));
+    assert_eq!(payload["image"], format!("localhost/acme/hooked@{digest}"));
     assert_eq!(payload["config"], json!({}));
     assert_eq!(payload["reason"], "promotion");
     assert_eq!(

@@ -17,6 +17,7 @@ mod deploy_command;
 mod deploy_health;
 mod deploy_jobs;
 mod deploy_reconcile;
+mod deploy_semantics;
 mod deploy_webhook;
 mod hardening;
 mod health_and_metrics;

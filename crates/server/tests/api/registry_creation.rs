@@ -139,17 +139,27 @@ registry_tests! {
     }
 
     async fn a_builder_pushing_to_a_repository_that_does_not_exist_is_told_how_to_declare_it(app) {
-        let ci = person(&app, "ci-web", true, &["developer@web"], None).await;
-        let refused = start_upload_as(&app, &ci, "acme/new").await;
+        let developer = person(&app, "dev-web", false, &["developer@web"], None).await;
+        let refused = start_upload_as(&app, &developer, "acme/new").await;
         assert_error(&refused, StatusCode::FORBIDDEN, "DENIED");
         let message = error_message(&refused);
         assert!(message.contains("does not exist") && message.contains("repository: acme/new") && message.contains("gantry apply"), "{message}");
         assert_eq!(refused.json()["errors"][0]["detail"]["permission"], "repository:acme/new:push");
         // An existing repository of another application: the missing permission is the truth.
-        let refused = start_upload_as(&app, &ci, "acme/api").await;
+        let refused = start_upload_as(&app, &developer, "acme/api").await;
         assert_error(&refused, StatusCode::FORBIDDEN, "DENIED");
         assert!(!error_message(&refused).contains("does not exist"), "{}", refused.text());
         assert!(error_message(&refused).contains("repository:acme/api:push"), "{}", refused.text());
+        // A CI identity's own token is told where it pushes, the same whether the
+        // repository exists or not.
+        let ci = person(&app, "ci-web", true, &["developer@web"], None).await;
+        for repository in ["acme/new", "acme/api"] {
+            let refused = start_upload_as(&app, &ci, repository).await;
+            assert_error(&refused, StatusCode::FORBIDDEN, "DENIED");
+            let message = error_message(&refused);
+            assert!(message.contains("pushes only to the repositories of its applications (acme/web)"), "{message}");
+            assert!(!message.contains("does not exist"), "{message}");
+        }
         // Someone who may push nowhere learns only the missing permission.
         let viewer = person(&app, "viewer", false, &["viewer"], None).await;
         let refused = start_upload_as(&app, &viewer, "acme/new").await;

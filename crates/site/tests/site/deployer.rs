@@ -139,6 +139,7 @@ fn order(id: i64, digest: &Digest) -> DeploymentOrder {
         reason: DeploymentReason::Promotion,
         promotion_id: Some(id),
         requested_by: "alice".to_owned(),
+        tag: None,
     }
 }
 
