@@ -311,3 +311,68 @@ fn audit_commands_need_a_token() {
     let refused = session.gantry_with_token(None, &["audit", "verify"]);
     assert_eq!(exit_code(&refused), 4, "{}", describe(&refused));
 }
+
+#[test]
+fn a_ci_token_reads_only_its_own_names_follow_one_grammar_and_release_repositories_are_not_declared()
+ {
+    let session = Session::start();
+    session.gantry_ok(&["apply", "-f", "gantry.yaml"]);
+    session.gantry_ok(&[
+        "user",
+        "create",
+        "ci-bot",
+        "--ci",
+        "--role",
+        "developer@web-app",
+    ]);
+    let ci_token = session.gantry_ok(&["token", "create", "ci-bot"]);
+    let ci_token = ci_token.trim();
+
+    // The CI identity's own token reads no status, promotion or resource.
+    for args in [
+        &["status", "web-app"][..],
+        &["promotions"][..],
+        &["resources", "applications"][..],
+    ] {
+        let refused = session.gantry_with_token(Some(ci_token), args);
+        assert_eq!(exit_code(&refused), 4, "{args:?}: {}", describe(&refused));
+    }
+
+    // One grammar of user names, unique without regard to case.
+    session.gantry_ok(&["user", "create", "staff2", "--role", "staff"]);
+    let taken = session.gantry(&["user", "create", "Staff2", "--role", "staff"]);
+    assert_eq!(exit_code(&taken), 3, "{}", describe(&taken));
+    for name in [".", "..", "_underscore"] {
+        let refused = session.gantry(&["user", "create", name]);
+        assert_eq!(exit_code(&refused), 2, "{name}: {}", describe(&refused));
+        assert!(
+            stderr(&refused).contains("beginning with a letter or digit"),
+            "{}",
+            describe(&refused)
+        );
+    }
+
+    // An application may not live in the release tier, nor share a repository.
+    for (name, repository, reason) in [
+        ("sneaky", "release/acme/web-app", "inside `release/`"),
+        (
+            "twin",
+            "acme/web-app",
+            "already the repository of application `web-app`",
+        ),
+    ] {
+        let yaml = RESOURCES
+            .split("---\n")
+            .nth(1)
+            .expect("the application")
+            .replace("name: web-app", &format!("name: {name}"))
+            .replace(
+                "repository: acme/web-app",
+                &format!("repository: {repository}"),
+            );
+        std::fs::write(session.path().join("bad.yaml"), yaml).expect("write");
+        let refused = session.gantry(&["apply", "-f", "bad.yaml"]);
+        assert_eq!(exit_code(&refused), 2, "{}", describe(&refused));
+        assert!(stderr(&refused).contains(reason), "{}", describe(&refused));
+    }
+}

@@ -1466,3 +1466,164 @@ environments:
         started.elapsed()
     );
 }
+
+#[test]
+fn the_command_line_shows_a_deployment_its_log_its_progress_and_why_it_failed() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = config_base(dir.path());
+    let platform = Platform::start(dir, &config);
+    // The program fails for the build tagged `broken` and takes a moment otherwise.
+    let script = "echo step one; if [ \"$GANTRY_TAG\" = broken ]; then echo gave up >&2; exit 3; fi; sleep 1.5; echo step two";
+    platform.apply(&format!(
+        r#"kind: Pipeline
+name: tool-flow
+stages:
+  - name: dev
+---
+kind: Application
+name: tool
+type: container
+repository: acme/tool
+pipeline: tool-flow
+environments:
+  dev:
+    target:
+      command: {{ program: sh, args: [-c, {script}], timeout: 30s }}
+"#,
+        script = serde_json::to_string(script).expect("a JSON string is a YAML string")
+    ));
+    let good = push_tagged(&platform, "acme/tool", "v1");
+
+    // At a terminal, `promote` shows the deployment's progress while it waits.
+    let gantry = env!("CARGO_BIN_EXE_gantry");
+    let output = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{gantry} promote tool --env dev --digest {good}"))
+        .arg("/dev/null")
+        .current_dir(platform.path())
+        .env("HOME", platform.path())
+        .env("GANTRY_URL", format!("http://{}", platform.address()))
+        .env("GANTRY_TOKEN", platform.token("admin"))
+        .output()
+        .expect("run script");
+    let shown = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("deployment 1: deploying"), "{shown}");
+    assert!(shown.contains("  step one"), "{shown}");
+    assert!(shown.contains("  step two"), "{shown}");
+    assert!(shown.contains("deployment 1: deployed"), "{shown}");
+    // Not at a terminal: only the answer.
+    let plain = platform.expect("admin", 0, &["promotion", "1"]);
+    assert!(!plain.contains("deployment 1: deploying"), "{plain}");
+
+    // A failure: `history` says why on one line, `deployment show` and `log` say all.
+    let broken = push_tagged(&platform, "acme/tool", "broken");
+    let failed = platform.json(
+        "admin",
+        7,
+        &["promote", "tool", "--env", "dev", "--digest", &broken],
+    );
+    let id = deployment_of(&failed).to_string();
+    let history = platform.expect("admin", 0, &["history", "tool"]);
+    let row = history
+        .lines()
+        .find(|line| line.starts_with(&format!("{id} ")))
+        .unwrap_or_else(|| panic!("no row for {id}:\n{history}"));
+    assert!(
+        row.contains("failed") && row.contains("exit status: 3"),
+        "{row}"
+    );
+    let shown = platform.gantry("admin", &["deployment", "show", &id]);
+    assert_eq!(shown.status.code(), Some(7), "{shown:?}");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown
+            .lines()
+            .any(|line| line.trim_start().starts_with("tag ") && line.ends_with(" broken")),
+        "{shown}"
+    );
+    assert!(shown.contains("gave up"), "{shown}");
+    let log = platform.gantry("admin", &["deployment", "log", &id, "--follow"]);
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert_log_has(
+        &log.lines().map(str::to_owned).collect::<Vec<_>>(),
+        &["command target: deploying", "step one", "gave up"],
+    );
+    let lines = platform.json("admin", 7, &["deployment", "log", &id]);
+    assert!(
+        lines.as_array().is_some_and(|lines| !lines.is_empty()),
+        "{lines:#}"
+    );
+    // The server logs the program's several lines of output one record per line: each
+    // line of its log is a record of its own, starting with the time.
+    let log = platform.server().log();
+    assert!(log.contains("gave up"), "{log}");
+    for line in log.lines().filter(|line| !line.is_empty()) {
+        assert!(
+            line.starts_with("20") && line.contains('Z'),
+            "a record spans lines: {line:?}\n{log}"
+        );
+    }
+}
+
+#[test]
+fn gantry_copy_answers_in_o_json_and_names_plain_http_for_a_plain_registry() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = config_base(dir.path());
+    let platform = Platform::start(dir, &config);
+    let digest = push_tagged(&platform, "acme/tool", "v1");
+    let peer = PeerRegistry::start();
+    let source = format!("{}/acme/tool:v1", platform.address());
+    let creds = format!("admin:{}", platform.token("admin"));
+    let copied = platform.json(
+        "admin",
+        0,
+        &[
+            "copy",
+            &source,
+            &format!("{}/acme/tool:v1", peer.address),
+            "--src-creds",
+            &creds,
+            "--src-plain-http",
+            "--dest-plain-http",
+        ],
+    );
+    assert_eq!(copied["digest"], digest.as_str(), "{copied:#}");
+    // Without saying the destination speaks plain HTTP: at once, naming the flag.
+    let started = Instant::now();
+    let refused = platform.gantry(
+        "admin",
+        &[
+            "copy",
+            &source,
+            &format!("{}/acme/other:v1", peer.address),
+            "--src-creds",
+            &creds,
+            "--src-plain-http",
+        ],
+    );
+    assert_ne!(refused.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--dest-plain-http"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // `serve --help` lists every setting of the file, not only the flags.
+    let help = platform.expect("admin", 0, &["serve", "--help"]);
+    for key in [
+        "[deploy.gitops]",
+        "[outbound]",
+        "[access]",
+        "failed_credentials_burst",
+        "[http]",
+        "external_url",
+    ] {
+        assert!(
+            help.contains(key),
+            "{key} missing from serve --help:\n{help}"
+        );
+    }
+}

@@ -221,6 +221,14 @@ registry_tests! {
         let actions: Vec<&str> = new.iter().map(|(action, _)| action.as_str()).collect();
         assert_eq!(actions, ["promote", "deploy", "deploy"], "{new:#?}");
 
+        // One arriving after the deployment finished gets the same answer: the
+        // environment runs the digest.
+        let late = promote(&app, &dana, "dev", &digest, false).await;
+        assert_status(&late, StatusCode::OK);
+        assert_eq!(late.json()["id"].as_i64(), ids.first().copied());
+        assert_eq!(deployments(&app, "dev").await.len(), 1);
+        assert_eq!(runs(&file).len(), 1);
+
         // Asking for a redeploy deploys again, audited as one.
         let again = promote(&app, &dana, "dev", &digest, true).await;
         assert_status(&again, StatusCode::CREATED);

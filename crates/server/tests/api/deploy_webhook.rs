@@ -287,6 +287,30 @@ async fn a_signed_delivery_and_its_callback_deploy(backend: Backend) {
         "the receiver reported success: rolled out 3/3 pods"
     );
     assert_eq!(receiver.deliveries().len(), 1, "delivered once");
+    // The report is in the audit log, once: the refused ones are not.
+    let export = app
+        .admin(
+            Method::GET,
+            "/api/v1/audit/export",
+            &[],
+            axum::body::Body::empty(),
+        )
+        .await;
+    let reports: Vec<serde_json::Value> = export
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("JSON"))
+        .filter(|entry| entry["action"] == "callback")
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0]["actor"], "webhook-receiver");
+    assert_eq!(reports[0]["subject"], "hooked/dev");
+    let payload: serde_json::Value = match &reports[0]["payload"] {
+        serde_json::Value::String(text) => serde_json::from_str(text).expect("JSON payload"),
+        other => other.clone(),
+    };
+    assert_eq!(payload["deployment"], id);
+    assert_eq!(payload["state"], "succeeded");
 }
 
 async fn a_reported_failure_fails_the_deployment(backend: Backend) {
