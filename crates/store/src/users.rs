@@ -9,6 +9,22 @@ use sqlx::Row;
 
 use crate::{Backend, NewAuditEntry, StoreError, now_millis, with_pool};
 
+/// The audit entry of a token issued by `actor`: its id, never its secret.
+fn token_issued(token: &NewToken<'_>, actor: &str, now: i64) -> NewAuditEntry {
+    NewAuditEntry {
+        at: now,
+        actor: actor.to_owned(),
+        action: AuditAction::Token,
+        subject: format!("user/{}", token.user_name),
+        payload: serde_json::json!({
+            "token": token.id,
+            "user": token.user_name,
+            "description": token.description,
+            "expires_at": token.expires_at,
+        }),
+    }
+}
+
 /// Who the audit log names for the admin user created on the very first start.
 pub(crate) const BOOTSTRAP_ACTOR: &str = "gantry";
 
@@ -170,18 +186,7 @@ impl Users<'_> {
                     subject: format!("user/{}", token.user_name),
                     payload: serde_json::json!({ "admin": true, "ci": false, "roles": [], "bootstrap": true }),
                 },
-                NewAuditEntry {
-                    at: now,
-                    actor: BOOTSTRAP_ACTOR.to_owned(),
-                    action: AuditAction::Token,
-                    subject: format!("user/{}", token.user_name),
-                    payload: serde_json::json!({
-                        "token": token.id,
-                        "user": token.user_name,
-                        "description": token.description,
-                        "expires_at": token.expires_at,
-                    }),
-                },
+                token_issued(&token, BOOTSTRAP_ACTOR, now),
             ];
             for entry in &entries {
                 crate::append_audit!(tx, entry);
@@ -306,18 +311,7 @@ impl Users<'_> {
             let now = now_millis();
             let mut tx = pool.begin().await?;
             insert_token_sql!(&mut *tx, token, now)?;
-            let entry = NewAuditEntry {
-                at: now,
-                actor: actor.to_owned(),
-                action: AuditAction::Token,
-                subject: format!("user/{}", token.user_name),
-                payload: serde_json::json!({
-                    "token": token.id,
-                    "user": token.user_name,
-                    "description": token.description,
-                    "expires_at": token.expires_at,
-                }),
-            };
+            let entry = token_issued(&token, actor, now);
             crate::append_audit!(tx, &entry);
             tx.commit().await?;
             Ok(())

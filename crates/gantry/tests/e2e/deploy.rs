@@ -1103,6 +1103,30 @@ environments:
     );
 }
 
+/// Declares `tool` (repository `acme/tool`), deployed to its one manual stage `dev` by
+/// `sh -c SCRIPT ARG` (`$0` in the script is `ARG`).
+fn declare_tool(platform: &Platform, script: &str, arg: &str) {
+    platform.apply(&format!(
+        r#"kind: Pipeline
+name: tool-flow
+stages:
+  - name: dev
+---
+kind: Application
+name: tool
+type: container
+repository: acme/tool
+pipeline: tool-flow
+environments:
+  dev:
+    target:
+      command: {{ program: sh, args: [-c, {script}, {arg}], timeout: 30s }}
+"#,
+        script = serde_json::to_string(script).expect("a JSON string is a YAML string"),
+        arg = serde_json::to_string(arg).expect("a JSON string is a YAML string"),
+    ));
+}
+
 /// Pushes a fresh image as `REPOSITORY:TAG` (layers seeded by the tag); its digest.
 fn push_tagged(platform: &Platform, repository: &str, tag: &str) -> String {
     platform.push_image(repository, tag)
@@ -1123,28 +1147,7 @@ fn a_command_target_gets_a_pullable_image_and_reads_what_its_environment_should_
         "curl -s -f -H \"Authorization: Bearer $(cat \"$0/token\")\" http://{address}/params/tool/dev/image > \"$0/params.$GANTRY_DEPLOYMENT_ID\" && printf '%s %s' \"$GANTRY_IMAGE\" \"$GANTRY_TAG\" > \"$0/env.$GANTRY_DEPLOYMENT_ID\"",
         address = platform.address()
     );
-    platform.apply(&format!(
-        r#"kind: Pipeline
-name: tool-flow
-stages:
-  - name: dev
----
-kind: Application
-name: tool
-type: container
-repository: acme/tool
-pipeline: tool-flow
-environments:
-  dev:
-    target:
-      command:
-        program: sh
-        args: [-c, {script}, "{out}"]
-        timeout: 30s
-"#,
-        script = serde_json::to_string(&script).expect("a JSON string is a YAML string"),
-        out = out.display()
-    ));
+    declare_tool(&platform, &script, &out.display().to_string());
     let handed = |deployment: i64| {
         let read = |name: &str| {
             std::fs::read_to_string(out.join(format!("{name}.{deployment}")))
@@ -1210,6 +1213,26 @@ environments:
         good.as_str(),
         "{status:#}"
     );
+}
+
+/// `web` (repository `acme/web`), deployed to its one stage `prod` by a registry copy
+/// to `REGISTRY/acme/web`.
+fn forge(registry: &str, env_tag: bool) -> String {
+    format!(
+        r#"kind: Pipeline
+name: forge
+stages:
+  - name: prod
+---
+kind: Application
+name: web
+type: container
+repository: acme/web
+pipeline: forge
+environments:
+  prod: {{ target: {{ registry-copy: {{ to: "{registry}/acme/web", env_tag: {env_tag} }} }} }}
+"#
+    )
 }
 
 /// A second Gantry on its defaults (tags immutable) as a registry-copy destination,
@@ -1342,24 +1365,7 @@ fn registry_copy_into_a_gantry_with_immutable_tags_carries_the_build_tag_and_ref
         destination.server.address
     );
     let platform = Platform::start(dir, &config);
-    let resources = |env_tag: bool| {
-        format!(
-            r#"kind: Pipeline
-name: forge
-stages:
-  - name: prod
----
-kind: Application
-name: web
-type: container
-repository: acme/web
-pipeline: forge
-environments:
-  prod: {{ target: {{ registry-copy: {{ to: "{registry}/acme/web", env_tag: {env_tag} }} }} }}
-"#,
-            registry = destination.server.address
-        )
-    };
+    let resources = |env_tag: bool| forge(&destination.server.address, env_tag);
     platform.apply(&resources(true));
 
     // The first build: copied under its own tag and `prod`, with its referrer.
@@ -1429,22 +1435,7 @@ fn a_registry_copy_to_a_plain_http_registry_fails_at_once_naming_the_setting() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let config = config_base(dir.path());
     let platform = Platform::start(dir, &config);
-    platform.apply(&format!(
-        r#"kind: Pipeline
-name: forge
-stages:
-  - name: prod
----
-kind: Application
-name: web
-type: container
-repository: acme/web
-pipeline: forge
-environments:
-  prod: {{ target: {{ registry-copy: {{ to: "{registry}/acme/web" }} }} }}
-"#,
-        registry = plain.address
-    ));
+    platform.apply(&forge(&plain.address, true));
     let digest = push_tagged(&platform, "acme/web", "v1");
     let started = Instant::now();
     let failed = platform.json(
@@ -1474,24 +1465,7 @@ fn the_command_line_shows_a_deployment_its_log_its_progress_and_why_it_failed() 
     let platform = Platform::start(dir, &config);
     // The program fails for the build tagged `broken` and takes a moment otherwise.
     let script = "echo step one; if [ \"$GANTRY_TAG\" = broken ]; then echo gave up >&2; exit 3; fi; sleep 1.5; echo step two";
-    platform.apply(&format!(
-        r#"kind: Pipeline
-name: tool-flow
-stages:
-  - name: dev
----
-kind: Application
-name: tool
-type: container
-repository: acme/tool
-pipeline: tool-flow
-environments:
-  dev:
-    target:
-      command: {{ program: sh, args: [-c, {script}], timeout: 30s }}
-"#,
-        script = serde_json::to_string(script).expect("a JSON string is a YAML string")
-    ));
+    declare_tool(&platform, script, "sh");
     let good = push_tagged(&platform, "acme/tool", "v1");
 
     // At a terminal, `promote` shows the deployment's progress while it waits.

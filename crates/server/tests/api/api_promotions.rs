@@ -8,7 +8,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{TestApp, TestResponse};
 
-use crate::support::{assert_status, mutable_tags_config, push_image};
+use crate::support::{assert_status, mutable_tags_config, push_image, user_with_roles as user};
 
 /// The message of an API error.
 fn error_message(response: &TestResponse) -> String {
@@ -87,30 +87,6 @@ async fn apply(app: &TestApp, text: &str) {
         )
         .await;
     assert_status(&response, StatusCode::OK);
-}
-
-/// Creates a user with `roles` through the API and returns a token for them.
-async fn user(app: &TestApp, name: &str, ci: bool, roles: &[&str]) -> String {
-    let response = admin(
-        app,
-        Method::POST,
-        "/api/v1/users",
-        json!({ "name": name, "ci": ci, "roles": roles }),
-    )
-    .await;
-    assert_status(&response, StatusCode::CREATED);
-    let response = admin(
-        app,
-        Method::POST,
-        &format!("/api/v1/users/{name}/tokens"),
-        json!({ "description": "test" }),
-    )
-    .await;
-    assert_status(&response, StatusCode::CREATED);
-    response.json()["token"]
-        .as_str()
-        .expect("a token")
-        .to_owned()
 }
 
 struct People {

@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{TestApp, TestResponse};
 
-use crate::support::{apply, assert_status, push_image};
+use crate::support::{apply, assert_status, push_image, user_with_roles as user};
 
 /// `dev` takes any promotion without a gate; `prod` wants one staff and one client
 /// approval. `web-app` deploys to dev with `sh -c SCRIPT FILE`, which appends a line
@@ -62,32 +62,6 @@ async fn call(
         Body::from(body.to_string())
     };
     app.send(method, uri, &headers, body).await
-}
-
-/// Creates `name` (a person, or a CI identity) with `roles`; a token for them.
-async fn user(app: &TestApp, name: &str, ci: bool, roles: &[&str]) -> String {
-    let response = app
-        .admin(
-            Method::POST,
-            "/api/v1/users",
-            &[("content-type", "application/json")],
-            json!({ "name": name, "ci": ci, "roles": roles }).to_string(),
-        )
-        .await;
-    assert_status(&response, StatusCode::CREATED);
-    let response = app
-        .admin(
-            Method::POST,
-            &format!("/api/v1/users/{name}/tokens"),
-            &[("content-type", "application/json")],
-            "{}",
-        )
-        .await;
-    assert_status(&response, StatusCode::CREATED);
-    response.json()["token"]
-        .as_str()
-        .expect("a token")
-        .to_owned()
 }
 
 async fn promote(

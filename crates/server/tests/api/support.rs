@@ -368,6 +368,32 @@ pub(crate) async fn token_for(
     secret
 }
 
+/// Creates `name` (a person, or a CI identity) with `roles`; a token for them.
+pub(crate) async fn user_with_roles(app: &TestApp, name: &str, ci: bool, roles: &[&str]) -> String {
+    let response = app
+        .admin(
+            Method::POST,
+            "/api/v1/users",
+            &[("content-type", "application/json")],
+            json!({ "name": name, "ci": ci, "roles": roles }).to_string(),
+        )
+        .await;
+    assert_status(&response, StatusCode::CREATED);
+    let response = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{name}/tokens"),
+            &[("content-type", "application/json")],
+            "{}",
+        )
+        .await;
+    assert_status(&response, StatusCode::CREATED);
+    response.json()["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
 /// A user without admin rights, and a token for them.
 pub(crate) async fn user_token(app: &TestApp, user: &str) -> String {
     token_for(app, user, false, None).await
