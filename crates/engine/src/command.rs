@@ -14,16 +14,24 @@ use resources::Target;
 use store::DeploymentOrder;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::ChildEnvironment;
 use crate::deployer::{DeployContext, DeployError, DeployFuture, Deployer};
 
 /// How much of a command's output (each of stdout and stderr) the record keeps: the end.
 const OUTPUT_TAIL_BYTES: usize = 16 * 1024;
 
-/// Variables passed through from the server's environment.
-const INHERITED: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+/// Runs the declared program for each deployment, with `environment` (the part of
+/// the server's environment programs may see) and the deployment's `GANTRY_*`
+/// variables.
+pub struct CommandDeployer {
+    environment: ChildEnvironment,
+}
 
-/// Runs the declared program for each deployment.
-pub struct CommandDeployer;
+impl CommandDeployer {
+    pub fn new(environment: ChildEnvironment) -> CommandDeployer {
+        CommandDeployer { environment }
+    }
+}
 
 impl Deployer for CommandDeployer {
     fn kind(&self) -> &'static str {
@@ -47,9 +55,7 @@ impl Deployer for CommandDeployer {
             command
                 .args(&target.args)
                 .env_clear()
-                .envs(INHERITED.iter().filter_map(|name| {
-                    std::env::var_os(name).map(|value| (name.to_string(), value))
-                }))
+                .envs(self.environment.iter())
                 .envs(variables(order, image))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

@@ -158,18 +158,24 @@ pub struct Deployers {
 }
 
 impl Default for Deployers {
-    /// The built-in deployers that need nothing from the server's configuration.
+    /// The built-in deployers, running programs with an empty environment.
     fn default() -> Self {
-        let mut deployers = Deployers {
-            by_kind: BTreeMap::new(),
-        };
-        deployers.register(Arc::new(RecordDeployer));
-        deployers.register(Arc::new(crate::command::CommandDeployer));
-        deployers
+        Deployers::new(crate::ChildEnvironment::default())
     }
 }
 
 impl Deployers {
+    /// The built-in deployers that need nothing from the server's configuration:
+    /// `record`, and `command` running programs with `environment`.
+    pub fn new(environment: crate::ChildEnvironment) -> Deployers {
+        let mut deployers = Deployers {
+            by_kind: BTreeMap::new(),
+        };
+        deployers.register(Arc::new(RecordDeployer));
+        deployers.register(Arc::new(crate::command::CommandDeployer::new(environment)));
+        deployers
+    }
+
     /// Adds (or replaces) the deployer for its kind.
     pub fn register(&mut self, deployer: Arc<dyn Deployer>) {
         self.by_kind.insert(deployer.kind(), deployer);

@@ -40,7 +40,8 @@ pub struct JobSettings {
     pub poll: Duration,
     /// Jobs the background worker runs at once.
     pub concurrency: usize,
-    /// This replica's name in leases and logs (the host name by default).
+    /// This replica's name in leases and logs (`gantry` by default; the server
+    /// names it after the host).
     pub replica: String,
 }
 
@@ -55,7 +56,7 @@ impl Default for JobSettings {
             wait: Duration::from_secs(60),
             poll: Duration::from_secs(1),
             concurrency: 8,
-            replica: host_name(),
+            replica: "gantry".to_owned(),
         }
     }
 }
@@ -514,16 +515,6 @@ fn millis(duration: Duration) -> i64 {
 /// jitter and lease owner names; nothing secret depends on it).
 fn random_u64() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
-}
-
-/// The machine's host name, or `gantry`.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "gantry".to_owned())
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 mod admission;
 mod command;
 mod deployer;
+mod environment;
 mod error;
 mod jobs;
 mod provenance;
@@ -43,6 +44,7 @@ pub use deployer::{
     DeployContext, DeployError, DeployFuture, DeployLog, DeployResult, Deployer, Deployers,
     ObserveContext, ObserveFuture, RecordDeployer,
 };
+pub use environment::ChildEnvironment;
 pub use error::EngineError;
 pub use jobs::JobSettings;
 pub use reconcile::{RECONCILE_ACTOR, ReconcileReport};

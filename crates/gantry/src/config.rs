@@ -117,7 +117,11 @@ impl DeploySection {
             timeout: std::time::Duration::from_secs(self.timeout_seconds.max(1)),
             wait: std::time::Duration::from_secs(self.wait_seconds),
             concurrency: self.concurrency,
-            replica: self.replica.clone().unwrap_or(defaults.replica),
+            replica: self
+                .replica
+                .clone()
+                .or_else(host_name)
+                .unwrap_or(defaults.replica),
             ..defaults
         })
     }
@@ -449,6 +453,15 @@ impl Config {
         self.outbound.policy()?;
         Ok(())
     }
+}
+
+/// The machine's host name, when it can be read.
+pub(crate) fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
 }
 
 #[cfg(test)]

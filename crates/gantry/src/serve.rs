@@ -237,11 +237,7 @@ fn derived_host(address: std::net::SocketAddr) -> String {
     let port = address.port();
     match address.ip() {
         ip if ip.is_unspecified() => {
-            let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|name| name.trim().to_owned())
-                .filter(|name| !name.is_empty())
-                .unwrap_or_else(|| "localhost".to_owned());
+            let name = crate::config::host_name().unwrap_or_else(|| "localhost".to_owned());
             format!("{name}:{port}")
         }
         std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
@@ -337,7 +333,15 @@ fn deployers(
         outbound.clone(),
     )
     .map_err(|e| anyhow::anyhow!("deploy.registry_copy: {e}"))?;
+    // What programs the server starts (command targets, invalidation hooks, git) may
+    // see of its environment: read here, once, and handed down.
+    let programs = engine::ChildEnvironment::new(
+        engine::ChildEnvironment::INHERITED
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|value| ((*name).to_owned(), value))),
+    );
     let mut static_site = config.deploy.static_site.clone();
+    static_site.programs = programs.clone();
     if static_site.work_dir.is_none() {
         static_site.work_dir = Some(work_dir.join("sites"));
     }
@@ -350,12 +354,13 @@ fn deployers(
         outbound.clone(),
     );
     let mut gitops = config.deploy.gitops.clone();
+    gitops.programs = programs.clone();
     if gitops.work_dir.is_none() {
         gitops.work_dir = Some(work_dir.join("gitops"));
     }
     let gitops = gitops::GitopsDeployer::new(gitops, secrets_for_gitops, outbound.clone())
         .map_err(|e| anyhow::anyhow!("deploy.{e}"))?;
-    Ok(engine::Deployers::default()
+    Ok(engine::Deployers::new(programs)
         .with(std::sync::Arc::new(registry_copy))
         .with(std::sync::Arc::new(static_site))
         .with(std::sync::Arc::new(gitops)))

@@ -140,12 +140,16 @@ impl GitopsDeployer {
                 .map_err(|source| GitopsSetupError::WorkDir { path: dir, source })?;
         }
         settings.work_dir = Some(work_dir.clone());
-        let git = Git::new(
+        let mut git = Git::new(
             work_dir.join("home"),
             settings.git_timeout(),
             settings.author_name.clone(),
             settings.author_email.clone(),
         );
+        // Of the server's environment git sees only where programs are.
+        for (name, value) in settings.programs.only(&["PATH"]) {
+            git = git.with_variable(name, value);
+        }
         Ok(GitopsDeployer {
             settings,
             work_dir,

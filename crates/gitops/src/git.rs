@@ -21,9 +21,6 @@ use tokio::io::AsyncWriteExt;
 /// How much of git's stderr an error keeps (the end of it).
 const STDERR_TAIL_BYTES: usize = 4 * 1024;
 
-/// Variables passed through from the server's environment: only where programs are.
-const INHERITED: [&str; 1] = ["PATH"];
-
 /// One way of running git: environment, config and time limit.
 #[derive(Clone)]
 pub(crate) struct Git {
@@ -222,11 +219,6 @@ impl Git {
             .args(args)
             .current_dir(dir)
             .env_clear()
-            .envs(
-                INHERITED
-                    .iter()
-                    .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
-            )
             .env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -33,6 +33,10 @@ pub struct GitopsSettings {
     pub https_ca_file: Option<PathBuf>,
     /// Credentials by repository: `[[deploy.gitops.credentials]]` entries.
     pub credentials: Vec<GitCredential>,
+    /// What git sees of the server's environment (only `PATH` is passed on; set by
+    /// the server, never read from the file).
+    #[serde(skip)]
+    pub programs: engine::ChildEnvironment,
 }
 
 impl Default for GitopsSettings {
@@ -46,6 +50,7 @@ impl Default for GitopsSettings {
             ssh_known_hosts: None,
             https_ca_file: None,
             credentials: Vec::new(),
+            programs: engine::ChildEnvironment::default(),
         }
     }
 }

@@ -147,11 +147,21 @@ impl Upstream {
     }
 }
 
+/// What git sees of this process's environment, as the server hands it down.
+fn programs() -> engine::ChildEnvironment {
+    engine::ChildEnvironment::new(
+        engine::ChildEnvironment::INHERITED
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|value| ((*name).to_owned(), value))),
+    )
+}
+
 fn deployer(work_dir: &Path, max_push_attempts: u32) -> GitopsDeployer {
     let settings = GitopsSettings {
         author_name: "Gantry Bot".to_owned(),
         author_email: "gantry@example.com".to_owned(),
         max_push_attempts,
+        programs: programs(),
         ..GitopsSettings::with_work_dir(work_dir)
     };
     GitopsDeployer::new(
@@ -1129,6 +1139,7 @@ async fn https_repositories_get_the_token_from_a_secret_and_never_store_it() {
                     token_secret: Some(secret.to_owned()),
                     ssh_key_secret: None,
                 }],
+                programs: programs(),
                 ..GitopsSettings::with_work_dir(work_dir)
             },
             Secrets::new(Some(secrets.path().to_path_buf())),

@@ -83,6 +83,12 @@ impl AppState {
         }
     }
 
+    /// The same state deploying through `deployers`.
+    pub fn with_deployers(mut self, deployers: Deployers) -> AppState {
+        self.engine = self.engine.with_deployers(deployers);
+        self
+    }
+
     /// The same state deploying through `deployers`, running deploy jobs with `jobs`.
     pub fn with_deploy(mut self, jobs: engine::JobSettings, deployers: Deployers) -> AppState {
         self.engine = self.engine.with_jobs(jobs).with_deployers(deployers);

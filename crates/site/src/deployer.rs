@@ -53,6 +53,10 @@ pub struct StaticSiteSettings {
     pub concurrency: usize,
     /// How long the CDN-invalidation hook may take, in seconds.
     pub invalidation_timeout_secs: u64,
+    /// What an invalidation program sees of the server's environment (set by the
+    /// server, never read from the file).
+    #[serde(skip)]
+    pub programs: engine::ChildEnvironment,
 }
 
 impl Default for StaticSiteSettings {
@@ -65,6 +69,7 @@ impl Default for StaticSiteSettings {
             default_cache_control: DEFAULT_CACHE_CONTROL.to_owned(),
             concurrency: 16,
             invalidation_timeout_secs: 120,
+            programs: engine::ChildEnvironment::default(),
         }
     }
 }
@@ -192,15 +197,21 @@ impl StaticSiteDeployer {
                 destination: destination.description().to_owned(),
             };
             let timeout = Duration::from_secs(self.settings.invalidation_timeout_secs);
-            let note = invalidate(hook, &request, self.outbound.clone(), timeout)
-                .await
-                .map_err(|e| {
-                    if e.transient {
-                        DeployError::Transient(e.message)
-                    } else {
-                        DeployError::Failed(e.message)
-                    }
-                })?;
+            let note = invalidate(
+                hook,
+                &request,
+                &self.settings.programs,
+                self.outbound.clone(),
+                timeout,
+            )
+            .await
+            .map_err(|e| {
+                if e.transient {
+                    DeployError::Transient(e.message)
+                } else {
+                    DeployError::Failed(e.message)
+                }
+            })?;
             job.log.line(format!(
                 "invalidated {}: {note}",
                 crate::invalidate::INVALIDATED_PATHS

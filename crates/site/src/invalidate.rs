@@ -16,9 +16,6 @@ use resources::InvalidationHook;
 /// The paths every invalidation covers.
 pub const INVALIDATED_PATHS: &str = "/*";
 
-/// Variables passed through from the server's environment to a hook program.
-const INHERITED: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
-
 /// How much of a failing program's output an error quotes.
 const OUTPUT_TAIL_BYTES: usize = 2048;
 
@@ -61,6 +58,7 @@ impl InvalidationError {
 pub async fn invalidate(
     hook: &InvalidationHook,
     request: &InvalidationRequest,
+    environment: &engine::ChildEnvironment,
     outbound: Arc<outbound::Policy>,
     timeout: Duration,
 ) -> Result<String, InvalidationError> {
@@ -79,7 +77,9 @@ pub async fn invalidate(
                 .await
                 .map_err(|error| InvalidationError::transient(error.to_string()))?
         }
-        InvalidationHook::Command { program, args } => run(program, args, request, timeout).await,
+        InvalidationHook::Command { program, args } => {
+            run(program, args, request, environment, timeout).await
+        }
     }
 }
 
@@ -119,17 +119,14 @@ async fn run(
     program: &str,
     args: &[String],
     request: &InvalidationRequest,
+    environment: &engine::ChildEnvironment,
     timeout: Duration,
 ) -> Result<String, InvalidationError> {
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
         .env_clear()
-        .envs(
-            INHERITED
-                .iter()
-                .filter_map(|name| std::env::var_os(name).map(|value| (name.to_string(), value))),
-        )
+        .envs(environment.iter())
         .envs([
             ("GANTRY_APP", request.application.clone()),
             ("GANTRY_ENV", request.environment.clone()),

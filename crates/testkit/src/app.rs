@@ -61,6 +61,16 @@ impl TestResponse {
     }
 }
 
+/// What programs started by a test's deployments (command targets) see of this
+/// process's environment, as `gantry serve` hands it down.
+pub fn programs() -> engine::ChildEnvironment {
+    engine::ChildEnvironment::new(
+        engine::ChildEnvironment::INHERITED
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|value| ((*name).to_owned(), value))),
+    )
+}
+
 fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
     format!(
@@ -116,7 +126,12 @@ impl TestApp {
             .await
             .expect("bootstrap admin");
         assert!(created, "a fresh database has no users");
-        let state = configure(AppState::new(store.clone(), blobs, config).with_access(access));
+        // Programs the test's deployments start see what a server would hand them.
+        let state = configure(
+            AppState::new(store.clone(), blobs, config)
+                .with_access(access)
+                .with_deployers(engine::Deployers::new(programs())),
+        );
         TestApp::assemble(state, store, admin_token, backend, database, blob_directory)
     }
 

@@ -9,7 +9,7 @@ mod app;
 mod database;
 pub mod issuer;
 
-pub use app::{TestApp, TestResponse};
+pub use app::{TestApp, TestResponse, programs};
 pub use database::{Backend, TestDatabase};
 
 /// Generates each listed test twice, in modules `sqlite` and `postgres`, each run

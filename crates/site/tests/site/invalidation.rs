@@ -18,6 +18,15 @@ fn request() -> InvalidationRequest {
     }
 }
 
+/// What a hook program may see of this process's environment, as the server hands it.
+fn programs() -> engine::ChildEnvironment {
+    engine::ChildEnvironment::new(
+        engine::ChildEnvironment::INHERITED
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|value| (name.to_string(), value))),
+    )
+}
+
 fn loopback_allowed() -> Arc<outbound::Policy> {
     Arc::new(outbound::Policy::parse(&["127.0.0.1".to_owned()]).expect("policy"))
 }
@@ -67,6 +76,7 @@ async fn an_http_hook_is_posted_the_paths_and_the_deployment() {
     let note = invalidate(
         &hook,
         &request(),
+        &programs(),
         loopback_allowed(),
         Duration::from_secs(10),
     )
@@ -89,6 +99,7 @@ async fn a_failing_http_hook_is_transient_on_5xx_and_final_on_4xx() {
     let error = invalidate(
         &hook,
         &request(),
+        &programs(),
         loopback_allowed(),
         Duration::from_secs(10),
     )
@@ -102,6 +113,7 @@ async fn a_failing_http_hook_is_transient_on_5xx_and_final_on_4xx() {
     let error = invalidate(
         &hook,
         &request(),
+        &programs(),
         loopback_allowed(),
         Duration::from_secs(10),
     )
@@ -119,6 +131,7 @@ async fn an_http_hook_on_a_private_address_is_refused_by_the_outbound_guard() {
     let error = invalidate(
         &hook,
         &request(),
+        &programs(),
         Arc::new(outbound::Policy::default()),
         Duration::from_secs(10),
     )
@@ -150,6 +163,7 @@ async fn a_command_hook_runs_with_the_deployment_in_its_environment() {
     invalidate(
         &hook,
         &request(),
+        &programs(),
         loopback_allowed(),
         Duration::from_secs(10),
     )
@@ -167,6 +181,7 @@ async fn a_command_hook_runs_with_the_deployment_in_its_environment() {
     let error = invalidate(
         &failing,
         &request(),
+        &programs(),
         loopback_allowed(),
         Duration::from_secs(10),
     )
@@ -190,6 +205,7 @@ async fn a_command_hook_past_its_timeout_is_killed_with_its_children() {
     let error = invalidate(
         &hook,
         &request(),
+        &programs(),
         loopback_allowed(),
         Duration::from_millis(500),
     )
