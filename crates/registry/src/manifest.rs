@@ -72,7 +72,7 @@ pub(crate) struct ParsedManifest {
     pub(crate) fields: Vec<(String, ManifestChild)>,
     /// The archive layer, when the manifest is a static-site artifact: its content must
     /// pass the archive check before the manifest is stored.
-    pub(crate) site_archive: Option<site::SiteLayer>,
+    pub(crate) site_archive: Option<site_archive::SiteLayer>,
 }
 
 /// Validates `body` as a manifest declared with `content_type` (the request's
@@ -173,7 +173,7 @@ pub(crate) fn parse(
     if let Some(artifact_type) = &artifact_type {
         check_media_type("artifactType", artifact_type)?;
     }
-    let site_archive = if artifact_type.as_deref() == Some(site::SITE_ARTIFACT_TYPE) {
+    let site_archive = if artifact_type.as_deref() == Some(site_archive::SITE_ARTIFACT_TYPE) {
         Some(site_layer(&wire, &media_type, body)?)
     } else {
         None
@@ -220,11 +220,11 @@ fn site_layer(
     wire: &WireManifest,
     media_type: &str,
     body: &[u8],
-) -> Result<site::SiteLayer, RegistryError> {
+) -> Result<site_archive::SiteLayer, RegistryError> {
     let refuse = |reason: String| {
         RegistryError::manifest_invalid(format!(
             "not a well-formed {} artifact: {reason}",
-            site::SITE_ARTIFACT_TYPE
+            site_archive::SITE_ARTIFACT_TYPE
         ))
     };
     if media_type != OCI_MANIFEST {
@@ -232,28 +232,29 @@ fn site_layer(
             "it must be an {OCI_MANIFEST}, not {media_type}"
         )));
     }
-    if wire.artifact_type.as_deref() != Some(site::SITE_ARTIFACT_TYPE) {
+    if wire.artifact_type.as_deref() != Some(site_archive::SITE_ARTIFACT_TYPE) {
         return Err(refuse(
             "artifactType must name the type, with the empty config".to_owned(),
         ));
     }
     let empty_config = wire.config.as_ref().is_some_and(|config| {
-        config.media_type == site::EMPTY_CONFIG_MEDIA_TYPE
-            && config.digest == site::EMPTY_CONFIG_DIGEST
-            && u64::try_from(config.size).ok() == Some(site::EMPTY_CONFIG.len() as u64)
+        config.media_type == site_archive::EMPTY_CONFIG_MEDIA_TYPE
+            && config.digest == site_archive::EMPTY_CONFIG_DIGEST
+            && u64::try_from(config.size).ok() == Some(site_archive::EMPTY_CONFIG.len() as u64)
     });
     if !empty_config {
         return Err(refuse(format!(
             "the config must be the empty descriptor ({}, {}, size {})",
-            site::EMPTY_CONFIG_MEDIA_TYPE,
-            site::EMPTY_CONFIG_DIGEST,
-            site::EMPTY_CONFIG.len()
+            site_archive::EMPTY_CONFIG_MEDIA_TYPE,
+            site_archive::EMPTY_CONFIG_DIGEST,
+            site_archive::EMPTY_CONFIG.len()
         )));
     }
     let layers = wire.layers.as_deref().unwrap_or_default();
     match layers {
-        [layer] if layer.media_type == site::ZIP_LAYER_MEDIA_TYPE && layer.urls.is_empty() => {}
-        [layer] if layer.media_type == site::ZIP_LAYER_MEDIA_TYPE => {
+        [layer]
+            if layer.media_type == site_archive::ZIP_LAYER_MEDIA_TYPE && layer.urls.is_empty() => {}
+        [layer] if layer.media_type == site_archive::ZIP_LAYER_MEDIA_TYPE => {
             return Err(refuse(
                 "the archive must be stored here, not at foreign urls".to_owned(),
             ));
@@ -262,13 +263,13 @@ fn site_layer(
             let types: Vec<&str> = layers.iter().map(|l| l.media_type.as_str()).collect();
             return Err(refuse(format!(
                 "it needs exactly one layer of type {}, not [{}]",
-                site::ZIP_LAYER_MEDIA_TYPE,
+                site_archive::ZIP_LAYER_MEDIA_TYPE,
                 types.join(", ")
             )));
         }
     }
     // What the deployer will read must be what was checked here.
-    site::read_site_manifest(body).map_err(|error| refuse(error.to_string()))
+    site_archive::read_site_manifest(body).map_err(|error| refuse(error.to_string()))
 }
 
 fn descriptor_well_formed(
@@ -387,9 +388,9 @@ mod tests {
     fn site(layers: &str) -> String {
         format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{}","config":{{"mediaType":"{}","digest":"{}","size":2,"data":"e30="}},"layers":{layers}}}"#,
-            site::SITE_ARTIFACT_TYPE,
-            site::EMPTY_CONFIG_MEDIA_TYPE,
-            site::EMPTY_CONFIG_DIGEST
+            site_archive::SITE_ARTIFACT_TYPE,
+            site_archive::EMPTY_CONFIG_MEDIA_TYPE,
+            site_archive::EMPTY_CONFIG_DIGEST
         )
     }
 
@@ -404,7 +405,8 @@ mod tests {
         let layer = parsed.site_archive.expect("a site artifact");
         assert_eq!((layer.digest.to_string().as_str(), layer.size), (D2, 3));
         assert_eq!(parsed.children.len(), 2, "the empty config and the archive");
-        let packed = site::site_manifest(&Digest::parse(D2).expect("digest"), 3, &BTreeMap::new());
+        let packed =
+            site_archive::site_manifest(&Digest::parse(D2).expect("digest"), 3, &BTreeMap::new());
         let parsed = parse(Some(OCI_MANIFEST), &packed).expect("what gantry push site writes");
         assert!(parsed.site_archive.is_some());
     }
@@ -414,7 +416,7 @@ mod tests {
         let parsed = parse(Some(OCI_MANIFEST), image("").as_bytes()).expect("valid");
         assert!(parsed.site_archive.is_none());
         let other = site(&format!("[{}]", zip_layer(D2))).replace(
-            site::SITE_ARTIFACT_TYPE,
+            site_archive::SITE_ARTIFACT_TYPE,
             "application/vnd.example.thing+zip",
         );
         let parsed = parse(Some(OCI_MANIFEST), other.as_bytes()).expect("valid");
@@ -456,14 +458,14 @@ mod tests {
         refused(
             "a real config",
             OCI_MANIFEST,
-            site(&one).replace(site::EMPTY_CONFIG_DIGEST, D1),
+            site(&one).replace(site_archive::EMPTY_CONFIG_DIGEST, D1),
             "the config must be the empty descriptor",
         );
         refused(
             "a config of another type",
             OCI_MANIFEST,
             site(&one).replace(
-                site::EMPTY_CONFIG_MEDIA_TYPE,
+                site_archive::EMPTY_CONFIG_MEDIA_TYPE,
                 "application/vnd.oci.image.config.v1+json",
             ),
             "the config must be the empty descriptor",
@@ -473,8 +475,8 @@ mod tests {
             OCI_MANIFEST,
             format!(
                 r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{}","digest":"{}","size":2}},"layers":{one}}}"#,
-                site::SITE_ARTIFACT_TYPE,
-                site::EMPTY_CONFIG_DIGEST
+                site_archive::SITE_ARTIFACT_TYPE,
+                site_archive::EMPTY_CONFIG_DIGEST
             ),
             "artifactType must name the type",
         );
@@ -489,7 +491,7 @@ mod tests {
             OCI_INDEX,
             format!(
                 r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","artifactType":"{}","manifests":[]}}"#,
-                site::SITE_ARTIFACT_TYPE
+                site_archive::SITE_ARTIFACT_TYPE
             ),
             "must be an application/vnd.oci.image.manifest.v1+json",
         );

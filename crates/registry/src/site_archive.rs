@@ -1,6 +1,6 @@
 //! Static-site archives are checked at push: before a site artifact's manifest is
 //! stored, its zip layer is streamed from the blob store into a temporary file and put
-//! through [`site::check`] (no escaping names, no links, bounded entry count, expanded
+//! through [`site_archive::check`] (no escaping names, no links, bounded entry count, expanded
 //! size and compression ratio, sizes and CRCs that hold). A refused archive leaves no
 //! manifest and no tag behind.
 
@@ -19,7 +19,7 @@ use crate::error::{ErrorCode, RegistryError};
 #[derive(Debug, Clone)]
 pub struct SiteArchiveChecks {
     /// What an archive may expand to (the same rules a deployment applies).
-    pub limits: site::ArchiveLimits,
+    pub limits: site_archive::ArchiveLimits,
     /// Largest archive accepted, in bytes, as stored (compressed).
     pub max_archive_bytes: u64,
     /// Archives checked at the same time; further pushes wait their turn.
@@ -32,7 +32,7 @@ pub struct SiteArchiveChecks {
 impl Default for SiteArchiveChecks {
     fn default() -> Self {
         SiteArchiveChecks {
-            limits: site::ArchiveLimits::default(),
+            limits: site_archive::ArchiveLimits::default(),
             max_archive_bytes: 2 << 30,
             concurrency: 2,
             temp_dir: None,
@@ -45,7 +45,7 @@ pub(crate) async fn check(
     registry: &Registry,
     repository: &Repository,
     name: &RepoName,
-    layer: &site::SiteLayer,
+    layer: &site_archive::SiteLayer,
 ) -> Result<(), RegistryError> {
     let settings = &registry.config.site_archives;
     let digest = &layer.digest;
@@ -91,7 +91,7 @@ pub(crate) async fn check(
     let copy = copy_to_temp_file(registry, digest, stored_size).await?;
     let limits = settings.limits;
     let checked = tokio::task::spawn_blocking(move || {
-        let checked = site::check(copy.path(), &limits);
+        let checked = site_archive::check(copy.path(), &limits);
         // Removing the copy is file I/O too: it happens here, off the async workers.
         drop(copy);
         checked
@@ -104,7 +104,7 @@ pub(crate) async fn check(
                 expanded_bytes = archive.expanded_bytes, "site archive checked");
             Ok(())
         }
-        Err(site::ArchiveError::Io(error)) if !is_archive_fault(&error) => Err(
+        Err(site_archive::ArchiveError::Io(error)) if !is_archive_fault(&error) => Err(
             RegistryError::internal("reading the copy of a site archive", error),
         ),
         Err(error) => {

@@ -22,14 +22,12 @@ use resources::{StaticSiteTarget, Target};
 use store::Store;
 use tokio::io::AsyncWriteExt;
 
-use crate::artifact::{SiteLayer, read_site_manifest};
-use crate::check::ArchiveLimits;
-use crate::check::{CheckedFile, check};
 use crate::destination::{Destination, S3Settings, SyncError};
 use crate::headers::DEFAULT_CACHE_CONTROL;
 use crate::invalidate::{InvalidationRequest, invalidate};
 use crate::sync::{DeployedRecord, SyncOptions};
-use crate::unpack::extract_files;
+use site_archive::extract_files;
+use site_archive::{ArchiveLimits, CheckedFile, SiteLayer, check, read_site_manifest};
 
 /// What the `static-site` target needs from the server's configuration
 /// (`[deploy.static_site]`).

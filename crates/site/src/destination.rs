@@ -28,7 +28,7 @@ use resources::{SecretRef, SiteDestination};
 use sha2::{Digest as _, Sha256};
 
 use crate::headers::FileHeaders;
-use crate::names::RECORDS_DIRECTORY;
+use site_archive::RECORDS_DIRECTORY;
 
 /// The object metadata key holding an object's SHA-256 (`x-amz-meta-gantry-sha256`).
 const SHA256_METADATA: &str = "gantry-sha256";

@@ -14,9 +14,9 @@ use std::path::Path;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use crate::check::CheckedFile;
 use crate::destination::{Destination, SyncError};
 use crate::headers::{FileHeaders, is_html};
+use site_archive::CheckedFile;
 
 /// The record of what the destination holds.
 pub const FILES_RECORD: &str = "files.json";

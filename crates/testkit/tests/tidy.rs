@@ -180,9 +180,13 @@ fn the_code_map_names_every_crate_and_every_file_it_names_exists() {
         })
         .collect();
     for (index, (at, name)) in bullets.iter().enumerate() {
+        // An entry ends at the next bullet, or at the next heading for the last one.
+        let heading = architecture[*at..]
+            .find("\n## ")
+            .map_or(architecture.len(), |offset| at + offset);
         let end = bullets
             .get(index + 1)
-            .map_or_else(|| architecture.len(), |(next, _)| *next);
+            .map_or(heading, |(next, _)| (*next).min(heading));
         let section = &architecture[*at..end];
         let Some((_, dir)) = crates.iter().find(|(crate_name, _)| crate_name == name) else {
             problems.push(format!(

@@ -81,7 +81,7 @@ pub(crate) async fn site_zip(
         .by_tag(stored.id, &tag)
         .await?
         .ok_or_else(missing)?;
-    let layer = site::read_site_manifest(&manifest.content).map_err(|error| {
+    let layer = site_archive::read_site_manifest(&manifest.content).map_err(|error| {
         ApiError::not_found(format!(
             "{repository}:{} is not a site build: {error}",
             tag.as_str()

@@ -142,18 +142,19 @@ fn incompressible(len: usize, seed: u64) -> Vec<u8> {
 
 /// `files` packed into a zip by the site packer, checked only under `limits`, so that
 /// what the packer would refuse by default can still be built.
-fn packed(files: &[(&str, &[u8])], limits: &site::ArchiveLimits) -> Vec<u8> {
+fn packed(files: &[(&str, &[u8])], limits: &site_archive::ArchiveLimits) -> Vec<u8> {
     let directory = tempfile::tempdir().expect("temporary directory");
     for (name, content) in files {
         std::fs::write(directory.path().join(name), content).expect("a file");
     }
-    let packed = site::pack(directory.path(), limits, &mut |_| {}).expect("the build packs");
+    let packed =
+        site_archive::pack(directory.path(), limits, &mut |_| {}).expect("the build packs");
     std::fs::read(packed.path()).expect("the packed archive")
 }
 
 /// No limit a packed test site could reach.
-fn unlimited() -> site::ArchiveLimits {
-    site::ArchiveLimits {
+fn unlimited() -> site_archive::ArchiveLimits {
+    site_archive::ArchiveLimits {
         max_entries: u64::MAX,
         max_expanded_bytes: u64::MAX,
         max_ratio: u64::MAX,
@@ -164,8 +165,8 @@ fn unlimited() -> site::ArchiveLimits {
 /// The manifest `gantry push site` writes for `zip`.
 fn site_manifest_of(zip: &[u8]) -> Manifest {
     Manifest::from_bytes(
-        site::OCI_IMAGE_MANIFEST,
-        site::site_manifest(
+        site_archive::OCI_IMAGE_MANIFEST,
+        site_archive::site_manifest(
             &Digest::sha256_of(zip),
             zip.len() as u64,
             &Default::default(),
@@ -175,7 +176,12 @@ fn site_manifest_of(zip: &[u8]) -> Manifest {
 
 /// Pushes `zip` and the empty config as blobs, then its site manifest as `tag`.
 async fn push_site_archive(app: &TestApp, tag: &str, zip: &[u8]) -> (Manifest, TestResponse) {
-    push_blob(app, REPOSITORY, &Blob::new(site::EMPTY_CONFIG.to_vec())).await;
+    push_blob(
+        app,
+        REPOSITORY,
+        &Blob::new(site_archive::EMPTY_CONFIG.to_vec()),
+    )
+    .await;
     push_blob(app, REPOSITORY, &Blob::new(zip.to_vec())).await;
     let manifest = site_manifest_of(zip);
     let response = put_manifest(app, REPOSITORY, tag, &manifest).await;
@@ -218,7 +224,7 @@ async fn assert_nothing_stored(app: &TestApp, label: &str, manifest: &Manifest, 
 fn small_limits_config() -> RegistryConfig {
     RegistryConfig {
         site_archives: SiteArchiveChecks {
-            limits: site::ArchiveLimits {
+            limits: site_archive::ArchiveLimits {
                 max_entries: 8,
                 max_expanded_bytes: 64 << 10,
                 max_ratio: 10,
@@ -360,7 +366,7 @@ registry_tests! {
     async fn a_site_manifest_with_two_layers_or_another_layer_type_is_refused(app) {
         let zip = raw_zip(&[RawEntry::file("index.html", b"<h1>hello</h1>")]);
         let second = raw_zip(&[RawEntry::file("other.html", b"<h1>other</h1>")]);
-        let config = Blob::new(site::EMPTY_CONFIG.to_vec());
+        let config = Blob::new(site_archive::EMPTY_CONFIG.to_vec());
         push_blob(&app, REPOSITORY, &config).await;
         push_blob(&app, REPOSITORY, &Blob::new(zip.clone())).await;
         push_blob(&app, REPOSITORY, &Blob::new(second.clone())).await;
@@ -368,8 +374,8 @@ registry_tests! {
             Manifest::from_json(&json!({
                 "schemaVersion": 2,
                 "mediaType": OCI_MANIFEST,
-                "artifactType": site::SITE_ARTIFACT_TYPE,
-                "config": config.descriptor(site::EMPTY_CONFIG_MEDIA_TYPE),
+                "artifactType": site_archive::SITE_ARTIFACT_TYPE,
+                "config": config.descriptor(site_archive::EMPTY_CONFIG_MEDIA_TYPE),
                 "layers": layers,
             }))
         };
@@ -397,7 +403,7 @@ registry_tests! {
                 Manifest::from_json(&json!({
                     "schemaVersion": 2,
                     "mediaType": OCI_MANIFEST,
-                    "artifactType": site::SITE_ARTIFACT_TYPE,
+                    "artifactType": site_archive::SITE_ARTIFACT_TYPE,
                     "config": config.descriptor("application/vnd.oci.image.config.v1+json"),
                     "layers": [Blob::new(zip.clone()).descriptor("application/zip")],
                 })),
@@ -419,11 +425,11 @@ registry_tests! {
 
     async fn a_site_manifest_whose_layer_size_disagrees_with_the_blob_is_refused(app) {
         let zip = raw_zip(&[RawEntry::file("index.html", b"<h1>hello</h1>")]);
-        push_blob(&app, REPOSITORY, &Blob::new(site::EMPTY_CONFIG.to_vec())).await;
+        push_blob(&app, REPOSITORY, &Blob::new(site_archive::EMPTY_CONFIG.to_vec())).await;
         push_blob(&app, REPOSITORY, &Blob::new(zip.clone())).await;
         let manifest = Manifest::from_bytes(
-            site::OCI_IMAGE_MANIFEST,
-            site::site_manifest(&Digest::sha256_of(&zip), zip.len() as u64 + 1, &Default::default()),
+            site_archive::OCI_IMAGE_MANIFEST,
+            site_archive::site_manifest(&Digest::sha256_of(&zip), zip.len() as u64 + 1, &Default::default()),
         );
         let response = put_manifest(&app, REPOSITORY, "lying", &manifest).await;
         assert_refused(
@@ -437,7 +443,7 @@ registry_tests! {
     async fn a_site_archive_of_another_repository_is_not_read(app) {
         let zip = raw_zip(&[RawEntry::symlink("passwd", "/etc/passwd")]);
         push_blob(&app, "acme/elsewhere", &Blob::new(zip.clone())).await;
-        push_blob(&app, REPOSITORY, &Blob::new(site::EMPTY_CONFIG.to_vec())).await;
+        push_blob(&app, REPOSITORY, &Blob::new(site_archive::EMPTY_CONFIG.to_vec())).await;
         let manifest = site_manifest_of(&zip);
         let response = put_manifest(&app, REPOSITORY, "borrowed", &manifest).await;
         assert_error(&response, StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN");
@@ -452,14 +458,14 @@ registry_tests! {
         assert_status(&get(&app, &format!("/v2/{REPOSITORY}/manifests/{}", image.manifest.digest)).await, StatusCode::OK);
         // An artifact of another type whose application/zip layer would be refused as a site.
         let hostile = raw_zip(&[RawEntry::file("../x", b"escaped")]);
-        let config = Blob::new(site::EMPTY_CONFIG.to_vec());
+        let config = Blob::new(site_archive::EMPTY_CONFIG.to_vec());
         push_blob(&app, REPOSITORY, &config).await;
         push_blob(&app, REPOSITORY, &Blob::new(hostile.clone())).await;
         let other = Manifest::from_json(&json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "artifactType": "application/vnd.example.bundle.v1+zip",
-            "config": config.descriptor(site::EMPTY_CONFIG_MEDIA_TYPE),
+            "config": config.descriptor(site_archive::EMPTY_CONFIG_MEDIA_TYPE),
             "layers": [Blob::new(hostile).descriptor("application/zip")],
         }));
         let response = put_manifest(&app, REPOSITORY, "bundle", &other).await;

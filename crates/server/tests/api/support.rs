@@ -414,18 +414,23 @@ pub(crate) async fn push_site(
         std::fs::create_dir_all(path.parent().expect("a parent")).expect("directories");
         std::fs::write(path, content).expect("a file");
     }
-    let packed = site::pack(
+    let packed = site_archive::pack(
         directory.path(),
-        &site::ArchiveLimits::default(),
+        &site_archive::ArchiveLimits::default(),
         &mut |_| {},
     )
     .expect("the build packs");
     let zip = std::fs::read(packed.path()).expect("the packed archive");
-    push_blob(app, repository, &Blob::new(site::EMPTY_CONFIG.to_vec())).await;
+    push_blob(
+        app,
+        repository,
+        &Blob::new(site_archive::EMPTY_CONFIG.to_vec()),
+    )
+    .await;
     push_blob(app, repository, &Blob::new(zip.clone())).await;
     let manifest = Manifest::from_bytes(
-        site::OCI_IMAGE_MANIFEST,
-        site::site_manifest(&packed.digest, packed.size, &Default::default()),
+        site_archive::OCI_IMAGE_MANIFEST,
+        site_archive::site_manifest(&packed.digest, packed.size, &Default::default()),
     );
     push_manifest(app, repository, tag, &manifest).await;
     (manifest, zip)
