@@ -6,13 +6,8 @@
 //! target's timeout its whole process group is killed, so helpers it started do not
 //! outlive it.
 
-use std::process::Stdio;
-
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use resources::Target;
 use store::DeploymentOrder;
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::ChildEnvironment;
 use crate::deployer::{DeployContext, DeployError, DeployFuture, Deployer};
@@ -56,56 +51,28 @@ impl Deployer for CommandDeployer {
                 .args(&target.args)
                 .env_clear()
                 .envs(self.environment.iter())
-                .envs(variables(order, image))
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                // Its own process group, so a timeout can end everything it started.
-                .process_group(0)
-                .kill_on_drop(true);
-            let mut child = command
-                .spawn()
-                .map_err(|e| DeployError::Failed(format!("cannot run {}: {e}", target.program)))?;
-            let group = child.id().map(|id| Pid::from_raw(id.cast_signed()));
-            let stdout = child.stdout.take();
-            let stderr = child.stderr.take();
-            let output = async { tokio::join!(tail(stdout), tail(stderr)) };
-            let outcome = tokio::time::timeout(target.timeout, async {
-                let (status, output) = tokio::join!(child.wait(), output);
-                (status, output)
-            })
-            .await;
-            match outcome {
-                Ok((Ok(status), (stdout, stderr))) => {
-                    let output = describe_output(&stdout, &stderr);
+                .envs(variables(order, image));
+            let bounds = crate::process::Bounds {
+                timeout: target.timeout,
+                stdout_bytes: OUTPUT_TAIL_BYTES,
+                stderr_bytes: OUTPUT_TAIL_BYTES,
+            };
+            match crate::process::run(&mut command, None, bounds).await {
+                Ok(finished) => {
+                    let output = describe_output(&finished.stdout, &finished.stderr);
                     for line in output.lines().filter(|line| !line.is_empty()) {
                         job.log.line(line);
                     }
-                    if status.success() {
+                    if finished.status.success() {
                         Ok(format!("{} exited 0{output}", target.program))
                     } else {
                         Err(DeployError::Failed(format!(
-                            "{} {status}{output}",
-                            target.program
+                            "{} {}{output}",
+                            target.program, finished.status
                         )))
                     }
                 }
-                Ok((Err(error), _)) => Err(DeployError::Failed(format!(
-                    "waiting for {}: {error}",
-                    target.program
-                ))),
-                Err(_) => {
-                    if let Some(group) = group {
-                        // The group may be gone already; either way nothing of it is left.
-                        let _ = killpg(group, Signal::SIGKILL);
-                    }
-                    let _ = child.wait().await;
-                    Err(DeployError::Failed(format!(
-                        "{} did not finish within {} s; its process group was killed",
-                        target.program,
-                        target.timeout.as_secs()
-                    )))
-                }
+                Err(error) => Err(DeployError::Failed(error.about(&target.program))),
             }
         })
     }
@@ -133,26 +100,6 @@ fn variables(order: &DeploymentOrder, image: &str) -> Vec<(&'static str, String)
         variables.push(("GANTRY_TAG", tag.clone()));
     }
     variables
-}
-
-/// Reads a stream to its end, keeping its last [`OUTPUT_TAIL_BYTES`].
-async fn tail(stream: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
-    let Some(mut stream) = stream else {
-        return Vec::new();
-    };
-    let mut kept = Vec::new();
-    let mut buffer = [0u8; 8192];
-    loop {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return kept,
-            Ok(read) => {
-                kept.extend_from_slice(&buffer[..read]);
-                if kept.len() > OUTPUT_TAIL_BYTES {
-                    kept.drain(..kept.len() - OUTPUT_TAIL_BYTES);
-                }
-            }
-        }
-    }
 }
 
 /// `; output: …` for the record, empty when the program said nothing.

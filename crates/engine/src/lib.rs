@@ -21,6 +21,7 @@ mod deployer;
 mod environment;
 mod error;
 mod jobs;
+pub mod process;
 mod provenance;
 mod reconcile;
 mod secrets;

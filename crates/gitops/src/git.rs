@@ -11,12 +11,11 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::io::AsyncWriteExt;
+/// The most git may print on stdout (a file it shows, a listing) before the call
+/// fails rather than hold more.
+const MAX_STDOUT_BYTES: usize = 64 << 20;
 
 /// How much of git's stderr an error keeps (the end of it).
 const STDERR_TAIL_BYTES: usize = 4 * 1024;
@@ -232,69 +231,41 @@ impl Git {
             .env("GIT_COMMITTER_NAME", &self.author_name)
             .env("GIT_COMMITTER_EMAIL", &self.author_email)
             .env("GIT_CONFIG_COUNT", self.config.len().to_string())
-            .envs(self.variables.iter().map(|(name, value)| (name, value)))
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a timeout also ends the ssh or helper it started.
-            .process_group(0)
-            .kill_on_drop(true);
+            .envs(self.variables.iter().map(|(name, value)| (name, value)));
         for (index, (key, value)) in self.config.iter().enumerate() {
             command
                 .env(format!("GIT_CONFIG_KEY_{index}"), key)
                 .env(format!("GIT_CONFIG_VALUE_{index}"), value);
         }
-        let mut child = command
-            .spawn()
-            .map_err(|error| GitError::Spawn(error.to_string()))?;
-        let group = child.id().map(|id| Pid::from_raw(id.cast_signed()));
-        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-            // A git that exits before reading its input fails below with its own message.
-            let _ = stdin.write_all(input.as_bytes()).await;
-            drop(stdin);
-        }
-        match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
-            Ok(Ok(output)) => {
-                let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-                if output.status.success() {
-                    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-                } else {
-                    Err(GitError::Exited {
-                        command: described,
-                        status: output.status.to_string(),
-                        stderr: tail(stderr.trim()),
-                    })
-                }
+        let bounds = engine::process::Bounds {
+            timeout: self.timeout,
+            stdout_bytes: MAX_STDOUT_BYTES,
+            stderr_bytes: STDERR_TAIL_BYTES,
+        };
+        match engine::process::run(&mut command, input.map(str::as_bytes), bounds).await {
+            Ok(finished) if finished.stdout_cut => Err(GitError::Exited {
+                command: described,
+                status: finished.status.to_string(),
+                stderr: format!("its output exceeded {MAX_STDOUT_BYTES} bytes"),
+            }),
+            Ok(finished) if finished.status.success() => {
+                Ok(String::from_utf8_lossy(&finished.stdout).into_owned())
             }
-            Ok(Err(error)) => Err(GitError::Spawn(error.to_string())),
-            Err(_) => {
-                if let Some(group) = group {
-                    // The group may be gone already; nothing else to do then.
-                    let _ = killpg(group, Signal::SIGKILL);
-                }
-                Err(GitError::TimedOut {
+            Ok(finished) => {
+                let stderr = String::from_utf8_lossy(&finished.stderr).into_owned();
+                Err(GitError::Exited {
                     command: described,
-                    seconds: self.timeout.as_secs(),
+                    status: finished.status.to_string(),
+                    stderr: engine::process::text_tail(stderr.trim(), STDERR_TAIL_BYTES),
                 })
             }
+            Err(engine::process::RunError::TimedOut(_)) => Err(GitError::TimedOut {
+                command: described,
+                seconds: self.timeout.as_secs(),
+            }),
+            Err(error) => Err(GitError::Spawn(error.to_string())),
         }
     }
-}
-
-/// The end of `text`, at most [`STDERR_TAIL_BYTES`], cut at a character boundary.
-fn tail(text: &str) -> String {
-    if text.len() <= STDERR_TAIL_BYTES {
-        return text.to_owned();
-    }
-    let mut start = text.len() - STDERR_TAIL_BYTES;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("…{}", &text[start..])
 }
 
 #[cfg(test)]
@@ -423,7 +394,7 @@ mod tests {
     #[test]
     fn long_stderr_keeps_its_end() {
         let text = format!("{}END", "é".repeat(STDERR_TAIL_BYTES));
-        let kept = tail(&text);
+        let kept = engine::process::text_tail(&text, STDERR_TAIL_BYTES);
         assert!(kept.ends_with("END"));
         assert!(kept.len() <= STDERR_TAIL_BYTES + "…".len());
     }

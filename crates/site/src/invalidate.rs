@@ -5,12 +5,9 @@
 //! else of the server's environment beyond `PATH`, `HOME` and the locale, and killed
 //! with its whole process group past the timeout.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use resources::InvalidationHook;
 
 /// The paths every invalidation covers.
@@ -134,45 +131,26 @@ async fn run(
             ("GANTRY_DEPLOYMENT_ID", request.deployment_id.to_string()),
             ("GANTRY_DESTINATION", request.destination.clone()),
             ("GANTRY_INVALIDATE_PATHS", INVALIDATED_PATHS.to_owned()),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a timeout ends everything it started.
-        .process_group(0)
-        .kill_on_drop(true);
-    let child = command
-        .spawn()
-        .map_err(|error| InvalidationError::failed(format!("cannot run {program}: {error}")))?;
-    let group = child.id().map(|id| Pid::from_raw(id.cast_signed()));
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) if output.status.success() => Ok(format!("{program} exited 0")),
-        Ok(Ok(output)) => {
-            let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
-            text.push_str(&String::from_utf8_lossy(&output.stdout));
-            let text = text.trim();
-            let start = text.len().saturating_sub(OUTPUT_TAIL_BYTES);
-            let start = (start..=text.len())
-                .find(|&index| text.is_char_boundary(index))
-                .unwrap_or(text.len());
+        ]);
+    let bounds = engine::process::Bounds {
+        timeout,
+        stdout_bytes: OUTPUT_TAIL_BYTES,
+        stderr_bytes: OUTPUT_TAIL_BYTES,
+    };
+    match engine::process::run(&mut command, None, bounds).await {
+        Ok(finished) if finished.status.success() => Ok(format!("{program} exited 0")),
+        Ok(finished) => {
+            let mut text = String::from_utf8_lossy(&finished.stderr).into_owned();
+            text.push_str(&String::from_utf8_lossy(&finished.stdout));
             Err(InvalidationError::failed(format!(
                 "the invalidation command {program} {}: {}",
-                output.status,
-                &text[start..]
+                finished.status,
+                engine::process::text_tail(text.trim(), OUTPUT_TAIL_BYTES)
             )))
         }
-        Ok(Err(error)) => Err(InvalidationError::failed(format!(
-            "waiting for {program}: {error}"
-        ))),
-        Err(_) => {
-            if let Some(group) = group {
-                // The group may be gone already; either way nothing of it is left.
-                let _ = killpg(group, Signal::SIGKILL);
-            }
-            Err(InvalidationError::transient(format!(
-                "the invalidation command {program} did not finish within {} s; its process group was killed",
-                timeout.as_secs()
-            )))
-        }
+        Err(error @ engine::process::RunError::TimedOut(_)) => Err(InvalidationError::transient(
+            format!("the invalidation command {}", error.about(program)),
+        )),
+        Err(error) => Err(InvalidationError::failed(error.about(program))),
     }
 }

@@ -41,7 +41,7 @@ impl Default for StoreOptions {
 /// single-connection writer pool (no `SQLITE_BUSY` between our own writers) and a
 /// separate reader pool that WAL mode lets run beside it.
 #[derive(Clone)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite {
         writer: SqlitePool,
         reader: SqlitePool,

@@ -6,9 +6,15 @@
 //! parameters, `ON CONFLICT`, `RETURNING`) and compiled twice by [`with_pool!`], so the
 //! two backends cannot drift apart; only the migrations are per backend.
 //!
-//! The API is split by aggregate: [`Store::repositories`], [`Store::blobs`],
-//! [`Store::manifests`], [`Store::uploads`], [`Store::users`], [`Store::audit`] and
-//! [`Store::resources`] (declared pipelines and applications).
+//! The API is split by aggregate: the registry's [`Store::repositories`],
+//! [`Store::blobs`], [`Store::manifests`] and [`Store::uploads`]; [`Store::resources`]
+//! (declared pipelines, applications and trust policies); [`Store::evidence`] (builds
+//! and check reports); [`Store::promotions`] (promotions, approvals, deployments and
+//! environments); [`Store::jobs`] (durable deploy jobs, their logs and webhook
+//! reports); [`Store::users`] and [`Store::access`] (people, CI identities, tokens,
+//! OIDC exchanges, server secrets); and [`Store::audit`], the hash-chained log every
+//! change appends to in its own transaction. The backend enum is private to this
+//! crate.
 
 mod access;
 mod audit;
@@ -26,7 +32,8 @@ mod users;
 
 pub use access::{Access, ExchangeOutcome, OidcExchange};
 pub use audit::{Audit, AuditEntry, ChainVerdict, NewAuditEntry, canonical_json};
-pub use backend::{Backend, StoreOptions};
+pub(crate) use backend::Backend;
+pub use backend::StoreOptions;
 pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
 pub use domain::RoleGrant;
 pub use error::StoreError;

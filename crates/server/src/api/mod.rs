@@ -1,7 +1,10 @@
-//! The JSON API under `/api/v1`: declared resources (`apply`, list, get), the audit
-//! log (verify, export), and
-//! the OpenAPI document that describes it, generated from these handlers and the wire
-//! types in `types` by `utoipa`.
+//! The JSON API under `/api/v1` (and `/params`, `/builds`): declared resources
+//! (`apply`, list, get), builds, checks, promotions and their decisions, deployments
+//! with their jobs, logs and webhook callbacks, rollbacks and holds, application
+//! status, history and artifacts, environment parameters, users and tokens, DORA
+//! metrics, admission, the OIDC exchange, the audit log (verify, export), and the
+//! OpenAPI document that describes it, generated from these handlers and the wire
+//! types in `types` and `promotion_types` by `utoipa`.
 //!
 //! Callers authenticate with the registry's tokens (`Authorization: Bearer …` or
 //! Basic) and every handler asks `auth::authorize` before it acts. Errors leave only as

@@ -1,8 +1,9 @@
 //! The promotion API: build notifications, check reports, promotions and their
-//! approvals, rollbacks and holds, application status and history, users and DORA
-//! metrics. Every handler authenticates the caller, turns them into an
-//! [`engine::Actor`] and lets the engine decide; this module only translates between
-//! JSON and the engine.
+//! approvals, rollbacks, holds and drift reports, application status, history and
+//! artifacts. Every handler that changes something authenticates the caller, turns
+//! them into an [`engine::Actor`] and lets the engine decide; the reads (status,
+//! history, an artifact) authorize `resources:read` and assemble their views from the
+//! store here.
 
 use std::collections::BTreeMap;
 
