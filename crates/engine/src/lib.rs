@@ -15,6 +15,7 @@
 //! ([`Actor`]); the store adds the rules that need the promotion's state (no
 //! self-approval, no approval by the build's actors, the gate's roles).
 
+mod actor;
 mod admission;
 mod command;
 mod deployer;
@@ -27,18 +28,16 @@ mod reconcile;
 mod secrets;
 mod webhook;
 
-use std::collections::BTreeSet;
-
-use domain::RoleGrant;
-use domain::pipeline::{AppName, EnvName, GrantScope, Role, roles_granted};
+use domain::pipeline::{AppName, EnvName, GrantScope};
 use domain::{Digest, ResourceKind};
 use resources::{Application, DeclaredPipeline};
 use store::{
     Build, CheckReport, ConfigRevision, Decided, Decider, Deployment, DeploymentOrder,
     EvidenceOutcome, FlakyPolicy, Hold, NewCheck, Promotion, PromotionRequest, Provenance,
-    StagePlan, Store, StoreOutcome, UserRecord,
+    StagePlan, Store, StoreOutcome,
 };
 
+pub use actor::{Actor, Permission};
 pub use admission::{Admission, parse_image};
 pub use command::CommandDeployer;
 pub use deployer::{
@@ -54,53 +53,6 @@ pub use webhook::{Callbacks, WebhookDeployer, signature as webhook_signature};
 
 /// How many times a decision is retried when a concurrent apply changed the plan.
 const STALE_RETRIES: usize = 5;
-
-/// The caller, as the engine judges them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    pub name: String,
-    pub admin: bool,
-    /// A CI identity.
-    pub ci: bool,
-    pub user: Option<UserRecord>,
-    /// The grants of a scoped token (an OIDC exchange), which replace the user's.
-    pub scope: Option<Vec<RoleGrant>>,
-}
-
-impl Actor {
-    fn grants(&self) -> &[RoleGrant] {
-        match (&self.scope, &self.user) {
-            (Some(scope), _) => scope,
-            (None, Some(user)) => &user.roles,
-            (None, None) => &[],
-        }
-    }
-
-    /// The roles that apply to `application` in `scope`.
-    pub fn roles_for(&self, application: &str, scope: GrantScope<'_>) -> BTreeSet<Role> {
-        roles_granted(self.grants(), self.admin, application, scope)
-    }
-
-    /// Whether the actor holds a deploying role covering `environment` — for a CI
-    /// identity, through a grant naming it (a deploy job's trust policy), so a build
-    /// identity's application-wide grant never does.
-    fn may_deploy_to(&self, application: &str, environment: &str) -> bool {
-        let scope = if self.ci {
-            GrantScope::NamedEnvironment(environment)
-        } else {
-            GrantScope::Environment(environment)
-        };
-        self.has_any(application, scope, &Role::DEPLOYING)
-    }
-
-    fn has_any(&self, application: &str, scope: GrantScope<'_>, wanted: &[Role]) -> bool {
-        self.admin
-            || self
-                .roles_for(application, scope)
-                .iter()
-                .any(|role| wanted.contains(role))
-    }
-}
 
 /// A promotion as requested through the API or CLI.
 #[derive(Debug, Clone)]
@@ -388,12 +340,7 @@ impl Engine {
         provenance: Provenance,
     ) -> Result<Notified, EngineError> {
         let loaded = self.load(application).await?;
-        if !actor.has_any(application, GrantScope::WholeApplication, &Role::DEPLOYING) {
-            return Err(EngineError::Forbidden(format!(
-                "{} may not notify builds of {application}: it needs the developer, platform or admin role for the whole application (permission builds:notify)",
-                actor.name
-            )));
-        }
+        actor.require(Permission::NotifyBuilds { application })?;
         let provenance = provenance::complete(
             &self.store,
             &self.blobs,
@@ -459,16 +406,9 @@ impl Engine {
         check: &CheckRequest<'_>,
     ) -> Result<CheckReport, EngineError> {
         let loaded = self.load(check.application).await?;
-        if !actor.has_any(
-            check.application,
-            GrantScope::WholeApplication,
-            &Role::DEPLOYING,
-        ) {
-            return Err(EngineError::Forbidden(format!(
-                "{} may not report checks on {}: it needs the developer, platform or admin role for the whole application (permission checks:report)",
-                actor.name, check.application
-            )));
-        }
+        actor.require(Permission::ReportChecks {
+            application: check.application,
+        })?;
         domain::pipeline::CheckName::parse(check.name)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let findings = match check.report {
@@ -514,24 +454,12 @@ impl Engine {
         actor: &Actor,
         request: &PromoteRequest<'_>,
     ) -> Result<Requested, EngineError> {
-        if !actor.may_deploy_to(request.application, request.environment) {
-            let (application, environment) = (request.application, request.environment);
-            return Err(EngineError::Forbidden(if actor.ci {
-                format!(
-                    "{} is a CI identity: it promotes into {application}/{environment} only with a grant naming that environment (permission promote:{application}/{environment})",
-                    actor.name
-                )
-            } else {
-                format!(
-                    "{} may not promote {application} into {environment}: it needs the developer, platform or admin role for that environment (permission promote:{application}/{environment})",
-                    actor.name
-                )
-            }));
-        }
-        if request.override_reason.is_some() && !actor.admin {
-            return Err(EngineError::Forbidden(
-                "only an admin may override a gate (break-glass)".to_owned(),
-            ));
+        actor.require(Permission::Promote {
+            application: request.application,
+            environment: request.environment,
+        })?;
+        if request.override_reason.is_some() {
+            actor.require(Permission::Override)?;
         }
         if let Some(reason) = request.override_reason
             && reason.trim().is_empty()
@@ -589,13 +517,42 @@ impl Engine {
         })
     }
 
-    /// Approves (`approve`) or rejects a promotion as `actor`.
-    pub async fn decide(
+    /// Approves a promotion as `actor`, with an optional comment; deploys it when that
+    /// opens its gate.
+    pub async fn approve(
         &self,
         actor: &Actor,
         id: i64,
-        approve: bool,
         comment: Option<&str>,
+    ) -> Result<Promotion, EngineError> {
+        self.decide(
+            actor,
+            id,
+            comment.map_or(Verdict::Approve(None), |c| Verdict::Approve(Some(c))),
+        )
+        .await
+    }
+
+    /// Rejects a promotion as `actor`, ending it with `reason` (which it needs).
+    pub async fn reject(
+        &self,
+        actor: &Actor,
+        id: i64,
+        reason: &str,
+    ) -> Result<Promotion, EngineError> {
+        if reason.trim().is_empty() {
+            return Err(EngineError::Invalid(
+                "a rejection needs a reason".to_owned(),
+            ));
+        }
+        self.decide(actor, id, Verdict::Reject(reason)).await
+    }
+
+    async fn decide(
+        &self,
+        actor: &Actor,
+        id: i64,
+        verdict: Verdict<'_>,
     ) -> Result<Promotion, EngineError> {
         let promotion = self.promotion(id).await?;
         let roles = actor.roles_for(
@@ -614,11 +571,15 @@ impl Engine {
                 &promotion.application,
                 &promotion.environment,
                 |plan| async move {
-                    Ok(self
-                        .store
-                        .promotions()
-                        .decide(&plan, id, decider, approve, comment)
-                        .await?)
+                    let promotions = self.store.promotions();
+                    Ok(match verdict {
+                        Verdict::Approve(comment) => {
+                            promotions.approve(&plan, id, decider, comment).await?
+                        }
+                        Verdict::Reject(reason) => {
+                            promotions.reject(&plan, id, decider, reason).await?
+                        }
+                    })
                 },
             )
             .await?;
@@ -633,12 +594,10 @@ impl Engine {
         reason: Option<&str>,
     ) -> Result<Promotion, EngineError> {
         let promotion = self.promotion(id).await?;
-        if promotion.requested_by != actor.name && !actor.admin {
-            return Err(EngineError::Forbidden(format!(
-                "only {} (who requested it) or an admin may cancel promotion {id}",
-                promotion.requested_by
-            )));
-        }
+        actor.require(Permission::Cancel {
+            id,
+            requester: &promotion.requested_by,
+        })?;
         error::from_outcome(
             self.store
                 .promotions()
@@ -656,18 +615,10 @@ impl Engine {
         request: &RollbackRequest<'_>,
     ) -> Result<RolledBack, EngineError> {
         let (application, environment) = (request.application, request.environment);
-        if actor.ci
-            || !actor.has_any(
-                application,
-                GrantScope::Environment(environment),
-                &Role::DEPLOYING,
-            )
-        {
-            return Err(EngineError::Forbidden(format!(
-                "{} may not roll back {application}/{environment}: it needs the developer, platform or admin role for that environment (permission rollback:{application}/{environment})",
-                actor.name
-            )));
-        }
+        actor.require(Permission::Rollback {
+            application,
+            environment,
+        })?;
         if let Some(key) = request.idempotency_key
             && (key.is_empty() || key.len() > 255)
         {
@@ -727,12 +678,10 @@ impl Engine {
     ) -> Result<store::Observation, EngineError> {
         let loaded = self.load(application).await?;
         self.plan(&loaded, environment)?;
-        if !actor.may_deploy_to(application, environment) {
-            return Err(EngineError::Forbidden(format!(
-                "{} may not report what {application}/{environment} runs: it needs the developer, platform or admin role for that environment (permission observe:{application}/{environment})",
-                actor.name
-            )));
-        }
+        actor.require(Permission::Observe {
+            application,
+            environment,
+        })?;
         Ok(self
             .store
             .promotions()
@@ -740,38 +689,54 @@ impl Engine {
             .await?)
     }
 
-    /// Holds an environment (auto-promotion stays out) or releases its hold.
+    /// Holds an environment: auto-promotion stays out until it is released. A hold
+    /// needs a reason.
     pub async fn hold(
         &self,
         actor: &Actor,
         application: &str,
         environment: &str,
-        reason: Option<&str>,
-    ) -> Result<Option<Hold>, EngineError> {
-        let loaded = self.load(application).await?;
-        self.plan(&loaded, environment)?;
-        if actor.ci
-            || !actor.has_any(
-                application,
-                GrantScope::Environment(environment),
-                &Role::DEPLOYING,
-            )
-        {
-            return Err(EngineError::Forbidden(format!(
-                "{} may not hold or release {application}/{environment}: it needs the developer, platform or admin role for that environment (permission hold:{application}/{environment})",
-                actor.name
-            )));
-        }
-        if let Some(reason) = reason
-            && reason.trim().is_empty()
-        {
+        reason: &str,
+    ) -> Result<Hold, EngineError> {
+        self.may_hold(actor, application, environment).await?;
+        if reason.trim().is_empty() {
             return Err(EngineError::Invalid("a hold needs a reason".to_owned()));
         }
         Ok(self
             .store
             .promotions()
-            .set_hold(application, environment, &actor.name, reason)
+            .hold(application, environment, &actor.name, reason)
             .await?)
+    }
+
+    /// Releases an environment's hold (nothing changes when it is not held).
+    pub async fn release(
+        &self,
+        actor: &Actor,
+        application: &str,
+        environment: &str,
+    ) -> Result<(), EngineError> {
+        self.may_hold(actor, application, environment).await?;
+        Ok(self
+            .store
+            .promotions()
+            .release(application, environment, &actor.name)
+            .await?)
+    }
+
+    /// Whether `actor` may hold or release `application/environment`, which exists.
+    async fn may_hold(
+        &self,
+        actor: &Actor,
+        application: &str,
+        environment: &str,
+    ) -> Result<(), EngineError> {
+        let loaded = self.load(application).await?;
+        self.plan(&loaded, environment)?;
+        actor.require(Permission::Hold {
+            application,
+            environment,
+        })
     }
 
     /// May `image` run in `environment`? Only digests deployed there successfully pass.
@@ -1152,6 +1117,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// A person's decision on a promotion.
+#[derive(Debug, Clone, Copy)]
+enum Verdict<'a> {
+    /// With an optional comment.
+    Approve(Option<&'a str>),
+    /// With the reason, which ends the promotion.
+    Reject(&'a str),
 }
 
 enum AutoOutcome {

@@ -1197,10 +1197,31 @@ impl Promotions<'_> {
         })
     }
 
-    /// Records `decider`'s approval (bound to the promotion's digest, environment and
-    /// config revision) or rejection (ending the promotion with `comment` as the
-    /// reason), re-evaluating the gate after an approval.
-    pub async fn decide(
+    /// Records `decider`'s approval, bound to the promotion's digest, environment and
+    /// config revision, and evaluates the gate again.
+    pub async fn approve(
+        &self,
+        plan: &StagePlan,
+        id: i64,
+        decider: &Decider<'_>,
+        comment: Option<&str>,
+    ) -> Result<StoreOutcome<Decided>, StoreError> {
+        self.decide(plan, id, decider, true, comment).await
+    }
+
+    /// Records `decider`'s rejection, which ends the promotion with `reason`.
+    pub async fn reject(
+        &self,
+        plan: &StagePlan,
+        id: i64,
+        decider: &Decider<'_>,
+        reason: &str,
+    ) -> Result<StoreOutcome<Decided>, StoreError> {
+        self.decide(plan, id, decider, false, Some(reason)).await
+    }
+
+    /// An approval (`approve`) or a rejection, in one transaction.
+    async fn decide(
         &self,
         plan: &StagePlan,
         id: i64,
@@ -1722,9 +1743,38 @@ impl Promotions<'_> {
         })
     }
 
-    /// Holds an environment (`Some(reason)`) or releases its hold (`None`).
-    /// Returns the hold now in place.
-    pub async fn set_hold(
+    /// Holds an environment: auto-promotion stays out until it is released.
+    pub async fn hold(
+        &self,
+        application: &str,
+        environment: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Hold, StoreError> {
+        let hold = self
+            .set_hold(application, environment, actor, Some(reason))
+            .await?;
+        Ok(hold.unwrap_or_else(|| Hold {
+            reason: reason.to_owned(),
+            by: actor.to_owned(),
+            at: crate::now_millis(),
+        }))
+    }
+
+    /// Releases an environment's hold (audited only when there was one).
+    pub async fn release(
+        &self,
+        application: &str,
+        environment: &str,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        self.set_hold(application, environment, actor, None).await?;
+        Ok(())
+    }
+
+    /// Holds an environment (`Some(reason)`) or releases its hold (`None`), in one
+    /// audited transaction. Returns the hold now in place.
+    async fn set_hold(
         &self,
         application: &str,
         environment: &str,

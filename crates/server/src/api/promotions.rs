@@ -513,10 +513,7 @@ pub(crate) async fn approve(
     let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
     let OptionalJsonBody(body) = body?;
     let comment = body.and_then(|body| body.comment);
-    let promotion = state
-        .engine
-        .decide(&actor, id, true, comment.as_deref())
-        .await?;
+    let promotion = state.engine.approve(&actor, id, comment.as_deref()).await?;
     Ok(Json(promotion_view(promotion)))
 }
 
@@ -542,13 +539,7 @@ pub(crate) async fn reject(
 ) -> Result<Json<PromotionView>, ApiError> {
     let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
     let JsonBody(request) = body?;
-    if request.reason.trim().is_empty() {
-        return Err(ApiError::bad_request("a rejection needs a reason"));
-    }
-    let promotion = state
-        .engine
-        .decide(&actor, id, false, Some(&request.reason))
-        .await?;
+    let promotion = state.engine.reject(&actor, id, &request.reason).await?;
     Ok(Json(promotion_view(promotion)))
 }
 
@@ -705,9 +696,8 @@ pub(crate) async fn hold(
     let JsonBody(request) = body?;
     let hold = state
         .engine
-        .hold(&actor, &application, &environment, Some(&request.reason))
-        .await?
-        .ok_or_else(|| ApiError::bad_request("a hold needs a reason"))?;
+        .hold(&actor, &application, &environment, &request.reason)
+        .await?;
     Ok(Json(hold_view(hold)))
 }
 
@@ -731,7 +721,7 @@ pub(crate) async fn release(
     let (application, environment) = app_env(path)?;
     state
         .engine
-        .hold(&actor, &application, &environment, None)
+        .release(&actor, &application, &environment)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
