@@ -1,7 +1,10 @@
-//! The states a promotion and a deployment move through, and the names they are
-//! stored and shown under.
+//! The states a promotion and a deployment move through, the names they are stored
+//! and shown under, and who may decide on a promotion ([`decision_refusal`]).
 
+use std::collections::BTreeSet;
 use std::fmt;
+
+use crate::pipeline::{Gate, Role};
 
 /// Where a promotion stands. `requested` lasts only inside the transaction that
 /// creates it; `waiting` holds until its gate opens; the last five are final.
@@ -164,5 +167,185 @@ mod tests {
             Some(DeploymentReason::Rollback)
         );
         assert_eq!(DeploymentReason::parse("hotfix"), None);
+    }
+}
+
+/// A person deciding on a promotion, with what judging them needs.
+#[derive(Debug, Clone)]
+pub struct Decider<'a> {
+    pub name: &'a str,
+    /// The roles they hold for the promotion's application and environment now.
+    pub roles: &'a BTreeSet<Role>,
+    pub ci: bool,
+    pub admin: bool,
+}
+
+/// What a decision is about: the promotion and who made its build.
+#[derive(Debug, Clone)]
+pub struct DecidedOn<'a> {
+    pub id: i64,
+    pub application: &'a str,
+    pub environment: &'a str,
+    pub digest: &'a str,
+    pub requested_by: &'a str,
+    /// Who notified, triggered or committed the build.
+    pub build_actors: &'a [String],
+}
+
+/// Why `decider` may not approve (`approving`) or reject the promotion under `gate`,
+/// if they may not: CI identities never decide; nobody approves their own promotion
+/// or build (identities compared without case); a gate without approval rules has
+/// nothing to decide; a decider needs a role the gate asks for (admins excepted).
+pub fn decision_refusal(
+    decider: &Decider<'_>,
+    promotion: &DecidedOn<'_>,
+    gate: &Gate,
+    approving: bool,
+) -> Option<String> {
+    if decider.ci {
+        return Some(format!(
+            "{} is a CI identity: CI identities never approve or reject promotions",
+            decider.name
+        ));
+    }
+    if approving && crate::same_identity(decider.name, promotion.requested_by) {
+        return Some(format!(
+            "{} requested promotion {}: nobody approves their own promotion",
+            decider.name, promotion.id
+        ));
+    }
+    if approving
+        && promotion
+            .build_actors
+            .iter()
+            .any(|actor| crate::same_identity(actor, decider.name))
+    {
+        return Some(format!(
+            "{} triggered or committed the build of {}: nobody approves their own build",
+            decider.name, promotion.digest
+        ));
+    }
+    let wanted: BTreeSet<Role> = gate.approvals.iter().map(|rule| rule.role).collect();
+    if wanted.is_empty() {
+        return Some(format!(
+            "the gate of {} needs no approvals; nothing to {}",
+            promotion.environment,
+            if approving { "approve" } else { "reject" }
+        ));
+    }
+    if !decider.admin && wanted.is_disjoint(decider.roles) {
+        let names: Vec<&str> = wanted.iter().map(|role| role.as_str()).collect();
+        return Some(format!(
+            "{} holds none of the roles that approve {} ({}) for {}",
+            decider.name,
+            promotion.environment,
+            names.join(", "),
+            promotion.application
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod decision_tests {
+    use super::*;
+    use crate::pipeline::ApprovalRule;
+
+    #[test]
+    fn who_may_decide_on_a_promotion() {
+        let staff_gate = Gate {
+            approvals: vec![ApprovalRule {
+                role: Role::Staff,
+                count: 1,
+            }],
+            ..Gate::default()
+        };
+        let staff: BTreeSet<Role> = [Role::Staff].into();
+        let developer: BTreeSet<Role> = [Role::Developer].into();
+        let none = BTreeSet::new();
+        let actors = ["dana".to_owned(), "Carl".to_owned()];
+        let on = DecidedOn {
+            id: 7,
+            application: "web",
+            environment: "prod",
+            digest: "sha256:aa",
+            requested_by: "Rita",
+            build_actors: &actors,
+        };
+        // (name, roles, ci, admin, gate has rules, approving) → refused because of …
+        type Case<'a> = (
+            &'a str,
+            &'a BTreeSet<Role>,
+            bool,
+            bool,
+            bool,
+            bool,
+            Option<&'a str>,
+        );
+        let cases: [Case<'_>; 10] = [
+            ("sam", &staff, false, false, true, true, None),
+            ("sam", &staff, false, false, true, false, None),
+            ("bot", &staff, true, false, true, true, Some("CI identity")),
+            ("bot", &staff, true, false, true, false, Some("CI identity")),
+            (
+                "rita",
+                &staff,
+                false,
+                false,
+                true,
+                true,
+                Some("their own promotion"),
+            ),
+            ("rita", &staff, false, false, true, false, None),
+            (
+                "carl",
+                &staff,
+                false,
+                false,
+                true,
+                true,
+                Some("their own build"),
+            ),
+            (
+                "dev",
+                &developer,
+                false,
+                false,
+                true,
+                true,
+                Some("holds none of the roles"),
+            ),
+            ("root", &none, false, true, true, true, None),
+            (
+                "sam",
+                &staff,
+                false,
+                false,
+                false,
+                true,
+                Some("needs no approvals"),
+            ),
+        ];
+        for (name, roles, ci, admin, rules, approving, expected) in cases {
+            let decider = Decider {
+                name,
+                roles,
+                ci,
+                admin,
+            };
+            let gate = if rules {
+                staff_gate.clone()
+            } else {
+                Gate::default()
+            };
+            let refusal = decision_refusal(&decider, &on, &gate, approving);
+            match expected {
+                None => assert_eq!(refusal, None, "{name} approving={approving}"),
+                Some(reason) => assert!(
+                    refusal.as_deref().is_some_and(|text| text.contains(reason)),
+                    "{name} approving={approving}: {refusal:?}"
+                ),
+            }
+        }
     }
 }

@@ -114,7 +114,7 @@ pub(crate) async fn admit(
     };
     let digest_text = digest.to_string();
     if store
-        .promotions()
+        .deployments()
         .was_deployed(&application, environment.as_str(), &digest_text)
         .await?
     {

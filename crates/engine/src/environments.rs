@@ -77,14 +77,14 @@ impl Engine {
         let stored = &stored;
         let started = self
             .with_plan(application, environment, |plan| async move {
-                Ok(self.store.promotions().rollback(&plan, stored).await?)
+                Ok(self.store.deployments().rollback(&plan, stored).await?)
             })
             .await?;
         let id = started.order.deployment_id;
         self.start_and_wait(id).await;
         let deployment = self
             .store
-            .promotions()
+            .deployments()
             .deployment(id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("deployment {id}")))?;
@@ -113,7 +113,7 @@ impl Engine {
         })?;
         Ok(self
             .store
-            .promotions()
+            .environments()
             .observe(application, environment, &digest.to_string(), &actor.name)
             .await?)
     }
@@ -133,7 +133,7 @@ impl Engine {
         }
         Ok(self
             .store
-            .promotions()
+            .environments()
             .hold(application, environment, &actor.name, reason)
             .await?)
     }
@@ -148,7 +148,7 @@ impl Engine {
         self.may_hold(actor, application, environment).await?;
         Ok(self
             .store
-            .promotions()
+            .environments()
             .release(application, environment, &actor.name)
             .await?)
     }
@@ -190,8 +190,8 @@ impl Engine {
             }
             let current = self
                 .store
-                .promotions()
-                .environments(&failed.application)
+                .environments()
+                .of(&failed.application)
                 .await?
                 .into_iter()
                 .find(|state| state.environment == failed.environment)
@@ -227,7 +227,7 @@ impl Engine {
                 .with_plan(
                     &failed.application,
                     &failed.environment,
-                    |plan| async move { Ok(self.store.promotions().rollback(&plan, request).await?) },
+                    |plan| async move { Ok(self.store.deployments().rollback(&plan, request).await?) },
                 )
                 .await?;
             self.start_and_wait(started.order.deployment_id).await;

@@ -396,7 +396,7 @@ impl Engine {
         }
         let finished = crate::error::from_outcome(
             self.store
-                .promotions()
+                .deployments()
                 .finish_deployment(order.deployment_id, lease, succeeded, Some(message))
                 .await?,
         )?;

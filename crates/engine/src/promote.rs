@@ -310,7 +310,7 @@ impl Engine {
         // Done already (this follow-up ran before a crash), or someone promoted it.
         let finished_at = self
             .store
-            .promotions()
+            .deployments()
             .deployment(order.deployment_id)
             .await?
             .and_then(|deployment| deployment.finished_at)

@@ -101,7 +101,7 @@ impl Engine {
         report: &mut ReconcileReport,
     ) -> Result<(), crate::EngineError> {
         let loaded = self.load(application).await?;
-        let states = self.store.promotions().environments(application).await?;
+        let states = self.store.environments().of(application).await?;
         for state in states {
             let Some(current) = &state.current else {
                 continue;
@@ -153,7 +153,7 @@ impl Engine {
                     }
                     let by = format!("{RECONCILE_ACTOR} ({})", spec.target.kind_name());
                     self.store
-                        .promotions()
+                        .environments()
                         .observe(application, &state.environment, &digest, &by)
                         .await?;
                 }
@@ -185,8 +185,8 @@ impl Engine {
         }
         let now = self
             .store
-            .promotions()
-            .environments(application)
+            .environments()
+            .of(application)
             .await?
             .into_iter()
             .find(|state| state.environment == environment)

@@ -270,7 +270,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         }
         Err(error) => tracing::warn!(%error, "counting deployments for /metrics failed"),
     }
-    match state.store.promotions().drift().await {
+    match state.store.environments().drift().await {
         Ok(environments) => {
             metrics.drift.clear();
             for (application, environment, drifting) in environments {

@@ -11,9 +11,9 @@
 
 use sqlx::Row;
 
-use domain::promotion::{DeploymentReason, DeploymentState};
+use domain::promotion::DeploymentState;
 
-use crate::promotions::{DEPLOYMENT_COLUMNS, deployment_from_row};
+use crate::deployments::{DEPLOYMENT_COLUMNS, deployment_from_row};
 use crate::{Backend, Deployment, DeploymentOrder, StoreError, with_pool};
 
 /// Who the audit log names for a webhook receiver's report (it authenticates with the

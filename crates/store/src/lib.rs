@@ -20,6 +20,8 @@ mod access;
 mod audit;
 mod backend;
 mod blobs;
+mod deployments;
+mod environments;
 mod error;
 mod evidence;
 mod jobs;
@@ -35,7 +37,11 @@ pub use audit::{Audit, AuditEntry, ChainVerdict, NewAuditEntry, canonical_json};
 pub(crate) use backend::Backend;
 pub use backend::StoreOptions;
 pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
+pub use deployments::{
+    Deployment, DeploymentOrder, Deployments, Finished, RollbackRequest, RollbackStarted,
+};
 pub use domain::RoleGrant;
+pub use environments::{EnvironmentState, Environments, Hold, Observation, Observed};
 pub use error::StoreError;
 pub use evidence::{Build, CheckReport, Evidence, EvidenceOutcome, NewCheck, Provenance};
 pub use jobs::{
@@ -47,10 +53,8 @@ pub use manifests::{
     PutManifestOutcome, Referrer, TagPolicy,
 };
 pub use promotions::{
-    ConfigRevision, Decided, Decider, Decision, Deployment, DeploymentCount, DeploymentOrder,
-    EnvironmentState, Finished, FlakyPolicy, Hold, Observation, Observed, Promotion,
-    PromotionRequest, Promotions, RecordCounts, RollbackRequest, RollbackStarted, StagePlan,
-    StoreOutcome, StoredCondition,
+    ConfigRevision, Decided, Decider, Decision, DeploymentCount, FlakyPolicy, Promotion,
+    PromotionRequest, Promotions, RecordCounts, StagePlan, StoreOutcome, StoredCondition,
 };
 pub use repositories::{InRepository, Repositories, Repository};
 pub use resources::{
@@ -132,6 +136,20 @@ impl Store {
 
     pub fn promotions(&self) -> Promotions<'_> {
         Promotions {
+            backend: &self.backend,
+        }
+    }
+
+    /// Deployments: finishing one, rolling back, and reading them back.
+    pub fn deployments(&self) -> Deployments<'_> {
+        Deployments {
+            backend: &self.backend,
+        }
+    }
+
+    /// Environments: what each runs and should run, holds, drift.
+    pub fn environments(&self) -> Environments<'_> {
+        Environments {
             backend: &self.backend,
         }
     }

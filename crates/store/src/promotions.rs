@@ -15,7 +15,7 @@
 //! [`DeploymentOrder`], and [`Promotions::finish_deployment`] records its outcome (and
 //! starts the next approved promotion queued behind it).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use domain::audit::AuditAction;
 use domain::gate::{
@@ -23,10 +23,13 @@ use domain::gate::{
     is_open,
 };
 use domain::pipeline::{CheckName, Gate, Role};
-use domain::promotion::{DeploymentReason, DeploymentState, PromotionState};
+pub use domain::promotion::Decider;
+use domain::promotion::{DecidedOn, DeploymentReason, PromotionState, decision_refusal};
 use domain::{Digest, RepoName};
 use sqlx::Row;
 
+use crate::deployments::DeploymentOrder;
+use crate::environments::Hold;
 use crate::evidence::{holds_manifest, parse_findings};
 use crate::{Backend, NewAuditEntry, StoreError, with_pool};
 
@@ -129,7 +132,7 @@ fn conditions_json(conditions: &[StoredCondition]) -> String {
     .to_string()
 }
 
-fn parse_conditions(text: &str) -> Result<Vec<StoredCondition>, StoreError> {
+pub(crate) fn parse_conditions(text: &str) -> Result<Vec<StoredCondition>, StoreError> {
     let corrupt = |detail: &str| StoreError::corrupt("promotions", detail);
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|_| corrupt("conditions are not JSON"))?;
@@ -185,124 +188,6 @@ pub struct Promotion {
     pub decisions: Vec<Decision>,
 }
 
-/// A deployment the caller must now carry out through the environment's target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeploymentOrder {
-    pub deployment_id: i64,
-    pub application: String,
-    pub environment: String,
-    pub digest: String,
-    pub config: Option<String>,
-    pub target: String,
-    pub reason: DeploymentReason,
-    pub promotion_id: Option<i64>,
-    pub requested_by: String,
-    /// The tag the build was pushed under, when known (see [`Deployment::tag`]).
-    pub tag: Option<String>,
-}
-
-/// What finishing a deployment did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finished {
-    /// The deployment as stored afterwards.
-    pub deployment: Deployment,
-    /// The queued promotion whose deployment starts now.
-    pub next: Option<DeploymentOrder>,
-    /// False when nothing changed: it had finished already, or the caller no longer
-    /// held its job's lease.
-    pub recorded: bool,
-}
-
-/// The order that carries out a stored deployment (again, after a crash or a retry).
-impl From<Deployment> for DeploymentOrder {
-    fn from(deployment: Deployment) -> Self {
-        DeploymentOrder {
-            deployment_id: deployment.id,
-            application: deployment.application,
-            environment: deployment.environment,
-            digest: deployment.digest,
-            config: deployment.config,
-            target: deployment.target,
-            reason: deployment.reason,
-            promotion_id: deployment.promotion_id,
-            requested_by: deployment.requested_by,
-            tag: deployment.tag,
-        }
-    }
-}
-
-/// A stored deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deployment {
-    pub id: i64,
-    pub application: String,
-    pub environment: String,
-    pub digest: String,
-    pub config: Option<String>,
-    pub config_revision: Option<String>,
-    pub promotion_id: Option<i64>,
-    pub reason: DeploymentReason,
-    pub state: DeploymentState,
-    pub target: String,
-    pub message: Option<String>,
-    pub requested_by: String,
-    pub started_at: i64,
-    pub finished_at: Option<i64>,
-    /// The tag it carried: the build's (named by its notification), else the newest
-    /// tag pointing at the digest in the application's repository when it started.
-    pub tag: Option<String>,
-}
-
-/// A hold on an environment: auto-promotion stays out until it is released.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hold {
-    pub reason: String,
-    pub by: String,
-    pub at: i64,
-}
-
-/// What an environment runs and whether it is held.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvironmentState {
-    pub application: String,
-    pub environment: String,
-    /// The last successful deployment: what it runs.
-    pub current: Option<Deployment>,
-    /// The deployment under way, if any: what it should run once that finishes.
-    pub deploying: Option<Deployment>,
-    pub hold: Option<Hold>,
-    /// What it was last reported running.
-    pub observed: Option<Observed>,
-    /// Since when what it runs differs from what Gantry deployed; `None`: no drift.
-    pub drift_since: Option<i64>,
-}
-
-impl EnvironmentState {
-    /// What the environment should run: the deployment under way, else the last
-    /// successful one. Deploy scripts read this, so that during a rollback they get
-    /// the digest being rolled back to, not the one being rolled back from.
-    pub fn desired(&self) -> Option<&Deployment> {
-        self.deploying.as_ref().or(self.current.as_ref())
-    }
-}
-
-/// What an agent reported an environment running.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observed {
-    pub digest: String,
-    pub at: i64,
-    pub by: String,
-}
-
-/// The outcome of a report of what an environment runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observation {
-    /// The digest Gantry last deployed there successfully.
-    pub expected: Option<String>,
-    pub observed: String,
-    pub drift_since: Option<i64>,
-}
-
 /// The number of deployments of one kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentCount {
@@ -340,41 +225,6 @@ pub struct PromotionRequest<'a> {
     /// Deploy even if the environment runs (or is deploying) this digest already;
     /// without it such a request answers with the promotion that put it there.
     pub redeploy: bool,
-}
-
-/// A request to roll an environment back.
-#[derive(Debug, Clone)]
-pub struct RollbackRequest<'a> {
-    /// Where to: a digest the environment ran successfully; `None`: the latest one it
-    /// ran before the current one.
-    pub to: Option<&'a Digest>,
-    /// What the caller saw the environment run: refused (`Moved`) when it runs
-    /// something else by now, so a repeated or concurrent rollback never rolls back a
-    /// rollback.
-    pub from: Option<&'a Digest>,
-    pub actor: &'a str,
-    pub reason: Option<&'a str>,
-    pub idempotency_key: Option<&'a str>,
-    /// A hash of the request, telling a retry from another request under one key.
-    pub request_hash: &'a str,
-}
-
-/// The deployment a rollback started.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollbackStarted {
-    pub order: DeploymentOrder,
-    /// False when an earlier request with the same idempotency key started it.
-    pub created: bool,
-}
-
-/// A person deciding on a promotion, with what the store needs to judge them.
-#[derive(Debug, Clone)]
-pub struct Decider<'a> {
-    pub name: &'a str,
-    /// Roles that apply to the promotion's application (its own and global ones).
-    pub roles: &'a BTreeSet<Role>,
-    pub ci: bool,
-    pub admin: bool,
 }
 
 /// The outcome of a decision that may start a deployment.
@@ -431,19 +281,19 @@ pub struct Promotions<'a> {
     pub(crate) backend: &'a Backend,
 }
 
-const PROMOTION_COLUMNS: &str = "id, application, environment, digest, config, config_revision, state, \
+pub(crate) const PROMOTION_COLUMNS: &str = "id, application, environment, digest, config, config_revision, state, \
      requested_by, auto, override_reason, reason, conditions, version, deployment_id, created_at, updated_at";
-
-pub(crate) const DEPLOYMENT_COLUMNS: &str = "id, application, environment, digest, config, config_revision, \
-     promotion_id, reason, state, target, message, requested_by, started_at, finished_at, tag";
 
 macro_rules! promotion_from_row {
     ($row:expr) => {{
         let row = $row;
         let state: String = row.get("state");
         let conditions: String = row.get("conditions");
-        match (PromotionState::parse(&state), parse_conditions(&conditions)) {
-            (Some(state), Ok(conditions)) => Ok(Promotion {
+        match (
+            domain::promotion::PromotionState::parse(&state),
+            $crate::promotions::parse_conditions(&conditions),
+        ) {
+            (Some(state), Ok(conditions)) => Ok($crate::Promotion {
                 id: row.get("id"),
                 application: row.get("application"),
                 environment: row.get("environment"),
@@ -462,7 +312,7 @@ macro_rules! promotion_from_row {
                 updated_at: row.get("updated_at"),
                 decisions: Vec::new(),
             }),
-            (None, _) => Err(StoreError::corrupt(
+            (None, _) => Err($crate::StoreError::corrupt(
                 "promotions",
                 format!("state `{state}`"),
             )),
@@ -471,41 +321,7 @@ macro_rules! promotion_from_row {
     }};
 }
 
-macro_rules! deployment_from_row {
-    ($row:expr) => {{
-        let row = $row;
-        let state: String = row.get("state");
-        let reason: String = row.get("reason");
-        match (
-            DeploymentState::parse(&state),
-            DeploymentReason::parse(&reason),
-        ) {
-            (Some(state), Some(reason)) => Ok(Deployment {
-                id: row.get("id"),
-                application: row.get("application"),
-                environment: row.get("environment"),
-                digest: row.get("digest"),
-                config: row.get("config"),
-                config_revision: row.get("config_revision"),
-                promotion_id: row.get("promotion_id"),
-                reason,
-                state,
-                target: row.get("target"),
-                message: row.get("message"),
-                requested_by: row.get("requested_by"),
-                started_at: row.get("started_at"),
-                finished_at: row.get("finished_at"),
-                tag: row.get("tag"),
-            }),
-            _ => Err(StoreError::corrupt(
-                "deployments",
-                format!("state `{state}`, reason `{reason}`"),
-            )),
-        }
-    }};
-}
-
-pub(crate) use deployment_from_row;
+pub(crate) use promotion_from_row;
 
 /// Takes environment `($app, $env)`'s row lock (creating the row on first use) and
 /// returns its hold, inside transaction `$tx`.
@@ -528,13 +344,15 @@ macro_rules! lock_environment {
         .fetch_one(&mut *$tx)
         .await?;
         let reason: Option<String> = row.get("hold_reason");
-        reason.map(|reason| Hold {
+        reason.map(|reason| $crate::Hold {
             reason,
             by: row.get::<Option<String>, _>("hold_by").unwrap_or_default(),
             at: row.get::<Option<i64>, _>("hold_at").unwrap_or($now),
         })
     }};
 }
+
+pub(crate) use lock_environment;
 
 /// Whether `$plan`'s application and pipeline revisions are the stored ones.
 macro_rules! plan_is_current {
@@ -557,6 +375,8 @@ macro_rules! plan_is_current {
             && revision("Pipeline") == Some(plan.pipeline_revision)
     }};
 }
+
+pub(crate) use plan_is_current;
 
 macro_rules! promotion_by_id {
     ($tx:ident, $id:expr) => {{
@@ -842,7 +662,7 @@ macro_rules! advance {
 macro_rules! start_deployment {
     ($tx:ident, $app:expr, $env:expr, $digest:expr, $config:expr, $config_revision:expr,
      $promotion:expr, $reason:expr, $target:expr, $by:expr, $now:expr, $audit:expr) => {{
-        let reason: DeploymentReason = $reason;
+        let reason: domain::promotion::DeploymentReason = $reason;
         // The tag: the build's, else the newest one pointing at the digest in the
         // application's repository.
         let row = sqlx::query(
@@ -875,10 +695,10 @@ macro_rules! start_deployment {
             .bind($now)
             .execute(&mut *$tx)
             .await?;
-        $audit.push(NewAuditEntry {
+        $audit.push($crate::NewAuditEntry {
             at: $now,
             actor: ($by).to_owned(),
-            action: AuditAction::Deploy,
+            action: domain::audit::AuditAction::Deploy,
             subject: format!("{}/{}", $app, $env),
             payload: serde_json::json!({
                 "deployment": id,
@@ -890,7 +710,7 @@ macro_rules! start_deployment {
                 "target": $target,
             }),
         });
-        DeploymentOrder {
+        $crate::DeploymentOrder {
             deployment_id: id,
             application: ($app).to_owned(),
             environment: ($env).to_owned(),
@@ -905,6 +725,8 @@ macro_rules! start_deployment {
     }};
 }
 
+pub(crate) use start_deployment;
+
 macro_rules! append_all {
     ($tx:ident, $entries:expr) => {
         for entry in $entries.iter() {
@@ -912,6 +734,8 @@ macro_rules! append_all {
         }
     };
 }
+
+pub(crate) use append_all;
 
 macro_rules! decisions_of {
     ($executor:expr, $id:expr) => {{
@@ -930,57 +754,6 @@ macro_rules! decisions_of {
         })
         .collect::<Vec<_>>()
     }};
-}
-
-/// Why `decider` may not decide on `promotion` under `gate`, if they may not.
-fn refusal(
-    decider: &Decider<'_>,
-    promotion: &Promotion,
-    build_actors: &[String],
-    gate: &Gate,
-    approving: bool,
-) -> Option<String> {
-    if decider.ci {
-        return Some(format!(
-            "{} is a CI identity: CI identities never approve or reject promotions",
-            decider.name
-        ));
-    }
-    if approving && domain::same_identity(decider.name, &promotion.requested_by) {
-        return Some(format!(
-            "{} requested promotion {}: nobody approves their own promotion",
-            decider.name, promotion.id
-        ));
-    }
-    if approving
-        && build_actors
-            .iter()
-            .any(|actor| domain::same_identity(actor, decider.name))
-    {
-        return Some(format!(
-            "{} triggered or committed the build of {}: nobody approves their own build",
-            decider.name, promotion.digest
-        ));
-    }
-    let wanted: BTreeSet<Role> = gate.approvals.iter().map(|rule| rule.role).collect();
-    if wanted.is_empty() {
-        return Some(format!(
-            "the gate of {} needs no approvals; nothing to {}",
-            promotion.environment,
-            if approving { "approve" } else { "reject" }
-        ));
-    }
-    if !decider.admin && wanted.is_disjoint(decider.roles) {
-        let names: Vec<&str> = wanted.iter().map(|role| role.as_str()).collect();
-        return Some(format!(
-            "{} holds none of the roles that approve {} ({}) for {}",
-            decider.name,
-            promotion.environment,
-            names.join(", "),
-            promotion.application
-        ));
-    }
-    None
 }
 
 impl Promotions<'_> {
@@ -1256,7 +1029,15 @@ impl Promotions<'_> {
                 return Ok(StoreOutcome::WrongState(promotion.state));
             }
             let build_actors = build_actors!(tx, &plan.application, &promotion.digest);
-            if let Some(why) = refusal(decider, &promotion, &build_actors, &plan.gate, approve) {
+            let decided_on = DecidedOn {
+                id: promotion.id,
+                application: &promotion.application,
+                environment: &promotion.environment,
+                digest: &promotion.digest,
+                requested_by: &promotion.requested_by,
+                build_actors: &build_actors,
+            };
+            if let Some(why) = decision_refusal(decider, &decided_on, &plan.gate, approve) {
                 return Ok(StoreOutcome::Refused(why));
             }
             let decision = if approve { "approve" } else { "reject" };
@@ -1368,453 +1149,6 @@ impl Promotions<'_> {
             promotion.decisions = decisions_of!(&mut *tx, id);
             tx.commit().await?;
             Ok(StoreOutcome::Done(promotion))
-        })
-    }
-
-    /// Records the outcome of a deployment, and finishes its job, if `owner` (the
-    /// claim's lease, `store::ClaimedJob::lease`) still holds the job; on success the environment runs its digest. Then starts
-    /// the newest approved promotion queued behind it, if any (returned). A deployment
-    /// that already finished, or whose lease passed to another replica, is left alone
-    /// (`recorded` is false), so a late or retried finish is harmless.
-    pub async fn finish_deployment(
-        &self,
-        deployment_id: i64,
-        owner: &str,
-        succeeded: bool,
-        message: Option<&str>,
-    ) -> Result<StoreOutcome<Finished>, StoreError> {
-        with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
-            let mut tx = pool.begin().await?;
-            let select = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1");
-            let Some(row) = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
-                .bind(deployment_id)
-                .fetch_optional(&mut *tx)
-                .await?
-            else {
-                return Ok(StoreOutcome::NotFound);
-            };
-            let found = deployment_from_row!(&row)?;
-            lock_environment!(tx, &found.application, &found.environment, now);
-            let row = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
-                .bind(deployment_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let deployment = deployment_from_row!(&row)?;
-            // The fence: one statement that finishes the job only for the claim holding
-            // it (the row lock it takes keeps a concurrent claim out until commit).
-            let fenced = sqlx::query(
-                "UPDATE deploy_jobs SET finished_at = $2, lease_owner = NULL, lease_until = NULL, \
-                 followup_due = $4 WHERE deployment_id = $1 AND lease_owner = $3 AND finished_at IS NULL",
-            )
-            .bind(deployment_id)
-            .bind(now)
-            .bind(owner)
-            .bind(now + crate::jobs::FOLLOW_UP_GRACE_MILLIS)
-            .execute(&mut *tx)
-            .await?;
-            if deployment.state != DeploymentState::Deploying || fenced.rows_affected() != 1 {
-                // Dropping the transaction undoes the fence's update, if any.
-                return Ok(StoreOutcome::Done(Finished {
-                    deployment,
-                    next: None,
-                    recorded: false,
-                }));
-            }
-            let state = if succeeded {
-                DeploymentState::Deployed
-            } else {
-                DeploymentState::Failed
-            };
-            sqlx::query(
-                "UPDATE deployments SET state = $2, message = $3, finished_at = $4 WHERE id = $1",
-            )
-            .bind(deployment_id)
-            .bind(state.as_str())
-            .bind(message)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if succeeded {
-                sqlx::query("UPDATE environments SET current_deployment = $3 WHERE application = $1 AND name = $2")
-                    .bind(&deployment.application)
-                    .bind(&deployment.environment)
-                    .bind(deployment_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Some(promotion) = deployment.promotion_id {
-                sqlx::query(
-                    "UPDATE promotions SET state = $2, reason = $3, version = version + 1, updated_at = $4 \
-                     WHERE id = $1 AND state = 'deploying'",
-                )
-                .bind(promotion)
-                .bind(if succeeded { "deployed" } else { "failed" })
-                .bind(if succeeded { None } else { message })
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let mut audit = vec![NewAuditEntry {
-                at: now,
-                actor: deployment.requested_by.clone(),
-                action: AuditAction::Deploy,
-                subject: format!("{}/{}", deployment.application, deployment.environment),
-                payload: serde_json::json!({
-                    "deployment": deployment_id,
-                    "state": state.as_str(),
-                    "digest": deployment.digest,
-                    "promotion": deployment.promotion_id,
-                    "reason": deployment.reason.as_str(),
-                    "message": message,
-                }),
-            }];
-            // The newest approved promotion queued behind this deployment goes next.
-            let queued = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE application = $1 AND environment = $2 \
-                 AND state = 'approved' ORDER BY id DESC LIMIT 1"
-            )))
-            .bind(&deployment.application)
-            .bind(&deployment.environment)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let next = match queued {
-                None => None,
-                Some(row) => {
-                    let promotion = promotion_from_row!(&row)?;
-                    sqlx::query(
-                        "UPDATE promotions SET state = 'superseded', reason = $4, version = version + 1, updated_at = $5 \
-                         WHERE application = $1 AND environment = $2 AND id < $3 AND state = 'approved'",
-                    )
-                    .bind(&deployment.application)
-                    .bind(&deployment.environment)
-                    .bind(promotion.id)
-                    .bind(format!("superseded by promotion {}", promotion.id))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    let order = start_deployment!(
-                        tx,
-                        &promotion.application,
-                        &promotion.environment,
-                        &promotion.digest,
-                        promotion.config.as_deref(),
-                        promotion.config_revision.as_deref(),
-                        Some(promotion.id),
-                        DeploymentReason::Promotion,
-                        &deployment.target,
-                        &promotion.requested_by,
-                        now,
-                        audit
-                    );
-                    sqlx::query(
-                        "UPDATE promotions SET state = 'deploying', deployment_id = $2, version = version + 1, \
-                         updated_at = $3 WHERE id = $1",
-                    )
-                    .bind(promotion.id)
-                    .bind(order.deployment_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    Some(order)
-                }
-            };
-            append_all!(tx, audit);
-            let row = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
-                .bind(deployment_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let deployment = deployment_from_row!(&row)?;
-            tx.commit().await?;
-            Ok(StoreOutcome::Done(Finished {
-                deployment,
-                next,
-                recorded: true,
-            }))
-        })
-    }
-
-    /// Rolls the plan's environment back to `to`, or to the latest digest it ran
-    /// successfully before the current one that no rollback left (unless a promotion
-    /// deployed it again since), as a deployment with reason `rollback`, and holds the
-    /// environment so auto-promotion does not undo it. Pending promotions of the
-    /// environment are superseded. Needs no approvals. With `from`, refused (`Moved`)
-    /// unless the environment still runs that digest; with an idempotency key, a retry
-    /// answers with the deployment the first request started.
-    pub async fn rollback(
-        &self,
-        plan: &StagePlan,
-        request: &RollbackRequest<'_>,
-    ) -> Result<StoreOutcome<RollbackStarted>, StoreError> {
-        let RollbackRequest {
-            to, actor, reason, ..
-        } = *request;
-        with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
-            let mut tx = pool.begin().await?;
-            lock_environment!(tx, &plan.application, &plan.environment, now);
-            if !plan_is_current!(tx, plan) {
-                return Ok(StoreOutcome::Stale);
-            }
-            if let Some(key) = request.idempotency_key {
-                let select = format!(
-                    "SELECT {DEPLOYMENT_COLUMNS}, request_hash FROM deployments \
-                     WHERE requested_by = $1 AND idempotency_key = $2"
-                );
-                if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(select))
-                    .bind(actor)
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                {
-                    let hash: Option<String> = row.get("request_hash");
-                    let deployment = deployment_from_row!(&row)?;
-                    if hash.as_deref() != Some(request.request_hash) {
-                        return Ok(StoreOutcome::RollbackKeyReused {
-                            deployment_id: deployment.id,
-                        });
-                    }
-                    return Ok(StoreOutcome::Done(RollbackStarted {
-                        order: DeploymentOrder::from(deployment),
-                        created: false,
-                    }));
-                }
-            }
-            if let Some(row) = sqlx::query(
-                "SELECT id FROM deployments WHERE application = $1 AND environment = $2 AND state = 'deploying' LIMIT 1",
-            )
-            .bind(&plan.application)
-            .bind(&plan.environment)
-            .fetch_optional(&mut *tx)
-            .await?
-            {
-                return Ok(StoreOutcome::Busy { deployment_id: row.get("id") });
-            }
-            let current = sqlx::query(
-                "SELECT d.digest, d.config FROM environments e JOIN deployments d ON d.id = e.current_deployment \
-                 WHERE e.application = $1 AND e.name = $2",
-            )
-            .bind(&plan.application)
-            .bind(&plan.environment)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(current) = current else {
-                return Ok(StoreOutcome::NoRollbackTarget(format!(
-                    "{}/{} has never been deployed",
-                    plan.application, plan.environment
-                )));
-            };
-            let current_digest: String = current.get("digest");
-            if let Some(from) = request.from
-                && from.to_string() != current_digest
-            {
-                return Ok(StoreOutcome::Moved(format!(
-                    "{}/{} runs {current_digest} now, not {from}: it moved since you looked (another rollback or promotion); look again and roll back from what it runs",
-                    plan.application, plan.environment
-                )));
-            }
-            let target = match to {
-                Some(digest) => sqlx::query(
-                    "SELECT digest, config, config_revision FROM deployments WHERE application = $1 AND environment = $2 \
-                     AND state = 'deployed' AND digest = $3 ORDER BY id DESC LIMIT 1",
-                )
-                .bind(&plan.application)
-                .bind(&plan.environment)
-                .bind(digest.to_string())
-                .fetch_optional(&mut *tx)
-                .await?,
-                // Never back onto a digest a rollback left, unless a promotion has
-                // deployed it again since: rolling back twice goes further back, not
-                // onto the bytes the first rollback got away from.
-                None => sqlx::query(
-                    "SELECT d.digest, d.config, d.config_revision FROM deployments d \
-                     WHERE d.application = $1 AND d.environment = $2 AND d.state = 'deployed' AND d.digest <> $3 \
-                     AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.application = $1 AND r.environment = $2 \
-                         AND r.rolled_back_from = d.digest AND r.state = 'deployed' \
-                         AND NOT EXISTS (SELECT 1 FROM deployments p WHERE p.application = $1 AND p.environment = $2 \
-                             AND p.digest = d.digest AND p.reason = 'promotion' AND p.state = 'deployed' AND p.id > r.id)) \
-                     ORDER BY d.id DESC LIMIT 1",
-                )
-                .bind(&plan.application)
-                .bind(&plan.environment)
-                .bind(&current_digest)
-                .fetch_optional(&mut *tx)
-                .await?,
-            };
-            let Some(target) = target else {
-                return Ok(StoreOutcome::NoRollbackTarget(match to {
-                    Some(digest) => format!(
-                        "{digest} never ran successfully in {}/{}: a rollback only returns to a digest the environment ran",
-                        plan.application, plan.environment
-                    ),
-                    None => format!(
-                        "{}/{} ran no other digest before {current_digest} that a rollback did not leave; name one with `to` (`gantry rollback --to DIGEST`) to return to it anyway",
-                        plan.application, plan.environment
-                    ),
-                }));
-            };
-            let digest: String = target.get("digest");
-            let config: Option<String> = target.get("config");
-            let config_revision: Option<String> = target.get("config_revision");
-            let mut audit = Vec::new();
-            let superseded = sqlx::query(
-                "UPDATE promotions SET state = 'superseded', reason = $3, version = version + 1, updated_at = $4 \
-                 WHERE application = $1 AND environment = $2 AND state IN ('requested', 'waiting', 'approved') RETURNING id",
-            )
-            .bind(&plan.application)
-            .bind(&plan.environment)
-            .bind(format!("superseded by a rollback by {actor}"))
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &superseded {
-                audit.push(NewAuditEntry {
-                    at: now,
-                    actor: actor.to_owned(),
-                    action: AuditAction::Supersede,
-                    subject: format!("{}/{}", plan.application, plan.environment),
-                    payload: serde_json::json!({ "promotion": row.get::<i64, _>("id"), "by": "rollback" }),
-                });
-            }
-            audit.push(NewAuditEntry {
-                at: now,
-                actor: actor.to_owned(),
-                action: AuditAction::Rollback,
-                subject: format!("{}/{}", plan.application, plan.environment),
-                payload: serde_json::json!({
-                    "from": current_digest,
-                    "to": digest,
-                    "idempotency_key": request.idempotency_key,
-                    "config_revision": config_revision,
-                    "reason": reason,
-                }),
-            });
-            let order = start_deployment!(
-                tx,
-                &plan.application,
-                &plan.environment,
-                &digest,
-                config.as_deref(),
-                config_revision.as_deref(),
-                None::<i64>,
-                DeploymentReason::Rollback,
-                &plan.target,
-                actor,
-                now,
-                audit
-            );
-            sqlx::query(
-                "UPDATE deployments SET idempotency_key = $2, request_hash = $3, rolled_back_from = $4 \
-                 WHERE id = $1",
-            )
-            .bind(order.deployment_id)
-            .bind(request.idempotency_key)
-            .bind(request.idempotency_key.map(|_| request.request_hash))
-            .bind(&current_digest)
-            .execute(&mut *tx)
-            .await?;
-            let hold_reason = format!(
-                "rolled back to {digest} by {actor}{}",
-                reason.map(|r| format!(": {r}")).unwrap_or_default()
-            );
-            sqlx::query(
-                "UPDATE environments SET hold_reason = $3, hold_by = $4, hold_at = $5 WHERE application = $1 AND name = $2",
-            )
-            .bind(&plan.application)
-            .bind(&plan.environment)
-            .bind(&hold_reason)
-            .bind(actor)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            audit.push(NewAuditEntry {
-                at: now,
-                actor: actor.to_owned(),
-                action: AuditAction::Hold,
-                subject: format!("{}/{}", plan.application, plan.environment),
-                payload: serde_json::json!({ "reason": hold_reason }),
-            });
-            append_all!(tx, audit);
-            tx.commit().await?;
-            Ok(StoreOutcome::Done(RollbackStarted {
-                order,
-                created: true,
-            }))
-        })
-    }
-
-    /// Holds an environment: auto-promotion stays out until it is released.
-    pub async fn hold(
-        &self,
-        application: &str,
-        environment: &str,
-        actor: &str,
-        reason: &str,
-    ) -> Result<Hold, StoreError> {
-        let hold = self
-            .set_hold(application, environment, actor, Some(reason))
-            .await?;
-        Ok(hold.unwrap_or_else(|| Hold {
-            reason: reason.to_owned(),
-            by: actor.to_owned(),
-            at: crate::now_millis(),
-        }))
-    }
-
-    /// Releases an environment's hold (audited only when there was one).
-    pub async fn release(
-        &self,
-        application: &str,
-        environment: &str,
-        actor: &str,
-    ) -> Result<(), StoreError> {
-        self.set_hold(application, environment, actor, None).await?;
-        Ok(())
-    }
-
-    /// Holds an environment (`Some(reason)`) or releases its hold (`None`), in one
-    /// audited transaction. Returns the hold now in place.
-    async fn set_hold(
-        &self,
-        application: &str,
-        environment: &str,
-        actor: &str,
-        reason: Option<&str>,
-    ) -> Result<Option<Hold>, StoreError> {
-        with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
-            let mut tx = pool.begin().await?;
-            let before = lock_environment!(tx, application, environment, now);
-            sqlx::query(
-                "UPDATE environments SET hold_reason = $3, hold_by = $4, hold_at = $5 WHERE application = $1 AND name = $2",
-            )
-            .bind(application)
-            .bind(environment)
-            .bind(reason)
-            .bind(reason.map(|_| actor))
-            .bind(reason.map(|_| now))
-            .execute(&mut *tx)
-            .await?;
-            if before.is_some() || reason.is_some() {
-                let entry = NewAuditEntry {
-                    at: now,
-                    actor: actor.to_owned(),
-                    action: if reason.is_some() {
-                        AuditAction::Hold
-                    } else {
-                        AuditAction::Release
-                    },
-                    subject: format!("{application}/{environment}"),
-                    payload: serde_json::json!({ "reason": reason }),
-                };
-                crate::append_audit!(tx, &entry);
-            }
-            tx.commit().await?;
-            Ok(reason.map(|reason| Hold {
-                reason: reason.to_owned(),
-                by: actor.to_owned(),
-                at: now,
-            }))
         })
     }
 
@@ -1931,114 +1265,6 @@ impl Promotions<'_> {
         })
     }
 
-    /// Whether `digest` was ever deployed successfully to this environment.
-    pub async fn was_deployed(
-        &self,
-        application: &str,
-        environment: &str,
-        digest: &str,
-    ) -> Result<bool, StoreError> {
-        with_pool!(self.backend, read, |pool| {
-            Ok(sqlx::query(
-                "SELECT 1 AS one FROM deployments WHERE application = $1 AND environment = $2 \
-                 AND digest = $3 AND state = 'deployed' LIMIT 1",
-            )
-            .bind(application)
-            .bind(environment)
-            .bind(digest)
-            .fetch_optional(pool)
-            .await?
-            .is_some())
-        })
-    }
-
-    /// One deployment.
-    pub async fn deployment(&self, id: i64) -> Result<Option<Deployment>, StoreError> {
-        with_pool!(self.backend, read, |pool| {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1"
-            )))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-            match row {
-                Some(row) => Ok(Some(deployment_from_row!(&row)?)),
-                None => Ok(None),
-            }
-        })
-    }
-
-    /// Deployments, newest first, of an application (and environment), with ids below
-    /// `before`, at most `limit`.
-    pub async fn history(
-        &self,
-        application: &str,
-        environment: Option<&str>,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<Deployment>, StoreError> {
-        with_pool!(self.backend, read, |pool| {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE application = $1 \
-                 AND ($2 IS NULL OR environment = $2) AND id < $3 ORDER BY id DESC LIMIT $4"
-            )))
-            .bind(application)
-            .bind(environment)
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(|row| deployment_from_row!(row)).collect()
-        })
-    }
-
-    /// Every deployment of `digest` in `application`, newest first.
-    pub async fn deployments_of(
-        &self,
-        application: &str,
-        digest: &str,
-    ) -> Result<Vec<Deployment>, StoreError> {
-        with_pool!(self.backend, read, |pool| {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE application = $1 AND digest = $2 \
-                 ORDER BY id DESC"
-            )))
-            .bind(application)
-            .bind(digest)
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(|row| deployment_from_row!(row)).collect()
-        })
-    }
-
-    /// Every finished deployment of these (application, environment) pairs, finished
-    /// at or after `since`: the input of the DORA metrics.
-    pub async fn finished_since(
-        &self,
-        environments: &[(String, String)],
-        since: i64,
-    ) -> Result<Vec<Deployment>, StoreError> {
-        let mut all = Vec::new();
-        for (application, environment) in environments {
-            let rows = with_pool!(self.backend, read, |pool| {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE application = $1 AND environment = $2 \
-                     AND finished_at >= $3 ORDER BY id"
-                )))
-                .bind(application)
-                .bind(environment)
-                .bind(since)
-                .fetch_all(pool)
-                .await?;
-                rows.iter()
-                    .map(|row| deployment_from_row!(row))
-                    .collect::<Result<Vec<_>, StoreError>>()
-            })?;
-            all.extend(rows);
-        }
-        Ok(all)
-    }
-
     /// Deployments counted by (application, environment, reason, state), and
     /// promotions by state: what `/metrics` reports, from the records themselves so
     /// every replica reports the same.
@@ -2070,166 +1296,6 @@ impl Promotions<'_> {
                 deployments,
                 promotions,
             })
-        })
-    }
-
-    /// What each environment of `application` runs, and its hold.
-    /// Records that `environment` of `application` was observed running `digest`
-    /// (reported by `by`), and whether that is what Gantry deployed there: drift starts
-    /// when it differs and ends when it agrees again, each change audited.
-    pub async fn observe(
-        &self,
-        application: &str,
-        environment: &str,
-        digest: &str,
-        by: &str,
-    ) -> Result<Observation, StoreError> {
-        with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
-            let mut tx = pool.begin().await?;
-            lock_environment!(tx, application, environment, now);
-            let row = sqlx::query(
-                "SELECT d.digest AS expected, e.drift_since FROM environments e \
-                 LEFT JOIN deployments d ON d.id = e.current_deployment \
-                 WHERE e.application = $1 AND e.name = $2",
-            )
-            .bind(application)
-            .bind(environment)
-            .fetch_one(&mut *tx)
-            .await?;
-            let expected: Option<String> = row.get("expected");
-            let was: Option<i64> = row.get("drift_since");
-            let drifting = expected.as_deref() != Some(digest);
-            let drift_since = match (drifting, was) {
-                (false, _) => None,
-                (true, Some(since)) => Some(since),
-                (true, None) => Some(now),
-            };
-            sqlx::query(
-                "UPDATE environments SET observed_digest = $3, observed_at = $4, observed_by = $5, \
-                 drift_since = $6 WHERE application = $1 AND name = $2",
-            )
-            .bind(application)
-            .bind(environment)
-            .bind(digest)
-            .bind(now)
-            .bind(by)
-            .bind(drift_since)
-            .execute(&mut *tx)
-            .await?;
-            if drifting != was.is_some() {
-                let entry = NewAuditEntry {
-                    at: now,
-                    actor: by.to_owned(),
-                    action: AuditAction::Drift,
-                    subject: format!("{application}/{environment}"),
-                    payload: serde_json::json!({
-                        "drift": drifting,
-                        "expected": expected,
-                        "observed": digest,
-                    }),
-                };
-                crate::append_audit!(tx, &entry);
-            }
-            tx.commit().await?;
-            Ok(Observation {
-                expected,
-                observed: digest.to_owned(),
-                drift_since,
-            })
-        })
-    }
-
-    /// Every environment something was observed in, and whether it drifts.
-    pub async fn drift(&self) -> Result<Vec<(String, String, bool)>, StoreError> {
-        with_pool!(self.backend, read, |pool| {
-            let rows = sqlx::query(
-                "SELECT application, name, drift_since FROM environments \
-                 WHERE observed_digest IS NOT NULL ORDER BY application, name",
-            )
-            .fetch_all(pool)
-            .await?;
-            Ok(rows
-                .iter()
-                .map(|row| {
-                    (
-                        row.get("application"),
-                        row.get("name"),
-                        row.get::<Option<i64>, _>("drift_since").is_some(),
-                    )
-                })
-                .collect())
-        })
-    }
-
-    pub async fn environments(
-        &self,
-        application: &str,
-    ) -> Result<Vec<EnvironmentState>, StoreError> {
-        with_pool!(self.backend, read, |pool| {
-            let rows = sqlx::query(
-                "SELECT name, current_deployment, hold_reason, hold_by, hold_at, observed_digest, \
-                 observed_at, observed_by, drift_since FROM environments \
-                 WHERE application = $1 ORDER BY name",
-            )
-            .bind(application)
-            .fetch_all(pool)
-            .await?;
-            let mut states = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let current: Option<i64> = row.get("current_deployment");
-                let current = match current {
-                    Some(id) => {
-                        match sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1"
-                        )))
-                        .bind(id)
-                        .fetch_optional(pool)
-                        .await?
-                        {
-                            Some(row) => Some(deployment_from_row!(&row)?),
-                            None => None,
-                        }
-                    }
-                    None => None,
-                };
-                let name: String = row.get("name");
-                let deploying = match sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE application = $1 \
-                     AND environment = $2 AND state = 'deploying' ORDER BY id DESC LIMIT 1"
-                )))
-                .bind(application)
-                .bind(&name)
-                .fetch_optional(pool)
-                .await?
-                {
-                    Some(row) => Some(deployment_from_row!(&row)?),
-                    None => None,
-                };
-                let reason: Option<String> = row.get("hold_reason");
-                states.push(EnvironmentState {
-                    application: application.to_owned(),
-                    environment: name,
-                    current,
-                    deploying,
-                    hold: reason.map(|reason| Hold {
-                        reason,
-                        by: row.get::<Option<String>, _>("hold_by").unwrap_or_default(),
-                        at: row.get::<Option<i64>, _>("hold_at").unwrap_or_default(),
-                    }),
-                    observed: row
-                        .get::<Option<String>, _>("observed_digest")
-                        .map(|digest| Observed {
-                            digest,
-                            at: row.get::<Option<i64>, _>("observed_at").unwrap_or_default(),
-                            by: row
-                                .get::<Option<String>, _>("observed_by")
-                                .unwrap_or_default(),
-                        }),
-                    drift_since: row.get("drift_since"),
-                });
-            }
-            Ok(states)
         })
     }
 }

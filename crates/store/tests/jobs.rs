@@ -90,7 +90,7 @@ async fn a_lease_is_exclusive_until_it_runs_out_and_then_fenced(backend: Backend
         "a cannot release it"
     );
     let late = store
-        .promotions()
+        .deployments()
         .finish_deployment(id, &first.lease, true, Some("late"))
         .await
         .expect("finish");
@@ -100,7 +100,7 @@ async fn a_lease_is_exclusive_until_it_runs_out_and_then_fenced(backend: Backend
     assert!(!late.recorded, "a's outcome is not recorded");
     assert_eq!(late.deployment.state.as_str(), "deploying");
     let done = store
-        .promotions()
+        .deployments()
         .finish_deployment(id, &second.lease, true, Some("done"))
         .await
         .expect("finish");
@@ -121,7 +121,7 @@ async fn a_lease_is_exclusive_until_it_runs_out_and_then_fenced(backend: Backend
         "finished jobs are never due"
     );
     let again = store
-        .promotions()
+        .deployments()
         .finish_deployment(id, &second.lease, false, Some("again"))
         .await
         .expect("finish");

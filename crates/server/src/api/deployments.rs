@@ -97,7 +97,7 @@ pub(crate) async fn get_deployment(
     let id = deployment_id(path)?;
     let deployment = state
         .store
-        .promotions()
+        .deployments()
         .deployment(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no deployment {id}")))?;
@@ -157,7 +157,7 @@ pub(crate) async fn deployment_log(
             "limit {limit} is out of range 1..={MAX_LOG_PAGE}"
         )));
     }
-    if state.store.promotions().deployment(id).await?.is_none() {
+    if state.store.deployments().deployment(id).await?.is_none() {
         return Err(ApiError::not_found(format!("no deployment {id}")));
     }
     let lines = state.store.jobs().log(id, after, limit).await?;
@@ -254,7 +254,7 @@ pub(crate) async fn callback(
     }
     let deployment = state
         .store
-        .promotions()
+        .deployments()
         .deployment(id)
         .await?
         .filter(|deployment| deployment.target == "webhook")

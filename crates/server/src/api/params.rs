@@ -69,8 +69,8 @@ async fn params(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let stored = state
         .store
-        .promotions()
-        .environments(&app)
+        .environments()
+        .of(&app)
         .await?
         .into_iter()
         .find(|s| s.environment == env);

@@ -731,8 +731,8 @@ async fn app_status(state: &AppState, name: &str) -> Result<AppStatus, ApiError>
     let (application, pipeline) = state.engine.declared(name).await?;
     let mut stored_states: BTreeMap<String, store::EnvironmentState> = state
         .store
-        .promotions()
-        .environments(name)
+        .environments()
+        .of(name)
         .await?
         .into_iter()
         .map(|s| (s.environment.clone(), s))
@@ -875,7 +875,7 @@ pub(crate) async fn history(
     }
     let deployments = state
         .store
-        .promotions()
+        .deployments()
         .history(&name, query.environment.as_deref(), query.before, limit)
         .await?;
     let next = (deployments.len() as i64 == limit)
@@ -918,7 +918,7 @@ pub(crate) async fn artifact(
     let checks = state.store.evidence().checks(&name, &digest).await?;
     let deployments = state
         .store
-        .promotions()
+        .deployments()
         .deployments_of(&name, &digest)
         .await?;
     Ok(Json(ArtifactView {

@@ -348,7 +348,7 @@ pub(crate) async fn dora(
     let since_ms = until_ms - i64::from(days) * 24 * 60 * 60 * 1000;
     let deployments = state
         .store
-        .promotions()
+        .deployments()
         .finished_since(&productions, since_ms)
         .await?;
     let mut commit_times: BTreeMap<(String, String), Option<i64>> = BTreeMap::new();
