@@ -1,5 +1,6 @@
-//! Promotions, approvals, deployments and environment state: the promotion state
-//! machine, with every decision taken inside one transaction.
+//! Promotions and approvals: the promotion state machine, with every decision taken
+//! inside one transaction; and the transaction macros it shares with
+//! [`crate::Deployments`] and [`crate::Environments`].
 //!
 //! Every operation on an environment begins by bumping that environment's `version`
 //! row, which serializes the deciders of one environment on both databases (on
@@ -12,8 +13,8 @@
 //! and its record commit or fail together.
 //!
 //! Deployments are carried out outside the store: a decision that starts one returns a
-//! [`DeploymentOrder`], and [`Promotions::finish_deployment`] records its outcome (and
-//! starts the next approved promotion queued behind it).
+//! [`DeploymentOrder`], and [`crate::Deployments::finish_deployment`] records its
+//! outcome (and starts the next approved promotion queued behind it).
 
 use std::collections::BTreeMap;
 
