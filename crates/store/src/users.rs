@@ -153,7 +153,7 @@ pub struct Users<'a> {
 
 impl Users<'_> {
     /// Creates the `admin` user with `token` if no user exists yet, audited as done by
-    /// [`BOOTSTRAP_ACTOR`]. Returns whether it did, so exactly one starting server (of
+    /// `gantry`. Returns whether it did, so exactly one starting server (of
     /// several replicas) prints the token.
     pub async fn bootstrap_admin(&self, token: NewToken<'_>) -> Result<bool, StoreError> {
         with_pool!(self.backend, write, |pool| {
