@@ -5,7 +5,8 @@
 //! `environments` (rollback, hold and release, drift reports), `deployment` (one
 //! attempt at a deployment), `jobs` (deployments as durable jobs), `reconcile` (reading
 //! back what targets hold), `admission` (may this image run here?), `actor` (who may
-//! do what).
+//! do what), and `queries`, the reads that are whole use cases (application status,
+//! history, an artifact's record, DORA) as plain views.
 //!
 //! The engine reads the declared application and pipeline (at their stored revisions)
 //! into a [`store::StagePlan`] and asks the store to decide: the store evaluates the
@@ -33,6 +34,7 @@ mod jobs;
 pub mod process;
 mod promote;
 mod provenance;
+mod queries;
 mod reconcile;
 mod secrets;
 mod webhook;
@@ -55,6 +57,7 @@ pub use error::EngineError;
 pub use evidence::{CheckRequest, Notified};
 pub use jobs::JobSettings;
 pub use promote::{PromoteRequest, Requested};
+pub use queries::{ApplicationStatus, ArtifactRecord, DeploymentSummary, EnvironmentStatus, Page};
 pub use reconcile::{RECONCILE_ACTOR, ReconcileReport};
 pub use secrets::Secrets;
 pub use webhook::{Callbacks, WebhookDeployer, signature as webhook_signature};

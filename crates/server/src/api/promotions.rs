@@ -2,17 +2,15 @@
 //! approvals, rollbacks, holds and drift reports, application status, history and
 //! artifacts. Every handler that changes something authenticates the caller, turns
 //! them into an [`engine::Actor`] and lets the engine decide; the reads (status,
-//! history, an artifact) authorize `resources:read` and assemble their views from the
-//! store here.
-
-use std::collections::BTreeMap;
+//! history, an artifact) authorize `resources:read`, ask the engine's queries and
+//! render their views as JSON.
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use domain::promotion::PromotionState;
-use domain::{Action, Digest, Principal, ResourceKind};
+use domain::{Action, Digest, Principal};
 use engine::{Actor, CheckRequest as EngineCheck, EngineError, PromoteRequest as EnginePromote};
 use http::{HeaderMap, StatusCode};
 use store::{Build, CheckReport, Deployment, Hold, Promotion, Provenance};
@@ -234,18 +232,18 @@ pub(crate) async fn deployment_views(
     state: &AppState,
     deployments: Vec<Deployment>,
 ) -> Result<Vec<DeploymentView>, ApiError> {
-    let mut commits: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
-    let mut views = Vec::with_capacity(deployments.len());
-    for deployment in deployments {
-        let key = (deployment.application.clone(), deployment.digest.clone());
-        if !commits.contains_key(&key) {
-            let build = state.store.evidence().build(&key.0, &key.1).await?;
-            commits.insert(key.clone(), build.and_then(|b| b.provenance.commit));
-        }
-        let commit = commits.get(&key).cloned().flatten();
-        views.push(deployment_view(deployment, commit));
-    }
-    Ok(views)
+    Ok(state
+        .engine
+        .summarize(deployments)
+        .await?
+        .into_iter()
+        .map(summary_view)
+        .collect())
+}
+
+/// A deployment as the engine summarizes it, on the wire.
+pub(crate) fn summary_view(summary: engine::DeploymentSummary) -> DeploymentView {
+    deployment_view(summary.deployment, summary.commit)
 }
 
 /// Record the provenance of a build; auto-promotes into an `auto` first stage.
@@ -726,68 +724,37 @@ pub(crate) async fn release(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Where one application's environments stand.
-async fn app_status(state: &AppState, name: &str) -> Result<AppStatus, ApiError> {
-    let (application, pipeline) = state.engine.declared(name).await?;
-    let mut stored_states: BTreeMap<String, store::EnvironmentState> = state
-        .store
-        .environments()
-        .of(name)
-        .await?
-        .into_iter()
-        .map(|s| (s.environment.clone(), s))
-        .collect();
-    let pending = state.store.promotions().pending(name).await?;
-    let mut environments = Vec::new();
-    for stage in pipeline.pipeline().stages() {
-        let env = stage.environment.as_str();
-        let stored_state = stored_states.remove(env);
-        let current = match stored_state.as_ref().and_then(|s| s.current.clone()) {
-            Some(deployment) => deployment_views(state, vec![deployment]).await?.pop(),
-            None => None,
-        };
-        let deploying = match stored_state.as_ref().and_then(|s| s.deploying.clone()) {
-            Some(deployment) => deployment_views(state, vec![deployment]).await?.pop(),
-            None => None,
-        };
-        let target = application
+/// Where one application's environments stand, on the wire.
+fn app_status_view(status: engine::ApplicationStatus) -> AppStatus {
+    AppStatus {
+        name: status.name,
+        app_type: status.app_type,
+        repository: status.repository,
+        pipeline: status.pipeline,
+        environments: status
             .environments
-            .get(&stage.environment)
-            .map_or("record", |spec| spec.target.kind_name());
-        environments.push(EnvironmentView {
-            name: env.to_owned(),
-            auto: stage.auto,
-            target: target.to_owned(),
-            current,
-            deploying,
-            observed: stored_state
-                .as_ref()
-                .and_then(|s| s.observed.clone())
-                .map(|o| ObservedView {
-                    digest: o.digest,
-                    at: rfc3339(o.at),
-                    by: o.by,
+            .into_iter()
+            .map(|environment| EnvironmentView {
+                name: environment.name,
+                auto: environment.auto,
+                target: environment.target,
+                current: environment.current.map(summary_view),
+                deploying: environment.deploying.map(summary_view),
+                observed: environment.observed.map(|observed| ObservedView {
+                    digest: observed.digest,
+                    at: rfc3339(observed.at),
+                    by: observed.by,
                 }),
-            drift_since: stored_state
-                .as_ref()
-                .and_then(|s| s.drift_since)
-                .map(rfc3339),
-            hold: stored_state.and_then(|s| s.hold).map(hold_view),
-            pending: pending
-                .iter()
-                .filter(|p| p.environment == env)
-                .cloned()
-                .map(promotion_view)
-                .collect(),
-        });
+                drift_since: environment.drift_since.map(rfc3339),
+                hold: environment.hold.map(hold_view),
+                pending: environment
+                    .pending
+                    .into_iter()
+                    .map(promotion_view)
+                    .collect(),
+            })
+            .collect(),
     }
-    Ok(AppStatus {
-        name: application.name.to_string(),
-        app_type: application.app_type.as_str().to_owned(),
-        repository: application.repository.to_string(),
-        pipeline: application.pipeline.to_string(),
-        environments,
-    })
 }
 
 /// List applications with where each environment stands.
@@ -808,19 +775,14 @@ pub(crate) async fn list_apps(
     authorize(&state, &headers, Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let limit = page(query.limit)?;
-    let stored = state
-        .store
-        .resources()
-        .list(ResourceKind::Application, query.after.as_deref(), limit)
+    let listed = state
+        .engine
+        .applications(query.after.as_deref(), limit)
         .await?;
-    let next = (stored.len() as i64 == limit)
-        .then(|| stored.last().map(|s| s.name.clone()))
-        .flatten();
-    let mut applications = Vec::with_capacity(stored.len());
-    for resource in stored {
-        applications.push(app_status(&state, &resource.name).await?);
-    }
-    Ok(Json(AppList { applications, next }))
+    Ok(Json(AppList {
+        applications: listed.items.into_iter().map(app_status_view).collect(),
+        next: listed.next,
+    }))
 }
 
 /// One application: each environment in pipeline order with what runs there, its
@@ -841,7 +803,9 @@ pub(crate) async fn get_app(
 ) -> Result<Json<AppStatus>, ApiError> {
     authorize(&state, &headers, Action::ReadResources).await?;
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
-    Ok(Json(app_status(&state, &name).await?))
+    Ok(Json(app_status_view(
+        state.engine.application_status(&name).await?,
+    )))
 }
 
 /// Deployments of an application, newest first.
@@ -864,26 +828,13 @@ pub(crate) async fn history(
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let limit = page(query.limit)?;
-    if state
-        .store
-        .resources()
-        .get(ResourceKind::Application, &name)
-        .await?
-        .is_none()
-    {
-        return Err(EngineError::UnknownApplication(name).into());
-    }
-    let deployments = state
-        .store
-        .deployments()
+    let listed = state
+        .engine
         .history(&name, query.environment.as_deref(), query.before, limit)
         .await?;
-    let next = (deployments.len() as i64 == limit)
-        .then(|| deployments.last().map(|d| d.id))
-        .flatten();
     Ok(Json(DeploymentList {
-        deployments: deployment_views(&state, deployments).await?,
-        next,
+        deployments: listed.items.into_iter().map(summary_view).collect(),
+        next: listed.next,
     }))
 }
 
@@ -904,28 +855,13 @@ pub(crate) async fn artifact(
 ) -> Result<Json<ArtifactView>, ApiError> {
     authorize(&state, &headers, Action::ReadResources).await?;
     let (name, digest_text) = app_env(path)?;
-    let digest = digest(&digest_text)?.to_string();
-    if state
-        .store
-        .resources()
-        .get(ResourceKind::Application, &name)
-        .await?
-        .is_none()
-    {
-        return Err(EngineError::UnknownApplication(name).into());
-    }
-    let build = state.store.evidence().build(&name, &digest).await?;
-    let checks = state.store.evidence().checks(&name, &digest).await?;
-    let deployments = state
-        .store
-        .deployments()
-        .deployments_of(&name, &digest)
-        .await?;
+    let digest = digest(&digest_text)?;
+    let record = state.engine.artifact(&name, &digest).await?;
     Ok(Json(ArtifactView {
-        application: name,
-        digest,
-        build: build.map(build_view),
-        checks: checks.into_iter().map(check_view).collect(),
-        deployments: deployment_views(&state, deployments).await?,
+        application: record.application,
+        digest: record.digest,
+        build: record.build.map(build_view),
+        checks: record.checks.into_iter().map(check_view).collect(),
+        deployments: record.deployments.into_iter().map(summary_view).collect(),
     }))
 }

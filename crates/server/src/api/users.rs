@@ -1,15 +1,11 @@
 //! Users, their roles and tokens (admins), and the DORA metrics.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use domain::dora::{DeploymentOutcome, DeploymentRecord, DoraMetrics};
-use domain::promotion::DeploymentState;
-use domain::{Action, ResourceKind};
-use engine::EngineError;
+use domain::Action;
+use domain::dora::DoraMetrics;
 use http::{HeaderMap, StatusCode};
 use store::{NewToken, NewUser, RoleGrant, TokenRecord, UserRecord};
 
@@ -343,50 +339,12 @@ pub(crate) async fn dora(
             "days {days} is out of range 1..=366"
         )));
     }
-    let productions = production_environments(&state, query.application.as_deref()).await?;
     let until_ms = store::now_millis();
     let since_ms = until_ms - i64::from(days) * 24 * 60 * 60 * 1000;
-    let deployments = state
-        .store
-        .deployments()
-        .finished_since(&productions, since_ms)
+    let (overall, by_application) = state
+        .engine
+        .dora(query.application.as_deref(), since_ms, until_ms)
         .await?;
-    let mut commit_times: BTreeMap<(String, String), Option<i64>> = BTreeMap::new();
-    let mut records = Vec::with_capacity(deployments.len());
-    for deployment in deployments {
-        let outcome = match deployment.state {
-            DeploymentState::Deployed => DeploymentOutcome::Succeeded,
-            DeploymentState::Failed => DeploymentOutcome::Failed,
-            DeploymentState::Deploying => continue,
-        };
-        let Some(finished_at) = deployment
-            .finished_at
-            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        else {
-            continue;
-        };
-        let key = (deployment.application.clone(), deployment.digest.clone());
-        if !commit_times.contains_key(&key) {
-            let build = state.store.evidence().build(&key.0, &key.1).await?;
-            commit_times.insert(key.clone(), build.and_then(|b| b.provenance.committed_at));
-        }
-        records.push(DeploymentRecord {
-            application: deployment.application,
-            environment: deployment.environment,
-            digest: deployment.digest,
-            reason: deployment.reason,
-            outcome,
-            finished_at,
-            committed_at: commit_times
-                .get(&key)
-                .copied()
-                .flatten()
-                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()),
-        });
-    }
-    let since = jiff::Timestamp::from_millisecond(since_ms).unwrap_or_default();
-    let until = jiff::Timestamp::from_millisecond(until_ms + 1).unwrap_or_default();
-    let (overall, by_application) = domain::dora::compute_by_application(&records, since, until);
     Ok(Json(DoraResponse {
         since: rfc3339(since_ms),
         until: rfc3339(until_ms),
@@ -396,45 +354,4 @@ pub(crate) async fn dora(
             .map(|(name, metrics)| (name.clone(), dora_view(metrics)))
             .collect(),
     }))
-}
-
-/// (application, last stage) of one application or of all.
-async fn production_environments(
-    state: &AppState,
-    only: Option<&str>,
-) -> Result<Vec<(String, String)>, ApiError> {
-    let names: Vec<String> = match only {
-        Some(name) => vec![name.to_owned()],
-        None => {
-            let mut names = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let page = state
-                    .store
-                    .resources()
-                    .list(ResourceKind::Application, after.as_deref(), 500)
-                    .await?;
-                let done = page.len() < 500;
-                after = page.last().map(|r| r.name.clone());
-                names.extend(page.into_iter().map(|r| r.name));
-                if done {
-                    break;
-                }
-            }
-            names
-        }
-    };
-    let mut environments = Vec::with_capacity(names.len());
-    for name in names {
-        // An application whose stored texts no longer read back has no production.
-        let pipeline = match state.engine.declared(&name).await {
-            Ok((_, pipeline)) => pipeline,
-            Err(EngineError::Corrupt(_)) => continue,
-            Err(error) => return Err(error.into()),
-        };
-        if let Some(last) = pipeline.pipeline().stages().last() {
-            environments.push((name, last.environment.to_string()));
-        }
-    }
-    Ok(environments)
 }

@@ -1,0 +1,336 @@
+//! The reads that are whole use cases, as plain views any front end renders (the JSON
+//! API now, HTML pages next): where an application's environments stand, its
+//! deployment history, everything known about one artifact. Authorization stays with
+//! the caller (`resources:read`); the rules of what is shown live here once.
+
+use std::collections::BTreeMap;
+
+use domain::dora::{DeploymentOutcome, DeploymentRecord, DoraMetrics};
+use domain::promotion::DeploymentState;
+use domain::{Digest, ResourceKind};
+use store::{Build, CheckReport, Deployment, Hold, Observed, Promotion};
+
+use crate::{Engine, EngineError};
+
+/// A deployment with the commit of the build it deployed, when notified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentSummary {
+    pub deployment: Deployment,
+    pub commit: Option<String>,
+}
+
+/// Where one environment of an application stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentStatus {
+    pub name: String,
+    /// Promoted into automatically.
+    pub auto: bool,
+    /// The target kind its deployments go through.
+    pub target: String,
+    /// What runs there now: the last successful deployment.
+    pub current: Option<DeploymentSummary>,
+    /// The deployment under way, if any.
+    pub deploying: Option<DeploymentSummary>,
+    pub hold: Option<Hold>,
+    /// What an agent last reported it running.
+    pub observed: Option<Observed>,
+    /// Since when that differs from what Gantry deployed.
+    pub drift_since: Option<i64>,
+    /// Promotions into it that are not final yet.
+    pub pending: Vec<Promotion>,
+}
+
+/// An application and each of its environments, in pipeline order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationStatus {
+    pub name: String,
+    /// `container`, `static-site` or `infra`.
+    pub app_type: String,
+    pub repository: String,
+    pub pipeline: String,
+    pub environments: Vec<EnvironmentStatus>,
+}
+
+/// Everything known about one artifact of an application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRecord {
+    pub application: String,
+    pub digest: String,
+    pub build: Option<Build>,
+    /// Every check report, oldest first.
+    pub checks: Vec<CheckReport>,
+    /// Every deployment of it, newest first.
+    pub deployments: Vec<DeploymentSummary>,
+}
+
+/// One page of a listing and where the next begins (`None` on the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T, K> {
+    pub items: Vec<T>,
+    pub next: Option<K>,
+}
+
+impl Engine {
+    /// Where application `name` stands: each environment of its pipeline, in order.
+    pub async fn application_status(&self, name: &str) -> Result<ApplicationStatus, EngineError> {
+        let (application, pipeline) = self.declared(name).await?;
+        let mut stored: BTreeMap<String, store::EnvironmentState> = self
+            .store
+            .environments()
+            .of(name)
+            .await?
+            .into_iter()
+            .map(|state| (state.environment.clone(), state))
+            .collect();
+        let pending = self.store.promotions().pending(name).await?;
+        let mut environments = Vec::new();
+        for stage in pipeline.pipeline().stages() {
+            let environment = stage.environment.as_str();
+            let state = stored.remove(environment);
+            let (current, deploying, hold, observed, drift_since) = match state {
+                Some(state) => (
+                    state.current,
+                    state.deploying,
+                    state.hold,
+                    state.observed,
+                    state.drift_since,
+                ),
+                None => (None, None, None, None, None),
+            };
+            let target = application
+                .environments
+                .get(&stage.environment)
+                .map_or("record", |spec| spec.target.kind_name());
+            environments.push(EnvironmentStatus {
+                name: environment.to_owned(),
+                auto: stage.auto,
+                target: target.to_owned(),
+                current: self.summarize_one(current).await?,
+                deploying: self.summarize_one(deploying).await?,
+                hold,
+                observed,
+                drift_since,
+                pending: pending
+                    .iter()
+                    .filter(|promotion| promotion.environment == environment)
+                    .cloned()
+                    .collect(),
+            });
+        }
+        Ok(ApplicationStatus {
+            name: application.name.to_string(),
+            app_type: application.app_type.as_str().to_owned(),
+            repository: application.repository.to_string(),
+            pipeline: application.pipeline.to_string(),
+            environments,
+        })
+    }
+
+    /// A page of applications by name, after `after`, each with where it stands.
+    pub async fn applications(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Page<ApplicationStatus, String>, EngineError> {
+        let stored = self
+            .store
+            .resources()
+            .list(ResourceKind::Application, after, limit)
+            .await?;
+        let next = (stored.len() as i64 == limit)
+            .then(|| stored.last().map(|resource| resource.name.clone()))
+            .flatten();
+        let mut items = Vec::with_capacity(stored.len());
+        for resource in stored {
+            items.push(self.application_status(&resource.name).await?);
+        }
+        Ok(Page { items, next })
+    }
+
+    /// A page of an application's deployments, newest first, optionally of one
+    /// environment, with ids below `before`.
+    pub async fn history(
+        &self,
+        application: &str,
+        environment: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<DeploymentSummary, i64>, EngineError> {
+        self.require_application(application).await?;
+        let deployments = self
+            .store
+            .deployments()
+            .history(application, environment, before, limit)
+            .await?;
+        let next = (deployments.len() as i64 == limit)
+            .then(|| deployments.last().map(|deployment| deployment.id))
+            .flatten();
+        Ok(Page {
+            items: self.summarize(deployments).await?,
+            next,
+        })
+    }
+
+    /// Everything known about artifact `digest` of `application`: its build, its
+    /// checks, its deployments.
+    pub async fn artifact(
+        &self,
+        application: &str,
+        digest: &Digest,
+    ) -> Result<ArtifactRecord, EngineError> {
+        self.require_application(application).await?;
+        let digest = digest.to_string();
+        let evidence = self.store.evidence();
+        let build = evidence.build(application, &digest).await?;
+        let checks = evidence.checks(application, &digest).await?;
+        let deployments = self
+            .store
+            .deployments()
+            .deployments_of(application, &digest)
+            .await?;
+        Ok(ArtifactRecord {
+            application: application.to_owned(),
+            deployments: self.summarize(deployments).await?,
+            digest,
+            build,
+            checks,
+        })
+    }
+
+    /// The four DORA metrics over deployments to production finished between
+    /// `since` and `until` (milliseconds since the Unix epoch), overall and per
+    /// application, for one application or all. An application's production is the
+    /// last stage of its pipeline.
+    pub async fn dora(
+        &self,
+        only: Option<&str>,
+        since: i64,
+        until: i64,
+    ) -> Result<(DoraMetrics, BTreeMap<String, DoraMetrics>), EngineError> {
+        let productions = self.production_environments(only).await?;
+        let deployments = self
+            .store
+            .deployments()
+            .finished_since(&productions, since)
+            .await?;
+        let mut commit_times: BTreeMap<(String, String), Option<i64>> = BTreeMap::new();
+        let mut records = Vec::with_capacity(deployments.len());
+        for deployment in deployments {
+            let outcome = match deployment.state {
+                DeploymentState::Deployed => DeploymentOutcome::Succeeded,
+                DeploymentState::Failed => DeploymentOutcome::Failed,
+                DeploymentState::Deploying => continue,
+            };
+            let Some(finished_at) = deployment
+                .finished_at
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            else {
+                continue;
+            };
+            let key = (deployment.application.clone(), deployment.digest.clone());
+            if !commit_times.contains_key(&key) {
+                let build = self.store.evidence().build(&key.0, &key.1).await?;
+                commit_times.insert(key.clone(), build.and_then(|b| b.provenance.committed_at));
+            }
+            records.push(DeploymentRecord {
+                application: deployment.application,
+                environment: deployment.environment,
+                digest: deployment.digest,
+                reason: deployment.reason,
+                outcome,
+                finished_at,
+                committed_at: commit_times
+                    .get(&key)
+                    .copied()
+                    .flatten()
+                    .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()),
+            });
+        }
+        let since = jiff::Timestamp::from_millisecond(since).unwrap_or_default();
+        let until = jiff::Timestamp::from_millisecond(until + 1).unwrap_or_default();
+        Ok(domain::dora::compute_by_application(&records, since, until))
+    }
+
+    /// (application, last stage) of one application or of all.
+    async fn production_environments(
+        &self,
+        only: Option<&str>,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        let names: Vec<String> = match only {
+            Some(name) => vec![name.to_owned()],
+            None => {
+                let mut names = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let page = self
+                        .store
+                        .resources()
+                        .list(ResourceKind::Application, after.as_deref(), 500)
+                        .await?;
+                    let done = page.len() < 500;
+                    after = page.last().map(|resource| resource.name.clone());
+                    names.extend(page.into_iter().map(|resource| resource.name));
+                    if done {
+                        break;
+                    }
+                }
+                names
+            }
+        };
+        let mut environments = Vec::with_capacity(names.len());
+        for name in names {
+            // An application whose stored texts no longer read back has no production.
+            let pipeline = match self.declared(&name).await {
+                Ok((_, pipeline)) => pipeline,
+                Err(EngineError::Corrupt(_)) => continue,
+                Err(error) => return Err(error),
+            };
+            if let Some(last) = pipeline.pipeline().stages().last() {
+                environments.push((name, last.environment.to_string()));
+            }
+        }
+        Ok(environments)
+    }
+
+    /// Each deployment with the commit of its build (looked up once per artifact).
+    pub async fn summarize(
+        &self,
+        deployments: Vec<Deployment>,
+    ) -> Result<Vec<DeploymentSummary>, EngineError> {
+        let mut commits: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+        let mut summaries = Vec::with_capacity(deployments.len());
+        for deployment in deployments {
+            let key = (deployment.application.clone(), deployment.digest.clone());
+            if !commits.contains_key(&key) {
+                let build = self.store.evidence().build(&key.0, &key.1).await?;
+                commits.insert(key.clone(), build.and_then(|b| b.provenance.commit));
+            }
+            let commit = commits.get(&key).cloned().flatten();
+            summaries.push(DeploymentSummary { deployment, commit });
+        }
+        Ok(summaries)
+    }
+
+    async fn summarize_one(
+        &self,
+        deployment: Option<Deployment>,
+    ) -> Result<Option<DeploymentSummary>, EngineError> {
+        match deployment {
+            None => Ok(None),
+            Some(deployment) => Ok(self.summarize(vec![deployment]).await?.pop()),
+        }
+    }
+
+    /// `UnknownApplication` unless `application` is declared.
+    async fn require_application(&self, application: &str) -> Result<(), EngineError> {
+        match self
+            .store
+            .resources()
+            .get(ResourceKind::Application, application)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(EngineError::UnknownApplication(application.to_owned())),
+        }
+    }
+}
