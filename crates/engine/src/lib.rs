@@ -23,6 +23,7 @@
 
 mod actor;
 mod admission;
+mod clock;
 mod command;
 mod deployer;
 mod deployment;
@@ -46,6 +47,7 @@ use store::{FlakyPolicy, StagePlan, Store, StoreOutcome};
 
 pub use actor::{Actor, Permission};
 pub use admission::{Admission, parse_image};
+pub use clock::Clock;
 pub use command::CommandDeployer;
 pub use deployer::{
     DeployContext, DeployError, DeployFuture, DeployLog, DeployResult, Deployer, Deployers,
@@ -90,6 +92,8 @@ pub struct Engine {
     jobs: std::sync::Arc<jobs::JobRuntime>,
     /// Webhook receivers' one-time callbacks.
     callbacks: Callbacks,
+    /// The time decisions are made at (deploy jobs' leases keep the system's).
+    clock: Clock,
 }
 
 /// The registry host image references name until the server sets the one clients
@@ -111,6 +115,7 @@ impl Engine {
             outbound: std::sync::Arc::new(outbound::Policy::default()),
             jobs: std::sync::Arc::new(jobs::JobRuntime::new(JobSettings::default())),
             callbacks: Callbacks::new(store.clone()),
+            clock: Clock::system(),
             store,
         }
     }
@@ -161,6 +166,17 @@ impl Engine {
     pub fn with_registry_host(mut self, host: String) -> Engine {
         self.registry_host = host;
         self
+    }
+
+    /// The same engine, deciding at the times `clock` tells.
+    pub fn with_clock(mut self, clock: Clock) -> Engine {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock decisions are made at.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn store(&self) -> &Store {
@@ -240,6 +256,7 @@ impl Engine {
                 .map_or("record", |spec| spec.target.kind_name())
                 .to_owned(),
             flaky: self.flaky,
+            now: self.clock.now_millis(),
         })
     }
 

@@ -220,7 +220,7 @@ impl Engine {
         error::from_outcome(
             self.store
                 .promotions()
-                .cancel(id, &actor.name, reason)
+                .cancel(id, &actor.name, reason, self.clock.now_millis())
                 .await?,
         )
     }

@@ -83,6 +83,13 @@ impl AppState {
         }
     }
 
+    /// The same state deciding at the times `clock` tells (tests move a manual clock
+    /// instead of sleeping).
+    pub fn with_clock(mut self, clock: engine::Clock) -> AppState {
+        self.engine = self.engine.with_clock(clock);
+        self
+    }
+
     /// The same state deploying through `deployers`.
     pub fn with_deployers(mut self, deployers: Deployers) -> AppState {
         self.engine = self.engine.with_deployers(deployers);

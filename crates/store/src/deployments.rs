@@ -331,7 +331,7 @@ impl Deployments<'_> {
             to, actor, reason, ..
         } = *request;
         with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
+            let now = plan.now;
             let mut tx = pool.begin().await?;
             lock_environment!(tx, &plan.application, &plan.environment, now);
             if !plan_is_current!(tx, plan) {

@@ -69,6 +69,9 @@ pub struct StagePlan {
     /// The environment's target kind (`record`, `gitops`, …), stored on deployments.
     pub target: String,
     pub flaky: FlakyPolicy,
+    /// When the decision is made, in milliseconds since the Unix epoch: the time
+    /// soak and freeze windows are judged at and the decision is recorded with.
+    pub now: i64,
 }
 
 /// A config revision carried by a promotion (a release bundle): canonical JSON of its
@@ -691,9 +694,10 @@ macro_rules! start_deployment {
         let id: i64 = row.get("id");
         let tag: Option<String> = row.get("tag");
         // The durable job that carries it out (see `crate::jobs`).
-        sqlx::query("INSERT INTO deploy_jobs (deployment_id, run_after) VALUES ($1, $2)")
+        // Due at once: job times are the job machinery's (the system clock), not the
+        // decision's, which a test may have moved.
+        sqlx::query("INSERT INTO deploy_jobs (deployment_id, run_after) VALUES ($1, 0)")
             .bind(id)
-            .bind($now)
             .execute(&mut *$tx)
             .await?;
         $audit.push($crate::NewAuditEntry {
@@ -771,7 +775,7 @@ impl Promotions<'_> {
         request: &PromotionRequest<'_>,
     ) -> Result<StoreOutcome<Decided>, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
+            let now = plan.now;
             let mut tx = pool.begin().await?;
             let hold = lock_environment!(tx, &plan.application, &plan.environment, now);
             if !plan_is_current!(tx, plan) {
@@ -939,7 +943,7 @@ impl Promotions<'_> {
         id: i64,
     ) -> Result<StoreOutcome<Decided>, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
+            let now = plan.now;
             let mut tx = pool.begin().await?;
             lock_environment!(tx, &plan.application, &plan.environment, now);
             if !plan_is_current!(tx, plan) {
@@ -1004,7 +1008,7 @@ impl Promotions<'_> {
         comment: Option<&str>,
     ) -> Result<StoreOutcome<Decided>, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
+            let now = plan.now;
             let mut tx = pool.begin().await?;
             lock_environment!(tx, &plan.application, &plan.environment, now);
             if !plan_is_current!(tx, plan) {
@@ -1107,15 +1111,15 @@ impl Promotions<'_> {
         })
     }
 
-    /// Withdraws a pending promotion.
+    /// Withdraws a pending promotion, at `now`.
     pub async fn cancel(
         &self,
         id: i64,
         actor: &str,
         reason: Option<&str>,
+        now: i64,
     ) -> Result<StoreOutcome<Promotion>, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
             let mut tx = pool.begin().await?;
             let Some(found) = promotion_by_id!(tx, id) else {
                 return Ok(StoreOutcome::NotFound);
