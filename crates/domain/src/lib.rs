@@ -11,6 +11,7 @@ pub mod findings;
 pub mod gate;
 mod glob;
 mod names;
+pub mod oci;
 pub mod pipeline;
 mod principal;
 pub mod promotion;

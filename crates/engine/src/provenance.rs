@@ -69,8 +69,8 @@ fn string_map(value: &serde_json::Value) -> BTreeMap<String, String> {
 async fn labels(blobs: &BlobStore, manifest: &serde_json::Value) -> BTreeMap<String, String> {
     let config = &manifest["config"];
     let media_type = config["mediaType"].as_str().unwrap_or_default();
-    let is_image_config = media_type == "application/vnd.oci.image.config.v1+json"
-        || media_type == "application/vnd.docker.container.image.v1+json";
+    let is_image_config =
+        media_type == domain::oci::IMAGE_CONFIG || media_type == domain::oci::DOCKER_IMAGE_CONFIG;
     let size = config["size"].as_u64().unwrap_or(u64::MAX);
     let Some(digest) = config["digest"]
         .as_str()

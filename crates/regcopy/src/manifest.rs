@@ -6,11 +6,10 @@ use serde::Deserialize;
 
 use crate::CopyError;
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_ARTIFACT_MANIFEST: &str = "application/vnd.oci.artifact.manifest.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub use domain::oci::{
+    ARTIFACT_MANIFEST as OCI_ARTIFACT_MANIFEST, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
+    IMAGE_INDEX as OCI_INDEX, IMAGE_MANIFEST as OCI_MANIFEST,
+};
 
 /// Every manifest media type the copier accepts, for `Accept` headers.
 pub const ACCEPTED_MEDIA_TYPES: [&str; 5] = [

@@ -9,14 +9,10 @@ use store::ManifestChild;
 
 use crate::error::RegistryError;
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_SCHEMA1: [&str; 2] = [
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-];
+use domain::oci::DOCKER_SCHEMA1;
+pub use domain::oci::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IMAGE_INDEX as OCI_INDEX, IMAGE_MANIFEST as OCI_MANIFEST,
+};
 
 /// The shape of a manifest media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use domain::Digest;
 /// The `artifactType` of a site artifact.
 pub const SITE_ARTIFACT_TYPE: &str = "application/vnd.gantry.site.v1+zip";
 /// The manifest's media type.
-pub const OCI_IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_IMAGE_MANIFEST: &str = domain::oci::IMAGE_MANIFEST;
 /// The media type of the empty config.
-pub const EMPTY_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+pub const EMPTY_CONFIG_MEDIA_TYPE: &str = domain::oci::EMPTY;
 /// The empty config's content, which must be pushed as a blob alongside the archive.
 pub const EMPTY_CONFIG: &[u8] = b"{}";
 /// The digest of [`EMPTY_CONFIG`].

@@ -5,6 +5,7 @@
 //! - the process environment is read only by `gantry` (the binary) and `testkit`:
 //!   libraries get what they need (`PATH` for child processes, the host name) as
 //!   parameters;
+//! - OCI and Docker media-type strings are written only in `domain::oci`;
 //! - nothing is ignored, left to do or left in for debugging;
 //! - ARCHITECTURE.md's code map names every crate, and every file it names exists.
 
@@ -128,6 +129,34 @@ fn only_the_binary_reads_the_process_environment() {
     assert!(
         offenders.is_empty(),
         "only {ENVIRONMENT_CRATES:?} read the process environment; pass what a library needs as a parameter:\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn oci_media_types_are_named_only_in_the_oci_module() {
+    let home = root().join("crates/domain/src/oci.rs");
+    // Spelled in pieces, so this file does not find itself.
+    let prefixes = [
+        concat!("\"application/vnd.", "oci."),
+        concat!("\"application/vnd.", "docker."),
+    ];
+    let mut offenders = Vec::new();
+    for (_, dir) in crates() {
+        for file in rust_files(&dir.join("src")) {
+            if file == home {
+                continue;
+            }
+            for (n, line) in shipped_lines(&file) {
+                if prefixes.iter().any(|prefix| line.contains(prefix)) {
+                    offenders.push(format!("{}: {}", shown(&file, n), line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "name media types through domain::oci:\n{}",
         offenders.join("\n")
     );
 }
