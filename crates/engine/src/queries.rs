@@ -70,6 +70,22 @@ pub struct Page<T, K> {
     pub next: Option<K>,
 }
 
+impl<T, K> Page<T, K> {
+    /// The page of `limit` items out of `fetched`, which holds one more when another
+    /// page follows (fetch `limit + 1`): then `next` is the key of its last item. The
+    /// one rule every listing pages by, so a full last page has no `next`.
+    pub fn from_one_more(mut fetched: Vec<T>, limit: i64, key: impl Fn(&T) -> K) -> Page<T, K> {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let more = fetched.len() > limit;
+        fetched.truncate(limit);
+        let next = if more { fetched.last().map(key) } else { None };
+        Page {
+            items: fetched,
+            next,
+        }
+    }
+}
+
 impl Engine {
     /// Where application `name` stands: each environment of its pipeline, in order.
     pub async fn application_status(&self, name: &str) -> Result<ApplicationStatus, EngineError> {
@@ -135,16 +151,17 @@ impl Engine {
         let stored = self
             .store
             .resources()
-            .list(ResourceKind::Application, after, limit)
+            .list(ResourceKind::Application, after, limit + 1)
             .await?;
-        let next = (stored.len() as i64 == limit)
-            .then(|| stored.last().map(|resource| resource.name.clone()))
-            .flatten();
-        let mut items = Vec::with_capacity(stored.len());
-        for resource in stored {
+        let page = Page::from_one_more(stored, limit, |resource| resource.name.clone());
+        let mut items = Vec::with_capacity(page.items.len());
+        for resource in page.items {
             items.push(self.application_status(&resource.name).await?);
         }
-        Ok(Page { items, next })
+        Ok(Page {
+            items,
+            next: page.next,
+        })
     }
 
     /// A page of an application's deployments, newest first, optionally of one
@@ -160,14 +177,12 @@ impl Engine {
         let deployments = self
             .store
             .deployments()
-            .history(application, environment, before, limit)
+            .history(application, environment, before, limit + 1)
             .await?;
-        let next = (deployments.len() as i64 == limit)
-            .then(|| deployments.last().map(|deployment| deployment.id))
-            .flatten();
+        let page = Page::from_one_more(deployments, limit, |deployment| deployment.id);
         Ok(Page {
-            items: self.summarize(deployments).await?,
-            next,
+            items: self.summarize(page.items).await?,
+            next: page.next,
         })
     }
 
@@ -332,5 +347,20 @@ impl Engine {
             Some(_) => Ok(()),
             None => Err(EngineError::UnknownApplication(application.to_owned())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_has_a_next_only_when_another_follows() {
+        let full = Page::from_one_more(vec![1, 2, 3], 3, |n| *n);
+        assert_eq!((full.items, full.next), (vec![1, 2, 3], None));
+        let more = Page::from_one_more(vec![1, 2, 3, 4], 3, |n| *n);
+        assert_eq!((more.items, more.next), (vec![1, 2, 3], Some(3)));
+        let short = Page::from_one_more(vec![1], 3, |n| *n);
+        assert_eq!((short.items, short.next), (vec![1], None));
     }
 }

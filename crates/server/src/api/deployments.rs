@@ -151,19 +151,19 @@ pub(crate) async fn deployment_log(
     if after < 0 {
         return Err(ApiError::bad_request("after must not be negative"));
     }
-    let limit = query.limit.unwrap_or(MAX_LOG_PAGE);
-    if !(1..=MAX_LOG_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit {limit} is out of range 1..={MAX_LOG_PAGE}"
-        )));
-    }
+    let limit = super::page::limit(
+        query.limit,
+        super::page::Limits {
+            default: MAX_LOG_PAGE,
+            max: MAX_LOG_PAGE,
+        },
+    )?;
     if state.store.deployments().deployment(id).await?.is_none() {
         return Err(ApiError::not_found(format!("no deployment {id}")));
     }
-    let lines = state.store.jobs().log(id, after, limit).await?;
-    let next = (lines.len() as i64 == limit)
-        .then(|| lines.last().map(|line| line.seq))
-        .flatten();
+    let lines = state.store.jobs().log(id, after, limit + 1).await?;
+    let engine::Page { items: lines, next } =
+        engine::Page::from_one_more(lines, limit, |line| line.seq);
     Ok(Json(DeploymentLog {
         lines: lines
             .into_iter()

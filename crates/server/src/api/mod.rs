@@ -17,6 +17,7 @@ mod builds;
 mod deployments;
 mod error;
 mod oidc;
+mod page;
 mod params;
 mod promotion_types;
 mod promotions;

@@ -22,8 +22,11 @@ use super::promotion_types::*;
 use super::types::ErrorBody;
 use crate::AppState;
 
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 500;
+/// Promotions, applications and deployments per page.
+const PAGE: super::page::Limits = super::page::Limits {
+    default: 50,
+    max: 500,
+};
 
 /// Largest check report accepted (a Trivy report of a big image runs to megabytes).
 pub(crate) const MAX_CHECK_BYTES: usize = 32 << 20;
@@ -108,13 +111,7 @@ fn digest(text: &str) -> Result<Digest, ApiError> {
 }
 
 fn page(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(format!(
-            "limit {n} is out of range 1..={MAX_PAGE}"
-        ))),
-    }
+    super::page::limit(limit, PAGE)
 }
 
 fn parse_config(text: Option<&str>) -> Option<serde_json::Value> {
@@ -440,12 +437,13 @@ pub(crate) async fn list_promotions(
             query.environment.as_deref(),
             promotion_state,
             query.before,
-            limit,
+            limit + 1,
         )
         .await?;
-    let next = (promotions.len() as i64 == limit)
-        .then(|| promotions.last().map(|p| p.id))
-        .flatten();
+    let engine::Page {
+        items: promotions,
+        next,
+    } = engine::Page::from_one_more(promotions, limit, |promotion| promotion.id);
     Ok(Json(PromotionList {
         promotions: promotions.into_iter().map(promotion_view).collect(),
         next,

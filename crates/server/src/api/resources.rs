@@ -34,8 +34,11 @@ const MAX_APPLY_BYTES: usize = 1 << 20;
 /// The media types a resources file may be sent as.
 const YAML_MEDIA_TYPES: [&str; 3] = ["application/yaml", "text/yaml", "application/x-yaml"];
 
-const DEFAULT_PAGE: i64 = 100;
-const MAX_PAGE: i64 = 1000;
+/// Resources per page.
+const PAGE: super::page::Limits = super::page::Limits {
+    default: 100,
+    max: 1000,
+};
 
 /// Apply a resources file (multi-document YAML of Pipelines, Applications and
 /// TrustPolicies).
@@ -184,23 +187,17 @@ pub(crate) async fn list(
     let Path(kind) = path.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let Query(query) = query.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let kind = parse_kind(&kind)?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_PAGE}, not {limit}"
-        )));
-    }
+    let limit = super::page::limit(query.limit, PAGE)?;
     // One more than asked tells whether another page follows.
-    let mut stored = state
+    let stored = state
         .store
         .resources()
         .list(kind, query.after.as_deref(), limit + 1)
         .await?;
-    let more = stored.len() as i64 > limit;
-    stored.truncate(limit as usize);
-    let next = more
-        .then(|| stored.last().map(|resource| resource.name.clone()))
-        .flatten();
+    let engine::Page {
+        items: stored,
+        next,
+    } = engine::Page::from_one_more(stored, limit, |resource| resource.name.clone());
     Ok(Json(ResourceList {
         items: stored
             .into_iter()

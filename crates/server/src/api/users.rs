@@ -108,20 +108,20 @@ pub(crate) async fn list_users(
 ) -> Result<Json<UserList>, ApiError> {
     authorize(&state, &headers, Action::ManageUsers).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_USERS_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit {limit} is out of range 1..={MAX_USERS_PAGE}"
-        )));
-    }
+    let limit = super::page::limit(
+        query.limit,
+        super::page::Limits {
+            default: 100,
+            max: MAX_USERS_PAGE,
+        },
+    )?;
     let users = state
         .store
         .users()
-        .list(query.after.as_deref(), limit)
+        .list(query.after.as_deref(), limit + 1)
         .await?;
-    let next = (users.len() as i64 == limit)
-        .then(|| users.last().map(|u| u.name.clone()))
-        .flatten();
+    let engine::Page { items: users, next } =
+        engine::Page::from_one_more(users, limit, |user| user.name.clone());
     Ok(Json(UserList {
         users: users.into_iter().map(user_view).collect(),
         next,
