@@ -6,21 +6,8 @@ use domain::{Digest, RepoName, Tag};
 
 use crate::CopyError;
 
-/// What names a manifest in a repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ManifestReference {
-    Tag(Tag),
-    Digest(Digest),
-}
-
-impl fmt::Display for ManifestReference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ManifestReference::Tag(tag) => f.write_str(tag.as_str()),
-            ManifestReference::Digest(digest) => write!(f, "{digest}"),
-        }
-    }
-}
+/// What names a manifest in a repository: the registry's one reference type.
+pub use domain::Reference as ManifestReference;
 
 /// `HOST[:PORT]/REPO` with an optional tag or digest, parsed once at the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
