@@ -26,7 +26,7 @@ static-site syncs to a directory and to S3:
      fingerprinted assets, images, JSON), pushed with `gantry push site`, deployed to
      a local directory and to SeaweedFS S3 (`weed mini`). Per destination: the first
      deployment, then a build with one file changed, then a rollback to the first
-     build (one file back), then a second promotion of the digest already running.
+     build (one file back), then a redeploy of the digest already running.
      The log line `synced …: N uploaded, M unchanged, K deleted` gives the counts;
      the destination is checked afterwards (file count and the changed file).
 
@@ -336,11 +336,14 @@ class Api:
                              f"{deployment.get('message')}\n" + "\n".join(line for _, line in lines[-20:]))
         return deployment, lines
 
-    def promote(self, application, digest):
-        """Promotes into prod and waits for the deployment: (request s, deployment, log)."""
+    def promote(self, application, digest, redeploy=False):
+        """Promotes into prod and waits for the deployment: (request s, deployment, log).
+        With `redeploy`, deploys again a digest the environment already runs (without
+        it, Gantry answers with the promotion that put it there and deploys nothing)."""
         started = time.perf_counter()
         _, promotion = self.post("/api/v1/promotions",
-                                 {"application": application, "environment": "prod", "digest": digest})
+                                 {"application": application, "environment": "prod", "digest": digest,
+                                  "redeploy": redeploy})
         if promotion["state"] not in ("deployed", "deploying", "approved"):
             raise SystemExit(f"promotion of {digest} into {application}/prod: {promotion}")
         while promotion.get("deployment_id") is None and promotion["state"] in ("approved", "deploying"):
@@ -504,8 +507,8 @@ def bench_site(args, work, api, site_dir, changed, files, sites, rows, notes):
         steps.append(("rollback to the first build", request_s, deployment, lines, api.server.rss_mib()))
         check(files, (changed, None))
 
-        # The digest already running, promoted again.
-        request_s, deployment, lines = api.promote(application, first["digest"])
+        # The digest already running, deployed again on purpose (`redeploy`).
+        request_s, deployment, lines = api.promote(application, first["digest"], redeploy=True)
         steps.append(("same digest promoted again", request_s, deployment, lines, api.server.rss_mib()))
         check(files, (changed, None))
 
