@@ -365,3 +365,20 @@ fn deployers(
         .with(std::sync::Arc::new(static_site))
         .with(std::sync::Arc::new(gitops)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_name_the_address_clients_reach_without_an_external_url() {
+        let at = |text: &str| derived_host(text.parse().expect("an address"));
+        assert_eq!(at("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(at("10.1.2.3:8080"), "10.1.2.3:8080");
+        assert_eq!(at("[::1]:5000"), "[::1]:5000");
+        // A wildcard address is nobody's to pull from: the machine's name is.
+        let name = crate::config::host_name().unwrap_or_else(|| "localhost".to_owned());
+        assert_eq!(at("0.0.0.0:5000"), format!("{name}:5000"));
+        assert_eq!(at("[::]:443"), format!("{name}:443"));
+    }
+}
