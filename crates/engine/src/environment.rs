@@ -23,6 +23,16 @@ impl ChildEnvironment {
         }
     }
 
+    /// The [`ChildEnvironment::INHERITED`] variables `lookup` finds: the caller
+    /// decides where they come from (the server passes `std::env::var_os`).
+    pub fn inherited(lookup: impl Fn(&str) -> Option<OsString>) -> ChildEnvironment {
+        ChildEnvironment::new(
+            ChildEnvironment::INHERITED
+                .iter()
+                .filter_map(|name| lookup(name).map(|value| ((*name).to_owned(), value))),
+        )
+    }
+
     /// Every variable, in the order given.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &OsStr)> {
         self.variables

@@ -154,6 +154,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         outbound,
     };
+    let configured_host = registry_config.public_host();
     let state = AppState::new(store.clone(), blobs, registry_config)
         .with_access(access)
         .with_deploy(config.deploy.jobs()?, deployers);
@@ -170,12 +171,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Image references handed to deploy targets name the host clients pull from, and
     // webhook receivers call back where clients reach this server: the external URL's,
     // else one derived from the listening address.
-    let public_host = match &config.external_url {
-        Some(url) => url
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned(),
+    let public_host = match configured_host {
+        Some(host) => host,
         None => {
             let derived = derived_host(address);
             tracing::warn!(
@@ -335,11 +332,7 @@ fn deployers(
     .map_err(|e| anyhow::anyhow!("deploy.registry_copy: {e}"))?;
     // What programs the server starts (command targets, invalidation hooks, git) may
     // see of its environment: read here, once, and handed down.
-    let programs = engine::ChildEnvironment::new(
-        engine::ChildEnvironment::INHERITED
-            .iter()
-            .filter_map(|name| std::env::var_os(name).map(|value| ((*name).to_owned(), value))),
-    );
+    let programs = engine::ChildEnvironment::inherited(|name| std::env::var_os(name));
     let mut static_site = config.deploy.static_site.clone();
     static_site.programs = programs.clone();
     if static_site.work_dir.is_none() {

@@ -149,11 +149,7 @@ impl Upstream {
 
 /// What git sees of this process's environment, as the server hands it down.
 fn programs() -> engine::ChildEnvironment {
-    engine::ChildEnvironment::new(
-        engine::ChildEnvironment::INHERITED
-            .iter()
-            .filter_map(|name| std::env::var_os(name).map(|value| ((*name).to_owned(), value))),
-    )
+    engine::ChildEnvironment::inherited(|name| std::env::var_os(name))
 }
 
 fn deployer(work_dir: &Path, max_push_attempts: u32) -> GitopsDeployer {

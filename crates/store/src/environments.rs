@@ -72,14 +72,14 @@ impl Environments<'_> {
         actor: &str,
         reason: &str,
     ) -> Result<Hold, StoreError> {
-        let hold = self
+        let at = self
             .set_hold(application, environment, actor, Some(reason))
             .await?;
-        Ok(hold.unwrap_or_else(|| Hold {
+        Ok(Hold {
             reason: reason.to_owned(),
             by: actor.to_owned(),
-            at: crate::now_millis(),
-        }))
+            at,
+        })
     }
 
     /// Releases an environment's hold (audited only when there was one).
@@ -94,14 +94,14 @@ impl Environments<'_> {
     }
 
     /// Holds an environment (`Some(reason)`) or releases its hold (`None`), in one
-    /// audited transaction. Returns the hold now in place.
+    /// audited transaction. Returns when it did.
     async fn set_hold(
         &self,
         application: &str,
         environment: &str,
         actor: &str,
         reason: Option<&str>,
-    ) -> Result<Option<Hold>, StoreError> {
+    ) -> Result<i64, StoreError> {
         with_pool!(self.backend, write, |pool| {
             let now = crate::now_millis();
             let mut tx = pool.begin().await?;
@@ -131,15 +131,10 @@ impl Environments<'_> {
                 crate::append_audit!(tx, &entry);
             }
             tx.commit().await?;
-            Ok(reason.map(|reason| Hold {
-                reason: reason.to_owned(),
-                by: actor.to_owned(),
-                at: now,
-            }))
+            Ok(now)
         })
     }
 
-    /// What each environment of `application` runs, and its hold.
     /// Records that `environment` of `application` was observed running `digest`
     /// (reported by `by`), and whether that is what Gantry deployed there: drift starts
     /// when it differs and ends when it agrees again, each change audited.
@@ -228,6 +223,8 @@ impl Environments<'_> {
         })
     }
 
+    /// Where each environment of `application` stands: what it runs, what it is
+    /// deploying, its hold, what it was observed running and since when that drifts.
     pub async fn of(&self, application: &str) -> Result<Vec<EnvironmentState>, StoreError> {
         with_pool!(self.backend, read, |pool| {
             let rows = sqlx::query(

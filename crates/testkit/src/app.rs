@@ -64,11 +64,7 @@ impl TestResponse {
 /// What programs started by a test's deployments (command targets) see of this
 /// process's environment, as `gantry serve` hands it down.
 pub fn programs() -> engine::ChildEnvironment {
-    engine::ChildEnvironment::new(
-        engine::ChildEnvironment::INHERITED
-            .iter()
-            .filter_map(|name| std::env::var_os(name).map(|value| ((*name).to_owned(), value))),
-    )
+    engine::ChildEnvironment::inherited(|name| std::env::var_os(name))
 }
 
 fn basic(user: &str, password: &str) -> String {

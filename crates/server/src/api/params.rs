@@ -74,21 +74,16 @@ async fn params(
         .await?
         .into_iter()
         .find(|s| s.environment == env);
-    let (deploying, current, hold) = match stored {
-        Some(stored) => (stored.deploying, stored.current, stored.hold),
+    let (desired, current, hold) = match stored {
+        Some(stored) => (stored.desired().cloned(), stored.current, stored.hold),
         None => (None, None, None),
     };
-    let mut views = deployment_views(
-        state,
-        deploying.into_iter().chain(current.clone()).collect(),
-    )
-    .await?
-    .into_iter();
-    let deployment = views.next();
-    let last_successful = match current {
-        None => None,
-        Some(_) => views.next().or_else(|| deployment.clone()),
-    };
+    let deployment = deployment_views(state, desired.into_iter().collect())
+        .await?
+        .pop();
+    let last_successful = deployment_views(state, current.into_iter().collect())
+        .await?
+        .pop();
     let host = state.registry.public_host(headers);
     Ok(EnvironmentParams {
         application: app,

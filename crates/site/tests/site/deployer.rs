@@ -191,11 +191,7 @@ fn settings(work: &Path) -> StaticSiteSettings {
         work_dir: Some(work.to_owned()),
         // What a hook program sees of this process's environment, as the server
         // hands it down.
-        programs: engine::ChildEnvironment::new(
-            engine::ChildEnvironment::INHERITED
-                .iter()
-                .filter_map(|name| std::env::var_os(name).map(|value| ((*name).to_owned(), value))),
-        ),
+        programs: engine::ChildEnvironment::inherited(|name| std::env::var_os(name)),
         ..StaticSiteSettings::default()
     }
 }

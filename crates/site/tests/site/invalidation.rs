@@ -20,11 +20,7 @@ fn request() -> InvalidationRequest {
 
 /// What a hook program may see of this process's environment, as the server hands it.
 fn programs() -> engine::ChildEnvironment {
-    engine::ChildEnvironment::new(
-        engine::ChildEnvironment::INHERITED
-            .iter()
-            .filter_map(|name| std::env::var_os(name).map(|value| (name.to_string(), value))),
-    )
+    engine::ChildEnvironment::inherited(|name| std::env::var_os(name))
 }
 
 fn loopback_allowed() -> Arc<outbound::Policy> {
