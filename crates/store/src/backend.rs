@@ -192,6 +192,33 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// The newest migration `migrations/sqlite/baseline.sql` stands for: a new SQLite
+/// database is created from it and those migrations are recorded as applied.
+const SQLITE_BASELINE_VERSION: i64 = 8;
+const SQLITE_BASELINE: &str = include_str!("../migrations/sqlite/baseline.sql");
+
+/// Creates a new, empty SQLite database's schema from the baseline in one
+/// transaction and records migrations up to [`SQLITE_BASELINE_VERSION`] as applied
+/// (with their checksums, so the migrator finds nothing to do or to complain about).
+/// A database that holds anything at all is left to the migrations.
+async fn create_from_baseline(writer: &SqlitePool, migrator: &Migrator) -> Result<(), StoreError> {
+    // IMMEDIATE: a second process opening the same new file waits here, then finds the
+    // schema made.
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let objects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master")
+        .fetch_one(&mut *tx)
+        .await?;
+    if objects > 0 {
+        return Ok(());
+    }
+    sqlx::raw_sql(SQLITE_BASELINE).execute(&mut *tx).await?;
+    migrator
+        .skip(&mut *tx, Some(SQLITE_BASELINE_VERSION))
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {
     Migrator::with_migrations(
         list.iter()
@@ -258,7 +285,11 @@ impl Backend {
 
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Backend::Sqlite { writer, .. } => migrator(SQLITE_MIGRATIONS).run(writer).await?,
+            Backend::Sqlite { writer, .. } => {
+                let migrator = migrator(SQLITE_MIGRATIONS);
+                create_from_baseline(writer, &migrator).await?;
+                migrator.run(writer).await?
+            }
             Backend::Postgres(pool) => migrator(POSTGRES_MIGRATIONS).run(pool).await?,
         }
         Ok(())
@@ -296,6 +327,207 @@ pub(crate) fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::sqlite::SqlitePool;
+
+    use super::{SQLITE_MIGRATIONS, create_from_baseline, migrator};
+
+    /// One row of `pragma_foreign_key_list`: id, seq, table, from, to, on update, on
+    /// delete.
+    type ForeignKey = (i64, i64, String, String, Option<String>, String, String);
+
+    /// Everything a schema is made of, as SQLite reports it: per table its columns
+    /// (order, type, nullability, default, key), foreign keys, indexes (columns,
+    /// uniqueness, origin, partial; the names of those not made by SQLite, and their
+    /// SQL, which carries expressions and WHERE clauses), CHECK constraints and rows.
+    async fn shape(pool: &SqlitePool) -> Vec<String> {
+        let tables: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("the test database answers");
+        let mut shape = Vec::new();
+        for (table, sql) in tables {
+            let columns: Vec<(i64, String, String, i64, Option<String>, i64)> = sqlx::query_as(
+                "SELECT cid, name, type, \"notnull\", dflt_value, pk FROM pragma_table_info($1)",
+            )
+            .bind(&table)
+            .fetch_all(pool)
+            .await
+            .expect("the test database answers");
+            shape.push(format!("{table} columns {columns:?}"));
+            let keys: Vec<ForeignKey> = sqlx::query_as(
+                "SELECT id, seq, \"table\", \"from\", \"to\", on_update, on_delete \
+                     FROM pragma_foreign_key_list($1)",
+            )
+            .bind(&table)
+            .fetch_all(pool)
+            .await
+            .expect("the test database answers");
+            shape.push(format!("{table} foreign keys {keys:?}"));
+            let indexes: Vec<(String, i64, String, i64, Option<String>)> = sqlx::query_as(
+                "SELECT l.name, l.\"unique\", l.origin, l.partial, m.sql \
+                 FROM pragma_index_list($1) l LEFT JOIN sqlite_master m ON m.name = l.name",
+            )
+            .bind(&table)
+            .fetch_all(pool)
+            .await
+            .expect("the test database answers");
+            let mut described = Vec::new();
+            for (name, unique, origin, partial, sql) in indexes {
+                let columns: Vec<(i64, i64, Option<String>, i64, String, i64)> = sqlx::query_as(
+                    "SELECT seqno, cid, name, \"desc\", coll, \"key\" FROM pragma_index_xinfo($1)",
+                )
+                .bind(&name)
+                .fetch_all(pool)
+                .await
+                .expect("the test database answers");
+                let name = if name.starts_with("sqlite_autoindex_") {
+                    String::new()
+                } else {
+                    name
+                };
+                described.push(format!(
+                    "{name} unique={unique} origin={origin} partial={partial} {columns:?} {sql:?}"
+                ));
+            }
+            described.sort();
+            shape.push(format!("{table} indexes {described:?}"));
+            shape.push(format!("{table} checks {:?}", checks(&sql)));
+            if table == "_sqlx_migrations" {
+                // Times of installation differ; the versions are compared by the test.
+                continue;
+            }
+            let values = columns
+                .iter()
+                .map(|column| format!("quote(\"{}\")", column.1))
+                .collect::<Vec<_>>()
+                .join(" || ',' || ");
+            let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {values} FROM \"{table}\" ORDER BY 1"
+            )))
+            .fetch_all(pool)
+            .await
+            .expect("the test database answers");
+            shape.push(format!("{table} rows {rows:?}"));
+        }
+        let others: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("the test database answers");
+        shape.push(format!("views and triggers {others:?}"));
+        shape
+    }
+
+    /// The CHECK constraints in a CREATE TABLE statement, comments dropped and
+    /// whitespace collapsed.
+    fn checks(sql: &str) -> Vec<String> {
+        let text = sql
+            .lines()
+            .map(|line| line.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let words = text.replace('(', " ( ").replace(')', " ) ");
+        let words: Vec<&str> = words.split_whitespace().collect();
+        let mut found = Vec::new();
+        for (at, word) in words.iter().enumerate() {
+            if !word.eq_ignore_ascii_case("check") || words.get(at + 1) != Some(&"(") {
+                continue;
+            }
+            let mut depth = 0;
+            let mut clause = Vec::new();
+            for word in &words[at + 1..] {
+                clause.push(*word);
+                match *word {
+                    "(" => depth += 1,
+                    ")" => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+            found.push(clause.join(" "));
+        }
+        found.sort();
+        found
+    }
+
+    async fn new_database() -> SqlitePool {
+        SqlitePool::connect("sqlite::memory:")
+            .await
+            .expect("the test database answers")
+    }
+
+    #[tokio::test]
+    async fn a_new_database_made_from_the_baseline_matches_one_made_by_every_migration() {
+        let replayed = new_database().await;
+        migrator(SQLITE_MIGRATIONS)
+            .run(&replayed)
+            .await
+            .expect("the test database answers");
+
+        let from_baseline = new_database().await;
+        let migrations = migrator(SQLITE_MIGRATIONS);
+        create_from_baseline(&from_baseline, &migrations)
+            .await
+            .expect("the test database answers");
+        // The migrator accepts what the baseline recorded (checksums included) and
+        // runs whatever came after it.
+        migrations
+            .run(&from_baseline)
+            .await
+            .expect("the test database answers");
+
+        let expected = shape(&replayed).await;
+        // The comparison sees constraints and seeded rows, not only names.
+        assert!(
+            expected
+                .iter()
+                .any(|line| line.starts_with("approvals checks [\"("))
+        );
+        assert!(
+            expected
+                .iter()
+                .any(|line| line.starts_with("audit_head rows [(\"1,0,"))
+        );
+        let made = shape(&from_baseline).await;
+        for (replayed, made) in expected.iter().zip(&made) {
+            assert_eq!(made, replayed, "the baseline differs from the migrations");
+        }
+        assert_eq!(made.len(), expected.len());
+        let recorded: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&from_baseline)
+                .await
+                .expect("the test database answers");
+        let all: Vec<(i64, bool)> = SQLITE_MIGRATIONS.iter().map(|m| (m.0, true)).collect();
+        assert_eq!(recorded, all);
+    }
+
+    #[tokio::test]
+    async fn a_database_that_holds_anything_is_left_to_the_migrations() {
+        let pool = new_database().await;
+        sqlx::query("CREATE TABLE unrelated (x INTEGER)")
+            .execute(&pool)
+            .await
+            .expect("the test database answers");
+        let migrations = migrator(SQLITE_MIGRATIONS);
+        create_from_baseline(&pool, &migrations)
+            .await
+            .expect("the test database answers");
+        let objects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master")
+            .fetch_one(&pool)
+            .await
+            .expect("the test database answers");
+        assert_eq!(
+            objects, 1,
+            "the baseline ran on a database that was not new"
+        );
+    }
+
     #[test]
     fn passwords_never_appear_in_redacted_urls() {
         assert_eq!(
