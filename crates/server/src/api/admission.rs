@@ -5,10 +5,10 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::extract::{Authorized, ReadResources};
 use super::promotion_types::{AdmissionQuery, AdmissionView, ReviewQuery};
 use super::types::ErrorBody;
 use crate::AppState;
@@ -39,10 +39,9 @@ fn view(admission: engine::Admission) -> AdmissionView {
 )]
 pub(crate) async fn admission(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     query: Result<Query<AdmissionQuery>, QueryRejection>,
 ) -> Result<Json<AdmissionView>, ApiError> {
-    super::authorize(&state, &headers, domain::Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     Ok(Json(view(
         state.engine.admit(&query.env, &query.image).await?,
@@ -85,11 +84,10 @@ fn images(object: &Value) -> Vec<String> {
 )]
 pub(crate) async fn review(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     query: Result<Query<ReviewQuery>, QueryRejection>,
     body: Result<super::body::ForeignJson, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    super::authorize(&state, &headers, domain::Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let super::body::ForeignJson(review) = body?;
     if review["apiVersion"] != "admission.k8s.io/v1" || review["kind"] != "AdmissionReview" {

@@ -7,11 +7,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use domain::Action;
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderValue, header};
 use store::{AuditEntry, ChainVerdict, Store};
 
 use super::error::ApiError;
+use super::extract::{Authorized, ReadAudit};
 use super::types::{AuditEntryView, AuditVerification};
 use crate::AppState;
 
@@ -30,9 +30,8 @@ const EXPORT_PAGE: i64 = 500;
 )]
 pub(super) async fn verify(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadAudit>,
 ) -> Result<Json<AuditVerification>, ApiError> {
-    super::authorize(&state, &headers, Action::ReadAudit).await?;
     let verdict = state.store.audit().verify().await?;
     Ok(Json(match verdict {
         ChainVerdict::Intact { entries, head } => AuditVerification {
@@ -64,9 +63,8 @@ pub(super) async fn verify(
 )]
 pub(super) async fn export(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadAudit>,
 ) -> Result<Response, ApiError> {
-    super::authorize(&state, &headers, Action::ReadAudit).await?;
     let pages =
         futures_util::stream::unfold(Some((state.store.clone(), 0i64)), |cursor| async move {
             let (store, after) = cursor?;

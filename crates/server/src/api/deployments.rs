@@ -5,14 +5,13 @@
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use domain::Action;
 use http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::authorize;
 use super::body::JsonBody;
 use super::error::ApiError;
+use super::extract::{Authorized, ReadResources};
 use super::promotion_types::{DeploymentView, rfc3339};
 use super::promotions::deployment_views;
 use super::types::ErrorBody;
@@ -90,10 +89,9 @@ fn deployment_id(path: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError
 )]
 pub(crate) async fn get_deployment(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<DeploymentDetail>, ApiError> {
-    authorize(&state, &headers, Action::ReadResources).await?;
     let id = deployment_id(path)?;
     let deployment = state
         .store
@@ -140,11 +138,10 @@ pub(crate) async fn get_deployment(
 )]
 pub(crate) async fn deployment_log(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     path: Result<Path<i64>, PathRejection>,
     query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Json<DeploymentLog>, ApiError> {
-    authorize(&state, &headers, Action::ReadResources).await?;
     let id = deployment_id(path)?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let after = query.after.unwrap_or(0);

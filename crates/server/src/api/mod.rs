@@ -16,6 +16,7 @@ mod body;
 mod builds;
 mod deployments;
 mod error;
+mod extract;
 mod oidc;
 mod page;
 mod params;

@@ -9,15 +9,15 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use domain::Digest;
 use domain::promotion::PromotionState;
-use domain::{Action, Digest, Principal};
-use engine::{Actor, CheckRequest as EngineCheck, EngineError, PromoteRequest as EnginePromote};
+use engine::{CheckRequest as EngineCheck, EngineError, PromoteRequest as EnginePromote};
 use http::{HeaderMap, StatusCode};
 use store::{Build, CheckReport, Deployment, Hold, Promotion, Provenance};
 
-use super::authorize;
 use super::body::{JsonBody, OptionalJsonBody};
 use super::error::ApiError;
+use super::extract::{Authorized, Caller, ReadResources};
 use super::promotion_types::*;
 use super::types::ErrorBody;
 use crate::AppState;
@@ -30,36 +30,6 @@ const PAGE: super::page::Limits = super::page::Limits {
 
 /// Largest check report accepted (a Trivy report of a big image runs to megabytes).
 pub(crate) const MAX_CHECK_BYTES: usize = 32 << 20;
-
-/// The authenticated caller as the engine judges them. Any valid token gets this far;
-/// the engine decides from the caller's roles (or a scoped token's grants) whether it
-/// may do what it asks.
-pub(crate) async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
-    Ok(actor_with_token(state, headers).await?.0)
-}
-
-/// [`actor`], with the id of the token the request presented.
-pub(crate) async fn actor_with_token(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(Actor, Option<String>), ApiError> {
-    let (principal, token_id) = super::authenticate_token(state, headers).await?;
-    let Principal::User { name, admin, scope } = principal else {
-        return Err(ApiError::unauthorized(
-            &state.registry.config().realm,
-            "this needs a user's token",
-        ));
-    };
-    let user = state.store.users().get(&name).await?;
-    let actor = Actor {
-        ci: scope.is_some() || user.as_ref().is_some_and(|user| user.ci),
-        name,
-        admin,
-        user,
-        scope,
-    };
-    Ok((actor, token_id))
-}
 
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> ApiError {
@@ -259,10 +229,9 @@ pub(crate) fn summary_view(summary: engine::DeploymentSummary) -> DeploymentView
 )]
 pub(crate) async fn notify(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     body: Result<JsonBody<BuildRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let actor = actor(&state, &headers).await?;
     let JsonBody(request) = body?;
     let digest = digest(&request.digest)?;
     let committed_at = match request.committed_at.as_deref() {
@@ -316,10 +285,9 @@ pub(crate) async fn notify(
 )]
 pub(crate) async fn report_check(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     body: Result<JsonBody<CheckRequest, MAX_CHECK_BYTES>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let actor = actor(&state, &headers).await?;
     let JsonBody(request) = body?;
     let digest = digest(&request.digest)?;
     let passed = match request.status.as_str() {
@@ -373,10 +341,10 @@ pub(crate) async fn report_check(
 )]
 pub(crate) async fn promote(
     State(state): State<AppState>,
+    Caller(actor): Caller,
     headers: HeaderMap,
     body: Result<JsonBody<PromoteRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let actor = actor(&state, &headers).await?;
     let JsonBody(request) = body?;
     let digest = digest(&request.digest)?;
     let key = idempotency_key(&headers)?;
@@ -416,10 +384,9 @@ pub(crate) async fn promote(
 )]
 pub(crate) async fn list_promotions(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     query: Result<Query<PromotionQuery>, QueryRejection>,
 ) -> Result<Json<PromotionList>, ApiError> {
-    authorize(&state, &headers, Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let limit = page(query.limit)?;
     let promotion_state = match query.state.as_deref() {
@@ -455,16 +422,6 @@ fn promotion_id(path: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError>
         .map_err(|_| ApiError::bad_request("a promotion id is a number"))
 }
 
-/// The caller, and the promotion id of the path.
-async fn actor_and_promotion(
-    state: &AppState,
-    headers: &HeaderMap,
-    path: Result<Path<i64>, PathRejection>,
-) -> Result<(Actor, i64), ApiError> {
-    let actor = actor(state, headers).await?;
-    Ok((actor, promotion_id(path)?))
-}
-
 /// One promotion, with every gate condition as last evaluated and every decision.
 #[utoipa::path(
     get,
@@ -478,10 +435,9 @@ async fn actor_and_promotion(
 )]
 pub(crate) async fn get_promotion(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    authorize(&state, &headers, Action::ReadResources).await?;
     let id = promotion_id(path)?;
     Ok(Json(promotion_view(state.engine.promotion(id).await?)))
 }
@@ -502,11 +458,11 @@ pub(crate) async fn get_promotion(
 )]
 pub(crate) async fn approve(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     path: Result<Path<i64>, PathRejection>,
     body: Result<OptionalJsonBody<CommentRequest>, ApiError>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
+    let id = promotion_id(path)?;
     let OptionalJsonBody(body) = body?;
     let comment = body.and_then(|body| body.comment);
     let promotion = state.engine.approve(&actor, id, comment.as_deref()).await?;
@@ -529,11 +485,11 @@ pub(crate) async fn approve(
 )]
 pub(crate) async fn reject(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     path: Result<Path<i64>, PathRejection>,
     body: Result<JsonBody<RejectRequest>, ApiError>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
+    let id = promotion_id(path)?;
     let JsonBody(request) = body?;
     let promotion = state.engine.reject(&actor, id, &request.reason).await?;
     Ok(Json(promotion_view(promotion)))
@@ -554,11 +510,11 @@ pub(crate) async fn reject(
 )]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     path: Result<Path<i64>, PathRejection>,
     body: Result<OptionalJsonBody<CommentRequest>, ApiError>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    let (actor, id) = actor_and_promotion(&state, &headers, path).await?;
+    let id = promotion_id(path)?;
     let OptionalJsonBody(body) = body?;
     let comment = body.and_then(|body| body.comment);
     let promotion = state.engine.cancel(&actor, id, comment.as_deref()).await?;
@@ -596,11 +552,11 @@ fn app_env(
 )]
 pub(crate) async fn rollback(
     State(state): State<AppState>,
+    Caller(actor): Caller,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<OptionalJsonBody<RollbackRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let actor = actor(&state, &headers).await?;
     let (application, environment) = app_env(path)?;
     let OptionalJsonBody(request) = body?;
     let request = request.unwrap_or_default();
@@ -646,11 +602,10 @@ pub(crate) async fn rollback(
 )]
 pub(crate) async fn observed(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<JsonBody<ObservedRequest>, ApiError>,
 ) -> Result<Json<ObservationView>, ApiError> {
-    let actor = actor(&state, &headers).await?;
     let (application, environment) = app_env(path)?;
     let JsonBody(request) = body?;
     let digest = digest(&request.digest)?;
@@ -683,11 +638,10 @@ pub(crate) async fn observed(
 )]
 pub(crate) async fn hold(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<JsonBody<HoldRequest>, ApiError>,
 ) -> Result<Json<HoldView>, ApiError> {
-    let actor = actor(&state, &headers).await?;
     let (application, environment) = app_env(path)?;
     let JsonBody(request) = body?;
     let hold = state
@@ -710,10 +664,9 @@ pub(crate) async fn hold(
 )]
 pub(crate) async fn release(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let actor = actor(&state, &headers).await?;
     let (application, environment) = app_env(path)?;
     state
         .engine
@@ -767,10 +720,9 @@ fn app_status_view(status: engine::ApplicationStatus) -> AppStatus {
 )]
 pub(crate) async fn list_apps(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     query: Result<Query<AppQuery>, QueryRejection>,
 ) -> Result<Json<AppList>, ApiError> {
-    authorize(&state, &headers, Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let limit = page(query.limit)?;
     let listed = state
@@ -796,10 +748,9 @@ pub(crate) async fn list_apps(
 )]
 pub(crate) async fn get_app(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AppStatus>, ApiError> {
-    authorize(&state, &headers, Action::ReadResources).await?;
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     Ok(Json(app_status_view(
         state.engine.application_status(&name).await?,
@@ -818,11 +769,10 @@ pub(crate) async fn get_app(
 )]
 pub(crate) async fn history(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<DeploymentList>, ApiError> {
-    authorize(&state, &headers, Action::ReadResources).await?;
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let limit = page(query.limit)?;
@@ -848,10 +798,9 @@ pub(crate) async fn history(
 )]
 pub(crate) async fn artifact(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ArtifactView>, ApiError> {
-    authorize(&state, &headers, Action::ReadResources).await?;
     let (name, digest_text) = app_env(path)?;
     let digest = digest(&digest_text)?;
     let record = state.engine.artifact(&name, &digest).await?;

@@ -13,15 +13,15 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use domain::ResourceKind;
 use domain::pipeline::{AppName, Pipeline};
-use domain::{Action, ResourceKind};
 use http::{HeaderMap, header};
 use resources::{DeclaredPipeline, Resource, ResourceErrors, ResourceSet};
 use serde_json::json;
 use store::{ApplicationColumns, ApplyOutcome, ResourceChange, ResourceColumns, StoredResource};
 
-use super::authorize;
 use super::error::ApiError;
+use super::extract::{ApplyResources, Authorized, ReadResources};
 use super::types::{
     ApplyAction, ApplyQuery, ApplyResponse, DocumentRef, ErrorBody, ListQuery, ResourceDetail,
     ResourceList, ResourceOutcome, ResourceProblem, ResourceSummary,
@@ -62,11 +62,11 @@ const PAGE: super::page::Limits = super::page::Limits {
 )]
 pub(crate) async fn apply(
     State(state): State<AppState>,
+    Authorized(principal, _): Authorized<ApplyResources>,
     headers: HeaderMap,
     query: Result<Query<ApplyQuery>, QueryRejection>,
     body: Body,
 ) -> Result<Json<ApplyResponse>, ApiError> {
-    let principal = authorize(&state, &headers, Action::ApplyResources).await?;
     let Query(query) = query.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     require_yaml(&headers)?;
     let text = read_text(body).await?;
@@ -179,11 +179,10 @@ pub(crate) async fn apply(
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ResourceList>, ApiError> {
-    authorize(&state, &headers, Action::ReadResources).await?;
     let Path(kind) = path.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let Query(query) = query.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let kind = parse_kind(&kind)?;
@@ -228,10 +227,9 @@ pub(crate) async fn list(
 )]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ResourceDetail>, ApiError> {
-    authorize(&state, &headers, Action::ReadResources).await?;
     let Path((kind, name)) =
         path.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let kind = parse_kind(&kind)?;

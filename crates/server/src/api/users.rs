@@ -4,18 +4,16 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use domain::Action;
 use domain::dora::DoraMetrics;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use store::{NewToken, NewUser, RoleGrant, TokenRecord, UserRecord};
 
-use super::authorize;
 use super::error::ApiError;
+use super::extract::{Authorized, Caller, CallerToken, ManageUsers, ReadResources};
 use super::promotion_types::{
     AppQuery, DoraQuery, DoraResponse, DoraView, TokenList, TokenRequest, TokenResponse, TokenView,
     UserList, UserRequest, UserView, rfc3339,
 };
-use super::promotions::{actor, actor_with_token};
 use super::types::ErrorBody;
 use crate::AppState;
 
@@ -50,10 +48,9 @@ fn role_grant(text: &str) -> Result<RoleGrant, ApiError> {
 )]
 pub(crate) async fn create_user(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized(principal, _): Authorized<ManageUsers>,
     body: Result<super::body::JsonBody<UserRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let principal = authorize(&state, &headers, Action::ManageUsers).await?;
     let super::body::JsonBody(request) = body?;
     domain::check_user_name(&request.name).map_err(ApiError::bad_request)?;
     let mut roles = request
@@ -103,10 +100,9 @@ pub(crate) async fn create_user(
 )]
 pub(crate) async fn list_users(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ManageUsers>,
     query: Result<Query<AppQuery>, QueryRejection>,
 ) -> Result<Json<UserList>, ApiError> {
-    authorize(&state, &headers, Action::ManageUsers).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let limit = super::page::limit(
         query.limit,
@@ -142,11 +138,10 @@ pub(crate) async fn list_users(
 )]
 pub(crate) async fn create_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized(principal, _): Authorized<ManageUsers>,
     path: Result<Path<String>, PathRejection>,
     body: Result<super::body::OptionalJsonBody<TokenRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let principal = authorize(&state, &headers, Action::ManageUsers).await?;
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let super::body::OptionalJsonBody(request) = body?;
     let request = request.unwrap_or_default();
@@ -223,11 +218,10 @@ async fn token_list(
 )]
 pub(crate) async fn own_tokens(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    CallerToken(caller, token_id): CallerToken,
 ) -> Result<Json<TokenList>, ApiError> {
     // A CI identity is shared by every job its trust policy matches, so a scoped
     // token sees and revokes only itself.
-    let (caller, token_id) = actor_with_token(&state, &headers).await?;
     let only = token_id.filter(|_| caller.scope.is_some());
     token_list(&state, &caller.name, only.as_deref()).await
 }
@@ -245,10 +239,9 @@ pub(crate) async fn own_tokens(
 )]
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TokenList>, ApiError> {
-    let caller = actor(&state, &headers).await?;
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     if !caller.admin && (caller.name != name || caller.scope.is_some()) {
         return Err(ApiError::forbidden(
@@ -276,10 +269,9 @@ pub(crate) async fn list_tokens(
 )]
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    CallerToken(caller, presented): CallerToken,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TokenView>, ApiError> {
-    let (caller, presented) = actor_with_token(&state, &headers).await?;
     let Path(id) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let Some(token) = state.store.users().token(&id).await? else {
         return Err(ApiError::not_found(format!("no token {id}")));
@@ -328,10 +320,9 @@ fn dora_view(metrics: &DoraMetrics) -> DoraView {
 )]
 pub(crate) async fn dora(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ReadResources>,
     query: Result<Query<DoraQuery>, QueryRejection>,
 ) -> Result<Json<DoraResponse>, ApiError> {
-    super::authorize(&state, &headers, domain::Action::ReadResources).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let days = query.days.unwrap_or(30);
     if !(1..=366).contains(&days) {
