@@ -9,11 +9,12 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use domain::{Action, RepoName, Tag};
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderValue, header};
 
 use super::error::ApiError;
+use super::extract::Authenticated;
+use super::refusal;
 use super::types::ErrorBody;
-use super::{authenticate, refusal};
 use crate::AppState;
 
 /// A static site's build archive, by commit.
@@ -34,9 +35,17 @@ use crate::AppState;
 )]
 pub(crate) async fn site_zip(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authenticated(principal): Authenticated,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let config = state.registry.config();
+    // Who may pull nothing learns nothing, not even which applications exist or how
+    // a build is asked for.
+    if let Err(denied @ auth::Denied::Unauthenticated { .. }) =
+        auth::authorize(&principal, Action::Pull, None, &config.access)
+    {
+        return Err(refusal(&config.realm, &denied));
+    }
     let Path((application, file)) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let tag = file
         .strip_suffix(".zip")
@@ -44,14 +53,6 @@ pub(crate) async fn site_zip(
         .ok_or_else(|| {
             ApiError::bad_request("ask for COMMIT.zip, e.g. /builds/web-app/3f2a9c1.zip")
         })?;
-    let principal = authenticate(&state, &headers).await?;
-    let config = state.registry.config();
-    // Who may pull nothing learns nothing, not even which applications exist.
-    if let Err(denied @ auth::Denied::Unauthenticated { .. }) =
-        auth::authorize(&principal, Action::Pull, None, &config.access)
-    {
-        return Err(refusal(&config.realm, &denied));
-    }
     let (declared, _) = state.engine.declared(&application).await?;
     let repository: &RepoName = &declared.repository;
     auth::authorize_repository(

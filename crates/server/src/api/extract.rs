@@ -54,6 +54,20 @@ impl FromRequestParts<AppState> for CallerToken {
     }
 }
 
+/// Whoever the credentials name, or the anonymous caller when there are none; `401`
+/// for credentials that are invalid. For a route whose answer depends on what the
+/// caller may see (a site build's repository).
+pub(crate) struct Authenticated(pub(crate) Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (principal, _) = super::authenticate_token(state, &parts.headers).await?;
+        Ok(Authenticated(principal))
+    }
+}
+
 /// The permission a route requires of every caller, named by a type so that a
 /// handler's signature states it.
 pub(crate) trait Permission {

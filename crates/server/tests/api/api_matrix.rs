@@ -1292,6 +1292,31 @@ registry_tests! {
         assert!(problems.is_empty(), "{} of {checked} bad bodies were not refused cleanly:\n{}", problems.len(), problems.join("\n"));
     }
 
+    async fn a_route_that_needs_a_user_refuses_a_caller_without_credentials_before_judging_the_request(app) {
+        // Every path parameter is `x` (not a number where an id is wanted, no such
+        // application) and the body is broken JSON: a caller without credentials
+        // learns nothing from which of them is wrong, only that it must authenticate.
+        let mut problems: Vec<String> = Vec::new();
+        let mut checked = 0;
+        for row in MATRIX {
+            if !matches!(row.access, Access::Users(_)) {
+                continue;
+            }
+            let uri = with_poisoned_segment(row.path, "");
+            let headers = [("content-type", "application/json")];
+            let response = app.send(row.method.clone(), &uri, &headers, Body::from("{\"unterminated")).await;
+            let envelope = serde_json::from_slice::<Value>(&response.body)
+                .ok()
+                .is_some_and(|value| value["code"] == "unauthorized");
+            if response.status != StatusCode::UNAUTHORIZED || !envelope || response.header("www-authenticate").is_none() {
+                problems.push(format!("{} {uri}: expected 401 with a challenge, got {}: {}", row.method, response.status, excerpt(&response)));
+            }
+            checked += 1;
+        }
+        assert!(checked >= 30, "only {checked} routes were checked");
+        assert!(problems.is_empty(), "{} of {checked} routes judged the request before the caller:\n{}", problems.len(), problems.join("\n"));
+    }
+
     async fn every_registry_path_segment_and_query_parameter_refuses_control_characters(app) {
         let world = World::set_up(&app).await;
         let catalog_before = get_json(&world, "/v2/_catalog").await;
