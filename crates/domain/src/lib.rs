@@ -4,6 +4,7 @@
 //! Nothing here does I/O. Hashing is pure computation, so the streaming
 //! [`DigestHasher`] lives here too: the registry and the blob store must agree on it.
 
+pub mod application;
 pub mod audit;
 mod digest;
 pub mod dora;

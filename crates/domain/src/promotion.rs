@@ -142,6 +142,22 @@ impl DeploymentReason {
     }
 }
 
+/// A deployment the caller must now carry out through the environment's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentOrder {
+    pub deployment_id: i64,
+    pub application: String,
+    pub environment: String,
+    pub digest: String,
+    pub config: Option<String>,
+    pub target: String,
+    pub reason: DeploymentReason,
+    pub promotion_id: Option<i64>,
+    pub requested_by: String,
+    /// The tag the build was pushed under, when known (the deployment's record keeps it too).
+    pub tag: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

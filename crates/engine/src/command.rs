@@ -10,7 +10,7 @@ use resources::Target;
 use store::DeploymentOrder;
 
 use crate::ChildEnvironment;
-use crate::deployer::{DeployContext, DeployError, DeployFuture, Deployer};
+use deploy::{DeployContext, DeployError, DeployFuture, Deployer};
 
 /// How much of a command's output (each of stdout and stderr) the record keeps: the end.
 const OUTPUT_TAIL_BYTES: usize = 16 * 1024;
@@ -52,12 +52,12 @@ impl Deployer for CommandDeployer {
                 .env_clear()
                 .envs(self.environment.iter())
                 .envs(variables(order, image));
-            let bounds = crate::process::Bounds {
+            let bounds = deploy::process::Bounds {
                 timeout: target.timeout,
                 stdout_bytes: OUTPUT_TAIL_BYTES,
                 stderr_bytes: OUTPUT_TAIL_BYTES,
             };
-            match crate::process::run(&mut command, None, bounds).await {
+            match deploy::process::run(&mut command, None, bounds).await {
                 Ok(finished) => {
                     let output = describe_output(&finished.stdout, &finished.stderr);
                     for line in output.lines().filter(|line| !line.is_empty()) {

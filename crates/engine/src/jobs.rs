@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::Engine;
-use crate::deployer::{DeployError, DeployLog};
+use deploy::{DeployError, DeployLog};
 
 /// How deploy jobs are run. Every field has a default suited to one server.
 #[derive(Debug, Clone)]

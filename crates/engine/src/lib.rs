@@ -27,17 +27,14 @@ mod clock;
 mod command;
 mod deployer;
 mod deployment;
-mod environment;
 mod environments;
 mod error;
 mod evidence;
 mod jobs;
-pub mod process;
 mod promote;
 mod provenance;
 mod queries;
 mod reconcile;
-mod secrets;
 mod webhook;
 
 use domain::ResourceKind;
@@ -49,11 +46,11 @@ pub use actor::{Actor, Permission};
 pub use admission::{Admission, parse_image};
 pub use clock::Clock;
 pub use command::CommandDeployer;
-pub use deployer::{
-    DeployContext, DeployError, DeployFuture, DeployLog, DeployResult, Deployer, Deployers,
-    ObserveContext, ObserveFuture, RecordDeployer,
+pub use deploy::{
+    ChildEnvironment, DeployContext, DeployError, DeployFuture, DeployLog, DeployResult, Deployer,
+    ObserveContext, ObserveFuture, RecordDeployer, Secrets, process,
 };
-pub use environment::ChildEnvironment;
+pub use deployer::Deployers;
 pub use environments::{RollbackRequest, RolledBack};
 pub use error::EngineError;
 pub use evidence::{CheckRequest, Notified};
@@ -61,7 +58,6 @@ pub use jobs::JobSettings;
 pub use promote::{PromoteRequest, Requested};
 pub use queries::{ApplicationStatus, ArtifactRecord, DeploymentSummary, EnvironmentStatus, Page};
 pub use reconcile::{RECONCILE_ACTOR, ReconcileReport};
-pub use secrets::Secrets;
 pub use webhook::{Callbacks, WebhookDeployer, signature as webhook_signature};
 
 /// How many times a decision is retried when a concurrent apply changed the plan.
@@ -191,7 +187,7 @@ impl Engine {
             .get(ResourceKind::Application, application)
             .await?
             .ok_or_else(|| EngineError::UnknownApplication(application.to_owned()))?;
-        let parsed = Application::from_canonical(&stored.canonical)
+        let parsed = resources::application_from_canonical(&stored.canonical)
             .map_err(|errors| EngineError::Corrupt(errors.to_string()))?;
         let pipeline = self
             .store

@@ -12,7 +12,7 @@ use std::time::Duration;
 use domain::ResourceKind;
 
 use crate::Engine;
-use crate::deployer::ObserveContext;
+use deploy::ObserveContext;
 
 /// Who reconcile observations are recorded as.
 pub const RECONCILE_ACTOR: &str = "gantry-reconcile";

@@ -20,8 +20,8 @@ use ring::hmac;
 use store::Store;
 use tokio::sync::{Notify, OnceCell};
 
-use crate::deployer::{DeployContext, DeployError, DeployFuture, Deployer};
-use crate::secrets::Secrets;
+use deploy::Secrets;
+use deploy::{DeployContext, DeployError, DeployFuture, Deployer};
 
 /// The name of the key callback tokens are derived from, in the store's secrets.
 const CALLBACK_KEY: &str = "deployment-callback-key";

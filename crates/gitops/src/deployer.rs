@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use engine::{
+use deploy::{
     DeployContext, DeployError, DeployFuture, DeployLog, Deployer, ObserveContext, ObserveFuture,
     Secrets,
 };
-use resources::{ConfigValue, GitopsTarget, ImageKeys, KeyPath, SecretRef, Target};
+use domain::application::{ConfigValue, GitopsTarget, ImageKeys, KeyPath, SecretRef, Target};
 use sha2::{Digest, Sha256};
 
 use crate::edit::{self, Assignment};

@@ -23,7 +23,7 @@
 
 use std::str::FromStr;
 
-use resources::{ConfigValue, KeyPath};
+use domain::application::{ConfigValue, KeyPath};
 use serde_yaml_ng::Value;
 use yaml_edit::{CoreScalarType, Mapping, ScalarValue, YamlFile, YamlNode};
 

@@ -237,12 +237,12 @@ impl Git {
                 .env(format!("GIT_CONFIG_KEY_{index}"), key)
                 .env(format!("GIT_CONFIG_VALUE_{index}"), value);
         }
-        let bounds = engine::process::Bounds {
+        let bounds = deploy::process::Bounds {
             timeout: self.timeout,
             stdout_bytes: MAX_STDOUT_BYTES,
             stderr_bytes: STDERR_TAIL_BYTES,
         };
-        match engine::process::run(&mut command, input.map(str::as_bytes), bounds).await {
+        match deploy::process::run(&mut command, input.map(str::as_bytes), bounds).await {
             Ok(finished) if finished.stdout_cut => Err(GitError::Exited {
                 command: described,
                 status: finished.status.to_string(),
@@ -256,10 +256,10 @@ impl Git {
                 Err(GitError::Exited {
                     command: described,
                     status: finished.status.to_string(),
-                    stderr: engine::process::text_tail(stderr.trim(), STDERR_TAIL_BYTES),
+                    stderr: deploy::process::text_tail(stderr.trim(), STDERR_TAIL_BYTES),
                 })
             }
-            Err(engine::process::RunError::TimedOut(_)) => Err(GitError::TimedOut {
+            Err(deploy::process::RunError::TimedOut(_)) => Err(GitError::TimedOut {
                 command: described,
                 seconds: self.timeout.as_secs(),
             }),
@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn long_stderr_keeps_its_end() {
         let text = format!("{}END", "é".repeat(STDERR_TAIL_BYTES));
-        let kept = engine::process::text_tail(&text, STDERR_TAIL_BYTES);
+        let kept = deploy::process::text_tail(&text, STDERR_TAIL_BYTES);
         assert!(kept.ends_with("END"));
         assert!(kept.len() <= STDERR_TAIL_BYTES + "…".len());
     }

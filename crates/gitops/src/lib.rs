@@ -5,7 +5,7 @@
 //! names the application, environment, digest, deployment, promotion and approvers;
 //! the push never forces, and a push that races another writer is re-applied on
 //! the new head. The same file read back at the branch head tells the reconcile
-//! loop what the environment really runs ([`engine::Deployer::observe`]).
+//! loop what the environment really runs ([`deploy::Deployer::observe`]).
 //!
 //! The pieces: [`GitopsDeployer`] runs the job (`deployer`); `git` runs the git
 //! command line in a controlled environment; `remote` says how a repository is

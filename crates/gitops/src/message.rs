@@ -3,9 +3,9 @@
 //! can search for (`git log --grep 'Gantry-Deployment: 42'`,
 //! `git interpret-trailers --parse`).
 
+use deploy::DeployContext;
+use domain::application::ConfigValue;
 use domain::promotion::DeploymentReason;
-use engine::DeployContext;
-use resources::ConfigValue;
 
 use crate::edit::Assignment;
 

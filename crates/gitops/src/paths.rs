@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use resources::RepoFilePath;
+use domain::application::RepoFilePath;
 
 /// The file `file` in the checkout at `checkout`, after checking it is safe to edit.
 pub(crate) fn checked_file(checkout: &Path, file: &RepoFilePath) -> Result<PathBuf, String> {

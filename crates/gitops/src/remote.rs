@@ -9,8 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use engine::{DeployError, Secrets};
-use resources::SecretRef;
+use deploy::{DeployError, Secrets};
+use domain::application::SecretRef;
 use sha2::{Digest, Sha256};
 
 use crate::git::Git;

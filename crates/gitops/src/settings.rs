@@ -36,7 +36,7 @@ pub struct GitopsSettings {
     /// What git sees of the server's environment (only `PATH` is passed on; set by
     /// the server, never read from the file).
     #[serde(skip)]
-    pub programs: engine::ChildEnvironment,
+    pub programs: deploy::ChildEnvironment,
 }
 
 impl Default for GitopsSettings {
@@ -50,7 +50,7 @@ impl Default for GitopsSettings {
             ssh_known_hosts: None,
             https_ca_file: None,
             credentials: Vec::new(),
-            programs: engine::ChildEnvironment::default(),
+            programs: deploy::ChildEnvironment::default(),
         }
     }
 }

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use domain::promotion::DeploymentReason;
-use engine::{DeployContext, DeployError, DeployLog, Deployer, ObserveContext, Secrets};
-use gitops::{GitopsDeployer, GitopsSettings};
-use resources::{
+use deploy::{DeployContext, DeployError, DeployLog, Deployer, ObserveContext, Secrets};
+use domain::application::{
     ConfigValue, EnvironmentSpec, GitBranch, GitRepository, GitopsTarget, ImageKeys, KeyPath,
     RepoFilePath, Target,
 };
+use domain::promotion::DeploymentReason;
+use gitops::{GitopsDeployer, GitopsSettings};
 use store::DeploymentOrder;
 
 const VALUES: &str = r#"# Values for web-app in staging.
@@ -148,8 +148,8 @@ impl Upstream {
 }
 
 /// What git sees of this process's environment, as the server hands it down.
-fn programs() -> engine::ChildEnvironment {
-    engine::ChildEnvironment::inherited(|name| std::env::var_os(name))
+fn programs() -> deploy::ChildEnvironment {
+    deploy::ChildEnvironment::inherited(|name| std::env::var_os(name))
 }
 
 fn deployer(work_dir: &Path, max_push_attempts: u32) -> GitopsDeployer {

@@ -131,7 +131,7 @@ impl RegistryClient {
         endpoint: RegistryEndpoint,
         options: &ClientOptions,
     ) -> Result<RegistryClient, CopyError> {
-        if !resources::is_registry_host(&endpoint.registry) {
+        if !domain::application::is_registry_host(&endpoint.registry) {
             return Err(CopyError::Invalid(format!(
                 "`{}` is not a registry host (HOST[:PORT])",
                 endpoint.registry

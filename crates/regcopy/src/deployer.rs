@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blobs::BlobStore;
-use domain::{Digest, RepoName, Tag};
-use engine::{
+use deploy::{
     DeployContext, DeployError, DeployFuture, Deployer, ObserveContext, ObserveFuture, Secrets,
 };
-use resources::{RegistryCopyTarget, SecretRef, Target};
+use domain::application::{RegistryCopyTarget, SecretRef, Target};
+use domain::{Digest, RepoName, Tag};
 use serde::Deserialize;
 use store::Store;
 
@@ -133,7 +133,7 @@ impl RegistryCopyDeployer {
                 registry: registry.clone(),
                 message,
             };
-            if !resources::is_registry_host(&registry) {
+            if !domain::application::is_registry_host(&registry) {
                 return Err(invalid("is not a registry host (HOST[:PORT])".to_owned()));
             }
             let password = access
@@ -377,7 +377,7 @@ fn deploy_error(error: CopyError) -> DeployError {
     }
 }
 
-fn log_progress(log: &engine::DeployLog, progress: &Progress) {
+fn log_progress(log: &deploy::DeployLog, progress: &Progress) {
     match &progress.event {
         ProgressEvent::Planned { manifests } => log.line(format!(
             "{manifests} manifest(s), {} blob(s), {} bytes to check",

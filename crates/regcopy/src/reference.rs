@@ -31,7 +31,7 @@ impl ImageReference {
         let (registry, path) = rest
             .split_once('/')
             .ok_or_else(|| invalid("no registry host"))?;
-        if !resources::is_registry_host(registry) {
+        if !domain::application::is_registry_host(registry) {
             return Err(invalid("the first component is not a registry host"));
         }
         let (name, reference) = match path.split_once('@') {
@@ -66,7 +66,7 @@ impl ImageReference {
         repository: RepoName,
         reference: Option<ManifestReference>,
     ) -> Result<ImageReference, CopyError> {
-        if !resources::is_registry_host(registry) {
+        if !domain::application::is_registry_host(registry) {
             return Err(CopyError::Invalid(format!(
                 "`{registry}` is not a registry host (HOST[:PORT])"
             )));

@@ -10,14 +10,14 @@ use domain::pipeline::Stage;
 use domain::trust::TrustPolicy;
 use serde::Serialize;
 
-use crate::application::{
-    Application, ConfigValue, EnvironmentSpec, HealthCheck, ImageKeys, InvalidationHook, Target,
-};
 use crate::error::{Problem, ResourceError, ResourceErrors};
 use crate::parse::parse_file;
 use crate::pipeline::DeclaredPipeline;
 use crate::set::{Resource, ResourceKey, ResourceSet};
 use crate::text::render_duration;
+use domain::application::{
+    Application, ConfigValue, EnvironmentSpec, HealthCheck, ImageKeys, InvalidationHook, Target,
+};
 
 impl Resource {
     /// The canonical JSON of this resource, ending with a newline.
@@ -398,16 +398,16 @@ impl DeclaredPipeline {
     }
 }
 
-impl Application {
-    /// Reads an application back from its canonical text, for the engine to find each
-    /// environment's target and config. Absent options render as `null`, which the YAML
-    /// reader does not take for "absent", so they are dropped before reading.
-    pub fn from_canonical(text: &str) -> Result<Application, ResourceErrors> {
-        match read_back("stored application", text)? {
-            Resource::Application(application) => Ok(application),
-            Resource::Pipeline(_) | Resource::TrustPolicy(_) => {
-                Err(not_one("stored application", "Application"))
-            }
+/// Reads an application back from its canonical text, for the engine to find each
+/// environment's target and config. Absent options render as `null`, which the YAML
+/// reader does not take for "absent", so they are dropped before reading.
+///
+/// A free function because `Application` belongs to `domain`.
+pub fn application_from_canonical(text: &str) -> Result<Application, ResourceErrors> {
+    match read_back("stored application", text)? {
+        Resource::Application(application) => Ok(application),
+        Resource::Pipeline(_) | Resource::TrustPolicy(_) => {
+            Err(not_one("stored application", "Application"))
         }
     }
 }
@@ -417,7 +417,7 @@ impl Application {
 /// way, so what comes back keeps every rule of `TrustPolicy::validate`.
 ///
 /// A free function because `TrustPolicy` belongs to `domain`; it is the counterpart of
-/// [`DeclaredPipeline::from_canonical`] and [`Application::from_canonical`].
+/// [`DeclaredPipeline::from_canonical`] and [`application_from_canonical`].
 pub fn trust_policy_from_canonical(text: &str) -> Result<TrustPolicy, ResourceErrors> {
     match read_back("stored trust policy", text)? {
         Resource::TrustPolicy(policy) => Ok(policy),

@@ -12,11 +12,6 @@ use std::collections::btree_map::Entry;
 use domain::pipeline::{EnvName, Gate, Pipeline, RequiredCheck, Severity, Stage};
 use domain::trust::{ClaimPattern, MAX_TOKEN_LIFETIME, TrustPolicy, TrustPolicyError};
 
-use crate::application::{
-    Application, ApplicationError, ApplicationType, CommandTarget, EnvironmentSpec, GitopsTarget,
-    HealthCheck, ImageKeys, InvalidationHook, RegistryCopyTarget, StaticSiteTarget, Target,
-    WebhookTarget,
-};
 use crate::error::Problem;
 use crate::pipeline::{DeclaredPipeline, ReleaseTier};
 use crate::text::Text;
@@ -24,6 +19,11 @@ use crate::wire::{
     ApplicationDocument, ApplicationTypeWire, CheckWithLimitsWire, CommandWire, EnvironmentWire,
     GitopsWire, HealthCheckWire, InvalidateWire, PipelineDocument, RecordWire, RegistryCopyWire,
     StaticSiteWire, TargetWire, TierWire, TrustPolicyDocument, WebhookWire,
+};
+use domain::application::{
+    Application, ApplicationError, ApplicationType, CommandTarget, EnvironmentSpec, GitopsTarget,
+    HealthCheck, ImageKeys, InvalidationHook, RegistryCopyTarget, StaticSiteTarget, Target,
+    WebhookTarget,
 };
 
 /// A wire shape that becomes a model value, or is refused with a reason.

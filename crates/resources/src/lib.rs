@@ -11,7 +11,8 @@
 //! the parser knows it. [`ResourceSet::check_references`] then checks what one resource
 //! says about another, and [`Resource::canonical`] with [`diff_lines`] gives the
 //! comparison `--dry-run` prints; the `from_canonical` readers (and
-//! [`trust_policy_from_canonical`]) turn stored text back into values.
+//! [`application_from_canonical`], [`trust_policy_from_canonical`]) turn stored text
+//! back into values.
 //!
 //! Layout: `wire` holds the YAML shapes (the only serde types; the model derives
 //! nothing), `text` the scalars parsed by their own types, `convert` the rules that
@@ -19,13 +20,11 @@
 //! resources, `canonical` and `diff` the dry-run support. No I/O: the caller reads the
 //! file and passes its text.
 //!
-//! The application model lives here, in `application`, rather than in `domain`: this
-//! crate is its only user today, and it leans on `url`. It is plain data, so it moves
-//! to `domain` as it is when the deployers (which must not depend on a YAML crate) need
-//! it. Likewise the release tier sits beside the domain pipeline in `pipeline` until
-//! the engine acts on it and it joins `domain::pipeline::Stage`.
+//! The application model these documents are read into is `domain::application`
+//! (re-exported here), so the deployers read it without depending on a YAML crate. The
+//! release tier sits beside the domain pipeline in `pipeline` until the engine acts on
+//! it and it joins `domain::pipeline::Stage`.
 
-mod application;
 mod canonical;
 mod convert;
 mod diff;
@@ -37,14 +36,14 @@ mod set;
 mod text;
 mod wire;
 
-pub use application::{
+pub use canonical::{application_from_canonical, trust_policy_from_canonical};
+pub use diff::{DiffLine, diff_lines, has_changes};
+pub use domain::application::{
     Application, ApplicationError, ApplicationType, CommandTarget, ConfigValue, EnvironmentSpec,
     GitBranch, GitRepository, GitopsTarget, HealthCheck, HttpUrl, ImageKeys, InvalidationHook,
     KeyPath, RegistryCopyTarget, RegistryDestination, RepoFilePath, SecretRef, SiteDestination,
     StaticSiteTarget, Target, WebhookTarget, is_registry_host,
 };
-pub use canonical::trust_policy_from_canonical;
-pub use diff::{DiffLine, diff_lines, has_changes};
 pub use error::{DocumentLabel, Position, Problem, ResourceError, ResourceErrors};
 pub use parse::parse_file;
 pub use pipeline::{DeclaredPipeline, ReleaseTier};

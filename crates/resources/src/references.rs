@@ -7,9 +7,9 @@ use domain::RepoName;
 use domain::pipeline::{AppName, Pipeline};
 use domain::trust::TrustPolicy;
 
-use crate::application::Application;
 use crate::error::{Problem, ResourceError, ResourceErrors};
 use crate::set::{Resource, ResourceSet};
+use domain::application::Application;
 
 impl ResourceSet {
     /// Checks every application against the pipelines of this file and `known_pipelines`,

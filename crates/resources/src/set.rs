@@ -7,9 +7,9 @@ pub use domain::ResourceKind;
 use domain::pipeline::{AppName, PipelineName};
 use domain::trust::TrustPolicy;
 
-use crate::application::Application;
 use crate::error::DocumentLabel;
 use crate::pipeline::DeclaredPipeline;
+use domain::application::Application;
 
 /// What identifies a resource: at most one per kind and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -11,7 +11,7 @@ use domain::gate::FreezeWindow;
 use domain::pipeline::{AppName, CheckName, EnvName, PipelineError, PipelineName, Role};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
-use crate::application::{
+use domain::application::{
     GitBranch, GitRepository, HttpUrl, KeyPath, RegistryDestination, RepoFilePath, SecretRef,
     SiteDestination,
 };

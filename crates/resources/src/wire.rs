@@ -17,12 +17,12 @@ use domain::pipeline::{AppName, CheckName, EnvName, PipelineName, RequiredCheck,
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::application::{
+use crate::convert::IntoModel;
+use crate::text::{Text, TrustPolicyName};
+use domain::application::{
     ConfigValue, GitBranch, GitRepository, HealthCheck, HttpUrl, InvalidationHook, KeyPath,
     RegistryDestination, RepoFilePath, SecretRef, SiteDestination, Target,
 };
-use crate::convert::IntoModel;
-use crate::text::{Text, TrustPolicyName};
 
 /// Reads a `W` and turns it into its model type, refusing it with the conversion's reason.
 fn model<'de, W, D>(deserializer: D) -> Result<W::Model, D::Error>

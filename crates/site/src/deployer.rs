@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blobs::{BlobError, BlobStore};
-use domain::{Digest, DigestHasher, RepoName};
-use engine::{
+use deploy::{
     DeployContext, DeployError, DeployFuture, Deployer, ObserveContext, ObserveFuture, Secrets,
 };
+use domain::application::{StaticSiteTarget, Target};
+use domain::{Digest, DigestHasher, RepoName};
 use futures_util::StreamExt;
-use resources::{StaticSiteTarget, Target};
 use store::Store;
 use tokio::io::AsyncWriteExt;
 
@@ -54,7 +54,7 @@ pub struct StaticSiteSettings {
     /// What an invalidation program sees of the server's environment (set by the
     /// server, never read from the file).
     #[serde(skip)]
-    pub programs: engine::ChildEnvironment,
+    pub programs: deploy::ChildEnvironment,
 }
 
 impl Default for StaticSiteSettings {
@@ -67,7 +67,7 @@ impl Default for StaticSiteSettings {
             default_cache_control: DEFAULT_CACHE_CONTROL.to_owned(),
             concurrency: 16,
             invalidation_timeout_secs: 120,
-            programs: engine::ChildEnvironment::default(),
+            programs: deploy::ChildEnvironment::default(),
         }
     }
 }

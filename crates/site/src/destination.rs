@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use domain::application::{SecretRef, SiteDestination};
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
@@ -24,7 +25,6 @@ use object_store::{
     Attribute, AttributeValue, Attributes, GetOptions, ObjectStore, ObjectStoreExt,
     PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
-use resources::{SecretRef, SiteDestination};
 use sha2::{Digest as _, Sha256};
 
 use crate::headers::FileHeaders;
@@ -196,7 +196,7 @@ impl Destination {
     pub fn open(
         target: &SiteDestination,
         settings: &S3Settings,
-        secrets: &engine::Secrets,
+        secrets: &deploy::Secrets,
     ) -> Result<Destination, SyncError> {
         match target {
             SiteDestination::Directory(path) => Ok(Destination::directory(path)),

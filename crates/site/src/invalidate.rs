@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use resources::InvalidationHook;
+use domain::application::InvalidationHook;
 
 /// The paths every invalidation covers.
 pub const INVALIDATED_PATHS: &str = "/*";
@@ -55,7 +55,7 @@ impl InvalidationError {
 pub async fn invalidate(
     hook: &InvalidationHook,
     request: &InvalidationRequest,
-    environment: &engine::ChildEnvironment,
+    environment: &deploy::ChildEnvironment,
     outbound: Arc<outbound::Policy>,
     timeout: Duration,
 ) -> Result<String, InvalidationError> {
@@ -116,7 +116,7 @@ async fn run(
     program: &str,
     args: &[String],
     request: &InvalidationRequest,
-    environment: &engine::ChildEnvironment,
+    environment: &deploy::ChildEnvironment,
     timeout: Duration,
 ) -> Result<String, InvalidationError> {
     let mut command = tokio::process::Command::new(program);
@@ -132,12 +132,12 @@ async fn run(
             ("GANTRY_DESTINATION", request.destination.clone()),
             ("GANTRY_INVALIDATE_PATHS", INVALIDATED_PATHS.to_owned()),
         ]);
-    let bounds = engine::process::Bounds {
+    let bounds = deploy::process::Bounds {
         timeout,
         stdout_bytes: OUTPUT_TAIL_BYTES,
         stderr_bytes: OUTPUT_TAIL_BYTES,
     };
-    match engine::process::run(&mut command, None, bounds).await {
+    match deploy::process::run(&mut command, None, bounds).await {
         Ok(finished) if finished.status.success() => Ok(format!("{program} exited 0")),
         Ok(finished) => {
             let mut text = String::from_utf8_lossy(&finished.stderr).into_owned();
@@ -145,10 +145,10 @@ async fn run(
             Err(InvalidationError::failed(format!(
                 "the invalidation command {program} {}: {}",
                 finished.status,
-                engine::process::text_tail(text.trim(), OUTPUT_TAIL_BYTES)
+                deploy::process::text_tail(text.trim(), OUTPUT_TAIL_BYTES)
             )))
         }
-        Err(error @ engine::process::RunError::TimedOut(_)) => Err(InvalidationError::transient(
+        Err(error @ deploy::process::RunError::TimedOut(_)) => Err(InvalidationError::transient(
             format!("the invalidation command {}", error.about(program)),
         )),
         Err(error) => Err(InvalidationError::failed(error.about(program))),

@@ -53,21 +53,7 @@ macro_rules! deployment_from_row {
 
 pub(crate) use deployment_from_row;
 
-/// A deployment the caller must now carry out through the environment's target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeploymentOrder {
-    pub deployment_id: i64,
-    pub application: String,
-    pub environment: String,
-    pub digest: String,
-    pub config: Option<String>,
-    pub target: String,
-    pub reason: DeploymentReason,
-    pub promotion_id: Option<i64>,
-    pub requested_by: String,
-    /// The tag the build was pushed under, when known (see [`Deployment::tag`]).
-    pub tag: Option<String>,
-}
+pub use domain::promotion::DeploymentOrder;
 
 /// What finishing a deployment did.
 #[derive(Debug, Clone, PartialEq, Eq)]

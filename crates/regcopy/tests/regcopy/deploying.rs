@@ -3,11 +3,11 @@ use std::sync::Arc;
 
 use blobs::BlobStore;
 use bytes::Bytes;
+use deploy::{DeployContext, DeployError, DeployLog, Deployer, ObserveContext, Secrets};
 use domain::Digest;
+use domain::application::{EnvironmentSpec, RegistryCopyTarget, RegistryDestination, Target};
 use domain::promotion::DeploymentReason;
-use engine::{DeployContext, DeployError, DeployLog, Deployer, ObserveContext, Secrets};
 use regcopy::{DestinationRegistry, OCI_MANIFEST, RegistryCopyDeployer, RegistryCopySettings};
-use resources::{EnvironmentSpec, RegistryCopyTarget, RegistryDestination, Target};
 use store::{DeploymentOrder, ManifestChild, NewManifest, PutManifestOutcome, Store, StoreOptions};
 
 use crate::support::{

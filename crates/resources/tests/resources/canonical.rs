@@ -249,7 +249,7 @@ fn canonical_text_of_another_kind_is_not_a_pipeline() {
 fn an_application_reads_back_from_its_canonical_text() {
     for application in parsed(SPEC_EXAMPLE).applications() {
         let text = resources::Resource::Application(application.clone()).canonical();
-        let reread = resources::Application::from_canonical(&text)
+        let reread = resources::application_from_canonical(&text)
             .unwrap_or_else(|errors| panic!("{errors}\n{text}"));
         assert_eq!(&reread, application, "{text}");
     }
@@ -275,10 +275,10 @@ environments:
     let set = parsed(every_target);
     let application = set.applications().next().expect("one application");
     let text = resources::Resource::Application(application.clone()).canonical();
-    let reread = resources::Application::from_canonical(&text)
+    let reread = resources::application_from_canonical(&text)
         .unwrap_or_else(|errors| panic!("{errors}\n{text}"));
     assert_eq!(&reread, application, "{text}");
     let pipeline = set.pipelines().next().expect("one pipeline");
     let text = resources::Resource::Pipeline(pipeline.clone()).canonical();
-    assert!(resources::Application::from_canonical(&text).is_err());
+    assert!(resources::application_from_canonical(&text).is_err());
 }

@@ -450,7 +450,7 @@ fn canonical_text_of_another_kind_is_not_a_trust_policy() {
     );
     let policy = Resource::TrustPolicy(policy_of(FULL)).canonical();
     assert!(resources::DeclaredPipeline::from_canonical(&policy).is_err());
-    assert!(resources::Application::from_canonical(&policy).is_err());
+    assert!(resources::application_from_canonical(&policy).is_err());
 }
 
 /// Application `name` on pipeline `p` (declared before it) with one environment.

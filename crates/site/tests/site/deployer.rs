@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use blobs::BlobStore;
-use domain::promotion::DeploymentReason;
-use domain::{Digest, RepoName};
-use engine::{DeployContext, DeployError, DeployLog, Deployer, ObserveContext, Secrets};
-use resources::{
+use deploy::{DeployContext, DeployError, DeployLog, Deployer, ObserveContext, Secrets};
+use domain::application::{
     EnvironmentSpec, HttpUrl, InvalidationHook, SiteDestination, StaticSiteTarget, Target,
 };
+use domain::promotion::DeploymentReason;
+use domain::{Digest, RepoName};
 use site::{
     ArchiveLimits, EMPTY_CONFIG, OCI_IMAGE_MANIFEST, SITE_ARTIFACT_TYPE, StaticSiteDeployer,
     StaticSiteSettings, pack, site_manifest,
@@ -191,7 +191,7 @@ fn settings(work: &Path) -> StaticSiteSettings {
         work_dir: Some(work.to_owned()),
         // What a hook program sees of this process's environment, as the server
         // hands it down.
-        programs: engine::ChildEnvironment::inherited(|name| std::env::var_os(name)),
+        programs: deploy::ChildEnvironment::inherited(|name| std::env::var_os(name)),
         ..StaticSiteSettings::default()
     }
 }

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use resources::{HttpUrl, InvalidationHook};
+use domain::application::{HttpUrl, InvalidationHook};
 use site::{InvalidationRequest, invalidate};
 
 fn request() -> InvalidationRequest {
@@ -19,8 +19,8 @@ fn request() -> InvalidationRequest {
 }
 
 /// What a hook program may see of this process's environment, as the server hands it.
-fn programs() -> engine::ChildEnvironment {
-    engine::ChildEnvironment::inherited(|name| std::env::var_os(name))
+fn programs() -> deploy::ChildEnvironment {
+    deploy::ChildEnvironment::inherited(|name| std::env::var_os(name))
 }
 
 fn loopback_allowed() -> Arc<outbound::Policy> {

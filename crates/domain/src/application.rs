@@ -1,20 +1,16 @@
 //! Applications as Gantry understands them once parsed: a repository, a pipeline, and
-//! for each stage of that pipeline an environment with its deploy target,
-//! optional health check and config.
-//!
-//! Why this model lives here and not in `domain`: today the only producer and consumer
-//! of it is declarative resources (`gantry apply`), and it leans on `url` for HTTP
-//! addresses, which `domain` does not depend on. It is plain data with no serde derive
-//! (the YAML shapes are in `wire`), so when the deployers and the engine arrive — and
-//! must not depend on a YAML crate — it moves to `domain` unchanged.
+//! for each stage of that pipeline an environment with its deploy target, optional
+//! health check and config. Plain data with no serde derive: declarative resources
+//! (`resources`, the YAML shapes in its `wire`) produce it, and the engine and the
+//! deployers (`gitops`, `site`, `regcopy`, which depend on no YAML crate) read it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use domain::RepoName;
-use domain::pipeline::{AppName, EnvName, PipelineName};
+use crate::RepoName;
+use crate::pipeline::{AppName, EnvName, PipelineName};
 
 /// Why a target's field was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use resources::SecretRef;
+use domain::application::SecretRef;
 
 /// Reads secrets by reference from one directory.
 #[derive(Debug, Clone, Default)]
