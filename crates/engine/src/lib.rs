@@ -23,6 +23,7 @@
 
 mod actor;
 mod admission;
+mod apply;
 mod clock;
 mod command;
 mod deployer;
@@ -44,6 +45,7 @@ use store::{FlakyPolicy, StagePlan, Store, StoreOutcome};
 
 pub use actor::{Actor, Permission};
 pub use admission::{Admission, parse_image};
+pub use apply::{AppliedFile, ApplyError, PlannedAction, ResourcePlan};
 pub use clock::Clock;
 pub use command::CommandDeployer;
 pub use deploy::{

@@ -1,24 +1,20 @@
 //! Declared resources over HTTP: `POST /api/v1/apply` (the server side of
 //! `gantry apply`), and reading what is stored.
 //!
-//! An apply parses the file, checks its references against the pipelines and
-//! applications already stored, diffs each resource's canonical text against the stored one, and — unless it
-//! is a dry run — hands every change to `store.resources().apply` with the revision
-//! it diffed against, so a change made meanwhile by someone else is refused (409)
-//! instead of overwritten unseen.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! An apply is the engine's (`Engine::apply`: parse, check references, diff, store
+//! with the revisions diffed against); this module checks the caller may apply, reads
+//! the YAML body within its limit and renders the outcome: every problem of the file
+//! a 400, a resource changed meanwhile by someone else a 409.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use domain::ResourceKind;
-use domain::pipeline::{AppName, Pipeline};
+use engine::{ApplyError, PlannedAction};
 use http::{HeaderMap, header};
-use resources::{DeclaredPipeline, Resource, ResourceErrors, ResourceSet};
+use resources::ResourceErrors;
 use serde_json::json;
-use store::{ApplicationColumns, ApplyOutcome, ResourceChange, ResourceColumns, StoredResource};
 
 use super::error::ApiError;
 use super::extract::{ApplyResources, Authorized, ReadResources};
@@ -71,89 +67,40 @@ pub(crate) async fn apply(
     require_yaml(&headers)?;
     let text = read_text(body).await?;
     let file = query.file.as_deref().unwrap_or("request");
-
-    let set = resources::parse_file(file, &text).map_err(invalid_resources)?;
-    let known_pipelines = stored_pipelines_referenced(&state, &set).await?;
-    let known_applications = stored_applications_referenced(&state, &set).await?;
-    set.check_references(&known_pipelines, &known_applications)
-        .map_err(invalid_resources)?;
-    let mut owners = Vec::new();
-    for application in set.applications() {
-        if let Some(owner) = state
-            .store
-            .resources()
-            .application_of(&application.repository)
-            .await?
-        {
-            owners.push((application.repository.clone(), owner));
-        }
-    }
-    set.check_repositories(&owners).map_err(invalid_resources)?;
-
-    let mut planned = Vec::with_capacity(set.len());
-    for resource in set.resources() {
-        let stored = state
-            .store
-            .resources()
-            .get(resource.kind(), resource.name())
-            .await?;
-        planned.push(Planned::new(resource, stored));
-    }
-
-    if query.dry_run {
-        return Ok(Json(ApplyResponse {
-            dry_run: true,
-            resources: planned
-                .into_iter()
-                .map(|plan| {
-                    let revision = plan.stored_revision;
-                    plan.outcome(revision)
-                })
-                .collect(),
-            created_repositories: Vec::new(),
-        }));
-    }
-
-    let changes: Vec<ResourceChange> = planned.iter().map(Planned::change).collect();
-    let applied = match state
-        .store
-        .resources()
-        .apply(&changes, principal.display_name())
-        .await?
-    {
-        ApplyOutcome::Applied(applied) => applied,
-        ApplyOutcome::Conflict(conflict) => {
-            return Err(ApiError::conflict(
-                format!(
-                    "{} `{}` changed since this apply read it: review the new diff and apply again",
-                    conflict.kind, conflict.name
-                ),
+    let applied = state
+        .engine
+        .apply(principal.display_name(), file, &text, query.dry_run)
+        .await
+        .map_err(|error| match error {
+            ApplyError::Invalid(errors) => invalid_resources(errors),
+            ApplyError::Conflict(ref conflict) => ApiError::conflict(
+                error.to_string(),
                 json!({
                     "kind": conflict.kind.as_str(),
                     "name": conflict.name,
                     "expected_revision": conflict.expected_revision,
                     "stored_revision": conflict.stored_revision,
                 }),
-            ));
-        }
-    };
-    let revisions: BTreeMap<(ResourceKind, &str), i64> = applied
-        .created
-        .iter()
-        .chain(&applied.updated)
-        .chain(&applied.unchanged)
-        .map(|resource| ((resource.kind, resource.name.as_str()), resource.revision))
-        .collect();
-    let resources = planned
-        .into_iter()
-        .map(|plan| {
-            let revision = revisions.get(&(plan.kind, plan.name.as_str())).copied();
-            plan.outcome(revision)
-        })
-        .collect();
+            ),
+            ApplyError::Engine(error) => error.into(),
+        })?;
     Ok(Json(ApplyResponse {
-        dry_run: false,
-        resources,
+        dry_run: applied.dry_run,
+        resources: applied
+            .resources
+            .into_iter()
+            .map(|plan| ResourceOutcome {
+                kind: plan.kind.as_str().to_owned(),
+                name: plan.name,
+                action: match plan.action {
+                    PlannedAction::Create => ApplyAction::Create,
+                    PlannedAction::Update => ApplyAction::Update,
+                    PlannedAction::Unchanged => ApplyAction::Unchanged,
+                },
+                revision: plan.revision,
+                diff: plan.diff,
+            })
+            .collect(),
         created_repositories: applied
             .created_repositories
             .iter()
@@ -246,135 +193,6 @@ pub(crate) async fn get(
         revision: resource.revision,
         canonical: resource.canonical,
     }))
-}
-
-/// One resource of the file, diffed against what is stored.
-struct Planned {
-    kind: ResourceKind,
-    name: String,
-    columns: ResourceColumns,
-    canonical: String,
-    stored_revision: Option<i64>,
-    action: ApplyAction,
-    diff: String,
-}
-
-impl Planned {
-    fn new(resource: &Resource, stored: Option<StoredResource>) -> Planned {
-        let canonical = resource.canonical();
-        let stored_text = stored
-            .as_ref()
-            .map_or("", |stored| stored.canonical.as_str());
-        let lines = resources::diff_lines(stored_text, &canonical);
-        let action = match &stored {
-            None => ApplyAction::Create,
-            Some(_) if resources::has_changes(&lines) => ApplyAction::Update,
-            Some(_) => ApplyAction::Unchanged,
-        };
-        let diff = match action {
-            ApplyAction::Unchanged => String::new(),
-            ApplyAction::Create | ApplyAction::Update => {
-                lines.iter().map(|line| format!("{line}\n")).collect()
-            }
-        };
-        let columns = match resource {
-            Resource::Pipeline(_) => ResourceColumns::Pipeline,
-            Resource::TrustPolicy(_) => ResourceColumns::TrustPolicy,
-            Resource::Application(application) => {
-                ResourceColumns::Application(ApplicationColumns {
-                    repository: application.repository.clone(),
-                    pipeline: application.pipeline.clone(),
-                    app_type: application.app_type.as_str().to_owned(),
-                })
-            }
-        };
-        Planned {
-            kind: resource.kind(),
-            name: resource.name().to_owned(),
-            columns,
-            canonical,
-            stored_revision: stored.map(|stored| stored.revision),
-            action,
-            diff,
-        }
-    }
-
-    fn change(&self) -> ResourceChange {
-        ResourceChange {
-            columns: self.columns.clone(),
-            name: self.name.clone(),
-            canonical: self.canonical.clone(),
-            expected_revision: self.stored_revision,
-        }
-    }
-
-    fn outcome(self, revision: Option<i64>) -> ResourceOutcome {
-        ResourceOutcome {
-            kind: self.kind.as_str().to_owned(),
-            name: self.name,
-            action: self.action,
-            revision,
-            diff: self.diff,
-        }
-    }
-}
-
-/// The stored pipelines that applications of `set` name but `set` does not declare.
-///
-/// A stored pipeline is read back from its canonical text
-/// ([`DeclaredPipeline::from_canonical`]); one that no longer reads is a server fault.
-async fn stored_pipelines_referenced(
-    state: &AppState,
-    set: &ResourceSet,
-) -> Result<Vec<Pipeline>, ApiError> {
-    let names: BTreeSet<&str> = set
-        .applications()
-        .filter(|application| set.pipeline(&application.pipeline).is_none())
-        .map(|application| application.pipeline.as_str())
-        .collect();
-    let mut pipelines = Vec::new();
-    for name in names {
-        let Some(stored) = state
-            .store
-            .resources()
-            .get(ResourceKind::Pipeline, name)
-            .await?
-        else {
-            continue;
-        };
-        let declared = DeclaredPipeline::from_canonical(&stored.canonical).map_err(|errors| {
-            ApiError::internal(
-                &format!("the stored pipeline `{name}` cannot be read"),
-                &errors,
-            )
-        })?;
-        pipelines.push(declared.pipeline().clone());
-    }
-    Ok(pipelines)
-}
-
-/// The stored applications that trust policies of `set` name but `set` does not declare.
-async fn stored_applications_referenced(
-    state: &AppState,
-    set: &ResourceSet,
-) -> Result<Vec<AppName>, ApiError> {
-    let names: BTreeSet<&AppName> = set
-        .trust_policies()
-        .flat_map(|policy| &policy.applications)
-        .filter(|application| set.application(application).is_none())
-        .collect();
-    let mut known = Vec::new();
-    for name in names {
-        let stored = state
-            .store
-            .resources()
-            .get(ResourceKind::Application, name.as_str())
-            .await?;
-        if stored.is_some() {
-            known.push(name.clone());
-        }
-    }
-    Ok(known)
 }
 
 fn invalid_resources(errors: ResourceErrors) -> ApiError {

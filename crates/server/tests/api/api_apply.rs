@@ -127,6 +127,32 @@ testkit::app_tests! {
         );
     }
 
+    async fn the_engine_applies_a_file_for_any_caller_with_the_same_rules_as_the_api(app) {
+        // The web UI and the API share the engine's apply: a bad file changes nothing,
+        // a good one is stored and audited under the caller's name, a dry run stores
+        // nothing.
+        let engine = &app.state.engine;
+        let broken = SPEC_EXAMPLE.replace("pipeline: standard", "pipeline: nowhere");
+        match engine.apply("ops", "broken.yaml", &broken, false).await {
+            Err(engine::ApplyError::Invalid(errors)) => {
+                assert!(errors.to_string().contains("nowhere"), "{errors}");
+            }
+            other => panic!("a reference to no pipeline was not refused: {other:?}"),
+        }
+        let dry = engine.apply("ops", "spec.yaml", SPEC_EXAMPLE, true).await.expect("dry run");
+        assert!(dry.dry_run);
+        assert!(dry.resources.iter().all(|plan| plan.action == engine::PlannedAction::Create && plan.revision.is_none()));
+        let stored = app.store.resources().get(domain::ResourceKind::Pipeline, "standard").await.expect("store answers");
+        assert!(stored.is_none(), "a dry run or a refused file stored something");
+
+        let applied = engine.apply("ops", "spec.yaml", SPEC_EXAMPLE, false).await.expect("apply");
+        assert_eq!(applied.resources.len(), 2);
+        assert!(applied.resources.iter().all(|plan| plan.revision == Some(1)));
+        assert_eq!(applied.created_repositories.len(), 1);
+        let audit = app.store.audit().entries(0, 100).await.expect("audit log");
+        assert!(audit.iter().any(|entry| entry.actor == "ops" && entry.subject == "Pipeline/standard"), "{audit:?}");
+    }
+
     async fn applying_the_same_file_again_reports_everything_unchanged(app) {
         assert_status(&apply(&app, "", SPEC_EXAMPLE).await, StatusCode::OK);
         let again = apply(&app, "", SPEC_EXAMPLE).await;
