@@ -11,7 +11,9 @@ mod tokens;
 
 pub use credentials::Credentials;
 pub use failures::{FailureLimiter, FailureLimits, TooManyFailures};
-pub use tokens::{generate_token, hash_token, token_id};
+pub use tokens::{
+    FreshToken, IssueError, IssuedToken, generate_token, hash_token, issue_token, token_id,
+};
 
 use domain::pipeline::{GrantScope, Role, roles_granted};
 use domain::{Action, Principal, RepoName, RoleGrant};

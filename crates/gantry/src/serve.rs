@@ -254,15 +254,14 @@ fn raise_open_file_limit() {
 
 /// On the very first start, creates the `admin` user and prints its token once.
 async fn bootstrap_admin(store: &Store) -> anyhow::Result<()> {
-    let secret = auth::generate_token().context("generating the admin token")?;
-    let id = auth::token_id(&auth::hash_token(&secret));
+    let fresh = auth::FreshToken::generate().context("generating the admin token")?;
     let created = store
         .users()
         .bootstrap_admin(NewToken {
-            id: &id,
+            id: &fresh.id,
             user_name: "admin",
             description: "bootstrap admin token",
-            token_hash: &auth::hash_token(&secret),
+            token_hash: &fresh.hash,
             expires_at: None,
             scope: None,
         })
@@ -270,7 +269,7 @@ async fn bootstrap_admin(store: &Store) -> anyhow::Result<()> {
         .context("creating the admin user")?;
     if created {
         println!("gantry: first start: created user `admin`; its token is shown only this once:");
-        println!("gantry: admin token: {secret}");
+        println!("gantry: admin token: {}", fresh.secret);
         println!(
             "gantry: use it as the password for user `admin` (docker/skopeo/oras login) or as `Authorization: Bearer`"
         );

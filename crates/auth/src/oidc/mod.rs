@@ -287,9 +287,11 @@ pub async fn exchange(
         .into_iter()
         .collect();
     let user = format!("oidc/{}", first.name);
-    let secret = crate::generate_token().map_err(|e| ExchangeError::Random(e.to_string()))?;
-    let hash = crate::hash_token(&secret);
-    let token_id = crate::token_id(&hash);
+    let crate::FreshToken {
+        secret,
+        hash,
+        id: token_id,
+    } = crate::FreshToken::generate().map_err(|e| ExchangeError::Random(e.to_string()))?;
     let expires_at = now_millis + i64::try_from(lifetime.as_millis()).unwrap_or(3_600_000);
     let policies: Vec<String> = matched.iter().map(|policy| policy.name.clone()).collect();
     let mut evidence = Map::new();

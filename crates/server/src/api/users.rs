@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use domain::dora::DoraMetrics;
 use http::StatusCode;
-use store::{NewToken, NewUser, RoleGrant, TokenRecord, UserRecord};
+use store::{NewUser, RoleGrant, TokenRecord, UserRecord};
 
 use super::error::ApiError;
 use super::extract::{Authorized, Caller, CallerToken, ManageUsers, ReadResources};
@@ -145,36 +145,25 @@ pub(crate) async fn create_token(
     let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let super::body::OptionalJsonBody(request) = body?;
     let request = request.unwrap_or_default();
-    if state.store.users().get(&name).await?.is_none() {
-        return Err(ApiError::not_found(format!("no user named {name}")));
-    }
-    let secret =
-        auth::generate_token().map_err(|e| ApiError::internal("the random source failed", &e))?;
-    let hash = auth::hash_token(&secret);
-    let id = auth::token_id(&hash);
-    let expires_at = request
-        .expires_in_days
-        .map(|days| store::now_millis() + i64::from(days) * 24 * 60 * 60 * 1000);
-    state
-        .store
-        .users()
-        .issue_token(
-            NewToken {
-                id: &id,
-                user_name: &name,
-                description: request.description.as_deref().unwrap_or(""),
-                token_hash: &hash,
-                expires_at,
-                scope: None,
-            },
-            principal.display_name(),
-        )
-        .await?;
+    let issued = auth::issue_token(
+        &state.store,
+        &name,
+        request.description.as_deref().unwrap_or(""),
+        request.expires_in_days,
+        principal.display_name(),
+        store::now_millis(),
+    )
+    .await
+    .map_err(|error| match error {
+        auth::IssueError::UnknownUser(_) => ApiError::not_found(error.to_string()),
+        auth::IssueError::Random(_) => ApiError::internal("the random source failed", &error),
+        auth::IssueError::Store(error) => error.into(),
+    })?;
     let response = TokenResponse {
-        id,
-        user: name,
-        token: secret,
-        expires_at: expires_at.map(rfc3339),
+        id: issued.id,
+        user: issued.user,
+        token: issued.secret,
+        expires_at: issued.expires_at.map(rfc3339),
     };
     Ok((StatusCode::CREATED, Json(response)).into_response())
 }
