@@ -2,7 +2,7 @@
 //! credentials, fix the file, look again at what changed, or report a server problem.
 //! No variant holds a credential, so neither `Display` nor `Debug` can show one.
 
-use crate::types::{ApiErrorBody, ResourceProblem};
+use crate::types::{ErrorBody, ResourceProblem};
 
 /// A failed API call.
 #[derive(Debug, thiserror::Error)]
@@ -20,20 +20,20 @@ pub enum ClientError {
     },
     /// 401: no credentials, or ones the server does not accept.
     #[error("not authenticated: {}", .0.message)]
-    Unauthorized(ApiErrorBody),
+    Unauthorized(ErrorBody),
     /// 403: the credentials are valid but lack a permission (named in `detail`).
     #[error("forbidden: {}", .0.message)]
-    Forbidden(ApiErrorBody),
+    Forbidden(ErrorBody),
     /// 409: the thing changed or is in a state that does not allow it (a resource
     /// changed since the server diffed it, a promotion already decided, an environment
     /// held or busy); nothing was changed. Look at its current state.
     #[error("conflict: {}", .0.message)]
-    Conflict(ApiErrorBody),
+    Conflict(ErrorBody),
     /// 400 or 422: the server refused the input as it stands (a bad value, a digest
     /// that is not in the application's repository, a reused idempotency key); fix it
     /// and send it again.
     #[error("{}", .body.message)]
-    InvalidRequest { status: u16, body: ApiErrorBody },
+    InvalidRequest { status: u16, body: ErrorBody },
     /// 400 `invalid_resources`: the file has problems, every one listed; nothing was
     /// applied.
     #[error("{message}")]
@@ -43,7 +43,7 @@ pub enum ClientError {
     },
     /// Any other error status, with the server's envelope.
     #[error("the server answered HTTP {status}: {}", .body.message)]
-    Api { status: u16, body: ApiErrorBody },
+    Api { status: u16, body: ErrorBody },
     /// The server answered, but not with what the API promises.
     #[error("unexpected answer from {url} (HTTP {status}): {reason}")]
     InvalidResponse {
@@ -56,7 +56,7 @@ pub enum ClientError {
 impl ClientError {
     /// The error for a non-2xx answer whose body was `text`.
     pub(crate) fn from_status(status: u16, text: &str) -> ClientError {
-        let body = serde_json::from_str::<ApiErrorBody>(text).unwrap_or_else(|_| ApiErrorBody {
+        let body = serde_json::from_str::<ErrorBody>(text).unwrap_or_else(|_| ErrorBody {
             code: format!("http_{status}"),
             message: format!("HTTP {status} without Gantry's error envelope (is this Gantry?)"),
             detail: serde_json::Value::Null,
@@ -80,7 +80,7 @@ impl ClientError {
     }
 
     /// The server's error envelope, when the server answered with one.
-    pub fn body(&self) -> Option<&ApiErrorBody> {
+    pub fn body(&self) -> Option<&ErrorBody> {
         match self {
             ClientError::Unauthorized(body)
             | ClientError::Forbidden(body)

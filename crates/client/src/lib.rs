@@ -30,18 +30,8 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 pub use error::ClientError;
-pub use promotion_types::{
-    AppList, AppStatus, ArtifactView, BuildRequest, BuildView, CheckRequest, CheckStatus,
-    CheckView, ConditionView, DecisionView, DeploymentDetail, DeploymentList, DeploymentLog,
-    DeploymentView, DoraResponse, DoraView, EnvironmentView, HoldView, JobView, LogLine,
-    NotifyResponse, ObservedView, OidcExchange, PromoteRequest, Promoted, PromotionFilter,
-    PromotionList, PromotionState, PromotionView, Rollback, TokenList, TokenRequest, TokenResponse,
-    TokenView, UserList, UserRequest, UserView,
-};
-pub use types::{
-    ApiErrorBody, ApplyAction, ApplyReport, AuditVerification, DocumentRef, ResourceDetail,
-    ResourceKind, ResourceList, ResourceOutcome, ResourceProblem, ResourceSummary,
-};
+pub use promotion_types::*;
+pub use types::*;
 
 /// How long one call may take, connecting included, before it is given up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -120,7 +110,7 @@ impl Client {
         yaml: &str,
         file_label: &str,
         dry_run: bool,
-    ) -> Result<ApplyReport, ClientError> {
+    ) -> Result<ApplyResponse, ClientError> {
         let url = self.endpoint(&["apply"])?;
         let request = self
             .authorized(self.agent.post(url.as_str()))

@@ -3,13 +3,14 @@
 //! tokens. One method per route; each answers the server's JSON as the types of
 //! [`crate::promotion_types`].
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::promotion_types::{
-    AppList, AppStatus, ArtifactView, BuildRequest, CheckRequest, CheckView, DeploymentDetail,
-    DeploymentList, DeploymentLog, DeploymentView, DoraResponse, HoldView, NotifyResponse,
-    OidcExchange, PromoteRequest, Promoted, PromotionFilter, PromotionList, PromotionView,
-    Rollback, TokenList, TokenRequest, TokenResponse, TokenView, UserList, UserRequest, UserView,
+    AppList, AppStatus, ArtifactView, BuildRequest, CheckRequest, CheckView, CommentRequest,
+    DeploymentDetail, DeploymentList, DeploymentLog, DeploymentView, DoraResponse, HoldRequest,
+    HoldView, NotifyResponse, OidcExchangeRequest, OidcExchangeResponse, PromoteRequest, Promoted,
+    PromotionFilter, PromotionList, PromotionView, RejectRequest, Rollback, RollbackRequest,
+    TokenList, TokenRequest, TokenResponse, TokenView, UserList, UserRequest, UserView,
 };
 use crate::{Client, ClientError};
 
@@ -120,17 +121,12 @@ impl Client {
         if let Some(key) = rollback.idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
-        let mut body = serde_json::Map::new();
-        for (name, value) in [
-            ("to", rollback.to),
-            ("from", rollback.from),
-            ("reason", rollback.reason),
-        ] {
-            if let Some(value) = value {
-                body.insert(name.to_owned(), json!(value));
-            }
-        }
-        self.answer(&url, request.send_json(body))
+        let body = RollbackRequest {
+            to: rollback.to.map(str::to_owned),
+            from: rollback.from.map(str::to_owned),
+            reason: rollback.reason.map(str::to_owned),
+        };
+        self.answer(&url, request.send_json(&body))
     }
 
     /// Holds an environment: auto-promotion stays out until [`Client::release_hold`].
@@ -142,7 +138,10 @@ impl Client {
     ) -> Result<HoldView, ClientError> {
         let url = self.endpoint(&["apps", application, "environments", environment, "hold"])?;
         let request = self.authorized(self.agent.put(url.as_str()));
-        self.answer(&url, request.send_json(json!({ "reason": reason })))
+        let body = HoldRequest {
+            reason: reason.to_owned(),
+        };
+        self.answer(&url, request.send_json(&body))
     }
 
     /// Releases an environment's hold.
@@ -204,24 +203,27 @@ impl Client {
     /// Approves a promotion; when that opens its gate, it is deployed before the
     /// answer comes.
     pub fn approve(&self, id: i64, comment: Option<&str>) -> Result<PromotionView, ClientError> {
-        self.decide(id, "approve", json!({ "comment": comment }))
+        let comment = comment.map(str::to_owned);
+        self.decide(id, "approve", &CommentRequest { comment })
     }
 
     /// Rejects a promotion, which ends it with `reason`.
     pub fn reject(&self, id: i64, reason: &str) -> Result<PromotionView, ClientError> {
-        self.decide(id, "reject", json!({ "reason": reason }))
+        let reason = reason.to_owned();
+        self.decide(id, "reject", &RejectRequest { reason })
     }
 
     /// Cancels a promotion that is not final yet.
     pub fn cancel(&self, id: i64, comment: Option<&str>) -> Result<PromotionView, ClientError> {
-        self.decide(id, "cancel", json!({ "comment": comment }))
+        let comment = comment.map(str::to_owned);
+        self.decide(id, "cancel", &CommentRequest { comment })
     }
 
     fn decide(
         &self,
         id: i64,
         decision: &str,
-        body: serde_json::Value,
+        body: &impl Serialize,
     ) -> Result<PromotionView, ClientError> {
         let url = self.endpoint(&["promotions", &id.to_string(), decision])?;
         let request = self.authorized(self.agent.post(url.as_str()));
@@ -286,13 +288,13 @@ impl Client {
 
     /// Exchanges a CI job's OIDC token for a short-lived Gantry token (no credentials
     /// needed: the job token is the credential).
-    pub fn exchange_oidc(&self, job_token: &str) -> Result<OidcExchange, ClientError> {
+    pub fn exchange_oidc(&self, job_token: &str) -> Result<OidcExchangeResponse, ClientError> {
         let url = self.endpoint(&["auth", "oidc"])?;
         let request = self.agent.post(url.as_str());
-        self.answer(
-            &url,
-            request.send_json(serde_json::json!({ "token": job_token })),
-        )
+        let body = OidcExchangeRequest {
+            token: job_token.to_owned(),
+        };
+        self.answer(&url, request.send_json(&body))
     }
 
     /// Revokes a token (the caller's own, or anyone's as an admin).

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use client::{ApplyAction, ApplyReport};
+use client::{ApplyAction, ApplyResponse};
 
 use crate::remote::{OutputFormat, RemoteArgs};
 
@@ -39,7 +39,7 @@ pub(crate) fn run(args: ApplyArgs) -> anyhow::Result<()> {
 
 /// One line per resource (`created  Pipeline/standard  (revision 1)`); on a dry run
 /// each change is followed by its diff, indented.
-fn render(report: &ApplyReport) -> String {
+fn render(report: &ApplyResponse) -> String {
     let mut out = String::new();
     for resource in &report.resources {
         let verb = match (report.dry_run, resource.action) {
@@ -87,7 +87,7 @@ mod tests {
     }
 
     fn check(dry_run: bool, resources: Vec<ResourceOutcome>, expected: &str) {
-        let report = ApplyReport {
+        let report = ApplyResponse {
             dry_run,
             resources,
             created_repositories: Vec::new(),

@@ -81,7 +81,7 @@ pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         application: args.application,
         digest: args.digest,
         name: args.name,
-        status: args.status.into(),
+        status: CheckStatus::from(args.status).as_str().to_owned(),
         url: args.details_url,
         report,
     };

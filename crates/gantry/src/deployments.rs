@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use client::{Client, ClientError, DeploymentDetail, LogLine};
+use client::{Client, ClientError, DeploymentDetail, LogLineView};
 
 use crate::remote::{ClientArgs, OutputFormat, exit};
 use crate::table::{json, or_dash, short_commit};
@@ -93,7 +93,7 @@ pub(crate) fn follow(
     client: &Client,
     id: i64,
     follow: bool,
-    each: &mut dyn FnMut(&LogLine),
+    each: &mut dyn FnMut(&LogLineView),
 ) -> Result<String, ClientError> {
     let mut after = None;
     loop {

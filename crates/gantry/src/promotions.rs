@@ -115,7 +115,7 @@ pub(crate) fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
         application: args.application,
         environment: args.environment,
         digest: args.digest,
-        config: release_config(file, args.config)?,
+        config: release_config(file, args.config)?.map(serde_json::Value::Object),
         override_reason: args.override_reason,
         redeploy: args.redeploy,
     };

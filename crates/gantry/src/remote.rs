@@ -205,12 +205,12 @@ pub(crate) fn report(error: &anyhow::Error, task: Task) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use client::ApiErrorBody;
+    use client::ErrorBody;
 
     use super::*;
 
-    fn envelope(code: &str) -> ApiErrorBody {
-        ApiErrorBody {
+    fn envelope(code: &str) -> ErrorBody {
+        ErrorBody {
             code: code.to_owned(),
             message: "m".to_owned(),
             detail: serde_json::Value::Null,

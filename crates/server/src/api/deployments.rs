@@ -2,64 +2,26 @@
 //! `GET /api/v1/deployments/{id}/log`), and the callback through which a webhook's
 //! receiver reports the outcome (`POST /api/v1/deployments/{id}/callback`).
 
+use api_types::{
+    CallbackRequest, CallbackResponse, DeploymentDetail, DeploymentLog, JobView, LogLineView,
+};
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use http::{HeaderMap, header};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::extract::{Authorized, ReadResources};
-use super::promotion_types::{DeploymentView, rfc3339};
+use super::promotion_types::rfc3339;
 use super::promotions::deployment_views;
 use super::types::ErrorBody;
 use crate::AppState;
 
 /// Log lines returned at most per request.
 const MAX_LOG_PAGE: i64 = 1_000;
-
-/// A deployment with the job that carries it out.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct DeploymentDetail {
-    #[serde(flatten)]
-    pub(crate) deployment: DeploymentView,
-    pub(crate) job: Option<JobView>,
-}
-
-/// The durable job of a deployment.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct JobView {
-    /// `waiting` (new, retrying, or its replica died), `running` or `finished`.
-    pub(crate) state: String,
-    /// Attempts started so far.
-    pub(crate) attempts: u32,
-    /// Not retried before this time.
-    pub(crate) run_after: String,
-    /// The replica holding it, while one does.
-    pub(crate) lease_owner: Option<String>,
-    pub(crate) lease_until: Option<String>,
-    /// Why the last attempt failed, when it was retried.
-    pub(crate) last_error: Option<String>,
-    pub(crate) finished_at: Option<String>,
-}
-
-/// A page of a deployment's log.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct DeploymentLog {
-    pub(crate) lines: Vec<LogLineView>,
-    /// Pass as `after` for the next page; absent at the end of the log so far.
-    pub(crate) next: Option<i64>,
-}
-
-/// One line of a deployment's log.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct LogLineView {
-    pub(crate) seq: i64,
-    pub(crate) at: String,
-    pub(crate) line: String,
-}
 
 /// Query of `GET /api/v1/deployments/{id}/log`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -176,24 +138,6 @@ pub(crate) async fn deployment_log(
 
 /// Longest message a receiver may report.
 const MAX_CALLBACK_MESSAGE: usize = 4 * 1024;
-
-/// What a webhook's receiver reports.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CallbackRequest {
-    /// `succeeded` or `failed`.
-    pub(crate) state: String,
-    /// Shown in the deployment's record (at most 4 KiB).
-    pub(crate) message: Option<String>,
-}
-
-/// What Gantry made of a report.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct CallbackResponse {
-    pub(crate) deployment_id: i64,
-    /// The state reported.
-    pub(crate) state: String,
-}
 
 /// A webhook receiver reports how the deployment it was sent went. Authenticated by
 /// the deployment's one-time callback token (`Authorization: Bearer TOKEN`, the

@@ -2,43 +2,18 @@
 //! for it for a short-lived Gantry token, scoped by the trust policies its claims
 //! match. Every refusal is a `401` whose message (also logged) says why.
 
+use api_types::{OidcExchangeRequest, OidcExchangeResponse};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::ResourceKind;
 use domain::trust::TrustPolicy;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::promotion_types::rfc3339;
 use super::types::ErrorBody;
 use crate::AppState;
-
-/// A CI job's OIDC token to exchange.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OidcExchangeRequest {
-    /// The job token (a JWT), e.g. GitHub Actions' `ACTIONS_ID_TOKEN` for audience `gantry`.
-    pub(crate) token: String,
-}
-
-/// The Gantry token issued for a job token; the secret is in this answer only.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct OidcExchangeResponse {
-    pub(crate) id: String,
-    /// The CI identity it acts as (`oidc/POLICY`).
-    pub(crate) user: String,
-    pub(crate) token: String,
-    pub(crate) expires_at: String,
-    /// Seconds until it expires.
-    pub(crate) expires_in: i64,
-    /// What it may do: `role@application` or `role@application/environment`.
-    pub(crate) scope: Vec<String>,
-    /// The trust policies that matched.
-    pub(crate) policies: Vec<String>,
-}
 
 /// Every declared trust policy.
 async fn trust_policies(state: &AppState) -> Result<Vec<TrustPolicy>, ApiError> {

@@ -3,6 +3,7 @@
 //! through the repository the stage serves from, the commit, the release bundle) and
 //! `GET /params/{app}/{env}/image` (just the image reference, as text).
 
+use api_types::EnvironmentParams;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -10,43 +11,12 @@ use axum::response::{IntoResponse, Response};
 use domain::Action;
 use domain::pipeline::EnvName;
 use http::{HeaderMap, HeaderValue, header};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::authorize;
 use super::error::ApiError;
-use super::promotion_types::{DeploymentView, HoldView};
 use super::promotions::{deployment_views, hold_view};
 use super::types::ErrorBody;
 use crate::AppState;
-
-/// What an environment should run and how to pull it: the deployment under way, if
-/// any, else the last successful one (which is shown beside it).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct EnvironmentParams {
-    pub(crate) application: String,
-    pub(crate) environment: String,
-    /// The repository the environment's stage serves from (its release tier's, for a
-    /// `tier: release` stage).
-    pub(crate) repository: String,
-    /// `HOST/REPOSITORY@DIGEST` of what the environment should run, or null when
-    /// nothing was deployed or is deploying there yet.
-    pub(crate) image: Option<String>,
-    pub(crate) digest: Option<String>,
-    /// The tag the build was pushed under, when known.
-    pub(crate) tag: Option<String>,
-    pub(crate) commit: Option<String>,
-    /// The release bundle deployed with the digest.
-    #[schema(value_type = Object, nullable = true)]
-    pub(crate) config: Option<serde_json::Value>,
-    /// The deployment that decided it: under way (`state` `deploying`, from the moment
-    /// a promotion or rollback starts) or the last successful one.
-    pub(crate) deployment: Option<DeploymentView>,
-    /// The last successful deployment (the same as `deployment` unless one is under
-    /// way).
-    pub(crate) last_successful: Option<DeploymentView>,
-    pub(crate) hold: Option<HoldView>,
-}
 
 async fn params(
     state: &AppState,

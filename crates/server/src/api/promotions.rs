@@ -133,7 +133,7 @@ pub(crate) fn promotion_view(promotion: Promotion) -> PromotionView {
         digest: promotion.digest,
         config: parse_config(promotion.config.as_deref()),
         config_revision: promotion.config_revision,
-        state: promotion.state.as_str().to_owned(),
+        state: api_types::PromotionState::from(promotion.state.as_str().to_owned()),
         requested_by: promotion.requested_by,
         auto: promotion.auto,
         override_reason: promotion.override_reason,
