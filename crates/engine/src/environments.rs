@@ -114,7 +114,13 @@ impl Engine {
         Ok(self
             .store
             .environments()
-            .observe(application, environment, &digest.to_string(), &actor.name)
+            .observe(
+                application,
+                environment,
+                &digest.to_string(),
+                &actor.name,
+                self.clock.now_millis(),
+            )
             .await?)
     }
 
@@ -134,7 +140,13 @@ impl Engine {
         Ok(self
             .store
             .environments()
-            .hold(application, environment, &actor.name, reason)
+            .hold(
+                application,
+                environment,
+                &actor.name,
+                reason,
+                self.clock.now_millis(),
+            )
             .await?)
     }
 
@@ -149,7 +161,12 @@ impl Engine {
         Ok(self
             .store
             .environments()
-            .release(application, environment, &actor.name)
+            .release(
+                application,
+                environment,
+                &actor.name,
+                self.clock.now_millis(),
+            )
             .await?)
     }
 

@@ -69,6 +69,7 @@ impl Engine {
                 digest,
                 &provenance,
                 &actor.name,
+                self.clock.now_millis(),
             )
             .await?
         {
@@ -142,6 +143,7 @@ impl Engine {
                 format: findings.as_ref().map(|f| f.format.as_str()),
                 findings: findings.as_ref().map(|f| &f.counts),
                 reported_by: &actor.name,
+                at: self.clock.now_millis(),
             })
             .await?
         {

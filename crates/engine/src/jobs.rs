@@ -397,7 +397,13 @@ impl Engine {
         let finished = crate::error::from_outcome(
             self.store
                 .deployments()
-                .finish_deployment(order.deployment_id, lease, succeeded, Some(message))
+                .finish_deployment(
+                    order.deployment_id,
+                    lease,
+                    succeeded,
+                    Some(message),
+                    self.clock.now_millis(),
+                )
                 .await?,
         )?;
         if !finished.recorded {

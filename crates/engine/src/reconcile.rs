@@ -154,7 +154,13 @@ impl Engine {
                     let by = format!("{RECONCILE_ACTOR} ({})", spec.target.kind_name());
                     self.store
                         .environments()
-                        .observe(application, &state.environment, &digest, &by)
+                        .observe(
+                            application,
+                            &state.environment,
+                            &digest,
+                            &by,
+                            self.clock.now_millis(),
+                        )
                         .await?;
                 }
                 Ok(None) => {}

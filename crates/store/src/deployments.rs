@@ -138,7 +138,7 @@ pub struct Deployments<'a> {
 }
 
 impl Deployments<'_> {
-    /// Records the outcome of a deployment, and finishes its job, if `owner` (the
+    /// Records at `now` the outcome of a deployment, and finishes its job, if `owner` (the
     /// claim's lease, `store::ClaimedJob::lease`) still holds the job; on success the environment runs its digest. Then starts
     /// the newest approved promotion queued behind it, if any (returned). A deployment
     /// that already finished, or whose lease passed to another replica, is left alone
@@ -149,9 +149,9 @@ impl Deployments<'_> {
         owner: &str,
         succeeded: bool,
         message: Option<&str>,
+        now: i64,
     ) -> Result<StoreOutcome<Finished>, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
             let mut tx = pool.begin().await?;
             let select = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1");
             let Some(row) = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))

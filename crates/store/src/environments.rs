@@ -71,9 +71,10 @@ impl Environments<'_> {
         environment: &str,
         actor: &str,
         reason: &str,
+        now: i64,
     ) -> Result<Hold, StoreError> {
         let at = self
-            .set_hold(application, environment, actor, Some(reason))
+            .set_hold(application, environment, actor, Some(reason), now)
             .await?;
         Ok(Hold {
             reason: reason.to_owned(),
@@ -88,22 +89,24 @@ impl Environments<'_> {
         application: &str,
         environment: &str,
         actor: &str,
+        now: i64,
     ) -> Result<(), StoreError> {
-        self.set_hold(application, environment, actor, None).await?;
+        self.set_hold(application, environment, actor, None, now)
+            .await?;
         Ok(())
     }
 
-    /// Holds an environment (`Some(reason)`) or releases its hold (`None`), in one
-    /// audited transaction. Returns when it did.
+    /// Holds an environment (`Some(reason)`) or releases its hold (`None`) at `now`,
+    /// in one audited transaction. Returns when it did.
     async fn set_hold(
         &self,
         application: &str,
         environment: &str,
         actor: &str,
         reason: Option<&str>,
+        now: i64,
     ) -> Result<i64, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
             let mut tx = pool.begin().await?;
             let before = lock_environment!(tx, application, environment, now);
             sqlx::query(
@@ -144,9 +147,9 @@ impl Environments<'_> {
         environment: &str,
         digest: &str,
         by: &str,
+        now: i64,
     ) -> Result<Observation, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
             let mut tx = pool.begin().await?;
             lock_environment!(tx, application, environment, now);
             let row = sqlx::query(

@@ -57,6 +57,8 @@ pub struct NewCheck<'a> {
     /// Findings by severity, when a scanner report was parsed.
     pub findings: Option<&'a BTreeMap<Severity, u64>>,
     pub reported_by: &'a str,
+    /// When it was reported, in milliseconds since the Unix epoch.
+    pub at: i64,
 }
 
 /// A stored check report.
@@ -179,7 +181,7 @@ macro_rules! check_from_row {
 }
 
 impl Evidence<'_> {
-    /// Records (or replaces) the provenance of `digest`, an artifact of `application`
+    /// Records (or replaces) at `now` the provenance of `digest`, an artifact of `application`
     /// in `repository`, as notified by `builder`.
     pub async fn notify(
         &self,
@@ -188,9 +190,9 @@ impl Evidence<'_> {
         digest: &Digest,
         provenance: &Provenance,
         builder: &str,
+        now: i64,
     ) -> Result<EvidenceOutcome<Build>, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
             let mut tx = pool.begin().await?;
             if !holds_manifest!(tx, repository, digest) {
                 return Ok(EvidenceOutcome::NotAnArtifact);
@@ -286,7 +288,7 @@ impl Evidence<'_> {
         check: &NewCheck<'_>,
     ) -> Result<EvidenceOutcome<CheckReport>, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            let now = crate::now_millis();
+            let now = check.at;
             let mut tx = pool.begin().await?;
             if !holds_manifest!(tx, check.repository, check.digest) {
                 return Ok(EvidenceOutcome::NotAnArtifact);

@@ -91,7 +91,7 @@ async fn a_lease_is_exclusive_until_it_runs_out_and_then_fenced(backend: Backend
     );
     let late = store
         .deployments()
-        .finish_deployment(id, &first.lease, true, Some("late"))
+        .finish_deployment(id, &first.lease, true, Some("late"), store::now_millis())
         .await
         .expect("finish");
     let store::StoreOutcome::Done(late) = late else {
@@ -101,7 +101,7 @@ async fn a_lease_is_exclusive_until_it_runs_out_and_then_fenced(backend: Backend
     assert_eq!(late.deployment.state.as_str(), "deploying");
     let done = store
         .deployments()
-        .finish_deployment(id, &second.lease, true, Some("done"))
+        .finish_deployment(id, &second.lease, true, Some("done"), store::now_millis())
         .await
         .expect("finish");
     let store::StoreOutcome::Done(done) = done else {
@@ -122,7 +122,7 @@ async fn a_lease_is_exclusive_until_it_runs_out_and_then_fenced(backend: Backend
     );
     let again = store
         .deployments()
-        .finish_deployment(id, &second.lease, false, Some("again"))
+        .finish_deployment(id, &second.lease, false, Some("again"), store::now_millis())
         .await
         .expect("finish");
     let store::StoreOutcome::Done(again) = again else {

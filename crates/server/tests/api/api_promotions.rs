@@ -819,6 +819,45 @@ environments:
         assert_eq!(engine.tick().await.expect("tick"), 0);
     }
 
+    async fn builds_checks_holds_and_deployments_are_recorded_at_the_engines_clock(app) {
+        apply(&app, PIPELINE).await;
+        let digest = push(&app, "clocked").await;
+        let parsed: domain::Digest = digest.parse().expect("digest");
+        // A fixed instant long before the test ran: every record made through this
+        // engine carries it, not the machine's time.
+        let instant = 1_700_000_000_000;
+        let engine = app.state.engine.clone().with_clock(engine::Clock::manual(instant));
+        let admin = engine::Actor { name: "admin".into(), admin: true, ci: false, user: None, scope: None };
+        let notified = engine
+            .notify(&admin, "web-app", &parsed, store::Provenance::default())
+            .await
+            .expect("notify");
+        assert_eq!(notified.build.notified_at, instant);
+        let dev = notified.promotion.expect("dev is auto");
+        let deployment = app
+            .store
+            .deployments()
+            .deployment(dev.deployment_id.expect("deployed"))
+            .await
+            .expect("store answers")
+            .expect("the deployment");
+        assert_eq!(deployment.started_at, instant);
+        assert_eq!(deployment.finished_at, Some(instant));
+        let check = engine
+            .report_check(&admin, &engine::CheckRequest { application: "web-app", digest: &parsed, name: "unit", passed: true, url: None, report: None })
+            .await
+            .expect("report");
+        assert_eq!(check.reported_at, instant);
+        let hold = engine.hold(&admin, "web-app", "staging", "release freeze").await.expect("hold");
+        assert_eq!(hold.at, instant);
+        engine.release(&admin, "web-app", "staging").await.expect("release");
+        let audit = app.store.audit().entries(0, 1000).await.expect("audit log");
+        let stamped: Vec<&str> = audit.iter().filter(|entry| entry.at == instant).map(|entry| entry.action.as_str()).collect();
+        for action in ["notify", "check", "hold", "release", "promote", "deploy"] {
+            assert!(stamped.contains(&action), "{action} not at the engine's time: {stamped:?}");
+        }
+    }
+
     async fn dora_metrics_and_the_openapi_document_cover_promotions(app) {
         let people = setup(&app).await;
         let digest = push(&app, "dora").await;
