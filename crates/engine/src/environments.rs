@@ -48,13 +48,7 @@ impl Engine {
             application,
             environment,
         })?;
-        if let Some(key) = request.idempotency_key
-            && (key.is_empty() || key.len() > 255)
-        {
-            return Err(EngineError::Invalid(
-                "an idempotency key is 1 to 255 characters".to_owned(),
-            ));
-        }
+        crate::check_idempotency_key(request.idempotency_key)?;
         let hash = Digest::sha256_of(
             format!(
                 "rollback\n{application}\n{environment}\n{}\n{}\n{}",

@@ -62,6 +62,17 @@ pub use queries::{ApplicationStatus, ArtifactRecord, DeploymentSummary, Environm
 pub use reconcile::{RECONCILE_ACTOR, ReconcileReport};
 pub use webhook::{Callbacks, WebhookDeployer, signature as webhook_signature};
 
+/// An idempotency key, when a request carries one, is 1 to 255 bytes: the same rule
+/// for promotions and rollbacks, whoever calls.
+fn check_idempotency_key(key: Option<&str>) -> Result<(), EngineError> {
+    match key {
+        Some(key) if key.is_empty() || key.len() > 255 => Err(EngineError::Invalid(
+            "an idempotency key is 1 to 255 characters".to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// How many times a decision is retried when a concurrent apply changed the plan.
 const STALE_RETRIES: usize = 5;
 

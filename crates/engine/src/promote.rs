@@ -80,6 +80,7 @@ impl Engine {
         if request.override_reason.is_some() {
             actor.require(Permission::Override)?;
         }
+        crate::check_idempotency_key(request.idempotency_key)?;
         if let Some(reason) = request.override_reason
             && reason.trim().is_empty()
         {

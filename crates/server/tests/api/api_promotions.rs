@@ -858,6 +858,29 @@ environments:
         }
     }
 
+    async fn the_engine_refuses_an_idempotency_key_out_of_bounds_whoever_calls(app) {
+        apply(&app, PIPELINE).await;
+        let digest: domain::Digest = push(&app, "keyed").await.parse().expect("digest");
+        let admin = engine::Actor { name: "admin".into(), admin: true, ci: false, user: None, scope: None };
+        for key in [String::new(), "k".repeat(256)] {
+            let request = engine::PromoteRequest {
+                application: "web-app",
+                environment: "dev",
+                digest: &digest,
+                config: None,
+                override_reason: None,
+                idempotency_key: Some(&key),
+                redeploy: false,
+            };
+            match app.state.engine.promote(&admin, &request).await {
+                Err(engine::EngineError::Invalid(message)) => assert!(message.contains("1 to 255"), "{message}"),
+                other => panic!("a key of {} bytes was not refused: {other:?}", key.len()),
+            }
+        }
+        let listed = app.store.promotions().list(None, None, None, None, 10).await.expect("store answers");
+        assert!(listed.is_empty(), "a refused promotion was recorded: {listed:?}");
+    }
+
     async fn dora_metrics_and_the_openapi_document_cover_promotions(app) {
         let people = setup(&app).await;
         let digest = push(&app, "dora").await;
