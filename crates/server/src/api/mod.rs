@@ -334,6 +334,21 @@ async fn authenticate_token(
 mod tests {
     use super::*;
 
+    /// The wire's `PromotionState` is its own type (the client keeps a state it does
+    /// not know instead of failing, and depends on no `domain`): every state the
+    /// engine shows has a name there, spelled the same. `requested` never leaves the
+    /// transaction that creates a promotion.
+    #[test]
+    fn every_promotion_state_a_caller_can_see_has_its_name_on_the_wire() {
+        use domain::promotion::PromotionState as Stored;
+        for state in Stored::ALL {
+            let wire = api_types::PromotionState::from(state.as_str().to_owned());
+            assert_eq!(wire.as_str(), state.as_str());
+            let named = !matches!(wire, api_types::PromotionState::Other(_));
+            assert_eq!(named, state != Stored::Requested, "{state:?}");
+        }
+    }
+
     /// Every route this module serves is in the OpenAPI document, so the authorization
     /// matrix (generated from the document) cannot miss one.
     #[test]
