@@ -761,6 +761,16 @@ macro_rules! decisions_of {
     }};
 }
 
+/// Promotion `$id` as it stands in the transaction, with its decisions; a promotion
+/// that vanished mid-transaction is a conflict.
+macro_rules! promotion_with_decisions {
+    ($tx:ident, $id:expr) => {{
+        let mut promotion = promotion_by_id!($tx, $id).ok_or(StoreError::Conflict("promotions"))?;
+        promotion.decisions = decisions_of!(&mut *$tx, $id);
+        promotion
+    }};
+}
+
 impl Promotions<'_> {
     /// Requests a promotion of `request.digest` into the plan's environment, evaluates
     /// its gate and, if open, starts its deployment — all in one transaction.
@@ -795,9 +805,7 @@ impl Promotions<'_> {
                     if hash.as_deref() != Some(request.request_hash) {
                         return Ok(StoreOutcome::IdempotencyKeyReused { promotion_id: id });
                     }
-                    let mut promotion =
-                        promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
-                    promotion.decisions = decisions_of!(&mut *tx, id);
+                    let promotion = promotion_with_decisions!(tx, id);
                     return Ok(StoreOutcome::Done(Decided {
                         promotion,
                         start: None,
@@ -852,9 +860,7 @@ impl Promotions<'_> {
                         .get("id"),
                     };
                     if let Some(id) = id {
-                        let mut promotion =
-                            promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
-                        promotion.decisions = decisions_of!(&mut *tx, id);
+                        let promotion = promotion_with_decisions!(tx, id);
                         tx.commit().await?;
                         return Ok(StoreOutcome::Done(Decided {
                             promotion,
@@ -963,9 +969,7 @@ impl Promotions<'_> {
             let mut audit = Vec::new();
             let start = advance!(tx, plan, &promotion, now, &mut audit);
             append_all!(tx, audit);
-            let mut promotion =
-                promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
-            promotion.decisions = decisions_of!(&mut *tx, id);
+            let promotion = promotion_with_decisions!(tx, id);
             tx.commit().await?;
             Ok(StoreOutcome::Done(Decided {
                 promotion,
@@ -1099,9 +1103,7 @@ impl Promotions<'_> {
                 None
             };
             append_all!(tx, audit);
-            let mut promotion =
-                promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
-            promotion.decisions = decisions_of!(&mut *tx, id);
+            let promotion = promotion_with_decisions!(tx, id);
             tx.commit().await?;
             Ok(StoreOutcome::Done(Decided {
                 promotion,
@@ -1149,9 +1151,7 @@ impl Promotions<'_> {
                 payload: serde_json::json!({ "promotion": id, "reason": reason }),
             };
             crate::append_audit!(tx, &entry);
-            let mut promotion =
-                promotion_by_id!(tx, id).ok_or(StoreError::Conflict("promotions"))?;
-            promotion.decisions = decisions_of!(&mut *tx, id);
+            let promotion = promotion_with_decisions!(tx, id);
             tx.commit().await?;
             Ok(StoreOutcome::Done(promotion))
         })
