@@ -72,6 +72,9 @@ pub struct JobState {
     pub lease_until: Option<i64>,
     pub last_error: Option<String>,
     pub finished_at: Option<i64>,
+    /// From when what the outcome leads to (an auto-rollback, an auto-promotion) may
+    /// be started by any replica; `None` once it was.
+    pub followup_due: Option<i64>,
 }
 
 /// One line of a deployment's log.
@@ -245,7 +248,7 @@ impl Jobs<'_> {
         with_pool!(self.backend, read, |pool| {
             let row = sqlx::query(
                 "SELECT deployment_id, attempts, run_after, lease_owner, lease_until, last_error, \
-                 finished_at FROM deploy_jobs WHERE deployment_id = $1",
+                 finished_at, followup_due FROM deploy_jobs WHERE deployment_id = $1",
             )
             .bind(deployment_id)
             .fetch_optional(pool)
@@ -258,6 +261,7 @@ impl Jobs<'_> {
                 lease_until: row.get("lease_until"),
                 last_error: row.get("last_error"),
                 finished_at: row.get("finished_at"),
+                followup_due: row.get("followup_due"),
             }))
         })
     }

@@ -468,7 +468,27 @@ environments:\n  dev:\n    target:\n      record: {}\n  staging:\n    target:\n 
     // Taken over again (as if the taking replica died before marking it done): the
     // auto-promotion happened already, so nothing more happens.
     app.database().execute_raw("UPDATE deploy_jobs SET followup_due = 0, lease_owner = NULL, lease_until = NULL WHERE finished_at IS NOT NULL").await;
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // Wait until a worker has taken both follow-ups over and finished them.
+    let last = staging[0]["id"].as_i64().expect("id");
+    let mut pending: Vec<i64> = (1..=last).collect();
+    for _ in 0..200 {
+        let mut still = Vec::new();
+        for id in pending {
+            let job = app.store.jobs().get(id).await.expect("store answers");
+            if job.is_some_and(|job| job.followup_due.is_some()) {
+                still.push(id);
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        pending.is_empty(),
+        "follow-ups never taken over: {pending:?}"
+    );
     assert_eq!(
         staging_deployments(&app).await.len(),
         1,
