@@ -8,12 +8,11 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use domain::Action;
 use domain::pipeline::EnvName;
 use http::{HeaderMap, HeaderValue, header};
 
-use super::authorize;
 use super::error::ApiError;
+use super::extract::{Authorized, ReadResources};
 use super::promotions::{deployment_views, hold_view};
 use super::types::ErrorBody;
 use crate::AppState;
@@ -23,7 +22,6 @@ async fn params(
     headers: &HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<EnvironmentParams, ApiError> {
-    authorize(state, headers, Action::ReadResources).await?;
     let Path((app, env)) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let (application, pipeline) = state.engine.declared(&app).await?;
     let environment = EnvName::parse(&env)
@@ -86,6 +84,7 @@ async fn params(
 )]
 pub(crate) async fn environment(
     State(state): State<AppState>,
+    _: Authorized<ReadResources>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<EnvironmentParams>, ApiError> {
@@ -106,6 +105,7 @@ pub(crate) async fn environment(
 )]
 pub(crate) async fn image(
     State(state): State<AppState>,
+    _: Authorized<ReadResources>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
