@@ -6,7 +6,9 @@ use domain::Digest;
 use domain::pipeline::EnvName;
 use store::DeploymentOrder;
 
-use crate::{DeployContext, DeployError, DeployLog, DeployResult, Engine, EngineError, Loaded};
+use deploy::{DeployContext, DeployError, DeployLog, DeployResult};
+
+use crate::{Engine, EngineError, Loaded};
 
 impl Engine {
     /// Checks an environment answers its health check: `retries` more attempts a second

@@ -48,10 +48,9 @@ pub use admission::{Admission, parse_image};
 pub use apply::{AppliedFile, ApplyError, PlannedAction, ResourcePlan};
 pub use clock::Clock;
 pub use command::CommandDeployer;
-pub use deploy::{
-    ChildEnvironment, DeployContext, DeployError, DeployFuture, DeployLog, DeployResult, Deployer,
-    ObserveContext, ObserveFuture, RecordDeployer, Secrets, process,
-};
+// What the engine's own API takes: the deployers it is built with and what they are
+// built from. Deployers implement the `deploy` crate's contract directly.
+pub use deploy::{ChildEnvironment, Deployer, Secrets};
 pub use deployer::Deployers;
 pub use environments::{RollbackRequest, RolledBack};
 pub use error::EngineError;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use engine::{DeployContext, DeployError, DeployFuture, Deployer, Deployers, JobSettings};
+use deploy::{DeployContext, DeployError, DeployFuture, Deployer};
+use engine::{Deployers, JobSettings};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{Backend, TestApp};

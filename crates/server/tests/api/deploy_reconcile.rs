@@ -7,9 +7,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use engine::{
-    DeployContext, DeployFuture, Deployer, Deployers, JobSettings, ObserveContext, ObserveFuture,
-};
+use deploy::{DeployContext, DeployFuture, Deployer, ObserveContext, ObserveFuture};
+use engine::{Deployers, JobSettings};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{Backend, TestApp};
