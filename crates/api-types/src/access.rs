@@ -22,6 +22,23 @@ pub struct UserRequest {
     pub roles: Vec<String>,
 }
 
+/// `PUT /api/v1/users/{name}/password`: the password that user signs in to the web UI
+/// with (at least 12 characters). Hidden from `Debug`.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRequest {
+    pub password: String,
+}
+
+impl std::fmt::Debug for PasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordRequest")
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
 /// A user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -1,12 +1,15 @@
 //! Who is calling, and may they? Credentials are parsed from the `Authorization`
 //! header, resolved to a [`Principal`] through the store, and every handler asks the
 //! one [`authorize`] function before it acts. A refusal always names the permission
-//! that was missing.
+//! that was missing. People also sign in to the web UI with a password or a token
+//! ([`sessions`], [`passwords`]).
 
 mod credentials;
 pub mod failures;
 pub mod oidc;
+pub mod passwords;
 pub mod registry_token;
+pub mod sessions;
 mod tokens;
 
 pub use credentials::Credentials;

@@ -8,9 +8,10 @@ use serde::Serialize;
 use crate::promotion_types::{
     AppList, AppStatus, ArtifactView, BuildRequest, CheckRequest, CheckView, CommentRequest,
     DeploymentDetail, DeploymentList, DeploymentLog, DeploymentView, DoraResponse, HoldRequest,
-    HoldView, NotifyResponse, OidcExchangeRequest, OidcExchangeResponse, PromoteRequest, Promoted,
-    PromotionFilter, PromotionList, PromotionView, RejectRequest, Rollback, RollbackRequest,
-    TokenList, TokenRequest, TokenResponse, TokenView, UserList, UserRequest, UserView,
+    HoldView, NotifyResponse, OidcExchangeRequest, OidcExchangeResponse, PasswordRequest,
+    PromoteRequest, Promoted, PromotionFilter, PromotionList, PromotionView, RejectRequest,
+    Rollback, RollbackRequest, TokenList, TokenRequest, TokenResponse, TokenView, UserList,
+    UserRequest, UserView,
 };
 use crate::{Client, ClientError};
 
@@ -253,6 +254,18 @@ impl Client {
         let url = self.endpoint(&["users"])?;
         let request = self.authorized(self.agent.post(url.as_str()));
         self.answer(&url, request.send_json(user))
+    }
+
+    /// Sets the password `name` signs in to the web UI with (admins).
+    pub fn set_password(&self, name: &str, password: &str) -> Result<UserView, ClientError> {
+        let url = self.endpoint(&["users", name, "password"])?;
+        let request = self.authorized(self.agent.put(url.as_str()));
+        self.answer(
+            &url,
+            request.send_json(&PasswordRequest {
+                password: password.to_owned(),
+            }),
+        )
     }
 
     /// One page of users, names after `after`.

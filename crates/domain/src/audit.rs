@@ -51,6 +51,11 @@ pub enum AuditAction {
     Drift,
     /// A webhook receiver reported the outcome of a deployment it was handed.
     Callback,
+    /// A user's password for the web UI was set (never the password itself).
+    Password,
+    /// A person signed in to the web UI (a session began), or signed out.
+    SignIn,
+    SignOut,
 }
 
 impl AuditAction {
@@ -79,6 +84,9 @@ impl AuditAction {
             AuditAction::Token => "token",
             AuditAction::Drift => "drift",
             AuditAction::Callback => "callback",
+            AuditAction::Password => "password",
+            AuditAction::SignIn => "sign-in",
+            AuditAction::SignOut => "sign-out",
         }
     }
 }

@@ -6,7 +6,8 @@
 //! attempt at a deployment), `jobs` (deployments as durable jobs), `reconcile` (reading
 //! back what targets hold), `admission` (may this image run here?), `actor` (who may
 //! do what), and `queries`, the reads that are whole use cases (application status,
-//! history, an artifact's record, DORA) as plain views.
+//! history, an artifact's record, DORA) as plain views, and `board`, the release
+//! board's page read in a fixed number of queries.
 //!
 //! The engine reads the declared application and pipeline (at their stored revisions)
 //! into a [`store::StagePlan`] and asks the store to decide: the store evaluates the
@@ -24,6 +25,7 @@
 mod actor;
 mod admission;
 mod apply;
+mod board;
 mod clock;
 mod command;
 mod deployer;
@@ -46,6 +48,7 @@ use store::{FlakyPolicy, StagePlan, Store, StoreOutcome};
 pub use actor::{Actor, Permission};
 pub use admission::{Admission, parse_image};
 pub use apply::{AppliedFile, ApplyError, PlannedAction, ResourcePlan};
+pub use board::{BoardQuery, BoardRow};
 pub use clock::Clock;
 pub use command::CommandDeployer;
 // What the engine's own API takes: the deployers it is built with and what they are

@@ -35,6 +35,7 @@ pub(crate) struct Config {
     pub(crate) external_url: Option<String>,
     pub(crate) limits: Limits,
     pub(crate) http: HttpSection,
+    pub(crate) web: WebSection,
     pub(crate) registry: RegistrySection,
     pub(crate) access: AccessSection,
     pub(crate) outbound: OutboundSection,
@@ -304,6 +305,35 @@ impl HttpSection {
     }
 }
 
+/// `[web]`: how long a web UI session lasts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct WebSection {
+    /// Minutes a session may go unused before it ends.
+    pub(crate) session_idle_minutes: u64,
+    /// Hours after signing in that a session ends, however busy.
+    pub(crate) session_max_hours: u64,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        let policy = auth::sessions::SessionPolicy::default();
+        WebSection {
+            session_idle_minutes: policy.idle.as_secs() / 60,
+            session_max_hours: policy.absolute.as_secs() / 3600,
+        }
+    }
+}
+
+impl WebSection {
+    pub(crate) fn sessions(&self) -> auth::sessions::SessionPolicy {
+        auth::sessions::SessionPolicy {
+            idle: std::time::Duration::from_secs(self.session_idle_minutes * 60),
+            absolute: std::time::Duration::from_secs(self.session_max_hours * 3600),
+        }
+    }
+}
+
 /// Registry policy.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -365,6 +395,7 @@ impl Default for Config {
             external_url: None,
             limits: Limits::default(),
             http: HttpSection::default(),
+            web: WebSection::default(),
             registry: RegistrySection::default(),
             access: AccessSection::default(),
             outbound: OutboundSection::default(),
@@ -437,6 +468,9 @@ impl Config {
             bail!(
                 "access.failed_credentials_per_minute and failed_credentials_burst must be positive"
             );
+        }
+        if self.web.session_idle_minutes == 0 || self.web.session_max_hours == 0 {
+            bail!("web.session_idle_minutes and web.session_max_hours must be positive");
         }
         if self.http.header_read_timeout_seconds == 0
             || self.http.idle_timeout_seconds == 0

@@ -158,6 +158,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), blobs, registry_config)
         .with_access(access)
         .with_deploy(config.deploy.jobs()?, deployers);
+    let web = server::WebSettings {
+        sessions: config.web.sessions(),
+        ..state.web
+    };
+    let state = state.with_web(web);
     let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let listener = TcpListener::bind(config.listen)

@@ -1,4 +1,4 @@
-//! `gantry user create|list` and `gantry token create`: people and CI identities, their
+//! `gantry user create|list|passwd` and `gantry token create`: people and CI identities, their
 //! roles, and their API tokens (admins). A new token is printed once, alone on
 //! stdout, so `TOKEN=$(gantry token create ci-bot)` works; the server keeps only its
 //! hash.
@@ -30,6 +30,18 @@ enum UserCommand {
     ///
     /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else.
     List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set the password a user signs in to the web UI with (admins): at least 12
+    /// characters, asked for twice at a terminal (not echoed), else read as the first
+    /// line of stdin. Every session the user had ends.
+    ///
+    /// Exit codes: 0 set, 2 invalid input (too short, a CI identity), 4 unauthorized or
+    /// forbidden, 1 anything else (e.g. no such user).
+    Passwd {
+        /// The user's name
+        name: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -124,8 +136,33 @@ pub(crate) fn user(args: UserArgs) -> anyhow::Result<ExitCode> {
                 OutputFormat::Table => print!("{}", render(&users)),
             }
         }
+        UserCommand::Passwd { name, client } => {
+            let password = read_new_password(&name)?;
+            let user = client.client()?.set_password(&name, &password)?;
+            match client.output {
+                OutputFormat::Json => print!("{}", json(&user)?),
+                OutputFormat::Table => println!("password set for {}", user.name),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A new password: asked twice without echo at a terminal, else stdin's first line.
+fn read_new_password(name: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("New password for {name}: "))?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            anyhow::bail!("the two passwords differ; nothing was changed");
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
 }
 
 pub(crate) fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {

@@ -1,5 +1,5 @@
 //! Gantry's HTTP server: one axum application on one port serving the OCI registry
-//! (`/v2`), the JSON API (`/api/v1`, see `api`), liveness (`/healthz`), readiness (`/readyz`) and Prometheus metrics
+//! (`/v2`), the JSON API (`/api/v1`, see `api`), the web UI (`/`, see `web`), liveness (`/healthz`), readiness (`/readyz`) and Prometheus metrics
 //! (`/metrics`), wrapped in the middleware that measures and logs every request.
 //!
 //! The server keeps no state between requests outside the store and the blob store,
@@ -10,6 +10,7 @@ pub mod connections;
 mod health;
 pub mod limits;
 mod metrics;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use registry::{Registry, RegistryConfig};
 use store::{FlakyPolicy, Store};
 
 pub use metrics::Metrics;
+pub use web::WebSettings;
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -33,6 +35,8 @@ pub struct AppState {
     pub engine: Engine,
     /// The CI token issuers trusted for `POST /api/v1/auth/oidc`.
     pub federation: auth::oidc::Federation,
+    /// The web UI's sessions.
+    pub web: WebSettings,
 }
 
 /// Access settings beyond the registry's: trusted OIDC issuers and where outbound
@@ -64,6 +68,13 @@ impl AppState {
         let registry_host = registry_config
             .public_host()
             .unwrap_or_else(|| engine::DEFAULT_REGISTRY_HOST.to_owned());
+        let web = WebSettings {
+            secure_cookies: registry_config
+                .external_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://")),
+            ..WebSettings::default()
+        };
         let registry = Registry::new(store.clone(), blobs.clone(), registry_config);
         let engine = Engine::new(
             store.clone(),
@@ -80,7 +91,14 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             engine: engine.with_outbound(access.outbound),
             federation: access.federation,
+            web,
         }
+    }
+
+    /// The same state with the web UI's session settings.
+    pub fn with_web(mut self, web: WebSettings) -> AppState {
+        self.web = web;
+        self
     }
 
     /// The same state deciding at the times `clock` tells (tests move a manual clock
@@ -140,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone())
         .merge(registry_routes)
         .merge(api::router(state.clone()))
+        .merge(web::router(state.clone()))
         .fallback(health::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state,
@@ -152,8 +171,8 @@ pub fn router(state: AppState) -> Router {
 /// open gates without anyone asking.
 const GATE_INTERVAL: Duration = Duration::from_secs(15);
 
-/// Runs the periodic maintenance of one server: purging expired upload sessions and
-/// the ids of expired OIDC job tokens, and re-evaluating waiting promotions. Every pass is idempotent (decisions are taken
+/// Runs the periodic maintenance of one server: purging expired upload sessions, the
+/// ids of expired OIDC job tokens and web sessions past their absolute expiry, and re-evaluating waiting promotions. Every pass is idempotent (decisions are taken
 /// under the environment's lock), so replicas running it side by side do no harm.
 pub async fn run_maintenance(
     state: AppState,
@@ -197,6 +216,16 @@ pub async fn run_maintenance(
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired OIDC token ids forgotten"),
             Err(error) => tracing::warn!(%error, "purging exchanged OIDC token ids failed"),
+        }
+        match state
+            .store
+            .sessions()
+            .purge_expired(store::now_millis())
+            .await
+        {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired web sessions forgotten"),
+            Err(error) => tracing::warn!(%error, "purging expired web sessions failed"),
         }
     }
 }

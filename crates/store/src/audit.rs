@@ -158,6 +158,17 @@ macro_rules! row_like {
 row_like!(sqlx::sqlite::SqliteRow);
 row_like!(sqlx::postgres::PgRow);
 
+/// What [`Audit::search`] keeps; `None` keeps every entry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditFilter<'a> {
+    pub actor: Option<&'a str>,
+    pub action: Option<&'a str>,
+    /// A subject and those under it (an application's entries are `APP` and `APP/…`).
+    pub subject: Option<&'a str>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
 impl Audit<'_> {
     /// Appends one entry in a transaction of its own (for events that change nothing
     /// else). Returns its sequence number.
@@ -178,6 +189,48 @@ impl Audit<'_> {
                  WHERE sequence > $1 ORDER BY sequence LIMIT $2",
             )
             .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.iter().map(entry_from).collect())
+        })
+    }
+
+    /// Entries newest first with a sequence below `before`, at most `limit`, those
+    /// matching every filter given: the actor and the action exactly, the subject and
+    /// what lies under it (`web` finds `web` and `web/dev`, not `webshop`), the time from `since` (inclusive) to
+    /// `until` (exclusive), in milliseconds. One query.
+    pub async fn search(
+        &self,
+        filter: &AuditFilter<'_>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let subject = filter.subject.map(|subject| {
+            let mut pattern = String::with_capacity(subject.len() + 1);
+            for c in subject.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push_str("/%");
+            pattern
+        });
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT sequence, at, actor, action, subject, payload, previous_hash, hash FROM audit_log \
+                 WHERE sequence < $1 AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR action = $3) \
+                 AND ($4 IS NULL OR subject = $4 OR subject LIKE $5 ESCAPE '\\') AND at >= $6 \
+                 AND at < $7 ORDER BY sequence DESC LIMIT $8",
+            )
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(filter.actor)
+            .bind(filter.action)
+            .bind(filter.subject)
+            .bind(subject)
+            .bind(filter.since.unwrap_or(i64::MIN))
+            .bind(filter.until.unwrap_or(i64::MAX))
             .bind(limit)
             .fetch_all(pool)
             .await?;

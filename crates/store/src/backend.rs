@@ -148,6 +148,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "deploy_semantics",
         include_str!("../migrations/sqlite/0008_deploy_semantics.sql"),
     ),
+    (
+        9,
+        "web_sessions",
+        include_str!("../migrations/sqlite/0009_web_sessions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -190,11 +195,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "deploy_semantics",
         include_str!("../migrations/postgres/0008_deploy_semantics.sql"),
     ),
+    (
+        9,
+        "web_sessions",
+        include_str!("../migrations/postgres/0009_web_sessions.sql"),
+    ),
 ];
 
 /// The newest migration `migrations/sqlite/baseline.sql` stands for: a new SQLite
 /// database is created from it and those migrations are recorded as applied.
-const SQLITE_BASELINE_VERSION: i64 = 8;
+const SQLITE_BASELINE_VERSION: i64 = 9;
 const SQLITE_BASELINE: &str = include_str!("../migrations/sqlite/baseline.sql");
 
 /// Creates a new, empty SQLite database's schema from the baseline in one

@@ -296,3 +296,90 @@ impl Environments<'_> {
         })
     }
 }
+
+/// `$FIRST, $FIRST+1, …` for `count` bound values: the list of an `IN (…)`.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Environments<'_> {
+    /// [`Environments::of`] for every application in `applications` at once, in two
+    /// queries whatever their number (a page of the board is never one query per
+    /// cell): the environments, then the deployments they run or are running.
+    pub async fn of_many(
+        &self,
+        applications: &[String],
+    ) -> Result<Vec<EnvironmentState>, StoreError> {
+        if applications.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = placeholders(1, applications.len());
+        with_pool!(self.backend, read, |pool| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT application, name, current_deployment, hold_reason, hold_by, hold_at, \
+                 observed_digest, observed_at, observed_by, drift_since FROM environments \
+                 WHERE application IN ({list}) ORDER BY application, name"
+            )));
+            for application in applications {
+                query = query.bind(application);
+            }
+            let rows = query.fetch_all(pool).await?;
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE \
+                 id IN (SELECT current_deployment FROM environments WHERE application IN ({list})) \
+                 OR (state = 'deploying' AND application IN ({list})) ORDER BY id"
+            )));
+            for application in applications {
+                query = query.bind(application);
+            }
+            let mut current = std::collections::HashMap::new();
+            let mut deploying = std::collections::HashMap::new();
+            for row in query.fetch_all(pool).await? {
+                let deployment = deployment_from_row!(&row)?;
+                if deployment.state == domain::promotion::DeploymentState::Deploying {
+                    // Ordered by id: the newest under way wins, as in `of`.
+                    deploying.insert(
+                        (
+                            deployment.application.clone(),
+                            deployment.environment.clone(),
+                        ),
+                        deployment.clone(),
+                    );
+                }
+                current.insert(deployment.id, deployment);
+            }
+            let mut states = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let application: String = row.get("application");
+                let name: String = row.get("name");
+                let current_id: Option<i64> = row.get("current_deployment");
+                let reason: Option<String> = row.get("hold_reason");
+                states.push(EnvironmentState {
+                    current: current_id.and_then(|id| current.get(&id).cloned()),
+                    deploying: deploying.remove(&(application.clone(), name.clone())),
+                    application,
+                    environment: name,
+                    hold: reason.map(|reason| Hold {
+                        reason,
+                        by: row.get::<Option<String>, _>("hold_by").unwrap_or_default(),
+                        at: row.get::<Option<i64>, _>("hold_at").unwrap_or_default(),
+                    }),
+                    observed: row
+                        .get::<Option<String>, _>("observed_digest")
+                        .map(|digest| Observed {
+                            digest,
+                            at: row.get::<Option<i64>, _>("observed_at").unwrap_or_default(),
+                            by: row
+                                .get::<Option<String>, _>("observed_by")
+                                .unwrap_or_default(),
+                        }),
+                    drift_since: row.get("drift_since"),
+                });
+            }
+            Ok(states)
+        })
+    }
+}

@@ -281,6 +281,31 @@ impl Evidence<'_> {
         })
     }
 
+    /// The builds of every `(application, digest)` in `artifacts`, in one query
+    /// whatever their number; an artifact without a build is absent.
+    pub async fn builds_of(
+        &self,
+        artifacts: &[(String, String)],
+    ) -> Result<Vec<Build>, StoreError> {
+        if artifacts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs = (0..artifacts.len())
+            .map(|i| format!("(application = ${} AND digest = ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        with_pool!(self.backend, read, |pool| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {BUILD_COLUMNS} FROM builds WHERE {pairs}"
+            )));
+            for (application, digest) in artifacts {
+                query = query.bind(application).bind(digest);
+            }
+            let rows = query.fetch_all(pool).await?;
+            Ok(rows.iter().map(|row| build_from_row!(row)).collect())
+        })
+    }
+
     /// Records a check report. Reports accumulate: the latest per (digest, name) is
     /// the one gates look at, and the history shows flapping.
     pub async fn report(

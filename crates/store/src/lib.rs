@@ -12,7 +12,8 @@
 //! and check reports); [`Store::promotions`] (promotions, approvals, deployments and
 //! environments); [`Store::jobs`] (durable deploy jobs, their logs and webhook
 //! reports); [`Store::users`] and [`Store::access`] (people, CI identities, tokens,
-//! OIDC exchanges, server secrets); and [`Store::audit`], the hash-chained log every
+//! OIDC exchanges, server secrets); [`Store::sessions`] (web UI passwords and
+//! sessions); and [`Store::audit`], the hash-chained log every
 //! change appends to in its own transaction. The backend enum is private to this
 //! crate.
 
@@ -29,11 +30,12 @@ mod manifests;
 mod promotions;
 mod repositories;
 mod resources;
+mod sessions;
 mod uploads;
 mod users;
 
 pub use access::{Access, ExchangeOutcome, OidcExchange};
-pub use audit::{Audit, AuditEntry, ChainVerdict, NewAuditEntry, canonical_json};
+pub use audit::{Audit, AuditEntry, AuditFilter, ChainVerdict, NewAuditEntry, canonical_json};
 pub(crate) use backend::Backend;
 pub use backend::StoreOptions;
 pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
@@ -61,6 +63,7 @@ pub use resources::{
     ApplicationColumns, AppliedChanges, AppliedResource, ApplyConflict, ApplyOutcome,
     ResourceChange, ResourceColumns, Resources, StoredResource,
 };
+pub use sessions::{NewSession, PasswordRecord, SessionRecord, Sessions};
 pub use uploads::{Upload, UploadPart, Uploads};
 pub use users::{NewToken, NewUser, TokenOwner, TokenRecord, UserRecord, Users};
 
@@ -168,6 +171,13 @@ impl Store {
 
     pub fn users(&self) -> Users<'_> {
         Users {
+            backend: &self.backend,
+        }
+    }
+
+    /// People's web UI passwords and sessions.
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions {
             backend: &self.backend,
         }
     }

@@ -1227,6 +1227,59 @@ impl Promotions<'_> {
         })
     }
 
+    /// [`Promotions::pending`] for every application in `applications` at once, in
+    /// two queries whatever their number: the promotions, then all their decisions.
+    pub async fn pending_of_many(
+        &self,
+        applications: &[String],
+    ) -> Result<Vec<Promotion>, StoreError> {
+        if applications.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = crate::environments::placeholders(1, applications.len());
+        with_pool!(self.backend, read, |pool| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE application IN ({list}) \
+                 AND state IN ('requested', 'waiting', 'approved', 'deploying') ORDER BY id DESC"
+            )));
+            for application in applications {
+                query = query.bind(application);
+            }
+            let mut promotions = Vec::new();
+            for row in &query.fetch_all(pool).await? {
+                promotions.push(promotion_from_row!(row)?);
+            }
+            if promotions.is_empty() {
+                return Ok(promotions);
+            }
+            let ids = crate::environments::placeholders(1, promotions.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT promotion_id, approver, decision, comment, at FROM approvals \
+                 WHERE promotion_id IN ({ids}) ORDER BY at, approver"
+            )));
+            for promotion in &promotions {
+                query = query.bind(promotion.id);
+            }
+            let mut decisions: std::collections::HashMap<i64, Vec<Decision>> =
+                std::collections::HashMap::new();
+            for row in query.fetch_all(pool).await? {
+                decisions
+                    .entry(row.get("promotion_id"))
+                    .or_default()
+                    .push(Decision {
+                        approver: row.get("approver"),
+                        decision: row.get("decision"),
+                        comment: row.get("comment"),
+                        at: row.get("at"),
+                    });
+            }
+            for promotion in &mut promotions {
+                promotion.decisions = decisions.remove(&promotion.id).unwrap_or_default();
+            }
+            Ok(promotions)
+        })
+    }
+
     /// Ids of waiting promotions, oldest first: the ones time (soak, freeze) can open.
     pub async fn waiting(&self, limit: i64) -> Result<Vec<(i64, String, String)>, StoreError> {
         with_pool!(self.backend, read, |pool| {

@@ -395,4 +395,58 @@ impl Resources<'_> {
                 .collect())
         })
     }
+
+    /// A page of declared applications by name after `after`: those whose name holds
+    /// `name_contains` (without regard to case) and whose repository is in namespace
+    /// `namespace` (its first path segment), when given. One query.
+    pub async fn applications_matching(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+        name_contains: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let contains = name_contains
+            .map(|text| format!("%{}%", like_escaped(&text.to_lowercase())))
+            .unwrap_or_else(|| "%".to_owned());
+        let namespace = namespace
+            .map(|text| format!("{}/%", like_escaped(text)))
+            .unwrap_or_else(|| "%".to_owned());
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT name, canonical, revision, updated_at FROM resources \
+                 WHERE kind = $1 AND name > $2 AND LOWER(name) LIKE $3 ESCAPE '\\' \
+                 AND repository LIKE $4 ESCAPE '\\' ORDER BY name LIMIT $5",
+            )
+            .bind(ResourceKind::Application.as_str())
+            .bind(after.unwrap_or(""))
+            .bind(contains)
+            .bind(namespace)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|row| StoredResource {
+                    kind: ResourceKind::Application,
+                    name: row.get("name"),
+                    canonical: row.get("canonical"),
+                    revision: row.get("revision"),
+                    updated_at: row.get("updated_at"),
+                })
+                .collect())
+        })
+    }
+}
+
+/// `text` with LIKE's wildcards and the escape character escaped by a backslash.
+fn like_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

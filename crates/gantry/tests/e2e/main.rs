@@ -4,6 +4,7 @@
 //! test, it never skips it.
 
 mod access;
+mod browser;
 mod cli;
 mod connections;
 mod crash;

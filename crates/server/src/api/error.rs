@@ -41,6 +41,16 @@ impl ApiError {
         }
     }
 
+    /// The status the error answers with.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What the client is told went wrong.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn with_detail(mut self, detail: Value) -> ApiError {
         self.detail = detail;
         self

@@ -71,6 +71,7 @@ pub(crate) use error::ApiError;
         deployments::callback,
         users::create_user,
         users::list_users,
+        users::set_password,
         users::create_token,
         users::own_tokens,
         users::list_tokens,
@@ -123,6 +124,7 @@ pub(crate) use error::ApiError;
         promotion_types::DoraResponse,
         promotion_types::UserRequest,
         promotion_types::UserView,
+        api_types::PasswordRequest,
         promotion_types::UserList,
         promotion_types::TokenRequest,
         promotion_types::TokenResponse,
@@ -202,6 +204,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/users",
             post(users::create_user).get(users::list_users),
         )
+        .route("/api/v1/users/{name}/password", put(users::set_password))
         .route(
             "/api/v1/users/{name}/tokens",
             post(users::create_token).get(users::list_tokens),

@@ -16,6 +16,7 @@ use super::promotion_types::{
 };
 use super::types::ErrorBody;
 use crate::AppState;
+use api_types::PasswordRequest;
 
 const MAX_USERS_PAGE: i64 = 500;
 
@@ -86,6 +87,56 @@ pub(crate) async fn create_user(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {}", request.name)))?;
     Ok((StatusCode::CREATED, Json(user_view(user))).into_response())
+}
+
+/// Set the password a user signs in to the web UI with (admins). At least 12
+/// characters; every session the user had ends. CI identities have no password.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{name}/password",
+    params(("name" = String, Path, description = "The user")),
+    request_body = PasswordRequest,
+    responses(
+        (status = 200, description = "Set; the user", body = UserView),
+        (status = 400, description = "Too short, too long, or a CI identity", body = ErrorBody),
+        (status = 403, description = "Not an admin (`users:manage`)", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+pub(crate) async fn set_password(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<ManageUsers>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<super::body::JsonBody<PasswordRequest>, ApiError>,
+) -> Result<Json<UserView>, ApiError> {
+    let Path(name) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let super::body::JsonBody(request) = body?;
+    auth::passwords::set_password(
+        &state.store,
+        &name,
+        &request.password,
+        principal.display_name(),
+        store::now_millis(),
+    )
+    .await
+    .map_err(|error| match error {
+        auth::passwords::SetPasswordError::UnknownUser(_) => ApiError::not_found(error.to_string()),
+        auth::passwords::SetPasswordError::Refused(auth::passwords::PasswordRefused::Hashing(
+            _,
+        )) => ApiError::internal("hashing the password failed", &error),
+        auth::passwords::SetPasswordError::Refused(_)
+        | auth::passwords::SetPasswordError::CiIdentity(_) => {
+            ApiError::bad_request(error.to_string())
+        }
+        auth::passwords::SetPasswordError::Store(error) => error.into(),
+    })?;
+    let user = state
+        .store
+        .users()
+        .get(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user named {name}")))?;
+    Ok(Json(user_view(user)))
 }
 
 /// List users (admins).

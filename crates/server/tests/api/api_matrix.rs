@@ -267,6 +267,7 @@ enum Call {
     CreateUser,
     ListUsers,
     CreateToken,
+    SetPassword,
     ListUserTokens,
     OwnTokens,
     RevokeToken,
@@ -330,6 +331,7 @@ const MATRIX: &[Row] = &[
     row(Method::POST,   "/api/v1/users",                                   Call::CreateUser,         Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/users",                                   Call::ListUsers,          Users(ADMIN_ONLY)),
     row(Method::POST,   "/api/v1/users/{name}/tokens",                     Call::CreateToken,        Users(ADMIN_ONLY)),
+    row(Method::PUT,    "/api/v1/users/{name}/password",                   Call::SetPassword,        Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/users/{name}/tokens",                     Call::ListUserTokens,     Users(OWNER_OR_ADMIN)),
     row(Method::GET,    "/api/v1/tokens",                                  Call::OwnTokens,          Users(ANY_USER)),
     row(Method::DELETE, "/api/v1/tokens/{id}",                             Call::RevokeToken,        Users(OWNER_OR_ADMIN)),
@@ -865,6 +867,10 @@ impl<'a> World<'a> {
             Call::ListUserTokens => {
                 Prepared::new(format!("/api/v1/users/{BYSTANDER}/tokens"), Payload::Empty)
             }
+            Call::SetPassword => Prepared::new(
+                format!("/api/v1/users/{BYSTANDER}/password"),
+                Payload::Json(json!({ "password": "an authorization matrix password" })),
+            ),
             Call::OwnTokens => Prepared::new("/api/v1/tokens", Payload::Empty),
             Call::RevokeToken => {
                 let (id, _) = self.issue_token(BYSTANDER).await;

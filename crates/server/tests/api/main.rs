@@ -32,3 +32,4 @@ mod registry_referrers;
 mod registry_sites;
 mod registry_token;
 mod registry_uploads;
+mod web_ui;

@@ -1,10 +1,10 @@
--- The schema migrations 0001 to 0008 build, written as it stands after them. A new
--- SQLite database is created from this file in one transaction, with those eight
+-- The schema migrations 0001 to 0009 build, written as it stands after them. A new
+-- SQLite database is created from this file in one transaction, with those nine
 -- migrations recorded as applied: replaying them, twelve ALTER TABLEs that each
 -- re-read the whole schema among them, was most of a first start. A database created
 -- earlier reached the same schema through the migrations themselves, and a test holds
 -- both paths to the same tables, columns, constraints, indexes and rows. Migrations
--- after 0008 run on a new database as on an old one; folding them in here means
+-- after 0009 run on a new database as on an old one; folding them in here means
 -- raising `SQLITE_BASELINE_VERSION` with it (the test checks the result).
 
 -- Registry metadata: repositories, content-addressed blobs, manifests stored
@@ -86,7 +86,9 @@ CREATE TABLE users (
     admin       BOOLEAN NOT NULL,
     created_at  INTEGER NOT NULL,
     -- A CI identity (a bot) can push, notify and report checks, and never approves.
-    ci          BOOLEAN NOT NULL DEFAULT FALSE
+    ci          BOOLEAN NOT NULL DEFAULT FALSE,
+    -- The web UI password: an argon2id PHC string; NULL: none set.
+    password_hash TEXT
 );
 -- User names are unique without regard to ASCII case: `Staff2` and `staff2` would be
 -- one person to every comparison of identities.
@@ -351,3 +353,21 @@ CREATE TABLE singleton_leases (
     owner        TEXT NOT NULL,
     lease_until  INTEGER NOT NULL
 );
+
+-- The web UI's sessions: a person signed in with a password or an API token. Any
+-- replica serves a session; deleting the row ends it everywhere.
+CREATE TABLE web_sessions (
+    id            TEXT    PRIMARY KEY,
+    user_name     TEXT    NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    -- SHA-256 of the secret in the cookie.
+    secret_hash   TEXT    NOT NULL UNIQUE,
+    csrf_token    TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL,
+    -- The absolute expiry; the idle expiry is counted from last_seen_at.
+    expires_at    INTEGER NOT NULL,
+    -- Signed in with this API token: revoking the token ends the session.
+    token_id      TEXT    REFERENCES api_tokens(id) ON DELETE CASCADE
+);
+CREATE INDEX web_sessions_by_user ON web_sessions (user_name);
+CREATE INDEX web_sessions_by_expiry ON web_sessions (expires_at);

@@ -1,0 +1,343 @@
+//! The web UI in a real browser: Debian's chromium, headless, driven through
+//! chromedriver. A staff member whose password an admin set with `gantry user passwd`
+//! signs in, finds the promotion waiting on them, and approves it with the keyboard
+//! alone; it deploys. Each flow runs with JavaScript switched off and on (the UI needs
+//! none), and with JavaScript on every screen is checked by axe-core for WCAG 2.2 A and
+//! AA violations.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::support::{GantryServer, free_port, make_image, run, skopeo};
+
+const RESOURCES: &str = r#"kind: Pipeline
+name: standard
+stages:
+  - name: dev
+    auto: true
+  - name: staging
+    gate:
+      approvals: [{ role: staff, count: 1 }]
+---
+kind: Application
+name: web-app
+type: container
+repository: acme/web-app
+pipeline: standard
+environments:
+  dev: { target: { record: {} } }
+  staging: { target: { record: {} } }
+"#;
+
+const PASSWORD: &str = "a long staff password";
+
+/// Where axe-core is installed (see .ci/run): `GANTRY_AXE_JS`, else the CI's place.
+fn axe_script() -> String {
+    let path = std::env::var_os("GANTRY_AXE_JS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/gantry-npm/node_modules/axe-core/axe.min.js"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read axe-core at {} ({e}); .ci/run installs it",
+            path.display()
+        )
+    })
+}
+
+/// A chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start(log: &Path) -> Driver {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver (Debian's chromium-driver; .ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver { child, port }
+    }
+
+    async fn browser(&self, javascript: bool, profile: &Path) -> Client {
+        let mut options = json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1000", format!("--user-data-dir={}", profile.display())],
+        });
+        if !javascript {
+            options["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("browserName".to_owned(), json!("chrome"));
+        capabilities.insert("goog:chromeOptions".to_owned(), options);
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a browser session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server with the pipeline, a CI identity, a developer and a staff member with a
+/// password, and one build waiting in staging for a staff approval.
+struct Release {
+    server: GantryServer,
+    dir: tempfile::TempDir,
+    promotion: i64,
+}
+
+impl Release {
+    /// `gantry ARGS…` with `token`, which must succeed; its stdout.
+    fn gantry(&self, token: &str, args: &[&str], stdin: Option<&str>) -> String {
+        let output = self.gantry_output(token, args, stdin);
+        assert!(
+            output.status.success(),
+            "gantry {args:?}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn gantry_output(
+        &self,
+        token: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> std::process::Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .env("GANTRY_URL", format!("http://{}", self.server.address))
+            .env("GANTRY_TOKEN", token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run gantry");
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).expect("write stdin");
+        }
+        drop(input);
+        child.wait_with_output().expect("gantry finishes")
+    }
+
+    fn start() -> Release {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let server = GantryServer::start(dir.path(), &[], &[]);
+        let mut release = Release {
+            server,
+            dir,
+            promotion: 0,
+        };
+        let admin = release.server.token().to_owned();
+        std::fs::write(release.dir.path().join("gantry.yaml"), RESOURCES).expect("write");
+        release.gantry(&admin, &["apply", "-f", "gantry.yaml"], None);
+        let mut tokens = Vec::new();
+        for (name, flags) in [
+            ("ci-bot", &["--ci", "--role", "developer"][..]),
+            ("dev-dana", &["--role", "developer"]),
+            ("staff-sam", &["--role", "staff"]),
+        ] {
+            release.gantry(
+                &admin,
+                &[&["user", "create", name][..], flags].concat(),
+                None,
+            );
+            tokens.push(
+                release
+                    .gantry(&admin, &["token", "create", name], None)
+                    .trim()
+                    .to_owned(),
+            );
+        }
+        let said = release.gantry(
+            &admin,
+            &["user", "passwd", "staff-sam"],
+            Some(&format!("{PASSWORD}\n")),
+        );
+        assert_eq!(said.trim(), "password set for staff-sam");
+        let layout = release.dir.path().join("image");
+        let image = &make_image(&layout, &["--layers", "1x8K", "--tag", "v1"])[0];
+        let digest = image["manifest"].as_str().expect("digest").to_owned();
+        run(skopeo()
+            .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
+            .arg(format!("ci-bot:{}", tokens[0]))
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!(
+                "docker://{}/acme/web-app:v1",
+                release.server.address
+            )));
+        release.gantry(
+            &tokens[0],
+            &[
+                "build",
+                "notify",
+                "--app",
+                "web-app",
+                "--digest",
+                &digest,
+                "--commit",
+                "1234567abcdef",
+            ],
+            None,
+        );
+        // A promotion left waiting on its gate exits non-zero by design; its JSON is on
+        // stdout all the same.
+        let output = release.gantry_output(
+            &tokens[1],
+            &[
+                "promote", "web-app", "--env", "staging", "--digest", &digest, "-o", "json",
+            ],
+            None,
+        );
+        let promoted: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        assert_eq!(promoted["state"], "waiting", "{promoted}");
+        release.promotion = promoted["id"].as_i64().expect("id");
+        release
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.address)
+    }
+
+    fn staging_state(&self) -> Value {
+        let admin = self.server.token().to_owned();
+        let promotion: Value = serde_json::from_str(&self.gantry(
+            &admin,
+            &["promotion", &self.promotion.to_string(), "-o", "json"],
+            None,
+        ))
+        .expect("JSON");
+        promotion["state"].clone()
+    }
+}
+
+/// Runs axe-core on the page the browser shows and fails on any WCAG 2.2 A or AA
+/// violation, naming each with its nodes.
+async fn assert_accessible(browser: &Client, axe: &str, page: &str) {
+    browser.execute(axe, vec![]).await.expect("inject axe-core");
+    let result = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
+                .then(r => done(r.violations.map(v => ({ id: v.id, help: v.help, nodes: v.nodes.map(n => n.html) }))))
+                .catch(e => done([{ id: 'axe-error', help: String(e), nodes: [] }]));",
+            vec![],
+        )
+        .await
+        .expect("axe runs");
+    let violations = result.as_array().cloned().unwrap_or_default();
+    assert!(violations.is_empty(), "{page}: {violations:#?}");
+}
+
+async fn sign_in(browser: &Client, release: &Release, next: &str) {
+    browser.goto(&release.url(next)).await.expect("open a page");
+    // Not signed in: the page sends the browser to sign in, and back afterwards.
+    let here = browser.current_url().await.expect("url");
+    assert_eq!(here.path(), "/sign-in", "{here}");
+    browser
+        .find(Locator::Id("user"))
+        .await
+        .expect("user field")
+        .send_keys("staff-sam")
+        .await
+        .expect("type");
+    let password = browser.find(Locator::Id("password")).await.expect("field");
+    password.send_keys(PASSWORD).await.expect("type");
+    // Enter in the password field submits the form, as a keyboard user does.
+    password.send_keys("\u{E007}").await.expect("enter");
+    let here = browser.current_url().await.expect("url");
+    assert_eq!(here.path(), next, "signed in and sent back");
+}
+
+async fn approve_with_the_keyboard(javascript: bool) {
+    let release = Release::start();
+    let profile = tempfile::tempdir().expect("profile");
+    let driver = Driver::start(&release.dir.path().join("chromedriver.log"));
+    let browser = driver.browser(javascript, profile.path()).await;
+    let axe = javascript.then(axe_script);
+    if let Some(axe) = &axe {
+        browser.goto(&release.url("/sign-in")).await.expect("open");
+        assert_accessible(&browser, axe, "/sign-in").await;
+    }
+    sign_in(&browser, &release, "/approvals").await;
+    let source = browser.source().await.expect("source");
+    assert!(
+        source.contains(&format!("Approve promotion {}", release.promotion)),
+        "{source}"
+    );
+    if let Some(axe) = &axe {
+        for page in [
+            "/approvals".to_owned(),
+            "/".to_owned(),
+            "/apps/web-app".to_owned(),
+            format!("/promotions/{}", release.promotion),
+            "/audit".to_owned(),
+        ] {
+            browser.goto(&release.url(&page)).await.expect("open");
+            assert_accessible(&browser, axe, &page).await;
+        }
+        browser
+            .goto(&release.url("/approvals"))
+            .await
+            .expect("open");
+    }
+    let comment = browser
+        .find(Locator::Id(&format!(
+            "approve-comment-{}",
+            release.promotion
+        )))
+        .await
+        .expect("the comment field");
+    comment.send_keys("ship it").await.expect("type");
+    comment
+        .send_keys("\u{E007}")
+        .await
+        .expect("enter submits the approval");
+    let here = browser.current_url().await.expect("url");
+    assert_eq!(here.path(), format!("/promotions/{}", release.promotion));
+    let source = browser.source().await.expect("source");
+    assert!(source.contains("Approved."), "{source}");
+    assert_eq!(release.staging_state(), "deployed");
+    if let Some(axe) = &axe {
+        assert_accessible(&browser, axe, "the promotion after approval").await;
+    }
+    browser.close().await.expect("close the browser");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staff_member_signs_in_and_approves_staging_with_the_keyboard_javascript_off() {
+    approve_with_the_keyboard(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staff_member_signs_in_and_approves_staging_with_the_keyboard_and_every_screen_passes_axe()
+ {
+    approve_with_the_keyboard(true).await;
+}

@@ -1,0 +1,235 @@
+//! The board (`/`): applications × environments, a page at a time, filtered on the
+//! server. Each cell names what runs there (tag or commit, short digest, age), what is
+//! under way or waiting and on what, holds and drift, and marks what the person
+//! looking may approve.
+
+use axum::extract::{Query, State};
+use domain::Action;
+use engine::{BoardQuery, BoardRow, EnvironmentStatus};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{age, page, short_commit, short_digest};
+use super::{PageError, Viewer};
+use crate::AppState;
+
+/// Applications per page unless the link asks for fewer or more.
+const DEFAULT_PAGE: i64 = 50;
+/// The most applications one page shows, whatever the link asks.
+const MAX_PAGE: i64 = 200;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct BoardParams {
+    name: Option<String>,
+    namespace: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(crate) async fn board(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    params: Result<Query<BoardParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Markup, PageError> {
+    let Query(params) = params.map_err(|r| PageError::bad_request(r.body_text()))?;
+    require_read(&state, &viewer)?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(PageError::bad_request(format!(
+            "limit must be 1 to {MAX_PAGE}"
+        )));
+    }
+    let filled = |text: &Option<String>| {
+        text.as_deref()
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .map(str::to_owned)
+    };
+    let query = BoardQuery {
+        name: filled(&params.name),
+        namespace: filled(&params.namespace),
+        after: filled(&params.after),
+        limit,
+    };
+    let page_of = state.engine.board(&viewer.actor, &query).await?;
+    let now = store::now_millis();
+    // The columns: every environment the page's pipelines name, in pipeline order.
+    let mut columns: Vec<String> = Vec::new();
+    for row in &page_of.items {
+        for environment in &row.status.environments {
+            if !columns.contains(&environment.name) {
+                columns.push(environment.name.clone());
+            }
+        }
+    }
+    let next_link = page_of.next.as_ref().map(|after| {
+        let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(name) = &query.name {
+            pairs.append_pair("name", name);
+        }
+        if let Some(namespace) = &query.namespace {
+            pairs.append_pair("namespace", namespace);
+        }
+        pairs.append_pair("after", after);
+        if limit != DEFAULT_PAGE {
+            pairs.append_pair("limit", &limit.to_string());
+        }
+        format!("/?{}", pairs.finish())
+    });
+    Ok(page(
+        "Board",
+        Some(&viewer),
+        html! {
+            h1 { "Board" }
+            form.filters method="get" action="/" role="search" aria-label="Filter applications" {
+                div {
+                    label for="filter-name" { "Application name contains" }
+                    input type="search" id="filter-name" name="name" value=[query.name.as_deref()];
+                }
+                div {
+                    label for="filter-namespace" { "Namespace" }
+                    input type="text" id="filter-namespace" name="namespace" value=[query.namespace.as_deref()];
+                }
+                div { button type="submit" { "Filter" } }
+            }
+            @if page_of.items.is_empty() {
+                p { "No applications match. Applications are declared as code and applied with "
+                    code { "gantry apply" } "." }
+            } @else {
+                table {
+                    caption { "Applications and what each environment runs" }
+                    thead {
+                        tr {
+                            th scope="col" { "Application" }
+                            @for column in &columns { th scope="col" { (column) } }
+                        }
+                    }
+                    tbody {
+                        @for row in &page_of.items {
+                            (board_row(row, &columns, now))
+                        }
+                    }
+                }
+            }
+            @if let Some(link) = next_link {
+                p.pager { a href=(link) rel="next" { "Next page" } }
+            }
+        },
+    ))
+}
+
+fn board_row(row: &BoardRow, columns: &[String], now: i64) -> Markup {
+    let status = &row.status;
+    html! {
+        tr {
+            th scope="row" {
+                a href=(format!("/apps/{}", status.name)) { (status.name) }
+                br;
+                span.muted { (status.repository) }
+                @if !row.awaiting_viewer.is_empty() {
+                    br;
+                    span.badge.badge-you { "waiting on you" }
+                }
+            }
+            @for column in columns {
+                @match status.environments.iter().find(|e| &e.name == column) {
+                    Some(environment) => td { (cell(environment, row, now)) },
+                    None => td.muted { "not in its pipeline" },
+                }
+            }
+        }
+    }
+}
+
+/// One environment's cell.
+fn cell(environment: &EnvironmentStatus, row: &BoardRow, now: i64) -> Markup {
+    let waiting = environment
+        .pending
+        .iter()
+        .find(|p| p.state == domain::promotion::PromotionState::Waiting);
+    let drift = environment.drift_since.is_some();
+    html! {
+        @match (&environment.deploying, &environment.current) {
+            (Some(deploying), _) => {
+                span.state.state-deploying { "deploying" } " "
+                (short_digest(&deploying.deployment.digest))
+                br;
+            }
+            _ => {}
+        }
+        @match &environment.current {
+            Some(current) => {
+                span.state.state-deployed { "deployed" } " "
+                @if let Some(tag) = &current.deployment.tag { code { (tag) } " " }
+                @else if let Some(commit) = &current.commit { code { (short_commit(commit)) } " " }
+                (short_digest(&current.deployment.digest))
+                br;
+                span.muted { (age(current.deployment.finished_at.unwrap_or(current.deployment.started_at), now)) }
+            }
+            None => {
+                @if environment.deploying.is_none() { span.muted { "nothing deployed yet" } }
+            }
+        }
+        @if let Some(promotion) = waiting {
+            br;
+            span.state.state-waiting { "waiting" } " on "
+            (waiting_on(promotion))
+            " "
+            a href=(format!("/promotions/{}", promotion.id)) { "promotion " (promotion.id) }
+            @if row.awaiting_viewer.contains(&promotion.id) {
+                " " span.badge.badge-you { "your approval" }
+            }
+        }
+        @if let Some(hold) = &environment.hold {
+            br;
+            span.badge.badge-hold title=(hold.reason) { "held" }
+        }
+        @if drift {
+            br;
+            span.badge.badge-drift { "drift" }
+        }
+    }
+}
+
+/// What a waiting promotion waits on, in words: its unmet conditions' kinds.
+pub(crate) fn waiting_on(promotion: &store::Promotion) -> String {
+    let unmet: Vec<&str> = promotion
+        .conditions
+        .iter()
+        .filter(|condition| !condition.met)
+        .map(|condition| match condition.kind.as_str() {
+            "approval" => "approval",
+            "check" => "checks",
+            "soak" => "soak time",
+            "freeze" => "a freeze window",
+            "order" => "the previous stage",
+            other => other,
+        })
+        .collect();
+    let mut unique: Vec<&str> = Vec::new();
+    for kind in unmet {
+        if !unique.contains(&kind) {
+            unique.push(kind);
+        }
+    }
+    if unique.is_empty() {
+        "its gate".to_owned()
+    } else {
+        unique.join(", ")
+    }
+}
+
+/// Reading the board and applications needs `resources:read`, as in the API.
+pub(crate) fn require_read(state: &AppState, viewer: &Viewer) -> Result<(), PageError> {
+    require(state, viewer, Action::ReadResources)
+}
+
+pub(crate) fn require(state: &AppState, viewer: &Viewer, action: Action) -> Result<(), PageError> {
+    let principal = domain::Principal::User {
+        name: viewer.actor.name.clone(),
+        admin: viewer.actor.admin,
+        scope: None,
+    };
+    auth::authorize(&principal, action, None, &state.registry.config().access)
+        .map_err(|denied| PageError::new(http::StatusCode::FORBIDDEN, denied.to_string()))
+}

@@ -1,0 +1,478 @@
+//! The web UI through the router: signing in and out (passwords, tokens, the failure
+//! limit, CI identities refused), the forms of a release (approve, reject with a
+//! reason, roll back after seeing from → to, hold), CSRF and cross-site refusals that
+//! change nothing, the security headers of every page, what a viewer may not use, and
+//! hostile strings rendered inert — each on SQLite and PostgreSQL. A real browser
+//! drives the same screens in the end-to-end tests.
+
+use axum::body::Body;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::{TestApp, TestResponse};
+
+use crate::support::{assert_status, push_image, user_with_roles as user};
+
+const PIPELINE: &str = r#"kind: Pipeline
+name: standard
+stages:
+  - name: dev
+    auto: true
+  - name: staging
+    gate:
+      approvals: [{ role: staff, count: 1 }]
+---
+kind: Application
+name: web-app
+type: container
+repository: acme/web-app
+pipeline: standard
+environments:
+  dev: { target: { record: {} } }
+  staging: { target: { record: {} } }
+"#;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn api(app: &TestApp, method: Method, uri: &str, token: &str, body: Value) -> TestResponse {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    let body = if body.is_null() {
+        Body::empty()
+    } else {
+        headers.push(("content-type", "application/json"));
+        Body::from(body.to_string())
+    };
+    app.send(method, uri, &headers, body).await
+}
+
+async fn admin_json(app: &TestApp, method: Method, uri: &str, body: Value) -> TestResponse {
+    app.admin(
+        method,
+        uri,
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await
+}
+
+struct People {
+    ci: String,
+    dana: String,
+    sam: String,
+}
+
+/// The pipeline applied; a CI identity, a developer (dana) and a staff member (sam)
+/// with passwords, and a viewer (vic).
+async fn setup(app: &TestApp) -> People {
+    let response = app
+        .admin(
+            Method::POST,
+            "/api/v1/apply",
+            &[("content-type", "application/yaml")],
+            PIPELINE.to_owned(),
+        )
+        .await;
+    assert_status(&response, StatusCode::OK);
+    let people = People {
+        ci: user(app, "ci-bot", true, &["developer@web-app"]).await,
+        dana: user(app, "dana", false, &["developer"]).await,
+        sam: user(app, "sam", false, &["staff@web-app"]).await,
+    };
+    user(app, "vic", false, &["viewer"]).await;
+    for name in ["dana", "sam", "vic"] {
+        let response = admin_json(
+            app,
+            Method::PUT,
+            &format!("/api/v1/users/{name}/password"),
+            json!({ "password": PASSWORD }),
+        )
+        .await;
+        assert_status(&response, StatusCode::OK);
+    }
+    people
+}
+
+/// Pushes and notifies a build (auto-deployed to dev) with `commit`, then asks for
+/// it in staging as dana; the staging promotion's id and the digest.
+async fn waiting_in_staging(
+    app: &TestApp,
+    people: &People,
+    seed: &str,
+    commit: &str,
+) -> (i64, String) {
+    let image = push_image(app, "acme/web-app", seed, seed).await;
+    let digest = image.manifest.digest.clone();
+    let response = api(
+        app,
+        Method::POST,
+        "/api/v1/builds",
+        &people.ci,
+        json!({ "application": "web-app", "digest": digest, "commit": commit,
+                "run_url": "javascript:alert(1)", "run_id": "<b>run</b>" }),
+    )
+    .await;
+    assert_status(&response, StatusCode::CREATED);
+    let response = api(
+        app,
+        Method::POST,
+        "/api/v1/promotions",
+        &people.dana,
+        json!({ "application": "web-app", "environment": "staging", "digest": digest }),
+    )
+    .await;
+    assert_status(&response, StatusCode::CREATED);
+    assert_eq!(response.json()["state"], "waiting");
+    (response.json()["id"].as_i64().expect("id"), digest)
+}
+
+/// Form-encodes `pairs`.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        serializer.append_pair(name, value);
+    }
+    serializer.finish()
+}
+
+/// A signed-in browser: its session cookie and the CSRF token its pages carry.
+struct Browser {
+    cookie: String,
+}
+
+impl Browser {
+    async fn get(&self, app: &TestApp, uri: &str) -> TestResponse {
+        app.send(Method::GET, uri, &[("cookie", &self.cookie)], Body::empty())
+            .await
+    }
+
+    async fn post(&self, app: &TestApp, uri: &str, pairs: &[(&str, &str)]) -> TestResponse {
+        self.post_with(app, uri, pairs, &[]).await
+    }
+
+    async fn post_with(
+        &self,
+        app: &TestApp,
+        uri: &str,
+        pairs: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> TestResponse {
+        let mut headers = vec![
+            ("cookie", self.cookie.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        headers.extend_from_slice(extra);
+        app.send(Method::POST, uri, &headers, form(pairs)).await
+    }
+
+    /// The CSRF token in the page at `uri`.
+    async fn csrf(&self, app: &TestApp, uri: &str) -> String {
+        let page = self.get(app, uri).await;
+        assert_status(&page, StatusCode::OK);
+        csrf_of(&page.text())
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a form with a CSRF token") + marker.len();
+    html[start..].split('"').next().expect("token").to_owned()
+}
+
+async fn sign_in(app: &TestApp, user: &str, password: &str) -> TestResponse {
+    app.send(
+        Method::POST,
+        "/sign-in",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form(&[
+            ("user", user),
+            ("password", password),
+            ("next", "/approvals"),
+        ]),
+    )
+    .await
+}
+
+async fn signed_in(app: &TestApp, user: &str) -> Browser {
+    let response = sign_in(app, user, PASSWORD).await;
+    assert_status(&response, StatusCode::SEE_OTHER);
+    let cookie = response.header("set-cookie").expect("a session cookie");
+    Browser {
+        cookie: cookie.split(';').next().expect("name=value").to_owned(),
+    }
+}
+
+async fn promotion_state(app: &TestApp, people: &People, id: i64) -> Value {
+    let response = api(
+        app,
+        Method::GET,
+        &format!("/api/v1/promotions/{id}"),
+        &people.dana,
+        Value::Null,
+    )
+    .await;
+    assert_status(&response, StatusCode::OK);
+    response.json()["state"].clone()
+}
+
+registry_tests! {
+    async fn a_staff_member_signs_in_with_a_password_and_approves_staging_through_the_forms(app) {
+        let people = setup(&app).await;
+        let (id, _) = waiting_in_staging(&app, &people, "v1", "abc1234").await;
+
+        // Without a session a page sends the browser to sign in, and back afterwards.
+        let response = app.send(Method::GET, "/apps/web-app", &[], Body::empty()).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        assert_eq!(response.header("location"), Some("/sign-in?next=%2Fapps%2Fweb%2Dapp"));
+
+        // A wrong password is refused with one message for every reason.
+        let response = sign_in(&app, "sam", "wrong horse battery").await;
+        assert_status(&response, StatusCode::UNAUTHORIZED);
+        assert!(response.text().contains("the user name or password is wrong"), "{}", response.text());
+        assert!(response.header("set-cookie").is_none());
+        let response = sign_in(&app, "nobody", PASSWORD).await;
+        assert_status(&response, StatusCode::UNAUTHORIZED);
+
+        let response = sign_in(&app, "SAM", PASSWORD).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        assert_eq!(response.header("location"), Some("/approvals"));
+        let cookie = response.header("set-cookie").expect("cookie");
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(cookie.contains(attribute), "{cookie}");
+        }
+        assert!(!cookie.contains("Secure"), "plain HTTP without an https external URL: {cookie}");
+        let sam = Browser { cookie: cookie.split(';').next().expect("pair").to_owned() };
+
+        // The board marks what waits on sam; "my approvals" lists it.
+        let board = sam.get(&app, "/").await;
+        assert_status(&board, StatusCode::OK);
+        let html = board.text();
+        assert!(html.contains("web-app") && html.contains("waiting on you"), "{html}");
+        let approvals = sam.get(&app, "/approvals").await;
+        assert!(approvals.text().contains(&format!("Approve promotion {id}")), "{}", approvals.text());
+
+        // Without the CSRF token nothing happens.
+        let response = sam.post(&app, &format!("/promotions/{id}/approve"), &[("comment", "ok")]).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        assert_eq!(promotion_state(&app, &people, id).await, "waiting");
+
+        let csrf = sam.csrf(&app, &format!("/promotions/{id}")).await;
+        let response = sam
+            .post(&app, &format!("/promotions/{id}/approve"), &[("csrf", &csrf), ("comment", "ship it")])
+            .await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        assert_eq!(response.header("location"), Some(format!("/promotions/{id}?done=approved").as_str()));
+        assert_eq!(promotion_state(&app, &people, id).await, "deployed");
+        let page = sam.get(&app, &format!("/promotions/{id}?done=approved")).await;
+        let html = page.text();
+        assert!(html.contains("Approved.") && html.contains("sam approved"), "{html}");
+
+        // The approval is the engine's, audited as sam's like the API's.
+        let audit = app.admin(Method::GET, "/api/v1/audit/export", &[], Body::empty()).await;
+        let approvals: Vec<Value> = audit.text().lines()
+            .map(|line| serde_json::from_str(line).expect("JSON line"))
+            .filter(|entry: &Value| entry["action"] == "approve")
+            .collect();
+        assert_eq!(approvals.len(), 1);
+        assert_eq!(approvals[0]["actor"], "sam");
+        let sign_ins = audit.text().lines().filter(|line| line.contains("\"sign-in\"")).count();
+        assert_eq!(sign_ins, 1, "one successful sign-in");
+    }
+
+    async fn a_form_without_its_token_or_from_another_site_changes_nothing(app) {
+        let people = setup(&app).await;
+        let (id, _) = waiting_in_staging(&app, &people, "v1", "abc1234").await;
+        let sam = signed_in(&app, "sam").await;
+        let csrf = sam.csrf(&app, "/approvals").await;
+        let uri = format!("/promotions/{id}/approve");
+        for extra in [
+            vec![("origin", "http://evil.example")],
+            vec![("sec-fetch-site", "cross-site")],
+            vec![("origin", "null")],
+        ] {
+            let response = sam.post_with(&app, &uri, &[("csrf", &csrf)], &extra).await;
+            assert_status(&response, StatusCode::FORBIDDEN);
+            assert!(response.text().contains("another site"), "{}", response.text());
+        }
+        let response = sam.post(&app, &uri, &[("csrf", "0".repeat(64).as_str())]).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        // Another session's token is not this one's.
+        let dana = signed_in(&app, "dana").await;
+        let dana_csrf = dana.csrf(&app, "/approvals").await;
+        assert_ne!(dana_csrf, csrf);
+        let response = sam.post(&app, &uri, &[("csrf", &dana_csrf)]).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        assert_eq!(promotion_state(&app, &people, id).await, "waiting");
+        // The same origin passes.
+        let response = sam.post_with(&app, &uri, &[("csrf", &csrf)], &[("origin", "http://gantry.test"), ("host", "gantry.test"), ("sec-fetch-site", "same-origin")]).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        assert_eq!(promotion_state(&app, &people, id).await, "deployed");
+    }
+
+    async fn every_page_carries_a_policy_that_allows_no_script_and_no_framing(app) {
+        let people = setup(&app).await;
+        let (id, _) = waiting_in_staging(&app, &people, "v1", "abc1234").await;
+        let sam = signed_in(&app, "sam").await;
+        for uri in [
+            "/".to_owned(), "/approvals".to_owned(), "/audit".to_owned(), "/apps/web-app".to_owned(),
+            format!("/promotions/{id}"), "/apps/web-app/environments/dev/rollback".to_owned(),
+        ] {
+            let page = sam.get(&app, &uri).await;
+            let csp = page.header("content-security-policy").unwrap_or_default().to_owned();
+            assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+            assert!(!csp.contains("unsafe-inline"), "{uri}: {csp}");
+            assert_eq!(page.header("x-content-type-options"), Some("nosniff"), "{uri}");
+            assert_eq!(page.header("referrer-policy"), Some("same-origin"), "{uri}");
+            let html = page.text();
+            assert!(!html.contains("<script") && !html.contains(" style="), "{uri}: inline script or style");
+            assert!(html.starts_with("<!DOCTYPE html><html lang=\"en\">"), "{uri}");
+            assert!(html.len() < 100_000, "{uri}: {} bytes", html.len());
+        }
+        let page = app.send(Method::GET, "/sign-in", &[], Body::empty()).await;
+        assert_status(&page, StatusCode::OK);
+        assert!(page.header("content-security-policy").is_some());
+    }
+
+    async fn hostile_strings_from_builds_and_holds_render_inert(app) {
+        let people = setup(&app).await;
+        let (id, _) = waiting_in_staging(&app, &people, "v1", "<script>alert(1)</script>").await;
+        let response = api(&app, Method::PUT, "/api/v1/apps/web-app/environments/staging/hold", &people.dana,
+            json!({ "reason": "<img src=x onerror=alert(2)>" })).await;
+        assert_status(&response, StatusCode::OK);
+        let sam = signed_in(&app, "sam").await;
+        for uri in ["/".to_owned(), "/apps/web-app".to_owned(), format!("/promotions/{id}"), "/audit".to_owned()] {
+            let html = sam.get(&app, &uri).await.text();
+            assert!(!html.contains("<script>alert") && !html.contains("<img src=x"), "{uri}: {html}");
+            assert!(!html.contains("href=\"javascript:"), "{uri}: a javascript: link");
+        }
+        let html = sam.get(&app, &format!("/promotions/{id}")).await.text();
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        assert!(html.contains("&lt;b&gt;run&lt;/b&gt;"), "the run id shown as text: {html}");
+    }
+
+    async fn a_viewer_sees_the_board_but_no_action_they_may_not_take(app) {
+        let people = setup(&app).await;
+        let (id, _) = waiting_in_staging(&app, &people, "v1", "abc1234").await;
+        let vic = signed_in(&app, "vic").await;
+        let board = vic.get(&app, "/").await;
+        assert_status(&board, StatusCode::OK);
+        assert!(!board.text().contains("waiting on you"));
+        let page = vic.get(&app, "/apps/web-app").await.text();
+        assert!(!page.contains(&format!("Approve promotion {id}")), "{page}");
+        assert!(page.contains("You cannot decide on this promotion"), "{page}");
+        assert!(page.contains("disabled"), "the hold and rollback buttons are disabled: {page}");
+        assert!(page.contains("hold:web-app/dev"), "the permission is named: {page}");
+        let csrf = csrf_of(&page);
+        let response = vic.post(&app, &format!("/promotions/{id}/approve"), &[("csrf", &csrf)]).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        assert_eq!(promotion_state(&app, &people, id).await, "waiting");
+        let response = vic.post(&app, "/apps/web-app/environments/dev/hold", &[("csrf", &csrf), ("reason", "no")]).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        assert!(response.text().contains("hold:web-app/dev"), "{}", response.text());
+        // A viewer may not read the audit log.
+        let response = vic.get(&app, "/audit").await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+    }
+
+    async fn a_rejection_needs_a_reason_and_a_rollback_shows_from_and_to_first(app) {
+        let people = setup(&app).await;
+        let (id, first) = waiting_in_staging(&app, &people, "v1", "abc1234").await;
+        let sam = signed_in(&app, "sam").await;
+        let csrf = sam.csrf(&app, "/approvals").await;
+        let response = sam.post(&app, &format!("/promotions/{id}/reject"), &[("csrf", &csrf), ("reason", "  ")]).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        assert!(response.text().contains("reason"), "{}", response.text());
+        assert_eq!(promotion_state(&app, &people, id).await, "waiting");
+        let response = sam.post(&app, &format!("/promotions/{id}/approve"), &[("csrf", &csrf)]).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        let (second_id, second) = waiting_in_staging(&app, &people, "v2", "def5678").await;
+        let response = sam.post(&app, &format!("/promotions/{second_id}/approve"), &[("csrf", &csrf)]).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+
+        // The confirmation names both sides before anything happens (rolling back is
+        // a deploying role's: dana's, not sam's).
+        let dana = signed_in(&app, "dana").await;
+        let dana_csrf = dana.csrf(&app, "/").await;
+        let page = sam.get(&app, "/apps/web-app").await.text();
+        assert!(page.contains("rollback:web-app/staging"), "sam sees why not: {page}");
+        let page = dana.get(&app, "/apps/web-app/environments/staging/rollback").await;
+        assert_status(&page, StatusCode::OK);
+        let html = page.text();
+        let from_at = html.find(&second).expect("from: what runs now");
+        let to_at = html.find(&first).expect("to: what ran before");
+        assert!(from_at < to_at, "from, then to");
+        assert!(html.contains("def5678") && html.contains("abc1234"), "both commits: {html}");
+        let status = api(&app, Method::GET, "/api/v1/apps/web-app", &people.dana, Value::Null).await.json();
+        let staging = status["environments"].as_array().expect("environments").iter()
+            .find(|e| e["name"] == "staging").expect("staging").clone();
+        assert_eq!(staging["current"]["digest"], second.as_str(), "nothing happened yet");
+
+        let response = dana.post(&app, "/apps/web-app/environments/staging/rollback",
+            &[("csrf", &dana_csrf), ("from", &second), ("to", &first), ("reason", "bad release")]).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        let status = api(&app, Method::GET, "/api/v1/apps/web-app", &people.dana, Value::Null).await.json();
+        let staging = status["environments"].as_array().expect("environments").iter()
+            .find(|e| e["name"] == "staging").expect("staging").clone();
+        assert_eq!(staging["current"]["digest"], first.as_str());
+        // The same form again is refused: staging no longer runs `from`.
+        let response = dana.post(&app, "/apps/web-app/environments/staging/rollback",
+            &[("csrf", &dana_csrf), ("from", &second), ("to", &first)]).await;
+        assert_status(&response, StatusCode::CONFLICT);
+    }
+
+    async fn signing_out_or_a_new_password_ends_the_session_and_ci_identities_never_sign_in(app) {
+        let people = setup(&app).await;
+        let sam = signed_in(&app, "sam").await;
+        let csrf = sam.csrf(&app, "/").await;
+        let response = sam.post(&app, "/sign-out", &[("csrf", &csrf)]).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        assert!(response.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")));
+        let response = sam.get(&app, "/").await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+
+        let dana = signed_in(&app, "dana").await;
+        assert_status(&dana.get(&app, "/").await, StatusCode::OK);
+        let response = admin_json(&app, Method::PUT, "/api/v1/users/dana/password",
+            json!({ "password": "another long password" })).await;
+        assert_status(&response, StatusCode::OK);
+        assert_status(&dana.get(&app, "/").await, StatusCode::SEE_OTHER);
+        assert_status(&sign_in(&app, "dana", PASSWORD).await, StatusCode::UNAUTHORIZED);
+        assert_status(&sign_in(&app, "dana", "another long password").await, StatusCode::SEE_OTHER);
+
+        // Short passwords and CI identities are refused when a password is set.
+        let response = admin_json(&app, Method::PUT, "/api/v1/users/dana/password", json!({ "password": "short" })).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let response = admin_json(&app, Method::PUT, "/api/v1/users/ci-bot/password", json!({ "password": PASSWORD })).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        assert!(response.text().contains("CI identit"), "{}", response.text());
+        let response = api(&app, Method::PUT, "/api/v1/users/sam/password", &people.dana, json!({ "password": PASSWORD })).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        // A CI identity's token does not sign in; a person's token does, and revoking
+        // the token ends that session.
+        let response = app.send(Method::POST, "/sign-in", &[("content-type", "application/x-www-form-urlencoded")],
+            form(&[("with", "token"), ("token", &people.ci)])).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        let response = app.send(Method::POST, "/sign-in", &[("content-type", "application/x-www-form-urlencoded")],
+            form(&[("with", "token"), ("token", &people.sam)])).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        let by_token = Browser { cookie: response.header("set-cookie").expect("cookie").split(';').next().expect("pair").to_owned() };
+        assert_status(&by_token.get(&app, "/").await, StatusCode::OK);
+        let tokens = app.admin(Method::GET, "/api/v1/users/sam/tokens", &[], Body::empty()).await.json();
+        let token_id = tokens["tokens"][0]["id"].as_str().expect("token id").to_owned();
+        let response = app.admin(Method::DELETE, &format!("/api/v1/tokens/{token_id}"), &[], Body::empty()).await;
+        assert_status(&response, StatusCode::OK);
+        assert_status(&by_token.get(&app, "/").await, StatusCode::SEE_OTHER);
+    }
+
+    async fn a_password_guessing_loop_is_stopped_by_the_failure_limit(app) {
+        setup(&app).await;
+        let mut statuses = Vec::new();
+        for guess in 0..40 {
+            let response = sign_in(&app, "sam", &format!("guess number {guess:04}")).await;
+            statuses.push(response.status);
+        }
+        assert!(statuses[..10].iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
+        assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+        // Refused unchecked while spent, even the right password.
+        assert_status(&sign_in(&app, "sam", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+    }
+}

@@ -1,0 +1,246 @@
+//! The web UI's sign-in: people's passwords (as argon2id hashes, never the password)
+//! and their sessions. A session is a row: any replica serves it, and deleting the row
+//! (signing out, a new password, revoking the token it was opened with) ends it on
+//! every replica at the next request.
+
+use domain::audit::AuditAction;
+use sqlx::Row;
+
+use crate::{Backend, NewAuditEntry, StoreError, with_pool};
+
+/// A session to open: its public id, whose it is, the hash of the secret its cookie
+/// carries, the token its forms carry, and when it ends at the latest.
+#[derive(Debug, Clone)]
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub user_name: &'a str,
+    pub secret_hash: &'a str,
+    pub csrf_token: &'a str,
+    pub expires_at: i64,
+    /// The API token the person signed in with; `None`: a password.
+    pub token_id: Option<&'a str>,
+}
+
+/// A session found by its secret, with what it takes to judge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_name: String,
+    pub admin: bool,
+    pub ci: bool,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    /// Opened with an API token: whether that token is still valid at the time asked.
+    pub token_valid: Option<bool>,
+}
+
+/// A user's stored password hash and whether the user is a CI identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordRecord {
+    pub user_name: String,
+    pub ci: bool,
+    /// The argon2id PHC string; `None`: no password was ever set.
+    pub password_hash: Option<String>,
+}
+
+/// Access to passwords and web sessions.
+pub struct Sessions<'a> {
+    pub(crate) backend: &'a Backend,
+}
+
+impl Sessions<'_> {
+    /// The stored password of `user` (matched without regard to ASCII case, as every
+    /// user name is), or `None` if there is no such user.
+    pub async fn password(&self, user: &str) -> Result<Option<PasswordRecord>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT name, ci, password_hash FROM users WHERE LOWER(name) = LOWER($1)",
+            )
+            .bind(user)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| PasswordRecord {
+                user_name: row.get("name"),
+                ci: row.get("ci"),
+                password_hash: row.get("password_hash"),
+            }))
+        })
+    }
+
+    /// Sets the password hash of `user` as `actor` at `now`, audited (never the hash),
+    /// and ends every session of that user: whoever knew the old password is signed
+    /// out everywhere. False, changing nothing, if there is no such user.
+    pub async fn set_password(
+        &self,
+        user: &str,
+        password_hash: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query("UPDATE users SET password_hash = $2 WHERE name = $1")
+                .bind(user)
+                .bind(password_hash)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if updated == 0 {
+                return Ok(false);
+            }
+            let ended = sqlx::query("DELETE FROM web_sessions WHERE user_name = $1")
+                .bind(user)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let entry = NewAuditEntry {
+                at: now,
+                actor: actor.to_owned(),
+                action: AuditAction::Password,
+                subject: format!("user/{user}"),
+                payload: serde_json::json!({ "user": user, "sessions_ended": ended }),
+            };
+            crate::append_audit!(tx, &entry);
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Opens `session` at `now`, audited as the person's sign-in (with how they
+    /// signed in and from where).
+    pub async fn open(
+        &self,
+        session: &NewSession<'_>,
+        client: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO web_sessions \
+                 (id, user_name, secret_hash, csrf_token, created_at, last_seen_at, expires_at, token_id) \
+                 VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
+            )
+            .bind(session.id)
+            .bind(session.user_name)
+            .bind(session.secret_hash)
+            .bind(session.csrf_token)
+            .bind(now)
+            .bind(session.expires_at)
+            .bind(session.token_id)
+            .execute(&mut *tx)
+            .await?;
+            let entry = NewAuditEntry {
+                at: now,
+                actor: session.user_name.to_owned(),
+                action: AuditAction::SignIn,
+                subject: format!("user/{}", session.user_name),
+                payload: serde_json::json!({
+                    "session": session.id,
+                    "with": if session.token_id.is_some() { "token" } else { "password" },
+                    "token": session.token_id,
+                    "client": client,
+                    "expires_at": session.expires_at,
+                }),
+            };
+            crate::append_audit!(tx, &entry);
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// The session whose cookie secret hashes to `secret_hash`, with its user, judged
+    /// at `now` only as far as the token it was opened with goes (the caller applies
+    /// its idle and absolute expiry). One query.
+    pub async fn find(
+        &self,
+        secret_hash: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT s.id, s.user_name, u.admin, u.ci, s.csrf_token, s.created_at, \
+                        s.last_seen_at, s.expires_at, s.token_id, \
+                        t.revoked_at AS token_revoked_at, t.expires_at AS token_expires_at \
+                 FROM web_sessions s JOIN users u ON u.name = s.user_name \
+                 LEFT JOIN api_tokens t ON t.id = s.token_id \
+                 WHERE s.secret_hash = $1",
+            )
+            .bind(secret_hash)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| {
+                let token_id: Option<String> = row.get("token_id");
+                let revoked: Option<i64> = row.get("token_revoked_at");
+                let expires: Option<i64> = row.get("token_expires_at");
+                SessionRecord {
+                    id: row.get("id"),
+                    user_name: row.get("user_name"),
+                    admin: row.get("admin"),
+                    ci: row.get("ci"),
+                    csrf_token: row.get("csrf_token"),
+                    created_at: row.get("created_at"),
+                    last_seen_at: row.get("last_seen_at"),
+                    expires_at: row.get("expires_at"),
+                    token_valid: token_id
+                        .map(|_| revoked.is_none() && expires.is_none_or(|at| at > now)),
+                }
+            }))
+        })
+    }
+
+    /// Records that session `id` was used at `now` (callers skip it while the stored
+    /// time is recent: one write a minute, not one a page).
+    pub async fn touch(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            sqlx::query("UPDATE web_sessions SET last_seen_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Ends session `id` (signing out) at `now`, audited. False if it had ended already.
+    pub async fn end(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let ended = sqlx::query("DELETE FROM web_sessions WHERE id = $1 RETURNING user_name")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = ended else {
+                return Ok(false);
+            };
+            let user: String = row.get("user_name");
+            let entry = NewAuditEntry {
+                at: now,
+                actor: user.clone(),
+                action: AuditAction::SignOut,
+                subject: format!("user/{user}"),
+                payload: serde_json::json!({ "session": id }),
+            };
+            crate::append_audit!(tx, &entry);
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Forgets the sessions that ended by their absolute expiry before `now` (those
+    /// ended by idleness are refused when presented and forgotten at their absolute
+    /// expiry). How many.
+    pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            Ok(
+                sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+            )
+        })
+    }
+}
