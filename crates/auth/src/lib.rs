@@ -186,16 +186,29 @@ pub async fn authenticate_token_id(
     principal_of(store, owner, now_millis).await
 }
 
+/// Why a stored token is no longer valid at `now_millis`, if it is not: the one rule
+/// for API requests, registry tokens and web sign-ins.
+pub(crate) fn token_refusal(
+    revoked_at: Option<i64>,
+    expires_at: Option<i64>,
+    now_millis: i64,
+) -> Option<&'static str> {
+    if revoked_at.is_some() {
+        Some("the token was revoked")
+    } else if expires_at.is_some_and(|expiry| expiry <= now_millis) {
+        Some("the token has expired")
+    } else {
+        None
+    }
+}
+
 async fn principal_of(
     store: &Store,
     owner: TokenOwner,
     now_millis: i64,
 ) -> Result<Principal, AuthError> {
-    if owner.revoked_at.is_some() {
-        return Err(AuthError::InvalidCredentials("the token was revoked"));
-    }
-    if owner.expires_at.is_some_and(|expiry| expiry <= now_millis) {
-        return Err(AuthError::InvalidCredentials("the token has expired"));
+    if let Some(refusal) = token_refusal(owner.revoked_at, owner.expires_at, now_millis) {
+        return Err(AuthError::InvalidCredentials(refusal));
     }
     // Last use is kept to the minute: one write a minute per busy token.
     if owner

@@ -115,7 +115,16 @@ pub async fn sign_in_with_password(
     if record.ci {
         return Err(SignInError::CiIdentity);
     }
-    open(store, &record.user_name, None, policy, client, now).await
+    open(
+        store,
+        &record.user_name,
+        record.admin,
+        None,
+        policy,
+        client,
+        now,
+    )
+    .await
 }
 
 /// Signs in with an API token (`gnt_…`) within the limits on failed checks. Tokens
@@ -135,13 +144,10 @@ pub async fn sign_in_with_token(
             .token_owner(&crate::tokens::hash_token(token))
             .await?
             .ok_or(SignInError::InvalidToken("unknown token"))?;
-        if owner.revoked_at.is_some() {
-            return Err(SignInError::InvalidToken("the token was revoked"));
+        match crate::token_refusal(owner.revoked_at, owner.expires_at, now) {
+            Some(refusal) => Err(SignInError::InvalidToken(refusal)),
+            None => Ok(owner),
         }
-        if owner.expires_at.is_some_and(|at| at <= now) {
-            return Err(SignInError::InvalidToken("the token has expired"));
-        }
-        Ok(owner)
     };
     let owner = attempt
         .limit(
@@ -158,6 +164,7 @@ pub async fn sign_in_with_token(
     open(
         store,
         &owner.user_name,
+        owner.admin,
         Some(&owner.token_id),
         policy,
         client,
@@ -170,6 +177,7 @@ pub async fn sign_in_with_token(
 async fn open(
     store: &Store,
     user: &str,
+    admin: bool,
     token_id: Option<&str>,
     policy: SessionPolicy,
     client: Option<&str>,
@@ -195,11 +203,6 @@ async fn open(
             now,
         )
         .await?;
-    let admin = store
-        .users()
-        .get(user)
-        .await?
-        .is_some_and(|record| record.admin);
     Ok(OpenedSession {
         cookie_secret,
         session: WebSession {
@@ -225,19 +228,16 @@ pub async fn session(
     if !cookie_secret.starts_with(SECRET_PREFIX) {
         return Ok(None);
     }
-    let Some(record) = store
-        .sessions()
-        .find(&hash_secret(cookie_secret), now)
-        .await?
-    else {
+    let Some(record) = store.sessions().find(&hash_secret(cookie_secret)).await? else {
         return Ok(None);
     };
     let idle_until = record.last_seen_at.saturating_add(millis(policy.idle));
     let absolute_until = record
         .expires_at
         .min(record.created_at.saturating_add(millis(policy.absolute)));
-    if now >= idle_until || now >= absolute_until || record.token_valid == Some(false) || record.ci
-    {
+    let token_refused = record.token_id.is_some()
+        && crate::token_refusal(record.token_revoked_at, record.token_expires_at, now).is_some();
+    if now >= idle_until || now >= absolute_until || token_refused || record.ci {
         return Ok(None);
     }
     if now - record.last_seen_at >= LAST_SEEN_RESOLUTION_MILLIS {

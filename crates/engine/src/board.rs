@@ -276,7 +276,7 @@ impl Engine {
             &promotion.application,
             GrantScope::Environment(&promotion.environment),
         );
-        let build_actors: Vec<String> = build.map(build_actors).unwrap_or_default();
+        let build_actors: Vec<String> = build.map(Build::actors).unwrap_or_default();
         decision_refusal(
             &Decider {
                 name: &actor.name,
@@ -298,20 +298,38 @@ impl Engine {
     }
 
     /// The gate of `environment` in `application`'s pipeline as declared now.
-    pub async fn gate_of(&self, application: &str, environment: &str) -> Result<Gate, EngineError> {
+    async fn gate_of(&self, application: &str, environment: &str) -> Result<Gate, EngineError> {
         let loaded = self.load(application).await?;
         Ok(self.plan(&loaded, environment)?.gate)
     }
-}
 
-/// Who notified, triggered or committed a build: none of them approves its promotion.
-fn build_actors(build: &Build) -> Vec<String> {
-    [
-        Some(build.builder.clone()),
-        build.provenance.triggered_by.clone(),
-        build.provenance.author.clone(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+    /// [`Engine::approval_refusal`] for each of `promotions` of `application`, in their
+    /// order: the declaration read once, the builds in one query.
+    pub async fn approval_refusals(
+        &self,
+        actor: &Actor,
+        application: &str,
+        promotions: &[Promotion],
+    ) -> Result<Vec<Option<String>>, EngineError> {
+        let loaded = self.load(application).await?;
+        let artifacts: Vec<(String, String)> = promotions
+            .iter()
+            .map(|p| (p.application.clone(), p.digest.clone()))
+            .collect();
+        let builds: BTreeMap<String, Build> = self
+            .store
+            .evidence()
+            .builds_of(&artifacts)
+            .await?
+            .into_iter()
+            .map(|build| (build.digest.clone(), build))
+            .collect();
+        promotions
+            .iter()
+            .map(|promotion| {
+                let gate = self.plan(&loaded, &promotion.environment)?.gate;
+                Ok(self.approval_refusal(actor, promotion, &gate, builds.get(&promotion.digest)))
+            })
+            .collect()
+    }
 }

@@ -68,6 +68,14 @@ macro_rules! with_pool {
     };
 }
 
+/// `$FIRST, $FIRST+1, …` for `count` bound values: the list of an `IN (…)`.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Takes the repository's row lock inside a transaction, serializing the writers that
 /// must see each other's effects (a manifest push and a blob unlink, say). PostgreSQL
 /// runs READ COMMITTED, where two such transactions could otherwise both succeed;

@@ -229,83 +229,9 @@ impl Environments<'_> {
     /// Where each environment of `application` stands: what it runs, what it is
     /// deploying, its hold, what it was observed running and since when that drifts.
     pub async fn of(&self, application: &str) -> Result<Vec<EnvironmentState>, StoreError> {
-        with_pool!(self.backend, read, |pool| {
-            let rows = sqlx::query(
-                "SELECT name, current_deployment, hold_reason, hold_by, hold_at, observed_digest, \
-                 observed_at, observed_by, drift_since FROM environments \
-                 WHERE application = $1 ORDER BY name",
-            )
-            .bind(application)
-            .fetch_all(pool)
-            .await?;
-            let mut states = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let current: Option<i64> = row.get("current_deployment");
-                let current = match current {
-                    Some(id) => {
-                        match sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1"
-                        )))
-                        .bind(id)
-                        .fetch_optional(pool)
-                        .await?
-                        {
-                            Some(row) => Some(deployment_from_row!(&row)?),
-                            None => None,
-                        }
-                    }
-                    None => None,
-                };
-                let name: String = row.get("name");
-                let deploying = match sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE application = $1 \
-                     AND environment = $2 AND state = 'deploying' ORDER BY id DESC LIMIT 1"
-                )))
-                .bind(application)
-                .bind(&name)
-                .fetch_optional(pool)
-                .await?
-                {
-                    Some(row) => Some(deployment_from_row!(&row)?),
-                    None => None,
-                };
-                let reason: Option<String> = row.get("hold_reason");
-                states.push(EnvironmentState {
-                    application: application.to_owned(),
-                    environment: name,
-                    current,
-                    deploying,
-                    hold: reason.map(|reason| Hold {
-                        reason,
-                        by: row.get::<Option<String>, _>("hold_by").unwrap_or_default(),
-                        at: row.get::<Option<i64>, _>("hold_at").unwrap_or_default(),
-                    }),
-                    observed: row
-                        .get::<Option<String>, _>("observed_digest")
-                        .map(|digest| Observed {
-                            digest,
-                            at: row.get::<Option<i64>, _>("observed_at").unwrap_or_default(),
-                            by: row
-                                .get::<Option<String>, _>("observed_by")
-                                .unwrap_or_default(),
-                        }),
-                    drift_since: row.get("drift_since"),
-                });
-            }
-            Ok(states)
-        })
+        self.of_many(&[application.to_owned()]).await
     }
-}
 
-/// `$FIRST, $FIRST+1, …` for `count` bound values: the list of an `IN (…)`.
-pub(crate) fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl Environments<'_> {
     /// [`Environments::of`] for every application in `applications` at once, in two
     /// queries whatever their number (a page of the board is never one query per
     /// cell): the environments, then the deployments they run or are running.
@@ -316,7 +242,7 @@ impl Environments<'_> {
         if applications.is_empty() {
             return Ok(Vec::new());
         }
-        let list = placeholders(1, applications.len());
+        let list = crate::backend::placeholders(1, applications.len());
         with_pool!(self.backend, read, |pool| {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT application, name, current_deployment, hold_reason, hold_by, hold_at, \

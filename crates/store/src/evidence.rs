@@ -43,6 +43,21 @@ pub struct Build {
     pub notified_at: i64,
 }
 
+impl Build {
+    /// Who notified, triggered or committed the build: none of them approves its
+    /// promotion.
+    pub fn actors(&self) -> Vec<String> {
+        [
+            Some(self.builder.clone()),
+            self.provenance.triggered_by.clone(),
+            self.provenance.author.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 /// One check report to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCheck<'a> {
@@ -135,10 +150,10 @@ pub(crate) fn parse_findings(text: &str) -> Result<BTreeMap<Severity, u64>, Stor
 macro_rules! build_from_row {
     ($row:expr) => {{
         let row = $row;
-        Build {
+        $crate::Build {
             application: row.get("application"),
             digest: row.get("digest"),
-            provenance: Provenance {
+            provenance: $crate::Provenance {
                 commit: row.get("commit_sha"),
                 branch: row.get("branch"),
                 run_id: row.get("run_id"),
@@ -154,6 +169,8 @@ macro_rules! build_from_row {
         }
     }};
 }
+
+pub(crate) use build_from_row;
 
 pub(crate) const BUILD_COLUMNS: &str = "application, digest, commit_sha, branch, run_id, run_url, source, \
      triggered_by, author, committed_at, tag, builder, notified_at";

@@ -212,18 +212,15 @@ impl Manifests<'_> {
                     .map(|child| child.digest().to_string())
                     .collect();
                 for batch in digests.chunks(CHILDREN_PER_QUERY) {
-                    let placeholders: Vec<String> =
-                        (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
+                    let placeholders = crate::backend::placeholders(2, batch.len());
                     let sql = if kind == "blob" {
                         format!(
                             "SELECT rb.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
-                             WHERE rb.repository_id = $1 AND rb.digest IN ({})",
-                            placeholders.join(", ")
+                             WHERE rb.repository_id = $1 AND rb.digest IN ({placeholders})"
                         )
                     } else {
                         format!(
-                            "SELECT digest, size FROM manifests WHERE repository_id = $1 AND digest IN ({})",
-                            placeholders.join(", ")
+                            "SELECT digest, size FROM manifests WHERE repository_id = $1 AND digest IN ({placeholders})"
                         )
                     };
                     // Only placeholders are formatted in: the digests are bound.

@@ -401,22 +401,16 @@ macro_rules! promotion_by_id {
 /// promotion), read inside transaction `$tx`.
 macro_rules! build_actors {
     ($tx:ident, $app:expr, $digest:expr) => {{
-        match sqlx::query(
-            "SELECT builder, triggered_by, author FROM builds WHERE application = $1 AND digest = $2",
-        )
+        match sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM builds WHERE application = $1 AND digest = $2",
+            crate::evidence::BUILD_COLUMNS
+        )))
         .bind($app)
         .bind($digest)
         .fetch_optional(&mut *$tx)
         .await?
         {
-            Some(row) => [
-                Some(row.get::<String, _>("builder")),
-                row.get::<Option<String>, _>("triggered_by"),
-                row.get::<Option<String>, _>("author"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<String>>(),
+            Some(row) => crate::evidence::build_from_row!(&row).actors(),
             None => Vec::new(),
         }
     }};
@@ -758,6 +752,40 @@ macro_rules! decisions_of {
             at: row.get("at"),
         })
         .collect::<Vec<_>>()
+    }};
+}
+
+/// Reads the decisions of every promotion in `$promotions` (a `Vec<Promotion>`) in
+/// one query and attaches them, ordered as [`decisions_of!`] orders them.
+macro_rules! attach_decisions {
+    ($executor:expr, $promotions:expr) => {{
+        let promotions: &mut Vec<Promotion> = $promotions;
+        if !promotions.is_empty() {
+            let ids = crate::backend::placeholders(1, promotions.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT promotion_id, approver, decision, comment, at FROM approvals \
+                 WHERE promotion_id IN ({ids}) ORDER BY at, approver"
+            )));
+            for promotion in promotions.iter() {
+                query = query.bind(promotion.id);
+            }
+            let mut decisions: std::collections::HashMap<i64, Vec<Decision>> =
+                std::collections::HashMap::new();
+            for row in query.fetch_all($executor).await? {
+                decisions
+                    .entry(row.get("promotion_id"))
+                    .or_default()
+                    .push(Decision {
+                        approver: row.get("approver"),
+                        decision: row.get("decision"),
+                        comment: row.get("comment"),
+                        at: row.get("at"),
+                    });
+            }
+            for promotion in promotions.iter_mut() {
+                promotion.decisions = decisions.remove(&promotion.id).unwrap_or_default();
+            }
+        }
     }};
 }
 
@@ -1198,10 +1226,9 @@ impl Promotions<'_> {
             .await?;
             let mut promotions = Vec::with_capacity(rows.len());
             for row in &rows {
-                let mut promotion = promotion_from_row!(row)?;
-                promotion.decisions = decisions_of!(pool, promotion.id);
-                promotions.push(promotion);
+                promotions.push(promotion_from_row!(row)?);
             }
+            attach_decisions!(pool, &mut promotions);
             Ok(promotions)
         })
     }
@@ -1209,26 +1236,11 @@ impl Promotions<'_> {
     /// The promotions of `application` that are not final yet, newest first, with
     /// their decisions.
     pub async fn pending(&self, application: &str) -> Result<Vec<Promotion>, StoreError> {
-        with_pool!(self.backend, read, |pool| {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE application = $1 \
-                 AND state IN ('requested', 'waiting', 'approved', 'deploying') ORDER BY id DESC"
-            )))
-            .bind(application)
-            .fetch_all(pool)
-            .await?;
-            let mut promotions = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let mut promotion = promotion_from_row!(row)?;
-                promotion.decisions = decisions_of!(pool, promotion.id);
-                promotions.push(promotion);
-            }
-            Ok(promotions)
-        })
+        self.pending_of_many(&[application.to_owned()]).await
     }
 
-    /// [`Promotions::pending`] for every application in `applications` at once, in
-    /// two queries whatever their number: the promotions, then all their decisions.
+    /// The promotions not final yet of every application in `applications`, newest
+    /// first, with their decisions: two queries whatever their number.
     pub async fn pending_of_many(
         &self,
         applications: &[String],
@@ -1236,7 +1248,7 @@ impl Promotions<'_> {
         if applications.is_empty() {
             return Ok(Vec::new());
         }
-        let list = crate::environments::placeholders(1, applications.len());
+        let list = crate::backend::placeholders(1, applications.len());
         with_pool!(self.backend, read, |pool| {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE application IN ({list}) \
@@ -1249,33 +1261,7 @@ impl Promotions<'_> {
             for row in &query.fetch_all(pool).await? {
                 promotions.push(promotion_from_row!(row)?);
             }
-            if promotions.is_empty() {
-                return Ok(promotions);
-            }
-            let ids = crate::environments::placeholders(1, promotions.len());
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT promotion_id, approver, decision, comment, at FROM approvals \
-                 WHERE promotion_id IN ({ids}) ORDER BY at, approver"
-            )));
-            for promotion in &promotions {
-                query = query.bind(promotion.id);
-            }
-            let mut decisions: std::collections::HashMap<i64, Vec<Decision>> =
-                std::collections::HashMap::new();
-            for row in query.fetch_all(pool).await? {
-                decisions
-                    .entry(row.get("promotion_id"))
-                    .or_default()
-                    .push(Decision {
-                        approver: row.get("approver"),
-                        decision: row.get("decision"),
-                        comment: row.get("comment"),
-                        at: row.get("at"),
-                    });
-            }
-            for promotion in &mut promotions {
-                promotion.decisions = decisions.remove(&promotion.id).unwrap_or_default();
-            }
+            attach_decisions!(pool, &mut promotions);
             Ok(promotions)
         })
     }

@@ -32,14 +32,17 @@ pub struct SessionRecord {
     pub created_at: i64,
     pub last_seen_at: i64,
     pub expires_at: i64,
-    /// Opened with an API token: whether that token is still valid at the time asked.
-    pub token_valid: Option<bool>,
+    /// The API token it was opened with, and when that token was revoked and expires.
+    pub token_id: Option<String>,
+    pub token_revoked_at: Option<i64>,
+    pub token_expires_at: Option<i64>,
 }
 
 /// A user's stored password hash and whether the user is a CI identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordRecord {
     pub user_name: String,
+    pub admin: bool,
     pub ci: bool,
     /// The argon2id PHC string; `None`: no password was ever set.
     pub password_hash: Option<String>,
@@ -56,13 +59,14 @@ impl Sessions<'_> {
     pub async fn password(&self, user: &str) -> Result<Option<PasswordRecord>, StoreError> {
         with_pool!(self.backend, read, |pool| {
             let row = sqlx::query(
-                "SELECT name, ci, password_hash FROM users WHERE LOWER(name) = LOWER($1)",
+                "SELECT name, admin, ci, password_hash FROM users WHERE LOWER(name) = LOWER($1)",
             )
             .bind(user)
             .fetch_optional(pool)
             .await?;
             Ok(row.map(|row| PasswordRecord {
                 user_name: row.get("name"),
+                admin: row.get("admin"),
                 ci: row.get("ci"),
                 password_hash: row.get("password_hash"),
             }))
@@ -151,14 +155,9 @@ impl Sessions<'_> {
         })
     }
 
-    /// The session whose cookie secret hashes to `secret_hash`, with its user, judged
-    /// at `now` only as far as the token it was opened with goes (the caller applies
-    /// its idle and absolute expiry). One query.
-    pub async fn find(
-        &self,
-        secret_hash: &str,
-        now: i64,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    /// The session whose cookie secret hashes to `secret_hash`, with its user and the
+    /// token it was opened with (the caller judges expiry and the token). One query.
+    pub async fn find(&self, secret_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
         with_pool!(self.backend, read, |pool| {
             let row = sqlx::query(
                 "SELECT s.id, s.user_name, u.admin, u.ci, s.csrf_token, s.created_at, \
@@ -171,22 +170,18 @@ impl Sessions<'_> {
             .bind(secret_hash)
             .fetch_optional(pool)
             .await?;
-            Ok(row.map(|row| {
-                let token_id: Option<String> = row.get("token_id");
-                let revoked: Option<i64> = row.get("token_revoked_at");
-                let expires: Option<i64> = row.get("token_expires_at");
-                SessionRecord {
-                    id: row.get("id"),
-                    user_name: row.get("user_name"),
-                    admin: row.get("admin"),
-                    ci: row.get("ci"),
-                    csrf_token: row.get("csrf_token"),
-                    created_at: row.get("created_at"),
-                    last_seen_at: row.get("last_seen_at"),
-                    expires_at: row.get("expires_at"),
-                    token_valid: token_id
-                        .map(|_| revoked.is_none() && expires.is_none_or(|at| at > now)),
-                }
+            Ok(row.map(|row| SessionRecord {
+                id: row.get("id"),
+                user_name: row.get("user_name"),
+                admin: row.get("admin"),
+                ci: row.get("ci"),
+                csrf_token: row.get("csrf_token"),
+                created_at: row.get("created_at"),
+                last_seen_at: row.get("last_seen_at"),
+                expires_at: row.get("expires_at"),
+                token_id: row.get("token_id"),
+                token_revoked_at: row.get("token_revoked_at"),
+                token_expires_at: row.get("token_expires_at"),
             }))
         })
     }

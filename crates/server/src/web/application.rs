@@ -40,28 +40,23 @@ pub(crate) async fn application(
         .await?;
     let now = store::now_millis();
     let csrf = &viewer.session.csrf_token;
-    let mut pending_blocks = Vec::new();
+    let pending: Vec<Promotion> = status
+        .environments
+        .iter()
+        .flat_map(|environment| environment.pending.iter().cloned())
+        .collect();
+    let refusals = state
+        .engine
+        .approval_refusals(&viewer.actor, &app, &pending)
+        .await?;
+    let pending_blocks: Vec<Markup> = pending
+        .iter()
+        .zip(&refusals)
+        .map(|(promotion, refusal)| pending_promotion(&viewer, promotion, refusal.as_deref(), now))
+        .collect();
     let mut previous: Option<&EnvironmentStatus> = None;
     let mut stages = Vec::new();
     for environment in &status.environments {
-        let gate = state.engine.gate_of(&app, &environment.name).await?;
-        for promotion in &environment.pending {
-            let build = state
-                .store
-                .evidence()
-                .build(&app, &promotion.digest)
-                .await?;
-            let refusal =
-                state
-                    .engine
-                    .approval_refusal(&viewer.actor, promotion, &gate, build.as_ref());
-            pending_blocks.push(pending_promotion(
-                &viewer,
-                promotion,
-                refusal.as_deref(),
-                now,
-            ));
-        }
         stages.push(stage(&viewer.actor, &app, environment, previous, csrf, now));
         previous = Some(environment);
     }

@@ -27,10 +27,6 @@ pub(crate) async fn promotion(
         .parse()
         .map_err(|_| PageError::bad_request(format!("`{id}` is not a promotion id")))?;
     let promotion = state.engine.promotion(id).await?;
-    let gate = state
-        .engine
-        .gate_of(&promotion.application, &promotion.environment)
-        .await?;
     let build = state
         .store
         .evidence()
@@ -38,7 +34,14 @@ pub(crate) async fn promotion(
         .await?;
     let refusal = state
         .engine
-        .approval_refusal(&viewer.actor, &promotion, &gate, build.as_ref());
+        .approval_refusals(
+            &viewer.actor,
+            &promotion.application,
+            std::slice::from_ref(&promotion),
+        )
+        .await?
+        .pop()
+        .flatten();
     let deployment = match promotion.deployment_id {
         Some(id) => state.store.deployments().deployment(id).await?,
         None => None,
