@@ -6,6 +6,7 @@
 
 mod credentials;
 pub mod failures;
+pub mod invitations;
 pub mod oidc;
 pub mod passwords;
 pub mod registry_token;

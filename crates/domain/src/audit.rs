@@ -53,6 +53,8 @@ pub enum AuditAction {
     Callback,
     /// A user's password for the web UI was set (never the password itself).
     Password,
+    /// An admin made an invitation link for a person to choose their password.
+    Invite,
     /// A person signed in to the web UI (a session began), or signed out.
     SignIn,
     SignOut,
@@ -85,6 +87,7 @@ impl AuditAction {
             AuditAction::Drift => "drift",
             AuditAction::Callback => "callback",
             AuditAction::Password => "password",
+            AuditAction::Invite => "invite",
             AuditAction::SignIn => "sign-in",
             AuditAction::SignOut => "sign-out",
         }

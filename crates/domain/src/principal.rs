@@ -88,6 +88,20 @@ impl RoleGrant {
             && self.environment.as_deref().is_none_or(|e| e == environment)
     }
 
+    /// Every grant of `texts`, sorted, each once; the first that does not parse is
+    /// the error.
+    pub fn parse_all<'a>(
+        texts: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<RoleGrant>, String> {
+        let mut grants = texts
+            .into_iter()
+            .map(RoleGrant::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        grants.sort();
+        grants.dedup();
+        Ok(grants)
+    }
+
     /// Parses `staff` (global), `staff@web` (one application), `developer@web/staging`
     /// (one environment of one application) or `developer@*/staging` (one environment
     /// of every application).

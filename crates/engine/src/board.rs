@@ -18,10 +18,8 @@ use crate::{Actor, Engine, EngineError};
 /// Which applications a board page shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BoardQuery {
-    /// Only applications whose name holds this (without regard to case).
-    pub name: Option<String>,
-    /// Only applications whose repository is in this namespace.
-    pub namespace: Option<String>,
+    /// Which applications: by name, namespace and the state of an environment.
+    pub filter: store::ApplicationFilter,
     /// The page begins after this application name.
     pub after: Option<String>,
     pub limit: i64,
@@ -45,12 +43,7 @@ impl Engine {
         let stored = self
             .store
             .resources()
-            .applications_matching(
-                query.after.as_deref(),
-                query.limit + 1,
-                query.name.as_deref(),
-                query.namespace.as_deref(),
-            )
+            .applications_matching(query.after.as_deref(), query.limit + 1, &query.filter)
             .await?;
         let page = Page::from_one_more(stored, query.limit, |resource| resource.name.clone());
         let mut applications = Vec::with_capacity(page.items.len());
@@ -91,7 +84,15 @@ impl Engine {
         let pending = self.store.promotions().pending_of_many(&names).await?;
         let mut artifacts: BTreeSet<(String, String)> = BTreeSet::new();
         for state in states.values() {
-            for deployment in [&state.current, &state.deploying].into_iter().flatten() {
+            for deployment in [
+                &state.current,
+                &state.deploying,
+                &state.previous,
+                &state.failed,
+            ]
+            .into_iter()
+            .flatten()
+            {
                 artifacts.insert((deployment.application.clone(), deployment.digest.clone()));
             }
         }
@@ -128,16 +129,8 @@ impl Engine {
             for stage in pipeline.pipeline().stages() {
                 let environment = stage.environment.to_string();
                 let state = states.remove(&(name.clone(), environment.clone()));
-                let (current, deploying, hold, observed, drift_since) = match state {
-                    Some(state) => (
-                        state.current,
-                        state.deploying,
-                        state.hold,
-                        state.observed,
-                        state.drift_since,
-                    ),
-                    None => (None, None, None, None, None),
-                };
+                let state =
+                    state.unwrap_or_else(|| store::EnvironmentState::empty(&name, &environment));
                 let waiting: Vec<Promotion> = pending
                     .iter()
                     .filter(|p| p.application == name && p.environment == environment)
@@ -160,11 +153,13 @@ impl Engine {
                         .get(&stage.environment)
                         .map_or("record", |spec| spec.target.kind_name())
                         .to_owned(),
-                    current: summary(current),
-                    deploying: summary(deploying),
-                    hold,
-                    observed,
-                    drift_since,
+                    current: summary(state.current),
+                    deploying: summary(state.deploying),
+                    previous: summary(state.previous),
+                    failed: summary(state.failed),
+                    hold: state.hold,
+                    observed: state.observed,
+                    drift_since: state.drift_since,
                     pending: waiting,
                 });
             }

@@ -60,7 +60,10 @@ pub use error::EngineError;
 pub use evidence::{CheckRequest, Notified};
 pub use jobs::JobSettings;
 pub use promote::{PromoteRequest, Requested};
-pub use queries::{ApplicationStatus, ArtifactRecord, DeploymentSummary, EnvironmentStatus, Page};
+pub use queries::{
+    ApplicationStatus, ArtifactRecord, DeploymentSummary, DoraPeriod, DoraReport,
+    EnvironmentStatus, Page,
+};
 pub use reconcile::{RECONCILE_ACTOR, ReconcileReport};
 pub use webhook::{Callbacks, WebhookDeployer, signature as webhook_signature};
 
@@ -177,6 +180,11 @@ impl Engine {
     pub fn with_registry_host(mut self, host: String) -> Engine {
         self.registry_host = host;
         self
+    }
+
+    /// The registry host image references name (`HOST/REPOSITORY@DIGEST`).
+    pub fn registry_host(&self) -> &str {
+        &self.registry_host
     }
 
     /// The same engine, deciding at the times `clock` tells.

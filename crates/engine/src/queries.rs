@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use domain::dora::{DeploymentOutcome, DeploymentRecord, DoraMetrics};
 use domain::promotion::DeploymentState;
 use domain::{Digest, ResourceKind};
-use store::{Build, CheckReport, Deployment, Hold, Observed, Promotion};
+use store::{Build, CheckReport, Deployment, Hold, Observed, Promotion, Referrer};
 
 use crate::{Engine, EngineError};
 
@@ -31,6 +31,11 @@ pub struct EnvironmentStatus {
     pub current: Option<DeploymentSummary>,
     /// The deployment under way, if any.
     pub deploying: Option<DeploymentSummary>,
+    /// The last successful deployment of another digest before `current`: what a
+    /// rollback returns to.
+    pub previous: Option<DeploymentSummary>,
+    /// The latest finished deployment, when it failed.
+    pub failed: Option<DeploymentSummary>,
     pub hold: Option<Hold>,
     /// What an agent last reported it running.
     pub observed: Option<Observed>,
@@ -61,6 +66,34 @@ pub struct ArtifactRecord {
     pub checks: Vec<CheckReport>,
     /// Every deployment of it, newest first.
     pub deployments: Vec<DeploymentSummary>,
+    /// Every promotion of it with its decisions, newest first.
+    pub promotions: Vec<Promotion>,
+    /// The application's repository, and the manifests in it that refer to the
+    /// artifact (signatures, SBOMs, attestations).
+    pub repository: String,
+    pub referrers: Vec<Referrer>,
+}
+
+/// DORA metrics over a window: overall, per application, and per period of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoraReport {
+    pub overall: DoraMetrics,
+    pub by_application: BTreeMap<String, DoraMetrics>,
+    /// Consecutive periods, oldest first, covering the window.
+    pub periods: Vec<DoraPeriod>,
+}
+
+/// The overall metrics of one period, `[start, end)` in milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoraPeriod {
+    pub start: i64,
+    pub end: i64,
+    pub metrics: DoraMetrics,
+}
+
+/// A millisecond instant as a timestamp (the epoch if out of range).
+fn instant(millis: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(millis).unwrap_or_default()
 }
 
 /// One page of a listing and where the next begins (`None` on the last).
@@ -103,16 +136,7 @@ impl Engine {
         for stage in pipeline.pipeline().stages() {
             let environment = stage.environment.as_str();
             let state = stored.remove(environment);
-            let (current, deploying, hold, observed, drift_since) = match state {
-                Some(state) => (
-                    state.current,
-                    state.deploying,
-                    state.hold,
-                    state.observed,
-                    state.drift_since,
-                ),
-                None => (None, None, None, None, None),
-            };
+            let state = state.unwrap_or_else(|| store::EnvironmentState::empty(name, environment));
             let target = application
                 .environments
                 .get(&stage.environment)
@@ -121,11 +145,13 @@ impl Engine {
                 name: environment.to_owned(),
                 auto: stage.auto,
                 target: target.to_owned(),
-                current: self.summarize_one(current).await?,
-                deploying: self.summarize_one(deploying).await?,
-                hold,
-                observed,
-                drift_since,
+                current: self.summarize_one(state.current).await?,
+                deploying: self.summarize_one(state.deploying).await?,
+                previous: self.summarize_one(state.previous).await?,
+                failed: self.summarize_one(state.failed).await?,
+                hold: state.hold,
+                observed: state.observed,
+                drift_since: state.drift_since,
                 pending: pending
                     .iter()
                     .filter(|promotion| promotion.environment == environment)
@@ -187,29 +213,57 @@ impl Engine {
     }
 
     /// Everything known about artifact `digest` of `application`: its build, its
-    /// checks, its deployments.
+    /// checks, its promotions with their decisions, its deployments and its
+    /// referrers.
     pub async fn artifact(
         &self,
         application: &str,
         digest: &Digest,
     ) -> Result<ArtifactRecord, EngineError> {
-        self.require_application(application).await?;
-        let digest = digest.to_string();
+        let (declared, _) = self.declared(application).await?;
+        let text = digest.to_string();
         let evidence = self.store.evidence();
-        let build = evidence.build(application, &digest).await?;
-        let checks = evidence.checks(application, &digest).await?;
+        let build = evidence.build(application, &text).await?;
+        let checks = evidence.checks(application, &text).await?;
         let deployments = self
             .store
             .deployments()
-            .deployments_of(application, &digest)
+            .deployments_of(application, &text)
             .await?;
+        let promotions = self
+            .store
+            .promotions()
+            .of_digest(application, &text)
+            .await?;
+        let referrers = match self.store.repositories().get(&declared.repository).await? {
+            Some(repository) => {
+                self.store
+                    .manifests()
+                    .referrers(repository.id, digest, None)
+                    .await?
+            }
+            None => Vec::new(),
+        };
         Ok(ArtifactRecord {
             application: application.to_owned(),
             deployments: self.summarize(deployments).await?,
-            digest,
+            digest: text,
             build,
             checks,
+            promotions,
+            repository: declared.repository.to_string(),
+            referrers,
         })
+    }
+
+    /// The applications that know artifact `digest` (built, promoted or deployed it),
+    /// by name.
+    pub async fn applications_knowing(&self, digest: &Digest) -> Result<Vec<String>, EngineError> {
+        Ok(self
+            .store
+            .evidence()
+            .applications_knowing(&digest.to_string())
+            .await?)
     }
 
     /// The four DORA metrics over deployments to production finished between
@@ -222,13 +276,73 @@ impl Engine {
         since: i64,
         until: i64,
     ) -> Result<(DoraMetrics, BTreeMap<String, DoraMetrics>), EngineError> {
+        let records = self.production_records(only, since).await?;
+        Ok(domain::dora::compute_by_application(
+            &records,
+            instant(since),
+            instant(until + 1),
+        ))
+    }
+
+    /// [`Engine::dora`] with the window also cut into consecutive periods of
+    /// `period` milliseconds (the last one ends at `until`), each period's overall
+    /// metrics computed alone: the series a chart draws. One read of the records.
+    pub async fn dora_report(
+        &self,
+        only: Option<&str>,
+        since: i64,
+        until: i64,
+        period: i64,
+    ) -> Result<DoraReport, EngineError> {
+        let records = self.production_records(only, since).await?;
+        let (overall, by_application) =
+            domain::dora::compute_by_application(&records, instant(since), instant(until + 1));
+        let mut periods = Vec::new();
+        let mut end = until + 1;
+        while end > since && period > 0 {
+            let start = (end - period).max(since);
+            periods.push(DoraPeriod {
+                start,
+                end,
+                metrics: domain::dora::compute(&records, instant(start), instant(end)),
+            });
+            end = start;
+        }
+        periods.reverse();
+        Ok(DoraReport {
+            overall,
+            by_application,
+            periods,
+        })
+    }
+
+    /// The finished deployments to production (of one application or all) since
+    /// `since`, each with the commit time of its build.
+    async fn production_records(
+        &self,
+        only: Option<&str>,
+        since: i64,
+    ) -> Result<Vec<DeploymentRecord>, EngineError> {
         let productions = self.production_environments(only).await?;
         let deployments = self
             .store
             .deployments()
             .finished_since(&productions, since)
             .await?;
-        let mut commit_times: BTreeMap<(String, String), Option<i64>> = BTreeMap::new();
+        let mut artifacts: Vec<(String, String)> = deployments
+            .iter()
+            .map(|d| (d.application.clone(), d.digest.clone()))
+            .collect();
+        artifacts.sort();
+        artifacts.dedup();
+        let mut commit_times: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for chunk in artifacts.chunks(200) {
+            for build in self.store.evidence().builds_of(chunk).await? {
+                if let Some(at) = build.provenance.committed_at {
+                    commit_times.insert((build.application, build.digest), at);
+                }
+            }
+        }
         let mut records = Vec::with_capacity(deployments.len());
         for deployment in deployments {
             let outcome = match deployment.state {
@@ -242,11 +356,9 @@ impl Engine {
             else {
                 continue;
             };
-            let key = (deployment.application.clone(), deployment.digest.clone());
-            if !commit_times.contains_key(&key) {
-                let build = self.store.evidence().build(&key.0, &key.1).await?;
-                commit_times.insert(key.clone(), build.and_then(|b| b.provenance.committed_at));
-            }
+            let committed_at = commit_times
+                .get(&(deployment.application.clone(), deployment.digest.clone()))
+                .and_then(|ms| jiff::Timestamp::from_millisecond(*ms).ok());
             records.push(DeploymentRecord {
                 application: deployment.application,
                 environment: deployment.environment,
@@ -254,16 +366,10 @@ impl Engine {
                 reason: deployment.reason,
                 outcome,
                 finished_at,
-                committed_at: commit_times
-                    .get(&key)
-                    .copied()
-                    .flatten()
-                    .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()),
+                committed_at,
             });
         }
-        let since = jiff::Timestamp::from_millisecond(since).unwrap_or_default();
-        let until = jiff::Timestamp::from_millisecond(until + 1).unwrap_or_default();
-        Ok(domain::dora::compute_by_application(&records, since, until))
+        Ok(records)
     }
 
     /// (application, last stage) of one application or of all.

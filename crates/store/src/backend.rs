@@ -161,6 +161,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "web_sessions",
         include_str!("../migrations/sqlite/0009_web_sessions.sql"),
     ),
+    (
+        10,
+        "invitations",
+        include_str!("../migrations/sqlite/0010_invitations.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -208,11 +213,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "web_sessions",
         include_str!("../migrations/postgres/0009_web_sessions.sql"),
     ),
+    (
+        10,
+        "invitations",
+        include_str!("../migrations/postgres/0010_invitations.sql"),
+    ),
 ];
 
 /// The newest migration `migrations/sqlite/baseline.sql` stands for: a new SQLite
 /// database is created from it and those migrations are recorded as applied.
-const SQLITE_BASELINE_VERSION: i64 = 9;
+const SQLITE_BASELINE_VERSION: i64 = 10;
 const SQLITE_BASELINE: &str = include_str!("../migrations/sqlite/baseline.sql");
 
 /// Creates a new, empty SQLite database's schema from the baseline in one

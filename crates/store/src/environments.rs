@@ -30,9 +30,29 @@ pub struct EnvironmentState {
     pub observed: Option<Observed>,
     /// Since when what it runs differs from what Gantry deployed; `None`: no drift.
     pub drift_since: Option<i64>,
+    /// The last successful deployment before `current` of another digest: what a
+    /// rollback would return to.
+    pub previous: Option<Deployment>,
+    /// The latest finished deployment, when it failed (it is newer than `current`).
+    pub failed: Option<Deployment>,
 }
 
 impl EnvironmentState {
+    /// An environment nothing has happened in yet.
+    pub fn empty(application: &str, environment: &str) -> EnvironmentState {
+        EnvironmentState {
+            application: application.to_owned(),
+            environment: environment.to_owned(),
+            current: None,
+            deploying: None,
+            hold: None,
+            observed: None,
+            drift_since: None,
+            previous: None,
+            failed: None,
+        }
+    }
+
     /// What the environment should run: the deployment under way, else the last
     /// successful one. Deploy scripts read this, so that during a rollback they get
     /// the digest being rolled back to, not the one being rolled back from.
@@ -232,9 +252,11 @@ impl Environments<'_> {
         self.of_many(&[application.to_owned()]).await
     }
 
-    /// [`Environments::of`] for every application in `applications` at once, in two
+    /// [`Environments::of`] for every application in `applications` at once, in four
     /// queries whatever their number (a page of the board is never one query per
-    /// cell): the environments, then the deployments they run or are running.
+    /// cell): the environments; the deployments they run or are running; the
+    /// previous successful deployment of each; the latest finished one of each when
+    /// it failed.
     pub async fn of_many(
         &self,
         applications: &[String],
@@ -277,15 +299,62 @@ impl Environments<'_> {
                 }
                 current.insert(deployment.id, deployment);
             }
+            // Per environment, the newest successful deployment of another digest
+            // older than the current one.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id IN (\
+                 SELECT MAX(p.id) FROM deployments p \
+                 JOIN environments e ON e.application = p.application AND e.name = p.environment \
+                 JOIN deployments c ON c.id = e.current_deployment \
+                 WHERE e.application IN ({list}) AND p.state = 'deployed' AND p.id < c.id \
+                 AND p.digest <> c.digest GROUP BY p.application, p.environment)"
+            )));
+            for application in applications {
+                query = query.bind(application);
+            }
+            let mut previous = std::collections::HashMap::new();
+            for row in query.fetch_all(pool).await? {
+                let deployment: Deployment = deployment_from_row!(&row)?;
+                previous.insert(
+                    (
+                        deployment.application.clone(),
+                        deployment.environment.clone(),
+                    ),
+                    deployment,
+                );
+            }
+            // Per environment, the newest finished deployment, kept when it failed.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE state = 'failed' AND id IN (\
+                 SELECT MAX(id) FROM deployments WHERE application IN ({list}) \
+                 AND state <> 'deploying' GROUP BY application, environment)"
+            )));
+            for application in applications {
+                query = query.bind(application);
+            }
+            let mut failed = std::collections::HashMap::new();
+            for row in query.fetch_all(pool).await? {
+                let deployment: Deployment = deployment_from_row!(&row)?;
+                failed.insert(
+                    (
+                        deployment.application.clone(),
+                        deployment.environment.clone(),
+                    ),
+                    deployment,
+                );
+            }
             let mut states = Vec::with_capacity(rows.len());
             for row in &rows {
                 let application: String = row.get("application");
                 let name: String = row.get("name");
                 let current_id: Option<i64> = row.get("current_deployment");
                 let reason: Option<String> = row.get("hold_reason");
+                let key = (application.clone(), name.clone());
                 states.push(EnvironmentState {
                     current: current_id.and_then(|id| current.get(&id).cloned()),
-                    deploying: deploying.remove(&(application.clone(), name.clone())),
+                    deploying: deploying.remove(&key),
+                    previous: previous.remove(&key),
+                    failed: failed.remove(&key),
                     application,
                     environment: name,
                     hold: reason.map(|reason| Hold {

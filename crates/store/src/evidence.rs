@@ -298,6 +298,23 @@ impl Evidence<'_> {
         })
     }
 
+    /// The applications that know `digest`: notified a build of it, or promoted or
+    /// deployed it. By name.
+    pub async fn applications_knowing(&self, digest: &str) -> Result<Vec<String>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT application FROM builds WHERE digest = $1 \
+                 UNION SELECT application FROM promotions WHERE digest = $1 \
+                 UNION SELECT application FROM deployments WHERE digest = $1 \
+                 ORDER BY application",
+            )
+            .bind(digest)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.iter().map(|row| row.get("application")).collect())
+        })
+    }
+
     /// The builds of every `(application, digest)` in `artifacts`, in one query
     /// whatever their number; an artifact without a build is absent.
     pub async fn builds_of(

@@ -60,10 +60,12 @@ pub use promotions::{
 };
 pub use repositories::{InRepository, Repositories, Repository};
 pub use resources::{
-    ApplicationColumns, AppliedChanges, AppliedResource, ApplyConflict, ApplyOutcome,
-    ResourceChange, ResourceColumns, Resources, StoredResource,
+    ApplicationColumns, ApplicationFilter, AppliedChanges, AppliedResource, ApplyConflict,
+    ApplyOutcome, EnvironmentCondition, ResourceChange, ResourceColumns, Resources, StoredResource,
 };
-pub use sessions::{NewSession, PasswordRecord, SessionRecord, Sessions};
+pub use sessions::{
+    InvitationRecord, NewInvitation, NewSession, PasswordRecord, SessionRecord, Sessions,
+};
 pub use uploads::{Upload, UploadPart, Uploads};
 pub use users::{NewToken, NewUser, TokenOwner, TokenRecord, UserRecord, Users};
 

@@ -1233,6 +1233,31 @@ impl Promotions<'_> {
         })
     }
 
+    /// Every promotion of `digest` of `application`, newest first, with their
+    /// decisions.
+    pub async fn of_digest(
+        &self,
+        application: &str,
+        digest: &str,
+    ) -> Result<Vec<Promotion>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PROMOTION_COLUMNS} FROM promotions WHERE application = $1 AND digest = $2 \
+                 ORDER BY id DESC"
+            )))
+            .bind(application)
+            .bind(digest)
+            .fetch_all(pool)
+            .await?;
+            let mut promotions = Vec::with_capacity(rows.len());
+            for row in &rows {
+                promotions.push(promotion_from_row!(row)?);
+            }
+            attach_decisions!(pool, &mut promotions);
+            Ok(promotions)
+        })
+    }
+
     /// The promotions of `application` that are not final yet, newest first, with
     /// their decisions.
     pub async fn pending(&self, application: &str) -> Result<Vec<Promotion>, StoreError> {

@@ -396,28 +396,31 @@ impl Resources<'_> {
         })
     }
 
-    /// A page of declared applications by name after `after`: those whose name holds
-    /// `name_contains` (without regard to case) and whose repository is in namespace
-    /// `namespace` (its first path segment), when given. One query.
+    /// A page of declared applications by name after `after`, those `filter` lets
+    /// through. One query.
     pub async fn applications_matching(
         &self,
         after: Option<&str>,
         limit: i64,
-        name_contains: Option<&str>,
-        namespace: Option<&str>,
+        filter: &ApplicationFilter,
     ) -> Result<Vec<StoredResource>, StoreError> {
-        let contains = name_contains
+        let contains = filter
+            .name_contains
+            .as_deref()
             .map(|text| format!("%{}%", like_escaped(&text.to_lowercase())))
             .unwrap_or_else(|| "%".to_owned());
-        let namespace = namespace
+        let namespace = filter
+            .namespace
+            .as_deref()
             .map(|text| format!("{}/%", like_escaped(text)))
             .unwrap_or_else(|| "%".to_owned());
+        let state = filter.state.map_or("", |state| state.condition());
         with_pool!(self.backend, read, |pool| {
-            let rows = sqlx::query(
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT name, canonical, revision, updated_at FROM resources \
                  WHERE kind = $1 AND name > $2 AND LOWER(name) LIKE $3 ESCAPE '\\' \
-                 AND repository LIKE $4 ESCAPE '\\' ORDER BY name LIMIT $5",
-            )
+                 AND repository LIKE $4 ESCAPE '\\' {state} ORDER BY name LIMIT $5",
+            )))
             .bind(ResourceKind::Application.as_str())
             .bind(after.unwrap_or(""))
             .bind(contains)
@@ -436,6 +439,86 @@ impl Resources<'_> {
                 })
                 .collect())
         })
+    }
+}
+
+/// Which applications [`Resources::applications_matching`] lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplicationFilter {
+    /// Only those whose name holds this (without regard to case).
+    pub name_contains: Option<String>,
+    /// Only those whose repository is in this namespace (its first path segment).
+    pub namespace: Option<String>,
+    /// Only those with an environment in this state.
+    pub state: Option<EnvironmentCondition>,
+}
+
+/// A state some environment of an application is in, to filter the board by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvironmentCondition {
+    /// A promotion into it waits on its gate.
+    Waiting,
+    /// A deployment to it is under way.
+    Deploying,
+    /// Its latest finished deployment failed.
+    Failed,
+    /// It is held.
+    Held,
+    /// What it runs differs from what Gantry deployed.
+    Drift,
+}
+
+impl EnvironmentCondition {
+    pub const ALL: [EnvironmentCondition; 5] = [
+        EnvironmentCondition::Waiting,
+        EnvironmentCondition::Deploying,
+        EnvironmentCondition::Failed,
+        EnvironmentCondition::Held,
+        EnvironmentCondition::Drift,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvironmentCondition::Waiting => "waiting",
+            EnvironmentCondition::Deploying => "deploying",
+            EnvironmentCondition::Failed => "failed",
+            EnvironmentCondition::Held => "held",
+            EnvironmentCondition::Drift => "drift",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EnvironmentCondition> {
+        EnvironmentCondition::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+    }
+
+    /// The SQL condition on a `resources` row (fixed text, no input in it).
+    fn condition(self) -> &'static str {
+        match self {
+            EnvironmentCondition::Waiting => {
+                "AND EXISTS (SELECT 1 FROM promotions p WHERE p.application = resources.name \
+                 AND p.state = 'waiting')"
+            }
+            EnvironmentCondition::Deploying => {
+                "AND EXISTS (SELECT 1 FROM deployments d WHERE d.application = resources.name \
+                 AND d.state = 'deploying')"
+            }
+            EnvironmentCondition::Failed => {
+                "AND EXISTS (SELECT 1 FROM deployments d WHERE d.application = resources.name \
+                 AND d.state = 'failed' AND d.id = (SELECT MAX(l.id) FROM deployments l \
+                 WHERE l.application = d.application AND l.environment = d.environment \
+                 AND l.state <> 'deploying'))"
+            }
+            EnvironmentCondition::Held => {
+                "AND EXISTS (SELECT 1 FROM environments e WHERE e.application = resources.name \
+                 AND e.hold_reason IS NOT NULL)"
+            }
+            EnvironmentCondition::Drift => {
+                "AND EXISTS (SELECT 1 FROM environments e WHERE e.application = resources.name \
+                 AND e.drift_since IS NOT NULL)"
+            }
+        }
     }
 }
 

@@ -21,6 +21,27 @@ pub struct NewSession<'a> {
     pub token_id: Option<&'a str>,
 }
 
+/// An invitation to make: its public id, who is invited, the hash of the link's
+/// secret, who invites, and until when the link works.
+#[derive(Debug, Clone)]
+pub struct NewInvitation<'a> {
+    pub id: &'a str,
+    pub user_name: &'a str,
+    pub secret_hash: &'a str,
+    pub created_by: &'a str,
+    pub expires_at: i64,
+}
+
+/// An invitation that still works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRecord {
+    pub id: String,
+    pub user_name: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// A session found by its secret, with what it takes to judge it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -229,13 +250,145 @@ impl Sessions<'_> {
     /// expiry). How many.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         with_pool!(self.backend, write, |pool| {
-            Ok(
-                sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
-                    .bind(now)
-                    .execute(pool)
+            let sessions = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            let invitations = sqlx::query("DELETE FROM invitations WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            Ok(sessions + invitations)
+        })
+    }
+
+    /// Records `invitation` at `now`, voiding the person's earlier invitations that
+    /// were not used, audited as `actor`'s. False if the person does not exist or is
+    /// a CI identity (nobody invites those).
+    pub async fn invite(
+        &self,
+        invitation: &NewInvitation<'_>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let person = sqlx::query("SELECT name FROM users WHERE name = $1 AND NOT ci")
+                .bind(invitation.user_name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if person.is_none() {
+                return Ok(false);
+            }
+            let voided =
+                sqlx::query("DELETE FROM invitations WHERE user_name = $1 AND used_at IS NULL")
+                    .bind(invitation.user_name)
+                    .execute(&mut *tx)
                     .await?
-                    .rows_affected(),
+                    .rows_affected();
+            sqlx::query(
+                "INSERT INTO invitations (id, user_name, secret_hash, created_by, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
+            .bind(invitation.id)
+            .bind(invitation.user_name)
+            .bind(invitation.secret_hash)
+            .bind(invitation.created_by)
+            .bind(now)
+            .bind(invitation.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            let entry = NewAuditEntry {
+                at: now,
+                actor: invitation.created_by.to_owned(),
+                action: AuditAction::Invite,
+                subject: format!("user/{}", invitation.user_name),
+                payload: serde_json::json!({
+                    "user": invitation.user_name,
+                    "invitation": invitation.id,
+                    "expires_at": invitation.expires_at,
+                    "voided": voided,
+                }),
+            };
+            crate::append_audit!(tx, &entry);
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// The unused, unexpired invitation whose link secret hashes to `secret_hash`.
+    pub async fn invitation(
+        &self,
+        secret_hash: &str,
+        now: i64,
+    ) -> Result<Option<InvitationRecord>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT id, user_name, created_by, created_at, expires_at FROM invitations \
+                 WHERE secret_hash = $1 AND used_at IS NULL AND expires_at > $2",
+            )
+            .bind(secret_hash)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| InvitationRecord {
+                id: row.get("id"),
+                user_name: row.get("user_name"),
+                created_by: row.get("created_by"),
+                created_at: row.get("created_at"),
+                expires_at: row.get("expires_at"),
+            }))
+        })
+    }
+
+    /// Uses the invitation whose secret hashes to `secret_hash` to set its person's
+    /// password to `password_hash`, in one transaction: the link works once, the
+    /// person's sessions end, and the change is audited as theirs. The person
+    /// invited, or `None` if the link was used, expired or never existed.
+    pub async fn accept_invitation(
+        &self,
+        secret_hash: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query(
+                "UPDATE invitations SET used_at = $2 \
+                 WHERE secret_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+                 RETURNING id, user_name",
+            )
+            .bind(secret_hash)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let (id, user): (String, String) = (row.get("id"), row.get("user_name"));
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE name = $1")
+                .bind(&user)
+                .bind(password_hash)
+                .execute(&mut *tx)
+                .await?;
+            let ended = sqlx::query("DELETE FROM web_sessions WHERE user_name = $1")
+                .bind(&user)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let entry = NewAuditEntry {
+                at: now,
+                actor: user.clone(),
+                action: AuditAction::Password,
+                subject: format!("user/{user}"),
+                payload: serde_json::json!({
+                    "user": user,
+                    "invitation": id,
+                    "sessions_ended": ended,
+                }),
+            };
+            crate::append_audit!(tx, &entry);
+            tx.commit().await?;
+            Ok(Some(user))
         })
     }
 }

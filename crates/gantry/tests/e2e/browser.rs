@@ -3,7 +3,9 @@
 //! signs in, finds the promotion waiting on them, and approves it with the keyboard
 //! alone; it deploys. Each flow runs with JavaScript switched off and on (the UI needs
 //! none), and with JavaScript on every screen is checked by axe-core for WCAG 2.2 A and
-//! AA violations.
+//! AA violations and photographed into `docs/ui/` (the README links those pictures,
+//! so they show the UI as it is). An admin signs in with their token and makes an
+//! invitation link; the invited person opens it, chooses a password and signs in.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -107,6 +109,7 @@ struct Release {
     server: GantryServer,
     dir: tempfile::TempDir,
     promotion: i64,
+    digest: String,
 }
 
 impl Release {
@@ -154,6 +157,7 @@ impl Release {
             server,
             dir,
             promotion: 0,
+            digest: String::new(),
         };
         let admin = release.server.token().to_owned();
         std::fs::write(release.dir.path().join("gantry.yaml"), RESOURCES).expect("write");
@@ -163,6 +167,7 @@ impl Release {
             ("ci-bot", &["--ci", "--role", "developer"][..]),
             ("dev-dana", &["--role", "developer"]),
             ("staff-sam", &["--role", "staff"]),
+            ("client-cleo", &["--role", "client@web-app"]),
         ] {
             release.gantry(
                 &admin,
@@ -219,6 +224,7 @@ impl Release {
         let promoted: Value = serde_json::from_slice(&output.stdout).expect("JSON");
         assert_eq!(promoted["state"], "waiting", "{promoted}");
         release.promotion = promoted["id"].as_i64().expect("id");
+        release.digest = digest;
         release
     }
 
@@ -256,6 +262,21 @@ async fn assert_accessible(browser: &Client, axe: &str, page: &str) {
     assert!(violations.is_empty(), "{page}: {violations:#?}");
 }
 
+/// Saves what the browser shows as `docs/ui/NAME.png`.
+async fn photograph(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.expect("a screenshot");
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/ui");
+    std::fs::create_dir_all(&directory).expect("docs/ui");
+    std::fs::write(directory.join(format!("{name}.png")), png).expect("write the screenshot");
+}
+
+/// Opens `page`, checks it with axe-core and photographs it as `name`.
+async fn check_screen(browser: &Client, release: &Release, axe: &str, page: &str, name: &str) {
+    browser.goto(&release.url(page)).await.expect("open");
+    assert_accessible(browser, axe, page).await;
+    photograph(browser, name).await;
+}
+
 async fn sign_in(browser: &Client, release: &Release, next: &str) {
     browser.goto(&release.url(next)).await.expect("open a page");
     // Not signed in: the page sends the browser to sign in, and back afterwards.
@@ -283,8 +304,7 @@ async fn approve_with_the_keyboard(javascript: bool) {
     let browser = driver.browser(javascript, profile.path()).await;
     let axe = javascript.then(axe_script);
     if let Some(axe) = &axe {
-        browser.goto(&release.url("/sign-in")).await.expect("open");
-        assert_accessible(&browser, axe, "/sign-in").await;
+        check_screen(&browser, &release, axe, "/sign-in", "sign-in").await;
     }
     sign_in(&browser, &release, "/approvals").await;
     let source = browser.source().await.expect("source");
@@ -293,15 +313,13 @@ async fn approve_with_the_keyboard(javascript: bool) {
         "{source}"
     );
     if let Some(axe) = &axe {
-        for page in [
-            "/approvals".to_owned(),
-            "/".to_owned(),
-            "/apps/web-app".to_owned(),
-            format!("/promotions/{}", release.promotion),
-            "/audit".to_owned(),
+        for (page, name) in [
+            ("/approvals".to_owned(), "approvals"),
+            ("/".to_owned(), "board"),
+            ("/apps/web-app".to_owned(), "application"),
+            (format!("/promotions/{}", release.promotion), "promotion"),
         ] {
-            browser.goto(&release.url(&page)).await.expect("open");
-            assert_accessible(&browser, axe, &page).await;
+            check_screen(&browser, &release, axe, &page, name).await;
         }
         browser
             .goto(&release.url("/approvals"))
@@ -327,8 +345,168 @@ async fn approve_with_the_keyboard(javascript: bool) {
     assert_eq!(release.staging_state(), "deployed");
     if let Some(axe) = &axe {
         assert_accessible(&browser, axe, "the promotion after approval").await;
+        for (page, name) in [
+            (
+                "/apps/web-app/environments/staging".to_owned(),
+                "environment-history",
+            ),
+            (format!("/artifacts/{}", release.digest), "artifact"),
+            ("/dora".to_owned(), "dora"),
+            (
+                "/apps/web-app/environments/staging/rollback".to_owned(),
+                "rollback",
+            ),
+        ] {
+            check_screen(&browser, &release, axe, &page, name).await;
+        }
     }
     browser.close().await.expect("close the browser");
+}
+
+/// An admin signs in with their token, makes an invitation link for client-cleo on
+/// her page, and signs out; cleo opens the link, chooses her password and signs in.
+async fn invite_a_client(javascript: bool) {
+    let release = Release::start();
+    let profile = tempfile::tempdir().expect("profile");
+    let driver = Driver::start(&release.dir.path().join("chromedriver.log"));
+    let browser = driver.browser(javascript, profile.path()).await;
+    let axe = javascript.then(axe_script);
+    browser
+        .goto(&release.url("/admin/users/client-cleo"))
+        .await
+        .expect("open");
+    let token = browser
+        .find(Locator::Id("token"))
+        .await
+        .expect("token field");
+    token.send_keys(release.server.token()).await.expect("type");
+    token.send_keys("\u{E007}").await.expect("enter");
+    let here = browser.current_url().await.expect("url");
+    assert_eq!(here.path(), "/admin/users/client-cleo");
+    if let Some(axe) = &axe {
+        check_screen(&browser, &release, axe, "/admin/users", "admin-users").await;
+        check_screen(&browser, &release, axe, "/audit", "audit").await;
+        check_screen(
+            &browser,
+            &release,
+            axe,
+            "/admin/resources",
+            "admin-resources",
+        )
+        .await;
+        check_screen(
+            &browser,
+            &release,
+            axe,
+            "/admin/resources/applications/web-app",
+            "admin-resource",
+        )
+        .await;
+        browser
+            .goto(&release.url("/admin/users/client-cleo"))
+            .await
+            .expect("open");
+    }
+    browser
+        .find(Locator::XPath(
+            "//button[normalize-space()='Make an invitation link']",
+        ))
+        .await
+        .expect("the invitation button")
+        .click()
+        .await
+        .expect("make the invitation");
+    let source = browser.source().await.expect("source");
+    let start = source.find("/invitations/").expect("the link on the page");
+    let link = source[start..].split('<').next().expect("link").to_owned();
+    if let Some(axe) = &axe {
+        assert_accessible(&browser, axe, "the user page with the invitation").await;
+        photograph(&browser, "admin-user").await;
+    }
+    browser
+        .find(Locator::XPath("//button[normalize-space()='Sign out']"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("signed out");
+
+    browser
+        .goto(&release.url(&link))
+        .await
+        .expect("open the invitation");
+    let source = browser.source().await.expect("source");
+    assert!(
+        source.contains("Welcome to Gantry, client-cleo"),
+        "{source}"
+    );
+    if let Some(axe) = &axe {
+        assert_accessible(&browser, axe, "the invitation").await;
+        photograph(&browser, "invitation").await;
+    }
+    let chosen = "cleo's own long password";
+    for id in ["new-password", "repeat-password"] {
+        browser
+            .find(Locator::Id(id))
+            .await
+            .expect("password field")
+            .send_keys(chosen)
+            .await
+            .expect("type");
+    }
+    browser
+        .find(Locator::Id("repeat-password"))
+        .await
+        .expect("field")
+        .send_keys("\u{E007}")
+        .await
+        .expect("submit");
+    let here = browser.current_url().await.expect("url");
+    assert_eq!(here.path(), "/sign-in");
+    assert!(
+        browser
+            .source()
+            .await
+            .expect("source")
+            .contains("Your password is set.")
+    );
+    browser
+        .find(Locator::Id("user"))
+        .await
+        .expect("user")
+        .send_keys("client-cleo")
+        .await
+        .expect("type");
+    let password = browser
+        .find(Locator::Id("password"))
+        .await
+        .expect("password");
+    password.send_keys(chosen).await.expect("type");
+    password.send_keys("\u{E007}").await.expect("enter");
+    let source = browser.source().await.expect("source");
+    assert!(
+        source.contains("Signed in as <strong>client-cleo</strong>"),
+        "{source}"
+    );
+    // The link worked once.
+    browser
+        .goto(&release.url(&link))
+        .await
+        .expect("open the link again");
+    let source = browser.source().await.expect("source");
+    assert!(source.contains("was used already"), "{source}");
+    browser.close().await.expect("close the browser");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_invites_a_client_who_chooses_a_password_and_signs_in_javascript_off() {
+    invite_a_client(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_invites_a_client_who_chooses_a_password_and_signs_in_and_every_screen_passes_axe()
+{
+    invite_a_client(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,27 +65,32 @@ pub(super) async fn export(
     State(state): State<AppState>,
     _: Authorized<ReadAudit>,
 ) -> Result<Response, ApiError> {
-    let pages =
-        futures_util::stream::unfold(Some((state.store.clone(), 0i64)), |cursor| async move {
-            let (store, after) = cursor?;
-            match next_page(&store, after).await {
-                Ok(None) => None,
-                Ok(Some((bytes, last))) => {
-                    Some((Ok::<Bytes, std::io::Error>(bytes), Some((store, last))))
-                }
-                Err(error) => {
-                    // The status line is gone by now; ending the body early tells the client.
-                    tracing::error!(%error, "audit export failed");
-                    Some((Err(std::io::Error::other("audit export failed")), None))
-                }
+    Ok(export_response(state.store.clone()))
+}
+
+/// The whole audit log as JSON lines, oldest first, streamed a page at a time (the
+/// API's export and the web UI's download).
+pub(crate) fn export_response(store: Store) -> Response {
+    let pages = futures_util::stream::unfold(Some((store, 0i64)), |cursor| async move {
+        let (store, after) = cursor?;
+        match next_page(&store, after).await {
+            Ok(None) => None,
+            Ok(Some((bytes, last))) => {
+                Some((Ok::<Bytes, std::io::Error>(bytes), Some((store, last))))
             }
-        });
+            Err(error) => {
+                // The status line is gone by now; ending the body early tells the client.
+                tracing::error!(%error, "audit export failed");
+                Some((Err(std::io::Error::other("audit export failed")), None))
+            }
+        }
+    });
     let mut response = Body::from_stream(pages).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
-    Ok(response)
+    response
 }
 
 async fn next_page(store: &Store, after: i64) -> Result<Option<(Bytes, i64)>, store::StoreError> {

@@ -34,6 +34,7 @@ use http::{HeaderMap, header};
 use utoipa::OpenApi;
 
 use crate::AppState;
+pub(crate) use audit::export_response as audit_export;
 pub(crate) use error::ApiError;
 
 /// The OpenAPI 3 description of `/api/v1`.

@@ -29,12 +29,6 @@ fn user_view(user: UserRecord) -> UserView {
     }
 }
 
-/// Parses `staff` (global), `staff@web-app` (one application) or
-/// `developer@web-app/staging` (one environment of it).
-fn role_grant(text: &str) -> Result<RoleGrant, ApiError> {
-    RoleGrant::parse(text).map_err(ApiError::bad_request)
-}
-
 /// Create a user with roles (admins).
 #[utoipa::path(
     post,
@@ -54,13 +48,8 @@ pub(crate) async fn create_user(
 ) -> Result<Response, ApiError> {
     let super::body::JsonBody(request) = body?;
     domain::check_user_name(&request.name).map_err(ApiError::bad_request)?;
-    let mut roles = request
-        .roles
-        .iter()
-        .map(|text| role_grant(text))
-        .collect::<Result<Vec<_>, _>>()?;
-    roles.sort();
-    roles.dedup();
+    let roles = RoleGrant::parse_all(request.roles.iter().map(String::as_str))
+        .map_err(ApiError::bad_request)?;
     let created = state
         .store
         .users()

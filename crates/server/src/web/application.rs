@@ -85,8 +85,8 @@ pub(crate) async fn application(
                         @for summary in &history.items {
                             @let deployment = &summary.deployment;
                             tr {
-                                td { (deployment.environment) }
-                                td { (short_digest(&deployment.digest)) }
+                                td { a href=(format!("/apps/{app}/environments/{}", deployment.environment)) { (deployment.environment) } }
+                                td { a href=(format!("/artifacts/{}", deployment.digest)) { (short_digest(&deployment.digest)) } }
                                 td { @if let Some(commit) = &summary.commit { code { (short_commit(commit)) } } }
                                 td { (deployment.reason.as_str()) }
                                 td { span class=(format!("state state-{}", deployment.state.as_str())) { (deployment.state.as_str()) }
@@ -135,15 +135,24 @@ fn stage(
         });
     html! {
         li {
-            h3 { (env) @if environment.auto { " " span.muted { "(automatic)" } } }
+            h3 { a href=(format!("/apps/{app}/environments/{env}")) { (env) } @if environment.auto { " " span.muted { "(automatic)" } } }
             p.muted { "deploys through " (environment.target) }
             @match &environment.current {
                 Some(current) => p {
-                    span.state.state-deployed { "runs" } " " (short_digest(&current.deployment.digest))
+                    span.state.state-deployed { "runs" } " " a href=(format!("/artifacts/{}", current.deployment.digest)) { (short_digest(&current.deployment.digest)) }
                     @if let Some(commit) = &current.commit { " commit " code { (short_commit(commit)) } }
                     br; span.muted { "since " (age(current.deployment.finished_at.unwrap_or(current.deployment.started_at), now)) }
                 },
                 None => p.muted { "nothing deployed yet" },
+            }
+            @if let Some(failed) = &environment.failed {
+                p { span.state.state-failed { "failed" } " " (short_digest(&failed.deployment.digest)) " "
+                    span.muted { (age(failed.deployment.finished_at.unwrap_or(failed.deployment.started_at), now)) }
+                    @if let Some(message) = &failed.deployment.message { br; span.muted { (message) } } }
+            }
+            @if let Some(previous) = &environment.previous {
+                p.muted { "before: " (short_digest(&previous.deployment.digest))
+                    @if let Some(commit) = &previous.commit { " commit " code { (short_commit(commit)) } } }
             }
             @if let Some(deploying) = &environment.deploying {
                 p { span.state.state-deploying { "deploying" } " " (short_digest(&deploying.deployment.digest)) }

@@ -110,6 +110,8 @@ pub(crate) async fn audit(
         Some(&viewer),
         html! {
             h1 { "Audit log" }
+            p { a href="/audit/export" download="gantry-audit.ndjson" { "Download the whole log" } " (JSON lines, oldest first, each entry with its hash and the one before it, as "
+                code { "gantry audit export" } " writes it)." }
             form method="get" action="/audit" {
                 input type="hidden" name="verify" value="1";
                 button.secondary type="submit" { "Verify the hash chain" }
@@ -151,4 +153,18 @@ pub(crate) async fn audit(
             @if let Some(link) = next_link { p.pager { a href=(link) rel="next" { "Older entries" } } }
         },
     ))
+}
+
+/// The whole log as JSON lines, as the API's export gives it, to save and verify.
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> Result<axum::response::Response, PageError> {
+    require(&state, &viewer, Action::ReadAudit)?;
+    let mut response = crate::api::audit_export(state.store.clone());
+    response.headers_mut().insert(
+        http::header::CONTENT_DISPOSITION,
+        http::HeaderValue::from_static("attachment; filename=\"gantry-audit.ndjson\""),
+    );
+    Ok(response)
 }

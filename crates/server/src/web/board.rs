@@ -8,6 +8,7 @@ use domain::Action;
 use engine::{BoardQuery, BoardRow, EnvironmentStatus};
 use maud::{Markup, html};
 use serde::Deserialize;
+use store::{ApplicationFilter, EnvironmentCondition};
 
 use super::layout::{age, page, short_commit, short_digest};
 use super::{PageError, Viewer};
@@ -22,6 +23,7 @@ const MAX_PAGE: i64 = 200;
 pub(crate) struct BoardParams {
     name: Option<String>,
     namespace: Option<String>,
+    state: Option<String>,
     after: Option<String>,
     limit: Option<i64>,
 }
@@ -45,9 +47,23 @@ pub(crate) async fn board(
             .filter(|text| !text.is_empty())
             .map(str::to_owned)
     };
+    let condition = match filled(&params.state) {
+        None => None,
+        Some(text) => Some(EnvironmentCondition::parse(&text).ok_or_else(|| {
+            PageError::bad_request(format!(
+                "state must be one of {}",
+                EnvironmentCondition::ALL
+                    .map(EnvironmentCondition::as_str)
+                    .join(", ")
+            ))
+        })?),
+    };
     let query = BoardQuery {
-        name: filled(&params.name),
-        namespace: filled(&params.namespace),
+        filter: ApplicationFilter {
+            name_contains: filled(&params.name),
+            namespace: filled(&params.namespace),
+            state: condition,
+        },
         after: filled(&params.after),
         limit,
     };
@@ -64,11 +80,15 @@ pub(crate) async fn board(
     }
     let next_link = page_of.next.as_ref().map(|after| {
         let mut pairs = url::form_urlencoded::Serializer::new(String::new());
-        if let Some(name) = &query.name {
+        let filter = &query.filter;
+        if let Some(name) = &filter.name_contains {
             pairs.append_pair("name", name);
         }
-        if let Some(namespace) = &query.namespace {
+        if let Some(namespace) = &filter.namespace {
             pairs.append_pair("namespace", namespace);
+        }
+        if let Some(state) = filter.state {
+            pairs.append_pair("state", state.as_str());
         }
         pairs.append_pair("after", after);
         if limit != DEFAULT_PAGE {
@@ -84,11 +104,20 @@ pub(crate) async fn board(
             form.filters method="get" action="/" role="search" aria-label="Filter applications" {
                 div {
                     label for="filter-name" { "Application name contains" }
-                    input type="search" id="filter-name" name="name" value=[query.name.as_deref()];
+                    input type="search" id="filter-name" name="name" value=[query.filter.name_contains.as_deref()];
                 }
                 div {
                     label for="filter-namespace" { "Namespace" }
-                    input type="text" id="filter-namespace" name="namespace" value=[query.namespace.as_deref()];
+                    input type="text" id="filter-namespace" name="namespace" value=[query.filter.namespace.as_deref()];
+                }
+                div {
+                    label for="filter-state" { "An environment is" }
+                    select id="filter-state" name="state" {
+                        option value="" selected[query.filter.state.is_none()] { "in any state" }
+                        @for state in EnvironmentCondition::ALL {
+                            option value=(state.as_str()) selected[query.filter.state == Some(state)] { (state.as_str()) }
+                        }
+                    }
                 }
                 div { button type="submit" { "Filter" } }
             }
@@ -133,7 +162,7 @@ fn board_row(row: &BoardRow, columns: &[String], now: i64) -> Markup {
             }
             @for column in columns {
                 @match status.environments.iter().find(|e| &e.name == column) {
-                    Some(environment) => td { (cell(environment, row, now)) },
+                    Some(environment) => td { (cell(environment, &status.name, row, now)) },
                     None => td.muted { "not in its pipeline" },
                 }
             }
@@ -142,7 +171,7 @@ fn board_row(row: &BoardRow, columns: &[String], now: i64) -> Markup {
 }
 
 /// One environment's cell.
-fn cell(environment: &EnvironmentStatus, row: &BoardRow, now: i64) -> Markup {
+fn cell(environment: &EnvironmentStatus, app: &str, row: &BoardRow, now: i64) -> Markup {
     let waiting = environment
         .pending
         .iter()
@@ -159,16 +188,29 @@ fn cell(environment: &EnvironmentStatus, row: &BoardRow, now: i64) -> Markup {
         }
         @match &environment.current {
             Some(current) => {
-                span.state.state-deployed { "deployed" } " "
+                a.state.state-deployed href=(format!("/apps/{app}/environments/{}", environment.name)) { "deployed" } " "
                 @if let Some(tag) = &current.deployment.tag { code { (tag) } " " }
                 @else if let Some(commit) = &current.commit { code { (short_commit(commit)) } " " }
-                (short_digest(&current.deployment.digest))
+                a href=(format!("/artifacts/{}", current.deployment.digest)) { (short_digest(&current.deployment.digest)) }
                 br;
                 span.muted { (age(current.deployment.finished_at.unwrap_or(current.deployment.started_at), now)) }
             }
             None => {
                 @if environment.deploying.is_none() { span.muted { "nothing deployed yet" } }
             }
+        }
+        @if let Some(failed) = &environment.failed {
+            br;
+            span.state.state-failed { "failed" } " "
+            (short_digest(&failed.deployment.digest)) " "
+            span.muted { (age(failed.deployment.finished_at.unwrap_or(failed.deployment.started_at), now)) }
+        }
+        @if let Some(previous) = &environment.previous {
+            br;
+            span.muted { "before: "
+                @if let Some(tag) = &previous.deployment.tag { code { (tag) } " " }
+                @else if let Some(commit) = &previous.commit { code { (short_commit(commit)) } " " }
+                (short_digest(&previous.deployment.digest)) }
         }
         @if let Some(promotion) = waiting {
             br;

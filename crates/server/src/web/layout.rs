@@ -49,6 +49,8 @@ pub(crate) fn page(title: &str, viewer: Option<&Viewer>, content: Markup) -> Mar
                                 li { a href="/" { "Board" } }
                                 li { a href="/approvals" { "My approvals" } }
                                 li { a href="/audit" { "Audit log" } }
+                                li { a href="/dora" { "DORA" } }
+                                @if viewer.actor.admin { li { a href="/admin/users" { "Administration" } } }
                             }
                         }
                         form.signout method="post" action="/sign-out" {
@@ -121,6 +123,10 @@ pub(crate) fn notice(done: Option<&str>) -> Markup {
         Some("rolled-back") => "Rollback started.",
         Some("held") => "Environment held.",
         Some("released") => "Hold released.",
+        Some("created") => "User created.",
+        Some("revoked") => "Token revoked.",
+        Some("password") => "Password set; every session of the user ended.",
+        Some("invited") => "Your password is set. Sign in with it.",
         _ => return html! {},
     };
     html! { p.notice role="status" { (text) } }

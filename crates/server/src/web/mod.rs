@@ -10,10 +10,14 @@
 //! Content-Security-Policy that allows no script and no inline style, and refuses
 //! framing.
 
+mod admin;
 mod application;
 mod approvals;
+mod artifact;
 mod audit;
 mod board;
+mod dora;
+mod history;
 mod layout;
 mod promotion;
 mod signin;
@@ -50,7 +54,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/sign-out", post(signin::sign_out))
         .route("/approvals", get(approvals::approvals))
         .route("/audit", get(audit::audit))
+        .route("/audit/export", get(audit::export))
+        .route("/dora", get(dora::dora))
+        .route("/artifacts/{digest}", get(artifact::artifact))
         .route("/apps/{app}", get(application::application))
+        .route("/apps/{app}/environments/{env}", get(history::environment))
         .route("/apps/{app}/promote", post(application::promote))
         .route(
             "/apps/{app}/environments/{env}/rollback",
@@ -63,6 +71,20 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/apps/{app}/environments/{env}/release",
             post(application::release),
+        )
+        .route("/admin/users", get(admin::users).post(admin::create_user))
+        .route("/admin/users/{name}", get(admin::user))
+        .route("/admin/users/{name}/tokens", post(admin::issue_token))
+        .route("/admin/users/{name}/password", post(admin::set_password))
+        .route("/admin/users/{name}/invitation", post(admin::invite))
+        .route("/admin/tokens/{id}/revoke", post(admin::revoke_token))
+        .route("/admin/resources", get(admin::resources))
+        .route("/admin/resources/dry-run", post(admin::dry_run))
+        .route("/admin/resources/apply", post(admin::apply))
+        .route("/admin/resources/{kind}/{name}", get(admin::resource))
+        .route(
+            "/invitations/{secret}",
+            get(signin::invitation_form).post(signin::accept_invitation),
         )
         .route("/promotions/{id}", get(promotion::promotion))
         .route("/promotions/{id}/approve", post(promotion::approve))

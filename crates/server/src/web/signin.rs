@@ -14,19 +14,25 @@ use auth::sessions::{OpenedSession, SignInError};
 #[derive(Debug, Deserialize)]
 pub(crate) struct Next {
     next: Option<String>,
+    done: Option<String>,
 }
 
 /// The sign-in page.
 pub(crate) async fn form(Query(query): Query<Next>) -> Markup {
-    sign_in_page(local_path(query.next.as_deref()), None)
+    sign_in_page(
+        local_path(query.next.as_deref()),
+        None,
+        query.done.as_deref(),
+    )
 }
 
-fn sign_in_page(next: &str, error: Option<&str>) -> Markup {
+fn sign_in_page(next: &str, error: Option<&str>, done: Option<&str>) -> Markup {
     page(
         "Sign in",
         None,
         html! {
             h1 { "Sign in to Gantry" }
+            (super::layout::notice(done))
             @if let Some(error) = error {
                 p.error role="alert" id="sign-in-error" { (error) }
             }
@@ -146,7 +152,7 @@ pub(crate) async fn sign_in(
 }
 
 fn refused(next: &str, status: StatusCode, message: &str) -> Response {
-    (status, sign_in_page(next, Some(message))).into_response()
+    (status, sign_in_page(next, Some(message), None)).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,4 +175,78 @@ pub(crate) async fn sign_out(
         session_cookie_header(&state.web, None, 0),
     );
     Ok(response)
+}
+
+/// The page an invitation link opens: choose a password (twice).
+pub(crate) async fn invitation_form(
+    State(state): State<AppState>,
+    axum::extract::Path(secret): axum::extract::Path<String>,
+) -> Result<Markup, PageError> {
+    let invitation = auth::invitations::pending(&state.store, &secret, store::now_millis())
+        .await?
+        .ok_or_else(|| {
+            PageError::not_found(auth::invitations::AcceptError::NotValid.to_string())
+        })?;
+    Ok(invitation_page(&secret, &invitation.user_name, None))
+}
+
+fn invitation_page(secret: &str, user: &str, error: Option<&str>) -> Markup {
+    page(
+        "Choose your password",
+        None,
+        html! {
+            h1 { "Welcome to Gantry, " (user) }
+            @if let Some(error) = error { p.error role="alert" { (error) } }
+            form method="post" action=(format!("/invitations/{secret}")) {
+                input type="text" name="user" value=(user) autocomplete="username" readonly aria-label="User name";
+                label for="new-password" { "Choose a password (at least 12 characters)" }
+                input type="password" id="new-password" name="password" autocomplete="new-password" required minlength="12";
+                label for="repeat-password" { "The same password again" }
+                input type="password" id="repeat-password" name="repeat" autocomplete="new-password" required minlength="12";
+                p { button type="submit" { "Set my password" } }
+            }
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct InvitationForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    repeat: String,
+}
+
+/// Sets the invited person's password (the link works once) and sends them to sign
+/// in with it.
+pub(crate) async fn accept_invitation(
+    State(state): State<AppState>,
+    axum::extract::Path(secret): axum::extract::Path<String>,
+    WebForm(form): WebForm<InvitationForm>,
+) -> Result<Response, PageError> {
+    let now = store::now_millis();
+    let invitation = auth::invitations::pending(&state.store, &secret, now)
+        .await?
+        .ok_or_else(|| {
+            PageError::not_found(auth::invitations::AcceptError::NotValid.to_string())
+        })?;
+    if form.password != form.repeat {
+        let page = invitation_page(
+            &secret,
+            &invitation.user_name,
+            Some("The two passwords differ. Type the same password twice."),
+        );
+        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+    }
+    match auth::invitations::accept(&state.store, &secret, &form.password, now).await {
+        Ok(_) => Ok(Redirect::to("/sign-in?done=invited").into_response()),
+        Err(auth::invitations::AcceptError::Refused(refused)) => {
+            let page = invitation_page(&secret, &invitation.user_name, Some(&refused.to_string()));
+            Ok((StatusCode::BAD_REQUEST, page).into_response())
+        }
+        Err(error @ auth::invitations::AcceptError::NotValid) => {
+            Err(PageError::not_found(error.to_string()))
+        }
+        Err(auth::invitations::AcceptError::Store(error)) => Err(error.into()),
+    }
 }

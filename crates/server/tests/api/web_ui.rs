@@ -214,6 +214,17 @@ async fn promotion_state(app: &TestApp, people: &People, id: i64) -> Value {
     response.json()["state"].clone()
 }
 
+/// Makes an invitation for cleo as `admin`; the secret of its link.
+async fn invitation_secret(app: &TestApp, admin: &Browser, csrf: &str) -> String {
+    let page = admin
+        .post(app, "/admin/users/cleo/invitation", &[("csrf", csrf)])
+        .await;
+    assert_status(&page, StatusCode::OK);
+    let html = page.text();
+    let start = html.find("/invitations/").expect("the link") + "/invitations/".len();
+    html[start..].split('<').next().expect("secret").to_owned()
+}
+
 registry_tests! {
     async fn a_staff_member_signs_in_with_a_password_and_approves_staging_through_the_forms(app) {
         let people = setup(&app).await;
@@ -310,11 +321,13 @@ registry_tests! {
 
     async fn every_page_carries_a_policy_that_allows_no_script_and_no_framing(app) {
         let people = setup(&app).await;
-        let (id, _) = waiting_in_staging(&app, &people, "v1", "abc1234").await;
+        let (id, digest) = waiting_in_staging(&app, &people, "v1", "abc1234").await;
         let sam = signed_in(&app, "sam").await;
         for uri in [
             "/".to_owned(), "/approvals".to_owned(), "/audit".to_owned(), "/apps/web-app".to_owned(),
             format!("/promotions/{id}"), "/apps/web-app/environments/dev/rollback".to_owned(),
+            "/apps/web-app/environments/staging".to_owned(), "/dora".to_owned(), "/dora?days=90".to_owned(),
+            format!("/artifacts/{digest}"),
         ] {
             let page = sam.get(&app, &uri).await;
             let csp = page.header("content-security-policy").unwrap_or_default().to_owned();
@@ -334,12 +347,13 @@ registry_tests! {
 
     async fn hostile_strings_from_builds_and_holds_render_inert(app) {
         let people = setup(&app).await;
-        let (id, _) = waiting_in_staging(&app, &people, "v1", "<script>alert(1)</script>").await;
+        let (id, digest) = waiting_in_staging(&app, &people, "v1", "<script>alert(1)</script>").await;
         let response = api(&app, Method::PUT, "/api/v1/apps/web-app/environments/staging/hold", &people.dana,
             json!({ "reason": "<img src=x onerror=alert(2)>" })).await;
         assert_status(&response, StatusCode::OK);
         let sam = signed_in(&app, "sam").await;
-        for uri in ["/".to_owned(), "/apps/web-app".to_owned(), format!("/promotions/{id}"), "/audit".to_owned()] {
+        for uri in ["/".to_owned(), "/apps/web-app".to_owned(), format!("/promotions/{id}"), "/audit".to_owned(),
+                    format!("/artifacts/{digest}"), "/apps/web-app/environments/dev".to_owned()] {
             let html = sam.get(&app, &uri).await.text();
             assert!(!html.contains("<script>alert") && !html.contains("<img src=x"), "{uri}: {html}");
             assert!(!html.contains("href=\"javascript:"), "{uri}: a javascript: link");
@@ -474,5 +488,210 @@ registry_tests! {
         assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
         // Refused unchecked while spent, even the right password.
         assert_status(&sign_in(&app, "sam", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+    }
+    async fn an_environment_history_and_an_artifact_page_show_where_each_digest_ran_and_offer_rolling_back_to_it(app) {
+        let people = setup(&app).await;
+        let (first_id, first) = waiting_in_staging(&app, &people, "v1", "abc1234").await;
+        let sam = signed_in(&app, "sam").await;
+        let csrf = sam.csrf(&app, "/approvals").await;
+        let approve = |id: i64| format!("/promotions/{id}/approve");
+        assert_status(&sam.post(&app, &approve(first_id), &[("csrf", &csrf), ("comment", "first <ok>")]).await, StatusCode::SEE_OTHER);
+        let (second_id, second) = waiting_in_staging(&app, &people, "v2", "def5678").await;
+        assert_status(&sam.post(&app, &approve(second_id), &[("csrf", &csrf)]).await, StatusCode::SEE_OTHER);
+        let short = |digest: &str| digest[..19].to_owned();
+
+        // The board names what ran before what runs now, in each cell.
+        let board = sam.get(&app, "/").await.text();
+        assert!(board.contains("before: ") && board.contains(&short(&first)), "{board}");
+        // Filtered by state on the server: nothing waits, so nothing shows.
+        let board = sam.get(&app, "/?state=waiting").await.text();
+        assert!(board.contains("No applications match"), "{board}");
+        for state in ["deploying", "failed", "held", "drift"] {
+            let page = sam.get(&app, &format!("/?state={state}")).await;
+            assert_status(&page, StatusCode::OK);
+            assert!(page.text().contains("No applications match"), "{state}: {}", page.text());
+        }
+        let (third_id, _) = waiting_in_staging(&app, &people, "v3", "0123abc").await;
+        let board = sam.get(&app, "/?state=waiting").await.text();
+        assert!(board.contains("/apps/web-app") && board.contains(&format!("promotion {third_id}")), "{board}");
+        let response = sam.get(&app, "/?state=sleeping").await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        assert!(response.text().contains("state must be one of"), "{}", response.text());
+
+        // The history offers "roll back to this" on the earlier success to whoever may
+        // roll back (dana), never on what runs now, and names why not to others.
+        let dana = signed_in(&app, "dana").await;
+        let history = dana.get(&app, "/apps/web-app/environments/staging").await;
+        assert_status(&history, StatusCode::OK);
+        let html = history.text();
+        assert!(html.contains(&format!("rollback?to={first}")), "{html}");
+        assert!(!html.contains(&format!("rollback?to={second}")), "{html}");
+        assert!(html.contains("abc1234") && html.contains("def5678"), "commits: {html}");
+        assert!(html.contains(&format!("/promotions/{first_id}")), "the promotion behind it: {html}");
+        let confirm = dana.get(&app, &format!("/apps/web-app/environments/staging/rollback?to={first}")).await;
+        assert_status(&confirm, StatusCode::OK);
+        assert!(confirm.text().contains(&format!("name=\"to\" value=\"{first}\"")), "{}", confirm.text());
+        let html = sam.get(&app, "/apps/web-app/environments/staging").await.text();
+        assert!(!html.contains("Roll back to this") && html.contains("rollback:web-app/staging"), "{html}");
+        assert_status(&sam.get(&app, "/apps/web-app/environments/qa").await, StatusCode::NOT_FOUND);
+        assert_status(&sam.get(&app, "/apps/web-app/environments/staging?before=x").await, StatusCode::BAD_REQUEST);
+
+        // The artifact: provenance, where it runs and ran, approvals, the pull command.
+        let page = sam.get(&app, &format!("/artifacts/{second}")).await;
+        assert_status(&page, StatusCode::OK);
+        let html = page.text();
+        for expected in [
+            "def5678", "ci-bot", "docker pull ", &format!("/acme/web-app@{second}"),
+            "Runs now in", "/apps/web-app/environments/staging", "sam approved",
+            &format!("/promotions/{second_id}"), "No check was reported.",
+        ] {
+            assert!(html.contains(expected), "{expected}: {html}");
+        }
+        assert!(!html.contains("href=\"javascript:"), "the hostile run URL is not a link: {html}");
+        let html = sam.get(&app, &format!("/artifacts/{first}")).await.text();
+        assert!(html.contains("It runs in no environment now.") && html.contains("“first &lt;ok&gt;”"), "{html}");
+        let unknown = format!("sha256:{}", "0".repeat(64));
+        assert_status(&sam.get(&app, &format!("/artifacts/{unknown}")).await, StatusCode::NOT_FOUND);
+        assert_status(&sam.get(&app, "/artifacts/sha256:nothex").await, StatusCode::BAD_REQUEST);
+    }
+
+    async fn the_dora_page_draws_each_metric_beside_a_table_of_its_figures(app) {
+        let people = setup(&app).await;
+        let (id, _) = waiting_in_staging(&app, &people, "v1", "abc1234").await;
+        let sam = signed_in(&app, "sam").await;
+        let csrf = sam.csrf(&app, "/approvals").await;
+        assert_status(&sam.post(&app, &format!("/promotions/{id}/approve"), &[("csrf", &csrf)]).await, StatusCode::SEE_OTHER);
+        let page = sam.get(&app, "/dora").await;
+        assert_status(&page, StatusCode::OK);
+        let html = page.text();
+        assert_eq!(html.matches("<svg").count(), 4, "four charts: {html}");
+        assert_eq!(html.matches("<figure").count(), 4, "{html}");
+        assert!(html.contains("role=\"img\"") && html.contains("<rect"), "a drawn bar: {html}");
+        assert!(html.contains("By application") && html.contains("/apps/web-app"), "{html}");
+        assert!(html.contains("<dd>1 (0.03 a day)</dd>"), "one deployment to production (staging) in 30 days: {html}");
+        let html = sam.get(&app, "/dora?days=90&app=web-app").await.text();
+        assert!(html.contains("web-app, last 90 days") && !html.contains("By application"), "{html}");
+        assert_eq!(html.matches("<svg").count(), 4);
+        assert_status(&sam.get(&app, "/dora?days=7").await, StatusCode::BAD_REQUEST);
+        assert_status(&sam.get(&app, "/dora?app=nothing").await, StatusCode::NOT_FOUND);
+    }
+
+    async fn an_admin_invites_a_person_who_chooses_a_password_through_a_link_that_works_once(app) {
+        let people = setup(&app).await;
+        let response = app.send(Method::POST, "/sign-in", &[("content-type", "application/x-www-form-urlencoded")],
+            form(&[("with", "token"), ("token", &app.admin_token)])).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        let admin = Browser { cookie: response.header("set-cookie").expect("cookie").split(';').next().expect("pair").to_owned() };
+        let csrf = admin.csrf(&app, "/admin/users").await;
+
+        let response = admin.post(&app, "/admin/users", &[("csrf", &csrf), ("name", "cleo"), ("roles", "client@web-app, viewer"), ("kind", "person")]).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        assert_eq!(response.header("location"), Some("/admin/users/cleo?done=created"));
+        let response = admin.post(&app, "/admin/users", &[("csrf", &csrf), ("name", "cleo"), ("kind", "person")]).await;
+        assert_status(&response, StatusCode::CONFLICT);
+        let response = admin.post(&app, "/admin/users", &[("csrf", &csrf), ("name", "eve"), ("roles", "emperor@web-app")]).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let page = admin.get(&app, "/admin/users/cleo").await.text();
+        assert!(page.contains("client@web-app") && page.contains("not set"), "{page}");
+
+        let voided = invitation_secret(&app, &admin, &csrf).await;
+        let secret = invitation_secret(&app, &admin, &csrf).await;
+        assert_ne!(voided, secret);
+        let open = |secret: &str| {
+            let (app, uri) = (&app, format!("/invitations/{secret}"));
+            async move { app.send(Method::GET, &uri, &[], Body::empty()).await }
+        };
+        assert_status(&open(&voided).await, StatusCode::NOT_FOUND);
+        let page = open(&secret).await;
+        assert_status(&page, StatusCode::OK);
+        assert!(page.text().contains("Welcome to Gantry, cleo"), "{}", page.text());
+        let choose = |password: &str, repeat: &str| {
+            let (app, uri) = (&app, format!("/invitations/{secret}"));
+            let body = form(&[("password", password), ("repeat", repeat)]);
+            async move { app.send(Method::POST, &uri, &[("content-type", "application/x-www-form-urlencoded")], body).await }
+        };
+        assert_status(&choose(PASSWORD, "another long password").await, StatusCode::BAD_REQUEST);
+        let response = choose("short", "short").await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        assert!(response.text().contains("at least 12 characters"), "{}", response.text());
+        let response = choose(PASSWORD, PASSWORD).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        assert_eq!(response.header("location"), Some("/sign-in?done=invited"));
+        assert_status(&choose(PASSWORD, PASSWORD).await, StatusCode::NOT_FOUND);
+        assert_status(&open(&secret).await, StatusCode::NOT_FOUND);
+        assert_status(&sign_in(&app, "cleo", PASSWORD).await, StatusCode::SEE_OTHER);
+        // Nobody invites a CI identity, and only admins invite.
+        let response = admin.post(&app, "/admin/users/ci-bot/invitation", &[("csrf", &csrf)]).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let sam = signed_in(&app, "sam").await;
+        let sam_csrf = sam.csrf(&app, "/").await;
+        assert_status(&sam.get(&app, "/admin/users").await, StatusCode::FORBIDDEN);
+        let response = sam.post(&app, "/admin/users/sam/invitation", &[("csrf", &sam_csrf)]).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        assert!(!sam.get(&app, "/").await.text().contains("/admin/users"), "no Administration link");
+
+        // A token is shown once, then listed without its secret, and revoked by a form.
+        let page = admin.post(&app, "/admin/users/cleo/tokens", &[("csrf", &csrf), ("description", "laptop"), ("expires_in_days", "30")]).await;
+        assert_status(&page, StatusCode::OK);
+        let html = page.text();
+        let start = html.find("<p><code class=\"wrap\">").expect("the secret") + "<p><code class=\"wrap\">".len();
+        let token = html[start..].split('<').next().expect("token").to_owned();
+        let response = api(&app, Method::GET, "/api/v1/tokens", &token, Value::Null).await;
+        assert_status(&response, StatusCode::OK);
+        let id = response.json()["tokens"][0]["id"].as_str().expect("id").to_owned();
+        assert!(!admin.get(&app, "/admin/users/cleo").await.text().contains(&token));
+        let response = admin.post(&app, &format!("/admin/tokens/{id}/revoke"), &[("csrf", &csrf)]).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        assert_status(&api(&app, Method::GET, "/api/v1/tokens", &token, Value::Null).await, StatusCode::UNAUTHORIZED);
+        assert_status(&admin.post(&app, "/admin/users/cleo/tokens", &[("csrf", &csrf), ("expires_in_days", "-1")]).await, StatusCode::BAD_REQUEST);
+        // Setting a password through the form is the API's rule.
+        assert_status(&admin.post(&app, "/admin/users/cleo/password", &[("csrf", &csrf), ("password", "short")]).await, StatusCode::BAD_REQUEST);
+        assert_status(&admin.post(&app, "/admin/users/nobody/password", &[("csrf", &csrf), ("password", PASSWORD)]).await, StatusCode::NOT_FOUND);
+
+        let audit = admin.get(&app, "/audit/export").await;
+        assert_status(&audit, StatusCode::OK);
+        assert_eq!(audit.header("content-disposition"), Some("attachment; filename=\"gantry-audit.ndjson\""));
+        let entries: Vec<Value> = audit.text().lines().map(|line| serde_json::from_str(line).expect("JSON line")).collect();
+        let invites = entries.iter().filter(|e| e["action"] == "invite").count();
+        assert_eq!(invites, 2, "both invitations are audited");
+        assert!(entries.iter().any(|e| e["action"] == "password" && e["actor"] == "cleo"), "cleo chose her own password");
+        let _ = people;
+    }
+
+    async fn an_admin_sees_what_a_file_would_change_before_applying_it(app) {
+        setup(&app).await;
+        let response = app.send(Method::POST, "/sign-in", &[("content-type", "application/x-www-form-urlencoded")],
+            form(&[("with", "token"), ("token", &app.admin_token)])).await;
+        let admin = Browser { cookie: response.header("set-cookie").expect("cookie").split(';').next().expect("pair").to_owned() };
+        let page = admin.get(&app, "/admin/resources").await;
+        assert_status(&page, StatusCode::OK);
+        assert!(page.text().contains("/admin/resources/pipelines/standard"), "{}", page.text());
+        let page = admin.get(&app, "/admin/resources/applications/web-app").await;
+        assert_status(&page, StatusCode::OK);
+        assert!(page.text().contains("acme/web-app"), "{}", page.text());
+        assert_status(&admin.get(&app, "/admin/resources/widgets/x").await, StatusCode::NOT_FOUND);
+        let csrf = csrf_of(&page.text());
+        let changed = PIPELINE.replace("{ role: staff, count: 1 }", "{ role: staff, count: 2 }");
+        let revision = || async {
+            app.admin(Method::GET, "/api/v1/resources/pipelines/standard", &[], Body::empty()).await.json()["revision"].clone()
+        };
+        let before = revision().await;
+        let page = admin.post(&app, "/admin/resources/dry-run", &[("csrf", &csrf), ("yaml", &changed)]).await;
+        assert_status(&page, StatusCode::OK);
+        let html = page.text();
+        assert!(html.contains("What the file would change") && html.contains("update"), "{html}");
+        assert!(html.contains("count: 2") || html.contains("\"count\": 2") || html.contains("count"), "the diff: {html}");
+        assert_eq!(revision().await, before, "a dry run changes nothing");
+        let response = admin.post(&app, "/admin/resources/dry-run", &[("csrf", &csrf), ("yaml", "kind: Pipeline\nname: [")]).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        assert!(response.text().contains("nothing was applied"), "{}", response.text());
+        let page = admin.post(&app, "/admin/resources/apply", &[("csrf", &csrf), ("yaml", &changed)]).await;
+        assert_status(&page, StatusCode::OK);
+        assert!(page.text().contains("Applied: 1 resources changed."), "{}", page.text());
+        assert_ne!(revision().await, before);
+        // Applying needs resources:apply, as in the API.
+        let sam = signed_in(&app, "sam").await;
+        let sam_csrf = sam.csrf(&app, "/").await;
+        assert_status(&sam.post(&app, "/admin/resources/apply", &[("csrf", &sam_csrf), ("yaml", PIPELINE)]).await, StatusCode::FORBIDDEN);
     }
 }

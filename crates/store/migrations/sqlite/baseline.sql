@@ -1,10 +1,10 @@
--- The schema migrations 0001 to 0009 build, written as it stands after them. A new
--- SQLite database is created from this file in one transaction, with those nine
+-- The schema migrations 0001 to 0010 build, written as it stands after them. A new
+-- SQLite database is created from this file in one transaction, with those ten
 -- migrations recorded as applied: replaying them, twelve ALTER TABLEs that each
 -- re-read the whole schema among them, was most of a first start. A database created
 -- earlier reached the same schema through the migrations themselves, and a test holds
 -- both paths to the same tables, columns, constraints, indexes and rows. Migrations
--- after 0009 run on a new database as on an old one; folding them in here means
+-- after 0010 run on a new database as on an old one; folding them in here means
 -- raising `SQLITE_BASELINE_VERSION` with it (the test checks the result).
 
 -- Registry metadata: repositories, content-addressed blobs, manifests stored
@@ -371,3 +371,25 @@ CREATE TABLE web_sessions (
 );
 CREATE INDEX web_sessions_by_user ON web_sessions (user_name);
 CREATE INDEX web_sessions_by_expiry ON web_sessions (expires_at);
+
+-- Invitation links: an admin invites a person, who opens the one-time link and
+-- chooses their own password. Only the SHA-256 of the link's secret is kept; a new
+-- invitation for the same person voids the earlier unused one.
+CREATE TABLE invitations (
+    -- The invitation's public id (audit entries name it, never its secret).
+    id            TEXT    PRIMARY KEY,
+    user_name     TEXT    NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    secret_hash   TEXT    NOT NULL UNIQUE,
+    created_by    TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    -- When the password was chosen through it; NULL: not used yet.
+    used_at       INTEGER
+);
+CREATE INDEX invitations_by_user ON invitations (user_name);
+
+-- An artifact's page finds every application that built, promoted or deployed a
+-- digest.
+CREATE INDEX builds_by_artifact ON builds (digest);
+CREATE INDEX promotions_by_artifact ON promotions (digest);
+CREATE INDEX deployments_by_artifact ON deployments (digest);
