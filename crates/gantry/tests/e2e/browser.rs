@@ -25,6 +25,9 @@ stages:
   - name: staging
     gate:
       approvals: [{ role: staff, count: 1 }]
+  - name: prod
+    gate:
+      approvals: [{ role: client, count: 1 }]
 ---
 kind: Application
 name: web-app
@@ -34,6 +37,7 @@ pipeline: standard
 environments:
   dev: { target: { record: {} } }
   staging: { target: { record: {} } }
+  prod: { target: { record: {} } }
 "#;
 
 const PASSWORD: &str = "a long staff password";
@@ -110,6 +114,10 @@ struct Release {
     dir: tempfile::TempDir,
     promotion: i64,
     digest: String,
+    /// The tokens of the CI identity, dev-dana and staff-sam.
+    ci_token: String,
+    dana_token: String,
+    sam_token: String,
 }
 
 impl Release {
@@ -158,6 +166,9 @@ impl Release {
             dir,
             promotion: 0,
             digest: String::new(),
+            ci_token: String::new(),
+            dana_token: String::new(),
+            sam_token: String::new(),
         };
         let admin = release.server.token().to_owned();
         std::fs::write(release.dir.path().join("gantry.yaml"), RESOURCES).expect("write");
@@ -225,7 +236,75 @@ impl Release {
         assert_eq!(promoted["state"], "waiting", "{promoted}");
         release.promotion = promoted["id"].as_i64().expect("id");
         release.digest = digest;
+        release.ci_token = tokens[0].clone();
+        release.dana_token = tokens[1].clone();
+        release.sam_token = tokens[2].clone();
         release
+    }
+
+    /// Sets `user`'s password to PASSWORD (as the admin).
+    fn set_password(&self, user: &str) {
+        let admin = self.server.token().to_owned();
+        self.gantry(
+            &admin,
+            &["user", "passwd", user],
+            Some(&format!("{PASSWORD}\n")),
+        );
+    }
+
+    /// Pushes a new image tagged `tag` to acme/web-app and notifies it (dev is
+    /// automatic): its digest.
+    fn build(&self, tag: &str, layers: &str) -> String {
+        let layout = self.dir.path().join(format!("image-{tag}"));
+        let image = &make_image(&layout, &["--layers", layers, "--tag", tag])[0];
+        let digest = image["manifest"].as_str().expect("digest").to_owned();
+        run(skopeo()
+            .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
+            .arg(format!("ci-bot:{}", self.ci_token))
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!(
+                "docker://{}/acme/web-app:{tag}",
+                self.server.address
+            )));
+        self.gantry(
+            &self.ci_token,
+            &[
+                "build",
+                "notify",
+                "--app",
+                "web-app",
+                "--digest",
+                &digest,
+                "--commit",
+                &format!("{tag}00000abc"),
+            ],
+            None,
+        );
+        digest
+    }
+
+    /// Where `environment` of web-app stands, as `gantry status` tells.
+    fn current(&self, environment: &str) -> Value {
+        let admin = self.server.token().to_owned();
+        let status: Value =
+            serde_json::from_str(&self.gantry(&admin, &["status", "web-app", "-o", "json"], None))
+                .expect("JSON");
+        status["environments"]
+            .as_array()
+            .and_then(|all| all.iter().find(|e| e["name"] == environment))
+            .map(|e| e["current"]["digest"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    fn promotion_state(&self, id: i64) -> Value {
+        let admin = self.server.token().to_owned();
+        let promotion: Value = serde_json::from_str(&self.gantry(
+            &admin,
+            &["promotion", &id.to_string(), "-o", "json"],
+            None,
+        ))
+        .expect("JSON");
+        promotion["state"].clone()
     }
 
     fn url(&self, path: &str) -> String {
@@ -278,6 +357,51 @@ async fn check_screen(browser: &Client, release: &Release, axe: &str, page: &str
 }
 
 async fn sign_in(browser: &Client, release: &Release, next: &str) {
+    sign_in_as(browser, release, "staff-sam", next).await;
+}
+
+async fn sign_out(browser: &Client) {
+    browser
+        .find(Locator::XPath("//button[normalize-space()='Sign out']"))
+        .await
+        .expect("the sign-out button")
+        .click()
+        .await
+        .expect("signed out");
+    wait_for_path(browser, "/sign-in").await;
+}
+
+async fn click_button(browser: &Client, label: &str) {
+    browser
+        .find(Locator::XPath(&format!(
+            "//button[normalize-space()='{label}']"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("a button `{label}`: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Waits until the browser shows `path` (a form's answer may still be loading when a
+/// click returns).
+async fn wait_for_path(browser: &Client, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let here = browser.current_url().await.expect("url");
+        if here.path() == path {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the browser stayed at {here}, not {path}: {}",
+            browser.source().await.expect("source")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sign_in_as(browser: &Client, release: &Release, user: &str, next: &str) {
     browser.goto(&release.url(next)).await.expect("open a page");
     // Not signed in: the page sends the browser to sign in, and back afterwards.
     let here = browser.current_url().await.expect("url");
@@ -286,15 +410,14 @@ async fn sign_in(browser: &Client, release: &Release, next: &str) {
         .find(Locator::Id("user"))
         .await
         .expect("user field")
-        .send_keys("staff-sam")
+        .send_keys(user)
         .await
         .expect("type");
     let password = browser.find(Locator::Id("password")).await.expect("field");
     password.send_keys(PASSWORD).await.expect("type");
     // Enter in the password field submits the form, as a keyboard user does.
     password.send_keys("\u{E007}").await.expect("enter");
-    let here = browser.current_url().await.expect("url");
-    assert_eq!(here.path(), next, "signed in and sent back");
+    wait_for_path(browser, next).await;
 }
 
 async fn approve_with_the_keyboard(javascript: bool) {
@@ -338,8 +461,7 @@ async fn approve_with_the_keyboard(javascript: bool) {
         .send_keys("\u{E007}")
         .await
         .expect("enter submits the approval");
-    let here = browser.current_url().await.expect("url");
-    assert_eq!(here.path(), format!("/promotions/{}", release.promotion));
+    wait_for_path(&browser, &format!("/promotions/{}", release.promotion)).await;
     let source = browser.source().await.expect("source");
     assert!(source.contains("Approved."), "{source}");
     assert_eq!(release.staging_state(), "deployed");
@@ -381,8 +503,7 @@ async fn invite_a_client(javascript: bool) {
         .expect("token field");
     token.send_keys(release.server.token()).await.expect("type");
     token.send_keys("\u{E007}").await.expect("enter");
-    let here = browser.current_url().await.expect("url");
-    assert_eq!(here.path(), "/admin/users/client-cleo");
+    wait_for_path(&browser, "/admin/users/client-cleo").await;
     if let Some(axe) = &axe {
         check_screen(&browser, &release, axe, "/admin/users", "admin-users").await;
         check_screen(&browser, &release, axe, "/audit", "audit").await;
@@ -407,15 +528,8 @@ async fn invite_a_client(javascript: bool) {
             .await
             .expect("open");
     }
-    browser
-        .find(Locator::XPath(
-            "//button[normalize-space()='Make an invitation link']",
-        ))
-        .await
-        .expect("the invitation button")
-        .click()
-        .await
-        .expect("make the invitation");
+    click_button(&browser, "Make an invitation link").await;
+    wait_for_path(&browser, "/admin/users/client-cleo/invitation").await;
     let source = browser.source().await.expect("source");
     let start = source.find("/invitations/").expect("the link on the page");
     let link = source[start..].split('<').next().expect("link").to_owned();
@@ -423,13 +537,7 @@ async fn invite_a_client(javascript: bool) {
         assert_accessible(&browser, axe, "the user page with the invitation").await;
         photograph(&browser, "admin-user").await;
     }
-    browser
-        .find(Locator::XPath("//button[normalize-space()='Sign out']"))
-        .await
-        .expect("sign out")
-        .click()
-        .await
-        .expect("signed out");
+    sign_out(&browser).await;
 
     browser
         .goto(&release.url(&link))
@@ -461,8 +569,7 @@ async fn invite_a_client(javascript: bool) {
         .send_keys("\u{E007}")
         .await
         .expect("submit");
-    let here = browser.current_url().await.expect("url");
-    assert_eq!(here.path(), "/sign-in");
+    wait_for_path(&browser, "/sign-in").await;
     assert!(
         browser
             .source()
@@ -483,6 +590,7 @@ async fn invite_a_client(javascript: bool) {
         .expect("password");
     password.send_keys(chosen).await.expect("type");
     password.send_keys("\u{E007}").await.expect("enter");
+    wait_for_path(&browser, "/").await;
     let source = browser.source().await.expect("source");
     assert!(
         source.contains("Signed in as <strong>client-cleo</strong>"),
@@ -496,6 +604,286 @@ async fn invite_a_client(javascript: bool) {
     let source = browser.source().await.expect("source");
     assert!(source.contains("was used already"), "{source}");
     browser.close().await.expect("close the browser");
+}
+
+/// An application whose only environment deploys until the file `go` exists.
+fn slow_app(go: &Path) -> String {
+    format!(
+        r#"kind: Pipeline
+name: slow
+stages:
+  - name: dev
+    auto: true
+---
+kind: Application
+name: slow-app
+type: container
+repository: acme/slow-app
+pipeline: slow
+environments:
+  dev:
+    target:
+      command:
+        program: sh
+        args: ["-c", "while [ ! -e \"$0\" ]; do sleep 0.1; done; echo rolled out", "{}"]
+        timeout: 120s
+"#,
+        go.display()
+    )
+}
+
+/// A staff member opens the promotion of a deployment while it runs (it runs until
+/// the test lets it finish). Without JavaScript the page says it runs and links to
+/// reload it; with it, the page says its log grows, and reloads by itself when the
+/// deployment ends.
+async fn watch_a_deployment_run(javascript: bool) {
+    let release = Release::start();
+    let admin = release.server.token().to_owned();
+    let go = release.dir.path().join("go");
+    std::fs::write(release.dir.path().join("slow.yaml"), slow_app(&go)).expect("write");
+    release.gantry(&admin, &["apply", "-f", "slow.yaml"], None);
+    let layout = release.dir.path().join("slow-image");
+    let image = &make_image(&layout, &["--layers", "1x4K", "--tag", "v1"])[0];
+    let digest = image["manifest"].as_str().expect("digest").to_owned();
+    run(skopeo()
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
+        .arg(format!("ci-bot:{}", release.ci_token))
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!(
+            "docker://{}/acme/slow-app:v1",
+            release.server.address
+        )));
+    // The notification deploys into dev before it answers: run it in the background
+    // and find the promotion while it deploys.
+    let mut notify = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["build", "notify", "--app", "slow-app", "--digest", &digest])
+        .current_dir(release.dir.path())
+        .env("HOME", release.dir.path())
+        .env("GANTRY_URL", format!("http://{}", release.server.address))
+        .env("GANTRY_TOKEN", &release.ci_token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run gantry build notify");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let listed: Value = serde_json::from_str(&release.gantry(
+            &admin,
+            &["promotions", "--app", "slow-app", "-o", "json"],
+            None,
+        ))
+        .expect("JSON");
+        if let Some(id) = listed["promotions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|p| p["state"] == "deploying"))
+            .and_then(|p| p["id"].as_i64())
+        {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no deployment started: {listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let page = format!("/promotions/{id}");
+
+    let profile = tempfile::tempdir().expect("profile");
+    let driver = Driver::start(&release.dir.path().join("chromedriver.log"));
+    let browser = driver.browser(javascript, profile.path()).await;
+    sign_in(&browser, &release, &page).await;
+    let source = browser.source().await.expect("source");
+    assert!(source.contains("state-deploying"), "it runs: {source}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    if javascript {
+        let status = browser
+            .find(Locator::Css("[data-live-status]"))
+            .await
+            .expect("the live status")
+            .text()
+            .await
+            .expect("text");
+        assert!(status.contains("its log grows below"), "{status}");
+        assert_accessible(&browser, &axe_script(), "a running deployment").await;
+        photograph(&browser, "promotion-running").await;
+        std::fs::write(&go, b"").expect("let the deployment finish");
+        // The page reloads by itself when the deployment ends.
+        loop {
+            let source = browser.source().await.expect("source");
+            if source.contains("sh exited 0") {
+                assert!(source.contains("state-deployed"), "{source}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page did not follow the deployment: {source}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    } else {
+        assert!(source.contains("Reload the page"), "{source}");
+        std::fs::write(&go, b"").expect("let the deployment finish");
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            browser.goto(&release.url(&page)).await.expect("reload");
+            let source = browser.source().await.expect("source");
+            if source.contains("sh exited 0") {
+                assert!(
+                    source.contains("state-deployed") && !source.contains("Reload the page"),
+                    "{source}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the deployment did not end: {source}"
+            );
+        }
+    }
+    browser.close().await.expect("close the browser");
+    assert!(notify.wait().expect("notify ends").success());
+}
+
+/// A client approves production (after a reject without a reason went nowhere) and
+/// sees it deploy; a developer rolls dev back after seeing from → to; a viewer finds
+/// every action disabled.
+async fn release_to_production(javascript: bool) {
+    let release = Release::start();
+    let staging = release.promotion.to_string();
+    release.gantry(&release.sam_token, &["approve", &staging], None);
+    let output = release.gantry_output(
+        &release.dana_token,
+        &[
+            "promote",
+            "web-app",
+            "--env",
+            "prod",
+            "--digest",
+            &release.digest,
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let promoted: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(promoted["state"], "waiting", "{promoted}");
+    let prod = promoted["id"].as_i64().expect("id");
+    let admin = release.server.token().to_owned();
+    release.gantry(&admin, &["user", "create", "vic", "--role", "viewer"], None);
+    for user in ["client-cleo", "dev-dana", "vic"] {
+        release.set_password(user);
+    }
+    let profile = tempfile::tempdir().expect("profile");
+    let driver = Driver::start(&release.dir.path().join("chromedriver.log"));
+    let browser = driver.browser(javascript, profile.path()).await;
+    let axe = javascript.then(axe_script);
+
+    // The client: a rejection without a reason is not sent; an approval deploys.
+    sign_in_as(&browser, &release, "client-cleo", "/approvals").await;
+    if let Some(axe) = &axe {
+        assert_accessible(&browser, axe, "the client's approvals").await;
+    }
+    click_button(&browser, &format!("Reject promotion {prod}")).await;
+    assert_eq!(
+        browser.current_url().await.expect("url").path(),
+        "/approvals"
+    );
+    assert_eq!(
+        release.promotion_state(prod),
+        "waiting",
+        "a reason is required"
+    );
+    click_button(&browser, &format!("Approve promotion {prod}")).await;
+    wait_for_path(&browser, &format!("/promotions/{prod}")).await;
+    let source = browser.source().await.expect("source");
+    assert!(
+        source.contains("Approved.") && source.contains("client-cleo approved"),
+        "{source}"
+    );
+    assert_eq!(release.promotion_state(prod), "deployed");
+    assert_eq!(release.current("prod"), release.digest.as_str());
+    sign_out(&browser).await;
+
+    // The developer rolls dev back to the first build after seeing both sides.
+    let second = release.build("v2", "1x9K");
+    assert_eq!(release.current("dev"), second.as_str());
+    sign_in_as(
+        &browser,
+        &release,
+        "dev-dana",
+        "/apps/web-app/environments/dev",
+    )
+    .await;
+    browser
+        .find(Locator::XPath(
+            "//a[starts-with(normalize-space(), 'Roll back to this')]",
+        ))
+        .await
+        .expect("roll back to this")
+        .click()
+        .await
+        .expect("open the confirmation");
+    let source = browser.source().await.expect("source");
+    let from = source.find(&second).expect("from: what dev runs");
+    let to = source.find(&release.digest).expect("to: the first build");
+    assert!(from < to, "from, then to");
+    if let Some(axe) = &axe {
+        assert_accessible(&browser, axe, "the rollback's confirmation").await;
+    }
+    assert_eq!(
+        release.current("dev"),
+        second.as_str(),
+        "nothing happened yet"
+    );
+    click_button(&browser, "Roll back dev now").await;
+    wait_for_path(&browser, "/apps/web-app").await;
+    assert!(
+        browser
+            .source()
+            .await
+            .expect("source")
+            .contains("Rollback started.")
+    );
+    assert_eq!(release.current("dev"), release.digest.as_str());
+    sign_out(&browser).await;
+
+    // The viewer sees the application with every action disabled.
+    sign_in_as(&browser, &release, "vic", "/apps/web-app").await;
+    let buttons = browser
+        .find_all(Locator::Css("main button"))
+        .await
+        .expect("buttons");
+    assert!(!buttons.is_empty());
+    for button in buttons {
+        let label = button.text().await.expect("label");
+        assert!(
+            button.attr("disabled").await.expect("attribute").is_some(),
+            "the viewer may use `{label}`"
+        );
+    }
+    if let Some(axe) = &axe {
+        assert_accessible(&browser, axe, "the application as a viewer").await;
+    }
+    browser.close().await.expect("close the browser");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_approves_production_a_developer_rolls_back_and_a_viewer_may_not_act_javascript_off()
+ {
+    release_to_production(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_approves_production_a_developer_rolls_back_and_a_viewer_may_not_act_with_javascript()
+ {
+    release_to_production(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_deployment_says_so_and_links_to_reload_javascript_off() {
+    watch_a_deployment_run(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_deployments_page_follows_it_live_and_reloads_when_it_ends() {
+    watch_a_deployment_run(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,4 +14,5 @@ mod promotion;
 mod serve;
 mod skopeo;
 mod support;
+mod web_sessions;
 mod webhook_drift;

@@ -8,22 +8,28 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::Viewer;
 
-/// The stylesheet, served from the binary (no build step).
+/// The stylesheet and the optional script, served from the binary (no build step).
 const STYLESHEET: &str = include_str!("gantry.css");
+const SCRIPT: &str = include_str!("gantry.js");
 
 pub(crate) async fn stylesheet() -> impl IntoResponse {
+    asset("text/css; charset=utf-8", STYLESHEET)
+}
+
+pub(crate) async fn script() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=3600"),
             ),
         ],
-        STYLESHEET,
+        body,
     )
 }
 
@@ -38,6 +44,7 @@ pub(crate) fn page(title: &str, viewer: Option<&Viewer>, content: Markup) -> Mar
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Gantry" }
                 link rel="stylesheet" href="/static/gantry.css";
+                script src="/static/gantry.js" defer {}
             }
             body {
                 a.skip href="#main" { "Skip to the content" }

@@ -7,8 +7,9 @@
 //! Every state-changing form is a POST carrying the session's CSRF token; a POST from
 //! another site (by `Sec-Fetch-Site` or `Origin`) is refused before any handler runs,
 //! and the session cookie is `SameSite=Strict`. Every answer carries a
-//! Content-Security-Policy that allows no script and no inline style, and refuses
-//! framing.
+//! Content-Security-Policy that allows no inline script and no inline style (only
+//! Gantry's own stylesheet and its one optional script, `gantry.js`, which updates a
+//! running deployment's log), and refuses framing.
 
 mod admin;
 mod application;
@@ -87,10 +88,12 @@ pub(crate) fn router(state: AppState) -> Router {
             get(signin::invitation_form).post(signin::accept_invitation),
         )
         .route("/promotions/{id}", get(promotion::promotion))
+        .route("/promotions/{id}/log", get(promotion::live_log))
         .route("/promotions/{id}/approve", post(promotion::approve))
         .route("/promotions/{id}/reject", post(promotion::reject))
         .route("/promotions/{id}/cancel", post(promotion::cancel))
         .route("/static/gantry.css", get(layout::stylesheet))
+        .route("/static/gantry.js", get(layout::script))
         .route_layer(axum::middleware::from_fn(refuse_cross_site))
         .route_layer(axum::middleware::from_fn(
             crate::limits::refuse_control_characters,
@@ -99,7 +102,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The headers every page carries: no script at all, styles from Gantry only, no
+/// The headers every page carries: scripts and styles from Gantry only (none inline), no
 /// framing, no MIME sniffing, no referrer beyond Gantry, nothing cached (pages show
 /// what a signed-in person may see).
 async fn security_headers(request: Request, next: Next) -> Response {
@@ -108,8 +111,8 @@ async fn security_headers(request: Request, next: Next) -> Response {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+             img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     headers.insert(

@@ -1,11 +1,15 @@
 //! A promotion's page (`/promotions/ID`): its gate conditions, the decisions with who
 //! and when, the deployment it started with its job (attempts, lease, errors) and its
-//! log; and the approve, reject and cancel forms.
+//! log; and the approve, reject and cancel forms. While the deployment runs, the page
+//! says so with a link to reload it; the optional script (`gantry.js`) polls
+//! `/promotions/ID/log` instead, appends the new lines and reloads the page when the
+//! deployment ends.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use domain::promotion::DeploymentState;
 use maud::{Markup, html};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::application::{Done, pending_promotion};
 use super::board::require_read;
@@ -101,9 +105,17 @@ pub(crate) async fn promotion(
                         }
                     }
                     h3 { "Log" }
-                    @if log.is_empty() { p.muted { "No log lines yet." } } @else {
-                        pre.log aria-label="Deployment log" tabindex="0" {
-                            @for line in &log { (time_text(line.at)) "  " (line.line) "\n" }
+                    @let running = deployment.state == DeploymentState::Deploying;
+                    @let after = log.last().map_or(0, |line| line.seq);
+                    section data-live=[running.then(|| format!("/promotions/{id}/log"))] data-after=(after) aria-label="Deployment log" {
+                        @if running {
+                            p.notice data-live-status role="status" { "This deployment is running. "
+                                a href=(format!("/promotions/{id}")) { "Reload the page" } " to see how far it got." }
+                        }
+                        @if log.is_empty() && !running { p.muted { "No log lines." } } @else {
+                            pre.log aria-label="Deployment log lines" tabindex="0" {
+                                @for line in &log { (log_text(line)) "\n" }
+                            }
                         }
                     }
                 }
@@ -112,10 +124,65 @@ pub(crate) async fn promotion(
     ))
 }
 
-fn time_text(millis: i64) -> String {
-    jiff::Timestamp::from_millisecond(millis)
+/// A log line as the page shows it: its time (UTC, to the second) and its text.
+fn log_text(line: &store::LogLine) -> String {
+    let at = jiff::Timestamp::from_millisecond(line.at)
         .map(|at| at.strftime("%H:%M:%S").to_string())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    format!("{at}  {}", line.line)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct LogParams {
+    #[serde(default)]
+    after: i64,
+}
+
+/// What the optional script polls while a deployment runs: its log lines after
+/// `after`, and whether it still runs (when it stops, the script reloads the page).
+#[derive(Debug, Serialize)]
+struct LiveLog {
+    lines: Vec<LiveLine>,
+    running: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct LiveLine {
+    seq: i64,
+    text: String,
+}
+
+pub(crate) async fn live_log(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    params: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, PageError> {
+    let Query(params) = params.map_err(|r| PageError::bad_request(r.body_text()))?;
+    require_read(&state, &viewer)?;
+    let id = promotion_id(&id)?;
+    let promotion = state.engine.promotion(id).await?;
+    let deployment = match promotion.deployment_id {
+        Some(id) => state.store.deployments().deployment(id).await?,
+        None => None,
+    }
+    .ok_or_else(|| PageError::not_found(format!("promotion {id} has no deployment")))?;
+    let lines = state
+        .store
+        .jobs()
+        .log(deployment.id, params.after, LOG_LINES)
+        .await?;
+    Ok(axum::Json(LiveLog {
+        running: deployment.state == DeploymentState::Deploying,
+        lines: lines
+            .iter()
+            .map(|line| LiveLine {
+                seq: line.seq,
+                text: log_text(line),
+            })
+            .collect(),
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -336,7 +336,10 @@ registry_tests! {
             assert_eq!(page.header("x-content-type-options"), Some("nosniff"), "{uri}");
             assert_eq!(page.header("referrer-policy"), Some("same-origin"), "{uri}");
             let html = page.text();
-            assert!(!html.contains("<script") && !html.contains(" style="), "{uri}: inline script or style");
+            assert_eq!(html.matches("<script").count(), html.matches("<script src=\"/static/gantry.js\" defer>").count(),
+                "{uri}: only Gantry's own script");
+            assert!(!html.contains(" style=") && !html.contains(" onclick="), "{uri}: inline style or handler");
+            assert!(csp.contains("script-src 'self'"), "{uri}: {csp}");
             assert!(html.starts_with("<!DOCTYPE html><html lang=\"en\">"), "{uri}");
             assert!(html.len() < 100_000, "{uri}: {} bytes", html.len());
         }
@@ -553,6 +556,36 @@ registry_tests! {
         let unknown = format!("sha256:{}", "0".repeat(64));
         assert_status(&sam.get(&app, &format!("/artifacts/{unknown}")).await, StatusCode::NOT_FOUND);
         assert_status(&sam.get(&app, "/artifacts/sha256:nothex").await, StatusCode::BAD_REQUEST);
+    }
+
+    async fn a_deployments_log_is_served_to_the_page_script_after_the_lines_it_has(app) {
+        let people = setup(&app).await;
+        let (id, _) = waiting_in_staging(&app, &people, "v1", "abc1234").await;
+        let sam = signed_in(&app, "sam").await;
+        let response = sam.get(&app, &format!("/promotions/{id}/log")).await;
+        assert_status(&response, StatusCode::NOT_FOUND);
+        let csrf = sam.csrf(&app, "/approvals").await;
+        assert_status(&sam.post(&app, &format!("/promotions/{id}/approve"), &[("csrf", &csrf)]).await, StatusCode::SEE_OTHER);
+        let response = sam.get(&app, &format!("/promotions/{id}/log")).await;
+        assert_status(&response, StatusCode::OK);
+        let log = response.json();
+        assert_eq!(log["running"], false, "{log}");
+        let lines = log["lines"].as_array().expect("lines").clone();
+        assert!(!lines.is_empty() && lines[0]["text"].as_str().unwrap_or_default().contains("attempt 1"), "{log}");
+        let last = lines.last().expect("a line")["seq"].as_i64().expect("seq");
+        let response = sam.get(&app, &format!("/promotions/{id}/log?after={last}")).await;
+        assert_eq!(response.json()["lines"], json!([]), "nothing after the last line");
+        assert_status(&sam.get(&app, &format!("/promotions/{id}/log?after=x")).await, StatusCode::BAD_REQUEST);
+        // A finished deployment's page is not live; the script is a file of Gantry's.
+        let page = sam.get(&app, &format!("/promotions/{id}")).await.text();
+        assert!(!page.contains("data-live=") && page.contains("data-after="), "{page}");
+        let script = sam.get(&app, "/static/gantry.js").await;
+        assert_status(&script, StatusCode::OK);
+        assert_eq!(script.header("content-type"), Some("text/javascript; charset=utf-8"));
+        assert!(script.text().contains("createTextNode") && !script.text().contains("innerHTML"));
+        // Without a session the log is not served.
+        let response = app.send(Method::GET, &format!("/promotions/{id}/log"), &[], Body::empty()).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
     }
 
     async fn the_dora_page_draws_each_metric_beside_a_table_of_its_figures(app) {
