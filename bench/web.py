@@ -9,8 +9,8 @@ notifies both builds (with a commit), promotes the first into all four environme
 and the second into dev and qa (so those cells show what runs and what ran
 before), then pushes further tags until the audit log holds 100,000 entries. It
 signs in with the admin's token and times, over one keep-alive connection, each page
-N times: the board's first page (50 applications, 200 cells), a page of 200, a page
-filtered by name, the audit log's first page, filtered pages and a deep page. Every
+N times: the board's first page (50 applications, 200 cells), a page deep in the list,
+a page filtered by name, an application's page, the audit log's first page, filtered pages and a deep page. Every
 answer must be 200; the table gives the client's latency on loopback (an upper bound
 of the server's time) and the page's size.
 
@@ -175,7 +175,7 @@ def main():
         some_app = apps[len(apps) // 2]
         pages = [
             ("board, first page (50 applications × 4 environments)", "/"),
-            ("board, 200 applications", "/?limit=200"),
+            ("board, a page deep in the list", f"/?after={apps[len(apps) * 3 // 4]}"),
             ("board, filtered by name", "/?name=app-09"),
             ("application page", f"/apps/{some_app}"),
             ("audit log, first page (100 entries)", "/audit"),

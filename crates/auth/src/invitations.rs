@@ -28,8 +28,10 @@ pub struct Invitation {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InviteError {
-    #[error("no person named {0} (CI identities never sign in, so nobody invites them)")]
-    UnknownPerson(String),
+    #[error("no user named {0}")]
+    UnknownUser(String),
+    #[error("{0} is a CI identity: CI identities never sign in, so nobody invites them")]
+    CiIdentity(String),
     #[error("cannot make an invitation secret: {0}")]
     Random(#[from] getrandom::Error),
     #[error(transparent)]
@@ -56,6 +58,11 @@ pub async fn invite(
     validity: Duration,
     now: i64,
 ) -> Result<Invitation, InviteError> {
+    match store.users().get(user).await? {
+        None => return Err(InviteError::UnknownUser(user.to_owned())),
+        Some(record) if record.ci => return Err(InviteError::CiIdentity(record.name)),
+        Some(_) => {}
+    }
     let secret = format!("{SECRET_PREFIX}{}", random_hex()?);
     let id = random_hex()?[..16].to_owned();
     let expires_at = now.saturating_add(i64::try_from(validity.as_millis()).unwrap_or(i64::MAX));
@@ -73,7 +80,8 @@ pub async fn invite(
         )
         .await?;
     if !made {
-        return Err(InviteError::UnknownPerson(user.to_owned()));
+        // Deleted (or made a CI identity) since it was read.
+        return Err(InviteError::UnknownUser(user.to_owned()));
     }
     Ok(Invitation {
         id,

@@ -31,8 +31,8 @@ pub struct EnvironmentStatus {
     pub current: Option<DeploymentSummary>,
     /// The deployment under way, if any.
     pub deploying: Option<DeploymentSummary>,
-    /// The last successful deployment of another digest before `current`: what a
-    /// rollback returns to.
+    /// What a rollback without a target returns to: the newest successful deployment
+    /// of another digest that no rollback left.
     pub previous: Option<DeploymentSummary>,
     /// The latest finished deployment, when it failed.
     pub failed: Option<DeploymentSummary>,

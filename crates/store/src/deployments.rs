@@ -14,6 +14,18 @@ use crate::promotions::{
 };
 use crate::{Backend, NewAuditEntry, StoreError, with_pool};
 
+/// The condition on a successful deployment `d` that a rollback may return to its
+/// digest: no rollback left that digest, unless a promotion deployed it again since
+/// (rolling back twice goes further back, not onto the bytes the first rollback got
+/// away from). The rollback's default target and the "previous" version environments
+/// show both use it.
+pub(crate) const NOT_LEFT_BY_A_ROLLBACK: &str = "NOT EXISTS (SELECT 1 FROM deployments r \
+     WHERE r.application = d.application AND r.environment = d.environment \
+     AND r.rolled_back_from = d.digest AND r.state = 'deployed' \
+     AND NOT EXISTS (SELECT 1 FROM deployments p WHERE p.application = d.application \
+         AND p.environment = d.environment AND p.digest = d.digest AND p.reason = 'promotion' \
+         AND p.state = 'deployed' AND p.id > r.id))";
+
 pub(crate) const DEPLOYMENT_COLUMNS: &str = "id, application, environment, digest, config, config_revision, \
      promotion_id, reason, state, target, message, requested_by, started_at, finished_at, tag";
 
@@ -393,15 +405,11 @@ impl Deployments<'_> {
                 // Never back onto a digest a rollback left, unless a promotion has
                 // deployed it again since: rolling back twice goes further back, not
                 // onto the bytes the first rollback got away from.
-                None => sqlx::query(
+                None => sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT d.digest, d.config, d.config_revision FROM deployments d \
                      WHERE d.application = $1 AND d.environment = $2 AND d.state = 'deployed' AND d.digest <> $3 \
-                     AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.application = $1 AND r.environment = $2 \
-                         AND r.rolled_back_from = d.digest AND r.state = 'deployed' \
-                         AND NOT EXISTS (SELECT 1 FROM deployments p WHERE p.application = $1 AND p.environment = $2 \
-                             AND p.digest = d.digest AND p.reason = 'promotion' AND p.state = 'deployed' AND p.id > r.id)) \
-                     ORDER BY d.id DESC LIMIT 1",
-                )
+                     AND {NOT_LEFT_BY_A_ROLLBACK} ORDER BY d.id DESC LIMIT 1"
+                )))
                 .bind(&plan.application)
                 .bind(&plan.environment)
                 .bind(&current_digest)

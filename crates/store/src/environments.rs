@@ -4,7 +4,9 @@
 use domain::audit::AuditAction;
 use sqlx::Row;
 
-use crate::deployments::{DEPLOYMENT_COLUMNS, Deployment, deployment_from_row};
+use crate::deployments::{
+    DEPLOYMENT_COLUMNS, Deployment, NOT_LEFT_BY_A_ROLLBACK, deployment_from_row,
+};
 use crate::promotions::lock_environment;
 use crate::{Backend, NewAuditEntry, StoreError, with_pool};
 
@@ -30,8 +32,8 @@ pub struct EnvironmentState {
     pub observed: Option<Observed>,
     /// Since when what it runs differs from what Gantry deployed; `None`: no drift.
     pub drift_since: Option<i64>,
-    /// The last successful deployment before `current` of another digest: what a
-    /// rollback would return to.
+    /// What a rollback without a target would return to: the newest successful
+    /// deployment of another digest that no rollback left.
     pub previous: Option<Deployment>,
     /// The latest finished deployment, when it failed (it is newer than `current`).
     pub failed: Option<Deployment>,
@@ -299,15 +301,15 @@ impl Environments<'_> {
                 }
                 current.insert(deployment.id, deployment);
             }
-            // Per environment, the newest successful deployment of another digest
-            // older than the current one.
+            // Per environment, what a rollback returns to: the newest successful
+            // deployment of another digest that no rollback left.
             let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id IN (\
-                 SELECT MAX(p.id) FROM deployments p \
-                 JOIN environments e ON e.application = p.application AND e.name = p.environment \
+                 SELECT MAX(d.id) FROM deployments d \
+                 JOIN environments e ON e.application = d.application AND e.name = d.environment \
                  JOIN deployments c ON c.id = e.current_deployment \
-                 WHERE e.application IN ({list}) AND p.state = 'deployed' AND p.id < c.id \
-                 AND p.digest <> c.digest GROUP BY p.application, p.environment)"
+                 WHERE e.application IN ({list}) AND d.state = 'deployed' AND d.digest <> c.digest \
+                 AND {NOT_LEFT_BY_A_ROLLBACK} GROUP BY d.application, d.environment)"
             )));
             for application in applications {
                 query = query.bind(application);

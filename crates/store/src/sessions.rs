@@ -120,12 +120,24 @@ impl Sessions<'_> {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            // A password set by an admin voids an invitation not used yet: a link that
+            // leaked cannot overwrite it.
+            let voided =
+                sqlx::query("DELETE FROM invitations WHERE user_name = $1 AND used_at IS NULL")
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             let entry = NewAuditEntry {
                 at: now,
                 actor: actor.to_owned(),
                 action: AuditAction::Password,
                 subject: format!("user/{user}"),
-                payload: serde_json::json!({ "user": user, "sessions_ended": ended }),
+                payload: serde_json::json!({
+                    "user": user,
+                    "sessions_ended": ended,
+                    "invitations_voided": voided,
+                }),
             };
             crate::append_audit!(tx, &entry);
             tx.commit().await?;

@@ -205,6 +205,9 @@ async fn user_page(
                 Some(Made::Invitation { link, expires_at }) => div.notice role="status" {
                     p { "Invitation made. Send this link to " (name) " by a channel you trust; it works once, until " (time(*expires_at)) "." }
                     p { code.wrap { (link) } }
+                    @if state.registry.config().external_url.is_none() {
+                        p { "Gantry's " code { "external_url" } " is not set, so the link names the address your browser used. Set it to the address people reach Gantry at (with https:// behind TLS)." }
+                    }
                 },
                 None => {}
             }
@@ -375,7 +378,13 @@ pub(crate) async fn set_password(
             PageError::not_found(error.to_string())
         }
         auth::passwords::SetPasswordError::Store(error) => error.into(),
-        other => PageError::bad_request(other.to_string()),
+        auth::passwords::SetPasswordError::Refused(auth::passwords::PasswordRefused::Hashing(
+            _,
+        )) => PageError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+        auth::passwords::SetPasswordError::Refused(_)
+        | auth::passwords::SetPasswordError::CiIdentity(_) => {
+            PageError::bad_request(error.to_string())
+        }
     })?;
     Ok(Redirect::to(&format!("/admin/users/{name}?done=password")).into_response())
 }
@@ -398,9 +407,8 @@ pub(crate) async fn invite(
     )
     .await
     .map_err(|error| match error {
-        auth::invitations::InviteError::UnknownPerson(_) => {
-            PageError::bad_request(error.to_string())
-        }
+        auth::invitations::InviteError::UnknownUser(_) => PageError::not_found(error.to_string()),
+        auth::invitations::InviteError::CiIdentity(_) => PageError::bad_request(error.to_string()),
         auth::invitations::InviteError::Random(_) => {
             PageError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
         }

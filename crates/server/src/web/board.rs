@@ -10,14 +10,15 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use store::{ApplicationFilter, EnvironmentCondition};
 
-use super::layout::{age, page, short_commit, short_digest};
+use super::layout::{age, digest_link, page, short_commit, shortened};
 use super::{PageError, Viewer};
 use crate::AppState;
 
-/// Applications per page unless the link asks for fewer or more.
+/// Applications per page unless the link asks for fewer.
 const DEFAULT_PAGE: i64 = 50;
-/// The most applications one page shows, whatever the link asks.
-const MAX_PAGE: i64 = 200;
+/// The most applications one page shows, whatever the link asks: a page of four
+/// environments each stays under 100 KB (see BENCHMARKS.md, "Web UI").
+const MAX_PAGE: i64 = 50;
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct BoardParams {
@@ -181,7 +182,7 @@ fn cell(environment: &EnvironmentStatus, app: &str, row: &BoardRow, now: i64) ->
         @match (&environment.deploying, &environment.current) {
             (Some(deploying), _) => {
                 span.state.state-deploying { "deploying" } " "
-                (short_digest(&deploying.deployment.digest))
+                (digest_link(&deploying.deployment.digest))
                 br;
             }
             _ => {}
@@ -191,7 +192,7 @@ fn cell(environment: &EnvironmentStatus, app: &str, row: &BoardRow, now: i64) ->
                 a.state.state-deployed href=(format!("/apps/{app}/environments/{}", environment.name)) { "deployed" } " "
                 @if let Some(tag) = &current.deployment.tag { code { (tag) } " " }
                 @else if let Some(commit) = &current.commit { code { (short_commit(commit)) } " " }
-                a href=(format!("/artifacts/{}", current.deployment.digest)) { (short_digest(&current.deployment.digest)) }
+                (digest_link(&current.deployment.digest))
                 br;
                 span.muted { (age(current.deployment.finished_at.unwrap_or(current.deployment.started_at), now)) }
             }
@@ -202,7 +203,7 @@ fn cell(environment: &EnvironmentStatus, app: &str, row: &BoardRow, now: i64) ->
         @if let Some(failed) = &environment.failed {
             br;
             span.state.state-failed { "failed" } " "
-            (short_digest(&failed.deployment.digest)) " "
+            (digest_link(&failed.deployment.digest)) " "
             span.muted { (age(failed.deployment.finished_at.unwrap_or(failed.deployment.started_at), now)) }
         }
         @if let Some(previous) = &environment.previous {
@@ -210,7 +211,7 @@ fn cell(environment: &EnvironmentStatus, app: &str, row: &BoardRow, now: i64) ->
             span.muted { "before: "
                 @if let Some(tag) = &previous.deployment.tag { code { (tag) } " " }
                 @else if let Some(commit) = &previous.commit { code { (short_commit(commit)) } " " }
-                (short_digest(&previous.deployment.digest)) }
+                code { (shortened(&previous.deployment.digest)) } }
         }
         @if let Some(promotion) = waiting {
             br;

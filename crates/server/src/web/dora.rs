@@ -69,7 +69,7 @@ pub(crate) async fn dora(
                 div { label for="dora-app" { "Application" } input type="text" id="dora-app" name="app" value=[app]; }
                 div { button type="submit" { "Show" } }
             }
-            p.muted { "Production is the last stage of each application's pipeline; lead time runs from the build's commit time. A bar is a week, the last one ending now." }
+            p.muted { "Production is the last stage of each application's pipeline; lead time runs from the build's commit time. A bar is a week, the last one ending now (the first may be shorter: its table row says from when to when)." }
             (overall(&report.overall))
             div.charts {
                 (chart("Deployments", "deployments", &report.periods, |m| Some(m.deployments as f64), |v| format!("{v:.0}")))
@@ -175,10 +175,11 @@ fn chart(
             }
             table {
                 caption { (title) ", a week a row" }
-                thead { tr { th scope="col" { "Week" } th scope="col" { "From" } th scope="col" { "Value" } } }
+                thead { tr { th scope="col" { "Week" } th scope="col" { "From" } th scope="col" { "To" } th scope="col" { "Value" } } }
                 tbody { @for (i, (period, value)) in periods.iter().zip(&values).enumerate() { tr {
                     td { (i + 1) }
                     td { (day(period.start)) }
+                    td { (day(period.end - 1)) }
                     td { (value.map_or_else(|| "—".to_owned(), &format)) }
                 } } }
             }

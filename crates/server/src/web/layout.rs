@@ -97,11 +97,21 @@ pub(crate) fn age(millis: i64, now: i64) -> String {
 /// A digest shortened to the algorithm and 12 hex digits, with the whole digest in a
 /// title for who needs it.
 pub(crate) fn short_digest(digest: &str) -> Markup {
-    let short = match digest.split_once(':') {
+    html! { code title=(digest) { (shortened(digest)) } }
+}
+
+/// `sha256:` and the first 12 hex digits.
+pub(crate) fn shortened(digest: &str) -> String {
+    match digest.split_once(':') {
         Some((algorithm, hex)) => format!("{algorithm}:{}", &hex[..hex.len().min(12)]),
         None => digest.chars().take(19).collect(),
-    };
-    html! { code title=(digest) { (short) } }
+    }
+}
+
+/// A digest shortened as [`short_digest`], linked to its artifact page (which shows
+/// it whole) instead of carrying it in a title: the board's cells stay small.
+pub(crate) fn digest_link(digest: &str) -> Markup {
+    html! { a href=(format!("/artifacts/{digest}")) { code { (shortened(digest)) } } }
 }
 
 /// A commit shortened to 10 characters.

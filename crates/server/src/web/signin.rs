@@ -240,6 +240,12 @@ pub(crate) async fn accept_invitation(
     }
     match auth::invitations::accept(&state.store, &secret, &form.password, now).await {
         Ok(_) => Ok(Redirect::to("/sign-in?done=invited").into_response()),
+        Err(auth::invitations::AcceptError::Refused(
+            refused @ auth::passwords::PasswordRefused::Hashing(_),
+        )) => Err(PageError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            refused.to_string(),
+        )),
         Err(auth::invitations::AcceptError::Refused(refused)) => {
             let page = invitation_page(&secret, &invitation.user_name, Some(&refused.to_string()));
             Ok((StatusCode::BAD_REQUEST, page).into_response())

@@ -430,6 +430,15 @@ registry_tests! {
         let staging = status["environments"].as_array().expect("environments").iter()
             .find(|e| e["name"] == "staging").expect("staging").clone();
         assert_eq!(staging["current"]["digest"], first.as_str());
+        // What staging ran before is what a rollback would return to: not the digest
+        // this rollback left (dev, rolled back by nobody, shows its first build).
+        let page = dana.get(&app, "/apps/web-app").await.text();
+        let stage = |env: &str| {
+            let start = page.find(&format!("href=\"/apps/web-app/environments/{env}\">{env}</a>")).expect("the stage");
+            page[start..].split("</li>").next().expect("its end").to_owned()
+        };
+        assert!(!stage("staging").contains("before:"), "{}", stage("staging"));
+        assert!(stage("dev").contains("before: ") && stage("dev").contains(&first[..19]), "{}", stage("dev"));
         // The same form again is refused: staging no longer runs `from`.
         let response = dana.post(&app, "/apps/web-app/environments/staging/rollback",
             &[("csrf", &dana_csrf), ("from", &second), ("to", &first)]).await;
@@ -677,6 +686,11 @@ registry_tests! {
         assert_status(&response, StatusCode::SEE_OTHER);
         assert_status(&api(&app, Method::GET, "/api/v1/tokens", &token, Value::Null).await, StatusCode::UNAUTHORIZED);
         assert_status(&admin.post(&app, "/admin/users/cleo/tokens", &[("csrf", &csrf), ("expires_in_days", "-1")]).await, StatusCode::BAD_REQUEST);
+        // A password an admin sets voids an invitation not used yet.
+        let pending = invitation_secret(&app, &admin, &csrf).await;
+        assert_status(&admin.post(&app, "/admin/users/cleo/password", &[("csrf", &csrf), ("password", "an admin's choice here")]).await, StatusCode::SEE_OTHER);
+        assert_status(&open(&pending).await, StatusCode::NOT_FOUND);
+        assert_status(&admin.post(&app, "/admin/users/nobody/invitation", &[("csrf", &csrf)]).await, StatusCode::NOT_FOUND);
         // Setting a password through the form is the API's rule.
         assert_status(&admin.post(&app, "/admin/users/cleo/password", &[("csrf", &csrf), ("password", "short")]).await, StatusCode::BAD_REQUEST);
         assert_status(&admin.post(&app, "/admin/users/nobody/password", &[("csrf", &csrf), ("password", PASSWORD)]).await, StatusCode::NOT_FOUND);
@@ -686,7 +700,7 @@ registry_tests! {
         assert_eq!(audit.header("content-disposition"), Some("attachment; filename=\"gantry-audit.ndjson\""));
         let entries: Vec<Value> = audit.text().lines().map(|line| serde_json::from_str(line).expect("JSON line")).collect();
         let invites = entries.iter().filter(|e| e["action"] == "invite").count();
-        assert_eq!(invites, 2, "both invitations are audited");
+        assert_eq!(invites, 3, "every invitation is audited");
         assert!(entries.iter().any(|e| e["action"] == "password" && e["actor"] == "cleo"), "cleo chose her own password");
         let _ = people;
     }
