@@ -256,6 +256,21 @@ impl Engine {
         })
     }
 
+    /// The newest `limit` builds notified for `application`, newest first: what a
+    /// person picks from to promote.
+    pub async fn recent_builds(
+        &self,
+        application: &str,
+        limit: i64,
+    ) -> Result<Vec<Build>, EngineError> {
+        self.require_application(application).await?;
+        Ok(self
+            .store
+            .evidence()
+            .recent_builds(application, limit)
+            .await?)
+    }
+
     /// The applications that know artifact `digest` (built, promoted or deployed it),
     /// by name.
     pub async fn applications_knowing(&self, digest: &Digest) -> Result<Vec<String>, EngineError> {

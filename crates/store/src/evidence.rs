@@ -298,6 +298,25 @@ impl Evidence<'_> {
         })
     }
 
+    /// The newest `limit` builds notified for `application`, newest first.
+    pub async fn recent_builds(
+        &self,
+        application: &str,
+        limit: i64,
+    ) -> Result<Vec<Build>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {BUILD_COLUMNS} FROM builds WHERE application = $1 \
+                 ORDER BY notified_at DESC, digest LIMIT $2"
+            )))
+            .bind(application)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.iter().map(|row| build_from_row!(row)).collect())
+        })
+    }
+
     /// The applications that know `digest`: notified a build of it, or promoted or
     /// deployed it. By name.
     pub async fn applications_knowing(&self, digest: &str) -> Result<Vec<String>, StoreError> {

@@ -25,6 +25,18 @@ pub(crate) struct Done {
 
 /// How many recent deployments the page lists.
 const RECENT_DEPLOYMENTS: i64 = 20;
+/// How many recent builds a promote form offers.
+const RECENT_BUILDS: i64 = 20;
+
+/// What a stage's rendering needs beyond its environment.
+struct Stage<'a> {
+    /// The stage before it, whose version its quick promote button offers.
+    previous: Option<&'a EnvironmentStatus>,
+    /// The builds a person may pick from to promote.
+    builds: &'a [store::Build],
+    csrf: &'a str,
+    now: i64,
+}
 
 pub(crate) async fn application(
     State(state): State<AppState>,
@@ -54,10 +66,21 @@ pub(crate) async fn application(
         .zip(&refusals)
         .map(|(promotion, refusal)| pending_promotion(&viewer, promotion, refusal.as_deref(), now))
         .collect();
+    let builds = state.engine.recent_builds(&app, RECENT_BUILDS).await?;
     let mut previous: Option<&EnvironmentStatus> = None;
     let mut stages = Vec::new();
     for environment in &status.environments {
-        stages.push(stage(&viewer.actor, &app, environment, previous, csrf, now));
+        stages.push(stage(
+            &viewer.actor,
+            &app,
+            environment,
+            Stage {
+                previous,
+                builds: &builds,
+                csrf,
+                now,
+            },
+        ));
         previous = Some(environment);
     }
     Ok(page(
@@ -104,14 +127,13 @@ pub(crate) async fn application(
 }
 
 /// One stage: what runs there, what is under way, its hold and drift, and its forms.
-fn stage(
-    actor: &Actor,
-    app: &str,
-    environment: &EnvironmentStatus,
-    previous: Option<&EnvironmentStatus>,
-    csrf: &str,
-    now: i64,
-) -> Markup {
+fn stage(actor: &Actor, app: &str, environment: &EnvironmentStatus, context: Stage<'_>) -> Markup {
+    let Stage {
+        previous,
+        builds,
+        csrf,
+        now,
+    } = context;
     let env = &environment.name;
     let may_promote = actor.require(Permission::Promote {
         application: app,
@@ -172,6 +194,20 @@ fn stage(
                     (button("Promote " , &candidate.deployment.digest, may_promote.as_ref().err(), ""))
                 }
             }
+            @if !builds.is_empty() {
+                form method="post" action=(format!("/apps/{app}/promote")) {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="environment" value=(env);
+                    label for=(format!("pick-{env}")) { "A recent build to promote into " (env) }
+                    select id=(format!("pick-{env}")) name="digest" disabled[may_promote.is_err()] {
+                        @for build in builds {
+                            option value=(build.digest) { (build_label(build, now)) }
+                        }
+                    }
+                    " "
+                    (button("Promote the build", "", may_promote.as_ref().err(), "secondary"))
+                }
+            }
             @if environment.current.is_some() {
                 form method="get" action=(format!("/apps/{app}/environments/{env}/rollback")) {
                     (button("Roll back…", "", may_rollback.as_ref().err(), "secondary"))
@@ -193,6 +229,21 @@ fn stage(
             }
         }
     }
+}
+
+/// A build as a promote form offers it: its tag or commit, short digest and age.
+fn build_label(build: &store::Build, now: i64) -> String {
+    let short = build
+        .digest
+        .split_once(':')
+        .map_or(build.digest.as_str(), |(_, hex)| &hex[..hex.len().min(12)]);
+    let name = build
+        .provenance
+        .tag
+        .clone()
+        .or_else(|| build.provenance.commit.as_deref().map(short_commit))
+        .unwrap_or_else(|| "untagged".to_owned());
+    format!("{name} ({short}), {}", age(build.notified_at, now))
 }
 
 /// A submit button, disabled with the refusal (naming the permission) when the

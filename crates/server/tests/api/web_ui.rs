@@ -530,9 +530,24 @@ registry_tests! {
         assert_status(&response, StatusCode::BAD_REQUEST);
         assert!(response.text().contains("state must be one of"), "{}", response.text());
 
+        // A promote form offers the recent builds, newest first, to pick from.
+        let dana = signed_in(&app, "dana").await;
+        let page = dana.get(&app, "/apps/web-app").await.text();
+        let (newer, older) = (
+            page.find(&format!("<option value=\"{second}\">")).expect("the second build"),
+            page.find(&format!("<option value=\"{first}\">")).expect("the first build"),
+        );
+        assert!(newer < older, "newest first");
+        assert!(page.contains("label for=\"pick-staging\""), "{page}");
+        let response = dana.post(&app, "/apps/web-app/promote", &[("csrf", &csrf_of(&page)), ("environment", "staging"), ("digest", &first)]).await;
+        assert_status(&response, StatusCode::SEE_OTHER);
+        assert!(response.header("location").is_some_and(|l| l.ends_with("?done=promoted")), "{:?}", response.header("location"));
+        let vic = signed_in(&app, "vic").await;
+        let page = vic.get(&app, "/apps/web-app").await.text();
+        assert!(page.contains("<select id=\"pick-staging\" name=\"digest\" disabled>"), "{page}");
+
         // The history offers "roll back to this" on the earlier success to whoever may
         // roll back (dana), never on what runs now, and names why not to others.
-        let dana = signed_in(&app, "dana").await;
         let history = dana.get(&app, "/apps/web-app/environments/staging").await;
         assert_status(&history, StatusCode::OK);
         let html = history.text();
