@@ -198,17 +198,8 @@ impl Release {
             Some(&format!("{PASSWORD}\n")),
         );
         assert_eq!(said.trim(), "password set for staff-sam");
-        let layout = release.dir.path().join("image");
-        let image = &make_image(&layout, &["--layers", "1x8K", "--tag", "v1"])[0];
-        let digest = image["manifest"].as_str().expect("digest").to_owned();
-        run(skopeo()
-            .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
-            .arg(format!("ci-bot:{}", tokens[0]))
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(format!(
-                "docker://{}/acme/web-app:v1",
-                release.server.address
-            )));
+        release.ci_token = tokens[0].clone();
+        let digest = release.push("acme/web-app", "v1", "1x8K");
         release.gantry(
             &tokens[0],
             &[
@@ -236,7 +227,6 @@ impl Release {
         assert_eq!(promoted["state"], "waiting", "{promoted}");
         release.promotion = promoted["id"].as_i64().expect("id");
         release.digest = digest;
-        release.ci_token = tokens[0].clone();
         release.dana_token = tokens[1].clone();
         release.sam_token = tokens[2].clone();
         release
@@ -252,20 +242,29 @@ impl Release {
         );
     }
 
-    /// Pushes a new image tagged `tag` to acme/web-app and notifies it (dev is
-    /// automatic): its digest.
-    fn build(&self, tag: &str, layers: &str) -> String {
-        let layout = self.dir.path().join(format!("image-{tag}"));
+    /// Pushes a new image of `layers` as `repository:tag` with skopeo, as the CI
+    /// identity: its digest.
+    fn push(&self, repository: &str, tag: &str, layers: &str) -> String {
+        let layout = self
+            .dir
+            .path()
+            .join(format!("image-{}-{tag}", repository.replace('/', "-")));
         let image = &make_image(&layout, &["--layers", layers, "--tag", tag])[0];
-        let digest = image["manifest"].as_str().expect("digest").to_owned();
         run(skopeo()
             .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
             .arg(format!("ci-bot:{}", self.ci_token))
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!(
-                "docker://{}/acme/web-app:{tag}",
+                "docker://{}/{repository}:{tag}",
                 self.server.address
             )));
+        image["manifest"].as_str().expect("digest").to_owned()
+    }
+
+    /// Pushes a new image tagged `tag` to acme/web-app and notifies it (dev is
+    /// automatic): its digest.
+    fn build(&self, tag: &str, layers: &str) -> String {
+        let digest = self.push("acme/web-app", tag, layers);
         self.gantry(
             &self.ci_token,
             &[
@@ -642,17 +641,7 @@ async fn watch_a_deployment_run(javascript: bool) {
     let go = release.dir.path().join("go");
     std::fs::write(release.dir.path().join("slow.yaml"), slow_app(&go)).expect("write");
     release.gantry(&admin, &["apply", "-f", "slow.yaml"], None);
-    let layout = release.dir.path().join("slow-image");
-    let image = &make_image(&layout, &["--layers", "1x4K", "--tag", "v1"])[0];
-    let digest = image["manifest"].as_str().expect("digest").to_owned();
-    run(skopeo()
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
-        .arg(format!("ci-bot:{}", release.ci_token))
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(format!(
-            "docker://{}/acme/slow-app:v1",
-            release.server.address
-        )));
+    let digest = release.push("acme/slow-app", "v1", "1x4K");
     // The notification deploys into dev before it answers: run it in the background
     // and find the promotion while it deploys.
     let mut notify = Command::new(env!("CARGO_BIN_EXE_gantry"))
