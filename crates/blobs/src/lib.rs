@@ -1,5 +1,6 @@
 //! Content-addressed blob storage on [`object_store`]: the local filesystem by default,
-//! memory for tests. Object paths exist only in this crate.
+//! an S3 bucket (AWS or S3-compatible) when several machines share the blobs, memory
+//! for tests. Object paths exist only in this crate.
 //!
 //! Bytes arrive as upload *parts* (`uploads/{id}/{key}`), are hashed while they are
 //! received, and only after the digest is verified are they committed to their final,
@@ -8,6 +9,7 @@
 //! partial or unverified blob, and every blob is stored once whatever the number of
 //! repositories that link it.
 
+mod config;
 mod read;
 mod write;
 
@@ -17,17 +19,26 @@ use std::sync::Arc;
 use bytes::Bytes;
 use domain::{Digest, DigestAlgorithm, DigestHasher};
 use futures_util::{Stream, StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 
+pub use config::{BlobStoreConfig, S3Credentials, S3Location};
 pub use read::BlobBody;
 
-/// How many bytes the multipart writer buffers before handing a part to the store.
-const WRITE_CHUNK: usize = 512 << 10;
+/// The size of every part but the last of a multipart write to an object store: S3
+/// refuses parts under 5 MiB (but the last), and some S3-compatible stores (R2) want
+/// every part but the last of one size.
+const PART_SIZE: usize = 8 << 20;
 /// How many parts may be in flight to the store per upload (bounds memory per upload).
 const WRITE_CONCURRENCY: usize = 4;
+/// The most memory all multipart writes together hold for parts in flight (each
+/// holds `WRITE_CONCURRENCY + 1` parts: those in flight and the one filling); a
+/// write beyond it waits for another to finish.
+const MULTIPART_MEMORY: usize = 256 << 20;
 
 /// What can go wrong storing or reading blobs.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +56,8 @@ pub enum BlobError {
     #[error("blob store error: {0}")]
     Storage(#[from] object_store::Error),
     /// The blob store URL is not one Gantry understands.
-    #[error("unsupported blob store `{0}`: use a directory path, file:///PATH or memory://")]
-    UnsupportedUrl(String),
+    #[error("unsupported blob store `{url}`: {why}")]
+    UnsupportedUrl { url: String, why: String },
     /// A local blob directory could not be created.
     #[error("cannot use blob directory {path}: {source}")]
     Directory {
@@ -76,25 +87,38 @@ pub struct BlobStore {
     local: Option<Arc<LocalFileSystem>>,
     fsync: bool,
     description: String,
+    /// Parts' worth of memory multipart writes may hold, all together.
+    multipart_memory: Arc<tokio::sync::Semaphore>,
 }
 
 impl BlobStore {
-    /// Opens the store named by `url`: a directory path, `file:///PATH`, or `memory://`.
+    /// Opens the store named by `url` (see [`BlobStoreConfig::parse`]); an S3 bucket
+    /// is reached with the instance's own credentials.
     pub fn open(url: &str, fsync: bool) -> Result<BlobStore, BlobError> {
-        if url == "memory://" || url == "memory:" {
-            return Ok(BlobStore::memory());
+        BlobStore::open_config(&BlobStoreConfig::parse(url)?, fsync, None)
+    }
+
+    /// Opens the store `config` names; an S3 bucket with `credentials` when given,
+    /// else with the instance's own (its metadata service).
+    pub fn open_config(
+        config: &BlobStoreConfig,
+        fsync: bool,
+        credentials: Option<&S3Credentials>,
+    ) -> Result<BlobStore, BlobError> {
+        match config {
+            BlobStoreConfig::Memory => Ok(BlobStore::memory()),
+            BlobStoreConfig::Local { dir } => BlobStore::local(dir, fsync),
+            BlobStoreConfig::S3(location) => BlobStore::s3(location, credentials),
         }
-        let dir = match url.strip_prefix("file://") {
-            Some(path) => PathBuf::from(path),
-            None if !url.contains("://") => PathBuf::from(url),
-            None => return Err(BlobError::UnsupportedUrl(url.to_owned())),
-        };
-        std::fs::create_dir_all(&dir).map_err(|source| BlobError::Directory {
-            path: dir.clone(),
+    }
+
+    fn local(dir: &std::path::Path, fsync: bool) -> Result<BlobStore, BlobError> {
+        std::fs::create_dir_all(dir).map_err(|source| BlobError::Directory {
+            path: dir.to_owned(),
             source,
         })?;
         let dir = dir.canonicalize().map_err(|source| BlobError::Directory {
-            path: dir.clone(),
+            path: dir.to_owned(),
             source,
         })?;
         let local = Arc::new(
@@ -107,6 +131,43 @@ impl BlobStore {
             local: Some(local),
             fsync,
             description: format!("file://{}", dir.display()),
+            multipart_memory: multipart_memory(),
+        })
+    }
+
+    fn s3(
+        location: &S3Location,
+        credentials: Option<&S3Credentials>,
+    ) -> Result<BlobStore, BlobError> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&location.bucket)
+            .with_region(&location.region)
+            .with_allow_http(location.allows_http())
+            .with_virtual_hosted_style_request(location.virtual_hosted_style);
+        if let Some(endpoint) = &location.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(credentials) = credentials {
+            builder = builder
+                .with_access_key_id(&credentials.access_key_id)
+                .with_secret_access_key(&credentials.secret_access_key);
+            if let Some(token) = &credentials.session_token {
+                builder = builder.with_token(token);
+            }
+        }
+        let bucket = builder.build()?;
+        let objects: Arc<dyn ObjectStore> = if location.prefix.is_empty() {
+            Arc::new(bucket)
+        } else {
+            Arc::new(PrefixStore::new(bucket, location.prefix.as_str()))
+        };
+        let endpoint = location.endpoint.as_deref().unwrap_or("AWS");
+        Ok(BlobStore {
+            objects,
+            local: None,
+            fsync: false,
+            description: format!("s3://{}/{} at {endpoint}", location.bucket, location.prefix),
+            multipart_memory: multipart_memory(),
         })
     }
 
@@ -117,7 +178,20 @@ impl BlobStore {
             local: None,
             fsync: false,
             description: "memory://".to_owned(),
+            multipart_memory: multipart_memory(),
         }
+    }
+
+    /// Holds memory for one multipart write (its parts in flight and the one filling)
+    /// until the returned permit is dropped.
+    async fn hold_multipart_memory(&self) -> tokio::sync::OwnedSemaphorePermit {
+        let parts = u32::try_from(WRITE_CONCURRENCY + 1).unwrap_or(u32::MAX);
+        // The semaphore is never closed.
+        self.multipart_memory
+            .clone()
+            .acquire_many_owned(parts)
+            .await
+            .expect("the multipart memory semaphore is never closed")
     }
 
     /// Where the blobs live, for logs.
@@ -162,8 +236,9 @@ impl BlobStore {
             return write::write_local(destination, body, hasher, start, max_total, self.fsync)
                 .await;
         }
+        let _memory = self.hold_multipart_memory().await;
         let upload = self.objects.put_multipart(&location).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut written: u64 = 0;
         let mut body = std::pin::pin!(body);
         let outcome: Result<(), BlobError> = async {
@@ -247,8 +322,9 @@ impl BlobStore {
                 }
             }
             several => {
+                let _memory = self.hold_multipart_memory().await;
                 let upload = self.objects.put_multipart(&destination).await?;
-                let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
+                let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
                 let copied: Result<(), BlobError> = async {
                     for part in several {
                         let mut stream = self
@@ -382,4 +458,9 @@ impl BlobStore {
             Err(error) => Err(error.into()),
         }
     }
+}
+
+/// The semaphore of [`MULTIPART_MEMORY`], counted in parts.
+fn multipart_memory() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(MULTIPART_MEMORY / PART_SIZE))
 }

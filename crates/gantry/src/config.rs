@@ -447,7 +447,13 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("blobs").display().to_string())
     }
 
+    /// Where blobs live, read from [`Config::blob_store`].
+    pub(crate) fn blob_store_config(&self) -> anyhow::Result<blobs::BlobStoreConfig> {
+        Ok(blobs::BlobStoreConfig::parse(&self.blob_store())?)
+    }
+
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        self.blob_store_config()?;
         if self.limits.max_manifest_bytes == 0 || self.limits.max_blob_bytes == 0 {
             bail!("limits must be positive");
         }
@@ -580,5 +586,19 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
         assert_eq!(config.database_url(), "sqlite://gantry-data/gantry.db");
         assert_eq!(config.blob_store(), "gantry-data/blobs");
+    }
+
+    #[test]
+    fn a_blob_store_gantry_cannot_use_is_refused_when_the_configuration_is_read() {
+        let mut config = Config {
+            blob_store: Some("s3://gantry-blobs/registry?endpoint=http://127.0.0.1:8333".into()),
+            ..Config::default()
+        };
+        config.validate().expect("an S3 bucket");
+        for bad in ["gs://bucket", "s3://Bucket", "s3://b?endpoint=ftp://x"] {
+            config.blob_store = Some(bad.to_owned());
+            let error = config.validate().expect_err(bad).to_string();
+            assert!(error.contains("unsupported blob store"), "{bad}: {error}");
+        }
     }
 }

@@ -48,6 +48,24 @@ fn configure(args: ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The keys an S3 blob store is reached with: `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`), as every S3 tool reads them;
+/// none: the instance's metadata service.
+fn s3_credentials_from_env() -> anyhow::Result<Option<blobs::S3Credentials>> {
+    let read = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    match (read("AWS_ACCESS_KEY_ID"), read("AWS_SECRET_ACCESS_KEY")) {
+        (Some(access_key_id), Some(secret_access_key)) => Ok(Some(blobs::S3Credentials {
+            access_key_id,
+            secret_access_key,
+            session_token: read("AWS_SESSION_TOKEN"),
+        })),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!(
+            "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the S3 blob store, or neither"
+        ),
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
@@ -91,8 +109,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("opening the database")?;
-    let blobs =
-        BlobStore::open(&config.blob_store(), config.fsync).context("opening the blob store")?;
+    let blob_store = config.blob_store_config()?;
+    let credentials = match &blob_store {
+        blobs::BlobStoreConfig::S3(_) => s3_credentials_from_env()?,
+        _ => None,
+    };
+    let blobs = BlobStore::open_config(&blob_store, config.fsync, credentials.as_ref())
+        .context("opening the blob store")?;
     bootstrap_admin(&store).await?;
 
     let registry_config = RegistryConfig {

@@ -1,5 +1,6 @@
 //! Test helpers shared by every crate's tests: a fresh database of either kind per
-//! test, and an in-process Gantry application to send requests to.
+//! test, an in-process Gantry application to send requests to, and a real S3
+//! (SeaweedFS) for what speaks S3.
 //!
 //! PostgreSQL tests need a server; they use `GANTRY_TEST_POSTGRES_URL` or, by default,
 //! `postgres://postgres@127.0.0.1:5432/postgres`, create a database of their own and
@@ -8,6 +9,7 @@
 mod app;
 mod database;
 pub mod issuer;
+pub mod seaweed;
 
 pub use app::{TestApp, TestResponse, programs};
 pub use database::{Backend, TestDatabase};

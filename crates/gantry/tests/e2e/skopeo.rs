@@ -1,9 +1,12 @@
 //! skopeo moves images into and out of Gantry, and between Gantry and the reference
-//! registry, with every manifest digest preserved.
+//! registry, with every manifest digest preserved: on SQLite, on PostgreSQL, and
+//! with the blobs in an S3 bucket (SeaweedFS).
 
 use std::process::Command;
 
-use crate::support::{GantryServer, PeerRegistry, make_image, run, served_manifest_digest, skopeo};
+use crate::support::{
+    GantryServer, PeerRegistry, Seaweed, make_image, run, served_manifest_digest, skopeo,
+};
 
 fn sqlite_server(dir: &std::path::Path) -> GantryServer {
     GantryServer::start(dir, &[], &[])
@@ -82,6 +85,43 @@ async fn skopeo_copies_a_multi_layer_image_in_and_out_with_its_digest_on_postgre
     })
     .await
     .expect("test thread");
+}
+
+#[test]
+fn skopeo_copies_a_multi_layer_image_in_and_out_with_its_digest_on_s3() {
+    let seaweed = Seaweed::start(&["registry"]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let blob_store = format!("s3://registry/gantry?endpoint={}", seaweed.endpoint);
+    let server = GantryServer::start(
+        dir.path(),
+        &["--blob-store", &blob_store],
+        &[
+            ("AWS_ACCESS_KEY_ID", &seaweed.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &seaweed.secret_key),
+        ],
+    );
+    copy_multi_layer_image_in_and_out(&server);
+    let log = server.log();
+    assert!(log.contains("blob_store=\"s3://registry/gantry"), "{log}");
+    assert!(
+        !log.contains(&seaweed.secret_key),
+        "the secret is never logged: {log}"
+    );
+    // The layers are in the bucket, under the prefix, content-addressed.
+    let keys = seaweed.boto3(
+        "for page in S3.get_paginator('list_objects_v2').paginate(Bucket='registry'):\n\
+         \x20   for item in page.get('Contents', []): print(item['Key'])\n",
+        &[],
+    );
+    assert!(
+        keys.lines()
+            .any(|key| key.starts_with("gantry/blobs/sha256/")),
+        "{keys}"
+    );
+    assert!(
+        !dir.path().join("gantry-data/blobs").exists(),
+        "nothing is stored on the local disk"
+    );
 }
 
 #[test]

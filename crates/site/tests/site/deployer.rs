@@ -20,7 +20,7 @@ use site::{
 use store::{DeploymentOrder, ManifestChild, NewManifest, Store, StoreOptions};
 
 use crate::raw_zip::{RawEntry, build};
-use crate::support::{SECRET_KEY, Seaweed, write_site};
+use crate::support::{SECRET_KEY, Seaweed, s3_settings, write_site};
 
 const REPOSITORY: &str = "acme/web";
 
@@ -410,7 +410,7 @@ async fn a_site_is_deployed_to_s3_with_an_http_invalidation_and_observed_from_th
     let mut settings = settings(&registry.dir.path().join("work"));
     settings.s3 = site::S3Settings {
         secret_access_key_ref: Some("s3/sites".to_owned()),
-        ..seaweed.settings()
+        ..s3_settings(&seaweed)
     };
     let deployer = registry.deployer(settings, Secrets::new(Some(secrets_dir)));
 

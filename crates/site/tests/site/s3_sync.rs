@@ -9,7 +9,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
 use site::{DEFAULT_CACHE_CONTROL, Destination, IMMUTABLE, REVALIDATE, SyncOptions, SyncReport};
 
-use crate::support::{SECRET_KEY, Seaweed, staged_site};
+use crate::support::{SECRET_KEY, Seaweed, s3_settings, staged_site};
 
 const FIRST: &[(&str, &[u8])] = &[
     ("index.html", b"<h1>v1</h1>"),
@@ -69,7 +69,7 @@ async fn an_s3_sync_sets_headers_uploads_only_changes_and_deletes_stale_objects(
     let seaweed = Seaweed::start("sites").await;
     let work = tempfile::tempdir().expect("temp dir");
     let destination = Destination::s3(
-        &seaweed.settings(),
+        &s3_settings(&seaweed),
         Some(SECRET_KEY.to_owned()),
         &seaweed.bucket,
         "web/prod",
@@ -256,7 +256,7 @@ async fn a_large_file_is_uploaded_in_parts_with_its_headers() {
         ],
     );
     let destination = Destination::s3(
-        &seaweed.settings(),
+        &s3_settings(&seaweed),
         Some(SECRET_KEY.to_owned()),
         &seaweed.bucket,
         "",

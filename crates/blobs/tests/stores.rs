@@ -1,0 +1,214 @@
+//! The blob store's contract, the same on every kind of store: a local directory,
+//! memory and a real S3 (SeaweedFS). Parts of exactly 5 MiB, 5 MiB + 1 and 1 byte
+//! are committed into one blob (a multipart write whose parts S3 accepts), ranges read
+//! back exactly, a hashing state saved between parts resumes (as a chunked upload
+//! continued on another replica does), an upload over the limit keeps nothing, and
+//! what an upload left behind is found and removed.
+
+use blobs::{BlobError, BlobStore, BlobStoreConfig, PartRef, S3Credentials, new_part_key};
+use bytes::Bytes;
+use domain::{Digest, DigestAlgorithm, DigestHasher};
+use futures_util::StreamExt;
+use testkit::seaweed::{ACCESS_KEY, SECRET_KEY, Seaweed};
+
+const MIB: usize = 1 << 20;
+
+/// `len` bytes of a pattern that differs at every offset modulo 251.
+fn content(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+fn body(bytes: &[u8]) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    // Chunks of 64 KiB, as a request body arrives.
+    let chunks: Vec<Result<Bytes, std::io::Error>> = bytes
+        .chunks(64 << 10)
+        .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+        .collect();
+    futures_util::stream::iter(chunks)
+}
+
+async fn read_all(store: &BlobStore, digest: &Digest, range: Option<(u64, u64)>) -> Vec<u8> {
+    let mut stream = store.get(digest, range).await.expect("the blob");
+    let mut read = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        read.extend_from_slice(&chunk.expect("a chunk"));
+    }
+    read
+}
+
+/// Writes `parts` as upload `upload`'s parts, hashing across them with the hashing
+/// state saved and restored between parts; the parts and the digest.
+async fn upload(store: &BlobStore, upload: &str, parts: &[&[u8]]) -> (Vec<PartRef>, Digest) {
+    let mut saved = DigestHasher::new(DigestAlgorithm::Sha256).save_state();
+    let mut written = Vec::new();
+    let mut start = 0;
+    for part in parts {
+        let mut hasher = DigestHasher::restore_state(&saved).expect("a saved state restores");
+        let key = new_part_key();
+        let size = store
+            .write_part(upload, &key, start, body(part), Some(&mut hasher), u64::MAX)
+            .await
+            .expect("a part is written");
+        assert_eq!(size, part.len() as u64);
+        start += size;
+        saved = hasher.save_state();
+        written.push(PartRef { key, size });
+    }
+    let digest = DigestHasher::restore_state(&saved).expect("state").finish();
+    (written, digest)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let mut hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+    hasher.update(bytes);
+    hasher.finish().hex().to_owned()
+}
+
+async fn contract(store: BlobStore) {
+    let (a, b, c) = (content(1, 5 * MIB), content(2, 5 * MIB + 1), content(3, 1));
+    let whole: Vec<u8> = [a.as_slice(), b.as_slice(), c.as_slice()].concat();
+    let (parts, digest) = upload(&store, "three-parts", &[&a, &b, &c]).await;
+    assert_eq!(
+        digest.to_string(),
+        format!("sha256:{}", sha256_hex(&whole)),
+        "hashing resumed across parts"
+    );
+    assert!(
+        !store.exists(&digest).await.expect("exists"),
+        "nothing is served before the commit"
+    );
+    store
+        .commit("three-parts", &parts, &digest)
+        .await
+        .expect("commit");
+    assert!(store.exists(&digest).await.expect("exists"));
+    assert_eq!(
+        read_all(&store, &digest, None).await,
+        whole,
+        "the blob is the parts in order"
+    );
+    let edge = (5 * MIB - 1) as u64;
+    assert_eq!(
+        read_all(&store, &digest, Some((edge, edge + 2))).await,
+        whole[edge as usize..edge as usize + 3].to_vec(),
+        "a range across the first part's end"
+    );
+    let last = whole.len() as u64 - 1;
+    assert_eq!(
+        read_all(&store, &digest, Some((last, last))).await,
+        vec![whole[last as usize]]
+    );
+
+    // One part is committed in place; committing a stored blob again keeps it.
+    let single = content(4, 300 << 10);
+    let (parts, one) = upload(&store, "one-part", &[&single]).await;
+    store
+        .commit("one-part", &parts, &one)
+        .await
+        .expect("commit");
+    assert_eq!(read_all(&store, &one, None).await, single);
+    let (parts, again) = upload(&store, "again", &[&single]).await;
+    store
+        .commit("again", &parts, &again)
+        .await
+        .expect("commit again");
+    assert_eq!(read_all(&store, &one, None).await, single);
+
+    // An upload over the limit keeps nothing of the part it was writing.
+    let mut hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+    let over = store
+        .write_part(
+            "too-big",
+            &new_part_key(),
+            0,
+            body(&content(5, MIB)),
+            Some(&mut hasher),
+            1000,
+        )
+        .await;
+    assert!(
+        matches!(over, Err(BlobError::TooLarge { limit: 1000 })),
+        "{over:?}"
+    );
+
+    // What an abandoned upload left is found, and removed.
+    let future = i64::MAX;
+    upload(&store, "abandoned", &[&content(6, 1000)]).await;
+    let stale = store.stale_uploads(future).await.expect("listing");
+    assert!(stale.contains(&"abandoned".to_owned()), "{stale:?}");
+    assert!(
+        !stale.contains(&"too-big".to_owned()),
+        "the refused part was not kept: {stale:?}"
+    );
+    store.discard_all("abandoned").await.expect("discard");
+    let stale = store.stale_uploads(future).await.expect("listing");
+    assert!(!stale.contains(&"abandoned".to_owned()), "{stale:?}");
+    let missing = Digest::parse(&format!("sha256:{}", "0".repeat(64))).expect("digest");
+    assert!(matches!(
+        store.get(&missing, None).await,
+        Err(BlobError::NotFound)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_directory_keeps_the_contract() {
+    let dir = tempfile::tempdir().expect("dir");
+    contract(BlobStore::open(&dir.path().display().to_string(), false).expect("store")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_keeps_the_contract() {
+    contract(BlobStore::memory()).await;
+}
+
+fn credentials(secret: &str) -> S3Credentials {
+    S3Credentials {
+        access_key_id: ACCESS_KEY.to_owned(),
+        secret_access_key: secret.to_owned(),
+        session_token: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_bucket_keeps_the_contract_under_a_prefix() {
+    let seaweed = Seaweed::start("blobs").await;
+    let config = BlobStoreConfig::parse(&format!(
+        "s3://{}/gantry/registry?endpoint={}",
+        seaweed.bucket, seaweed.endpoint
+    ))
+    .expect("an S3 URL");
+    let store =
+        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store");
+    assert!(
+        store
+            .description()
+            .starts_with("s3://blobs/gantry/registry"),
+        "{}",
+        store.description()
+    );
+    store.ping().await.expect("the bucket answers");
+    contract(store).await;
+    // Everything lives under the prefix.
+    let client = seaweed.client();
+    let mut listing = object_store::ObjectStore::list(&*client, None);
+    let mut keys = Vec::new();
+    while let Some(meta) = listing.next().await {
+        keys.push(meta.expect("an object").location.to_string());
+    }
+    assert!(
+        !keys.is_empty() && keys.iter().all(|key| key.starts_with("gantry/registry/")),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_s3_credentials_are_a_storage_error_not_a_missing_blob() {
+    let seaweed = Seaweed::start("locked").await;
+    let config = BlobStoreConfig::parse(&format!("s3://locked?endpoint={}", seaweed.endpoint))
+        .expect("an S3 URL");
+    let store = BlobStore::open_config(&config, false, Some(&credentials("not the secret")))
+        .expect("store");
+    let digest = Digest::parse(&format!("sha256:{}", "1".repeat(64))).expect("digest");
+    let error = store.exists(&digest).await.expect_err("refused");
+    assert!(matches!(error, BlobError::Storage(_)), "{error}");
+}
