@@ -171,9 +171,11 @@ pub fn router(state: AppState) -> Router {
 /// open gates without anyone asking.
 const GATE_INTERVAL: Duration = Duration::from_secs(15);
 
-/// Runs the periodic maintenance of one server: purging expired upload sessions, the
-/// ids of expired OIDC job tokens and web sessions past their absolute expiry, and re-evaluating waiting promotions. Every pass is idempotent (decisions are taken
-/// under the environment's lock), so replicas running it side by side do no harm.
+/// Runs the periodic maintenance of one server: re-evaluating waiting promotions
+/// every [`GATE_INTERVAL`], and every `interval` a [`maintain`] pass. Each is claimed
+/// by one replica at a time under a lease in the store (three periods long, renewed by
+/// its holder), so replicas do not repeat each other's work, and another replica takes
+/// it over when the holder dies.
 pub async fn run_maintenance(
     state: AppState,
     interval: Duration,
@@ -182,50 +184,103 @@ pub async fn run_maintenance(
     let mut shutdown = shutdown;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut gates = tokio::time::interval(GATE_INTERVAL.min(interval));
+    let gate_period = GATE_INTERVAL.min(interval);
+    let mut gates = tokio::time::interval(gate_period);
     gates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = ticker.tick() => {
+                maintain(&state, interval).await;
+            }
             _ = gates.tick() => {
-                match state.engine.tick().await {
-                    Ok(0) => {}
-                    Ok(started) => tracing::info!(started, "waiting promotions opened"),
-                    Err(error) => tracing::warn!(%error, "re-evaluating waiting promotions failed"),
+                if leads(&state, GATES_LEASE, gate_period).await {
+                    match state.engine.tick().await {
+                        Ok(0) => {}
+                        Ok(started) => tracing::info!(started, "waiting promotions opened"),
+                        Err(error) => tracing::warn!(%error, "re-evaluating waiting promotions failed"),
+                    }
                 }
-                continue;
             }
             _ = shutdown.changed() => return,
         }
-        match state
-            .registry
-            .purge_expired_uploads(store::now_millis())
-            .await
-        {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "expired upload sessions purged"),
-            Err(error) => tracing::warn!(error = error.message(), "purging expired uploads failed"),
+    }
+}
+
+/// The lease re-evaluating waiting promotions is claimed under.
+const GATES_LEASE: &str = "gates";
+/// The lease the purges of [`maintain`] are claimed under.
+const MAINTENANCE_LEASE: &str = "maintenance";
+
+/// What one maintenance pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub uploads: u64,
+    pub job_token_ids: u64,
+    pub web_sessions: u64,
+}
+
+/// One maintenance pass, if this replica holds (or takes) the maintenance lease for
+/// `period`: purges expired upload sessions with their parts, the ids of expired OIDC
+/// job tokens, and web sessions and invitation links past their expiry. `None`:
+/// another replica holds the lease. A purge that fails is logged and the others run.
+pub async fn maintain(state: &AppState, period: Duration) -> Option<MaintenanceReport> {
+    if !leads(state, MAINTENANCE_LEASE, period).await {
+        return None;
+    }
+    let mut report = MaintenanceReport::default();
+    let now = store::now_millis();
+    match state.registry.purge_expired_uploads(now).await {
+        Ok(0) => {}
+        Ok(purged) => {
+            report.uploads = purged as u64;
+            tracing::info!(purged, "expired upload sessions purged");
         }
-        // Job token ids are kept only while the job tokens could still be presented.
-        match state
-            .store
-            .access()
-            .purge_exchanges(store::now_millis())
-            .await
-        {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "expired OIDC token ids forgotten"),
-            Err(error) => tracing::warn!(%error, "purging exchanged OIDC token ids failed"),
+        Err(error) => tracing::warn!(error = error.message(), "purging expired uploads failed"),
+    }
+    // Job token ids are kept only while the job tokens could still be presented.
+    match state.store.access().purge_exchanges(now).await {
+        Ok(0) => {}
+        Ok(purged) => {
+            report.job_token_ids = purged;
+            tracing::info!(purged, "expired OIDC token ids forgotten");
         }
-        match state
-            .store
-            .sessions()
-            .purge_expired(store::now_millis())
-            .await
-        {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "expired web sessions forgotten"),
-            Err(error) => tracing::warn!(%error, "purging expired web sessions failed"),
+        Err(error) => tracing::warn!(%error, "purging exchanged OIDC token ids failed"),
+    }
+    match state.store.sessions().purge_expired(now).await {
+        Ok(0) => {}
+        Ok(purged) => {
+            report.web_sessions = purged;
+            tracing::info!(purged, "expired web sessions and invitations forgotten");
+        }
+        Err(error) => tracing::warn!(%error, "purging expired web sessions failed"),
+    }
+    Some(report)
+}
+
+/// Whether this replica holds, or has just taken, the lease on the work `name`
+/// (three `period`s long, so a holder that misses a beat keeps it).
+async fn leads(state: &AppState, name: &str, period: Duration) -> bool {
+    let now = store::now_millis();
+    let lease = i64::try_from(period.as_millis().saturating_mul(3)).unwrap_or(i64::MAX);
+    match state
+        .store
+        .jobs()
+        .lead(
+            name,
+            state.engine.job_owner(),
+            now,
+            now.saturating_add(lease),
+        )
+        .await
+    {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::debug!(work = name, "another replica holds the lease");
+            false
+        }
+        Err(error) => {
+            tracing::warn!(%error, work = name, "taking the lease failed");
+            false
         }
     }
 }

@@ -684,6 +684,22 @@ registry_tests! {
         assert_eq!(app.store.uploads().count().await.expect("count"), 0);
     }
 
+    async fn maintenance_is_claimed_by_one_replica_at_a_time(app) {
+        // A second replica on the same database (a deploy worker's owner of its own).
+        let other = server::AppState::new(
+            app.store.clone(),
+            blobs::BlobStore::memory(),
+            registry::RegistryConfig::default(),
+        );
+        assert_ne!(other.engine.job_owner(), app.state.engine.job_owner());
+        let period = Duration::from_secs(60);
+        let first = server::maintain(&app.state, period).await;
+        assert_eq!(first, Some(server::MaintenanceReport::default()), "nothing to purge yet");
+        assert_eq!(server::maintain(&other, period).await, None, "the other replica leaves it");
+        assert!(server::maintain(&app.state, period).await.is_some(), "the holder renews its lease");
+        assert_eq!(server::maintain(&other, period).await, None);
+    }
+
     async fn a_blob_is_mounted_from_another_repository_without_uploading_it(app) {
         let blob = Blob::new("shared layer");
         push_blob(&app, "acme/base", &blob).await;
