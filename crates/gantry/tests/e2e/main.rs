@@ -11,6 +11,7 @@ mod crash;
 mod deploy;
 mod oras;
 mod promotion;
+mod replicas;
 mod serve;
 mod skopeo;
 mod support;

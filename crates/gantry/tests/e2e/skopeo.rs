@@ -12,7 +12,9 @@ fn sqlite_server(dir: &std::path::Path) -> GantryServer {
     GantryServer::start(dir, &[], &[])
 }
 
-fn copy_multi_layer_image_in_and_out(server: &GantryServer) {
+/// Pushes an image of several layers to `address` with `creds`, then pulls it back,
+/// checking the manifest's digest and every layer's bytes.
+pub(crate) fn copy_multi_layer_image_in_and_out(address: &str, creds: &str) {
     let work = tempfile::tempdir().expect("temporary directory");
     let layout = work.path().join("image");
     let image = &make_image(&layout, &["--layers", "5x256K,2M", "--tag", "v1"])[0];
@@ -20,25 +22,15 @@ fn copy_multi_layer_image_in_and_out(server: &GantryServer) {
         .as_str()
         .expect("manifest digest")
         .to_owned();
-    let target = format!("{}/acme/web-app:v1", server.address);
+    let target = format!("{address}/acme/web-app:v1");
     run(skopeo()
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &server.creds(),
-        ])
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds", creds])
         .arg(format!("oci:{}:v1", layout.display()))
         .arg(format!("docker://{target}")));
-    assert_eq!(served_manifest_digest(&target, Some(&server.creds())), want);
+    assert_eq!(served_manifest_digest(&target, Some(creds)), want);
     let pulled = work.path().join("pulled");
     run(skopeo()
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &server.creds(),
-        ])
+        .args(["copy", "--src-tls-verify=false", "--src-creds", creds])
         .arg(format!("docker://{target}"))
         .arg(format!("oci:{}:v1", pulled.display())));
     let index: serde_json::Value =
@@ -66,7 +58,7 @@ fn copy_multi_layer_image_in_and_out(server: &GantryServer) {
 fn skopeo_copies_a_multi_layer_image_in_and_out_with_its_digest_on_sqlite() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let server = sqlite_server(dir.path());
-    copy_multi_layer_image_in_and_out(&server);
+    copy_multi_layer_image_in_and_out(&server.address, &server.creds());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +68,7 @@ async fn skopeo_copies_a_multi_layer_image_in_and_out_with_its_digest_on_postgre
     let url = database.url().to_owned();
     tokio::task::spawn_blocking(move || {
         let server = GantryServer::start(dir.path(), &["--database-url", &url], &[]);
-        copy_multi_layer_image_in_and_out(&server);
+        copy_multi_layer_image_in_and_out(&server.address, &server.creds());
         assert!(
             server.log().contains("database=\"postgres\""),
             "the server used PostgreSQL: {}",
@@ -100,7 +92,7 @@ fn skopeo_copies_a_multi_layer_image_in_and_out_with_its_digest_on_s3() {
             ("AWS_SECRET_ACCESS_KEY", &seaweed.secret_key),
         ],
     );
-    copy_multi_layer_image_in_and_out(&server);
+    copy_multi_layer_image_in_and_out(&server.address, &server.creds());
     let log = server.log();
     assert!(log.contains("blob_store=\"s3://registry/gantry"), "{log}");
     assert!(

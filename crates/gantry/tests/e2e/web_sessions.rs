@@ -7,47 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{GantryServer, run};
+use crate::support::{Answer, GantryServer, curl};
 
 const PASSWORD: &str = "a long staff password";
-
-/// An HTTP answer as curl saw it: status, headers (lowercased names) and body.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// `curl -si ARGS… URL`.
-fn curl(url: &str, args: &[&str]) -> Answer {
-    let output = run(Command::new("curl").args(["-s", "-i"]).args(args).arg(url));
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
-}
 
 /// The `name=value` of the session cookie an answer set.
 fn session_cookie(answer: &Answer) -> String {

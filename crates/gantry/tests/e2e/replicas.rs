@@ -1,0 +1,315 @@
+//! Several replicas for real: three `gantry serve` on one PostgreSQL database and one
+//! S3 bucket (SeaweedFS), behind HAProxy balancing every request round robin over
+//! them. skopeo pushes and pulls an image through the balancer, each of its requests
+//! landing on any replica (the registry token one grants, another checks); a chunked
+//! upload is opened on one replica, continued and committed on others (one chunk
+//! larger than an S3 part, one smaller), and every replica serves the blob; a
+//! promotion requested through
+//! one replica is approved through another and deploys, and a third sees it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::skopeo::copy_multi_layer_image_in_and_out;
+use crate::support::{GantryServer, Seaweed, curl, free_port};
+
+const RESOURCES: &str = r#"kind: Pipeline
+name: standard
+stages:
+  - name: dev
+    auto: true
+  - name: staging
+    gate:
+      approvals: [{ role: staff, count: 1 }]
+---
+kind: Application
+name: web-app
+type: container
+repository: acme/web-app
+pipeline: standard
+environments:
+  dev: { target: { record: {} } }
+  staging: { target: { record: {} } }
+"#;
+
+/// HAProxy in the foreground on `port`, balancing every request over `backends`
+/// round robin; stopped when dropped.
+struct Balancer {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Balancer {
+    fn start(port: u16, backends: &[&str]) -> Balancer {
+        let dir = tempfile::tempdir().expect("directory");
+        let servers: String = backends
+            .iter()
+            .enumerate()
+            .map(|(i, address)| format!("    server replica{i} {address}\n"))
+            .collect();
+        // `http-server-close` balances each request, not each client connection.
+        let config = format!(
+            "global\n    maxconn 512\n\
+             defaults\n    mode http\n    option http-server-close\n    timeout connect 5s\n    timeout client 120s\n    timeout server 120s\n\
+             frontend gantry\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
+             backend replicas\n    balance roundrobin\n{servers}"
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).expect("write haproxy.cfg");
+        let child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy (Debian's haproxy; .ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "haproxy did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Balancer { child, _dir: dir }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The HTTP requests a replica has answered, from its `/metrics`.
+fn requests_answered(replica: &GantryServer) -> f64 {
+    let metrics = curl(&format!("http://{}/metrics", replica.address), &[]).body;
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("gantry_http_requests_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn json_call(base: &str, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let bearer = format!("authorization: Bearer {token}");
+    let text = body.to_string();
+    let mut args = vec!["-X", method, "-H", &bearer];
+    if !body.is_null() {
+        args.extend([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            &text,
+        ]);
+    }
+    let answer = curl(&format!("{base}{path}"), &args);
+    let value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+    (answer.status, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeline() {
+    let database = testkit::TestDatabase::create(testkit::Backend::Postgres).await;
+    let url = database.url().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let seaweed = Seaweed::start(&["registry"]);
+        let port = free_port();
+        let front = format!("127.0.0.1:{port}");
+        let external = format!("http://{front}");
+        let blob_store = format!("s3://registry/gantry?endpoint={}", seaweed.endpoint);
+        let env = [
+            ("AWS_ACCESS_KEY_ID", seaweed.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", seaweed.secret_key.as_str()),
+        ];
+        let dirs: Vec<tempfile::TempDir> = (0..3)
+            .map(|_| tempfile::tempdir().expect("directory"))
+            .collect();
+        let replicas: Vec<GantryServer> = dirs
+            .iter()
+            .map(|dir| {
+                GantryServer::start(
+                    dir.path(),
+                    &[
+                        "--database-url",
+                        &url,
+                        "--blob-store",
+                        &blob_store,
+                        "--external-url",
+                        &external,
+                    ],
+                    &env,
+                )
+            })
+            .collect();
+        let admin = replicas[0].token().to_owned();
+        let addresses: Vec<&str> = replicas.iter().map(|r| r.address.as_str()).collect();
+        let _balancer = Balancer::start(port, &addresses);
+
+        // The registry through the balancer: every request may reach another replica.
+        let before: Vec<f64> = replicas.iter().map(requests_answered).collect();
+        copy_multi_layer_image_in_and_out(&front, &format!("admin:{admin}"));
+        for (i, replica) in replicas.iter().enumerate() {
+            let answered = requests_answered(replica) - before[i] - 1.0;
+            assert!(
+                answered >= 3.0,
+                "replica {i} answered {answered} of the push and pull"
+            );
+        }
+
+        // A chunked upload through the balancer: its session opened on one replica,
+        // each chunk and the commit on the next ones.
+        let creds = format!("admin:{admin}");
+        let chunks: [&[u8]; 2] = [&[7u8; 6 << 20], b"and the last bytes"];
+        let whole = [chunks[0], chunks[1]].concat();
+        let digest = format!("sha256:{}", crate::support::sha256_hex(&whole));
+        let answer = curl(
+            &format!("{external}/v2/acme/web-app/blobs/uploads/"),
+            &["-u", &creds, "-X", "POST"],
+        );
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        let mut location = answer.header("location").expect("a location").to_owned();
+        let mut offset = 0;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let file = dirs[0].path().join(format!("chunk-{i}"));
+            std::fs::write(&file, chunk).expect("write the chunk");
+            let url = if location.starts_with("http") {
+                location.clone()
+            } else {
+                format!("{external}{location}")
+            };
+            let range = format!("content-range: {offset}-{}", offset + chunk.len() - 1);
+            let answer = curl(
+                &url,
+                &[
+                    "-u",
+                    &creds,
+                    "-X",
+                    "PATCH",
+                    "-H",
+                    &range,
+                    "-H",
+                    "content-type: application/octet-stream",
+                    "-H",
+                    "expect:",
+                    "--data-binary",
+                    &format!("@{}", file.display()),
+                ],
+            );
+            assert_eq!(answer.status, 202, "chunk {i}: {}", answer.body);
+            location = answer.header("location").expect("a location").to_owned();
+            offset += chunk.len();
+        }
+        let url = if location.starts_with("http") {
+            location.clone()
+        } else {
+            format!("{external}{location}")
+        };
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let answer = curl(
+            &format!("{url}{separator}digest={digest}"),
+            &["-u", &creds, "-X", "PUT"],
+        );
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        for replica in &replicas {
+            let served = std::process::Command::new("curl")
+                .args(["-s", "-u", &creds])
+                .arg(format!(
+                    "http://{}/v2/acme/web-app/blobs/{digest}",
+                    replica.address
+                ))
+                .output()
+                .expect("curl");
+            assert!(
+                served.stdout == whole,
+                "every replica serves the committed blob"
+            );
+        }
+
+        // A promotion asked of one replica, approved through another, seen by a third.
+        let base = |i: usize| format!("http://{}", replicas[i].address);
+        let answer = curl(
+            &format!("{}/api/v1/apply", base(0)),
+            &[
+                "-H",
+                &format!("authorization: Bearer {admin}"),
+                "-H",
+                "content-type: application/yaml",
+                "--data-binary",
+                RESOURCES,
+            ],
+        );
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let (status, _) = json_call(
+            &base(1),
+            "POST",
+            "/api/v1/users",
+            &admin,
+            &json!({ "name": "sam", "roles": ["staff"] }),
+        );
+        assert_eq!(status, 201);
+        let (status, issued) = json_call(
+            &base(2),
+            "POST",
+            "/api/v1/users/sam/tokens",
+            &admin,
+            &json!({}),
+        );
+        assert_eq!(status, 201, "{issued}");
+        let sam = issued["token"].as_str().expect("sam's token").to_owned();
+        let digest = crate::support::served_manifest_digest(
+            &format!("{front}/acme/web-app:v1"),
+            Some(&format!("admin:{admin}")),
+        );
+        let (status, notified) = json_call(
+            &base(0),
+            "POST",
+            "/api/v1/builds",
+            &admin,
+            &json!({ "application": "web-app", "digest": digest, "commit": "abc1234" }),
+        );
+        assert_eq!(status, 201, "{notified}");
+        let (status, promoted) = json_call(
+            &base(1),
+            "POST",
+            "/api/v1/promotions",
+            &admin,
+            &json!({ "application": "web-app", "environment": "staging", "digest": digest }),
+        );
+        assert_eq!(status, 201, "{promoted}");
+        assert_eq!(promoted["state"], "waiting", "{promoted}");
+        let id = promoted["id"].as_i64().expect("id");
+        let (status, approved) = json_call(
+            &base(2),
+            "POST",
+            &format!("/api/v1/promotions/{id}/approve"),
+            &sam,
+            &json!({ "comment": "from replica 2" }),
+        );
+        assert_eq!(status, 200, "{approved}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, app) = json_call(
+                &base(0),
+                "GET",
+                "/api/v1/apps/web-app",
+                &admin,
+                &Value::Null,
+            );
+            let staging = app["environments"]
+                .as_array()
+                .and_then(|all| all.iter().find(|e| e["name"] == "staging").cloned());
+            if staging
+                .as_ref()
+                .is_some_and(|s| s["current"]["digest"] == digest.as_str())
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "staging did not deploy: {app}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .expect("the test ran");
+}
