@@ -29,6 +29,9 @@ pub struct S3Location {
     pub region: String,
     /// Address the bucket as `BUCKET.endpoint` instead of `endpoint/BUCKET`.
     pub virtual_hosted_style: bool,
+    /// Answer a blob download with a redirect to a presigned URL of the bucket, so
+    /// the bytes flow from the store to the client without passing through Gantry.
+    pub redirect: bool,
 }
 
 impl S3Location {
@@ -65,7 +68,7 @@ impl std::fmt::Debug for S3Credentials {
 
 impl BlobStoreConfig {
     /// Reads a `blob_store` setting: a directory path, `file:///PATH`, `memory://`, or
-    /// `s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION&addressing=virtual|path]`.
+    /// `s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION&addressing=virtual|path&redirect=true]`.
     pub fn parse(url: &str) -> Result<BlobStoreConfig, BlobError> {
         let unsupported = |why: &str| BlobError::UnsupportedUrl {
             url: url.to_owned(),
@@ -92,6 +95,7 @@ impl BlobStoreConfig {
                 endpoint: None,
                 region: "us-east-1".to_owned(),
                 virtual_hosted_style: false,
+                redirect: false,
             };
             for pair in query.split('&').filter(|pair| !pair.is_empty()) {
                 let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -105,9 +109,11 @@ impl BlobStoreConfig {
                     "region" if !value.is_empty() => location.region = value.to_owned(),
                     "addressing" if value == "virtual" => location.virtual_hosted_style = true,
                     "addressing" if value == "path" => location.virtual_hosted_style = false,
+                    "redirect" if value == "true" => location.redirect = true,
+                    "redirect" if value == "false" => location.redirect = false,
                     _ => {
                         return Err(unsupported(&format!(
-                            "unknown or empty parameter `{key}` (use endpoint, region, addressing=virtual|path)"
+                            "unknown or empty parameter `{key}` (use endpoint, region, addressing=virtual|path, redirect=true|false)"
                         )));
                     }
                 }
@@ -160,7 +166,13 @@ mod tests {
         assert_eq!(location.prefix, "prod/registry");
         assert_eq!(location.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
         assert_eq!(location.region, "eu-west-1");
-        assert!(location.allows_http() && !location.virtual_hosted_style);
+        assert!(location.allows_http() && !location.virtual_hosted_style && !location.redirect);
+        let BlobStoreConfig::S3(location) =
+            BlobStoreConfig::parse("s3://b/p?redirect=true").expect("an S3 URL")
+        else {
+            panic!("not S3");
+        };
+        assert!(location.redirect);
         let BlobStoreConfig::S3(location) =
             BlobStoreConfig::parse("s3://b?addressing=virtual").expect("an S3 URL")
         else {
@@ -177,6 +189,7 @@ mod tests {
             "s3://b?endpoint=ftp://x",
             "s3://b?token=secret",
             "s3://b?region=",
+            "s3://b?redirect=yes",
             "gs://bucket",
             "file://",
             "",

@@ -89,7 +89,20 @@ pub struct BlobStore {
     description: String,
     /// Parts' worth of memory multipart writes may hold, all together.
     multipart_memory: Arc<tokio::sync::Semaphore>,
+    /// Where downloads are redirected to presigned URLs: the bucket's signer and the
+    /// key prefix its objects live under.
+    redirects: Option<Redirects>,
 }
+
+/// Presigning downloads in an S3 bucket.
+#[derive(Clone)]
+struct Redirects {
+    signer: Arc<object_store::aws::AmazonS3>,
+    prefix: String,
+}
+
+/// How long a presigned download URL works (the reference registry's 20 minutes).
+const REDIRECT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 impl BlobStore {
     /// Opens the store named by `url` (see [`BlobStoreConfig::parse`]); an S3 bucket
@@ -132,6 +145,7 @@ impl BlobStore {
             fsync,
             description: format!("file://{}", dir.display()),
             multipart_memory: multipart_memory(),
+            redirects: None,
         })
     }
 
@@ -155,12 +169,16 @@ impl BlobStore {
                 builder = builder.with_token(token);
             }
         }
-        let bucket = builder.build()?;
+        let bucket = Arc::new(builder.build()?);
         let objects: Arc<dyn ObjectStore> = if location.prefix.is_empty() {
-            Arc::new(bucket)
+            bucket.clone()
         } else {
-            Arc::new(PrefixStore::new(bucket, location.prefix.as_str()))
+            Arc::new(PrefixStore::new(bucket.clone(), location.prefix.as_str()))
         };
+        let redirects = location.redirect.then(|| Redirects {
+            signer: bucket,
+            prefix: location.prefix.clone(),
+        });
         let endpoint = location.endpoint.as_deref().unwrap_or("AWS");
         Ok(BlobStore {
             objects,
@@ -168,6 +186,7 @@ impl BlobStore {
             fsync: false,
             description: format!("s3://{}/{} at {endpoint}", location.bucket, location.prefix),
             multipart_memory: multipart_memory(),
+            redirects,
         })
     }
 
@@ -179,6 +198,7 @@ impl BlobStore {
             fsync: false,
             description: "memory://".to_owned(),
             multipart_memory: multipart_memory(),
+            redirects: None,
         }
     }
 
@@ -419,6 +439,29 @@ impl BlobStore {
         range: Option<(u64, u64)>,
     ) -> Result<BlobBody, BlobError> {
         self.read_object(&Self::blob_path(digest), range).await
+    }
+
+    /// A presigned URL the client may download the blob from directly, when the store
+    /// is an S3 bucket configured to redirect (`redirect=true`); else `None`, and the
+    /// blob is streamed through [`BlobStore::get`]. The URL works for 20 minutes.
+    pub async fn download_url(&self, digest: &Digest) -> Result<Option<String>, BlobError> {
+        let Some(redirects) = &self.redirects else {
+            return Ok(None);
+        };
+        let path = Self::blob_path(digest);
+        let path = if redirects.prefix.is_empty() {
+            path
+        } else {
+            Path::from(format!("{}/{path}", redirects.prefix))
+        };
+        let url = object_store::signer::Signer::signed_url(
+            &*redirects.signer,
+            object_store::signer::Method::GET,
+            &path,
+            REDIRECT_VALIDITY,
+        )
+        .await?;
+        Ok(Some(url.to_string()))
     }
 
     /// Stores small content in one call (an already-verified digest).

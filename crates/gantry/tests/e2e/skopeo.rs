@@ -5,7 +5,8 @@
 use std::process::Command;
 
 use crate::support::{
-    GantryServer, PeerRegistry, Seaweed, make_image, run, served_manifest_digest, skopeo,
+    GantryServer, PeerRegistry, Seaweed, curl, make_image, run, served_manifest_digest, skopeo,
+    stdout_of,
 };
 
 fn sqlite_server(dir: &std::path::Path) -> GantryServer {
@@ -114,6 +115,75 @@ fn skopeo_copies_a_multi_layer_image_in_and_out_with_its_digest_on_s3() {
         !dir.path().join("gantry-data/blobs").exists(),
         "nothing is stored on the local disk"
     );
+}
+
+#[test]
+fn with_redirects_on_s3_blobs_are_downloaded_from_the_bucket_by_presigned_urls() {
+    let seaweed = Seaweed::start(&["direct"]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let blob_store = format!(
+        "s3://direct/gantry?endpoint={}&redirect=true",
+        seaweed.endpoint
+    );
+    let server = GantryServer::start(
+        dir.path(),
+        &["--blob-store", &blob_store],
+        &[
+            ("AWS_ACCESS_KEY_ID", &seaweed.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &seaweed.secret_key),
+        ],
+    );
+    // skopeo follows the redirects and checks every byte.
+    copy_multi_layer_image_in_and_out(&server.address, &server.creds());
+    let manifest = stdout_of(
+        skopeo()
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                "--creds",
+                &server.creds(),
+            ])
+            .arg(format!("docker://{}/acme/web-app:v1", server.address)),
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("a manifest");
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("a layer")
+        .to_owned();
+    let url = format!("http://{}/v2/acme/web-app/blobs/{layer}", server.address);
+    // Without credentials: refused before any redirect.
+    let answer = curl(&url, &[]);
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    // With them: a redirect into the bucket, which serves the bytes and ranges.
+    let answer = curl(&url, &["-u", &server.creds()]);
+    assert_eq!(answer.status, 307, "{}", answer.body);
+    let location = answer.header("location").expect("a location").to_owned();
+    assert!(
+        location.starts_with(&format!("{}/direct/gantry/blobs/sha256/", seaweed.endpoint)),
+        "{location}"
+    );
+    assert_eq!(answer.header("docker-content-digest"), Some(layer.as_str()));
+    let bytes = run(Command::new("curl")
+        .args(["-s", "-L", "-u", &server.creds()])
+        .arg(&url))
+    .stdout;
+    assert_eq!(
+        format!("sha256:{}", crate::support::sha256_hex(&bytes)),
+        layer
+    );
+    let part = run(Command::new("curl")
+        .args(["-s", "-L", "-r", "10-19", "-u", &server.creds()])
+        .arg(&url))
+    .stdout;
+    assert_eq!(
+        part,
+        bytes[10..20].to_vec(),
+        "a range is served by the bucket"
+    );
+    // HEAD is still answered by Gantry.
+    let answer = curl(&url, &["-I", "-u", &server.creds()]);
+    assert_eq!(answer.status, 200);
 }
 
 #[test]

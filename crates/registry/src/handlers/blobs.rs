@@ -1,4 +1,5 @@
-//! `GET|HEAD|DELETE /v2/{name}/blobs/{digest}`.
+//! `GET|HEAD|DELETE /v2/{name}/blobs/{digest}`. With an S3 blob store configured to
+//! redirect, a GET of a linked blob is a `307` to a presigned URL of the bucket.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -47,6 +48,17 @@ pub(super) async fn get(
             ));
         }
     };
+    if !head
+        && size > 0
+        && let Some(url) = registry.blobs.download_url(digest).await?
+    {
+        // The store serves the bytes (and the range, which the client sends again).
+        let mut response = crate::empty(StatusCode::TEMPORARY_REDIRECT);
+        let headers = response.headers_mut();
+        headers.insert(header::LOCATION, header_value(&url));
+        headers.insert("docker-content-digest", header_value(&digest.to_string()));
+        return Ok(response);
+    }
     let length = range.map_or(size, |(first, last)| last - first + 1);
     let mut response = crate::empty(status);
     if !head && length > 0 {
