@@ -3,7 +3,9 @@
 //! are committed into one blob (a multipart write whose parts S3 accepts), ranges read
 //! back exactly, a hashing state saved between parts resumes (as a chunked upload
 //! continued on another replica does), an upload over the limit keeps nothing, and
-//! what an upload left behind is found and removed.
+//! what an upload left behind is found and removed. The S3 contract also holds
+//! behind a proxy that answers every third request with `503 SlowDown`, as S3 does
+//! under load: every such answer is retried.
 
 use blobs::{BlobError, BlobStore, BlobStoreConfig, PartRef, S3Credentials, new_part_key};
 use bytes::Bytes;
@@ -211,4 +213,75 @@ async fn wrong_s3_credentials_are_a_storage_error_not_a_missing_blob() {
     let digest = Digest::parse(&format!("sha256:{}", "1".repeat(64))).expect("digest");
     let error = store.exists(&digest).await.expect_err("refused");
     assert!(matches!(error, BlobError::Storage(_)), "{error}");
+}
+
+/// An HTTP proxy on loopback in front of `upstream` that answers every `every`-th
+/// request with S3's `503 SlowDown` and forwards the others unchanged (the `Host`
+/// header included, so signatures still verify); how many it refused.
+async fn slow_down_proxy(
+    upstream: String,
+    every: usize,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let seen = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<axum::body::Body>();
+    let (seen_in, refused_in) = (seen.clone(), refused.clone());
+    let forward = move |request: axum::extract::Request| {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        let (seen, refused) = (seen_in.clone(), refused_in.clone());
+        async move {
+            if (seen.fetch_add(1, Ordering::SeqCst) + 1) % every == 0 {
+                refused.fetch_add(1, Ordering::SeqCst);
+                return axum::response::Response::builder()
+                    .status(503)
+                    .header("content-type", "application/xml")
+                    .body(axum::body::Body::from(
+                        "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+                    ))
+                    .expect("a response");
+            }
+            let (mut parts, body) = request.into_parts();
+            let path = parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            parts.uri = format!("{upstream}{path}").parse().expect("a URI");
+            match client
+                .request(axum::extract::Request::from_parts(parts, body))
+                .await
+            {
+                Ok(response) => response.map(axum::body::Body::new),
+                Err(error) => axum::response::Response::builder()
+                    .status(502)
+                    .body(axum::body::Body::from(error.to_string()))
+                    .expect("a response"),
+            }
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = axum::Router::new().fallback(forward);
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("the proxy serves");
+    });
+    (format!("http://{address}"), refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_bucket_that_answers_slow_down_keeps_the_contract_by_retrying() {
+    let seaweed = Seaweed::start("throttled").await;
+    let (proxy, refused) = slow_down_proxy(seaweed.endpoint.clone(), 3).await;
+    let config = BlobStoreConfig::parse(&format!("s3://throttled/gantry?endpoint={proxy}"))
+        .expect("an S3 URL");
+    let store =
+        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store");
+    contract(store).await;
+    let refused = refused.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(refused >= 10, "the proxy refused only {refused} requests");
 }
