@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::support::{GantryServer, free_port, make_image, run, skopeo};
+use crate::support::{GantryServer, free_port, make_image, run, skopeo, slow_app};
 
 const RESOURCES: &str = r#"kind: Pipeline
 name: standard
@@ -603,32 +603,6 @@ async fn invite_a_client(javascript: bool) {
     let source = browser.source().await.expect("source");
     assert!(source.contains("was used already"), "{source}");
     browser.close().await.expect("close the browser");
-}
-
-/// An application whose only environment deploys until the file `go` exists.
-fn slow_app(go: &Path) -> String {
-    format!(
-        r#"kind: Pipeline
-name: slow
-stages:
-  - name: dev
-    auto: true
----
-kind: Application
-name: slow-app
-type: container
-repository: acme/slow-app
-pipeline: slow
-environments:
-  dev:
-    target:
-      command:
-        program: sh
-        args: ["-c", "while [ ! -e \"$0\" ]; do sleep 0.1; done; echo rolled out", "{}"]
-        timeout: 120s
-"#,
-        go.display()
-    )
 }
 
 /// A staff member opens the promotion of a deployment while it runs (it runs until

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::skopeo::copy_multi_layer_image_in_and_out;
-use crate::support::{GantryServer, Seaweed, curl, free_port};
+use crate::support::{GantryServer, Seaweed, curl, free_port, slow_app};
 
 const RESOURCES: &str = r#"kind: Pipeline
 name: standard
@@ -52,7 +52,7 @@ impl Balancer {
         // `http-server-close` balances each request, not each client connection.
         let config = format!(
             "global\n    maxconn 512\n\
-             defaults\n    mode http\n    option http-server-close\n    timeout connect 5s\n    timeout client 120s\n    timeout server 120s\n\
+             defaults\n    mode http\n    option http-server-close\n    option redispatch\n    retries 3\n    timeout connect 5s\n    timeout client 120s\n    timeout server 120s\n\
              frontend gantry\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
              backend replicas\n    balance roundrobin\n{servers}"
         );
@@ -312,4 +312,187 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
     })
     .await
     .expect("the test ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_deployment_loses_nothing_acknowledged_and_another_finishes_its_job() {
+    let database = testkit::TestDatabase::create(testkit::Backend::Postgres).await;
+    let url = database.url().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let seaweed = Seaweed::start(&["registry"]);
+        let port = free_port();
+        let front = format!("127.0.0.1:{port}");
+        let blob_store = format!("s3://registry/gantry?endpoint={}", seaweed.endpoint);
+        let env = [
+            ("AWS_ACCESS_KEY_ID", seaweed.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", seaweed.secret_key.as_str()),
+        ];
+        let dirs: Vec<tempfile::TempDir> = (0..3)
+            .map(|_| tempfile::tempdir().expect("directory"))
+            .collect();
+        // Short leases, so a dead replica's job is taken over within seconds; requests
+        // do not wait for their deployments.
+        let mut replicas: Vec<Option<GantryServer>> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, dir)| {
+                let config = dir.path().join("gantry.toml");
+                std::fs::write(
+                    &config,
+                    format!("[deploy]\nreplica = \"r{i}\"\nlease_seconds = 2\nwait_seconds = 0\n"),
+                )
+                .expect("write the configuration");
+                Some(GantryServer::start(
+                    dir.path(),
+                    &[
+                        "--config",
+                        &config.display().to_string(),
+                        "--database-url",
+                        &url,
+                        "--blob-store",
+                        &blob_store,
+                        "--external-url",
+                        &format!("http://{front}"),
+                    ],
+                    &env,
+                ))
+            })
+            .collect();
+        let admin = replicas[0].as_ref().expect("r0").token().to_owned();
+        let addresses: Vec<String> = replicas
+            .iter()
+            .map(|r| r.as_ref().expect("running").address.clone())
+            .collect();
+        let _balancer = Balancer::start(
+            port,
+            &addresses.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let go = dirs[0].path().join("go");
+        let answer = curl(
+            &format!("http://{}/api/v1/apply", addresses[0]),
+            &[
+                "-H",
+                &format!("authorization: Bearer {admin}"),
+                "-H",
+                "content-type: application/yaml",
+                "--data-binary",
+                &slow_app(&go),
+            ],
+        );
+        assert_eq!(answer.status, 200, "{}", answer.body);
+
+        // An image pushed and acknowledged through the balancer.
+        copy_multi_layer_image_in_and_out(&front, &format!("admin:{admin}"));
+        let creds = format!("admin:{admin}");
+        let pushed = crate::support::served_manifest_digest(
+            &format!("{front}/acme/web-app:v1"),
+            Some(&creds),
+        );
+        // A deployment into slow-app's dev, running on some replica.
+        let slow = copy_to(&front, &creds, "acme/slow-app");
+        let (status, _) = json_call(
+            &format!("http://{}", addresses[1]),
+            "POST",
+            "/api/v1/builds",
+            &admin,
+            &json!({ "application": "slow-app", "digest": slow }),
+        );
+        assert_eq!(status, 201);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (id, owner) = loop {
+            let (_, history) = json_call(
+                &format!("http://{}", addresses[2]),
+                "GET",
+                "/api/v1/apps/slow-app/history",
+                &admin,
+                &Value::Null,
+            );
+            if let Some(id) = history["deployments"][0]["id"].as_i64() {
+                let (_, detail) = json_call(
+                    &format!("http://{}", addresses[2]),
+                    "GET",
+                    &format!("/api/v1/deployments/{id}"),
+                    &admin,
+                    &Value::Null,
+                );
+                if let Some(owner) = detail["job"]["lease_owner"].as_str() {
+                    break (id, owner.to_owned());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no replica took the deployment: {history}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let holder: usize = owner[1..2].parse().expect("the owner is rN/…");
+
+        // The replica running it dies; the file that lets a deployment finish appears.
+        let killed = replicas[holder].take().expect("running");
+        crate::support::run(Command::new("kill").args(["-KILL", &killed.pid().to_string()]));
+        std::fs::write(&go, b"").expect("let deployments finish");
+        let survivor = format!("http://{}", addresses[(holder + 1) % 3]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let finished = loop {
+            let (_, detail) = json_call(
+                &survivor,
+                "GET",
+                &format!("/api/v1/deployments/{id}"),
+                &admin,
+                &Value::Null,
+            );
+            if detail["state"] == "deployed" {
+                break detail;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no other replica finished the deployment: {detail}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(finished["job"]["attempts"], 2, "{finished}");
+        let second_owner = finished["job"]["lease_owner"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            !second_owner.starts_with(&format!("r{holder}/")),
+            "{finished}"
+        );
+
+        // What was acknowledged before the kill is still served through the balancer.
+        assert_eq!(
+            crate::support::served_manifest_digest(
+                &format!("{front}/acme/web-app:v1"),
+                Some(&creds)
+            ),
+            pushed
+        );
+        // And the two replicas left take new pushes through it.
+        let after = copy_to(&front, &creds, "acme/after-the-kill");
+        assert_eq!(
+            crate::support::served_manifest_digest(
+                &format!("{front}/acme/after-the-kill:v1"),
+                Some(&creds)
+            ),
+            after
+        );
+        drop(killed);
+    })
+    .await
+    .expect("the test ran");
+}
+
+/// Pushes a small new image to `repository` through `front` with skopeo: its digest.
+fn copy_to(front: &str, creds: &str, repository: &str) -> String {
+    let work = tempfile::tempdir().expect("directory");
+    let layout = work.path().join("image");
+    let image = &crate::support::make_image(&layout, &["--layers", "1x4K", "--tag", "v1"])[0];
+    crate::support::run(
+        crate::support::skopeo()
+            .args(["copy", "--dest-tls-verify=false", "--dest-creds", creds])
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("docker://{front}/{repository}:v1")),
+    );
+    image["manifest"].as_str().expect("digest").to_owned()
 }

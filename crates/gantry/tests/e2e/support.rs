@@ -441,3 +441,29 @@ pub(crate) fn curl(url: &str, args: &[&str]) -> Answer {
         body: body.to_owned(),
     }
 }
+
+/// An application whose only environment deploys until the file `go` exists.
+pub(crate) fn slow_app(go: &Path) -> String {
+    format!(
+        r#"kind: Pipeline
+name: slow
+stages:
+  - name: dev
+    auto: true
+---
+kind: Application
+name: slow-app
+type: container
+repository: acme/slow-app
+pipeline: slow
+environments:
+  dev:
+    target:
+      command:
+        program: sh
+        args: ["-c", "while [ ! -e \"$0\" ]; do sleep 0.1; done; echo rolled out", "{}"]
+        timeout: 120s
+"#,
+        go.display()
+    )
+}
