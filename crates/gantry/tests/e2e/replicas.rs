@@ -109,15 +109,23 @@ fn json_call(base: &str, method: &str, path: &str, token: &str, body: &Value) ->
     (answer.status, value)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeline() {
-    let database = testkit::TestDatabase::create(testkit::Backend::Postgres).await;
-    let url = database.url().to_owned();
-    tokio::task::spawn_blocking(move || {
+/// Three replicas on the PostgreSQL database `url` and one SeaweedFS bucket, each
+/// with `[deploy] replica = "rN"` and `deploy` (more `[deploy]` settings), behind a
+/// balancer at `front`.
+struct Cluster {
+    replicas: Vec<Option<GantryServer>>,
+    dirs: Vec<tempfile::TempDir>,
+    front: String,
+    admin: String,
+    _balancer: Balancer,
+    _seaweed: Seaweed,
+}
+
+impl Cluster {
+    fn start(url: &str, deploy: &str) -> Cluster {
         let seaweed = Seaweed::start(&["registry"]);
         let port = free_port();
         let front = format!("127.0.0.1:{port}");
-        let external = format!("http://{front}");
         let blob_store = format!("s3://registry/gantry?endpoint={}", seaweed.endpoint);
         let env = [
             ("AWS_ACCESS_KEY_ID", seaweed.access_key.as_str()),
@@ -126,30 +134,62 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
         let dirs: Vec<tempfile::TempDir> = (0..3)
             .map(|_| tempfile::tempdir().expect("directory"))
             .collect();
-        let replicas: Vec<GantryServer> = dirs
+        let replicas: Vec<Option<GantryServer>> = dirs
             .iter()
-            .map(|dir| {
-                GantryServer::start(
+            .enumerate()
+            .map(|(i, dir)| {
+                let config = dir.path().join("gantry.toml");
+                std::fs::write(&config, format!("[deploy]\nreplica = \"r{i}\"\n{deploy}"))
+                    .expect("write the configuration");
+                Some(GantryServer::start(
                     dir.path(),
                     &[
+                        "--config",
+                        &config.display().to_string(),
                         "--database-url",
-                        &url,
+                        url,
                         "--blob-store",
                         &blob_store,
                         "--external-url",
-                        &external,
+                        &format!("http://{front}"),
                     ],
                     &env,
-                )
+                ))
             })
             .collect();
-        let admin = replicas[0].token().to_owned();
-        let addresses: Vec<&str> = replicas.iter().map(|r| r.address.as_str()).collect();
-        let _balancer = Balancer::start(port, &addresses);
+        let admin = replicas[0].as_ref().expect("r0").token().to_owned();
+        let addresses: Vec<&str> = replicas
+            .iter()
+            .map(|r| r.as_ref().expect("running").address.as_str())
+            .collect();
+        let balancer = Balancer::start(port, &addresses);
+        Cluster {
+            replicas,
+            dirs,
+            front,
+            admin,
+            _balancer: balancer,
+            _seaweed: seaweed,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeline() {
+    let database = testkit::TestDatabase::create(testkit::Backend::Postgres).await;
+    let url = database.url().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let cluster = Cluster::start(&url, "");
+        let (replicas, front, admin) = (&cluster.replicas, &cluster.front, &cluster.admin);
+        let replicas: Vec<&GantryServer> = replicas
+            .iter()
+            .map(|r| r.as_ref().expect("running"))
+            .collect();
+        let external = format!("http://{front}");
 
         // The registry through the balancer: every request may reach another replica.
-        let before: Vec<f64> = replicas.iter().map(requests_answered).collect();
-        copy_multi_layer_image_in_and_out(&front, &format!("admin:{admin}"));
+        let before: Vec<f64> = replicas.iter().map(|r| requests_answered(r)).collect();
+        copy_multi_layer_image_in_and_out(front, &format!("admin:{admin}"));
         for (i, replica) in replicas.iter().enumerate() {
             let answered = requests_answered(replica) - before[i] - 1.0;
             assert!(
@@ -172,7 +212,7 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
         let mut location = answer.header("location").expect("a location").to_owned();
         let mut offset = 0;
         for (i, chunk) in chunks.iter().enumerate() {
-            let file = dirs[0].path().join(format!("chunk-{i}"));
+            let file = cluster.dirs[0].path().join(format!("chunk-{i}"));
             std::fs::write(&file, chunk).expect("write the chunk");
             let url = if location.starts_with("http") {
                 location.clone()
@@ -245,7 +285,7 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
             &base(1),
             "POST",
             "/api/v1/users",
-            &admin,
+            admin,
             &json!({ "name": "sam", "roles": ["staff"] }),
         );
         assert_eq!(status, 201);
@@ -253,7 +293,7 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
             &base(2),
             "POST",
             "/api/v1/users/sam/tokens",
-            &admin,
+            admin,
             &json!({}),
         );
         assert_eq!(status, 201, "{issued}");
@@ -266,7 +306,7 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
             &base(0),
             "POST",
             "/api/v1/builds",
-            &admin,
+            admin,
             &json!({ "application": "web-app", "digest": digest, "commit": "abc1234" }),
         );
         assert_eq!(status, 201, "{notified}");
@@ -274,7 +314,7 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
             &base(1),
             "POST",
             "/api/v1/promotions",
-            &admin,
+            admin,
             &json!({ "application": "web-app", "environment": "staging", "digest": digest }),
         );
         assert_eq!(status, 201, "{promoted}");
@@ -290,13 +330,7 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
         assert_eq!(status, 200, "{approved}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (_, app) = json_call(
-                &base(0),
-                "GET",
-                "/api/v1/apps/web-app",
-                &admin,
-                &Value::Null,
-            );
+            let (_, app) = json_call(&base(0), "GET", "/api/v1/apps/web-app", admin, &Value::Null);
             let staging = app["environments"]
                 .as_array()
                 .and_then(|all| all.iter().find(|e| e["name"] == "staging").cloned());
@@ -319,55 +353,16 @@ async fn a_replica_killed_mid_deployment_loses_nothing_acknowledged_and_another_
     let database = testkit::TestDatabase::create(testkit::Backend::Postgres).await;
     let url = database.url().to_owned();
     tokio::task::spawn_blocking(move || {
-        let seaweed = Seaweed::start(&["registry"]);
-        let port = free_port();
-        let front = format!("127.0.0.1:{port}");
-        let blob_store = format!("s3://registry/gantry?endpoint={}", seaweed.endpoint);
-        let env = [
-            ("AWS_ACCESS_KEY_ID", seaweed.access_key.as_str()),
-            ("AWS_SECRET_ACCESS_KEY", seaweed.secret_key.as_str()),
-        ];
-        let dirs: Vec<tempfile::TempDir> = (0..3)
-            .map(|_| tempfile::tempdir().expect("directory"))
-            .collect();
         // Short leases, so a dead replica's job is taken over within seconds; requests
         // do not wait for their deployments.
-        let mut replicas: Vec<Option<GantryServer>> = dirs
-            .iter()
-            .enumerate()
-            .map(|(i, dir)| {
-                let config = dir.path().join("gantry.toml");
-                std::fs::write(
-                    &config,
-                    format!("[deploy]\nreplica = \"r{i}\"\nlease_seconds = 2\nwait_seconds = 0\n"),
-                )
-                .expect("write the configuration");
-                Some(GantryServer::start(
-                    dir.path(),
-                    &[
-                        "--config",
-                        &config.display().to_string(),
-                        "--database-url",
-                        &url,
-                        "--blob-store",
-                        &blob_store,
-                        "--external-url",
-                        &format!("http://{front}"),
-                    ],
-                    &env,
-                ))
-            })
-            .collect();
-        let admin = replicas[0].as_ref().expect("r0").token().to_owned();
-        let addresses: Vec<String> = replicas
+        let mut cluster = Cluster::start(&url, "lease_seconds = 2\nwait_seconds = 0\n");
+        let (front, admin) = (cluster.front.clone(), cluster.admin.clone());
+        let addresses: Vec<String> = cluster
+            .replicas
             .iter()
             .map(|r| r.as_ref().expect("running").address.clone())
             .collect();
-        let _balancer = Balancer::start(
-            port,
-            &addresses.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        let go = dirs[0].path().join("go");
+        let go = cluster.dirs[0].path().join("go");
         let answer = curl(
             &format!("http://{}/api/v1/apply", addresses[0]),
             &[
@@ -428,7 +423,7 @@ async fn a_replica_killed_mid_deployment_loses_nothing_acknowledged_and_another_
         let holder: usize = owner[1..2].parse().expect("the owner is rN/…");
 
         // The replica running it dies; the file that lets a deployment finish appears.
-        let killed = replicas[holder].take().expect("running");
+        let killed = cluster.replicas[holder].take().expect("running");
         crate::support::run(Command::new("kill").args(["-KILL", &killed.pid().to_string()]));
         std::fs::write(&go, b"").expect("let deployments finish");
         let survivor = format!("http://{}", addresses[(holder + 1) % 3]);
