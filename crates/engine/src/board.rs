@@ -12,7 +12,7 @@ use domain::promotion::{DecidedOn, Decider, PromotionState, decision_refusal};
 use resources::DeclaredPipeline;
 use store::{Build, Deployment, Promotion};
 
-use crate::queries::{ApplicationStatus, DeploymentSummary, EnvironmentStatus, Page};
+use crate::queries::{ApplicationStatus, EnvironmentStatus, Page, summary_of};
 use crate::{Actor, Engine, EngineError};
 
 /// Which applications a board page shows.
@@ -108,12 +108,7 @@ impl Engine {
             .map(|build| ((build.application.clone(), build.digest.clone()), build))
             .collect();
         let summary = |deployment: Option<Deployment>| {
-            deployment.map(|deployment| DeploymentSummary {
-                commit: builds
-                    .get(&(deployment.application.clone(), deployment.digest.clone()))
-                    .and_then(|build| build.provenance.commit.clone()),
-                deployment,
-            })
+            deployment.map(|deployment| summary_of(deployment, &builds))
         };
         let mut rows = Vec::with_capacity(applications.len());
         for application in applications {

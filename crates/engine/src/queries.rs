@@ -91,6 +91,17 @@ pub struct DoraPeriod {
     pub metrics: DoraMetrics,
 }
 
+/// `deployment` with the commit of its build in `builds`, if notified.
+pub(crate) fn summary_of(
+    deployment: Deployment,
+    builds: &BTreeMap<(String, String), Build>,
+) -> DeploymentSummary {
+    let commit = builds
+        .get(&(deployment.application.clone(), deployment.digest.clone()))
+        .and_then(|build| build.provenance.commit.clone());
+    DeploymentSummary { deployment, commit }
+}
+
 /// A millisecond instant as a timestamp (the epoch if out of range).
 fn instant(millis: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(millis).unwrap_or_default()
@@ -132,6 +143,21 @@ impl Engine {
             .map(|state| (state.environment.clone(), state))
             .collect();
         let pending = self.store.promotions().pending(name).await?;
+        let builds = self
+            .builds_by_artifact(stored.values().flat_map(|state| {
+                [
+                    &state.current,
+                    &state.deploying,
+                    &state.previous,
+                    &state.failed,
+                ]
+                .into_iter()
+                .flatten()
+            }))
+            .await?;
+        let summary = |deployment: Option<Deployment>| {
+            deployment.map(|deployment| summary_of(deployment, &builds))
+        };
         let mut environments = Vec::new();
         for stage in pipeline.pipeline().stages() {
             let environment = stage.environment.as_str();
@@ -145,10 +171,10 @@ impl Engine {
                 name: environment.to_owned(),
                 auto: stage.auto,
                 target: target.to_owned(),
-                current: self.summarize_one(state.current).await?,
-                deploying: self.summarize_one(state.deploying).await?,
-                previous: self.summarize_one(state.previous).await?,
-                failed: self.summarize_one(state.failed).await?,
+                current: summary(state.current),
+                deploying: summary(state.deploying),
+                previous: summary(state.previous),
+                failed: summary(state.failed),
                 hold: state.hold,
                 observed: state.observed,
                 drift_since: state.drift_since,
@@ -344,20 +370,7 @@ impl Engine {
             .deployments()
             .finished_since(&productions, since)
             .await?;
-        let mut artifacts: Vec<(String, String)> = deployments
-            .iter()
-            .map(|d| (d.application.clone(), d.digest.clone()))
-            .collect();
-        artifacts.sort();
-        artifacts.dedup();
-        let mut commit_times: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for chunk in artifacts.chunks(200) {
-            for build in self.store.evidence().builds_of(chunk).await? {
-                if let Some(at) = build.provenance.committed_at {
-                    commit_times.insert((build.application, build.digest), at);
-                }
-            }
-        }
+        let builds = self.builds_by_artifact(deployments.iter()).await?;
         let mut records = Vec::with_capacity(deployments.len());
         for deployment in deployments {
             let outcome = match deployment.state {
@@ -371,9 +384,10 @@ impl Engine {
             else {
                 continue;
             };
-            let committed_at = commit_times
+            let committed_at = builds
                 .get(&(deployment.application.clone(), deployment.digest.clone()))
-                .and_then(|ms| jiff::Timestamp::from_millisecond(*ms).ok());
+                .and_then(|build| build.provenance.committed_at)
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok());
             records.push(DeploymentRecord {
                 application: deployment.application,
                 environment: deployment.environment,
@@ -428,33 +442,36 @@ impl Engine {
         Ok(environments)
     }
 
-    /// Each deployment with the commit of its build (looked up once per artifact).
+    /// Each deployment with the commit of its build (the builds read in one query per
+    /// 200 artifacts).
     pub async fn summarize(
         &self,
         deployments: Vec<Deployment>,
     ) -> Result<Vec<DeploymentSummary>, EngineError> {
-        let mut commits: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
-        let mut summaries = Vec::with_capacity(deployments.len());
-        for deployment in deployments {
-            let key = (deployment.application.clone(), deployment.digest.clone());
-            if !commits.contains_key(&key) {
-                let build = self.store.evidence().build(&key.0, &key.1).await?;
-                commits.insert(key.clone(), build.and_then(|b| b.provenance.commit));
-            }
-            let commit = commits.get(&key).cloned().flatten();
-            summaries.push(DeploymentSummary { deployment, commit });
-        }
-        Ok(summaries)
+        let builds = self.builds_by_artifact(deployments.iter()).await?;
+        Ok(deployments
+            .into_iter()
+            .map(|deployment| summary_of(deployment, &builds))
+            .collect())
     }
 
-    async fn summarize_one(
+    /// The builds of the artifacts `deployments` deployed, by (application, digest),
+    /// read in one query per 200 distinct artifacts.
+    async fn builds_by_artifact(
         &self,
-        deployment: Option<Deployment>,
-    ) -> Result<Option<DeploymentSummary>, EngineError> {
-        match deployment {
-            None => Ok(None),
-            Some(deployment) => Ok(self.summarize(vec![deployment]).await?.pop()),
+        deployments: impl Iterator<Item = &Deployment>,
+    ) -> Result<BTreeMap<(String, String), Build>, EngineError> {
+        let artifacts: std::collections::BTreeSet<(String, String)> = deployments
+            .map(|d| (d.application.clone(), d.digest.clone()))
+            .collect();
+        let artifacts: Vec<(String, String)> = artifacts.into_iter().collect();
+        let mut builds = BTreeMap::new();
+        for chunk in artifacts.chunks(200) {
+            for build in self.store.evidence().builds_of(chunk).await? {
+                builds.insert((build.application.clone(), build.digest.clone()), build);
+            }
         }
+        Ok(builds)
     }
 
     /// `UnknownApplication` unless `application` is declared.

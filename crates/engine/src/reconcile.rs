@@ -39,30 +39,41 @@ impl Engine {
         let mut shutdown = shutdown;
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let lease = i64::try_from(interval.as_millis().saturating_mul(3)).unwrap_or(i64::MAX);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            let now = store::now_millis();
-            match self
-                .store
-                .jobs()
-                .lead(
-                    "reconcile",
-                    self.job_owner(),
-                    now,
-                    now.saturating_add(lease),
-                )
-                .await
-            {
-                Ok(true) => match self.reconcile().await {
+            if self.leads("reconcile", interval).await {
+                match self.reconcile().await {
                     Ok(report) => tracing::debug!(?report, "reconciled"),
                     Err(error) => tracing::warn!(%error, "a reconcile pass failed"),
-                },
-                Ok(false) => tracing::debug!("another replica reconciles"),
-                Err(error) => tracing::warn!(%error, "taking the reconcile lease failed"),
+                }
+            }
+        }
+    }
+
+    /// Whether this replica holds, or has just taken, the lease on the background work
+    /// `name` done every `period`: three periods long, renewed by its holder, so a
+    /// holder that misses a beat keeps it and another replica takes it over when the
+    /// holder dies. A failure to reach the store is logged and counts as not leading.
+    pub async fn leads(&self, name: &str, period: std::time::Duration) -> bool {
+        let now = store::now_millis();
+        let lease = i64::try_from(period.as_millis().saturating_mul(3)).unwrap_or(i64::MAX);
+        match self
+            .store
+            .jobs()
+            .lead(name, self.job_owner(), now, now.saturating_add(lease))
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(work = name, "another replica holds the lease");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, work = name, "taking the lease failed");
+                false
             }
         }
     }

@@ -44,7 +44,7 @@ impl Registry {
     }
 
     /// The base URL clients reach this registry at: configured, or from the request.
-    fn base_url(&self, headers: &HeaderMap) -> String {
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
         match &self.config.external_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{}", request_host(headers)),

@@ -193,7 +193,7 @@ pub async fn run_maintenance(
                 maintain(&state, interval).await;
             }
             _ = gates.tick() => {
-                if leads(&state, GATES_LEASE, gate_period).await {
+                if state.engine.leads(GATES_LEASE, gate_period).await {
                     match state.engine.tick().await {
                         Ok(0) => {}
                         Ok(started) => tracing::info!(started, "waiting promotions opened"),
@@ -224,7 +224,7 @@ pub struct MaintenanceReport {
 /// job tokens, and web sessions and invitation links past their expiry. `None`:
 /// another replica holds the lease. A purge that fails is logged and the others run.
 pub async fn maintain(state: &AppState, period: Duration) -> Option<MaintenanceReport> {
-    if !leads(state, MAINTENANCE_LEASE, period).await {
+    if !state.engine.leads(MAINTENANCE_LEASE, period).await {
         return None;
     }
     let mut report = MaintenanceReport::default();
@@ -255,32 +255,4 @@ pub async fn maintain(state: &AppState, period: Duration) -> Option<MaintenanceR
         Err(error) => tracing::warn!(%error, "purging expired web sessions failed"),
     }
     Some(report)
-}
-
-/// Whether this replica holds, or has just taken, the lease on the work `name`
-/// (three `period`s long, so a holder that misses a beat keeps it).
-async fn leads(state: &AppState, name: &str, period: Duration) -> bool {
-    let now = store::now_millis();
-    let lease = i64::try_from(period.as_millis().saturating_mul(3)).unwrap_or(i64::MAX);
-    match state
-        .store
-        .jobs()
-        .lead(
-            name,
-            state.engine.job_owner(),
-            now,
-            now.saturating_add(lease),
-        )
-        .await
-    {
-        Ok(true) => true,
-        Ok(false) => {
-            tracing::debug!(work = name, "another replica holds the lease");
-            false
-        }
-        Err(error) => {
-            tracing::warn!(%error, work = name, "taking the lease failed");
-            false
-        }
-    }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::support::{GantryServer, free_port, make_image, run, skopeo, slow_app};
+use crate::support::{GantryServer, free_port, push_new_image, slow_app};
 
 const RESOURCES: &str = r#"kind: Pipeline
 name: standard
@@ -245,20 +245,12 @@ impl Release {
     /// Pushes a new image of `layers` as `repository:tag` with skopeo, as the CI
     /// identity: its digest.
     fn push(&self, repository: &str, tag: &str, layers: &str) -> String {
-        let layout = self
-            .dir
-            .path()
-            .join(format!("image-{}-{tag}", repository.replace('/', "-")));
-        let image = &make_image(&layout, &["--layers", layers, "--tag", tag])[0];
-        run(skopeo()
-            .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
-            .arg(format!("ci-bot:{}", self.ci_token))
-            .arg(format!("oci:{}:{tag}", layout.display()))
-            .arg(format!(
-                "docker://{}/{repository}:{tag}",
-                self.server.address
-            )));
-        image["manifest"].as_str().expect("digest").to_owned()
+        push_new_image(
+            &self.server.address,
+            &format!("ci-bot:{}", self.ci_token),
+            &format!("{repository}:{tag}"),
+            layers,
+        )
     }
 
     /// Pushes a new image tagged `tag` to acme/web-app and notifies it (dev is

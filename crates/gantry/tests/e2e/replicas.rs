@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::skopeo::copy_multi_layer_image_in_and_out;
-use crate::support::{GantryServer, Seaweed, curl, free_port, slow_app};
+use crate::support::{GantryServer, Seaweed, curl, free_port, push_new_image, slow_app};
 
 const RESOURCES: &str = r#"kind: Pipeline
 name: standard
@@ -384,7 +384,7 @@ async fn a_replica_killed_mid_deployment_loses_nothing_acknowledged_and_another_
             Some(&creds),
         );
         // A deployment into slow-app's dev, running on some replica.
-        let slow = copy_to(&front, &creds, "acme/slow-app");
+        let slow = push_new_image(&front, &creds, "acme/slow-app:v1", "1x4K");
         let (status, _) = json_call(
             &format!("http://{}", addresses[1]),
             "POST",
@@ -464,7 +464,7 @@ async fn a_replica_killed_mid_deployment_loses_nothing_acknowledged_and_another_
             pushed
         );
         // And the two replicas left take new pushes through it.
-        let after = copy_to(&front, &creds, "acme/after-the-kill");
+        let after = push_new_image(&front, &creds, "acme/after-the-kill:v1", "1x4K");
         assert_eq!(
             crate::support::served_manifest_digest(
                 &format!("{front}/acme/after-the-kill:v1"),
@@ -476,18 +476,4 @@ async fn a_replica_killed_mid_deployment_loses_nothing_acknowledged_and_another_
     })
     .await
     .expect("the test ran");
-}
-
-/// Pushes a small new image to `repository` through `front` with skopeo: its digest.
-fn copy_to(front: &str, creds: &str, repository: &str) -> String {
-    let work = tempfile::tempdir().expect("directory");
-    let layout = work.path().join("image");
-    let image = &crate::support::make_image(&layout, &["--layers", "1x4K", "--tag", "v1"])[0];
-    crate::support::run(
-        crate::support::skopeo()
-            .args(["copy", "--dest-tls-verify=false", "--dest-creds", creds])
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(format!("docker://{front}/{repository}:v1")),
-    );
-    image["manifest"].as_str().expect("digest").to_owned()
 }

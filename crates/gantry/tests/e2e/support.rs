@@ -467,3 +467,17 @@ environments:
         go.display()
     )
 }
+
+/// Pushes a new image of `layers` (mkimage.py syntax) to `address` as `reference`
+/// (`REPOSITORY:TAG`) with skopeo and `creds`: its manifest digest.
+pub(crate) fn push_new_image(address: &str, creds: &str, reference: &str, layers: &str) -> String {
+    let work = tempfile::tempdir().expect("temporary directory");
+    let layout = work.path().join("image");
+    let tag = reference.rsplit_once(':').map_or("latest", |(_, tag)| tag);
+    let image = &make_image(&layout, &["--layers", layers, "--tag", tag])[0];
+    run(skopeo()
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds", creds])
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{address}/{reference}")));
+    image["manifest"].as_str().expect("digest").to_owned()
+}

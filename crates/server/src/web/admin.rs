@@ -416,7 +416,7 @@ pub(crate) async fn invite(
     })?;
     let link = format!(
         "{}/invitations/{}",
-        base_url(&state, &headers),
+        state.registry.base_url(&headers),
         invitation.secret
     );
     let made = Made::Invitation {
@@ -424,18 +424,6 @@ pub(crate) async fn invite(
         expires_at: invitation.expires_at,
     };
     user_page(&state, &viewer, &name, None, Some(made)).await
-}
-
-/// Where people reach Gantry: its external URL, else the host this request named.
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = state.registry.config().external_url.as_deref() {
-        return url.trim_end_matches('/').to_owned();
-    }
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
 }
 
 /// The kinds of declared resources, as the page names them and as their URLs do.

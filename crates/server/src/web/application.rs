@@ -14,7 +14,8 @@ use serde::Deserialize;
 use store::Promotion;
 
 use super::board::{require_read, waiting_on};
-use super::layout::{age, notice, page, short_commit, short_digest, time};
+use super::history::duration;
+use super::layout::{age, notice, page, short_commit, short_digest, short_hex, time};
 use super::{PageError, Viewer, WebForm};
 use crate::AppState;
 
@@ -116,7 +117,7 @@ pub(crate) async fn application(
                                      @if let Some(message) = &deployment.message { br; span.muted { (message) } } }
                                 td { (deployment.requested_by) }
                                 td { (time(deployment.started_at)) }
-                                td { @if let Some(finished) = deployment.finished_at { ((finished - deployment.started_at) / 1000) " s" } }
+                                td { @if let Some(finished) = deployment.finished_at { (duration(finished - deployment.started_at)) } }
                             }
                         }
                     }
@@ -233,10 +234,7 @@ fn stage(actor: &Actor, app: &str, environment: &EnvironmentStatus, context: Sta
 
 /// A build as a promote form offers it: its tag or commit, short digest and age.
 fn build_label(build: &store::Build, now: i64) -> String {
-    let short = build
-        .digest
-        .split_once(':')
-        .map_or(build.digest.as_str(), |(_, hex)| &hex[..hex.len().min(12)]);
+    let short = short_hex(&build.digest);
     let name = build
         .provenance
         .tag
@@ -257,10 +255,7 @@ pub(crate) fn button(
     let text = if digest.is_empty() {
         label.to_owned()
     } else {
-        let short = digest
-            .split_once(':')
-            .map_or(digest, |(_, hex)| &hex[..hex.len().min(12)]);
-        format!("{label}{short}")
+        format!("{label}{}", short_hex(digest))
     };
     html! {
         @match refusal {

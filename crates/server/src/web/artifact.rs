@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::board::require_read;
 use super::history::duration;
-use super::layout::{external_link, page, short_digest, time};
+use super::layout::{external_link, page, short_digest, shortened, time};
 use super::{PageError, Viewer};
 use crate::AppState;
 
@@ -49,7 +49,7 @@ pub(crate) async fn artifact(
         sections.push(section(state.engine.registry_host(), &record, &status));
     }
     Ok(page(
-        &format!("Artifact {}", short_text(&digest.to_string())),
+        &format!("Artifact {}", shortened(&digest.to_string())),
         Some(&viewer),
         html! {
             h1 { "Artifact " (short_digest(&digest.to_string())) }
@@ -57,10 +57,6 @@ pub(crate) async fn artifact(
             @for section in &sections { (section) }
         },
     ))
-}
-
-fn short_text(digest: &str) -> String {
-    digest.chars().take(19).collect()
 }
 
 /// One application's record of the artifact.

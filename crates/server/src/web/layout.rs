@@ -103,9 +103,16 @@ pub(crate) fn short_digest(digest: &str) -> Markup {
 /// `sha256:` and the first 12 hex digits.
 pub(crate) fn shortened(digest: &str) -> String {
     match digest.split_once(':') {
-        Some((algorithm, hex)) => format!("{algorithm}:{}", &hex[..hex.len().min(12)]),
+        Some((algorithm, _)) => format!("{algorithm}:{}", short_hex(digest)),
         None => digest.chars().take(19).collect(),
     }
+}
+
+/// The first 12 hex digits of a digest, without its algorithm.
+pub(crate) fn short_hex(digest: &str) -> &str {
+    digest
+        .split_once(':')
+        .map_or(digest, |(_, hex)| &hex[..hex.len().min(12)])
 }
 
 /// A digest shortened as [`short_digest`], linked to its artifact page (which shows
