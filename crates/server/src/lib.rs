@@ -175,7 +175,8 @@ const GATE_INTERVAL: Duration = Duration::from_secs(15);
 /// every [`GATE_INTERVAL`], and every `interval` a [`maintain`] pass. Each is claimed
 /// by one replica at a time under a lease in the store (three periods long, renewed by
 /// its holder), so replicas do not repeat each other's work, and another replica takes
-/// it over when the holder dies.
+/// it over when the holder dies. And every [`AUDIT_CHAIN_INTERVAL`], on every replica,
+/// chaining the audit entries committed since ([`store::Audit::chain_pending`]).
 pub async fn run_maintenance(
     state: AppState,
     interval: Duration,
@@ -187,8 +188,15 @@ pub async fn run_maintenance(
     let gate_period = GATE_INTERVAL.min(interval);
     let mut gates = tokio::time::interval(gate_period);
     gates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut chain = tokio::time::interval(AUDIT_CHAIN_INTERVAL);
+    chain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = chain.tick() => {
+                if let Err(error) = state.store.audit().chain_pending().await {
+                    tracing::warn!(%error, "chaining pending audit entries failed");
+                }
+            }
             _ = ticker.tick() => {
                 maintain(&state, interval).await;
             }
@@ -206,6 +214,9 @@ pub async fn run_maintenance(
     }
 }
 
+/// How often each replica chains the audit entries committed since (PostgreSQL; the
+/// replicas take turns on the head row, and one that finds it taken moves on).
+const AUDIT_CHAIN_INTERVAL: Duration = Duration::from_millis(200);
 /// The lease re-evaluating waiting promotions is claimed under.
 const GATES_LEASE: &str = "gates";
 /// The lease the purges of [`maintain`] are claimed under.

@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route class, method and status; latency by route
-//! class; bytes received and sent; uploads in flight and open upload sessions; and,
+//! class; bytes received and sent; uploads in flight, open upload sessions and audit
+//! entries not chained yet; and,
 //! counted from the records at each scrape, deployments and promotions.
 
 use std::pin::Pin;
@@ -63,6 +64,7 @@ pub struct Metrics {
     bytes_out: Counter,
     uploads_in_flight: Gauge,
     upload_sessions: Gauge,
+    audit_pending: Gauge,
     deployments: Family<DeploymentLabels, Gauge>,
     promotions: Family<StateLabels, Gauge>,
     drift: Family<EnvironmentLabels, Gauge>,
@@ -89,6 +91,7 @@ impl Metrics {
         let bytes_out = Counter::default();
         let uploads_in_flight = Gauge::default();
         let upload_sessions = Gauge::default();
+        let audit_pending = Gauge::default();
         let deployments = Family::<DeploymentLabels, Gauge>::default();
         let promotions = Family::<StateLabels, Gauge>::default();
         let drift = Family::<EnvironmentLabels, Gauge>::default();
@@ -143,6 +146,11 @@ impl Metrics {
             "Open blob upload sessions",
             upload_sessions.clone(),
         );
+        prometheus.register(
+            "audit_pending_entries",
+            "Audit entries committed but not chained yet (PostgreSQL; chained within a fraction of a second by any replica, and before any read of the log)",
+            audit_pending.clone(),
+        );
         Metrics {
             prometheus,
             requests,
@@ -151,6 +159,7 @@ impl Metrics {
             bytes_out,
             uploads_in_flight,
             upload_sessions,
+            audit_pending,
             deployments,
             promotions,
             drift,
@@ -245,6 +254,12 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             metrics.upload_sessions.set(count);
         }
         Err(error) => tracing::warn!(%error, "counting upload sessions for /metrics failed"),
+    }
+    match state.store.audit().pending().await {
+        Ok(count) => {
+            metrics.audit_pending.set(count);
+        }
+        Err(error) => tracing::warn!(%error, "counting pending audit entries for /metrics failed"),
     }
     match state.store.promotions().counts().await {
         Ok(counts) => {

@@ -2,6 +2,15 @@
 //! appended inside the transaction of the change they record, through the
 //! [`append_audit!`](crate::append_audit) macro, so a change and its record commit or
 //! fail together.
+//!
+//! On SQLite an entry is chained in that transaction. On PostgreSQL it is committed
+//! as pending and chained by a short transaction of its own ([`Audit::chain_pending`],
+//! which every replica runs often, and [`Audit::flush`], which every read of the log
+//! runs first), so that audited writes never queue behind each other on the head row.
+//! At every instant: every committed change has its entry committed, pending or
+//! chained; the chained entries form one verifiable chain with a total order; an
+//! entry committed before another began is chained before it; and a read of the log
+//! shows every entry committed before the read began.
 
 use domain::audit::{AuditFields, GENESIS_HASH, entry_hash};
 use sqlx::Row;
@@ -78,22 +87,35 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
     out
 }
 
-/// Appends `$entry` (a `&NewAuditEntry`) inside transaction `$tx`; evaluates to the
-/// entry's sequence number. Taking the head row first serializes appenders on every
-/// backend, so the chain never forks.
+/// Appends `$entry` (a `&NewAuditEntry`) inside transaction `$tx`, so the change and
+/// its record commit or fail together. See [`AppendAudit`] for what each backend does.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! append_audit {
     ($tx:ident, $entry:expr) => {{
-        use sqlx::Row as _;
         let entry: &$crate::NewAuditEntry = $entry;
-        let head = sqlx::query("UPDATE audit_head SET sequence = sequence + 1 WHERE id = 1 RETURNING sequence, hash")
-            .fetch_one(&mut *$tx)
-            .await?;
+        $crate::audit::AppendAudit::append_audit(&mut *$tx, entry).await?;
+    }};
+}
+
+/// How an entry joins the log inside the transaction of the change it records.
+pub(crate) trait AppendAudit {
+    async fn append_audit(&mut self, entry: &NewAuditEntry) -> Result<(), StoreError>;
+}
+
+/// SQLite has one writer: the transaction already excludes every other, so the entry
+/// is chained at once, and the log is never behind.
+impl AppendAudit for sqlx::SqliteConnection {
+    async fn append_audit(&mut self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        let head = sqlx::query(
+            "UPDATE audit_head SET sequence = sequence + 1 WHERE id = 1 RETURNING sequence, hash",
+        )
+        .fetch_one(&mut *self)
+        .await?;
         let sequence: i64 = head.get("sequence");
         let previous_hash: String = head.get("hash");
-        let payload = $crate::canonical_json(&entry.payload);
-        let hash = domain::audit::entry_hash(&domain::audit::AuditFields {
+        let payload = canonical_json(&entry.payload);
+        let hash = entry_hash(&AuditFields {
             sequence,
             at: entry.at,
             actor: &entry.actor,
@@ -102,7 +124,10 @@ macro_rules! append_audit {
             payload: &payload,
             previous_hash: &previous_hash,
         });
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut *$tx).await?;
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+            .bind(&hash)
+            .execute(&mut *self)
+            .await?;
         sqlx::query(
             "INSERT INTO audit_log (sequence, at, actor, action, subject, payload, previous_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -115,10 +140,152 @@ macro_rules! append_audit {
         .bind(&payload)
         .bind(&previous_hash)
         .bind(&hash)
-        .execute(&mut *$tx)
+        .execute(&mut *self)
         .await?;
-        sequence
-    }};
+        Ok(())
+    }
+}
+
+/// PostgreSQL runs writers side by side: taking the head row here would make every
+/// audited write wait for every other's commit. The entry is inserted as pending
+/// instead (its id comes from an identity sequence, which takes no lock a writer
+/// waits on), and [`Audit::chain_pending`] chains it in a short transaction of its
+/// own.
+impl AppendAudit for sqlx::PgConnection {
+    async fn append_audit(&mut self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_pending (at, actor, action, subject, payload) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(entry.action.as_str())
+        .bind(&entry.subject)
+        .bind(canonical_json(&entry.payload))
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Pending entries chained per transaction at most.
+const CHAIN_BATCH: i64 = 1000;
+
+/// Whether [`chain_batch`] waits for the head row or leaves the work to its holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadLock {
+    Wait,
+    Skip,
+}
+
+/// Chains up to [`CHAIN_BATCH`] committed pending entries, oldest id first, in one
+/// transaction holding the head row; returns how many (`None` when `Skip` found the
+/// head taken by another chainer).
+async fn chain_batch(pool: &sqlx::PgPool, lock: HeadLock) -> Result<Option<usize>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let take = match lock {
+        HeadLock::Wait => "SELECT sequence, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        HeadLock::Skip => {
+            "SELECT sequence, hash FROM audit_head WHERE id = 1 FOR UPDATE SKIP LOCKED"
+        }
+    };
+    let Some(head) = sqlx::query(take).fetch_optional(&mut *tx).await? else {
+        return Ok(None);
+    };
+    let mut sequence: i64 = head.get("sequence");
+    let mut previous_hash: String = head.get("hash");
+    // Under READ COMMITTED this statement sees every entry committed before it began,
+    // including those a chainer that held the head before us left behind. An entry
+    // whose transaction is still open is not seen, and is chained by a later pass
+    // (after entries committed before it: the chain's order is the order of chaining).
+    let mut rows = sqlx::query(
+        "DELETE FROM audit_pending WHERE id IN (SELECT id FROM audit_pending ORDER BY id LIMIT $1) \
+         RETURNING id, at, actor, action, subject, payload",
+    )
+    .bind(CHAIN_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Some(0));
+    }
+    rows.sort_by_key(|row| row.get::<i64, _>("id"));
+    let count = rows.len();
+    let mut columns = ChainedColumns::with_capacity(count);
+    for row in &rows {
+        sequence += 1;
+        let at: i64 = row.get("at");
+        let actor: String = row.get("actor");
+        let action: String = row.get("action");
+        let subject: String = row.get("subject");
+        let payload: String = row.get("payload");
+        let hash = entry_hash(&AuditFields {
+            sequence,
+            at,
+            actor: &actor,
+            action: &action,
+            subject: &subject,
+            payload: &payload,
+            previous_hash: &previous_hash,
+        });
+        columns.sequence.push(sequence);
+        columns.at.push(at);
+        columns.actor.push(actor);
+        columns.action.push(action);
+        columns.subject.push(subject);
+        columns.payload.push(payload);
+        columns
+            .previous_hash
+            .push(std::mem::replace(&mut previous_hash, hash.clone()));
+        columns.hash.push(hash);
+    }
+    sqlx::query(
+        "INSERT INTO audit_log (sequence, at, actor, action, subject, payload, previous_hash, hash) \
+         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
+         $6::TEXT[], $7::TEXT[], $8::TEXT[])",
+    )
+    .bind(&columns.sequence)
+    .bind(&columns.at)
+    .bind(&columns.actor)
+    .bind(&columns.action)
+    .bind(&columns.subject)
+    .bind(&columns.payload)
+    .bind(&columns.previous_hash)
+    .bind(&columns.hash)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET sequence = $1, hash = $2 WHERE id = 1")
+        .bind(sequence)
+        .bind(&previous_hash)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(count))
+}
+
+/// One batch of chained entries, column by column, for one `INSERT … UNNEST`.
+struct ChainedColumns {
+    sequence: Vec<i64>,
+    at: Vec<i64>,
+    actor: Vec<String>,
+    action: Vec<String>,
+    subject: Vec<String>,
+    payload: Vec<String>,
+    previous_hash: Vec<String>,
+    hash: Vec<String>,
+}
+
+impl ChainedColumns {
+    fn with_capacity(count: usize) -> Self {
+        ChainedColumns {
+            sequence: Vec::with_capacity(count),
+            at: Vec::with_capacity(count),
+            actor: Vec::with_capacity(count),
+            action: Vec::with_capacity(count),
+            subject: Vec::with_capacity(count),
+            payload: Vec::with_capacity(count),
+            previous_hash: Vec::with_capacity(count),
+            hash: Vec::with_capacity(count),
+        }
+    }
 }
 
 /// Access to the audit log.
@@ -171,18 +338,69 @@ pub struct AuditFilter<'a> {
 
 impl Audit<'_> {
     /// Appends one entry in a transaction of its own (for events that change nothing
-    /// else). Returns its sequence number.
-    pub async fn record(&self, entry: &NewAuditEntry) -> Result<i64, StoreError> {
+    /// else).
+    pub async fn record(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
         with_pool!(self.backend, write, |pool| {
             let mut tx = pool.begin().await?;
-            let sequence = crate::append_audit!(tx, entry);
+            crate::append_audit!(tx, entry);
             tx.commit().await?;
-            Ok(sequence)
+            Ok(())
         })
     }
 
-    /// Entries with a sequence greater than `after`, oldest first, at most `limit`.
+    /// Chains the entries committed but not chained yet (PostgreSQL; on SQLite every
+    /// entry is chained in its own transaction and there is nothing to do), unless
+    /// another chainer holds the head now: that one, or the next pass, chains them.
+    /// Returns how many this call chained. Every replica runs it often; it is cheap
+    /// when nothing is pending.
+    pub async fn chain_pending(&self) -> Result<usize, StoreError> {
+        self.chain(HeadLock::Skip).await
+    }
+
+    /// Chains every entry committed before the call, waiting for another chainer if
+    /// one is at work: what a reader of the log calls first, so it sees every change
+    /// that was acknowledged before it asked.
+    pub async fn flush(&self) -> Result<usize, StoreError> {
+        self.chain(HeadLock::Wait).await
+    }
+
+    async fn chain(&self, lock: HeadLock) -> Result<usize, StoreError> {
+        let Backend::Postgres(pool) = self.backend else {
+            return Ok(0);
+        };
+        let mut chained = 0;
+        loop {
+            match chain_batch(pool, lock).await? {
+                Some(count) => {
+                    chained += count;
+                    if (count as i64) < CHAIN_BATCH {
+                        return Ok(chained);
+                    }
+                }
+                None => return Ok(chained),
+            }
+        }
+    }
+
+    /// Entries not chained yet (always 0 on SQLite).
+    pub async fn pending(&self) -> Result<i64, StoreError> {
+        let Backend::Postgres(pool) = self.backend else {
+            return Ok(0);
+        };
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
+            .fetch_one(pool)
+            .await?)
+    }
+
+    /// Entries with a sequence greater than `after`, oldest first, at most `limit`,
+    /// after chaining what is pending.
     pub async fn entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        self.flush().await?;
+        self.chained_entries(after, limit).await
+    }
+
+    /// [`Audit::entries`] without chaining first.
+    async fn chained_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
         with_pool!(self.backend, read, |pool| {
             let rows = sqlx::query(
                 "SELECT sequence, at, actor, action, subject, payload, previous_hash, hash FROM audit_log \
@@ -206,6 +424,7 @@ impl Audit<'_> {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.flush().await?;
         let subject = filter.subject.map(|subject| {
             let mut pattern = String::with_capacity(subject.len() + 1);
             for c in subject.chars() {
@@ -241,6 +460,7 @@ impl Audit<'_> {
     /// Recomputes the chain up to the head as it stands when verification starts (later
     /// appends are left for the next run) and names the first entry that does not verify.
     pub async fn verify(&self) -> Result<ChainVerdict, StoreError> {
+        self.flush().await?;
         let (head_sequence, head_hash) = with_pool!(self.backend, read, |pool| {
             let row = sqlx::query("SELECT sequence, hash FROM audit_head WHERE id = 1")
                 .fetch_one(pool)
@@ -250,7 +470,7 @@ impl Audit<'_> {
         let mut expected_previous = GENESIS_HASH.to_owned();
         let mut expected_sequence = 1;
         'pages: while expected_sequence <= head_sequence {
-            let page = self.entries(expected_sequence - 1, PAGE).await?;
+            let page = self.chained_entries(expected_sequence - 1, PAGE).await?;
             if page.is_empty() {
                 break;
             }

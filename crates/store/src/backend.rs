@@ -218,6 +218,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "invitations",
         include_str!("../migrations/postgres/0010_invitations.sql"),
     ),
+    (
+        11,
+        "audit_pending",
+        include_str!("../migrations/postgres/0011_audit_pending.sql"),
+    ),
 ];
 
 /// The newest migration `migrations/sqlite/baseline.sql` stands for: a new SQLite

@@ -16,11 +16,10 @@ fn entry(n: u32) -> NewAuditEntry {
 
 async fn five_entries(store: &Store) {
     for n in 1..=5 {
-        assert_eq!(
-            store.audit().record(&entry(n)).await.expect("record"),
-            i64::from(n)
-        );
+        store.audit().record(&entry(n)).await.expect("record");
     }
+    // Tampering below goes straight to the table: the entries must be chained first.
+    store.audit().flush().await.expect("flush");
 }
 
 async fn tamper(database: &TestDatabase, sql: &'static str) {
@@ -100,20 +99,209 @@ async fn concurrent_appends_form_one_chain(backend: Backend) {
             store.audit().record(&entry(n)).await
         }));
     }
-    let mut sequences = Vec::new();
-    for task in tasks {
-        sequences.push(task.await.expect("task").expect("record"));
+    // Chainers run while the appends do, as every replica's does.
+    let mut chainers = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        chainers.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                store.audit().chain_pending().await.expect("chain");
+                tokio::task::yield_now().await;
+            }
+        }));
     }
-    sequences.sort_unstable();
+    for task in tasks {
+        task.await.expect("task").expect("record");
+    }
+    for chainer in chainers {
+        chainer.await.expect("chainer");
+    }
+    let entries = store.audit().entries(0, 100).await.expect("entries");
     assert_eq!(
-        sequences,
+        entries.iter().map(|e| e.sequence).collect::<Vec<_>>(),
         (1..=40).collect::<Vec<i64>>(),
-        "every append got its own sequence"
+        "every append got its own sequence, with no gap"
     );
+    let mut actors: Vec<&str> = entries.iter().map(|e| e.actor.as_str()).collect();
+    actors.sort_unstable();
+    actors.dedup();
+    assert_eq!(actors.len(), 40, "each entry chained exactly once");
     assert!(matches!(
         store.audit().verify().await.expect("verify"),
         ChainVerdict::Intact { entries: 40, .. }
     ));
+    assert_eq!(store.audit().pending().await.expect("pending"), 0);
+}
+
+async fn entries_are_chained_in_the_order_they_were_appended(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = database.store().await;
+    for n in 1..=3 {
+        store.audit().record(&entry(n)).await.expect("record");
+    }
+    store.audit().chain_pending().await.expect("chain");
+    for n in 4..=6 {
+        store.audit().record(&entry(n)).await.expect("record");
+    }
+    let entries = store.audit().entries(0, 100).await.expect("entries");
+    let actors: Vec<&str> = entries.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(
+        actors,
+        ["user-1", "user-2", "user-3", "user-4", "user-5", "user-6"],
+        "an entry committed before another was appended comes first"
+    );
+}
+
+/// PostgreSQL only: a second connection of the test's own, standing for a writer or
+/// a chainer whose transaction is open.
+async fn other_connection(database: &TestDatabase) -> sqlx::PgConnection {
+    use sqlx::Connection as _;
+    sqlx::PgConnection::connect(database.url())
+        .await
+        .expect("connect")
+}
+
+async fn appends_do_not_wait_for_the_chain_head() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let store = database.store().await;
+    let mut holder = other_connection(&database).await;
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT sequence FROM audit_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .expect("take the head row");
+
+    // With the head row held for as long as a transaction lasts, audited writes go on.
+    let appends = async {
+        let mut tasks = Vec::new();
+        for n in 1..=20 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.audit().record(&entry(n)).await
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task").expect("record");
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), appends)
+        .await
+        .expect("appends must not wait for the head row");
+    assert_eq!(store.audit().pending().await.expect("pending"), 20);
+    assert_eq!(
+        store.audit().chain_pending().await.expect("chain"),
+        0,
+        "a chainer that finds the head taken moves on"
+    );
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    assert_eq!(store.audit().chain_pending().await.expect("chain"), 20);
+    assert!(matches!(
+        store.audit().verify().await.expect("verify"),
+        ChainVerdict::Intact { entries: 20, .. }
+    ));
+}
+
+async fn an_entry_of_an_open_transaction_is_chained_after_it_commits() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let store = database.store().await;
+    let mut writer = other_connection(&database).await;
+    sqlx::query("BEGIN")
+        .execute(&mut writer)
+        .await
+        .expect("begin");
+    sqlx::query(
+        "INSERT INTO audit_pending (at, actor, action, subject, payload) \
+         VALUES (1, 'slow-writer', 'push', 'acme/app', '{}')",
+    )
+    .execute(&mut writer)
+    .await
+    .expect("append in an open transaction");
+
+    // Later appends, committed, are chained without waiting for the open one.
+    store.audit().record(&entry(1)).await.expect("record");
+    let entries = store.audit().entries(0, 100).await.expect("entries");
+    assert_eq!(
+        entries.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>(),
+        ["user-1"]
+    );
+
+    sqlx::query("COMMIT")
+        .execute(&mut writer)
+        .await
+        .expect("commit");
+    let entries = store.audit().entries(0, 100).await.expect("entries");
+    assert_eq!(
+        entries.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>(),
+        ["user-1", "slow-writer"],
+        "the chain's order is the order of chaining"
+    );
+    assert!(matches!(
+        store.audit().verify().await.expect("verify"),
+        ChainVerdict::Intact { entries: 2, .. }
+    ));
+}
+
+async fn pending_entries_outlive_the_replica_that_wrote_them() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let first = database.store().await;
+    for n in 1..=3 {
+        first.audit().record(&entry(n)).await.expect("record");
+    }
+    assert_eq!(first.audit().pending().await.expect("pending"), 3);
+    drop(first);
+
+    let second = database.store().await;
+    let entries = second.audit().entries(0, 100).await.expect("entries");
+    assert_eq!(entries.len(), 3, "another replica chains them");
+    assert!(matches!(
+        second.audit().verify().await.expect("verify"),
+        ChainVerdict::Intact { entries: 3, .. }
+    ));
+}
+
+async fn more_pending_entries_than_one_batch_are_all_chained() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let store = database.store().await;
+    database
+        .execute_raw(
+            "INSERT INTO audit_pending (at, actor, action, subject, payload) \
+             SELECT n, 'user-' || n, 'push', 'acme/app', '{}' FROM generate_series(1, 2500) AS n",
+        )
+        .await;
+    assert_eq!(store.audit().flush().await.expect("flush"), 2500);
+    let last = store.audit().entries(2499, 10).await.expect("entries");
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].actor, "user-2500", "chained in the order appended");
+    assert!(matches!(
+        store.audit().verify().await.expect("verify"),
+        ChainVerdict::Intact { entries: 2500, .. }
+    ));
+}
+
+mod postgres_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_do_not_wait_for_the_chain_head() {
+        super::appends_do_not_wait_for_the_chain_head().await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_entry_of_an_open_transaction_is_chained_after_it_commits() {
+        super::an_entry_of_an_open_transaction_is_chained_after_it_commits().await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pending_entries_outlive_the_replica_that_wrote_them() {
+        super::pending_entries_outlive_the_replica_that_wrote_them().await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn more_pending_entries_than_one_batch_are_all_chained() {
+        super::more_pending_entries_than_one_batch_are_all_chained().await
+    }
 }
 
 macro_rules! on_both {
@@ -126,5 +314,6 @@ macro_rules! on_both {
 on_both!(
     chain_verifies_and_names_the_first_broken_entry,
     removing_entries_breaks_the_chain,
-    concurrent_appends_form_one_chain
+    concurrent_appends_form_one_chain,
+    entries_are_chained_in_the_order_they_were_appended
 );

@@ -5,7 +5,9 @@
 //! upload is opened on one replica, continued and committed on others (one chunk
 //! larger than an S3 part, one smaller), and every replica serves the blob; a
 //! promotion requested through
-//! one replica is approved through another and deploys, and a third sees it.
+//! one replica is approved through another and deploys, and a third sees it; the
+//! audit entries all three committed are chained by the replicas' own chainers into
+//! one chain that verifies.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -343,9 +345,56 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
             assert!(Instant::now() < deadline, "staging did not deploy: {app}");
             std::thread::sleep(Duration::from_millis(200));
         }
+
+        // The audit entries the replicas committed as pending are chained by the
+        // replicas themselves, with no reader of the log asking, into one chain.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (0..3).any(|i| audit_pending(replicas[i]) != 0.0) {
+            assert!(
+                Instant::now() < deadline,
+                "audit entries left unchained for 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (status, verdict) =
+            json_call(&base(2), "GET", "/api/v1/audit/verify", admin, &Value::Null);
+        assert_eq!(status, 200, "{verdict}");
+        assert_eq!(verdict["intact"], true, "{verdict}");
+        let export = curl(
+            &format!("{}/api/v1/audit/export", base(1)),
+            &["-H", &format!("authorization: Bearer {admin}")],
+        );
+        let entries: Vec<Value> = export
+            .body
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+            .collect();
+        assert_eq!(
+            entries.len() as i64,
+            verdict["entries"].as_i64().expect("entries"),
+            "{verdict}"
+        );
+        for (action, actor) in [("apply", "admin"), ("promote", "admin"), ("approve", "sam")] {
+            assert!(
+                entries
+                    .iter()
+                    .any(|e| e["action"] == action && e["actor"] == actor),
+                "{action} by {actor} is in the chain"
+            );
+        }
     })
     .await
     .expect("the test ran");
+}
+
+/// The replica's `gantry_audit_pending_entries`, which must be there.
+fn audit_pending(replica: &GantryServer) -> f64 {
+    let metrics = curl(&format!("http://{}/metrics", replica.address), &[]).body;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("gantry_audit_pending_entries "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no gantry_audit_pending_entries in {metrics}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
