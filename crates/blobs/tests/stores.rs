@@ -5,7 +5,8 @@
 //! continued on another replica does), an upload over the limit keeps nothing, and
 //! what an upload left behind is found and removed. The S3 contract also holds
 //! behind a proxy that answers every third request with `503 SlowDown`, as S3 does
-//! under load: every such answer is retried.
+//! under load: every such answer is retried. Behind a proxy whose listings leave
+//! objects out, only what a listing names is ever removed.
 
 use blobs::{BlobError, BlobStore, BlobStoreConfig, PartRef, S3Credentials, new_part_key};
 use bytes::Bytes;
@@ -215,26 +216,82 @@ async fn wrong_s3_credentials_are_a_storage_error_not_a_missing_blob() {
     assert!(matches!(error, BlobError::Storage(_)), "{error}");
 }
 
-/// An HTTP proxy on loopback in front of `upstream` that answers every `every`-th
-/// request with S3's `503 SlowDown` and forwards the others unchanged (the `Host`
-/// header included, so signatures still verify); how many it refused.
-async fn slow_down_proxy(
+/// What the fault-injecting proxy does to every `every`-th request of its kind.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Any request: answered `503 SlowDown`, as S3 does under load.
+    SlowDown { every: usize },
+    /// A listing (`ListObjectsV2`): answered with its first object only and
+    /// `IsTruncated` false, as a store whose listing is incomplete or stale may.
+    TruncateListings { every: usize },
+}
+
+/// Keeps the first `<Contents>` of a `ListObjectsV2` answer, says it is complete.
+fn truncate_listing(xml: &str) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    let mut kept = false;
+    while let Some(start) = rest.find("<Contents>") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find("</Contents>")
+            .map_or(rest.len(), |end| start + end + "</Contents>".len());
+        if !kept {
+            out.push_str(&rest[start..end]);
+            kept = true;
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    let out = out.replace(
+        "<IsTruncated>true</IsTruncated>",
+        "<IsTruncated>false</IsTruncated>",
+    );
+    match (
+        out.find("<NextContinuationToken>"),
+        out.find("</NextContinuationToken>"),
+    ) {
+        (Some(start), Some(end)) => {
+            format!(
+                "{}{}",
+                &out[..start],
+                &out[end + "</NextContinuationToken>".len()..]
+            )
+        }
+        _ => out,
+    }
+}
+
+/// An HTTP proxy on loopback in front of `upstream` that injects `fault` and forwards
+/// everything else unchanged (the `Host` header included, so signatures still
+/// verify); how many requests it tampered with.
+async fn faulty_proxy(
     upstream: String,
-    every: usize,
+    fault: Fault,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let seen = Arc::new(AtomicUsize::new(0));
-    let refused = Arc::new(AtomicUsize::new(0));
+    let tampered = Arc::new(AtomicUsize::new(0));
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<axum::body::Body>();
-    let (seen_in, refused_in) = (seen.clone(), refused.clone());
+    let (seen_in, tampered_in) = (seen.clone(), tampered.clone());
     let forward = move |request: axum::extract::Request| {
         let (client, upstream) = (client.clone(), upstream.clone());
-        let (seen, refused) = (seen_in.clone(), refused_in.clone());
+        let (seen, tampered) = (seen_in.clone(), tampered_in.clone());
         async move {
-            if (seen.fetch_add(1, Ordering::SeqCst) + 1) % every == 0 {
-                refused.fetch_add(1, Ordering::SeqCst);
+            let listing = request.method() == axum::http::Method::GET
+                && request
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.contains("list-type=2"));
+            let (every, applies) = match fault {
+                Fault::SlowDown { every } => (every, true),
+                Fault::TruncateListings { every } => (every, listing),
+            };
+            let hit = applies && (seen.fetch_add(1, Ordering::SeqCst) + 1) % every == 0;
+            if hit && matches!(fault, Fault::SlowDown { .. }) {
+                tampered.fetch_add(1, Ordering::SeqCst);
                 return axum::response::Response::builder()
                     .status(503)
                     .header("content-type", "application/xml")
@@ -250,16 +307,29 @@ async fn slow_down_proxy(
                 .map_or("/", |p| p.as_str())
                 .to_owned();
             parts.uri = format!("{upstream}{path}").parse().expect("a URI");
-            match client
+            let response = match client
                 .request(axum::extract::Request::from_parts(parts, body))
                 .await
             {
                 Ok(response) => response.map(axum::body::Body::new),
-                Err(error) => axum::response::Response::builder()
-                    .status(502)
-                    .body(axum::body::Body::from(error.to_string()))
-                    .expect("a response"),
+                Err(error) => {
+                    return axum::response::Response::builder()
+                        .status(502)
+                        .body(axum::body::Body::from(error.to_string()))
+                        .expect("a response");
+                }
+            };
+            if !hit || response.status() != 200 {
+                return response;
             }
+            tampered.fetch_add(1, Ordering::SeqCst);
+            let (mut parts, body) = response.into_parts();
+            let xml = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .expect("the listing");
+            let truncated = truncate_listing(&String::from_utf8_lossy(&xml));
+            parts.headers.remove("content-length");
+            axum::response::Response::from_parts(parts, axum::body::Body::from(truncated))
         }
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -270,13 +340,14 @@ async fn slow_down_proxy(
     tokio::spawn(async move {
         axum::serve(listener, app).await.expect("the proxy serves");
     });
-    (format!("http://{address}"), refused)
+    (format!("http://{address}"), tampered)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_bucket_that_answers_slow_down_keeps_the_contract_by_retrying() {
     let seaweed = Seaweed::start("throttled").await;
-    let (proxy, refused) = slow_down_proxy(seaweed.endpoint.clone(), 3).await;
+    let (proxy, refused) =
+        faulty_proxy(seaweed.endpoint.clone(), Fault::SlowDown { every: 3 }).await;
     let config = BlobStoreConfig::parse(&format!("s3://throttled/gantry?endpoint={proxy}"))
         .expect("an S3 URL");
     let store =
@@ -284,4 +355,63 @@ async fn an_s3_bucket_that_answers_slow_down_keeps_the_contract_by_retrying() {
     contract(store).await;
     let refused = refused.load(std::sync::atomic::Ordering::SeqCst);
     assert!(refused >= 10, "the proxy refused only {refused} requests");
+}
+
+/// A listing that leaves objects out only ever leads to fewer deletions: what it
+/// names is what gets removed (the uploads' parts it found), nothing it left out is
+/// touched, blobs (never listed for deletion) all stay, and later passes over honest
+/// listings finish the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_listing_never_causes_a_deletion_of_what_it_left_out() {
+    let seaweed = Seaweed::start("lying").await;
+    let (proxy, truncated) = faulty_proxy(
+        seaweed.endpoint.clone(),
+        Fault::TruncateListings { every: 1 },
+    )
+    .await;
+    let open = |endpoint: &str| {
+        let config = BlobStoreConfig::parse(&format!("s3://lying/gantry?endpoint={endpoint}"))
+            .expect("an S3 URL");
+        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store")
+    };
+    let (lying, honest) = (open(&proxy), open(&seaweed.endpoint));
+
+    let kept = content(7, 1000);
+    let (parts, digest) = upload(&honest, "committed", &[&kept]).await;
+    honest
+        .commit("committed", &parts, &digest)
+        .await
+        .expect("commit");
+    for (id, count) in [("stale-a", 3), ("stale-b", 2), ("stale-c", 1)] {
+        let bytes: Vec<Vec<u8>> = (0..count).map(|n| content(n, 100)).collect();
+        let slices: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+        upload(&honest, id, &slices).await;
+    }
+    let left = || async { honest.stale_uploads(i64::MAX).await.expect("listing") };
+    assert_eq!(left().await, ["stale-a", "stale-b", "stale-c"]);
+
+    // One pass over lying listings: it finds one upload and removes one of its parts.
+    let found = lying.stale_uploads(i64::MAX).await.expect("listing");
+    assert_eq!(found, ["stale-a"], "the listing named one object");
+    lying.discard_all("stale-a").await.expect("discard");
+    assert!(truncated.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    assert_eq!(
+        left().await,
+        ["stale-a", "stale-b", "stale-c"],
+        "what the listing left out is untouched (two parts of stale-a remain)"
+    );
+    assert_eq!(read_all(&lying, &digest, None).await, kept);
+
+    // Passes go on removing what they are shown, and only that, until nothing is left.
+    for _ in 0..10 {
+        for id in lying.stale_uploads(i64::MAX).await.expect("listing") {
+            lying.discard_all(&id).await.expect("discard");
+        }
+    }
+    assert!(left().await.is_empty());
+    assert_eq!(
+        read_all(&honest, &digest, None).await,
+        kept,
+        "the blob was never a candidate"
+    );
 }
