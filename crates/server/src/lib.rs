@@ -188,15 +188,10 @@ pub async fn run_maintenance(
     let gate_period = GATE_INTERVAL.min(interval);
     let mut gates = tokio::time::interval(gate_period);
     gates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut chain = tokio::time::interval(AUDIT_CHAIN_INTERVAL);
-    chain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // In a task of its own, so a long maintenance pass never delays the chain.
+    let chainer = tokio::spawn(chain_audit(state.store.clone(), shutdown.clone()));
     loop {
         tokio::select! {
-            _ = chain.tick() => {
-                if let Err(error) = state.store.audit().chain_pending().await {
-                    tracing::warn!(%error, "chaining pending audit entries failed");
-                }
-            }
             _ = ticker.tick() => {
                 maintain(&state, interval).await;
             }
@@ -207,6 +202,25 @@ pub async fn run_maintenance(
                         Ok(started) => tracing::info!(started, "waiting promotions opened"),
                         Err(error) => tracing::warn!(%error, "re-evaluating waiting promotions failed"),
                     }
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    let _ = chainer.await;
+}
+
+/// Chains the audit entries committed since, every [`AUDIT_CHAIN_INTERVAL`], until
+/// shutdown.
+async fn chain_audit(store: store::Store, shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut shutdown = shutdown;
+    let mut ticker = tokio::time::interval(AUDIT_CHAIN_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Err(error) = store.audit().chain_pending().await {
+                    tracing::warn!(%error, "chaining pending audit entries failed");
                 }
             }
             _ = shutdown.changed() => return,

@@ -8,9 +8,9 @@
 //! which every replica runs often, and [`Audit::flush`], which every read of the log
 //! runs first), so that audited writes never queue behind each other on the head row.
 //! At every instant: every committed change has its entry committed, pending or
-//! chained; the chained entries form one verifiable chain with a total order; an
-//! entry committed before another began is chained before it; and a read of the log
-//! shows every entry committed before the read began.
+//! chained; the chained entries form one verifiable chain with a total order (the
+//! order of chaining); an entry committed before another was appended is chained
+//! before it; and a read of the log shows every entry committed before the read began.
 
 use domain::audit::{AuditFields, GENESIS_HASH, entry_hash};
 use sqlx::Row;
@@ -177,11 +177,23 @@ enum HeadLock {
     Skip,
 }
 
-/// Chains up to [`CHAIN_BATCH`] committed pending entries, oldest id first, in one
-/// transaction holding the head row; returns how many (`None` when `Skip` found the
-/// head taken by another chainer).
-async fn chain_batch(pool: &sqlx::PgPool, lock: HeadLock) -> Result<Option<usize>, StoreError> {
+/// What one [`chain_batch`] chained: how many entries, and the highest pending id
+/// among them.
+struct Batch {
+    count: usize,
+    last_id: i64,
+}
+
+/// Chains up to [`CHAIN_BATCH`] committed pending entries, lowest id first, in one
+/// transaction holding the head row (`None` when `Skip` found the head taken by
+/// another chainer).
+async fn chain_batch(pool: &sqlx::PgPool, lock: HeadLock) -> Result<Option<Batch>, StoreError> {
     let mut tx = pool.begin().await?;
+    // What follows relies on each statement seeing what committed before it began,
+    // whatever the server's default isolation is.
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(&mut *tx)
+        .await?;
     let take = match lock {
         HeadLock::Wait => "SELECT sequence, hash FROM audit_head WHERE id = 1 FOR UPDATE",
         HeadLock::Skip => {
@@ -189,6 +201,7 @@ async fn chain_batch(pool: &sqlx::PgPool, lock: HeadLock) -> Result<Option<usize
         }
     };
     let Some(head) = sqlx::query(take).fetch_optional(&mut *tx).await? else {
+        tx.rollback().await?;
         return Ok(None);
     };
     let mut sequence: i64 = head.get("sequence");
@@ -205,10 +218,15 @@ async fn chain_batch(pool: &sqlx::PgPool, lock: HeadLock) -> Result<Option<usize
     .fetch_all(&mut *tx)
     .await?;
     if rows.is_empty() {
-        return Ok(Some(0));
+        tx.rollback().await?;
+        return Ok(Some(Batch {
+            count: 0,
+            last_id: 0,
+        }));
     }
     rows.sort_by_key(|row| row.get::<i64, _>("id"));
     let count = rows.len();
+    let last_id: i64 = rows[count - 1].get("id");
     let mut columns = ChainedColumns::with_capacity(count);
     for row in &rows {
         sequence += 1;
@@ -258,7 +276,7 @@ async fn chain_batch(pool: &sqlx::PgPool, lock: HeadLock) -> Result<Option<usize
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Some(count))
+    Ok(Some(Batch { count, last_id }))
 }
 
 /// One batch of chained entries, column by column, for one `INSERT … UNNEST`.
@@ -368,28 +386,26 @@ impl Audit<'_> {
         let Backend::Postgres(pool) = self.backend else {
             return Ok(0);
         };
-        // Taking the head row writes (a row lock is logged); on a quiet log, or when
-        // the entries a reader waits for are chained already, a plain read says so.
-        // An entry a chainer is moving right now is still seen here until that
-        // chainer commits, and then this call waits for the head and finds it done.
-        let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit_pending)")
+        // Taking the head row writes (a row lock is logged); on a quiet log a plain
+        // read says there is nothing to do. Every entry this call must chain (those
+        // committed before it began) is visible here, an entry a chainer is moving
+        // right now included (until that chainer commits), so its id is at most
+        // `target`; batches take the lowest ids first, so once one reaches `target`
+        // they are all chained, and entries committed later do not keep a reader here.
+        let target: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit_pending")
             .fetch_one(pool)
             .await?;
-        if !pending {
+        let Some(target) = target else {
             return Ok(0);
-        }
+        };
         let mut chained = 0;
-        loop {
-            match chain_batch(pool, lock).await? {
-                Some(count) => {
-                    chained += count;
-                    if (count as i64) < CHAIN_BATCH {
-                        return Ok(chained);
-                    }
-                }
-                None => return Ok(chained),
+        while let Some(batch) = chain_batch(pool, lock).await? {
+            chained += batch.count;
+            if batch.count < CHAIN_BATCH as usize || batch.last_id >= target {
+                break;
             }
         }
+        Ok(chained)
     }
 
     /// Entries not chained yet (always 0 on SQLite).
