@@ -17,6 +17,7 @@ mod promotions;
 mod push;
 mod remote;
 mod resources;
+mod s3_keys;
 mod serve;
 mod table;
 mod users;

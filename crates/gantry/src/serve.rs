@@ -48,24 +48,6 @@ fn configure(args: ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// The keys an S3 blob store is reached with: `AWS_ACCESS_KEY_ID` and
-/// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`), as every S3 tool reads them;
-/// none: the instance's metadata service.
-fn s3_credentials_from_env() -> anyhow::Result<Option<blobs::S3Credentials>> {
-    let read = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    match (read("AWS_ACCESS_KEY_ID"), read("AWS_SECRET_ACCESS_KEY")) {
-        (Some(access_key_id), Some(secret_access_key)) => Ok(Some(blobs::S3Credentials {
-            access_key_id,
-            secret_access_key,
-            session_token: read("AWS_SESSION_TOKEN"),
-        })),
-        (None, None) => Ok(None),
-        _ => anyhow::bail!(
-            "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the S3 blob store, or neither"
-        ),
-    }
-}
-
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
@@ -111,7 +93,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .context("opening the database")?;
     let blob_store = config.blob_store_config()?;
     let credentials = match &blob_store {
-        blobs::BlobStoreConfig::S3(_) => s3_credentials_from_env()?,
+        blobs::BlobStoreConfig::S3(_) => crate::s3_keys::from_environment()?,
         _ => None,
     };
     let blobs = BlobStore::open_config(&blob_store, config.fsync, credentials.as_ref())

@@ -1,6 +1,7 @@
 //! skopeo moves images into and out of Gantry, and between Gantry and the reference
 //! registry, with every manifest digest preserved: on SQLite, on PostgreSQL, and
-//! with the blobs in an S3 bucket (SeaweedFS).
+//! with the blobs in an S3 bucket (SeaweedFS), its keys from the environment or from
+//! a profile of a shared credentials file.
 
 use std::process::Command;
 
@@ -115,6 +116,69 @@ fn skopeo_copies_a_multi_layer_image_in_and_out_with_its_digest_on_s3() {
         !dir.path().join("gantry-data/blobs").exists(),
         "nothing is stored on the local disk"
     );
+}
+
+#[test]
+fn the_s3_keys_can_come_from_a_profile_of_a_shared_credentials_file() {
+    let seaweed = Seaweed::start(&["fromfile"]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("credentials");
+    std::fs::write(
+        &file,
+        format!(
+            "[default]\naws_access_key_id = not-these\naws_secret_access_key = nor-this\n\n\
+             [gantry]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            seaweed.access_key, seaweed.secret_key
+        ),
+    )
+    .expect("write the credentials file");
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod 600");
+    let file = file.display().to_string();
+    let blob_store = format!("s3://fromfile/gantry?endpoint={}", seaweed.endpoint);
+    // No keys in the environment: empty variables count as unset.
+    let env = |profile: &'static str| {
+        [
+            ("AWS_ACCESS_KEY_ID", ""),
+            ("AWS_SECRET_ACCESS_KEY", ""),
+            ("AWS_SHARED_CREDENTIALS_FILE", file.as_str()),
+            ("AWS_PROFILE", profile),
+        ]
+    };
+    let server = GantryServer::start(dir.path(), &["--blob-store", &blob_store], &env("gantry"));
+    // The default profile's keys would be refused by the bucket: these are gantry's.
+    copy_multi_layer_image_in_and_out(&server.address, &server.creds());
+    let log = server.log();
+    assert!(
+        !log.contains(&seaweed.secret_key) && !log.contains("readable by other users"),
+        "{log}"
+    );
+    drop(server);
+
+    // A profile the file does not have: the server does not start, and says why.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--blob-store",
+            &blob_store,
+        ])
+        .current_dir(dir.path())
+        .env_remove("GANTRY_DATABASE_URL")
+        .env_remove("GANTRY_BLOB_STORE");
+    for (key, value) in env("prod") {
+        command.env(key, value);
+    }
+    let refused = command.output().expect("run gantry serve");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("[prod]") && stderr.contains(&file),
+        "the error names the profile and the file: {stderr}"
+    );
+    assert!(!stderr.contains(&seaweed.secret_key), "{stderr}");
 }
 
 #[test]
