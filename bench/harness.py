@@ -236,14 +236,15 @@ def backend_report(backend, load, detail, peak, failures, errors):
     """The lines after the tables for one backend: the machine's load, what the
     benchmark adds (`detail`), the server's peak RSS, and the first unexpected
     answers and ERROR/WARN log lines."""
-    lines = [f"{backend}: load average {load[0]:.1f} before, {load[1]:.1f} after; {detail}; "
-             f"server peak RSS {peak:.1f} MiB; {len(failures)} unexpected answers; "
-             f"{len(errors)} ERROR/WARN log lines"]
-    for what, status, body in failures[:10]:
-        lines.append(f"  {what}: HTTP {status}: {body}")
-    for line in errors[:10]:
-        lines.append(f"  log: {line.rstrip()[:300]}")
-    return lines
+    return [f"{backend}: load average {load[0]:.1f} before, {load[1]:.1f} after; {detail}; "
+            f"server peak RSS {peak:.1f} MiB; {len(failures)} unexpected answers; "
+            f"{len(errors)} ERROR/WARN log lines"] + problem_lines(failures, errors)
+
+
+def problem_lines(failures, errors):
+    """The first unexpected answers and ERROR/WARN log lines, indented, for a report."""
+    return ([f"  {what}: HTTP {status}: {body}" for what, status, body in failures[:10]]
+            + [f"  log: {line.rstrip()[:300]}" for line in errors[:10]])
 
 
 def percentile(values, p):

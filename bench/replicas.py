@@ -40,7 +40,7 @@ import time
 import urllib.parse
 
 from harness import (CLOCK_TICKS, ROOT, Client, Failures, answers_ready, build, free_port, logger,
-                     percentile, run_in_threads)
+                     percentile, problem_lines, run_in_threads)
 from promotion import promote, resources_yaml, sha256, upload_small_blob
 
 log = logger("replicas")
@@ -342,10 +342,7 @@ def main():
         spread = rows["manifest GET"]["extra"].get("spread")
         notes.append(f"{count} replica(s): manifest GETs answered per replica {spread}; "
                      f"{len(failures)} unexpected answers; {len(errors)} ERROR/WARN log lines")
-        for what, status, body in failures[:10]:
-            notes.append(f"  {what}: {status}: {body}")
-        for line in errors[:10]:
-            notes.append(f"  log: {line.rstrip()[:300]}")
+        notes += problem_lines(failures, errors)
     print()
     print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end")
     for line in notes:

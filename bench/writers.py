@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import Client, Failures, Server, build, logger, percentile, run_in_threads
+from harness import Client, Failures, Server, build, logger, percentile, problem_lines, run_in_threads
 from promotion import Images, promote, resources_yaml, upload_small_blob
 
 log = logger("writers")
@@ -197,10 +197,7 @@ def main():
                   f"{share(s['lock'])} | {share(s['wal'])} | {share(s['other'])} |")
         notes.append(f"{label}: audit log verified intact with {entries} entries; "
                      f"{len(failures)} unexpected answers; {len(errors)} ERROR/WARN log lines")
-        for what, status, body in failures[:10]:
-            notes.append(f"  {what}: HTTP {status}: {body}")
-        for line in errors[:10]:
-            notes.append(f"  log: {line.rstrip()[:300]}")
+        notes += problem_lines(failures, errors)
     print()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     for line in notes:
