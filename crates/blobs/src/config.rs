@@ -32,7 +32,14 @@ pub struct S3Location {
     /// Answer a blob download with a redirect to a presigned URL of the bucket, so
     /// the bytes flow from the store to the client without passing through Gantry.
     pub redirect: bool,
+    /// The largest object the store copies server-side (`CopyObject`): S3 and most
+    /// compatible stores stop at 5 GiB. A blob received in one part larger than this
+    /// is committed by reading it back into a multipart write instead.
+    pub copy_limit: u64,
 }
+
+/// S3's own limit on `CopyObject`: 5 GiB.
+pub const S3_COPY_LIMIT: u64 = 5 << 30;
 
 impl S3Location {
     /// Whether the endpoint is plain HTTP (a local store); requests are then allowed
@@ -68,7 +75,7 @@ impl std::fmt::Debug for S3Credentials {
 
 impl BlobStoreConfig {
     /// Reads a `blob_store` setting: a directory path, `file:///PATH`, `memory://`, or
-    /// `s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION&addressing=virtual|path&redirect=true]`.
+    /// `s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION&addressing=virtual|path&redirect=true&copy_limit=BYTES]`.
     pub fn parse(url: &str) -> Result<BlobStoreConfig, BlobError> {
         let unsupported = |why: &str| BlobError::UnsupportedUrl {
             url: url.to_owned(),
@@ -96,6 +103,7 @@ impl BlobStoreConfig {
                 region: "us-east-1".to_owned(),
                 virtual_hosted_style: false,
                 redirect: false,
+                copy_limit: S3_COPY_LIMIT,
             };
             for pair in query.split('&').filter(|pair| !pair.is_empty()) {
                 let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -111,9 +119,14 @@ impl BlobStoreConfig {
                     "addressing" if value == "path" => location.virtual_hosted_style = false,
                     "redirect" if value == "true" => location.redirect = true,
                     "redirect" if value == "false" => location.redirect = false,
+                    "copy_limit" => {
+                        location.copy_limit = value.parse().map_err(|_| {
+                            unsupported("copy_limit must be a number of bytes (S3: 5368709120)")
+                        })?;
+                    }
                     _ => {
                         return Err(unsupported(&format!(
-                            "unknown or empty parameter `{key}` (use endpoint, region, addressing=virtual|path, redirect=true|false)"
+                            "unknown or empty parameter `{key}` (use endpoint, region, addressing=virtual|path, redirect=true|false, copy_limit=BYTES)"
                         )));
                     }
                 }
@@ -173,6 +186,13 @@ mod tests {
             panic!("not S3");
         };
         assert!(location.redirect);
+        assert_eq!(location.copy_limit, 5 << 30, "S3's own limit unless told");
+        let BlobStoreConfig::S3(location) =
+            BlobStoreConfig::parse("s3://b/p?copy_limit=1048576").expect("an S3 URL")
+        else {
+            panic!("not S3");
+        };
+        assert_eq!(location.copy_limit, 1 << 20);
         let BlobStoreConfig::S3(location) =
             BlobStoreConfig::parse("s3://b?addressing=virtual").expect("an S3 URL")
         else {
@@ -190,6 +210,8 @@ mod tests {
             "s3://b?token=secret",
             "s3://b?region=",
             "s3://b?redirect=yes",
+            "s3://b?copy_limit=5GiB",
+            "s3://b?copy_limit=-1",
             "gs://bucket",
             "file://",
             "",

@@ -5,7 +5,8 @@
 //! Bytes arrive as upload *parts* (`uploads/{id}/{key}`), are hashed while they are
 //! received, and only after the digest is verified are they committed to their final,
 //! content-addressed place (`blobs/{algorithm}/{xx}/{hex}`) by an atomic rename (one
-//! part) or a staged concatenation (several). A reader can therefore never see a
+//! part; on S3 a server-side copy, up to the store's copy limit) or a staged
+//! concatenation (several parts, or one beyond that limit). A reader can therefore never see a
 //! partial or unverified blob, and every blob is stored once whatever the number of
 //! repositories that link it.
 
@@ -92,6 +93,9 @@ pub struct BlobStore {
     /// Where downloads are redirected to presigned URLs: the bucket's signer and the
     /// key prefix its objects live under.
     redirects: Option<Redirects>,
+    /// The largest part a commit moves by a server-side copy (S3's rename is a
+    /// `CopyObject`); `None`: any (a local rename).
+    copy_limit: Option<u64>,
 }
 
 /// Presigning downloads in an S3 bucket.
@@ -146,6 +150,7 @@ impl BlobStore {
             description: format!("file://{}", dir.display()),
             multipart_memory: multipart_memory(),
             redirects: None,
+            copy_limit: None,
         })
     }
 
@@ -187,6 +192,7 @@ impl BlobStore {
             description: format!("s3://{}/{} at {endpoint}", location.bucket, location.prefix),
             multipart_memory: multipart_memory(),
             redirects,
+            copy_limit: Some(location.copy_limit),
         })
     }
 
@@ -199,6 +205,7 @@ impl BlobStore {
             description: "memory://".to_owned(),
             multipart_memory: multipart_memory(),
             redirects: None,
+            copy_limit: None,
         }
     }
 
@@ -330,7 +337,7 @@ impl BlobStore {
             [] => {
                 self.objects.put(&destination, Bytes::new().into()).await?;
             }
-            [single] => {
+            [single] if self.copy_limit.is_none_or(|limit| single.size <= limit) => {
                 match self
                     .objects
                     .rename(&Self::part_path(upload_id, &single.key), &destination)
@@ -341,36 +348,49 @@ impl BlobStore {
                     Err(error) => return Err(error.into()),
                 }
             }
-            several => {
-                let _memory = self.hold_multipart_memory().await;
-                let upload = self.objects.put_multipart(&destination).await?;
-                let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                let copied: Result<(), BlobError> = async {
-                    for part in several {
-                        let mut stream = self
-                            .read_object(&Self::part_path(upload_id, &part.key), None)
-                            .await?;
-                        while let Some(chunk) = stream.next().await {
-                            writer.wait_for_capacity(WRITE_CONCURRENCY).await?;
-                            writer.put(chunk?);
-                        }
-                    }
-                    Ok(())
-                }
-                .await;
-                match copied {
-                    Ok(()) => {
-                        writer.finish().await?;
-                    }
-                    Err(error) => {
-                        let _ = writer.abort().await;
-                        return Err(error);
-                    }
-                }
-                self.discard(upload_id, several).await;
+            // Several parts, or one too large for the store's server-side copy.
+            parts => {
+                self.concatenate(upload_id, parts, &destination).await?;
+                self.discard(upload_id, parts).await;
             }
         }
         Ok(())
+    }
+
+    /// Writes `parts`, in order, as the object `destination`, by one multipart write
+    /// (the object appears whole when it completes, or not at all).
+    async fn concatenate(
+        &self,
+        upload_id: &str,
+        parts: &[PartRef],
+        destination: &Path,
+    ) -> Result<(), BlobError> {
+        let _memory = self.hold_multipart_memory().await;
+        let upload = self.objects.put_multipart(destination).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let copied: Result<(), BlobError> = async {
+            for part in parts {
+                let mut stream = self
+                    .read_object(&Self::part_path(upload_id, &part.key), None)
+                    .await?;
+                while let Some(chunk) = stream.next().await {
+                    writer.wait_for_capacity(WRITE_CONCURRENCY).await?;
+                    writer.put(chunk?);
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match copied {
+            Ok(()) => {
+                writer.finish().await?;
+                Ok(())
+            }
+            Err(error) => {
+                let _ = writer.abort().await;
+                Err(error)
+            }
+        }
     }
 
     /// Deletes an upload's parts. Failures are logged, not returned: leftovers are

@@ -6,7 +6,8 @@
 //! what an upload left behind is found and removed. The S3 contract also holds
 //! behind a proxy that answers every third request with `503 SlowDown`, as S3 does
 //! under load: every such answer is retried. Behind a proxy whose listings leave
-//! objects out, only what a listing names is ever removed.
+//! objects out, only what a listing names is ever removed; one that refuses
+//! server-side copies still commits a part larger than its copy limit.
 
 use blobs::{BlobError, BlobStore, BlobStoreConfig, PartRef, S3Credentials, new_part_key};
 use bytes::Bytes;
@@ -224,6 +225,9 @@ enum Fault {
     /// A listing (`ListObjectsV2`): answered with its first object only and
     /// `IsTruncated` false, as a store whose listing is incomplete or stale may.
     TruncateListings { every: usize },
+    /// Every server-side copy (`CopyObject`): refused, as S3 refuses one of more
+    /// than 5 GiB.
+    RefuseCopies,
 }
 
 /// Keeps the first `<Contents>` of a `ListObjectsV2` answer, says it is complete.
@@ -288,7 +292,18 @@ async fn faulty_proxy(
             let (every, applies) = match fault {
                 Fault::SlowDown { every } => (every, true),
                 Fault::TruncateListings { every } => (every, listing),
+                Fault::RefuseCopies => (1, request.headers().contains_key("x-amz-copy-source")),
             };
+            if applies && matches!(fault, Fault::RefuseCopies) {
+                tampered.fetch_add(1, Ordering::SeqCst);
+                return axum::response::Response::builder()
+                    .status(400)
+                    .header("content-type", "application/xml")
+                    .body(axum::body::Body::from(
+                        "<Error><Code>InvalidRequest</Code><Message>The specified copy source is larger than the maximum allowable size for a copy source: 5368709120</Message></Error>",
+                    ))
+                    .expect("a response");
+            }
             let hit = applies && (seen.fetch_add(1, Ordering::SeqCst) + 1) % every == 0;
             if hit && matches!(fault, Fault::SlowDown { .. }) {
                 tampered.fetch_add(1, Ordering::SeqCst);
@@ -414,4 +429,45 @@ async fn a_truncated_listing_never_causes_a_deletion_of_what_it_left_out() {
         kept,
         "the blob was never a candidate"
     );
+}
+
+/// S3 copies at most 5 GiB server-side, and an S3 rename is a copy: a blob received
+/// in one part larger than the store's copy limit is committed by a multipart write
+/// instead. Here the store refuses every copy and the limit is set to 1 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_larger_than_the_stores_copy_limit_is_committed_without_a_copy() {
+    let seaweed = Seaweed::start("nocopy").await;
+    let (proxy, refused) = faulty_proxy(seaweed.endpoint.clone(), Fault::RefuseCopies).await;
+    let open = |query: &str| {
+        let config = BlobStoreConfig::parse(&format!("s3://nocopy/gantry?endpoint={proxy}{query}"))
+            .expect("an S3 URL");
+        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store")
+    };
+    let big = content(8, 2 * MIB);
+
+    // Under S3's own limit the part is moved by a copy, which this store refuses.
+    let copying = open("");
+    let (parts, digest) = upload(&copying, "copied", &[&big]).await;
+    copying
+        .commit("copied", &parts, &digest)
+        .await
+        .expect_err("the copy is refused");
+    assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(!copying.exists(&digest).await.expect("exists"));
+
+    // Over the limit it is read back into a multipart write: no copy asked for.
+    let refused_before = refused.load(std::sync::atomic::Ordering::SeqCst);
+    let store = open("&copy_limit=1048576");
+    let (parts, digest) = upload(&store, "streamed", &[&big]).await;
+    store
+        .commit("streamed", &parts, &digest)
+        .await
+        .expect("commit");
+    assert_eq!(
+        refused.load(std::sync::atomic::Ordering::SeqCst),
+        refused_before
+    );
+    assert_eq!(read_all(&store, &digest, None).await, big);
+    let left = store.stale_uploads(i64::MAX).await.expect("listing");
+    assert_eq!(left, ["copied"], "the committed part is gone");
 }
