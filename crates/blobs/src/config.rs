@@ -39,7 +39,7 @@ pub struct S3Location {
 }
 
 /// S3's own limit on `CopyObject`: 5 GiB.
-pub const S3_COPY_LIMIT: u64 = 5 << 30;
+const S3_COPY_LIMIT: u64 = 5 << 30;
 
 impl S3Location {
     /// Whether the endpoint is plain HTTP (a local store); requests are then allowed
