@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use testkit::issuer::{SigningKey, TestIssuer};
 
-use crate::support::{GantryServer, make_image, peer_python, run, skopeo, stdout_of};
+use crate::support::{GantryServer, describe, make_image, peer_python, skopeo};
 
 /// The exit codes the scenario relies on (see `gantry promote --help`).
 const NOT_ALLOWED: i32 = 4;
@@ -290,56 +290,13 @@ sys.exit(0 if response.status_code in (200, 201) else 1)
     /// Builds an image from scratch with buildah (one file, the commit as a label) and
     /// pushes it to `repository:buildah` with `creds`; the pushed manifest's digest.
     fn buildah_push(&self, repository: &str, creds: &str, commit: &str) -> String {
-        let root = self.path().join("buildah");
-        let buildah = || {
-            let mut command = Command::new("buildah");
-            command
-                .arg("--root")
-                .arg(root.join("storage"))
-                .arg("--runroot")
-                .arg(root.join("run"))
-                .args(["--storage-driver", "vfs"])
-                .current_dir(self.path());
-            command
-        };
-        let container = stdout_of(buildah().args(["from", "scratch"]));
-        let container = container.trim();
-        self.write("hello.txt", "hello from buildah\n");
-        run(buildah().args(["copy", container, "hello.txt", "/hello.txt"]));
-        run(buildah().args([
-            "config",
-            "--label",
-            &format!("org.opencontainers.image.revision={commit}"),
-            container,
-        ]));
-        run(buildah().args(["commit", "--quiet", container, "web-app-build"]));
-        let digest_file = root.join("digest");
-        let output = buildah()
-            .args([
-                "push",
-                "--tls-verify=false",
-                "--creds",
-                creds,
-                "--digestfile",
-            ])
-            .arg(&digest_file)
-            .arg("web-app-build")
-            .arg(format!(
-                "docker://{}/{repository}:buildah",
-                self.server.address
-            ))
-            .output()
-            .expect("run buildah");
-        assert!(
-            output.status.success(),
-            "buildah push\n{}\nserver log:\n{}",
-            describe(&output),
-            self.server.log()
-        );
-        std::fs::read_to_string(&digest_file)
-            .expect("buildah wrote the digest")
-            .trim()
-            .to_owned()
+        crate::support::buildah_push(
+            self.path(),
+            &format!("{}/{repository}:buildah", self.server.address),
+            creds,
+            commit,
+        )
+        .unwrap_or_else(|failure| panic!("{failure}\nserver log:\n{}", self.server.log()))
     }
 
     /// `GET PATH` (with its query) with `user`'s token as a Bearer token: the status
@@ -423,15 +380,6 @@ fn promotion_id(table: &str) -> i64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|id| id.parse().ok())
         .unwrap_or_else(|| panic!("no promotion id in:\n{table}"))
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn stderr(output: &Output) -> String {

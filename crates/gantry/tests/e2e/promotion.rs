@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::support::{GantryServer, make_image, run, skopeo};
+use crate::support::{GantryServer, describe, make_image, run, skopeo};
 
 /// dev deploys every build at once; staging needs a staff approval; prod needs a staff
 /// and a client approval and a Trivy scan with no critical and no high finding.
@@ -300,15 +300,6 @@ fn condition_row<'a>(table: &'a str, label: &str) -> &'a str {
         .lines()
         .find(|line| line.starts_with(label))
         .unwrap_or_else(|| panic!("no condition {label} in:\n{table}"))
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Runs SQL against the server's SQLite database: with the `sqlite3` command line where

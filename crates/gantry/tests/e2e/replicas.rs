@@ -1,13 +1,15 @@
 //! Several replicas for real: three `gantry serve` on one PostgreSQL database and one
 //! S3 bucket (SeaweedFS), behind HAProxy balancing every request round robin over
-//! them. skopeo pushes and pulls an image through the balancer, each of its requests
+//! them. skopeo, oras and buildah push and pull through the balancer, each request
 //! landing on any replica (the registry token one grants, another checks); a chunked
 //! upload is opened on one replica, continued and committed on others (one chunk
 //! larger than an S3 part, one smaller), and every replica serves the blob; a
 //! promotion requested through
 //! one replica is approved through another and deploys, and a third sees it; the
 //! audit entries all three committed are chained by the replicas' own chainers into
-//! one chain that verifies.
+//! one chain that verifies. A replica killed with SIGKILL while pushes and a
+//! deployment run loses nothing acknowledged: every push that was answered pulls
+//! whole, and another replica finishes the deployment.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -197,6 +199,39 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
             assert!(
                 answered >= 3.0,
                 "replica {i} answered {answered} of the push and pull"
+            );
+        }
+
+        // oras (an artifact pushed chunked and monolithic, and a referrer) and buildah
+        // through the balancer too.
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/oras_roundtrip.py");
+        let oras = Command::new(crate::support::peer_python())
+            .arg(&script)
+            .args([front.as_str(), "artifacts/site", "admin", admin.as_str()])
+            .output()
+            .expect("run the oras round trip");
+        let said = String::from_utf8_lossy(&oras.stdout);
+        assert!(
+            oras.status.success() && said.lines().filter(|l| l.starts_with("PASS ")).count() == 7,
+            "oras through the balancer:\n{}",
+            crate::support::describe(&oras)
+        );
+        let built = crate::support::buildah_push(
+            cluster.dirs[1].path(),
+            &format!("{front}/acme/built:v1"),
+            &format!("admin:{admin}"),
+            "abc1234",
+        )
+        .expect("buildah pushes through the balancer");
+        for replica in &replicas {
+            assert_eq!(
+                crate::support::served_manifest_digest(
+                    &format!("{}/acme/built:v1", replica.address),
+                    Some(&format!("admin:{admin}")),
+                ),
+                built,
+                "every replica serves what buildah pushed"
             );
         }
 
@@ -474,7 +509,27 @@ async fn a_replica_killed_mid_deployment_loses_nothing_acknowledged_and_another_
         };
         let holder: usize = owner[1..2].parse().expect("the owner is rN/…");
 
-        // The replica running it dies; the file that lets a deployment finish appears.
+        // Pushes go on through the balancer while the replica running it dies; the
+        // file that lets a deployment finish appears.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pusher = {
+            let (front, creds, stop) = (front.clone(), creds.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                let mut attempts = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) || attempts < 4 {
+                    let reference = format!("acme/during-the-kill:v{attempts}");
+                    attempts += 1;
+                    if let Some(digest) =
+                        crate::support::try_push_new_image(&front, &creds, &reference, "2x64K")
+                    {
+                        acknowledged.push((reference, digest));
+                    }
+                }
+                (attempts, acknowledged)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(500));
         let killed = cluster.replicas[holder].take().expect("running");
         crate::support::run(Command::new("kill").args(["-KILL", &killed.pid().to_string()]));
         std::fs::write(&go, b"").expect("let deployments finish");
@@ -506,6 +561,34 @@ async fn a_replica_killed_mid_deployment_loses_nothing_acknowledged_and_another_
             !second_owner.starts_with(&format!("r{holder}/")),
             "{finished}"
         );
+
+        // Every push acknowledged while the replica died is served, whole.
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (attempts, acknowledged) = pusher.join().expect("the pushes ran");
+        assert!(
+            acknowledged.len() >= 2,
+            "{} of {attempts} pushes around the kill were acknowledged",
+            acknowledged.len()
+        );
+        for (reference, digest) in &acknowledged {
+            assert_eq!(
+                &crate::support::served_manifest_digest(
+                    &format!("{front}/{reference}"),
+                    Some(&creds)
+                ),
+                digest,
+                "{reference}"
+            );
+            let layout = cluster.dirs[2]
+                .path()
+                .join(reference.replace([':', '/'], "-"));
+            crate::support::run(
+                crate::support::skopeo()
+                    .args(["copy", "--src-tls-verify=false", "--src-creds", &creds])
+                    .arg(format!("docker://{front}/{reference}"))
+                    .arg(format!("oci:{}:x", layout.display())),
+            );
+        }
 
         // What was acknowledged before the kill is still served through the balancer.
         assert_eq!(

@@ -471,13 +471,111 @@ environments:
 /// Pushes a new image of `layers` (mkimage.py syntax) to `address` as `reference`
 /// (`REPOSITORY:TAG`) with skopeo and `creds`: its manifest digest.
 pub(crate) fn push_new_image(address: &str, creds: &str, reference: &str, layers: &str) -> String {
+    let (output, digest) = skopeo_push_new_image(address, creds, reference, layers);
+    assert!(
+        output.status.success(),
+        "skopeo copy\n{}",
+        describe(&output)
+    );
+    digest
+}
+
+/// [`push_new_image`] that reports a failed push instead of failing the test: the
+/// manifest's digest when skopeo's push was acknowledged.
+pub(crate) fn try_push_new_image(
+    address: &str,
+    creds: &str,
+    reference: &str,
+    layers: &str,
+) -> Option<String> {
+    let (output, digest) = skopeo_push_new_image(address, creds, reference, layers);
+    output.status.success().then_some(digest)
+}
+
+/// skopeo's answer to pushing a new image, and the image's manifest digest.
+fn skopeo_push_new_image(
+    address: &str,
+    creds: &str,
+    reference: &str,
+    layers: &str,
+) -> (Output, String) {
     let work = tempfile::tempdir().expect("temporary directory");
     let layout = work.path().join("image");
     let tag = reference.rsplit_once(':').map_or("latest", |(_, tag)| tag);
     let image = &make_image(&layout, &["--layers", layers, "--tag", tag])[0];
-    run(skopeo()
+    let output = skopeo()
         .args(["copy", "--dest-tls-verify=false", "--dest-creds", creds])
         .arg(format!("oci:{}:{tag}", layout.display()))
-        .arg(format!("docker://{address}/{reference}")));
-    image["manifest"].as_str().expect("digest").to_owned()
+        .arg(format!("docker://{address}/{reference}"))
+        .output()
+        .expect("run skopeo");
+    (
+        output,
+        image["manifest"].as_str().expect("digest").to_owned(),
+    )
+}
+
+/// A finished command's status, stdout and stderr, for an assertion's message.
+pub(crate) fn describe(output: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Builds an image from scratch with buildah in `work` (one file, `commit` as the
+/// revision label) and pushes it to `reference` (`HOST:PORT/REPO:TAG`) with `creds`;
+/// the pushed manifest's digest, or what buildah said when the push failed.
+pub(crate) fn buildah_push(
+    work: &Path,
+    reference: &str,
+    creds: &str,
+    commit: &str,
+) -> Result<String, String> {
+    let root = work.join("buildah");
+    let buildah = || {
+        let mut command = Command::new("buildah");
+        command
+            .arg("--root")
+            .arg(root.join("storage"))
+            .arg("--runroot")
+            .arg(root.join("run"))
+            .args(["--storage-driver", "vfs"])
+            .current_dir(work);
+        command
+    };
+    let container = stdout_of(buildah().args(["from", "scratch"]));
+    let container = container.trim();
+    std::fs::write(work.join("hello.txt"), "hello from buildah\n").expect("write hello.txt");
+    run(buildah().args(["copy", container, "hello.txt", "/hello.txt"]));
+    run(buildah().args([
+        "config",
+        "--label",
+        &format!("org.opencontainers.image.revision={commit}"),
+        container,
+    ]));
+    run(buildah().args(["commit", "--quiet", container, "gantry-test-build"]));
+    let digest_file = root.join("digest");
+    let output = buildah()
+        .args([
+            "push",
+            "--tls-verify=false",
+            "--creds",
+            creds,
+            "--digestfile",
+        ])
+        .arg(&digest_file)
+        .arg("gantry-test-build")
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("run buildah");
+    if !output.status.success() {
+        return Err(format!("buildah push\n{}", describe(&output)));
+    }
+    Ok(std::fs::read_to_string(&digest_file)
+        .expect("buildah wrote the digest")
+        .trim()
+        .to_owned())
 }
