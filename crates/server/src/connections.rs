@@ -13,6 +13,10 @@
 //! - a **cap per client address** on open connections (IPv6 by /64): beyond it new
 //!   connections are closed at once, so one client cannot take every descriptor.
 //!
+//! A body the handler answered without reading whole (a refusal before an upload) is
+//! read to its end and discarded after the answer, for a bounded time, so that the
+//! answer reaches the client and any proxy in front instead of a connection reset.
+//!
 //! Each request carries its peer address (`ConnectInfo<SocketAddr>`), which the
 //! limits on failed credential checks key on. Shutting down stops accepting, lets
 //! in-flight requests finish and closes idle connections.
@@ -134,7 +138,7 @@ async fn serve_connection(
                 let handling = activity.start_request();
                 let (mut parts, body) = request.into_parts();
                 parts.extensions.insert(ConnectInfo(peer));
-                let body = Body::new(MinimumRate::new(body, &limits));
+                let body = Body::new(MinimumRate::new(Lingering(Some(body)), &limits));
                 let response = router.oneshot(http::Request::from_parts(parts, body)).await;
                 drop(handling);
                 let responding = activity.start_response();
@@ -425,6 +429,69 @@ impl std::fmt::Display for TooSlow {
 }
 
 impl std::error::Error for TooSlow {}
+
+/// How long a request body a handler left unread is still read (and discarded) after
+/// the answer, at most, and how long it may stall while being read.
+const LINGER_FOR: Duration = Duration::from_secs(30);
+const LINGER_STALL: Duration = Duration::from_secs(5);
+
+/// A request body that, when the handler answers without reading it all (a refusal, an
+/// unknown upload session), is read to its end and discarded in the background (for
+/// at most [`LINGER_FOR`], stalling at most [`LINGER_STALL`]), as nginx's lingering
+/// close does: closing a connection with request bytes still unread resets it, and a
+/// proxy in front (or a client still sending) then loses the answer.
+struct Lingering(Option<hyper::body::Incoming>);
+
+impl http_body::Body for Lingering {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.0.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take() else {
+            return;
+        };
+        if http_body::Body::is_end_stream(&body) {
+            return;
+        }
+        // Outside a runtime (never, in the server) the body is simply dropped.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            use http_body_util::BodyExt as _;
+            let deadline = tokio::time::Instant::now() + LINGER_FOR;
+            loop {
+                let next = tokio::time::timeout(LINGER_STALL, body.frame());
+                match tokio::time::timeout_at(deadline, next).await {
+                    Ok(Ok(Some(Ok(_)))) => {}
+                    _ => return,
+                }
+            }
+        });
+    }
+}
 
 /// A request body that must arrive at a minimum rate: over every window of time spent
 /// waiting for the client, at least `rate × window` bytes.

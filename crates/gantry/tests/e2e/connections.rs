@@ -416,3 +416,41 @@ async fn malformed_framing_is_answered_in_the_protocols_envelope_where_the_serve
         "nothing was created"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_before_the_body_was_read_reaches_a_client_still_sending_it() {
+    // A proxy forwards a request body whole before it reads the answer; a server that
+    // answers early and closes with the body unread resets the connection, and the
+    // answer is lost. The body is read to its end and discarded instead.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = start(dir.path(), "");
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(server.creds());
+    let body = vec![1u8; 32 << 20];
+    let head = format!(
+        "PUT /v2/acme/app/blobs/uploads/0123456789abcdef0123456789abcdef?digest=sha256:{} HTTP/1.1\r\n\
+         Host: gantry\r\nAuthorization: Basic {basic}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\n\r\n",
+        "a".repeat(64),
+        body.len()
+    );
+    let mut stream = connect_from([127, 0, 0, 1], &server.address).await;
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("send the head");
+    for chunk in body.chunks(64 << 10) {
+        stream
+            .write_all(chunk)
+            .await
+            .expect("the whole body is taken, not reset");
+    }
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .expect("the answer is read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("BLOB_UPLOAD_UNKNOWN"), "{answer}");
+}
