@@ -8,7 +8,9 @@
 # Usage: bench/compare-s3.sh          (from the repository root or anywhere)
 # Env:   ROUNDS=3 BIG_LAYERS=512M SMALL_COUNT=100 RAW_SIZE=512M WRK_DUR=10s WRK_CONN=32
 #        REDIRECT=0   GANTRY_SHARED_TOOLS=<dir with bench-registry.sh>   OUT=<results dir>
-# Gantry keeps its metadata in SQLite (the embedded default); only the blobs move.
+#        POSTGRES=<server URL, e.g. postgres://postgres@127.0.0.1:5432>
+# Gantry keeps its metadata in SQLite (the embedded default), or with POSTGRES in a
+# fresh database on that server (dropped at the end): the several-replica setup.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -41,14 +43,21 @@ for _ in $(seq 1 300); do
 done
 sleep 2
 
-# Gantry, release build, SQLite metadata, blobs in the `gantry` bucket.
+# Gantry, release build, SQLite (or PostgreSQL) metadata, blobs in the `gantry` bucket.
 GDIR="$(mktemp -d -t gantry-bench-data.XXXXXX)"
 GPORT="$(free_port)"
 GSTORE="s3://gantry/registry?endpoint=$ENDPOINT"
 [ "$REDIRECT" = 1 ] && GSTORE="$GSTORE&redirect=true"
+METADATA=()
+if [ -n "${POSTGRES:-}" ]; then
+  DB="gantry_bench_s3_$$"
+  psql -q "${POSTGRES%/}/postgres" -c "CREATE DATABASE $DB"
+  trap 'cleanup; psql -q "${POSTGRES%/}/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"' EXIT
+  METADATA=(--database-url "${POSTGRES%/}/$DB")
+fi
 env -u AWS_CA_BUNDLE AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret \
   "$BIN" serve --listen "127.0.0.1:$GPORT" --data-dir "$GDIR/data" --blob-store "$GSTORE" \
-  >"$GDIR/stdout" 2>"$GDIR/stderr" &
+  "${METADATA[@]}" >"$GDIR/stdout" 2>"$GDIR/stderr" &
 GPID=$!; PIDS+=("$GPID")
 for _ in $(seq 1 100); do grep -q 'listening on' "$GDIR/stdout" 2>/dev/null && break; sleep 0.1; done
 TOKEN="$(awk '/admin token:/ {print $4}' "$GDIR/stdout")"
