@@ -82,7 +82,7 @@ class SeaweedFS:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
         env.update(S3_BUCKETS="gantry", S3_ACCESS_KEY=ACCESS, S3_SECRET_KEY=SECRET,
-                   WEED_PORT_BASE=str(22000 + os.getpid() % 1000 * 10))
+                   WEED_PORT_BASE=str(10000 + os.getpid() % 1200 * 10))  # below the ephemeral ports
         out = subprocess.run([os.path.join(tools, "start-seaweed-s3.sh"), str(self.port), self.dir],
                              env=env, capture_output=True, text=True, check=True)
         self.pid = int(out.stdout.strip())

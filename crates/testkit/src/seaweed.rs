@@ -55,7 +55,10 @@ fn free_port_base() -> u32 {
             .expect("after 1970")
             .subsec_nanos();
     for attempt in 0..200u32 {
-        let base = 20_000 + (seed.wrapping_add(attempt * 7919) % 2_000) * 10;
+        // Below the kernel's ephemeral range (32768 and up), with the +10,000 gRPC
+        // ports too: tests holding thousands of client connections take ephemeral
+        // ports between this check and SeaweedFS binding them.
+        let base = 10_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 1_200) * 10;
         if (0..8).all(|offset| port_free(base + offset) && port_free(base + offset + 10_000)) {
             return base;
         }
