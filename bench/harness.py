@@ -51,6 +51,17 @@ def answers_ready(port):
         return False
 
 
+def cpu_seconds(pid):
+    """User and system CPU seconds process `pid` has used (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name).
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 class Failures:
     """Unexpected answers, kept with their bodies so they can be reported exactly."""
 
@@ -174,10 +185,7 @@ class Server:
         raise SystemExit("gantry did not become ready within 60 s")
 
     def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        # utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name).
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return cpu_seconds(self.proc.pid)
 
     def rss_mib(self, field="VmHWM"):
         with open(f"/proc/{self.proc.pid}/status") as status:

@@ -39,22 +39,13 @@ import threading
 import time
 import urllib.parse
 
-from harness import (CLOCK_TICKS, ROOT, Client, Failures, answers_ready, build, free_port, logger,
+from harness import (ROOT, Client, Failures, answers_ready, build, cpu_seconds, free_port, logger,
                      percentile, problem_lines, run_in_threads)
 from promotion import promote, resources_yaml, sha256, upload_small_blob
 
 log = logger("replicas")
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 ACCESS, SECRET = "benchkey", "benchsecret"
-
-
-def cpu_of(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    except OSError:
-        return 0.0
 
 
 def postgres_cpu():
@@ -64,7 +55,7 @@ def postgres_cpu():
             try:
                 with open(f"/proc/{pid}/comm") as comm:
                     if comm.read().strip() == "postgres":
-                        total += cpu_of(pid)
+                        total += cpu_seconds(pid)
             except OSError:
                 pass
     return total
@@ -160,8 +151,8 @@ class Cluster:
                        check=True, stdout=subprocess.DEVNULL)
 
     def cpu(self, seaweed):
-        return dict(gantry=sum(cpu_of(proc.pid) for proc, _, _ in self.replicas), postgres=postgres_cpu(),
-                    seaweed=cpu_of(seaweed.pid), haproxy=cpu_of(self.haproxy.pid), clients=client_cpu())
+        return dict(gantry=sum(cpu_seconds(proc.pid) for proc, _, _ in self.replicas), postgres=postgres_cpu(),
+                    seaweed=cpu_seconds(seaweed.pid), haproxy=cpu_seconds(self.haproxy.pid), clients=client_cpu())
 
     def requests_per_replica(self):
         counts = []

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::{GantryServer, free_port};
+use crate::support::{GantryServer, describe, free_port};
 
 /// A pipeline with approvals and a freeze window, and an application that uses it.
 const RESOURCES: &str = r#"kind: Pipeline
@@ -90,15 +90,6 @@ fn exit_code(output: &Output) -> i32 {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        stderr(output)
-    )
 }
 
 #[test]

@@ -99,12 +99,19 @@ impl Drop for Balancer {
 }
 
 /// The HTTP requests a replica has answered, from its `/metrics`.
-fn requests_answered(replica: &GantryServer) -> f64 {
-    let metrics = curl(&format!("http://{}/metrics", replica.address), &[]).body;
-    metrics
+/// The values of the replica's metric lines that start with `prefix`.
+fn metric_values(replica: &GantryServer, prefix: &str) -> Vec<f64> {
+    curl(&format!("http://{}/metrics", replica.address), &[])
+        .body
         .lines()
-        .filter(|line| line.starts_with("gantry_http_requests_total"))
+        .filter(|line| line.starts_with(prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect()
+}
+
+fn requests_answered(replica: &GantryServer) -> f64 {
+    metric_values(replica, "gantry_http_requests_total")
+        .iter()
         .sum()
 }
 
@@ -441,12 +448,10 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
 
 /// The replica's `gantry_audit_pending_entries`, which must be there.
 fn audit_pending(replica: &GantryServer) -> f64 {
-    let metrics = curl(&format!("http://{}/metrics", replica.address), &[]).body;
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("gantry_audit_pending_entries "))
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no gantry_audit_pending_entries in {metrics}"))
+    metric_values(replica, "gantry_audit_pending_entries ")
+        .first()
+        .copied()
+        .expect("gantry_audit_pending_entries in /metrics")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
