@@ -6,12 +6,15 @@
 //! received, and only after the digest is verified are they committed to their final,
 //! content-addressed place (`blobs/{algorithm}/{xx}/{hex}`) by an atomic rename (one
 //! part; on S3 a server-side copy, up to the store's copy limit) or a staged
-//! concatenation (several parts, or one beyond that limit). A reader can therefore never see a
-//! partial or unverified blob, and every blob is stored once whatever the number of
-//! repositories that link it.
+//! concatenation (several parts on a local directory, or one beyond that limit). On a
+//! store with multipart uploads (S3), a chunked upload's whole parts go into one
+//! multipart upload spanning its requests (see [`session`]), which its commit
+//! completes. A reader can therefore never see a partial or unverified blob, and every
+//! blob is stored once whatever the number of repositories that link it.
 
 mod config;
 mod read;
+mod session;
 mod write;
 
 use std::path::PathBuf;
@@ -29,6 +32,7 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 
 pub use config::{BlobStoreConfig, S3Credentials, S3Location};
 pub use read::BlobBody;
+pub use session::{Chunk, Claim, Staged};
 
 /// The size of every part but the last of a multipart write to an object store: S3
 /// refuses parts under 5 MiB (but the last), and some S3-compatible stores (R2) want
@@ -59,6 +63,16 @@ pub enum BlobError {
     /// The blob store URL is not one Gantry understands.
     #[error("unsupported blob store `{url}`: {why}")]
     UnsupportedUrl { url: String, why: String },
+    /// The request writing to an upload session no longer holds it (its claim lapsed,
+    /// or another request took the session): it wrote nothing more.
+    #[error("another request took over this upload session")]
+    ClaimLost,
+    /// The upload session's record could not be updated.
+    #[error("upload session: {0}")]
+    Session(String),
+    /// The committed bytes do not have the digest the client named.
+    #[error("the uploaded content has digest {actual}")]
+    DigestMismatch { actual: Digest },
     /// A local blob directory could not be created.
     #[error("cannot use blob directory {path}: {source}")]
     Directory {
@@ -68,11 +82,24 @@ pub enum BlobError {
 }
 
 /// One stored part of an upload: `size` bytes under a key unique to the attempt that
-/// wrote them.
+/// wrote them or, when `number` is set, that part of the upload's multipart upload
+/// (the key then holds what the store answered for it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartRef {
     pub key: String,
     pub size: u64,
+    pub number: Option<u32>,
+}
+
+impl PartRef {
+    /// A part stored as an object of its own.
+    pub fn object(key: String, size: u64) -> PartRef {
+        PartRef {
+            key,
+            size,
+            number: None,
+        }
+    }
 }
 
 /// A fresh key for a part about to be written.
@@ -96,6 +123,8 @@ pub struct BlobStore {
     /// The largest part a commit moves by a server-side copy (S3's rename is a
     /// `CopyObject`); `None`: any (a local rename).
     copy_limit: Option<u64>,
+    /// The store's multipart uploads, where chunked uploads keep their whole parts.
+    multipart: Option<session::Multipart>,
 }
 
 /// Presigning downloads in an S3 bucket.
@@ -151,6 +180,7 @@ impl BlobStore {
             multipart_memory: multipart_memory(),
             redirects: None,
             copy_limit: None,
+            multipart: None,
         })
     }
 
@@ -180,6 +210,10 @@ impl BlobStore {
         } else {
             Arc::new(PrefixStore::new(bucket.clone(), location.prefix.as_str()))
         };
+        let multipart = session::Multipart {
+            store: bucket.clone(),
+            prefix: location.prefix.clone(),
+        };
         let redirects = location.redirect.then(|| Redirects {
             signer: bucket,
             prefix: location.prefix.clone(),
@@ -193,19 +227,25 @@ impl BlobStore {
             multipart_memory: multipart_memory(),
             redirects,
             copy_limit: Some(location.copy_limit),
+            multipart: Some(multipart),
         })
     }
 
     /// A store that keeps everything in memory, for tests.
     pub fn memory() -> BlobStore {
+        let objects = Arc::new(InMemory::new());
         BlobStore {
-            objects: Arc::new(InMemory::new()),
+            objects: objects.clone(),
             local: None,
             fsync: false,
             description: "memory://".to_owned(),
             multipart_memory: multipart_memory(),
             redirects: None,
             copy_limit: None,
+            multipart: Some(session::Multipart {
+                store: objects,
+                prefix: String::new(),
+            }),
         }
     }
 
@@ -320,14 +360,55 @@ impl BlobStore {
         Ok(hasher.finish())
     }
 
-    /// Makes the verified parts of an upload the blob `digest`. The caller has checked
-    /// the digest. If the blob is already stored, the parts are simply discarded.
+    /// Makes the stored parts of upload session `staged` the blob `digest`. With
+    /// `verify`, the bytes are hashed first and refused
+    /// ([`BlobError::DigestMismatch`]) unless they have that digest; without, the caller
+    /// has checked it (hashing while receiving). A session with whole parts in a
+    /// multipart upload completes it, under `claim`. If the blob is already stored,
+    /// the parts are simply discarded.
     pub async fn commit(
         &self,
-        upload_id: &str,
-        parts: &[PartRef],
+        staged: &Staged<'_>,
         digest: &Digest,
+        verify: bool,
+        claim: Option<&dyn Claim>,
     ) -> Result<(), BlobError> {
+        let upload_id = staged.upload_id;
+        let pieces: Vec<PartRef> = staged
+            .parts
+            .iter()
+            .filter(|part| part.number.is_none())
+            .cloned()
+            .collect();
+        if let Some(multipart_id) = staged.multipart {
+            if pieces.len() == staged.parts.len() {
+                // Begun, but no whole part was ever recorded in it.
+                self.abort_multipart(upload_id, multipart_id).await;
+            } else {
+                let claim = claim.ok_or_else(|| {
+                    BlobError::Session("completing a multipart upload needs a claim".to_owned())
+                })?;
+                self.complete_session(staged, multipart_id, claim).await?;
+                let size = staged.parts.iter().map(|part| part.size).sum();
+                let object = session::staged_object(upload_id);
+                let settled = self.settle(&object, size, digest, verify).await;
+                self.discard(upload_id, &pieces).await;
+                if settled.is_err() {
+                    let _ = self.objects.delete(&object).await;
+                }
+                return settled;
+            }
+        }
+        let parts = staged.parts;
+        if verify {
+            let actual = self
+                .hash_parts(upload_id, parts, digest.algorithm())
+                .await?;
+            if &actual != digest {
+                self.discard(upload_id, parts).await;
+                return Err(BlobError::DigestMismatch { actual });
+            }
+        }
         let destination = Self::blob_path(digest);
         if self.exists(digest).await? {
             self.discard(upload_id, parts).await;
@@ -350,29 +431,62 @@ impl BlobStore {
             }
             // Several parts, or one too large for the store's server-side copy.
             parts => {
-                self.concatenate(upload_id, parts, &destination).await?;
+                let sources: Vec<Path> = parts
+                    .iter()
+                    .map(|part| Self::part_path(upload_id, &part.key))
+                    .collect();
+                self.concatenate(&sources, &destination).await?;
                 self.discard(upload_id, parts).await;
             }
         }
         Ok(())
     }
 
-    /// Writes `parts`, in order, as the object `destination`, by one multipart write
-    /// (the object appears whole when it completes, or not at all).
-    async fn concatenate(
+    /// Makes the complete object `object` (`size` bytes) the blob `digest`, hashing it
+    /// first with `verify`: by a rename (a server-side copy up to the copy limit), or a
+    /// streamed rewrite beyond it.
+    async fn settle(
         &self,
-        upload_id: &str,
-        parts: &[PartRef],
-        destination: &Path,
+        object: &Path,
+        size: u64,
+        digest: &Digest,
+        verify: bool,
     ) -> Result<(), BlobError> {
+        if verify {
+            let mut hasher = DigestHasher::new(digest.algorithm());
+            let mut stream = self.read_object(object, None).await?;
+            while let Some(chunk) = stream.next().await {
+                hasher.update(&chunk?);
+            }
+            let actual = hasher.finish();
+            if &actual != digest {
+                return Err(BlobError::DigestMismatch { actual });
+            }
+        }
+        if self.exists(digest).await? {
+            let _ = self.objects.delete(object).await;
+            return Ok(());
+        }
+        let destination = Self::blob_path(digest);
+        if self.copy_limit.is_none_or(|limit| size <= limit) {
+            self.objects.rename(object, &destination).await?;
+        } else {
+            self.concatenate(std::slice::from_ref(object), &destination)
+                .await?;
+            let _ = self.objects.delete(object).await;
+        }
+        Ok(())
+    }
+
+    /// Writes the objects `sources`, in order, as the object `destination`, by one
+    /// multipart write (the object appears whole when it completes, or not at all).
+    async fn concatenate(&self, sources: &[Path], destination: &Path) -> Result<(), BlobError> {
         let _memory = self.hold_multipart_memory().await;
         let upload = self.objects.put_multipart(destination).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let copied: Result<(), BlobError> = async {
-            for part in parts {
-                let mut stream = self
-                    .read_object(&Self::part_path(upload_id, &part.key), None)
-                    .await?;
+            for source in sources {
+                let mut stream = self.read_object(source, None).await?;
                 while let Some(chunk) = stream.next().await {
                     writer.wait_for_capacity(WRITE_CONCURRENCY).await?;
                     writer.put(chunk?);
@@ -428,8 +542,16 @@ impl BlobStore {
         Ok(stale.into_iter().collect())
     }
 
-    /// Deletes whatever is stored for an upload, parts the database knows of or not.
-    pub async fn discard_all(&self, upload_id: &str) -> Result<(), BlobError> {
+    /// Deletes whatever is stored for an upload, parts the database knows of or not,
+    /// and abandons its multipart upload, if it began one.
+    pub async fn discard_all(
+        &self,
+        upload_id: &str,
+        multipart: Option<&str>,
+    ) -> Result<(), BlobError> {
+        if let Some(multipart_id) = multipart {
+            self.abort_multipart(upload_id, multipart_id).await;
+        }
         let prefix = Path::from(format!("uploads/{upload_id}"));
         let locations = self
             .objects

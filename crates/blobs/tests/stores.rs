@@ -9,7 +9,9 @@
 //! objects out, only what a listing names is ever removed; one that refuses
 //! server-side copies still commits a part larger than its copy limit.
 
-use blobs::{BlobError, BlobStore, BlobStoreConfig, PartRef, S3Credentials, new_part_key};
+use blobs::{
+    BlobError, BlobStore, BlobStoreConfig, Claim, PartRef, S3Credentials, Staged, new_part_key,
+};
 use bytes::Bytes;
 use domain::{Digest, DigestAlgorithm, DigestHasher};
 use futures_util::StreamExt;
@@ -40,26 +42,120 @@ async fn read_all(store: &BlobStore, digest: &Digest, range: Option<(u64, u64)>)
     read
 }
 
-/// Writes `parts` as upload `upload`'s parts, hashing across them with the hashing
-/// state saved and restored between parts; the parts and the digest.
-async fn upload(store: &BlobStore, upload: &str, parts: &[&[u8]]) -> (Vec<PartRef>, Digest) {
+/// An upload session as the database would keep it, and the claim of the one request
+/// writing to it (which lapses when `lapsed` is set).
+#[derive(Default)]
+struct Session {
+    id: String,
+    multipart: std::sync::Mutex<Option<String>>,
+    parts: Vec<PartRef>,
+    lapsed: std::sync::atomic::AtomicBool,
+}
+
+impl Claim for Session {
+    fn remaining(&self) -> Option<std::time::Duration> {
+        (!self.lapsed.load(std::sync::atomic::Ordering::SeqCst))
+            .then_some(std::time::Duration::from_secs(60))
+    }
+
+    fn begin_multipart<'a>(
+        &'a self,
+        multipart: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, BlobError>> {
+        let mut recorded = self.multipart.lock().expect("the lock");
+        let began = recorded.is_none();
+        if began {
+            *recorded = Some(multipart.to_owned());
+        }
+        Box::pin(async move { Ok(began) })
+    }
+}
+
+impl Session {
+    fn new(id: &str) -> Session {
+        Session {
+            id: id.to_owned(),
+            ..Session::default()
+        }
+    }
+
+    fn multipart(&self) -> Option<String> {
+        self.multipart.lock().expect("the lock").clone()
+    }
+
+    fn size(&self) -> u64 {
+        self.parts.iter().map(|part| part.size).sum()
+    }
+
+    /// Writes one chunk and records it as the registry does.
+    async fn write(
+        &mut self,
+        store: &BlobStore,
+        bytes: &[u8],
+        hasher: &mut DigestHasher,
+    ) -> Result<(), BlobError> {
+        let parts = self.parts.clone();
+        let multipart = self.multipart();
+        let staged = Staged {
+            upload_id: &self.id,
+            multipart: multipart.as_deref(),
+            parts: &parts,
+        };
+        let chunk = store
+            .write_chunk(
+                &staged,
+                self.size(),
+                body(bytes),
+                Some(hasher),
+                u64::MAX,
+                &*self,
+            )
+            .await?;
+        assert_eq!(chunk.size, bytes.len() as u64);
+        let kept = self.parts.len() - chunk.removed.len();
+        assert_eq!(
+            self.parts[kept..],
+            chunk.removed[..],
+            "only trailing pieces fold"
+        );
+        self.parts.truncate(kept);
+        assert_eq!(
+            chunk.start,
+            self.size(),
+            "the chunk's parts start where the kept ones end"
+        );
+        self.parts.extend(chunk.added.iter().cloned());
+        store.discard(&self.id, &chunk.removed).await;
+        Ok(())
+    }
+
+    async fn commit(&self, store: &BlobStore, digest: &Digest) -> Result<(), BlobError> {
+        let multipart = self.multipart();
+        let staged = Staged {
+            upload_id: &self.id,
+            multipart: multipart.as_deref(),
+            parts: &self.parts,
+        };
+        store.commit(&staged, digest, false, Some(self)).await
+    }
+}
+
+/// Writes `chunks` as upload `upload`'s chunks, hashing across them with the hashing
+/// state saved and restored between chunks (as a chunked upload continued on another
+/// replica does); the session and the digest.
+async fn upload(store: &BlobStore, upload: &str, chunks: &[&[u8]]) -> (Session, Digest) {
     let mut saved = DigestHasher::new(DigestAlgorithm::Sha256).save_state();
-    let mut written = Vec::new();
-    let mut start = 0;
-    for part in parts {
+    let mut session = Session::new(upload);
+    for chunk in chunks {
         let mut hasher = DigestHasher::restore_state(&saved).expect("a saved state restores");
-        let key = new_part_key();
-        let size = store
-            .write_part(upload, &key, start, body(part), Some(&mut hasher), u64::MAX)
+        session
+            .write(store, chunk, &mut hasher)
             .await
-            .expect("a part is written");
-        assert_eq!(size, part.len() as u64);
-        start += size;
+            .expect("a chunk is written");
         saved = hasher.save_state();
-        written.push(PartRef { key, size });
     }
     let digest = DigestHasher::restore_state(&saved).expect("state").finish();
-    (written, digest)
+    (session, digest)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -71,7 +167,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 async fn contract(store: BlobStore) {
     let (a, b, c) = (content(1, 5 * MIB), content(2, 5 * MIB + 1), content(3, 1));
     let whole: Vec<u8> = [a.as_slice(), b.as_slice(), c.as_slice()].concat();
-    let (parts, digest) = upload(&store, "three-parts", &[&a, &b, &c]).await;
+    let (session, digest) = upload(&store, "three-parts", &[&a, &b, &c]).await;
     assert_eq!(
         digest.to_string(),
         format!("sha256:{}", sha256_hex(&whole)),
@@ -81,10 +177,12 @@ async fn contract(store: BlobStore) {
         !store.exists(&digest).await.expect("exists"),
         "nothing is served before the commit"
     );
-    store
-        .commit("three-parts", &parts, &digest)
-        .await
-        .expect("commit");
+    assert_eq!(
+        session.multipart().is_some(),
+        store.multipart_sessions(),
+        "a multipart store keeps whole parts in a multipart upload"
+    );
+    session.commit(&store, &digest).await.expect("commit");
     assert!(store.exists(&digest).await.expect("exists"));
     assert_eq!(
         read_all(&store, &digest, None).await,
@@ -105,18 +203,72 @@ async fn contract(store: BlobStore) {
 
     // One part is committed in place; committing a stored blob again keeps it.
     let single = content(4, 300 << 10);
-    let (parts, one) = upload(&store, "one-part", &[&single]).await;
-    store
-        .commit("one-part", &parts, &one)
-        .await
-        .expect("commit");
+    let (session, one) = upload(&store, "one-part", &[&single]).await;
+    assert_eq!(session.multipart(), None, "less than a part is one piece");
+    session.commit(&store, &one).await.expect("commit");
     assert_eq!(read_all(&store, &one, None).await, single);
-    let (parts, again) = upload(&store, "again", &[&single]).await;
-    store
-        .commit("again", &parts, &again)
-        .await
-        .expect("commit again");
+    let (session, again) = upload(&store, "again", &[&single]).await;
+    session.commit(&store, &again).await.expect("commit again");
     assert_eq!(read_all(&store, &one, None).await, single);
+
+    // Chunks that end exactly on, one past and one short of the store's part size,
+    // and one that spans several parts at once.
+    let part = 8 * MIB;
+    let sizes = [part, part + 1, part - 1, 1, 2 * part + 3, 5];
+    let chunks: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(n, &len)| content(10 + n as u8, len))
+        .collect();
+    let whole: Vec<u8> = chunks.concat();
+    let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    let (session, digest) = upload(&store, "boundaries", &slices).await;
+    if store.multipart_sessions() {
+        let numbered: Vec<Option<u32>> = session.parts.iter().map(|p| p.number).collect();
+        assert_eq!(
+            numbered,
+            [Some(1), Some(2), Some(3), Some(4), Some(5), None, None]
+        );
+        assert!(session.parts[..5].iter().all(|p| p.size == part as u64));
+    }
+    session.commit(&store, &digest).await.expect("commit");
+    assert_eq!(read_all(&store, &digest, None).await, whole);
+    let edge = (3 * part - 2) as u64;
+    assert_eq!(
+        read_all(&store, &digest, Some((edge, edge + 4))).await,
+        whole[edge as usize..edge as usize + 5].to_vec(),
+        "a range across a part boundary"
+    );
+
+    // A commit that hashes again refuses bytes of another digest and keeps nothing.
+    let (session, actual) = upload(&store, "mislabelled", &[&a, &b]).await;
+    let claimed = Digest::parse(&format!("sha256:{}", "2".repeat(64))).expect("digest");
+    let multipart = session.multipart();
+    let staged = Staged {
+        upload_id: "mislabelled",
+        multipart: multipart.as_deref(),
+        parts: &session.parts,
+    };
+    match store.commit(&staged, &claimed, true, Some(&session)).await {
+        Err(BlobError::DigestMismatch { actual: found }) => assert_eq!(found, actual),
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    assert!(!store.exists(&claimed).await.expect("exists"));
+    assert!(!store.exists(&actual).await.expect("exists"));
+
+    // A writer whose claim lapsed writes no part; what it wrote stays unrecorded.
+    let mut lapsed = Session::new("lapsed");
+    lapsed
+        .lapsed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+    let refused = lapsed
+        .write(&store, &content(9, part + 10), &mut hasher)
+        .await;
+    if store.multipart_sessions() {
+        assert!(matches!(refused, Err(BlobError::ClaimLost)), "{refused:?}");
+        assert!(lapsed.parts.is_empty());
+    }
 
     // An upload over the limit keeps nothing of the part it was writing.
     let mut hasher = DigestHasher::new(DigestAlgorithm::Sha256);
@@ -144,7 +296,7 @@ async fn contract(store: BlobStore) {
         !stale.contains(&"too-big".to_owned()),
         "the refused part was not kept: {stale:?}"
     );
-    store.discard_all("abandoned").await.expect("discard");
+    store.discard_all("abandoned", None).await.expect("discard");
     let stale = store.stale_uploads(future).await.expect("listing");
     assert!(!stale.contains(&"abandoned".to_owned()), "{stale:?}");
     let missing = Digest::parse(&format!("sha256:{}", "0".repeat(64))).expect("digest");
@@ -228,6 +380,49 @@ enum Fault {
     /// Every server-side copy (`CopyObject`): refused, as S3 refuses one of more
     /// than 5 GiB.
     RefuseCopies,
+    /// Nothing: the bytes of every object read (`GetObject`) are counted.
+    CountReads,
+}
+
+/// On S3 a chunked upload's whole parts go into one multipart upload spanning its
+/// requests, so neither its chunks nor its commit read the blob back: only pieces
+/// shorter than a part are (here 14 bytes of 32 MiB), and the object the commit
+/// completes is moved by a server-side copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_upload_on_s3_is_committed_without_reading_its_bytes_back() {
+    let seaweed = Seaweed::start("noreread").await;
+    let (proxy, read) = faulty_proxy(seaweed.endpoint.clone(), Fault::CountReads).await;
+    let open = |endpoint: &str| {
+        let config = BlobStoreConfig::parse(&format!("s3://noreread/gantry?endpoint={endpoint}"))
+            .expect("an S3 URL");
+        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store")
+    };
+    let (store, honest) = (open(&proxy), open(&seaweed.endpoint));
+    let part = 8 * MIB;
+    let chunks = [
+        content(20, part + 3),
+        content(21, part),
+        content(22, 2 * part + 5),
+    ];
+    let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    let (session, digest) = upload(&store, "chunked", &slices).await;
+    let numbered: Vec<Option<u32>> = session.parts.iter().map(|p| p.number).collect();
+    assert_eq!(numbered, [Some(1), Some(2), Some(3), Some(4), None]);
+    session.commit(&store, &digest).await.expect("commit");
+    assert_eq!(
+        read.load(std::sync::atomic::Ordering::SeqCst),
+        3 + 3 + 8,
+        "only the pieces were read back"
+    );
+    assert_eq!(read_all(&honest, &digest, None).await, chunks.concat());
+    assert!(
+        honest
+            .stale_uploads(i64::MAX)
+            .await
+            .expect("listing")
+            .is_empty(),
+        "the pieces and the completed object are gone"
+    );
 }
 
 /// Keeps the first `<Contents>` of a `ListObjectsV2` answer, says it is complete.
@@ -293,7 +488,9 @@ async fn faulty_proxy(
                 Fault::SlowDown { every } => (every, true),
                 Fault::TruncateListings { every } => (every, listing),
                 Fault::RefuseCopies => (1, request.headers().contains_key("x-amz-copy-source")),
+                Fault::CountReads => (usize::MAX, false),
             };
+            let object_read = request.method() == axum::http::Method::GET && !listing;
             if applies && matches!(fault, Fault::RefuseCopies) {
                 tampered.fetch_add(1, Ordering::SeqCst);
                 return axum::response::Response::builder()
@@ -334,6 +531,15 @@ async fn faulty_proxy(
                         .expect("a response");
                 }
             };
+            if matches!(fault, Fault::CountReads) && object_read {
+                let length = response
+                    .headers()
+                    .get("content-length")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse::<usize>().ok())
+                    .expect("an object read has a length");
+                tampered.fetch_add(length, Ordering::SeqCst);
+            }
             if !hit || response.status() != 200 {
                 return response;
             }
@@ -392,11 +598,8 @@ async fn a_truncated_listing_never_causes_a_deletion_of_what_it_left_out() {
     let (lying, honest) = (open(&proxy), open(&seaweed.endpoint));
 
     let kept = content(7, 1000);
-    let (parts, digest) = upload(&honest, "committed", &[&kept]).await;
-    honest
-        .commit("committed", &parts, &digest)
-        .await
-        .expect("commit");
+    let (session, digest) = upload(&honest, "committed", &[&kept]).await;
+    session.commit(&honest, &digest).await.expect("commit");
     for (id, count) in [("stale-a", 3), ("stale-b", 2), ("stale-c", 1)] {
         let bytes: Vec<Vec<u8>> = (0..count).map(|n| content(n, 100)).collect();
         let slices: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
@@ -408,7 +611,7 @@ async fn a_truncated_listing_never_causes_a_deletion_of_what_it_left_out() {
     // One pass over lying listings: it finds one upload and removes one of its parts.
     let found = lying.stale_uploads(i64::MAX).await.expect("listing");
     assert_eq!(found, ["stale-a"], "the listing named one object");
-    lying.discard_all("stale-a").await.expect("discard");
+    lying.discard_all("stale-a", None).await.expect("discard");
     assert!(truncated.load(std::sync::atomic::Ordering::SeqCst) >= 2);
     assert_eq!(
         left().await,
@@ -420,7 +623,7 @@ async fn a_truncated_listing_never_causes_a_deletion_of_what_it_left_out() {
     // Passes go on removing what they are shown, and only that, until nothing is left.
     for _ in 0..10 {
         for id in lying.stale_uploads(i64::MAX).await.expect("listing") {
-            lying.discard_all(&id).await.expect("discard");
+            lying.discard_all(&id, None).await.expect("discard");
         }
     }
     assert!(left().await.is_empty());
@@ -447,9 +650,9 @@ async fn a_part_larger_than_the_stores_copy_limit_is_committed_without_a_copy() 
 
     // Under S3's own limit the part is moved by a copy, which this store refuses.
     let copying = open("");
-    let (parts, digest) = upload(&copying, "copied", &[&big]).await;
-    copying
-        .commit("copied", &parts, &digest)
+    let (session, digest) = upload(&copying, "copied", &[&big]).await;
+    session
+        .commit(&copying, &digest)
         .await
         .expect_err("the copy is refused");
     assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
@@ -458,11 +661,8 @@ async fn a_part_larger_than_the_stores_copy_limit_is_committed_without_a_copy() 
     // Over the limit it is read back into a multipart write: no copy asked for.
     let refused_before = refused.load(std::sync::atomic::Ordering::SeqCst);
     let store = open("&copy_limit=1048576");
-    let (parts, digest) = upload(&store, "streamed", &[&big]).await;
-    store
-        .commit("streamed", &parts, &digest)
-        .await
-        .expect("commit");
+    let (session, digest) = upload(&store, "streamed", &[&big]).await;
+    session.commit(&store, &digest).await.expect("commit");
     assert_eq!(
         refused.load(std::sync::atomic::Ordering::SeqCst),
         refused_before

@@ -155,8 +155,8 @@ impl Registry {
             for id in ids {
                 // The row goes first and only if still idle, so a chunk acknowledged in
                 // the meantime is never discarded under a live session.
-                if self.store.uploads().delete_if_idle(&id, cutoff).await? {
-                    self.blobs.discard_all(&id).await?;
+                if let Some(multipart) = self.store.uploads().delete_if_idle(&id, cutoff).await? {
+                    self.blobs.discard_all(&id, multipart.as_deref()).await?;
                     purged += 1;
                 }
             }
@@ -164,7 +164,7 @@ impl Registry {
         // Parts with no session: a monolithic upload cut off before it finished.
         for id in self.blobs.stale_uploads(cutoff).await? {
             if !self.store.uploads().exists(&id).await? {
-                self.blobs.discard_all(&id).await?;
+                self.blobs.discard_all(&id, None).await?;
                 purged += 1;
             }
         }

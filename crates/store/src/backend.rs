@@ -166,6 +166,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "invitations",
         include_str!("../migrations/sqlite/0010_invitations.sql"),
     ),
+    (
+        12,
+        "upload_writers",
+        include_str!("../migrations/sqlite/0012_upload_writers.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -222,6 +227,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "audit_pending",
         include_str!("../migrations/postgres/0011_audit_pending.sql"),
+    ),
+    (
+        12,
+        "upload_writers",
+        include_str!("../migrations/postgres/0012_upload_writers.sql"),
     ),
 ];
 

@@ -66,7 +66,7 @@ pub use resources::{
 pub use sessions::{
     InvitationRecord, NewInvitation, NewSession, PasswordRecord, SessionRecord, Sessions,
 };
-pub use uploads::{Upload, UploadPart, Uploads};
+pub use uploads::{Append, Upload, UploadPart, Uploads};
 pub use users::{NewToken, NewUser, TokenOwner, TokenRecord, UserRecord, Users};
 
 /// The metadata store. Cheap to clone; all clones share the connection pools.

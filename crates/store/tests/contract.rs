@@ -4,9 +4,10 @@
 use domain::pipeline::PipelineName;
 use domain::{Digest, RepoName, ResourceKind, Tag};
 use store::{
-    ApplicationColumns, AppliedChanges, AppliedResource, ApplyConflict, ApplyOutcome,
+    Append, ApplicationColumns, AppliedChanges, AppliedResource, ApplyConflict, ApplyOutcome,
     DeleteManifestOutcome, DeleteTagOutcome, ManifestChild, NewManifest, NewToken,
     PutManifestOutcome, ResourceChange, ResourceColumns, StoreError, TagPolicy, UnlinkOutcome,
+    UploadPart,
 };
 use testkit::store_tests;
 
@@ -255,29 +256,64 @@ store_tests! {
     async fn upload_sessions_append_in_order_and_refuse_a_stale_offset(store) {
         let r = store.repositories().get_or_create(&repo("acme/app"), "tester").await.expect("repo");
         store.uploads().create("u1", r.id).await.expect("create");
-        store.uploads().append("u1", 0, 10, "k1", Some(b"state-1")).await.expect("append");
-        store.uploads().append("u1", 10, 5, "k2", Some(b"state-2")).await.expect("append");
-        let stale = store.uploads().append("u1", 10, 5, "k3", None).await;
+        let later = store::now_millis() + 60_000;
+        let piece = |start: i64, size: i64, key: &str| UploadPart { start, size, key: key.to_owned(), number: None };
+        fn chunk<'a>(writer: &'a str, expected_size: i64, added_size: i64, added: &'a [UploadPart], hash_state: Option<&'a [u8]>) -> Append<'a> {
+            Append { id: "u1", writer, expected_size, added_size, removed: &[], added, hash_state, release: true }
+        }
+        assert!(store.uploads().claim("u1", 0, "w1", later).await.expect("claim"));
+        assert!(!store.uploads().claim("u1", 0, "w2", later).await.expect("claim"), "one writer at a time");
+        store.uploads().append(chunk("w1", 0, 10, &[piece(0, 10, "k1")], Some(&b"state-1"[..]))).await.expect("append");
+        let unclaimed = store.uploads().append(chunk("w1", 10, 5, &[piece(10, 5, "k2")], None)).await;
+        assert!(matches!(unclaimed, Err(StoreError::Conflict(_))), "a released claim records nothing: {unclaimed:?}");
+        assert!(!store.uploads().claim("u1", 0, "w2", later).await.expect("claim"), "a stale size claims nothing");
+        assert!(store.uploads().claim("u1", 10, "w2", later).await.expect("claim"));
+        assert!(store.uploads().renew("u1", "w2", later + 1).await.expect("renew"));
+        assert!(!store.uploads().renew("u1", "w1", later + 1).await.expect("renew"), "only the holder renews");
+        store.uploads().append(chunk("w2", 10, 5, &[piece(10, 5, "k2")], Some(&b"state-2"[..]))).await.expect("append");
+        let stale = store.uploads().append(chunk("w2", 10, 5, &[piece(10, 5, "k3")], None)).await;
         assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
         let upload = store.uploads().get_in(&r.name, "u1").await.expect("get").expect("exists");
         assert_eq!(upload.size, 15);
         assert_eq!(upload.hash_state.as_deref(), Some(&b"state-2"[..]));
         assert_eq!(upload.parts.iter().map(|p| (p.start, p.size, p.key.as_str())).collect::<Vec<_>>(), [(0, 10, "k1"), (10, 5, "k2")]);
+        assert_eq!(upload.multipart, None);
+
+        // A lapsed claim is taken over; its holder then records nothing.
+        assert!(store.uploads().claim("u1", 15, "w3", store::now_millis() - 1).await.expect("claim"));
+        assert!(store.uploads().claim("u1", 15, "w4", later).await.expect("claim"), "a lapsed claim is taken");
+        assert!(!store.uploads().begin_multipart("u1", "w3", "mp-3").await.expect("begin"), "the old holder records nothing");
+        assert!(store.uploads().begin_multipart("u1", "w4", "mp-4").await.expect("begin"));
+        assert!(!store.uploads().begin_multipart("u1", "w4", "mp-5").await.expect("begin"), "one multipart upload per session");
+        // Two pieces fold into a whole part; the claim is kept to finish the session.
+        let whole = UploadPart { start: 0, size: 20, key: "etag-1".to_owned(), number: Some(1) };
+        store.uploads().append(Append { id: "u1", writer: "w4", expected_size: 15, added_size: 5, removed: &[0, 10], added: std::slice::from_ref(&whole), hash_state: Some(b"state-3"), release: false }).await.expect("fold");
+        let upload = store.uploads().get_in(&r.name, "u1").await.expect("get").expect("exists");
+        assert_eq!((upload.size, upload.multipart.as_deref()), (20, Some("mp-4")));
+        assert_eq!(upload.parts, [whole]);
+        assert!(!store.uploads().claim("u1", 20, "w5", later).await.expect("claim"), "the claim was kept");
+
         let other = store.repositories().get_or_create(&repo("other"), "tester").await.expect("repo");
         assert!(store.uploads().get_in(&other.name, "u1").await.expect("get").is_none(), "a session belongs to its repository");
         assert!(store.uploads().exists("u1").await.expect("exists"));
         assert_eq!(store.uploads().count().await.expect("count"), 1);
         assert_eq!(store.uploads().idle_since(store::now_millis() + 1000, 10).await.expect("idle"), ["u1"]);
         assert!(store.uploads().idle_since(0, 10).await.expect("idle").is_empty());
-        let blob = digest_of("fifteen bytes..");
-        assert!(!store.uploads().finish("u1", 10, &blob).await.expect("finish"), "a stale size does not finish");
+        let blob = digest_of("twenty bytes.......");
+        assert!(!store.uploads().finish("u1", "w4", 15, &blob).await.expect("finish"), "a stale size does not finish");
+        assert!(!store.uploads().finish("u1", "w1", 20, &blob).await.expect("finish"), "only the holder finishes");
         assert!(store.blobs().linked(r.id, &blob).await.expect("linked").is_none());
-        assert!(store.uploads().finish("u1", 15, &blob).await.expect("finish"));
-        assert_eq!(store.blobs().linked(r.id, &blob).await.expect("linked").map(|b| b.size), Some(15));
-        assert!(!store.uploads().finish("u1", 15, &blob).await.expect("finish"), "only one request finishes a session");
+        assert!(store.uploads().finish("u1", "w4", 20, &blob).await.expect("finish"));
+        assert_eq!(store.blobs().linked(r.id, &blob).await.expect("linked").map(|b| b.size), Some(20));
+        assert!(!store.uploads().finish("u1", "w4", 20, &blob).await.expect("finish"), "only one request finishes a session");
         store.uploads().create("u2", r.id).await.expect("create");
-        assert!(store.uploads().delete("u2").await.expect("delete"));
-        assert!(!store.uploads().delete("u2").await.expect("delete"));
+        assert!(store.uploads().claim("u2", 0, "w", later).await.expect("claim"));
+        assert!(store.uploads().begin_multipart("u2", "w", "mp-u2").await.expect("begin"));
+        assert_eq!(store.uploads().delete("u2").await.expect("delete"), Some(Some("mp-u2".to_owned())), "deleting a session names its multipart upload");
+        assert_eq!(store.uploads().delete("u2").await.expect("delete"), None);
+        store.uploads().create("u3", r.id).await.expect("create");
+        assert_eq!(store.uploads().delete_if_idle("u3", 0).await.expect("delete"), None, "a fresh session is not idle");
+        assert_eq!(store.uploads().delete_if_idle("u3", store::now_millis() + 1000).await.expect("delete"), Some(None));
         assert!(store.uploads().get_in(&r.name, "u1").await.expect("get").is_none());
     }
 

@@ -179,24 +179,23 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> TestResponse {
-        let mut request = Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(body.into()).expect("valid request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("router is infallible");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("body reads").to_bytes();
-        TestResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        send_to(&self.router, method, uri, headers, body).await
+    }
+
+    /// Sends a request as the admin to another replica's `router` (one on this app's
+    /// database).
+    pub async fn admin_via(
+        &self,
+        router: &axum::Router,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let auth = self.admin_basic();
+        let mut all: Vec<(&str, &str)> = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        send_to(router, method, uri, &all, body).await
     }
 
     /// Sends a request as the admin.
@@ -211,5 +210,32 @@ impl TestApp {
         let mut all: Vec<(&str, &str)> = vec![("authorization", auth.as_str())];
         all.extend_from_slice(headers);
         self.send(method, uri, &all, body).await
+    }
+}
+
+/// Sends a request through `router`.
+async fn send_to(
+    router: &axum::Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> TestResponse {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(body.into()).expect("valid request");
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("router is infallible");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body reads").to_bytes();
+    TestResponse {
+        status: parts.status,
+        headers: parts.headers,
+        body,
     }
 }

@@ -259,8 +259,11 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
         // A chunked upload through the balancer: its session opened on one replica,
         // each chunk and the commit on the next ones.
         let creds = format!("admin:{admin}");
-        let chunks: [&[u8]; 2] = [&[7u8; 6 << 20], b"and the last bytes"];
-        let whole = [chunks[0], chunks[1]].concat();
+        // The second chunk completes the store's first 8 MiB part (on S3 a part of one
+        // multipart upload spanning the requests) from the first chunk's piece, kept
+        // in the object store, and its own bytes.
+        let chunks: [&[u8]; 3] = [&[7u8; 6 << 20], &[9u8; 6 << 20], b"and the last bytes"];
+        let whole = chunks.concat();
         let digest = format!("sha256:{}", crate::support::sha256_hex(&whole));
         let answer = curl(
             &format!("{external}/v2/acme/web-app/blobs/uploads/"),

@@ -3,13 +3,24 @@
 //!
 //! Every byte is hashed once, as it arrives; the hasher's state is saved with the
 //! session after each chunk, so the next chunk may reach any replica.
+//!
+//! A request writing to a session (a `PATCH`, or the `PUT` that finishes it) claims
+//! it first: one writer at a time, renewed every [`RENEW_EVERY`] while it writes, and
+//! lapsing [`CLAIM_FOR`] after the last renewal if its replica died. A second request
+//! meanwhile is told to check the session's status and resume.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::response::Response;
-use blobs::{PartRef, new_part_key};
+use blobs::{BlobError, Chunk, PartRef, Staged, new_part_key};
 use domain::{Action, Digest, DigestAlgorithm, DigestHasher, Principal, RepoName};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use http::{HeaderMap, StatusCode, header};
-use store::{StoreError, Upload};
+use store::{Append, Store, StoreError, Upload, UploadPart, now_millis};
 
 use super::{check_push_target, header_value, repository_for_push};
 use crate::endpoint::UploadId;
@@ -153,13 +164,18 @@ async fn monolithic(
             registry.config.max_blob_bytes,
         )
         .await?;
-    let parts = [PartRef { key, size }];
+    let parts = [PartRef::object(key, size)];
     let actual = hasher.finish();
     if &actual != digest {
         registry.blobs.discard(id.as_str(), &parts).await;
         return Err(digest_mismatch(digest, &actual));
     }
-    registry.blobs.commit(id.as_str(), &parts, digest).await?;
+    let staged = Staged {
+        upload_id: id.as_str(),
+        multipart: None,
+        parts: &parts,
+    };
+    registry.blobs.commit(&staged, digest, false, None).await?;
     // Created only now, so a refused upload leaves no empty repository behind.
     let repository = repository_for_push(registry, principal, name).await?;
     registry
@@ -240,6 +256,133 @@ pub(super) async fn status(
     ))
 }
 
+/// How long a claim on a session lasts unless renewed.
+const CLAIM_FOR: Duration = Duration::from_secs(60);
+/// How often a writer renews its claim.
+const RENEW_EVERY: Duration = Duration::from_secs(20);
+/// How long before its claim could lapse a writer stops writing (room for the
+/// replicas' clocks to differ).
+const CLAIM_MARGIN: Duration = Duration::from_secs(10);
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A request's claim on an upload session: the right to write its parts while it
+/// lasts. Renewed in the background until released or dropped.
+struct SessionClaim {
+    store: Store,
+    upload_id: String,
+    token: String,
+    /// Until when (milliseconds since the epoch, this machine's clock) the holder may
+    /// write; 0 once it lost the session.
+    valid_until: Arc<AtomicI64>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl SessionClaim {
+    /// Claims `upload` if it is still as this request read it and no one else holds it.
+    async fn take(registry: &Registry, upload: &Upload) -> Result<SessionClaim, RegistryError> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let now = now_millis();
+        if !registry
+            .store
+            .uploads()
+            .claim(&upload.id, upload.size, &token, now + millis(CLAIM_FOR))
+            .await?
+        {
+            return Err(concurrent_change());
+        }
+        let valid_until = Arc::new(AtomicI64::new(now + millis(CLAIM_FOR - CLAIM_MARGIN)));
+        let renewer = tokio::spawn({
+            let (store, upload_id, token) =
+                (registry.store.clone(), upload.id.clone(), token.clone());
+            let valid_until = valid_until.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    let at = now_millis();
+                    match store
+                        .uploads()
+                        .renew(&upload_id, &token, at + millis(CLAIM_FOR))
+                        .await
+                    {
+                        Ok(true) => {
+                            valid_until
+                                .store(at + millis(CLAIM_FOR - CLAIM_MARGIN), Ordering::SeqCst);
+                        }
+                        Ok(false) => {
+                            valid_until.store(0, Ordering::SeqCst);
+                            return;
+                        }
+                        // The claim runs out by itself unless a later renewal succeeds.
+                        Err(error) => {
+                            tracing::warn!(%error, upload_id, "could not renew an upload session's claim");
+                        }
+                    }
+                }
+            }
+        });
+        Ok(SessionClaim {
+            store: registry.store.clone(),
+            upload_id: upload.id.clone(),
+            token,
+            valid_until,
+            renewer,
+        })
+    }
+
+    /// Lets the session go (best effort: an unreleased claim lapses by itself).
+    async fn release(self) {
+        self.renewer.abort();
+        if let Err(error) = self
+            .store
+            .uploads()
+            .release(&self.upload_id, &self.token)
+            .await
+        {
+            tracing::warn!(%error, upload_id = self.upload_id, "could not release an upload session");
+        }
+    }
+}
+
+impl Drop for SessionClaim {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+impl blobs::Claim for SessionClaim {
+    fn remaining(&self) -> Option<Duration> {
+        let left = self.valid_until.load(Ordering::SeqCst) - now_millis();
+        (left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0)))
+    }
+
+    fn begin_multipart<'a>(&'a self, multipart: &'a str) -> BoxFuture<'a, Result<bool, BlobError>> {
+        async move {
+            self.store
+                .uploads()
+                .begin_multipart(&self.upload_id, &self.token, multipart)
+                .await
+                .map_err(|error| BlobError::Session(error.to_string()))
+        }
+        .boxed()
+    }
+}
+
+/// The session's parts as the blob store knows them.
+fn stored_parts(upload: &Upload) -> Vec<PartRef> {
+    upload
+        .parts
+        .iter()
+        .map(|part| PartRef {
+            key: part.key.clone(),
+            size: u64::try_from(part.size).unwrap_or(0),
+            number: part.number.and_then(|n| u32::try_from(n).ok()),
+        })
+        .collect()
+}
+
 /// The hasher to continue with: the saved sha256 state, or none if it cannot be
 /// resumed (the final PUT then hashes the stored parts again).
 fn resumed_hasher(upload: &Upload) -> Option<DigestHasher> {
@@ -250,16 +393,22 @@ fn resumed_hasher(upload: &Upload) -> Option<DigestHasher> {
     }
 }
 
-/// Receives one chunk into the session. Returns the session's new size and the part
-/// written, if the chunk had any bytes.
-async fn receive_chunk(
+/// What a chunk's headers say of its body.
+#[derive(Debug, Clone, Copy)]
+struct ChunkHeaders {
+    /// The length its `Content-Range` announces.
+    announced: Option<u64>,
+    /// Whether `Content-Length` says it is empty.
+    empty: bool,
+}
+
+/// Checks a chunk's headers against the session before anything is claimed or read.
+fn check_chunk(
     registry: &Registry,
     name: &RepoName,
     upload: &Upload,
     request_headers: &HeaderMap,
-    body: axum::body::Body,
-    hasher: &mut Option<DigestHasher>,
-) -> Result<(i64, Option<PartRef>), RegistryError> {
+) -> Result<ChunkHeaders, RegistryError> {
     let range = headers::chunk_range(request_headers)?;
     let length = headers::content_length(request_headers)?;
     // chunk_range guarantees start <= end < u64::MAX, so the length cannot overflow.
@@ -287,86 +436,141 @@ async fn receive_chunk(
             format!("Content-Range covers {announced} bytes but Content-Length is {length}"),
         ));
     }
-    if length == Some(0) {
-        return Ok((upload.size, None));
+    if length != Some(0) {
+        refuse_oversized(
+            registry,
+            u64::try_from(upload.size).unwrap_or(0),
+            length.or(announced),
+        )?;
     }
-    refuse_oversized(
-        registry,
-        u64::try_from(upload.size).unwrap_or(0),
-        length.or(announced),
-    )?;
+    Ok(ChunkHeaders {
+        announced,
+        empty: length == Some(0),
+    })
+}
+
+/// Receives one chunk into the session, which `claim` holds; `release` lets the
+/// session go when the chunk is recorded. Returns the session's new size.
+async fn receive_chunk(
+    registry: &Registry,
+    upload: &Upload,
+    chunk_headers: ChunkHeaders,
+    body: axum::body::Body,
+    hasher: &mut Option<DigestHasher>,
+    claim: &SessionClaim,
+    release: bool,
+) -> Result<i64, RegistryError> {
+    if chunk_headers.empty {
+        return Ok(upload.size);
+    }
+    let announced = chunk_headers.announced;
     let _in_flight = InFlight::start(registry);
-    let key = new_part_key();
     let start = u64::try_from(upload.size).unwrap_or(0);
-    let size = registry
+    let parts = stored_parts(upload);
+    let staged = Staged {
+        upload_id: &upload.id,
+        multipart: upload.multipart.as_deref(),
+        parts: &parts,
+    };
+    let chunk = registry
         .blobs
-        .write_part(
-            &upload.id,
-            &key,
+        .write_chunk(
+            &staged,
             start,
             body.into_data_stream(),
             hasher.as_mut(),
             registry.config.max_blob_bytes,
+            claim,
         )
-        .await?;
-    let part = PartRef { key, size };
-    if announced.is_some_and(|announced| announced != size) {
-        registry
-            .blobs
-            .discard(&upload.id, std::slice::from_ref(&part))
-            .await;
+        .await
+        .map_err(|error| match error {
+            BlobError::ClaimLost => concurrent_change(),
+            other => other.into(),
+        })?;
+    if announced.is_some_and(|announced| announced != chunk.size) {
+        registry.blobs.discard_chunk(&upload.id, &chunk).await;
         return Err(RegistryError::new(
             ErrorCode::BlobUploadInvalid,
             StatusCode::BAD_REQUEST,
             format!(
-                "Content-Range announced {} bytes but the body had {size}",
-                announced.unwrap_or_default()
+                "Content-Range announced {} bytes but the body had {}",
+                announced.unwrap_or_default(),
+                chunk.size
             ),
         ));
     }
-    if size == 0 {
-        registry
-            .blobs
-            .discard(&upload.id, std::slice::from_ref(&part))
-            .await;
-        return Ok((upload.size, None));
+    if chunk.size == 0 {
+        registry.blobs.discard_chunk(&upload.id, &chunk).await;
+        return Ok(upload.size);
     }
     let state = hasher.as_ref().map(DigestHasher::save_state);
-    let appended = registry
-        .store
-        .uploads()
-        .append(
-            &upload.id,
-            upload.size,
-            to_i64(size)?,
-            &part.key,
-            state.as_deref(),
-        )
-        .await;
-    match appended {
-        Ok(()) => Ok((upload.size + to_i64(size)?, Some(part))),
+    match record_chunk(registry, upload, &chunk, claim, state.as_deref(), release).await {
+        Ok(()) => {
+            registry.blobs.discard(&upload.id, &chunk.removed).await;
+            Ok(upload.size + to_i64(chunk.size)?)
+        }
         Err(StoreError::Conflict(_)) => {
-            registry
-                .blobs
-                .discard(&upload.id, std::slice::from_ref(&part))
-                .await;
+            registry.blobs.discard_chunk(&upload.id, &chunk).await;
             Err(concurrent_change())
         }
         Err(other) => {
-            registry
-                .blobs
-                .discard(&upload.id, std::slice::from_ref(&part))
-                .await;
+            registry.blobs.discard_chunk(&upload.id, &chunk).await;
             Err(other.into())
         }
     }
+}
+
+async fn record_chunk(
+    registry: &Registry,
+    upload: &Upload,
+    chunk: &Chunk,
+    claim: &SessionClaim,
+    hash_state: Option<&[u8]>,
+    release: bool,
+) -> Result<(), StoreError> {
+    let mut start = i64::try_from(chunk.start).unwrap_or(i64::MAX);
+    let added: Vec<UploadPart> = chunk
+        .added
+        .iter()
+        .map(|part| {
+            let size = i64::try_from(part.size).unwrap_or(i64::MAX);
+            let row = UploadPart {
+                start,
+                size,
+                key: part.key.clone(),
+                number: part.number.map(i64::from),
+            };
+            start += size;
+            row
+        })
+        .collect();
+    let removed: Vec<i64> = upload
+        .parts
+        .iter()
+        .filter(|part| chunk.removed.iter().any(|gone| gone.key == part.key))
+        .map(|part| part.start)
+        .collect();
+    registry
+        .store
+        .uploads()
+        .append(Append {
+            id: &upload.id,
+            writer: &claim.token,
+            expected_size: upload.size,
+            added_size: i64::try_from(chunk.size).unwrap_or(i64::MAX),
+            removed: &removed,
+            added: &added,
+            hash_state,
+            release,
+        })
+        .await
 }
 
 fn concurrent_change() -> RegistryError {
     RegistryError::new(
         ErrorCode::BlobUploadInvalid,
         StatusCode::RANGE_NOT_SATISFIABLE,
-        "another request changed this upload at the same time; check the upload's status and resume",
+        "another request changed or is writing to this upload at the same time; check the upload's status and resume",
     )
 }
 
@@ -377,15 +581,36 @@ pub(super) async fn patch(
     request: Request,
 ) -> Result<Response, RegistryError> {
     let upload = session(registry, name, id).await?;
-    let mut hasher = resumed_hasher(&upload);
     let (parts, body) = request.into_parts();
-    let (size, _) =
-        receive_chunk(registry, name, &upload, &parts.headers, body, &mut hasher).await?;
+    let chunk_headers = check_chunk(registry, name, &upload, &parts.headers)?;
+    if chunk_headers.empty {
+        return Ok(session_response(
+            StatusCode::ACCEPTED,
+            name,
+            id.as_str(),
+            upload.size,
+        ));
+    }
+    let mut hasher = resumed_hasher(&upload);
+    let claim = SessionClaim::take(registry, &upload).await?;
+    let received = receive_chunk(
+        registry,
+        &upload,
+        chunk_headers,
+        body,
+        &mut hasher,
+        &claim,
+        true,
+    )
+    .await;
+    if received.is_err() {
+        claim.release().await;
+    }
     Ok(session_response(
         StatusCode::ACCEPTED,
         name,
         id.as_str(),
-        size,
+        received?,
     ))
 }
 
@@ -405,63 +630,125 @@ pub(super) async fn finish(
         })
         .and_then(|d| parse_digest_param(d))?;
     let upload = session(registry, name, id).await?;
-    let mut hasher = resumed_hasher(&upload);
     let (request_parts, body) = request.into_parts();
-    let (size, last_part) = receive_chunk(
+    let chunk_headers = check_chunk(registry, name, &upload, &request_parts.headers)?;
+    let claim = SessionClaim::take(registry, &upload).await?;
+    let finished = finish_claimed(
         registry,
         name,
         &upload,
-        &request_parts.headers,
+        chunk_headers,
+        body,
+        &digest,
+        &claim,
+    )
+    .await;
+    match finished {
+        // The session is gone, and the claim with it.
+        Ok(response) => Ok(response),
+        Err(error) => {
+            claim.release().await;
+            Err(error)
+        }
+    }
+}
+
+async fn finish_claimed(
+    registry: &Registry,
+    name: &RepoName,
+    upload: &Upload,
+    chunk_headers: ChunkHeaders,
+    body: axum::body::Body,
+    digest: &Digest,
+    claim: &SessionClaim,
+) -> Result<Response, RegistryError> {
+    let mut hasher = resumed_hasher(upload);
+    let size = receive_chunk(
+        registry,
+        upload,
+        chunk_headers,
         body,
         &mut hasher,
+        claim,
+        false,
     )
     .await?;
-    // The blob is exactly the parts this request saw, plus its own final chunk;
-    // finishing below fails if any other request touched the session meanwhile.
-    let mut parts: Vec<PartRef> = upload
-        .parts
-        .iter()
-        .map(|p| PartRef {
-            key: p.key.clone(),
-            size: u64::try_from(p.size).unwrap_or(0),
-        })
-        .collect();
-    parts.extend(last_part);
+    // The session as the claim holds it now: the parts this request saw, plus its own
+    // final chunk; nobody else can change it while the claim holds.
+    let upload = registry
+        .store
+        .uploads()
+        .get_in(name, &upload.id)
+        .await?
+        .ok_or_else(concurrent_change)?;
+    let parts = stored_parts(&upload);
     // The parts must tile the blob exactly: anything else means the session changed
     // under this request, and committing would store bytes nobody hashed.
     let covered: u64 = parts.iter().map(|p| p.size).sum();
     let contiguous = upload.parts.iter().try_fold(0i64, |offset, part| {
         (part.start == offset).then_some(offset + part.size)
     });
-    if contiguous.is_none() || i64::try_from(covered).ok() != Some(size) {
+    if upload.size != size || contiguous.is_none() || i64::try_from(covered).ok() != Some(size) {
         return Err(concurrent_change());
     }
-    let actual = match hasher {
-        Some(hasher) if hasher.algorithm() == digest.algorithm() => hasher.finish(),
-        _ => {
-            registry
-                .blobs
-                .hash_parts(&upload.id, &parts, digest.algorithm())
-                .await?
-        }
+    let staged = Staged {
+        upload_id: &upload.id,
+        multipart: upload.multipart.as_deref(),
+        parts: &parts,
     };
-    if actual != digest {
-        registry.blobs.discard(&upload.id, &parts).await;
-        registry.store.uploads().delete(&upload.id).await?;
-        return Err(digest_mismatch(&digest, &actual));
-    }
+    let verified = match hasher {
+        Some(hasher) if hasher.algorithm() == digest.algorithm() => {
+            let actual = hasher.finish();
+            if &actual != digest {
+                return Err(refuse_mismatch(registry, &staged, digest, &actual).await);
+            }
+            true
+        }
+        _ => false,
+    };
     // The committed bytes are exactly the verified parts, so committing before the
     // session is finished is safe; finishing then lets exactly one request succeed.
-    registry.blobs.commit(&upload.id, &parts, &digest).await?;
+    match registry
+        .blobs
+        .commit(&staged, digest, !verified, Some(claim))
+        .await
+    {
+        Ok(()) => {}
+        Err(BlobError::DigestMismatch { actual }) => {
+            return Err(refuse_mismatch(registry, &staged, digest, &actual).await);
+        }
+        Err(BlobError::ClaimLost) => return Err(concurrent_change()),
+        Err(other) => return Err(other.into()),
+    }
     if !registry
         .store
         .uploads()
-        .finish(&upload.id, size, &digest)
+        .finish(&upload.id, &claim.token, size, digest)
         .await?
     {
         return Err(concurrent_change());
     }
-    Ok(blob_created(name, &digest))
+    Ok(blob_created(name, digest))
+}
+
+/// Ends a session whose bytes do not have the digest the client named.
+async fn refuse_mismatch(
+    registry: &Registry,
+    staged: &Staged<'_>,
+    expected: &Digest,
+    actual: &Digest,
+) -> RegistryError {
+    if let Err(error) = registry
+        .blobs
+        .discard_all(staged.upload_id, staged.multipart)
+        .await
+    {
+        tracing::warn!(%error, upload_id = staged.upload_id, "could not discard a refused upload");
+    }
+    if let Err(error) = registry.store.uploads().delete(staged.upload_id).await {
+        return error.into();
+    }
+    digest_mismatch(expected, actual)
 }
 
 pub(super) async fn cancel(
@@ -470,7 +757,12 @@ pub(super) async fn cancel(
     id: &UploadId,
 ) -> Result<Response, RegistryError> {
     let upload = session(registry, name, id).await?;
-    registry.blobs.discard_all(&upload.id).await?;
-    registry.store.uploads().delete(&upload.id).await?;
+    // The row goes first: a writer still sending a chunk then fails to record it.
+    if let Some(multipart) = registry.store.uploads().delete(&upload.id).await? {
+        registry
+            .blobs
+            .discard_all(&upload.id, multipart.as_deref())
+            .await?;
+    }
     Ok(crate::empty(StatusCode::NO_CONTENT))
 }

@@ -795,4 +795,77 @@ registry_tests! {
             blob.bytes
         );
     }
+
+    async fn a_chunked_upload_on_a_multipart_store_continues_across_replicas_one_writer_at_a_time(app) {
+        // Two replicas on this app's database sharing one store with multipart uploads
+        // (as S3 is): whole 8 MiB parts go into one multipart upload across requests.
+        let shared = blobs::BlobStore::memory();
+        let replica = || server::AppState::new(app.store.clone(), shared.clone(), registry::RegistryConfig::default());
+        let first = replica();
+        let (one, two) = (server::router(first.clone()), server::router(replica()));
+        let content = numbered_bytes((8 << 20) * 2 + 100);
+        let started = app.admin_via(&one, Method::POST, "/v2/acme/app/blobs/uploads/", &[], Body::empty()).await;
+        assert_status(&started, StatusCode::ACCEPTED);
+        let location = started.header("location").expect("a location").to_owned();
+        let chunk = |range: std::ops::Range<usize>| {
+            let header = format!("{}-{}", range.start, range.end - 1);
+            (header, content[range].to_vec())
+        };
+        let send = |router: &axum::Router, (range, bytes): (String, Vec<u8>)| {
+            let router = router.clone();
+            let location = location.clone();
+            let app = &app;
+            async move {
+                app.admin_via(&router, Method::PATCH, &location, &[("content-type", "application/octet-stream"), ("content-range", &range)], bytes).await
+            }
+        };
+        assert_status(&send(&one, chunk(0..6 << 20)).await, StatusCode::ACCEPTED);
+
+        // A chunk whose body is still arriving holds the session: another request
+        // for the same offset, on the other replica, is told to check and resume.
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+        let body = Body::from_stream(futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        }));
+        let slow = tokio::spawn({
+            let (one, location, auth) = (one.clone(), location.clone(), app.admin_basic());
+            async move {
+                let request = http::Request::builder().method(Method::PATCH).uri(&location)
+                    .header("authorization", auth).header("content-type", "application/octet-stream")
+                    .body(body).expect("a request");
+                tower::ServiceExt::oneshot(one, request).await.expect("an answer").status()
+            }
+        });
+        sender.send(Ok(bytes::Bytes::copy_from_slice(&content[6 << 20..7 << 20]))).await.expect("sent");
+        // The writer receives its body only once it holds the session.
+        let waited = tokio::time::Instant::now();
+        while first.registry.uploads_in_flight() == 0 {
+            assert!(waited.elapsed() < Duration::from_secs(10), "the slow chunk never claimed the session");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let refused = send(&two, chunk(6 << 20..7 << 20)).await;
+        assert_error(&refused, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID");
+        assert!(refused.text().contains("is writing to this upload"), "{}", refused.text());
+        // The slow chunk is cut off: it records nothing and lets the session go at once.
+        sender.send(Err(std::io::Error::other("the client went away"))).await.expect("sent");
+        drop(sender);
+        assert_eq!(slow.await.expect("the request"), StatusCode::BAD_REQUEST);
+        assert_session_size(&app, &location, 6 << 20).await;
+
+        // The next chunks go to the other replica and back; the second completes the
+        // first part from the first chunk's piece.
+        assert_status(&send(&two, chunk(6 << 20..12 << 20)).await, StatusCode::ACCEPTED);
+        assert_status(&send(&one, chunk(12 << 20..content.len())).await, StatusCode::ACCEPTED);
+        let id = location.rsplit('/').next().expect("an id");
+        let upload = app.store.uploads().get_in(&domain::RepoName::parse("acme/app").expect("a name"), id).await.expect("the session").expect("it exists");
+        assert!(upload.multipart.is_some(), "whole parts went into a multipart upload");
+        let numbers: Vec<Option<i64>> = upload.parts.iter().map(|part| part.number).collect();
+        assert_eq!(numbers, [Some(1), Some(2), None]);
+        let digest = sha256(&content);
+        let finished = app.admin_via(&two, Method::PUT, &format!("{location}?digest={digest}"), &[], Body::empty()).await;
+        assert_status(&finished, StatusCode::CREATED);
+        let served = app.admin_via(&one, Method::GET, &format!("/v2/acme/app/blobs/{digest}"), &[], Body::empty()).await;
+        assert_status(&served, StatusCode::OK);
+        assert!(served.body == content, "the blob is the chunks in order");
+    }
 }

@@ -1,0 +1,484 @@
+//! Chunked uploads on a store with multipart uploads (S3, memory): the session's bytes
+//! go into one multipart upload that spans requests, in whole parts of
+//! [`PART_SIZE`](crate::PART_SIZE) numbered by their offset (so every part but the
+//! last has the same size, as R2 requires), and only what does not fill a part yet
+//! waits as *pieces*, small objects of their own, until a later chunk completes the
+//! part. A commit then writes the last part and completes the upload: no byte is read
+//! back but the pieces (less than one part), and the blob appears whole or not at all.
+//!
+//! Because part numbers follow offsets, two requests writing the same offset would
+//! write the same part; the caller therefore holds a [`Claim`] on the session, and no
+//! part is written once the claim may have lapsed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use domain::DigestHasher;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{Stream, StreamExt};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::{BlobError, BlobStore, PART_SIZE, PartRef, WRITE_CONCURRENCY, new_part_key};
+
+/// S3's highest part number.
+const MAX_PARTS: u64 = 10_000;
+
+/// What a request writing to an upload session holds: the session, for a while.
+pub trait Claim: Send + Sync {
+    /// How much longer the holder may write to the store; `None` once it may not
+    /// (the claim lapsed, or another request took the session).
+    fn remaining(&self) -> Option<Duration>;
+    /// Records the multipart upload just begun for the session, before any part is
+    /// written to it; `Ok(false)` if the holder lost the session.
+    fn begin_multipart<'a>(&'a self, multipart: &'a str) -> BoxFuture<'a, Result<bool, BlobError>>;
+}
+
+/// What an upload session has stored: its id, its multipart upload if one began, and
+/// its parts in order.
+#[derive(Debug, Clone, Copy)]
+pub struct Staged<'a> {
+    pub upload_id: &'a str,
+    pub multipart: Option<&'a str>,
+    pub parts: &'a [PartRef],
+}
+
+/// What writing one chunk changed: the parts it added (in order, the first at
+/// `start`), and the pieces it folded into a whole part, which leave the session when
+/// the chunk is recorded (and are then deleted with [`BlobStore::discard`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The bytes the request's body brought.
+    pub size: u64,
+    pub start: u64,
+    pub added: Vec<PartRef>,
+    pub removed: Vec<PartRef>,
+}
+
+/// A multipart-capable view of the store: the store and the prefix its paths take.
+#[derive(Clone)]
+pub(crate) struct Multipart {
+    pub(crate) store: std::sync::Arc<dyn MultipartStore>,
+    pub(crate) prefix: String,
+}
+
+impl Multipart {
+    /// Where upload `upload_id`'s multipart upload assembles its object (inside the
+    /// upload's own directory, so that a leftover is purged with it).
+    fn staging(&self, upload_id: &str) -> Path {
+        Path::from(self.staging_key(upload_id))
+    }
+
+    fn staging_key(&self, upload_id: &str) -> String {
+        if self.prefix.is_empty() {
+            format!("uploads/{upload_id}/blob")
+        } else {
+            format!("{}/uploads/{upload_id}/blob", self.prefix)
+        }
+    }
+}
+
+/// The staged object a completed multipart upload leaves, as the prefixed store sees it.
+pub(crate) fn staged_object(upload_id: &str) -> Path {
+    Path::from(format!("uploads/{upload_id}/blob"))
+}
+
+/// Bytes waiting to become a part.
+#[derive(Default)]
+struct Pending {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push(chunk);
+    }
+
+    /// Takes the first `n` bytes (`n <= self.len`).
+    fn take(&mut self, n: usize) -> Vec<Bytes> {
+        let mut taken = Vec::new();
+        let mut wanted = n;
+        while wanted > 0 {
+            let first = &mut self.chunks[0];
+            if first.len() <= wanted {
+                wanted -= first.len();
+                taken.push(self.chunks.remove(0));
+            } else {
+                taken.push(first.split_to(wanted));
+                wanted = 0;
+            }
+        }
+        self.len -= n;
+        taken
+    }
+}
+
+type PartUpload = BoxFuture<'static, Result<(u32, PartId), BlobError>>;
+
+impl BlobStore {
+    /// Whether chunked uploads keep whole parts in a multipart upload spanning
+    /// requests (S3, memory) rather than one object per chunk (a local directory).
+    pub fn multipart_sessions(&self) -> bool {
+        self.multipart.is_some()
+    }
+
+    /// Writes one chunk of upload session `staged`, whose stored parts hold `start`
+    /// bytes, feeding every byte to `hasher`; refuses to hold more than `max_total`
+    /// bytes in all. On a local directory the chunk is one object of its own; on a
+    /// multipart store whole parts go to the session's multipart upload and the rest
+    /// waits as a piece. On error, nothing the chunk wrote stays but parts of the
+    /// multipart upload, which the next writer of those offsets overwrites or the
+    /// session's end discards.
+    pub async fn write_chunk<S, E>(
+        &self,
+        staged: &Staged<'_>,
+        start: u64,
+        body: S,
+        hasher: Option<&mut DigestHasher>,
+        max_total: u64,
+        claim: &dyn Claim,
+    ) -> Result<Chunk, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let pieces: Vec<PartRef> = staged
+            .parts
+            .iter()
+            .filter(|part| part.number.is_none())
+            .cloned()
+            .collect();
+        let whole = staged.parts.len() - pieces.len();
+        let pieces_size: u64 = pieces.iter().map(|piece| piece.size).sum();
+        let aligned = (whole as u64) * PART_SIZE as u64 + pieces_size == start
+            && staged.parts[..whole]
+                .iter()
+                .all(|part| part.number.is_some());
+        let Some(multipart) = self.multipart.clone().filter(|_| {
+            // A session begun as objects of their own (by an older server) goes on so.
+            aligned && pieces_size < PART_SIZE as u64
+        }) else {
+            let key = new_part_key();
+            let size = self
+                .write_part(staged.upload_id, &key, start, body, hasher, max_total)
+                .await?;
+            return Ok(Chunk {
+                size,
+                start,
+                added: vec![PartRef::object(key, size)],
+                removed: Vec::new(),
+            });
+        };
+        let _memory = self.hold_multipart_memory().await;
+        let mut writing = ChunkWriter {
+            store: self,
+            multipart,
+            upload_id: staged.upload_id,
+            id: staged.multipart.map(str::to_owned),
+            claim,
+            next_number: whole as u64 + 1,
+            in_flight: FuturesOrdered::new(),
+            done: Vec::new(),
+        };
+        let outcome = writing
+            .receive(&pieces, start, body, hasher, max_total)
+            .await;
+        match outcome {
+            Ok((size, piece)) => {
+                let finished = writing.finish().await;
+                match finished {
+                    Ok(whole_parts) => {
+                        let folded = !whole_parts.is_empty() && !pieces.is_empty();
+                        let first = if folded { start - pieces_size } else { start };
+                        let mut added = whole_parts;
+                        added.extend(piece);
+                        Ok(Chunk {
+                            size,
+                            start: first,
+                            added,
+                            removed: if folded { pieces } else { Vec::new() },
+                        })
+                    }
+                    Err(error) => {
+                        if let Some(piece) = piece {
+                            self.discard(staged.upload_id, &[piece]).await;
+                        }
+                        Err(error)
+                    }
+                }
+            }
+            Err(error) => {
+                // Let the parts in flight end before answering, so none is written
+                // after the request is gone.
+                let _ = writing.finish().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Deletes what a chunk that was not recorded added as objects (its pieces).
+    pub async fn discard_chunk(&self, upload_id: &str, chunk: &Chunk) {
+        let pieces: Vec<PartRef> = chunk
+            .added
+            .iter()
+            .filter(|part| part.number.is_none())
+            .cloned()
+            .collect();
+        self.discard(upload_id, &pieces).await;
+    }
+
+    /// Completes the session's multipart upload into its staged object: the pieces
+    /// after the whole parts (less than one part) become the last part.
+    pub(crate) async fn complete_session(
+        &self,
+        staged: &Staged<'_>,
+        multipart_id: &str,
+        claim: &dyn Claim,
+    ) -> Result<(), BlobError> {
+        let Some(multipart) = self.multipart.clone() else {
+            return Err(BlobError::Session(
+                "the store has no multipart uploads".to_owned(),
+            ));
+        };
+        let mut parts = Vec::new();
+        let mut pieces = Vec::new();
+        for part in staged.parts {
+            match part.number {
+                Some(_) => parts.push(PartId {
+                    content_id: part.key.clone(),
+                }),
+                None => pieces.push(part.clone()),
+            }
+        }
+        if !pieces.is_empty() {
+            let bytes = self.read_pieces(staged.upload_id, &pieces).await?;
+            let number = parts.len() as u64 + 1;
+            let (_, id) = put_part(
+                &multipart,
+                staged.upload_id,
+                multipart_id,
+                number,
+                bytes,
+                claim,
+            )?
+            .await?;
+            parts.push(id);
+        }
+        multipart
+            .store
+            .complete_multipart(
+                &multipart.staging(staged.upload_id),
+                &multipart_id.to_owned(),
+                parts,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The bytes of an upload's pieces, in order (less than one part in all).
+    async fn read_pieces(
+        &self,
+        upload_id: &str,
+        pieces: &[PartRef],
+    ) -> Result<Vec<Bytes>, BlobError> {
+        let mut bytes = Vec::new();
+        for piece in pieces {
+            let mut stream = self
+                .read_object(&Self::part_path(upload_id, &piece.key), None)
+                .await?;
+            while let Some(chunk) = stream.next().await {
+                bytes.push(chunk?);
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Abandons a session's multipart upload (its parts are dropped by the store).
+    pub async fn abort_multipart(&self, upload_id: &str, multipart_id: &str) {
+        let Some(multipart) = &self.multipart else {
+            return;
+        };
+        match multipart
+            .store
+            .abort_multipart(&multipart.staging(upload_id), &multipart_id.to_owned())
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => {
+                tracing::warn!(%error, upload_id, "could not abort an upload's multipart upload");
+            }
+        }
+    }
+}
+
+/// Starts writing part `number` of the multipart upload, if the claim leaves time,
+/// bounded by that time.
+fn put_part(
+    multipart: &Multipart,
+    upload_id: &str,
+    multipart_id: &str,
+    number: u64,
+    bytes: Vec<Bytes>,
+    claim: &dyn Claim,
+) -> Result<PartUpload, BlobError> {
+    if number > MAX_PARTS {
+        return Err(BlobError::TooLarge {
+            limit: MAX_PARTS * PART_SIZE as u64,
+        });
+    }
+    let Some(remaining) = claim.remaining() else {
+        return Err(BlobError::ClaimLost);
+    };
+    let store = multipart.store.clone();
+    let path = multipart.staging(upload_id);
+    let id = multipart_id.to_owned();
+    let payload: PutPayload = bytes.into_iter().collect();
+    let number = u32::try_from(number).unwrap_or(u32::MAX);
+    Ok(Box::pin(async move {
+        let index = (number - 1) as usize;
+        match tokio::time::timeout(remaining, store.put_part(&path, &id, index, payload)).await {
+            Ok(Ok(part)) => Ok((number, part)),
+            Ok(Err(error)) => Err(error.into()),
+            Err(_) => Err(BlobError::ClaimLost),
+        }
+    }))
+}
+
+/// One chunk being written into a session's multipart upload.
+struct ChunkWriter<'a> {
+    store: &'a BlobStore,
+    multipart: Multipart,
+    upload_id: &'a str,
+    /// The session's multipart upload, once there is one.
+    id: Option<String>,
+    claim: &'a dyn Claim,
+    next_number: u64,
+    in_flight: FuturesOrdered<PartUpload>,
+    /// Parts written, in order.
+    done: Vec<PartRef>,
+}
+
+impl ChunkWriter<'_> {
+    /// Receives the body: every whole part it completes (the first one with the
+    /// session's `pieces` ahead of it) goes to the multipart upload, the rest becomes
+    /// a new piece. Returns the body's size and that piece.
+    async fn receive<S, E>(
+        &mut self,
+        pieces: &[PartRef],
+        start: u64,
+        body: S,
+        mut hasher: Option<&mut DigestHasher>,
+        max_total: u64,
+    ) -> Result<(u64, Option<PartRef>), BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let pieces_size: u64 = pieces.iter().map(|piece| piece.size).sum();
+        // The first part needs only what the pieces lack.
+        let mut wanted = PART_SIZE - usize::try_from(pieces_size).unwrap_or(PART_SIZE);
+        let mut first = true;
+        let mut pending = Pending::default();
+        let mut written: u64 = 0;
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+            written += chunk.len() as u64;
+            if start + written > max_total {
+                return Err(BlobError::TooLarge { limit: max_total });
+            }
+            if let Some(hasher) = hasher.as_deref_mut() {
+                hasher.update(&chunk);
+            }
+            pending.push(chunk);
+            while pending.len >= wanted {
+                let mut bytes = if first && !pieces.is_empty() {
+                    self.store.read_pieces(self.upload_id, pieces).await?
+                } else {
+                    Vec::new()
+                };
+                bytes.extend(pending.take(wanted));
+                self.write(bytes).await?;
+                first = false;
+                wanted = PART_SIZE;
+            }
+        }
+        let piece = if pending.len > 0 {
+            let key = new_part_key();
+            let size = pending.len as u64;
+            let payload: PutPayload = pending.chunks.into_iter().collect();
+            self.store
+                .objects
+                .put(&BlobStore::part_path(self.upload_id, &key), payload)
+                .await?;
+            Some(PartRef::object(key, size))
+        } else {
+            None
+        };
+        Ok((written, piece))
+    }
+
+    /// Sends one whole part, waiting first for room among the parts in flight.
+    async fn write(&mut self, bytes: Vec<Bytes>) -> Result<(), BlobError> {
+        let id = match &self.id {
+            Some(id) => id.clone(),
+            None => {
+                if self.claim.remaining().is_none() {
+                    return Err(BlobError::ClaimLost);
+                }
+                let path = self.multipart.staging(self.upload_id);
+                let id = self.multipart.store.create_multipart(&path).await?;
+                if !self.claim.begin_multipart(&id).await? {
+                    let _ = self.multipart.store.abort_multipart(&path, &id).await;
+                    return Err(BlobError::ClaimLost);
+                }
+                self.id = Some(id.clone());
+                id
+            }
+        };
+        while self.in_flight.len() >= WRITE_CONCURRENCY {
+            self.collect_one().await?;
+        }
+        let upload = put_part(
+            &self.multipart,
+            self.upload_id,
+            &id,
+            self.next_number,
+            bytes,
+            self.claim,
+        )?;
+        self.in_flight.push_back(upload);
+        self.next_number += 1;
+        Ok(())
+    }
+
+    async fn collect_one(&mut self) -> Result<(), BlobError> {
+        if let Some(outcome) = self.in_flight.next().await {
+            let (number, part) = outcome?;
+            self.done.push(PartRef {
+                key: part.content_id,
+                size: PART_SIZE as u64,
+                number: Some(number),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits for every part in flight; the parts written, in order.
+    async fn finish(&mut self) -> Result<Vec<PartRef>, BlobError> {
+        let mut failed = None;
+        while !self.in_flight.is_empty() {
+            if let Err(error) = self.collect_one().await {
+                failed.get_or_insert(error);
+            }
+        }
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(std::mem::take(&mut self.done)),
+        }
+    }
+}
