@@ -210,8 +210,8 @@ impl BlobStore {
         } else {
             Arc::new(PrefixStore::new(bucket.clone(), location.prefix.as_str()))
         };
-        let multipart = session::Multipart {
-            store: bucket.clone(),
+        let multipart = session::Multipart::S3 {
+            bucket: bucket.clone(),
             prefix: location.prefix.clone(),
         };
         let redirects = location.redirect.then(|| Redirects {
@@ -242,10 +242,7 @@ impl BlobStore {
             multipart_memory: multipart_memory(),
             redirects: None,
             copy_limit: None,
-            multipart: Some(session::Multipart {
-                store: objects,
-                prefix: String::new(),
-            }),
+            multipart: Some(session::Multipart::memory(objects)),
         }
     }
 
@@ -388,15 +385,39 @@ impl BlobStore {
                 let claim = claim.ok_or_else(|| {
                     BlobError::Session("completing a multipart upload needs a claim".to_owned())
                 })?;
-                self.complete_session(staged, multipart_id, claim).await?;
-                let size = staged.parts.iter().map(|part| part.size).sum();
+                let size: u64 = staged.parts.iter().map(|part| part.size).sum();
                 let object = session::staged_object(upload_id);
-                let settled = self.settle(&object, size, digest, verify).await;
-                self.discard(upload_id, &pieces).await;
-                if settled.is_err() {
-                    let _ = self.objects.delete(&object).await;
+                // A commit retried after its multipart upload completed finds the
+                // object it left.
+                let completed = match self.objects.head(&object).await {
+                    Ok(meta) => meta.size == size,
+                    Err(object_store::Error::NotFound { .. }) => false,
+                    Err(error) => return Err(error.into()),
+                };
+                if !completed {
+                    self.complete_session(staged, multipart_id, claim).await?;
+                    // The store assembled what it holds: anything but the recorded
+                    // bytes' length means a part is not the one recorded.
+                    let stored = self.objects.head(&object).await?.size;
+                    if stored != size {
+                        let _ = self.objects.delete(&object).await;
+                        return Err(BlobError::Session(format!(
+                            "the completed upload holds {stored} bytes, not the {size} recorded"
+                        )));
+                    }
                 }
-                return settled;
+                match self.settle(&object, size, digest, verify).await {
+                    Ok(()) => {
+                        self.discard(upload_id, &pieces).await;
+                        return Ok(());
+                    }
+                    Err(error @ BlobError::DigestMismatch { .. }) => {
+                        let _ = self.objects.delete(&object).await;
+                        return Err(error);
+                    }
+                    // Kept for a retry: the session still names its bytes.
+                    Err(error) => return Err(error),
+                }
             }
         }
         let parts = staged.parts;

@@ -10,6 +10,8 @@
 //! write the same part; the caller therefore holds a [`Claim`] on the session, and no
 //! part is written once the claim may have lapsed.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +19,8 @@ use domain::DigestHasher;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
+use object_store::aws::AmazonS3;
+use object_store::memory::InMemory;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -57,27 +61,166 @@ pub struct Chunk {
     pub removed: Vec<PartRef>,
 }
 
-/// A multipart-capable view of the store: the store and the prefix its paths take.
+/// Where a store keeps multipart uploads.
 #[derive(Clone)]
-pub(crate) struct Multipart {
-    pub(crate) store: std::sync::Arc<dyn MultipartStore>,
-    pub(crate) prefix: String,
+pub(crate) enum Multipart {
+    /// An S3 bucket, its keys under `prefix`.
+    S3 {
+        bucket: Arc<AmazonS3>,
+        prefix: String,
+    },
+    /// The memory store: uploads kept beside its objects as S3 keeps them, each part
+    /// under its number with a tag of its own, and a completion that assembles exactly
+    /// the parts it lists (`object_store`'s own in-memory uploads join every part
+    /// ever written, listed or not).
+    Memory {
+        objects: Arc<InMemory>,
+        uploads: Arc<Mutex<MemoryUploads>>,
+    },
 }
 
 impl Multipart {
-    /// Where upload `upload_id`'s multipart upload assembles its object (inside the
-    /// upload's own directory, so that a leftover is purged with it).
-    fn staging(&self, upload_id: &str) -> Path {
-        Path::from(self.staging_key(upload_id))
-    }
-
-    fn staging_key(&self, upload_id: &str) -> String {
-        if self.prefix.is_empty() {
-            format!("uploads/{upload_id}/blob")
-        } else {
-            format!("{}/uploads/{upload_id}/blob", self.prefix)
+    pub(crate) fn memory(objects: Arc<InMemory>) -> Multipart {
+        Multipart::Memory {
+            objects,
+            uploads: Arc::default(),
         }
     }
+
+    /// Where upload `upload_id`'s multipart upload assembles its object (inside the
+    /// upload's own directory, so that a leftover is purged with it), as the bucket
+    /// sees it.
+    fn staging(&self, upload_id: &str) -> Path {
+        match self {
+            Multipart::S3 { prefix, .. } if !prefix.is_empty() => {
+                Path::from(format!("{prefix}/uploads/{upload_id}/blob"))
+            }
+            _ => staged_object(upload_id),
+        }
+    }
+
+    async fn create(&self, upload_id: &str) -> Result<String, BlobError> {
+        match self {
+            Multipart::S3 { bucket, .. } => {
+                Ok(bucket.create_multipart(&self.staging(upload_id)).await?)
+            }
+            Multipart::Memory { uploads, .. } => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                lock(uploads).insert(id.clone(), HashMap::new());
+                Ok(id)
+            }
+        }
+    }
+
+    /// Writes part `index` (0-based); what the store answered for it.
+    async fn put_part(
+        &self,
+        upload_id: &str,
+        id: &str,
+        index: usize,
+        payload: PutPayload,
+    ) -> Result<String, BlobError> {
+        match self {
+            Multipart::S3 { bucket, .. } => Ok(bucket
+                .put_part(&self.staging(upload_id), &id.to_owned(), index, payload)
+                .await?
+                .content_id),
+            Multipart::Memory { uploads, .. } => {
+                let mut uploads = lock(uploads);
+                let parts = uploads.get_mut(id).ok_or_else(|| no_such_upload(id))?;
+                let tag = uuid::Uuid::new_v4().simple().to_string();
+                let bytes: Bytes = payload.into();
+                parts.insert(index, (tag.clone(), bytes));
+                Ok(tag)
+            }
+        }
+    }
+
+    /// Completes the upload from exactly `parts` (what the store answered for parts
+    /// 0, 1, …), into its staged object.
+    async fn complete(
+        &self,
+        upload_id: &str,
+        id: &str,
+        parts: Vec<String>,
+    ) -> Result<(), BlobError> {
+        match self {
+            Multipart::S3 { bucket, .. } => {
+                let parts = parts
+                    .into_iter()
+                    .map(|content_id| PartId { content_id })
+                    .collect();
+                bucket
+                    .complete_multipart(&self.staging(upload_id), &id.to_owned(), parts)
+                    .await?;
+                Ok(())
+            }
+            Multipart::Memory { objects, uploads } => {
+                let assembled = {
+                    let mut uploads = lock(uploads);
+                    let stored = uploads.get(id).ok_or_else(|| no_such_upload(id))?;
+                    let mut assembled = Vec::new();
+                    for (index, tag) in parts.iter().enumerate() {
+                        match stored.get(&index) {
+                            Some((stored_tag, bytes)) if stored_tag == tag => {
+                                assembled.extend_from_slice(bytes);
+                            }
+                            _ => {
+                                return Err(invalid_part(index));
+                            }
+                        }
+                    }
+                    uploads.remove(id);
+                    assembled
+                };
+                objects
+                    .put(&self.staging(upload_id), PutPayload::from(assembled))
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn abort(&self, upload_id: &str, id: &str) -> Result<(), BlobError> {
+        match self {
+            Multipart::S3 { bucket, .. } => {
+                match bucket
+                    .abort_multipart(&self.staging(upload_id), &id.to_owned())
+                    .await
+                {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(error) => Err(error.into()),
+                }
+            }
+            Multipart::Memory { uploads, .. } => {
+                lock(uploads).remove(id);
+                Ok(())
+            }
+        }
+    }
+}
+
+type MemoryUploads = HashMap<String, HashMap<usize, (String, Bytes)>>;
+
+fn lock(uploads: &Mutex<MemoryUploads>) -> std::sync::MutexGuard<'_, MemoryUploads> {
+    // A panic while holding the lock cannot leave the map half-changed.
+    uploads
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn no_such_upload(id: &str) -> BlobError {
+    BlobError::Storage(object_store::Error::NotFound {
+        path: id.to_owned(),
+        source: "no such multipart upload".into(),
+    })
+}
+
+fn invalid_part(index: usize) -> BlobError {
+    BlobError::Storage(object_store::Error::Generic {
+        store: "InMemory",
+        source: format!("part {} is not the one listed (InvalidPart)", index + 1).into(),
+    })
 }
 
 /// The staged object a completed multipart upload leaves, as the prefixed store sees it.
@@ -117,7 +260,7 @@ impl Pending {
     }
 }
 
-type PartUpload = BoxFuture<'static, Result<(u32, PartId), BlobError>>;
+type PartUpload = BoxFuture<'static, Result<(u32, String), BlobError>>;
 
 impl BlobStore {
     /// Whether chunked uploads keep whole parts in a multipart upload spanning
@@ -212,8 +355,8 @@ impl BlobStore {
                 }
             }
             Err(error) => {
-                // Let the parts in flight end before answering, so none is written
-                // after the request is gone.
+                // Let the parts in flight end (each within the claim) before the
+                // caller lets the session go, so none lands after another writer's.
                 let _ = writing.finish().await;
                 Err(error)
             }
@@ -248,13 +391,12 @@ impl BlobStore {
         let mut pieces = Vec::new();
         for part in staged.parts {
             match part.number {
-                Some(_) => parts.push(PartId {
-                    content_id: part.key.clone(),
-                }),
+                Some(_) => parts.push(part.key.clone()),
                 None => pieces.push(part.clone()),
             }
         }
         if !pieces.is_empty() {
+            let _memory = self.hold_multipart_memory().await;
             let bytes = self.read_pieces(staged.upload_id, &pieces).await?;
             let number = parts.len() as u64 + 1;
             let (_, id) = put_part(
@@ -269,14 +411,8 @@ impl BlobStore {
             parts.push(id);
         }
         multipart
-            .store
-            .complete_multipart(
-                &multipart.staging(staged.upload_id),
-                &multipart_id.to_owned(),
-                parts,
-            )
-            .await?;
-        Ok(())
+            .complete(staged.upload_id, multipart_id, parts)
+            .await
     }
 
     /// The bytes of an upload's pieces, in order (less than one part in all).
@@ -302,21 +438,16 @@ impl BlobStore {
         let Some(multipart) = &self.multipart else {
             return;
         };
-        match multipart
-            .store
-            .abort_multipart(&multipart.staging(upload_id), &multipart_id.to_owned())
-            .await
-        {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(error) => {
-                tracing::warn!(%error, upload_id, "could not abort an upload's multipart upload");
-            }
+        if let Err(error) = multipart.abort(upload_id, multipart_id).await {
+            tracing::warn!(%error, upload_id, "could not abort an upload's multipart upload");
         }
     }
 }
 
-/// Starts writing part `number` of the multipart upload, if the claim leaves time,
-/// bounded by that time.
+/// Starts writing part `number` of the multipart upload at once, if the claim leaves
+/// time, in a task of its own bounded by that time: the deadline is fixed now, so a
+/// part is never sent, nor still being sent, once the claim could have lapsed. The
+/// returned future waits for it; dropping it (the request went away) stops the task.
 fn put_part(
     multipart: &Multipart,
     upload_id: &str,
@@ -333,19 +464,40 @@ fn put_part(
     let Some(remaining) = claim.remaining() else {
         return Err(BlobError::ClaimLost);
     };
-    let store = multipart.store.clone();
-    let path = multipart.staging(upload_id);
-    let id = multipart_id.to_owned();
+    let deadline = tokio::time::Instant::now() + remaining;
+    let multipart = multipart.clone();
+    let (upload_id, id) = (upload_id.to_owned(), multipart_id.to_owned());
     let payload: PutPayload = bytes.into_iter().collect();
     let number = u32::try_from(number).unwrap_or(u32::MAX);
-    Ok(Box::pin(async move {
-        let index = (number - 1) as usize;
-        match tokio::time::timeout(remaining, store.put_part(&path, &id, index, payload)).await {
-            Ok(Ok(part)) => Ok((number, part)),
-            Ok(Err(error)) => Err(error.into()),
+    let index = (number - 1) as usize;
+    let task = tokio::spawn(async move {
+        match tokio::time::timeout_at(
+            deadline,
+            multipart.put_part(&upload_id, &id, index, payload),
+        )
+        .await
+        {
+            Ok(Ok(tag)) => Ok((number, tag)),
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(BlobError::ClaimLost),
         }
+    });
+    let mut task = AbortOnDrop(task);
+    Ok(Box::pin(async move {
+        match (&mut task.0).await {
+            Ok(outcome) => outcome,
+            Err(error) => Err(BlobError::Session(format!("a part upload failed: {error}"))),
+        }
     }))
+}
+
+/// A spawned part upload, stopped if nobody waits for it any more.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(u32, String), BlobError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One chunk being written into a session's multipart upload.
@@ -430,11 +582,14 @@ impl ChunkWriter<'_> {
                 if self.claim.remaining().is_none() {
                     return Err(BlobError::ClaimLost);
                 }
-                let path = self.multipart.staging(self.upload_id);
-                let id = self.multipart.store.create_multipart(&path).await?;
-                if !self.claim.begin_multipart(&id).await? {
-                    let _ = self.multipart.store.abort_multipart(&path, &id).await;
-                    return Err(BlobError::ClaimLost);
+                let id = self.multipart.create(self.upload_id).await?;
+                match self.claim.begin_multipart(&id).await {
+                    Ok(true) => {}
+                    recorded => {
+                        let _ = self.multipart.abort(self.upload_id, &id).await;
+                        recorded?;
+                        return Err(BlobError::ClaimLost);
+                    }
                 }
                 self.id = Some(id.clone());
                 id
@@ -458,9 +613,9 @@ impl ChunkWriter<'_> {
 
     async fn collect_one(&mut self) -> Result<(), BlobError> {
         if let Some(outcome) = self.in_flight.next().await {
-            let (number, part) = outcome?;
+            let (number, tag) = outcome?;
             self.done.push(PartRef {
-                key: part.content_id,
+                key: tag,
                 size: PART_SIZE as u64,
                 number: Some(number),
             });

@@ -33,6 +33,18 @@ fn body(bytes: &[u8]) -> impl futures_util::Stream<Item = Result<Bytes, std::io:
     futures_util::stream::iter(chunks)
 }
 
+/// `bytes` in chunks of 64 KiB, then an error, as a request cut off midway arrives.
+fn failing_body(
+    bytes: &[u8],
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let mut chunks: Vec<Result<Bytes, std::io::Error>> = bytes
+        .chunks(64 << 10)
+        .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+        .collect();
+    chunks.push(Err(std::io::Error::other("the client went away")));
+    futures_util::stream::iter(chunks)
+}
+
 async fn read_all(store: &BlobStore, digest: &Digest, range: Option<(u64, u64)>) -> Vec<u8> {
     let mut stream = store.get(digest, range).await.expect("the blob");
     let mut read = Vec::new();
@@ -256,6 +268,36 @@ async fn contract(store: BlobStore) {
     assert!(!store.exists(&claimed).await.expect("exists"));
     assert!(!store.exists(&actual).await.expect("exists"));
 
+    // A chunk whose body fails after whole parts went out records nothing, and a
+    // shorter chunk then written at the same offset is all the blob holds: the parts
+    // the failed chunk wrote beyond it are never assembled.
+    let mut session = Session::new("failed-chunk");
+    let mut hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+    let failed = store
+        .write_chunk(
+            &Staged {
+                upload_id: "failed-chunk",
+                multipart: None,
+                parts: &[],
+            },
+            0,
+            failing_body(&content(30, 3 * part)),
+            Some(&mut hasher),
+            u64::MAX,
+            &session,
+        )
+        .await;
+    assert!(matches!(failed, Err(BlobError::Body(_))), "{failed:?}");
+    let shorter = content(31, part + MIB);
+    let mut hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+    session
+        .write(&store, &shorter, &mut hasher)
+        .await
+        .expect("a chunk");
+    let digest = hasher.finish();
+    session.commit(&store, &digest).await.expect("commit");
+    assert_eq!(read_all(&store, &digest, None).await, shorter);
+
     // A writer whose claim lapsed writes no part; what it wrote stays unrecorded.
     let mut lapsed = Session::new("lapsed");
     lapsed
@@ -414,6 +456,41 @@ async fn a_chunked_upload_on_s3_is_committed_without_reading_its_bytes_back() {
         3 + 3 + 8,
         "only the pieces were read back"
     );
+    assert_eq!(read_all(&honest, &digest, None).await, chunks.concat());
+    assert!(
+        honest
+            .stale_uploads(i64::MAX)
+            .await
+            .expect("listing")
+            .is_empty(),
+        "the pieces and the completed object are gone"
+    );
+}
+
+/// A commit whose multipart upload completed but whose move to the blob's address
+/// failed (here the store refuses the copy) keeps what it completed, and a retried
+/// commit moves it: the session is not lost to a passing failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_failed_after_completing_its_upload_succeeds_when_retried() {
+    let seaweed = Seaweed::start("retried").await;
+    let (proxy, refused) = faulty_proxy(seaweed.endpoint.clone(), Fault::RefuseCopies).await;
+    let open = |endpoint: &str| {
+        let config = BlobStoreConfig::parse(&format!("s3://retried/gantry?endpoint={endpoint}"))
+            .expect("an S3 URL");
+        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store")
+    };
+    let (refusing, honest) = (open(&proxy), open(&seaweed.endpoint));
+    let chunks = [content(40, 6 * MIB), content(41, 6 * MIB)];
+    let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    let (session, digest) = upload(&refusing, "retried", &slices).await;
+    assert!(session.multipart().is_some());
+    session
+        .commit(&refusing, &digest)
+        .await
+        .expect_err("the copy is refused");
+    assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(!honest.exists(&digest).await.expect("exists"));
+    session.commit(&honest, &digest).await.expect("the retry");
     assert_eq!(read_all(&honest, &digest, None).await, chunks.concat());
     assert!(
         honest

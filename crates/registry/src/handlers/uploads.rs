@@ -278,6 +278,8 @@ struct SessionClaim {
     /// write; 0 once it lost the session.
     valid_until: Arc<AtomicI64>,
     renewer: tokio::task::JoinHandle<()>,
+    /// Whether the claim was let go (released, or given up with the session).
+    ended: bool,
 }
 
 impl SessionClaim {
@@ -329,11 +331,19 @@ impl SessionClaim {
             token,
             valid_until,
             renewer,
+            ended: false,
         })
     }
 
+    /// Marks the claim let go by the statement that recorded the chunk or finished
+    /// the session.
+    fn ended(mut self) {
+        self.ended = true;
+    }
+
     /// Lets the session go (best effort: an unreleased claim lapses by itself).
-    async fn release(self) {
+    async fn release(mut self) {
+        self.ended = true;
         self.renewer.abort();
         if let Err(error) = self
             .store
@@ -349,6 +359,25 @@ impl SessionClaim {
 impl Drop for SessionClaim {
     fn drop(&mut self) {
         self.renewer.abort();
+        if self.ended {
+            return;
+        }
+        // The request went away mid-chunk (the client disconnected): its part uploads
+        // were stopped; let the session go once any of them the store was still
+        // taking in is surely done, rather than at the claim's lapse.
+        let (store, upload_id, token) = (
+            self.store.clone(),
+            self.upload_id.clone(),
+            self.token.clone(),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(CLAIM_MARGIN).await;
+                if let Err(error) = store.uploads().release(&upload_id, &token).await {
+                    tracing::warn!(%error, upload_id, "could not release an upload session");
+                }
+            });
+        }
     }
 }
 
@@ -450,7 +479,8 @@ fn check_chunk(
 }
 
 /// Receives one chunk into the session, which `claim` holds; `release` lets the
-/// session go when the chunk is recorded. Returns the session's new size.
+/// session go when the chunk is recorded. Returns the session's new size, and whether
+/// a chunk was recorded (an empty body records nothing).
 async fn receive_chunk(
     registry: &Registry,
     upload: &Upload,
@@ -459,9 +489,9 @@ async fn receive_chunk(
     hasher: &mut Option<DigestHasher>,
     claim: &SessionClaim,
     release: bool,
-) -> Result<i64, RegistryError> {
+) -> Result<(i64, bool), RegistryError> {
     if chunk_headers.empty {
-        return Ok(upload.size);
+        return Ok((upload.size, false));
     }
     let announced = chunk_headers.announced;
     let _in_flight = InFlight::start(registry);
@@ -501,13 +531,13 @@ async fn receive_chunk(
     }
     if chunk.size == 0 {
         registry.blobs.discard_chunk(&upload.id, &chunk).await;
-        return Ok(upload.size);
+        return Ok((upload.size, false));
     }
     let state = hasher.as_ref().map(DigestHasher::save_state);
     match record_chunk(registry, upload, &chunk, claim, state.as_deref(), release).await {
         Ok(()) => {
             registry.blobs.discard(&upload.id, &chunk.removed).await;
-            Ok(upload.size + to_i64(chunk.size)?)
+            Ok((upload.size + to_i64(chunk.size)?, true))
         }
         Err(StoreError::Conflict(_)) => {
             registry.blobs.discard_chunk(&upload.id, &chunk).await;
@@ -603,14 +633,26 @@ pub(super) async fn patch(
         true,
     )
     .await;
-    if received.is_err() {
-        claim.release().await;
-    }
+    let size = match received {
+        // Recording the chunk let the session go.
+        Ok((size, true)) => {
+            claim.ended();
+            size
+        }
+        Ok((size, false)) => {
+            claim.release().await;
+            size
+        }
+        Err(error) => {
+            claim.release().await;
+            return Err(error);
+        }
+    };
     Ok(session_response(
         StatusCode::ACCEPTED,
         name,
         id.as_str(),
-        received?,
+        size,
     ))
 }
 
@@ -645,7 +687,10 @@ pub(super) async fn finish(
     .await;
     match finished {
         // The session is gone, and the claim with it.
-        Ok(response) => Ok(response),
+        Ok(response) => {
+            claim.ended();
+            Ok(response)
+        }
         Err(error) => {
             claim.release().await;
             Err(error)
@@ -663,7 +708,7 @@ async fn finish_claimed(
     claim: &SessionClaim,
 ) -> Result<Response, RegistryError> {
     let mut hasher = resumed_hasher(upload);
-    let size = receive_chunk(
+    let (size, _) = receive_chunk(
         registry,
         upload,
         chunk_headers,

@@ -851,10 +851,45 @@ registry_tests! {
         drop(sender);
         assert_eq!(slow.await.expect("the request"), StatusCode::BAD_REQUEST);
         assert_session_size(&app, &location, 6 << 20).await;
+        assert_status(&send(&two, (format!("{}-{}", 6 << 20, (6 << 20) + 9), content[6 << 20..(6 << 20) + 10].to_vec())).await, StatusCode::ACCEPTED);
+        let resumed = (6 << 20) + 10;
+
+        // A request dropped mid-body (its client disconnected) lets the session go
+        // too, a moment later, long before its claim would lapse.
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+        let body = Body::from_stream(futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        }));
+        let in_flight = first.registry.uploads_in_flight();
+        let dropped = tokio::spawn({
+            let (one, location, auth) = (one.clone(), location.clone(), app.admin_basic());
+            async move {
+                let request = http::Request::builder().method(Method::PATCH).uri(&location)
+                    .header("authorization", auth).header("content-type", "application/octet-stream")
+                    .body(body).expect("a request");
+                tower::ServiceExt::oneshot(one, request).await.expect("an answer").status()
+            }
+        });
+        sender.send(Ok(bytes::Bytes::copy_from_slice(&content[resumed..resumed + 1000]))).await.expect("sent");
+        let waited = tokio::time::Instant::now();
+        while first.registry.uploads_in_flight() == in_flight {
+            assert!(waited.elapsed() < Duration::from_secs(10), "the dropped chunk never claimed the session");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        dropped.abort();
+        let taken = loop {
+            let answer = send(&two, chunk(resumed..6 << 20 | 1 << 20)).await;
+            if answer.status == StatusCode::ACCEPTED { break waited.elapsed(); }
+            assert_error(&answer, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID");
+            assert!(waited.elapsed() < Duration::from_secs(40), "the dropped request kept the session");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert!(taken >= Duration::from_secs(5), "released only after its parts could land ({taken:?})");
+        let resumed = (6 << 20) | (1 << 20);
 
         // The next chunks go to the other replica and back; the second completes the
         // first part from the first chunk's piece.
-        assert_status(&send(&two, chunk(6 << 20..12 << 20)).await, StatusCode::ACCEPTED);
+        assert_status(&send(&two, chunk(resumed..12 << 20)).await, StatusCode::ACCEPTED);
         assert_status(&send(&one, chunk(12 << 20..content.len())).await, StatusCode::ACCEPTED);
         let id = location.rsplit('/').next().expect("an id");
         let upload = app.store.uploads().get_in(&domain::RepoName::parse("acme/app").expect("a name"), id).await.expect("the session").expect("it exists");
