@@ -307,14 +307,8 @@ impl BlobStore {
         let mut body = std::pin::pin!(body);
         let outcome: Result<(), BlobError> = async {
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
-                written += chunk.len() as u64;
-                if start + written > max_total {
-                    return Err(BlobError::TooLarge { limit: max_total });
-                }
-                if let Some(hasher) = hasher.as_deref_mut() {
-                    hasher.update(&chunk);
-                }
+                let chunk =
+                    session::take_in(chunk, &mut written, start, max_total, hasher.as_deref_mut())?;
                 writer.wait_for_capacity(WRITE_CONCURRENCY).await?;
                 writer.put(chunk);
             }
@@ -371,12 +365,7 @@ impl BlobStore {
         claim: Option<&dyn Claim>,
     ) -> Result<(), BlobError> {
         let upload_id = staged.upload_id;
-        let pieces: Vec<PartRef> = staged
-            .parts
-            .iter()
-            .filter(|part| part.number.is_none())
-            .cloned()
-            .collect();
+        let pieces = session::pieces(staged.parts);
         if let Some(multipart_id) = staged.multipart {
             if pieces.len() == staged.parts.len() {
                 // Begun, but no whole part was ever recorded in it.

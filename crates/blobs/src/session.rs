@@ -228,17 +228,46 @@ pub(crate) fn staged_object(upload_id: &str) -> Path {
     Path::from(format!("uploads/{upload_id}/blob"))
 }
 
+/// The parts that are pieces (objects of their own), in order.
+pub(crate) fn pieces(parts: &[PartRef]) -> Vec<PartRef> {
+    parts
+        .iter()
+        .filter(|part| part.number.is_none())
+        .cloned()
+        .collect()
+}
+
+/// Takes one received chunk of a body (`written` bytes so far, after `start` stored
+/// ones): refuses it past `max_total`, and hashes it.
+pub(crate) fn take_in<E: std::fmt::Display>(
+    chunk: Result<Bytes, E>,
+    written: &mut u64,
+    start: u64,
+    max_total: u64,
+    hasher: Option<&mut DigestHasher>,
+) -> Result<Bytes, BlobError> {
+    let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+    *written += chunk.len() as u64;
+    if start + *written > max_total {
+        return Err(BlobError::TooLarge { limit: max_total });
+    }
+    if let Some(hasher) = hasher {
+        hasher.update(&chunk);
+    }
+    Ok(chunk)
+}
+
 /// Bytes waiting to become a part.
 #[derive(Default)]
 struct Pending {
-    chunks: Vec<Bytes>,
+    chunks: std::collections::VecDeque<Bytes>,
     len: usize,
 }
 
 impl Pending {
     fn push(&mut self, chunk: Bytes) {
         self.len += chunk.len();
-        self.chunks.push(chunk);
+        self.chunks.push_back(chunk);
     }
 
     /// Takes the first `n` bytes (`n <= self.len`).
@@ -246,10 +275,12 @@ impl Pending {
         let mut taken = Vec::new();
         let mut wanted = n;
         while wanted > 0 {
-            let first = &mut self.chunks[0];
+            let Some(first) = self.chunks.front_mut() else {
+                break;
+            };
             if first.len() <= wanted {
                 wanted -= first.len();
-                taken.push(self.chunks.remove(0));
+                taken.extend(self.chunks.pop_front());
             } else {
                 taken.push(first.split_to(wanted));
                 wanted = 0;
@@ -289,12 +320,7 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        let pieces: Vec<PartRef> = staged
-            .parts
-            .iter()
-            .filter(|part| part.number.is_none())
-            .cloned()
-            .collect();
+        let pieces = pieces(staged.parts);
         let whole = staged.parts.len() - pieces.len();
         let pieces_size: u64 = pieces.iter().map(|piece| piece.size).sum();
         let aligned = (whole as u64) * PART_SIZE as u64 + pieces_size == start
@@ -365,13 +391,7 @@ impl BlobStore {
 
     /// Deletes what a chunk that was not recorded added as objects (its pieces).
     pub async fn discard_chunk(&self, upload_id: &str, chunk: &Chunk) {
-        let pieces: Vec<PartRef> = chunk
-            .added
-            .iter()
-            .filter(|part| part.number.is_none())
-            .cloned()
-            .collect();
-        self.discard(upload_id, &pieces).await;
+        self.discard(upload_id, &pieces(&chunk.added)).await;
     }
 
     /// Completes the session's multipart upload into its staged object: the pieces
@@ -538,14 +558,7 @@ impl ChunkWriter<'_> {
         let mut written: u64 = 0;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
-            written += chunk.len() as u64;
-            if start + written > max_total {
-                return Err(BlobError::TooLarge { limit: max_total });
-            }
-            if let Some(hasher) = hasher.as_deref_mut() {
-                hasher.update(&chunk);
-            }
+            let chunk = take_in(chunk, &mut written, start, max_total, hasher.as_deref_mut())?;
             pending.push(chunk);
             while pending.len >= wanted {
                 let mut bytes = if first && !pieces.is_empty() {

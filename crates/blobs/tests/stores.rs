@@ -359,6 +359,15 @@ async fn memory_keeps_the_contract() {
     contract(BlobStore::memory()).await;
 }
 
+/// The store in bucket `bucket` under the prefix `gantry`, reached at `endpoint`,
+/// with more of the URL's query in `query`.
+fn open_s3(bucket: &str, endpoint: &str, query: &str) -> BlobStore {
+    let config =
+        BlobStoreConfig::parse(&format!("s3://{bucket}/gantry?endpoint={endpoint}{query}"))
+            .expect("an S3 URL");
+    BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store")
+}
+
 fn credentials(secret: &str) -> S3Credentials {
     S3Credentials {
         access_key_id: ACCESS_KEY.to_owned(),
@@ -434,11 +443,7 @@ enum Fault {
 async fn a_chunked_upload_on_s3_is_committed_without_reading_its_bytes_back() {
     let seaweed = Seaweed::start("noreread").await;
     let (proxy, read) = faulty_proxy(seaweed.endpoint.clone(), Fault::CountReads).await;
-    let open = |endpoint: &str| {
-        let config = BlobStoreConfig::parse(&format!("s3://noreread/gantry?endpoint={endpoint}"))
-            .expect("an S3 URL");
-        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store")
-    };
+    let open = |endpoint: &str| open_s3("noreread", endpoint, "");
     let (store, honest) = (open(&proxy), open(&seaweed.endpoint));
     let part = 8 * MIB;
     let chunks = [
@@ -474,11 +479,7 @@ async fn a_chunked_upload_on_s3_is_committed_without_reading_its_bytes_back() {
 async fn a_commit_that_failed_after_completing_its_upload_succeeds_when_retried() {
     let seaweed = Seaweed::start("retried").await;
     let (proxy, refused) = faulty_proxy(seaweed.endpoint.clone(), Fault::RefuseCopies).await;
-    let open = |endpoint: &str| {
-        let config = BlobStoreConfig::parse(&format!("s3://retried/gantry?endpoint={endpoint}"))
-            .expect("an S3 URL");
-        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store")
-    };
+    let open = |endpoint: &str| open_s3("retried", endpoint, "");
     let (refusing, honest) = (open(&proxy), open(&seaweed.endpoint));
     let chunks = [content(40, 6 * MIB), content(41, 6 * MIB)];
     let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
@@ -646,11 +647,7 @@ async fn an_s3_bucket_that_answers_slow_down_keeps_the_contract_by_retrying() {
     let seaweed = Seaweed::start("throttled").await;
     let (proxy, refused) =
         faulty_proxy(seaweed.endpoint.clone(), Fault::SlowDown { every: 3 }).await;
-    let config = BlobStoreConfig::parse(&format!("s3://throttled/gantry?endpoint={proxy}"))
-        .expect("an S3 URL");
-    let store =
-        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store");
-    contract(store).await;
+    contract(open_s3("throttled", &proxy, "")).await;
     let refused = refused.load(std::sync::atomic::Ordering::SeqCst);
     assert!(refused >= 10, "the proxy refused only {refused} requests");
 }
@@ -667,11 +664,7 @@ async fn a_truncated_listing_never_causes_a_deletion_of_what_it_left_out() {
         Fault::TruncateListings { every: 1 },
     )
     .await;
-    let open = |endpoint: &str| {
-        let config = BlobStoreConfig::parse(&format!("s3://lying/gantry?endpoint={endpoint}"))
-            .expect("an S3 URL");
-        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store")
-    };
+    let open = |endpoint: &str| open_s3("lying", endpoint, "");
     let (lying, honest) = (open(&proxy), open(&seaweed.endpoint));
 
     let kept = content(7, 1000);
@@ -718,11 +711,7 @@ async fn a_truncated_listing_never_causes_a_deletion_of_what_it_left_out() {
 async fn a_part_larger_than_the_stores_copy_limit_is_committed_without_a_copy() {
     let seaweed = Seaweed::start("nocopy").await;
     let (proxy, refused) = faulty_proxy(seaweed.endpoint.clone(), Fault::RefuseCopies).await;
-    let open = |query: &str| {
-        let config = BlobStoreConfig::parse(&format!("s3://nocopy/gantry?endpoint={proxy}{query}"))
-            .expect("an S3 URL");
-        BlobStore::open_config(&config, false, Some(&credentials(SECRET_KEY))).expect("store")
-    };
+    let open = |query: &str| open_s3("nocopy", &proxy, query);
     let big = content(8, 2 * MIB);
 
     // Under S3's own limit the part is moved by a copy, which this store refuses.

@@ -206,10 +206,8 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> TestResponse {
-        let auth = self.admin_basic();
-        let mut all: Vec<(&str, &str)> = vec![("authorization", auth.as_str())];
-        all.extend_from_slice(headers);
-        self.send(method, uri, &all, body).await
+        self.admin_via(&self.router, method, uri, headers, body)
+            .await
     }
 }
 

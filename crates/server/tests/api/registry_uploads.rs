@@ -75,6 +75,54 @@ fn one_minute_upload_lifetime_config() -> registry::RegistryConfig {
     }
 }
 
+/// A `PATCH` of the session at `location` sent to `replica`, whose body is `first`
+/// and then whatever the returned sender sends; returns once the replica holds the
+/// session and receives the body. The task answers the response's status.
+async fn start_slow_patch(
+    app: &TestApp,
+    replica: &server::AppState,
+    location: &str,
+    first: &[u8],
+) -> (
+    tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    tokio::task::JoinHandle<StatusCode>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let body = Body::from_stream(futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+    ));
+    let in_flight = replica.registry.uploads_in_flight();
+    let request = http::Request::builder()
+        .method(Method::PATCH)
+        .uri(location)
+        .header("authorization", app.admin_basic())
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .expect("a request");
+    let router = server::router(replica.clone());
+    let task = tokio::spawn(async move {
+        tower::ServiceExt::oneshot(router, request)
+            .await
+            .expect("an answer")
+            .status()
+    });
+    sender
+        .send(Ok(bytes::Bytes::copy_from_slice(first)))
+        .await
+        .expect("sent");
+    // The writer receives its body only once it holds the session.
+    let waited = tokio::time::Instant::now();
+    while replica.registry.uploads_in_flight() == in_flight {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the chunk never claimed the session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (sender, task)
+}
+
 fn numbered_bytes(count: usize) -> Vec<u8> {
     (0..count).map(|i| (i % 251) as u8).collect()
 }
@@ -823,26 +871,7 @@ registry_tests! {
 
         // A chunk whose body is still arriving holds the session: another request
         // for the same offset, on the other replica, is told to check and resume.
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
-        let body = Body::from_stream(futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
-        }));
-        let slow = tokio::spawn({
-            let (one, location, auth) = (one.clone(), location.clone(), app.admin_basic());
-            async move {
-                let request = http::Request::builder().method(Method::PATCH).uri(&location)
-                    .header("authorization", auth).header("content-type", "application/octet-stream")
-                    .body(body).expect("a request");
-                tower::ServiceExt::oneshot(one, request).await.expect("an answer").status()
-            }
-        });
-        sender.send(Ok(bytes::Bytes::copy_from_slice(&content[6 << 20..7 << 20]))).await.expect("sent");
-        // The writer receives its body only once it holds the session.
-        let waited = tokio::time::Instant::now();
-        while first.registry.uploads_in_flight() == 0 {
-            assert!(waited.elapsed() < Duration::from_secs(10), "the slow chunk never claimed the session");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (sender, slow) = start_slow_patch(&app, &first, &location, &content[6 << 20..7 << 20]).await;
         let refused = send(&two, chunk(6 << 20..7 << 20)).await;
         assert_error(&refused, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID");
         assert!(refused.text().contains("is writing to this upload"), "{}", refused.text());
@@ -856,26 +885,8 @@ registry_tests! {
 
         // A request dropped mid-body (its client disconnected) lets the session go
         // too, a moment later, long before its claim would lapse.
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
-        let body = Body::from_stream(futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
-        }));
-        let in_flight = first.registry.uploads_in_flight();
-        let dropped = tokio::spawn({
-            let (one, location, auth) = (one.clone(), location.clone(), app.admin_basic());
-            async move {
-                let request = http::Request::builder().method(Method::PATCH).uri(&location)
-                    .header("authorization", auth).header("content-type", "application/octet-stream")
-                    .body(body).expect("a request");
-                tower::ServiceExt::oneshot(one, request).await.expect("an answer").status()
-            }
-        });
-        sender.send(Ok(bytes::Bytes::copy_from_slice(&content[resumed..resumed + 1000]))).await.expect("sent");
         let waited = tokio::time::Instant::now();
-        while first.registry.uploads_in_flight() == in_flight {
-            assert!(waited.elapsed() < Duration::from_secs(10), "the dropped chunk never claimed the session");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (_sender, dropped) = start_slow_patch(&app, &first, &location, &content[resumed..resumed + 1000]).await;
         dropped.abort();
         let taken = loop {
             let answer = send(&two, chunk(resumed..6 << 20 | 1 << 20)).await;
