@@ -1,6 +1,6 @@
 //! Several replicas for real: three `gantry serve` on one PostgreSQL database and one
 //! S3 bucket (SeaweedFS), behind HAProxy balancing every request round robin over
-//! them. skopeo and buildah push and pull through the balancer, each request
+//! them. skopeo, oras and buildah push and pull through the balancer, each request
 //! landing on any replica (the registry token one grants, another checks); a chunked
 //! upload is opened on one replica, continued and committed on others (one chunk
 //! larger than an S3 part, one smaller), and every replica serves the blob; a
@@ -231,7 +231,23 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
             );
         }
 
-        // buildah through the balancer too.
+        // oras (an artifact pushed chunked and monolithic, and a referrer) and buildah
+        // through the balancer too.
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/oras_roundtrip.py");
+        let oras = Command::new(crate::support::peer_python())
+            .arg(&script)
+            .args([front.as_str(), "artifacts/site", "admin", admin.as_str()])
+            .output()
+            .expect("run the oras round trip");
+        let said = String::from_utf8_lossy(&oras.stdout);
+        assert!(
+            oras.status.success() && said.lines().filter(|l| l.starts_with("PASS ")).count() == 7,
+            "oras through the balancer:\n{}\nthe balancer:\n{}\n{}",
+            crate::support::describe(&oras),
+            cluster.balancer.log(),
+            cluster.logs()
+        );
         let built = crate::support::buildah_push(
             cluster.dirs[1].path(),
             &format!("{front}/acme/built:v1"),
