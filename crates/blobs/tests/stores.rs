@@ -33,6 +33,17 @@ fn body(bytes: &[u8]) -> impl futures_util::Stream<Item = Result<Bytes, std::io:
     futures_util::stream::iter(chunks)
 }
 
+/// Asserts that `store` serves `expected` as blob `digest` and that nothing of its
+/// upload is left (the pieces and the completed object are gone).
+async fn assert_committed_whole(store: &BlobStore, digest: &Digest, expected: &[u8]) {
+    assert_eq!(read_all(store, digest, None).await, expected);
+    let left = store.stale_uploads(i64::MAX).await.expect("listing");
+    assert!(
+        left.is_empty(),
+        "the pieces and the completed object are gone: {left:?}"
+    );
+}
+
 /// `bytes` in chunks of 64 KiB, then an error, as a request cut off midway arrives.
 fn failing_body(
     bytes: &[u8],
@@ -461,15 +472,7 @@ async fn a_chunked_upload_on_s3_is_committed_without_reading_its_bytes_back() {
         3 + 3 + 8,
         "only the pieces were read back"
     );
-    assert_eq!(read_all(&honest, &digest, None).await, chunks.concat());
-    assert!(
-        honest
-            .stale_uploads(i64::MAX)
-            .await
-            .expect("listing")
-            .is_empty(),
-        "the pieces and the completed object are gone"
-    );
+    assert_committed_whole(&honest, &digest, &chunks.concat()).await;
 }
 
 /// A commit whose multipart upload completed but whose move to the blob's address
@@ -492,15 +495,7 @@ async fn a_commit_that_failed_after_completing_its_upload_succeeds_when_retried(
     assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     assert!(!honest.exists(&digest).await.expect("exists"));
     session.commit(&honest, &digest).await.expect("the retry");
-    assert_eq!(read_all(&honest, &digest, None).await, chunks.concat());
-    assert!(
-        honest
-            .stale_uploads(i64::MAX)
-            .await
-            .expect("listing")
-            .is_empty(),
-        "the pieces and the completed object are gone"
-    );
+    assert_committed_whole(&honest, &digest, &chunks.concat()).await;
 }
 
 /// Keeps the first `<Contents>` of a `ListObjectsV2` answer, says it is complete.
