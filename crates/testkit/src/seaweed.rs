@@ -67,8 +67,27 @@ fn free_port_base() -> u32 {
 }
 
 impl Seaweed {
-    /// Starts SeaweedFS with bucket `bucket` and waits until it accepts writes.
+    /// Starts SeaweedFS with bucket `bucket` and waits until it accepts writes. The
+    /// ports are checked free before it starts, but another process may take one
+    /// first; SeaweedFS then exits at once, and it is started again on other ports.
     pub async fn start(bucket: &str) -> Seaweed {
+        let mut attempt = 1;
+        loop {
+            let mut seaweed = Seaweed::spawn(bucket);
+            match seaweed.wait_until_writable().await {
+                Ok(()) => return seaweed,
+                Err(log) => {
+                    assert!(
+                        attempt < 5,
+                        "SeaweedFS exited at start {attempt} times:\n{log}"
+                    );
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn spawn(bucket: &str) -> Seaweed {
         let data = tempfile::tempdir().expect("temp dir");
         let config = data.path().join("s3.json");
         std::fs::write(
@@ -101,17 +120,17 @@ impl Seaweed {
             .process_group(0)
             .spawn()
             .expect("start weed");
-        let seaweed = Seaweed {
+        Seaweed {
             child,
             endpoint: format!("http://127.0.0.1:{s3_port}"),
             bucket: bucket.to_owned(),
             _data: data,
-        };
-        seaweed.wait_until_writable().await;
-        seaweed
+        }
     }
 
-    async fn wait_until_writable(&self) {
+    /// Waits until the store accepts writes; `Err` with its log if SeaweedFS could not
+    /// start.
+    async fn wait_until_writable(&mut self) -> Result<(), String> {
         let store = self.client();
         let deadline = Instant::now() + Duration::from_secs(90);
         let probe = ObjectPath::from("readiness-probe");
@@ -123,10 +142,16 @@ impl Seaweed {
             .await;
             if let Ok(Ok(_)) = attempt {
                 store.delete(&probe).await.expect("delete the probe");
-                return;
+                return Ok(());
             }
             let log =
                 std::fs::read_to_string(self._data.path().join("weed.log")).unwrap_or_default();
+            // It exits, or says so, when a port was taken before it bound it.
+            if log.contains("Port allocation failed")
+                || matches!(self.child.try_wait(), Ok(Some(_)))
+            {
+                return Err(log);
+            }
             assert!(
                 Instant::now() < deadline,
                 "SeaweedFS did not accept writes within 90 s: {attempt:?}\n{log}"
