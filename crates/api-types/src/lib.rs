@@ -11,9 +11,11 @@
 //! strings in UTC; digests are `algorithm:hex`.
 
 pub mod access;
+pub mod collection;
 pub mod promotion;
 pub mod resources;
 
 pub use access::*;
+pub use collection::*;
 pub use promotion::*;
 pub use resources::*;

@@ -107,6 +107,15 @@ pub fn new_part_key() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// A blob object as a listing of the store shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub digest: Digest,
+    pub size: u64,
+    /// When the store says the object was written, in milliseconds since the epoch.
+    pub written_at_millis: i64,
+}
+
 /// The content-addressed blob store. Cheap to clone.
 #[derive(Clone)]
 pub struct BlobStore {
@@ -582,6 +591,46 @@ impl BlobStore {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Deletes the blob's object; one already gone is not an error.
+    pub async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
+        match self.objects.delete(&Self::blob_path(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Every blob object the store lists, with its size and when it was written. A
+    /// listing may be incomplete or stale (an S3-compatible store's may be): it is
+    /// only ever used to find objects the database has no row for. Objects under the
+    /// blob prefix whose path names no digest are skipped.
+    pub fn list(&self) -> futures_util::stream::BoxStream<'_, Result<StoredObject, BlobError>> {
+        let prefix = Path::from("blobs");
+        self.objects
+            .list(Some(&prefix))
+            .filter_map(|meta| async move {
+                match meta {
+                    Ok(meta) => {
+                        let mut parts = meta.location.parts();
+                        let _blobs = parts.next();
+                        let algorithm = parts.next()?;
+                        let _fanout = parts.next();
+                        let hex = parts.next()?;
+                        let digest =
+                            Digest::parse(&format!("{}:{}", algorithm.as_ref(), hex.as_ref()))
+                                .ok()?;
+                        Some(Ok(StoredObject {
+                            digest,
+                            size: meta.size,
+                            written_at_millis: meta.last_modified.timestamp_millis(),
+                        }))
+                    }
+                    Err(object_store::Error::NotFound { .. }) => None,
+                    Err(error) => Some(Err(error.into())),
+                }
+            })
+            .boxed()
     }
 
     /// Streams the blob, or the byte range `first..=last` of it.

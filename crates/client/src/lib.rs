@@ -157,6 +157,21 @@ impl Client {
         self.answer(&url, request.call())
     }
 
+    /// Runs a garbage collection pass now (admins), or with `dry_run` reports what one
+    /// would delete.
+    pub fn gc(&self, dry_run: bool) -> Result<GcReport, ClientError> {
+        let url = self.endpoint(&["gc"])?;
+        let request = self.authorized(self.agent.post(url.as_str()));
+        self.answer(&url, request.send_json(&GcRequest { dry_run }))
+    }
+
+    /// Garbage collection's settings and record (admins).
+    pub fn gc_status(&self) -> Result<GcStatus, ClientError> {
+        let url = self.endpoint(&["gc"])?;
+        let request = self.authorized(self.agent.get(url.as_str()));
+        self.answer(&url, request.call())
+    }
+
     /// Streams the whole audit log, as JSON Lines, into `out`; returns the bytes copied.
     pub fn audit_export(&self, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
         let url = self.endpoint(&["audit", "export"])?;

@@ -5,6 +5,7 @@
 //! listing's filters), whether a promotion was created, and a check's status as a type.
 
 pub use api_types::access::*;
+pub use api_types::collection::*;
 pub use api_types::promotion::*;
 
 /// Whether a check passed ([`CheckRequest::status`] spells it with [`CheckStatus::as_str`]).

@@ -58,6 +58,9 @@ pub enum AuditAction {
     /// A person signed in to the web UI (a session began), or signed out.
     SignIn,
     SignOut,
+    /// A garbage collection pass deleted a blob that no manifest referenced for longer
+    /// than the grace window (its links and then its bytes).
+    Collect,
 }
 
 impl AuditAction {
@@ -90,6 +93,7 @@ impl AuditAction {
             AuditAction::Invite => "invite",
             AuditAction::SignIn => "sign-in",
             AuditAction::SignOut => "sign-out",
+            AuditAction::Collect => "collect",
         }
     }
 }

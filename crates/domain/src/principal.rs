@@ -176,6 +176,8 @@ pub enum Action {
     ReadAudit,
     /// Create users and issue tokens for them.
     ManageUsers,
+    /// Run garbage collection and read its record.
+    CollectGarbage,
 }
 
 impl Action {
@@ -189,6 +191,7 @@ impl Action {
             Action::ApplyResources => "apply",
             Action::ReadAudit => "read",
             Action::ManageUsers => "manage",
+            Action::CollectGarbage => "gc",
         }
     }
 }

@@ -40,6 +40,39 @@ pub(crate) struct Config {
     pub(crate) access: AccessSection,
     pub(crate) outbound: OutboundSection,
     pub(crate) deploy: DeploySection,
+    pub(crate) gc: GcSection,
+}
+
+/// `[gc]`: garbage collection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct GcSection {
+    /// Seconds between scheduled passes; 0: only passes run by hand (`gantry gc`).
+    pub(crate) interval_seconds: u64,
+    /// Seconds a blob no manifest references stays before it is deleted: longer than
+    /// any client takes between uploading a blob and pushing the manifest that needs
+    /// it (or between an existence check and that push).
+    pub(crate) grace_seconds: u64,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        GcSection {
+            interval_seconds: 3600,
+            grace_seconds: 3600,
+        }
+    }
+}
+
+impl GcSection {
+    /// As the server takes it.
+    pub(crate) fn settings(&self) -> server::GcSettings {
+        server::GcSettings {
+            interval: (self.interval_seconds > 0)
+                .then(|| std::time::Duration::from_secs(self.interval_seconds)),
+            grace: std::time::Duration::from_secs(self.grace_seconds),
+        }
+    }
 }
 
 /// Deployments: how their durable jobs run, where targets keep their work and read
@@ -400,6 +433,7 @@ impl Default for Config {
             access: AccessSection::default(),
             outbound: OutboundSection::default(),
             deploy: DeploySection::default(),
+            gc: GcSection::default(),
         }
     }
 }
@@ -462,6 +496,11 @@ impl Config {
         }
         if self.max_connections == 0 {
             bail!("max_connections must be positive");
+        }
+        if self.gc.grace_seconds == 0 {
+            bail!(
+                "[gc] grace_seconds must be positive: it is how long a blob just uploaded waits for the manifest that needs it"
+            );
         }
         if let Some(url) = &self.external_url
             && !(url.starts_with("https://") || url.starts_with("http://"))

@@ -10,6 +10,7 @@ mod config;
 mod copy;
 mod deployments;
 mod environments;
+mod gc;
 mod login;
 mod metrics;
 mod progress;
@@ -187,6 +188,16 @@ enum Command {
     /// else.
     #[command(after_help = CLIENT_HELP)]
     Metrics(metrics::MetricsArgs),
+    /// Run a garbage collection pass now, or a dry run, or show past passes (admins).
+    ///
+    /// Deletes referrers whose subject is gone, blobs no manifest referenced for the
+    /// grace window ([gc] grace_seconds), objects the database has no record of, and
+    /// expired upload sessions, while the registry keeps serving.
+    ///
+    /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 a step failed (the next
+    /// pass retries it) or anything else.
+    #[command(after_help = CLIENT_HELP)]
+    Gc(gc::GcArgs),
     /// Create or list users and CI identities (admins).
     #[command(after_help = CLIENT_HELP)]
     User(users::UserArgs),
@@ -304,6 +315,7 @@ fn main() -> ExitCode {
         Command::Artifact(args) => apps::artifact(args),
         Command::Deployment(args) => deployments::run(args),
         Command::Metrics(args) => metrics::run(args),
+        Command::Gc(args) => gc::run(args),
         Command::User(args) => users::user(args),
         Command::Token(args) => users::token(args),
         Command::Login(args) => login::login(args),

@@ -167,7 +167,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         sessions: config.web.sessions(),
         ..state.web
     };
-    let state = state.with_web(web);
+    let state = state.with_web(web).with_gc(config.gc.settings());
     let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let listener = TcpListener::bind(config.listen)

@@ -6,6 +6,7 @@
 //! crate; errors leave only as the spec's error envelope.
 
 mod bearer;
+mod collect;
 mod endpoint;
 mod error;
 mod handlers;
@@ -28,6 +29,7 @@ use http::{HeaderValue, StatusCode, header};
 use store::Store;
 
 pub use bearer::token;
+pub use collect::{CollectOptions, CollectReport, GC_ACTOR, Removed};
 pub use endpoint::{Endpoint, RouteClass};
 pub use error::{ErrorCode, RegistryError};
 pub use manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};

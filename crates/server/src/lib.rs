@@ -37,6 +37,27 @@ pub struct AppState {
     pub federation: auth::oidc::Federation,
     /// The web UI's sessions.
     pub web: WebSettings,
+    /// When and how garbage collection runs.
+    pub gc: GcSettings,
+}
+
+/// When garbage collection runs and how long it waits before deleting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcSettings {
+    /// Between scheduled passes; `None`: only passes run by hand (`gantry gc`).
+    pub interval: Option<Duration>,
+    /// How long a blob no manifest references stays before it is deleted (and how old
+    /// an orphan referrer or an object without a row must be).
+    pub grace: Duration,
+}
+
+impl Default for GcSettings {
+    fn default() -> GcSettings {
+        GcSettings {
+            interval: Some(Duration::from_secs(3600)),
+            grace: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Access settings beyond the registry's: trusted OIDC issuers and where outbound
@@ -92,7 +113,28 @@ impl AppState {
             engine: engine.with_outbound(access.outbound),
             federation: access.federation,
             web,
+            gc: GcSettings::default(),
         }
+    }
+
+    /// The same state collecting garbage as `gc` says.
+    pub fn with_gc(mut self, gc: GcSettings) -> AppState {
+        self.gc = gc;
+        self
+    }
+
+    /// Runs one garbage collection pass now with these settings (see
+    /// [`registry::Registry::collect`]).
+    pub async fn collect_garbage(
+        &self,
+        dry_run: bool,
+    ) -> Result<registry::CollectReport, registry::RegistryError> {
+        let options = registry::CollectOptions {
+            grace: self.gc.grace,
+            dry_run,
+            replica: self.engine.job_owner().to_owned(),
+        };
+        self.registry.collect(&options).await
     }
 
     /// The same state with the web UI's session settings.
@@ -190,6 +232,11 @@ pub async fn run_maintenance(
     gates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // In a task of its own, so a long maintenance pass never delays the chain.
     let chainer = tokio::spawn(chain_audit(state.store.clone(), shutdown.clone()));
+    // And garbage collection in one of its own, so a long pass delays neither.
+    let collector = state
+        .gc
+        .interval
+        .map(|every| tokio::spawn(collect_garbage(state.clone(), every, shutdown.clone())));
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -208,6 +255,46 @@ pub async fn run_maintenance(
         }
     }
     let _ = chainer.await;
+    if let Some(collector) = collector {
+        let _ = collector.await;
+    }
+}
+
+/// Runs a garbage collection pass every `every`, on the replica holding the
+/// [`GC_LEASE`], until shutdown. (Passes on two replicas at once would still be safe:
+/// the lease only saves repeated work.)
+async fn collect_garbage(
+    state: AppState,
+    every: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut shutdown = shutdown;
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if !state.engine.leads(GC_LEASE, every).await {
+                    continue;
+                }
+                match state.collect_garbage(false).await {
+                    Ok(report) if report.blobs_deleted + report.orphans_deleted > 0 || !report.referrers.is_empty() => {
+                        tracing::info!(
+                            blobs = report.blobs_deleted,
+                            orphans = report.orphans_deleted,
+                            referrers = report.referrers.len(),
+                            bytes = report.bytes_reclaimed,
+                            errors = report.errors.len(),
+                            "garbage collected"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(error = error.message(), "garbage collection failed"),
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Chains the audit entries committed since, every [`AUDIT_CHAIN_INTERVAL`], until
@@ -233,6 +320,8 @@ async fn chain_audit(store: store::Store, shutdown: tokio::sync::watch::Receiver
 const AUDIT_CHAIN_INTERVAL: Duration = Duration::from_millis(200);
 /// The lease re-evaluating waiting promotions is claimed under.
 const GATES_LEASE: &str = "gates";
+/// The lease scheduled garbage collection passes are claimed under.
+const GC_LEASE: &str = "gc";
 /// The lease the purges of [`maintain`] are claimed under.
 const MAINTENANCE_LEASE: &str = "maintenance";
 

@@ -69,6 +69,84 @@ pub struct Metrics {
     promotions: Family<StateLabels, Gauge>,
     drift: Family<EnvironmentLabels, Gauge>,
     deploy_jobs: Family<StateLabels, Gauge>,
+    gc: GcMetrics,
+}
+
+/// Garbage collection's figures, read from the store's record of passes (so every
+/// replica reports the cluster's).
+#[derive(Default)]
+struct GcMetrics {
+    manifests_deleted: Counter,
+    blobs_deleted: Counter,
+    bytes_reclaimed: Counter,
+    orphans_deleted: Counter,
+    last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_errors: Gauge,
+    last_finished: Gauge,
+}
+
+impl GcMetrics {
+    fn register(&self, prometheus: &mut PromRegistry) {
+        prometheus.register(
+            "gc_deleted_manifests",
+            "Manifests garbage collection deleted (referrers whose subject was gone)",
+            self.manifests_deleted.clone(),
+        );
+        prometheus.register(
+            "gc_deleted_blobs",
+            "Blobs garbage collection deleted after no manifest referenced them for the grace window",
+            self.blobs_deleted.clone(),
+        );
+        prometheus.register(
+            "gc_reclaimed_bytes",
+            "Bytes garbage collection deleted (blobs and objects without a row)",
+            self.bytes_reclaimed.clone(),
+        );
+        prometheus.register(
+            "gc_deleted_orphan_objects",
+            "Objects in the blob store without a database row that garbage collection deleted",
+            self.orphans_deleted.clone(),
+        );
+        prometheus.register(
+            "gc_last_pass_duration_seconds",
+            "How long the most recent garbage collection pass took",
+            self.last_duration.clone(),
+        );
+        prometheus.register(
+            "gc_last_pass_errors",
+            "Steps of the most recent garbage collection pass that failed (the next pass retries them)",
+            self.last_errors.clone(),
+        );
+        prometheus.register(
+            "gc_last_pass_finished_timestamp_seconds",
+            "When the most recent garbage collection pass finished (Unix time)",
+            self.last_finished.clone(),
+        );
+    }
+
+    /// Brings the figures up to the store's record.
+    async fn refresh(&self, store: &store::Store) -> Result<(), store::StoreError> {
+        let totals = store.collection().totals().await?;
+        for (counter, total) in [
+            (&self.manifests_deleted, totals.manifests_deleted),
+            (&self.blobs_deleted, totals.blobs_deleted),
+            (&self.bytes_reclaimed, totals.bytes_reclaimed),
+            (&self.orphans_deleted, totals.orphans_deleted),
+        ] {
+            let total = u64::try_from(total).unwrap_or(0);
+            let current = counter.get();
+            if total > current {
+                counter.inc_by(total - current);
+            }
+        }
+        if let Some(last) = store.collection().passes(1).await?.into_iter().next() {
+            let millis = last.finished_at.saturating_sub(last.started_at);
+            self.last_duration.set(millis as f64 / 1000.0);
+            self.last_errors.set(last.errors);
+            self.last_finished.set(last.finished_at / 1000);
+        }
+        Ok(())
+    }
 }
 
 impl Default for Metrics {
@@ -151,7 +229,10 @@ impl Metrics {
             "Audit entries committed but not chained yet (PostgreSQL; chained within a fraction of a second by any replica, and before any read of the log)",
             audit_pending.clone(),
         );
+        let gc = GcMetrics::default();
+        gc.register(&mut prometheus);
         Metrics {
+            gc,
             prometheus,
             requests,
             latency,
@@ -312,6 +393,9 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             }
         }
         Err(error) => tracing::warn!(%error, "counting deploy jobs for /metrics failed"),
+    }
+    if let Err(error) = metrics.gc.refresh(&state.store).await {
+        tracing::warn!(%error, "reading garbage collection's record for /metrics failed");
     }
     let mut text = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &metrics.prometheus) {

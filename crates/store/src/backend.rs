@@ -92,17 +92,37 @@ macro_rules! lock_repository {
 }
 
 /// Records blob `digest` of `size` bytes and links it to the repository, inside a
-/// transaction; idempotent. Shared by a direct record and by finishing an upload.
+/// transaction; idempotent. A row a collection pass has marked deletable is touched
+/// (the mark cleared); a condemned one (its object being deleted) is left alone, and
+/// the macro evaluates to `false`, linking nothing. Shared by a direct record and a
+/// mount.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! record_blob {
     ($tx:ident, $repository_id:expr, $digest:expr, $size:expr, $now:expr) => {{
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
-            .bind($digest.to_string())
-            .bind($size)
-            .bind($now)
-            .execute(&mut *$tx)
-            .await?;
+        let live = sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (digest) DO UPDATE SET deletable_since = NULL \
+             WHERE blobs.deleting_since IS NULL RETURNING digest",
+        )
+        .bind($digest.to_string())
+        .bind($size)
+        .bind($now)
+        .fetch_optional(&mut *$tx)
+        .await?
+        .is_some();
+        if live {
+            $crate::link_blob!($tx, $repository_id, $digest, $now);
+        }
+        live
+    }};
+}
+
+/// Links blob `digest` (whose row is live) to the repository, inside a transaction.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! link_blob {
+    ($tx:ident, $repository_id:expr, $digest:expr, $now:expr) => {{
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (repository_id, digest) DO NOTHING",
@@ -112,6 +132,26 @@ macro_rules! record_blob {
         .bind($now)
         .execute(&mut *$tx)
         .await?;
+    }};
+}
+
+/// Touches the row of blob `digest` reserved with `generation` (its `created_at`),
+/// inside a transaction: clears a deletable mark and evaluates to whether the row is
+/// still that live one (not condemned, not collected and recreated since).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! touch_reserved {
+    ($tx:ident, $digest:expr, $generation:expr) => {{
+        sqlx::query(
+            "UPDATE blobs SET deletable_since = NULL \
+             WHERE digest = $1 AND created_at = $2 AND deleting_since IS NULL",
+        )
+        .bind($digest.to_string())
+        .bind($generation)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected()
+            == 1
     }};
 }
 
@@ -170,6 +210,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "upload_writers",
         include_str!("../migrations/sqlite/0012_upload_writers.sql"),
+    ),
+    (
+        13,
+        "garbage_collection",
+        include_str!("../migrations/sqlite/0013_garbage_collection.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -232,6 +277,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "upload_writers",
         include_str!("../migrations/postgres/0012_upload_writers.sql"),
+    ),
+    (
+        13,
+        "garbage_collection",
+        include_str!("../migrations/postgres/0013_garbage_collection.sql"),
     ),
 ];
 

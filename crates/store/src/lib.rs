@@ -13,7 +13,8 @@
 //! environments); [`Store::jobs`] (durable deploy jobs, their logs and webhook
 //! reports); [`Store::users`] and [`Store::access`] (people, CI identities, tokens,
 //! OIDC exchanges, server secrets); [`Store::sessions`] (web UI passwords and
-//! sessions); and [`Store::audit`], the hash-chained log every
+//! sessions); [`Store::collection`] (garbage collection's marks, condemned blobs and
+//! passes); and [`Store::audit`], the hash-chained log every
 //! change appends to in its own transaction. The backend enum is private to this
 //! crate.
 
@@ -21,6 +22,7 @@ mod access;
 mod audit;
 mod backend;
 mod blobs;
+mod collection;
 mod deployments;
 mod environments;
 mod error;
@@ -38,7 +40,8 @@ pub use access::{Access, ExchangeOutcome, OidcExchange};
 pub use audit::{Audit, AuditEntry, AuditFilter, ChainVerdict, NewAuditEntry, canonical_json};
 pub(crate) use backend::Backend;
 pub use backend::StoreOptions;
-pub use blobs::{Blobs, LinkedBlob, UnlinkOutcome};
+pub use blobs::{Blobs, LinkedBlob, Reservation, UnlinkOutcome};
+pub use collection::{Collection, CondemnedBlob, DeletableBlob, GcPass, GcTotals, OrphanReferrer};
 pub use deployments::{
     Deployment, DeploymentOrder, Deployments, Finished, RollbackRequest, RollbackStarted,
 };
@@ -66,7 +69,7 @@ pub use resources::{
 pub use sessions::{
     InvitationRecord, NewInvitation, NewSession, PasswordRecord, SessionRecord, Sessions,
 };
-pub use uploads::{Append, Upload, UploadPart, Uploads};
+pub use uploads::{Append, FinishOutcome, Upload, UploadPart, Uploads};
 pub use users::{NewToken, NewUser, TokenOwner, TokenRecord, UserRecord, Users};
 
 /// The metadata store. Cheap to clone; all clones share the connection pools.
@@ -117,6 +120,13 @@ impl Store {
 
     pub fn blobs(&self) -> Blobs<'_> {
         Blobs {
+            backend: &self.backend,
+        }
+    }
+
+    /// Garbage collection's state: deletable and condemned blobs, passes.
+    pub fn collection(&self) -> Collection<'_> {
+        Collection {
             backend: &self.backend,
         }
     }

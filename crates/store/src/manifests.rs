@@ -200,6 +200,29 @@ impl Manifests<'_> {
             let digest = manifest.digest.to_string();
             let mut tx = pool.begin().await?;
             lock_repository!(tx, repository_id);
+            // Blobs a collection pass marked deletable are needed again: the mark goes
+            // first, taking their rows, so a collection condemning one either waits
+            // for this transaction (and then finds it unmarked) or has already taken
+            // its links (and this push finds the blob missing).
+            let blobs: Vec<String> = manifest
+                .children
+                .iter()
+                .filter(|child| child.kind() == "blob")
+                .map(|child| child.digest().to_string())
+                .collect();
+            for batch in blobs.chunks(CHILDREN_PER_QUERY) {
+                let placeholders = crate::backend::placeholders(1, batch.len());
+                let sql = format!(
+                    "UPDATE blobs SET deletable_since = NULL \
+                     WHERE deletable_since IS NOT NULL AND deleting_since IS NULL AND digest IN ({placeholders})"
+                );
+                // Only placeholders are formatted in: the digests are bound.
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for digest in batch {
+                    query = query.bind(digest);
+                }
+                query.execute(&mut *tx).await?;
+            }
             // What the repository holds of the children, in two queries (blobs and
             // manifests) however many there are, then judged in declaration order.
             let mut stored: std::collections::HashMap<(&'static str, String), u64> =
@@ -215,7 +238,8 @@ impl Manifests<'_> {
                     let placeholders = crate::backend::placeholders(2, batch.len());
                     let sql = if kind == "blob" {
                         format!(
-                            "SELECT rb.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
+                            "SELECT rb.digest, b.size FROM repository_blobs rb \
+                             JOIN blobs b ON b.digest = rb.digest AND b.deleting_since IS NULL \
                              WHERE rb.repository_id = $1 AND rb.digest IN ({placeholders})"
                         )
                     } else {
@@ -726,6 +750,64 @@ impl Manifests<'_> {
             } else {
                 DeleteManifestOutcome::Deleted
             })
+        })
+    }
+
+    /// Deletes a referrer whose subject is not in its repository, if it still is one:
+    /// pushed at or before `cutoff`, its subject still absent, no tag naming it, no
+    /// index listing it, and no promotion or deployment using it, all checked in the
+    /// deleting transaction. Audited as done by `actor`. Returns whether it was deleted.
+    pub async fn delete_orphan_referrer(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        cutoff: i64,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let mut tx = pool.begin().await?;
+            lock_repository!(tx, repository.id);
+            let Some(row) = sqlx::query(
+                "SELECT m.subject FROM manifests m WHERE m.repository_id = $1 AND m.digest = $2 \
+                 AND m.subject IS NOT NULL AND m.created_at <= $3 \
+                 AND NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repository_id = m.repository_id AND s.digest = m.subject) \
+                 AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest) \
+                 AND NOT EXISTS (SELECT 1 FROM manifest_references mr WHERE mr.repository_id = m.repository_id \
+                     AND mr.child_digest = m.digest AND mr.child_kind = 'manifest')",
+            )
+            .bind(repository.id)
+            .bind(digest.to_string())
+            .bind(cutoff)
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                return Ok(false);
+            };
+            let subject: String = row.get("subject");
+            if promoted_use!(tx, repository.name.as_str(), digest.to_string()).is_some() {
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+                .bind(repository.id)
+                .bind(digest.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let entry = NewAuditEntry {
+                at: now_millis(),
+                actor: actor.to_owned(),
+                action: AuditAction::DeleteManifest,
+                subject: repository.name.to_string(),
+                payload: serde_json::json!({
+                    "repository": repository.name.as_str(),
+                    "digest": digest.to_string(),
+                    "removed_tags": Vec::<String>::new(),
+                    "reason": "referrer of a subject that is not in the repository",
+                    "subject": subject,
+                }),
+            };
+            crate::append_audit!(tx, &entry);
+            tx.commit().await?;
+            Ok(true)
         })
     }
 

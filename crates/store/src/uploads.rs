@@ -8,7 +8,19 @@
 use domain::Digest;
 use sqlx::Row;
 
-use crate::{Backend, StoreError, now_millis, record_blob, with_pool};
+use crate::{Backend, StoreError, link_blob, now_millis, touch_reserved, with_pool};
+
+/// What finishing an upload session did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishOutcome {
+    /// The session is gone and the blob linked into its repository.
+    Finished,
+    /// The caller no longer holds the session, or it holds other bytes.
+    NotHeld,
+    /// The blob's reservation lapsed while its bytes were placed (a collection
+    /// condemned it): the bytes may be gone, so the session stays and nothing is linked.
+    Collected,
+}
 
 /// A stored upload session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,16 +275,18 @@ impl Uploads<'_> {
     }
 
     /// Finishes the session: if `writer` still holds it and it holds exactly `size`
-    /// bytes, deletes it and records blob `digest` in its repository, in one
-    /// transaction, so that exactly one request finishes a session. Returns whether
-    /// this call did.
+    /// bytes, deletes it and links blob `digest` (reserved with `generation`, see
+    /// [`crate::Blobs::reserve`]) into its repository, in one transaction, so that
+    /// exactly one request finishes a session. Anything but
+    /// [`FinishOutcome::Finished`] changes nothing.
     pub async fn finish(
         &self,
         id: &str,
         writer: &str,
         size: i64,
         digest: &Digest,
-    ) -> Result<bool, StoreError> {
+        generation: i64,
+    ) -> Result<FinishOutcome, StoreError> {
         with_pool!(self.backend, write, |pool| {
             let now = now_millis();
             let mut tx = pool.begin().await?;
@@ -285,12 +299,15 @@ impl Uploads<'_> {
             .fetch_optional(&mut *tx)
             .await?
             else {
-                return Ok(false);
+                return Ok(FinishOutcome::NotHeld);
             };
             let repository_id: i64 = row.get("repository_id");
-            record_blob!(tx, repository_id, digest, size, now);
+            if !touch_reserved!(tx, digest, generation) {
+                return Ok(FinishOutcome::Collected);
+            }
+            link_blob!(tx, repository_id, digest, now);
             tx.commit().await?;
-            Ok(true)
+            Ok(FinishOutcome::Finished)
         })
     }
 

@@ -5,9 +5,9 @@ use domain::pipeline::PipelineName;
 use domain::{Digest, RepoName, ResourceKind, Tag};
 use store::{
     Append, ApplicationColumns, AppliedChanges, AppliedResource, ApplyConflict, ApplyOutcome,
-    DeleteManifestOutcome, DeleteTagOutcome, ManifestChild, NewManifest, NewToken,
-    PutManifestOutcome, ResourceChange, ResourceColumns, StoreError, TagPolicy, UnlinkOutcome,
-    UploadPart,
+    DeleteManifestOutcome, DeleteTagOutcome, FinishOutcome, ManifestChild, NewManifest, NewToken,
+    PutManifestOutcome, Reservation, ResourceChange, ResourceColumns, StoreError, TagPolicy,
+    UnlinkOutcome, UploadPart,
 };
 use testkit::store_tests;
 
@@ -300,12 +300,16 @@ store_tests! {
         assert_eq!(store.uploads().idle_since(store::now_millis() + 1000, 10).await.expect("idle"), ["u1"]);
         assert!(store.uploads().idle_since(0, 10).await.expect("idle").is_empty());
         let blob = digest_of("twenty bytes.......");
-        assert!(!store.uploads().finish("u1", "w4", 15, &blob).await.expect("finish"), "a stale size does not finish");
-        assert!(!store.uploads().finish("u1", "w1", 20, &blob).await.expect("finish"), "only the holder finishes");
+        let Reservation::Reserved { generation } = store.blobs().reserve(&blob, 20).await.expect("reserve") else {
+            panic!("a new blob is reserved");
+        };
+        assert_eq!(store.uploads().finish("u1", "w4", 15, &blob, generation).await.expect("finish"), FinishOutcome::NotHeld, "a stale size does not finish");
+        assert_eq!(store.uploads().finish("u1", "w1", 20, &blob, generation).await.expect("finish"), FinishOutcome::NotHeld, "only the holder finishes");
+        assert_eq!(store.uploads().finish("u1", "w4", 20, &blob, generation + 1).await.expect("finish"), FinishOutcome::Collected, "another generation of the row does not finish");
         assert!(store.blobs().linked(r.id, &blob).await.expect("linked").is_none());
-        assert!(store.uploads().finish("u1", "w4", 20, &blob).await.expect("finish"));
+        assert_eq!(store.uploads().finish("u1", "w4", 20, &blob, generation).await.expect("finish"), FinishOutcome::Finished);
         assert_eq!(store.blobs().linked(r.id, &blob).await.expect("linked").map(|b| b.size), Some(20));
-        assert!(!store.uploads().finish("u1", "w4", 20, &blob).await.expect("finish"), "only one request finishes a session");
+        assert_eq!(store.uploads().finish("u1", "w4", 20, &blob, generation).await.expect("finish"), FinishOutcome::NotHeld, "only one request finishes a session");
         store.uploads().create("u2", r.id).await.expect("create");
         assert!(store.uploads().claim("u2", 0, "w", later).await.expect("claim"));
         assert!(store.uploads().begin_multipart("u2", "w", "mp-u2").await.expect("begin"));

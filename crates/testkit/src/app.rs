@@ -161,6 +161,31 @@ impl TestApp {
         &self._database
     }
 
+    /// Every file under the blob store's directory, by path, with the SHA-256 of its
+    /// bytes: two snapshots are equal when nothing in the blob store changed.
+    pub fn blob_files(&self) -> std::collections::BTreeMap<String, String> {
+        fn walk(dir: &std::path::Path, files: &mut std::collections::BTreeMap<String, String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, files);
+                } else {
+                    let bytes = std::fs::read(&path).expect("read a blob file");
+                    files.insert(
+                        path.display().to_string(),
+                        domain::Digest::sha256_of(&bytes).to_string(),
+                    );
+                }
+            }
+        }
+        let mut files = std::collections::BTreeMap::new();
+        walk(self._blob_directory.path(), &mut files);
+        files
+    }
+
     /// `Authorization` value for the admin user.
     pub fn admin_basic(&self) -> String {
         basic("admin", &self.admin_token)

@@ -82,6 +82,64 @@ impl TestDatabase {
         }
     }
 
+    /// Every row of every table, each table's rows as text in a stable order: two
+    /// snapshots are equal when nothing in the database changed.
+    pub async fn snapshot(&self) -> Vec<(String, Vec<String>)> {
+        let mut tables = Vec::new();
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("tables");
+                for name in names {
+                    let columns: Vec<String> =
+                        sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                            .bind(&name)
+                            .fetch_all(&pool)
+                            .await
+                            .expect("columns");
+                    let row = columns
+                        .iter()
+                        .map(|column| format!("quote(\"{column}\")"))
+                        .collect::<Vec<_>>()
+                        .join(" || ',' || ");
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT {row} AS r FROM \"{name}\" ORDER BY r"
+                    )))
+                    .fetch_all(&pool)
+                    .await
+                    .expect("rows");
+                    tables.push((name, rows));
+                }
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("tables");
+                for name in names {
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT t::text AS r FROM \"{name}\" t ORDER BY r"
+                    )))
+                    .fetch_all(&pool)
+                    .await
+                    .expect("rows");
+                    tables.push((name, rows));
+                }
+                pool.close().await;
+            }
+        }
+        tables
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -32,6 +32,12 @@ pub(super) async fn get(
         InRepository::Missing => return Err(blob_unknown(digest, name)),
         InRepository::NoRepository => return Err(RegistryError::name_unknown(name)),
     };
+    // A client told the blob exists may skip uploading it and reference it: a blob a
+    // collection marked deletable is needed again, and one condemned meanwhile is
+    // reported missing (the client then uploads it).
+    if blob.deletable && !registry.store.blobs().touch(digest).await? {
+        return Err(blob_unknown(digest, name));
+    }
     let size = u64::try_from(blob.size).unwrap_or(0);
     let (status, range) = match byte_range(request_headers, size) {
         ByteRange::Whole => (StatusCode::OK, None),

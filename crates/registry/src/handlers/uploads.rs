@@ -19,8 +19,10 @@ use blobs::{BlobError, Chunk, PartRef, Staged, new_part_key};
 use domain::{Action, Digest, DigestAlgorithm, DigestHasher, Principal, RepoName};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, StatusCode, header};
-use store::{Append, Store, StoreError, Upload, UploadPart, now_millis};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use store::{
+    Append, FinishOutcome, Reservation, Store, StoreError, Upload, UploadPart, now_millis,
+};
 
 use super::{check_push_target, header_value, repository_for_push};
 use crate::endpoint::UploadId;
@@ -175,15 +177,64 @@ async fn monolithic(
         multipart: None,
         parts: &parts,
     };
+    let generation = match reserve(registry, digest, to_i64(size)?).await {
+        Ok(generation) => generation,
+        Err(error) => {
+            registry.blobs.discard(id.as_str(), &parts).await;
+            return Err(error);
+        }
+    };
     registry.blobs.commit(&staged, digest, false, None).await?;
     // Created only now, so a refused upload leaves no empty repository behind.
     let repository = repository_for_push(registry, principal, name).await?;
-    registry
+    if !registry
         .store
         .blobs()
-        .record(repository.id, digest, to_i64(size)?)
-        .await?;
+        .link_reserved(repository.id, digest, generation)
+        .await?
+    {
+        return Err(reservation_lapsed(digest));
+    }
     Ok(blob_created(name, digest))
+}
+
+/// How long an upload waits for a collection pass to finish deleting the object of a
+/// blob it is uploading again, before asking the client to retry.
+const CONDEMNED_WAIT: Duration = Duration::from_secs(10);
+
+/// Reserves the blob's row before its bytes are placed (see `store::Blobs::reserve`),
+/// so no collection deletes them before the upload links them. A blob a collection is
+/// deleting right now is waited for: its row goes as soon as its object has.
+async fn reserve(registry: &Registry, digest: &Digest, size: i64) -> Result<i64, RegistryError> {
+    let deadline = tokio::time::Instant::now() + CONDEMNED_WAIT;
+    loop {
+        match registry.store.blobs().reserve(digest, size).await? {
+            Reservation::Reserved { generation } => return Ok(generation),
+            Reservation::Condemned if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Reservation::Condemned => {
+                return Err(RegistryError::new(
+                    ErrorCode::Unavailable,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "garbage collection is deleting an earlier copy of blob {digest}; retry the upload"
+                    ),
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("10")));
+            }
+        }
+    }
+}
+
+/// The blob's reservation lapsed while its bytes were placed (slower than the
+/// collection's grace window): they may be gone, so the upload is not acknowledged.
+fn reservation_lapsed(digest: &Digest) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::Unavailable,
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("blob {digest} was collected while it was being stored; upload it again"),
+    )
 }
 
 /// Refuses, before reading it, a body whose announced `length` would take the blob
@@ -751,6 +802,7 @@ async fn finish_claimed(
         }
         _ => false,
     };
+    let generation = reserve(registry, digest, size).await?;
     // The committed bytes are exactly the verified parts, so committing before the
     // session is finished is safe; finishing then lets exactly one request succeed.
     match registry
@@ -765,15 +817,16 @@ async fn finish_claimed(
         Err(BlobError::ClaimLost) => return Err(concurrent_change()),
         Err(other) => return Err(other.into()),
     }
-    if !registry
+    match registry
         .store
         .uploads()
-        .finish(&upload.id, &claim.token, size, digest)
+        .finish(&upload.id, &claim.token, size, digest, generation)
         .await?
     {
-        return Err(concurrent_change());
+        FinishOutcome::Finished => Ok(blob_created(name, digest)),
+        FinishOutcome::NotHeld => Err(concurrent_change()),
+        FinishOutcome::Collected => Err(reservation_lapsed(digest)),
     }
-    Ok(blob_created(name, digest))
 }
 
 /// Ends a session whose bytes do not have the digest the client named.

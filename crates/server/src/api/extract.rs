@@ -98,6 +98,12 @@ impl Permission for ManageUsers {
     const ACTION: Action = Action::ManageUsers;
 }
 
+/// Running garbage collection and reading its record.
+pub(crate) struct CollectGarbage;
+impl Permission for CollectGarbage {
+    const ACTION: Action = Action::CollectGarbage;
+}
+
 /// A caller that may do `P::ACTION`: `401` with a challenge for who is not
 /// authenticated, `403` naming the permission for who may not.
 pub(crate) struct Authorized<P>(pub(crate) Principal, pub(crate) PhantomData<P>);

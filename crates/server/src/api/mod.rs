@@ -17,6 +17,7 @@ mod builds;
 mod deployments;
 mod error;
 mod extract;
+mod gc;
 mod oidc;
 mod page;
 mod params;
@@ -42,7 +43,7 @@ pub(crate) use error::ApiError;
 #[openapi(
     info(
         title = "Gantry API",
-        description = "Declared pipelines and applications, builds, checks, promotions, approvals, deployments, rollbacks, users, DORA metrics and the audit log. Errors are `{code, message, detail}`."
+        description = "Declared pipelines and applications, builds, checks, promotions, approvals, deployments, rollbacks, users, DORA metrics, garbage collection and the audit log. Errors are `{code, message, detail}`."
     ),
     paths(
         resources::apply,
@@ -78,6 +79,8 @@ pub(crate) use error::ApiError;
         users::list_tokens,
         users::revoke_token,
         users::dora,
+        gc::run,
+        gc::status,
         admission::admission,
         admission::review,
         oidc::exchange,
@@ -141,6 +144,11 @@ pub(crate) use error::ApiError;
         api_types::LogLineView,
         api_types::CallbackRequest,
         api_types::CallbackResponse,
+        api_types::GcRequest,
+        api_types::GcItem,
+        api_types::GcReport,
+        api_types::GcPassView,
+        api_types::GcStatus,
     ))
 )]
 struct ApiDoc;
@@ -216,6 +224,7 @@ pub(crate) fn router(state: AppState) -> Router {
             axum::routing::delete(users::revoke_token),
         )
         .route("/api/v1/metrics/dora", get(users::dora))
+        .route("/api/v1/gc", get(gc::status).post(gc::run))
         .route("/api/v1/admission", get(admission::admission))
         .route("/api/v1/admission/review", post(admission::review))
         .route("/api/v1/auth/oidc", post(oidc::exchange))

@@ -272,6 +272,8 @@ enum Call {
     OwnTokens,
     RevokeToken,
     Dora,
+    GcStatus,
+    GcDryRun,
     Admission,
     AdmissionReview,
 }
@@ -336,6 +338,8 @@ const MATRIX: &[Row] = &[
     row(Method::GET,    "/api/v1/tokens",                                  Call::OwnTokens,          Users(ANY_USER)),
     row(Method::DELETE, "/api/v1/tokens/{id}",                             Call::RevokeToken,        Users(OWNER_OR_ADMIN)),
     row(Method::GET,    "/api/v1/metrics/dora",                            Call::Dora,               Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/gc",                                      Call::GcStatus,           Users(ADMIN_ONLY)),
+    row(Method::POST,   "/api/v1/gc",                                      Call::GcDryRun,           Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/admission",                               Call::Admission,          Users(PEOPLE)),
     row(Method::POST,   "/api/v1/admission/review",                        Call::AdmissionReview,    Users(PEOPLE)),
 ];
@@ -877,6 +881,10 @@ impl<'a> World<'a> {
                 Prepared::new(format!("/api/v1/tokens/{id}"), Payload::Empty)
             }
             Call::Dora => Prepared::new("/api/v1/metrics/dora", Payload::Empty),
+            Call::GcStatus => Prepared::new("/api/v1/gc", Payload::Empty),
+            Call::GcDryRun => {
+                Prepared::new("/api/v1/gc", Payload::Json(json!({ "dry_run": true })))
+            }
             Call::Admission => Prepared::new(
                 format!("/api/v1/admission?env=dev&image={}", encode(&image)),
                 Payload::Empty,

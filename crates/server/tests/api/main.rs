@@ -25,6 +25,7 @@ mod registry_auth;
 mod registry_base;
 mod registry_blobs;
 mod registry_creation;
+mod registry_gc;
 mod registry_listing;
 mod registry_manifests;
 mod registry_names;
