@@ -171,6 +171,12 @@ impl Registry {
             }
             let count = condemned.len();
             let deleted = self.delete_objects(condemned, report).await;
+            // Counted here: the pass that condemned them stopped before it recorded
+            // itself (their audit entries were written when they were condemned).
+            for blob in &deleted {
+                report.blobs_deleted += 1;
+                report.bytes_reclaimed += u64::try_from(blob.size).unwrap_or(0);
+            }
             if deleted.len() < count {
                 // Left for the next pass: the store refused some deletions.
                 return;

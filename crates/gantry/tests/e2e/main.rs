@@ -9,6 +9,7 @@ mod cli;
 mod connections;
 mod crash;
 mod deploy;
+mod gc;
 mod oras;
 mod promotion;
 mod replicas;

@@ -536,4 +536,188 @@ registry_tests! {
         assert!(value("gantry_gc_last_pass_duration_seconds").is_some());
         assert_eq!(value("gantry_gc_last_pass_errors").as_deref(), Some("0"));
     }
+
+    async fn random_pushes_retags_deletes_and_passes_over_shared_layers_agree_with_a_reachability_model(app = mutable_tags_config()) {
+        // distribution#4939 and #3899: shared layers swept non-deterministically.
+        for seed in [0x9E37_79B9_7F4A_7C15u64, 0xD1B5_4A32_D192_ED03, 0x8CB9_2BA7_2F3D_8DD7] {
+            let mut random = Random(seed);
+            let mut model = Model::default();
+            for step in 0..70 {
+                random_step(&app, &mut model, &mut random, step).await;
+            }
+            collect(&app, Duration::ZERO).await;
+            check_model(&app, &model, 70).await;
+            assert!(
+                model.uploaded.len() > model.reachable().len() && !model.manifests.is_empty(),
+                "seed {seed:#x}: the sequence left both kept and collected blobs to check"
+            );
+            // The next seed starts from an empty registry.
+            for ((repo, digest), _) in std::mem::take(&mut model.manifests) {
+                let response = delete(&app, &format!("/v2/{}/manifests/{digest}", REPOSITORIES[repo])).await;
+                assert_status(&response, StatusCode::ACCEPTED);
+            }
+            collect(&app, Duration::ZERO).await;
+            check_model(&app, &model, 71).await;
+        }
+    }
+}
+
+/// A small deterministic random source (xorshift64*), so a failing sequence can be
+/// replayed from its seed.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+}
+
+/// What the model says the registry holds: each repository's manifests (by digest,
+/// with the blobs each references) and tags.
+#[derive(Default)]
+struct Model {
+    manifests: std::collections::BTreeMap<(usize, String), (Manifest, Vec<String>)>,
+    tags: std::collections::BTreeMap<(usize, String), String>,
+    uploaded: std::collections::BTreeMap<String, Blob>,
+}
+
+impl Model {
+    fn reachable(&self) -> std::collections::BTreeSet<String> {
+        self.manifests
+            .values()
+            .flat_map(|(_, blobs)| blobs.iter().cloned())
+            .collect()
+    }
+}
+
+const REPOSITORIES: [&str; 3] = ["shared/one", "shared/two", "shared/three"];
+
+/// Pushes `blob` as a client does: skipped when the existence check finds it.
+async fn ensure_blob(app: &TestApp, repository: &str, blob: &Blob) {
+    let response = head(app, &format!("/v2/{repository}/blobs/{}", blob.digest)).await;
+    if response.status != StatusCode::OK {
+        push_blob(app, repository, blob).await;
+    }
+}
+
+/// One random step against the registry and the model.
+async fn random_step(app: &TestApp, model: &mut Model, random: &mut Random, step: usize) {
+    let repo = random.below(REPOSITORIES.len());
+    let name = REPOSITORIES[repo];
+    let base_layers: Vec<Blob> = (0..6)
+        .map(|i| Blob::new(format!("base layer {i}")))
+        .collect();
+    match random.below(7) {
+        // Push a new image sharing base layers, tagged.
+        0 | 1 => {
+            let config = Blob::new(format!(r#"{{"step":{step}}}"#));
+            let mut layers = vec![Blob::new(format!("own layer of step {step}"))];
+            for _ in 0..1 + random.below(3) {
+                layers.push(Blob::new(
+                    base_layers[random.below(base_layers.len())].bytes.clone(),
+                ));
+            }
+            layers.dedup_by(|a, b| a.digest == b.digest);
+            for blob in std::iter::once(&config).chain(&layers) {
+                ensure_blob(app, name, blob).await;
+                model
+                    .uploaded
+                    .insert(blob.digest.clone(), Blob::new(blob.bytes.clone()));
+            }
+            let manifest =
+                Manifest::from_json(&image_manifest(&config, &layers.iter().collect::<Vec<_>>()));
+            let tag = format!("t{}", random.below(4));
+            push_manifest(app, name, &tag, &manifest).await;
+            let blobs = std::iter::once(&config)
+                .chain(&layers)
+                .map(|b| b.digest.clone())
+                .collect();
+            model.tags.insert((repo, tag), manifest.digest.clone());
+            model
+                .manifests
+                .insert((repo, manifest.digest.clone()), (manifest, blobs));
+        }
+        // Retag an existing manifest of the repository.
+        2 => {
+            let Some(((_, digest), (manifest, _))) = model
+                .manifests
+                .iter()
+                .filter(|((r, _), _)| *r == repo)
+                .nth(random.below(4))
+            else {
+                return;
+            };
+            let tag = format!("t{}", random.below(4));
+            push_manifest(app, name, &tag, manifest).await;
+            model.tags.insert((repo, tag), digest.clone());
+        }
+        // Delete a tag (the manifest stays).
+        3 => {
+            let Some(((_, tag), _)) = model.tags.iter().find(|((r, _), _)| *r == repo) else {
+                return;
+            };
+            let tag = tag.clone();
+            assert_status(
+                &delete(app, &format!("/v2/{name}/manifests/{tag}")).await,
+                StatusCode::ACCEPTED,
+            );
+            model.tags.remove(&(repo, tag));
+        }
+        // Delete a manifest by digest, with its tags.
+        4 => {
+            let Some(((_, digest), _)) = model.manifests.iter().find(|((r, _), _)| *r == repo)
+            else {
+                return;
+            };
+            let digest = digest.clone();
+            assert_status(
+                &delete(app, &format!("/v2/{name}/manifests/{digest}")).await,
+                StatusCode::ACCEPTED,
+            );
+            model.manifests.remove(&(repo, digest.clone()));
+            model.tags.retain(|(r, _), d| !(*r == repo && *d == digest));
+        }
+        // Upload a blob and never reference it.
+        5 => {
+            let blob = Blob::new(format!("abandoned at step {step}"));
+            push_blob(app, name, &blob).await;
+            model.uploaded.insert(blob.digest.clone(), blob);
+        }
+        // A pass with no window: everything unreferenced goes now.
+        _ => {
+            collect(app, Duration::ZERO).await;
+            check_model(app, model, step).await;
+        }
+    }
+}
+
+/// Everything the model holds pulls; every blob uploaded that no manifest references
+/// is gone from every repository.
+async fn check_model(app: &TestApp, model: &Model, step: usize) {
+    for ((repo, _), (manifest, blobs)) in &model.manifests {
+        let name = REPOSITORIES[*repo];
+        pull_manifest(app, name, manifest).await;
+        for digest in blobs {
+            let blob = &model.uploaded[digest];
+            assert!(
+                pulls_blob(app, name, blob).await,
+                "step {step}: {digest} of {name}@{} was deleted",
+                manifest.digest
+            );
+        }
+    }
+    let reachable = model.reachable();
+    for digest in model.uploaded.keys().filter(|d| !reachable.contains(*d)) {
+        for name in REPOSITORIES {
+            let response = head(app, &format!("/v2/{name}/blobs/{digest}")).await;
+            assert_ne!(
+                response.status,
+                StatusCode::OK,
+                "step {step}: unreferenced {digest} still in {name}"
+            );
+        }
+    }
 }
