@@ -40,6 +40,8 @@ pub struct GcReport {
     pub grace_seconds: u64,
     /// Referrers deleted because their subject is not in their repository.
     pub referrers: Vec<GcItem>,
+    #[serde(default)]
+    pub referrers_deleted: u64,
     /// Blobs no manifest references, marked deletable now (their window starts).
     pub blobs_marked: u64,
     pub bytes_marked: u64,

@@ -408,6 +408,49 @@ pub struct EnvironmentView {
     pub drift_since: Option<String>,
     /// Promotions into it that are not final yet.
     pub pending: Vec<PromotionView>,
+    /// The quarantine of the digest it runs now, if that digest is quarantined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<QuarantineView>,
+}
+
+/// `PUT /api/v1/apps/{app}/quarantines/{digest}` and its `…/lift`: why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineRequest {
+    pub reason: String,
+}
+
+/// A quarantined digest: promotions of it and rollbacks onto it are refused,
+/// admission denies it, and the registry refuses to serve it (unless configured to
+/// refuse only deployments).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuarantineView {
+    pub application: String,
+    pub digest: String,
+    pub reason: String,
+    pub by: String,
+    pub at: String,
+}
+
+/// What quarantining did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuarantineResponse {
+    pub quarantine: QuarantineView,
+    /// False when the digest already was quarantined (nothing changed).
+    pub created: bool,
+    /// Open promotions of the digest that were cancelled.
+    #[serde(default)]
+    pub cancelled_promotions: Vec<i64>,
+}
+
+/// An application's quarantines, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuarantineList {
+    pub quarantines: Vec<QuarantineView>,
 }
 
 /// An application and where each of its environments stands.

@@ -357,6 +357,54 @@ async fn contract(store: BlobStore) {
         store.get(&missing, None).await,
         Err(BlobError::NotFound)
     ));
+
+    // Garbage collection's view: the listing names every committed blob by digest,
+    // with its size and a time it was written, and nothing of upload sessions; a
+    // blob deleted is gone, and deleting it again is no error.
+    let before = store_time_now();
+    let small = content(7, 10);
+    let small_digest = Digest::parse(&format!("sha256:{}", sha256_hex(&small))).expect("digest");
+    store
+        .put_small(&small_digest, small.clone().into())
+        .await
+        .expect("put");
+    upload(&store, "still-open", &[&content(8, 100)]).await;
+    let listed: Vec<blobs::StoredObject> = store
+        .list()
+        .map(|object| object.expect("listing"))
+        .collect()
+        .await;
+    let found = |digest: &Digest| listed.iter().find(|object| &object.digest == digest);
+    assert_eq!(found(&small_digest).map(|o| o.size), Some(10));
+    assert!(found(&digest).is_some(), "every committed blob is listed");
+    let written = found(&small_digest).map_or(0, |o| o.written_at_millis);
+    assert!(
+        (before - 60_000..before + 60_000).contains(&written),
+        "written {written}, around {before}"
+    );
+    assert!(
+        listed.iter().all(|object| object.digest != missing),
+        "only stored blobs are listed"
+    );
+    store.delete(&small_digest).await.expect("delete");
+    assert!(!store.exists(&small_digest).await.expect("exists"));
+    store.delete(&small_digest).await.expect("deleting again");
+    assert!(
+        store.exists(&digest).await.expect("exists"),
+        "other blobs stay"
+    );
+    store
+        .discard_all("still-open", None)
+        .await
+        .expect("discard");
+}
+
+/// Milliseconds since the epoch, as the store's clock should roughly say.
+fn store_time_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

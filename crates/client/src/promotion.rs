@@ -9,9 +9,10 @@ use crate::promotion_types::{
     AppList, AppStatus, ArtifactView, BuildRequest, CheckRequest, CheckView, CommentRequest,
     DeploymentDetail, DeploymentList, DeploymentLog, DeploymentView, DoraResponse, HoldRequest,
     HoldView, NotifyResponse, OidcExchangeRequest, OidcExchangeResponse, PasswordRequest,
-    PromoteRequest, Promoted, PromotionFilter, PromotionList, PromotionView, RejectRequest,
-    Rollback, RollbackRequest, TokenList, TokenRequest, TokenResponse, TokenView, UserList,
-    UserRequest, UserView,
+    PromoteRequest, Promoted, PromotionFilter, PromotionList, PromotionView, QuarantineList,
+    QuarantineRequest, QuarantineResponse, QuarantineView, RejectRequest, Rollback,
+    RollbackRequest, TokenList, TokenRequest, TokenResponse, TokenView, UserList, UserRequest,
+    UserView,
 };
 use crate::{Client, ClientError};
 
@@ -143,6 +144,43 @@ impl Client {
             reason: reason.to_owned(),
         };
         self.answer(&url, request.send_json(&body))
+    }
+
+    /// Quarantines `digest` of `application` (admins, or its platform engineers).
+    pub fn quarantine(
+        &self,
+        application: &str,
+        digest: &str,
+        reason: &str,
+    ) -> Result<QuarantineResponse, ClientError> {
+        let url = self.endpoint(&["apps", application, "quarantines", digest])?;
+        let request = self.authorized(self.agent.put(url.as_str()));
+        let body = QuarantineRequest {
+            reason: reason.to_owned(),
+        };
+        self.answer(&url, request.send_json(&body))
+    }
+
+    /// Lifts the quarantine of `digest` of `application`.
+    pub fn lift_quarantine(
+        &self,
+        application: &str,
+        digest: &str,
+        reason: &str,
+    ) -> Result<QuarantineView, ClientError> {
+        let url = self.endpoint(&["apps", application, "quarantines", digest, "lift"])?;
+        let request = self.authorized(self.agent.post(url.as_str()));
+        let body = QuarantineRequest {
+            reason: reason.to_owned(),
+        };
+        self.answer(&url, request.send_json(&body))
+    }
+
+    /// The application's quarantined digests, newest first.
+    pub fn quarantines(&self, application: &str) -> Result<QuarantineList, ClientError> {
+        let url = self.endpoint(&["apps", application, "quarantines"])?;
+        let request = self.authorized(self.agent.get(url.as_str()));
+        self.answer(&url, request.call())
     }
 
     /// Releases an environment's hold.

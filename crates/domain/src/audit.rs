@@ -61,6 +61,10 @@ pub enum AuditAction {
     /// A garbage collection pass deleted a blob that no manifest referenced for longer
     /// than the grace window (its links and then its bytes).
     Collect,
+    /// A digest of an application was quarantined (its promotions refused, pending
+    /// ones cancelled), or its quarantine lifted.
+    Quarantine,
+    LiftQuarantine,
 }
 
 impl AuditAction {
@@ -94,6 +98,8 @@ impl AuditAction {
             AuditAction::SignIn => "sign-in",
             AuditAction::SignOut => "sign-out",
             AuditAction::Collect => "collect",
+            AuditAction::Quarantine => "quarantine",
+            AuditAction::LiftQuarantine => "lift-quarantine",
         }
     }
 }

@@ -56,6 +56,9 @@ pub enum Permission<'a> {
     },
     /// Withdrawing promotion `id`, requested by `requester`: them or an admin.
     Cancel { id: i64, requester: &'a str },
+    /// `quarantine:APP` (quarantining a digest and lifting it): an admin, or a person
+    /// (never CI) with the platform role for the whole application.
+    Quarantine { application: &'a str },
 }
 
 impl Actor {
@@ -165,6 +168,13 @@ impl Actor {
             } => (!self.may_deploy_to(application, environment)).then(|| {
                 format!(
                     "{name} may not report what {application}/{environment} runs: it needs the developer, platform or admin role for that environment (permission observe:{application}/{environment})"
+                )
+            }),
+            Permission::Quarantine { application } => (self.ci
+                || !self.has_any(application, GrantScope::WholeApplication, &[Role::Platform]))
+            .then(|| {
+                format!(
+                    "{name} may not quarantine digests of {application} or lift a quarantine: it needs the platform or admin role for the whole application (permission quarantine:{application})"
                 )
             }),
             Permission::Cancel { id, requester } => (requester != self.name && !self.admin)

@@ -2,7 +2,8 @@
 //! successfully to that environment of the application whose repository holds them
 //! pass, referenced through the repository the environment's stage serves from (its
 //! release tier's, for a `release` stage); a tag is resolved to its digest first and
-//! judged by the digest, so moving a tag cannot smuggle other bytes in.
+//! judged by the digest, so moving a tag cannot smuggle other bytes in. A quarantined
+//! digest is denied everywhere.
 
 use domain::pipeline::EnvName;
 use domain::{Digest, Reference, RepoName};
@@ -113,6 +114,15 @@ pub(crate) async fn admit(
         }
     };
     let digest_text = digest.to_string();
+    if let Some(quarantine) = store.quarantines().get(&application, &digest).await? {
+        return Ok(deny(
+            format!(
+                "{digest_text} is quarantined in {application} (by {}: {})",
+                quarantine.by, quarantine.reason
+            ),
+            Some(digest_text),
+        ));
+    }
     if store
         .deployments()
         .was_deployed(&application, environment.as_str(), &digest_text)

@@ -110,6 +110,7 @@ impl Engine {
         let summary = |deployment: Option<Deployment>| {
             deployment.map(|deployment| summary_of(deployment, &builds))
         };
+        let mut quarantined = self.quarantined_runs().await?;
         let mut rows = Vec::with_capacity(applications.len());
         for application in applications {
             let name = application.name.to_string();
@@ -140,6 +141,7 @@ impl Engine {
                         awaiting_viewer.insert(promotion.id);
                     }
                 }
+                let quarantine = quarantined.remove(&(name.clone(), environment.clone()));
                 environments.push(EnvironmentStatus {
                     name: environment,
                     auto: stage.auto,
@@ -156,6 +158,7 @@ impl Engine {
                     observed: state.observed,
                     drift_since: state.drift_since,
                     pending: waiting,
+                    quarantined: quarantine,
                 });
             }
             rows.push(BoardRow {

@@ -84,6 +84,15 @@ fn outcome_error<T>(outcome: StoreOutcome<T>) -> EngineError {
             EngineError::Conflict("you already approved or rejected this promotion".to_owned())
         }
         StoreOutcome::NoRollbackTarget(why) => EngineError::Conflict(why),
+        StoreOutcome::Quarantined(quarantine) => EngineError::Conflict(format!(
+            "{} is quarantined in {} (by {}: {}); lift the quarantine first (gantry quarantine {} {} --lift --reason …)",
+            quarantine.digest,
+            quarantine.application,
+            quarantine.by,
+            quarantine.reason,
+            quarantine.application,
+            quarantine.digest
+        )),
         StoreOutcome::Moved(why) => EngineError::Conflict(why),
         StoreOutcome::RollbackKeyReused { deployment_id } => {
             EngineError::RollbackKeyReused(deployment_id)

@@ -107,6 +107,11 @@ impl Engine {
                 promotion: None,
                 held: Some(hold),
             }),
+            AutoOutcome::Quarantined => Ok(Notified {
+                build,
+                promotion: None,
+                held: None,
+            }),
         }
     }
 

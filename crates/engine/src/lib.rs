@@ -36,6 +36,7 @@ mod evidence;
 mod jobs;
 mod promote;
 mod provenance;
+mod quarantine;
 mod queries;
 mod reconcile;
 mod webhook;
@@ -60,6 +61,7 @@ pub use error::EngineError;
 pub use evidence::{CheckRequest, Notified};
 pub use jobs::JobSettings;
 pub use promote::{PromoteRequest, Requested};
+pub use quarantine::Quarantined;
 pub use queries::{
     ApplicationStatus, ArtifactRecord, DeploymentSummary, DoraPeriod, DoraReport,
     EnvironmentStatus, Page,

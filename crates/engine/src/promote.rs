@@ -46,6 +46,8 @@ enum Verdict<'a> {
 pub(crate) enum AutoOutcome {
     Promoted(Box<Promotion>),
     Held(Hold),
+    /// The digest is quarantined: nothing was requested.
+    Quarantined,
 }
 
 /// What makes two promotion requests the same request, for idempotency keys.
@@ -374,7 +376,10 @@ impl Engine {
                             )
                             .await?
                         {
-                            StoreOutcome::Held(hold) => StoreOutcome::Done(Err(hold)),
+                            StoreOutcome::Held(hold) => StoreOutcome::Done(Err(Ok(hold))),
+                            StoreOutcome::Quarantined(quarantine) => {
+                                StoreOutcome::Done(Err(Err(quarantine)))
+                            }
                             StoreOutcome::Done(decided) => StoreOutcome::Done(Ok(decided)),
                             other => error::map_outcome(other)?,
                         },
@@ -386,9 +391,13 @@ impl Engine {
             Ok(decided) => Ok(AutoOutcome::Promoted(Box::new(
                 Box::pin(self.carry_out(decided)).await?,
             ))),
-            Err(hold) => {
+            Err(Ok(hold)) => {
                 tracing::info!(application, environment, %digest, hold = %hold.reason, "auto-promotion skipped: the environment is held");
                 Ok(AutoOutcome::Held(hold))
+            }
+            Err(Err(quarantine)) => {
+                tracing::info!(application, environment, %digest, reason = %quarantine.reason, "auto-promotion skipped: the digest is quarantined");
+                Ok(AutoOutcome::Quarantined)
             }
         }
     }

@@ -43,6 +43,8 @@ pub struct EnvironmentStatus {
     pub drift_since: Option<i64>,
     /// Promotions into it that are not final yet.
     pub pending: Vec<Promotion>,
+    /// The quarantine of the digest it runs now, if that digest is quarantined.
+    pub quarantined: Option<store::Quarantine>,
 }
 
 /// An application and each of its environments, in pipeline order.
@@ -131,6 +133,26 @@ impl<T, K> Page<T, K> {
 }
 
 impl Engine {
+    /// The quarantines of what environments run now, by (application, environment),
+    /// in one query.
+    pub(crate) async fn quarantined_runs(
+        &self,
+    ) -> Result<BTreeMap<(String, String), store::Quarantine>, EngineError> {
+        Ok(self
+            .store
+            .quarantines()
+            .running()
+            .await?
+            .into_iter()
+            .map(|run| {
+                (
+                    (run.quarantine.application.clone(), run.environment),
+                    run.quarantine,
+                )
+            })
+            .collect())
+    }
+
     /// Where application `name` stands: each environment of its pipeline, in order.
     pub async fn application_status(&self, name: &str) -> Result<ApplicationStatus, EngineError> {
         let (application, pipeline) = self.declared(name).await?;
@@ -143,6 +165,7 @@ impl Engine {
             .map(|state| (state.environment.clone(), state))
             .collect();
         let pending = self.store.promotions().pending(name).await?;
+        let mut quarantined = self.quarantined_runs().await?;
         let builds = self
             .builds_by_artifact(stored.values().flat_map(|state| {
                 [
@@ -183,6 +206,7 @@ impl Engine {
                     .filter(|promotion| promotion.environment == environment)
                     .cloned()
                     .collect(),
+                quarantined: quarantined.remove(&(name.to_owned(), environment.to_owned())),
             });
         }
         Ok(ApplicationStatus {

@@ -140,6 +140,9 @@ fn render_apps(list: &AppList, now: Timestamp) -> String {
                     ),
                     None => format!("{}=-", environment.name),
                 };
+                if environment.quarantined.is_some() {
+                    cell.push_str(" QUARANTINED");
+                }
                 if environment.hold.is_some() {
                     cell.push_str(" held");
                 }
@@ -197,6 +200,13 @@ fn render_status(app: &AppStatus, now: Timestamp) -> String {
                 short_digest(&deploying.digest),
                 deploying.id,
                 age(&deploying.started_at, now)
+            );
+        }
+        if let Some(quarantine) = &environment.quarantined {
+            state = format!(
+                "{state}, QUARANTINED by {}: {}",
+                quarantine.by,
+                shorten(&quarantine.reason, 40)
             );
         }
         let drift = match (&environment.drift_since, &environment.observed) {
@@ -423,6 +433,7 @@ mod tests {
                     observed: None,
                     drift_since: None,
                     pending: Vec::new(),
+                    quarantined: None,
                 },
                 EnvironmentView {
                     name: "prod".to_owned(),
@@ -438,6 +449,7 @@ mod tests {
                     observed: None,
                     drift_since: None,
                     pending: vec![pending(7)],
+                    quarantined: None,
                 },
             ],
         }

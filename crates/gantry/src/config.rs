@@ -380,6 +380,18 @@ pub(crate) struct RegistrySection {
     /// policy = "never"`; the first rule whose glob matches a repository's namespace
     /// decides.
     pub(crate) namespace_creation: Vec<NamespaceCreation>,
+    /// What a quarantined digest is refused to: `deny-pulls` (pulls too, the default)
+    /// or `deny-deployments` (promotions, rollbacks onto it and admission only).
+    pub(crate) quarantine: QuarantineMode,
+}
+
+/// `registry.quarantine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum QuarantineMode {
+    #[default]
+    DenyPulls,
+    DenyDeployments,
 }
 
 /// `[[registry.namespace_creation]]`.

@@ -79,7 +79,7 @@ fn render_report(report: &GcReport) -> String {
         report.blobs_deleted,
         report.orphans_deleted,
         human_bytes(report.bytes_reclaimed),
-        report.referrers.len(),
+        report.referrers_deleted,
         report.blobs_marked,
         human_bytes(report.bytes_marked),
     );

@@ -16,6 +16,7 @@ mod metrics;
 mod progress;
 mod promotions;
 mod push;
+mod quarantine;
 mod remote;
 mod resources;
 mod s3_keys;
@@ -188,6 +189,17 @@ enum Command {
     /// else.
     #[command(after_help = CLIENT_HELP)]
     Metrics(metrics::MetricsArgs),
+    /// Quarantine a digest of an application, lift its quarantine, or list them.
+    ///
+    /// A quarantined digest cannot be promoted or rolled back onto (its open promotions
+    /// are cancelled), admission denies it everywhere, and the registry refuses to
+    /// serve it unless [registry] quarantine = "deny-deployments". Admins, or people
+    /// with the platform role for the whole application; both are audited.
+    ///
+    /// Exit codes: 0 success, 2 invalid input, 4 unauthorized or forbidden, 1 anything
+    /// else.
+    #[command(after_help = CLIENT_HELP)]
+    Quarantine(quarantine::QuarantineArgs),
     /// Run a garbage collection pass now, or a dry run, or show past passes (admins).
     ///
     /// Deletes referrers whose subject is gone, blobs no manifest referenced for the
@@ -316,6 +328,7 @@ fn main() -> ExitCode {
         Command::Deployment(args) => deployments::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::Gc(args) => gc::run(args),
+        Command::Quarantine(args) => quarantine::run(args),
         Command::User(args) => users::user(args),
         Command::Token(args) => users::token(args),
         Command::Login(args) => login::login(args),

@@ -139,6 +139,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             max_archive_bytes: config.deploy.static_site.max_archive_bytes,
             ..registry::SiteArchiveChecks::default()
         },
+        quarantine_denies_pulls: config.registry.quarantine
+            == crate::config::QuarantineMode::DenyPulls,
     };
     if config.external_url.is_none() && !config.listen.ip().is_loopback() {
         tracing::warn!(
@@ -200,6 +202,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_registry_host(public_host)
         .with_webhooks(secrets(&config), &callback_base);
 
+    // A garbage collection pass this replica was making when it last died is over.
+    let replica = state
+        .engine
+        .job_owner()
+        .rsplit_once('/')
+        .map_or(state.engine.job_owner(), |(name, _)| name)
+        .to_owned();
+    match state.registry.forget_dead_pass(&replica).await {
+        Ok(true) => tracing::info!(
+            "a garbage collection pass this replica left unfinished will be finished by the next"
+        ),
+        Ok(false) => {}
+        Err(error) => tracing::warn!(
+            error = error.message(),
+            "giving up an unfinished garbage collection pass failed"
+        ),
+    }
     let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);
     let maintenance_stopped_for_worker = maintenance_stopped.clone();
     let maintenance_stopped_for_reconcile = maintenance_stopped.clone();

@@ -10,6 +10,11 @@
 //! referenced blob is gone: it only proposes objects without a row, and each is
 //! deleted under a tombstone row. Every step is idempotent, so a pass that is killed
 //! anywhere is finished by the next one (condemned rows are resumed first).
+//!
+//! One pass runs at a time in the whole cluster: a pass holds the `gc-pass` lease in
+//! the store (an id of its own, renewed at every page) and deletes objects only while
+//! it still holds it, so the blobs a dead pass condemned are finished by exactly one
+//! other, never while a client uploads the same digest again.
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +31,14 @@ pub const GC_ACTOR: &str = "gc";
 const DELETE_CONCURRENCY: usize = 16;
 /// How many rows a pass reads at a time.
 const PAGE: i64 = 500;
-/// How many of each kind a dry run lists (it counts them all).
+/// How many of each kind a report lists (it counts them all).
 const LISTED: usize = 1000;
+/// The lease a pass holds while it runs.
+const PASS_LEASE: &str = "gc-pass";
+/// How long the pass lease lasts unless renewed (it is renewed before every
+/// deletion); a pass whose replica died is taken over after it, or at once when that
+/// replica starts again.
+const PASS_LEASE_FOR: Duration = Duration::from_secs(60);
 
 /// How one pass runs.
 #[derive(Debug, Clone)]
@@ -47,15 +58,16 @@ pub struct CollectReport {
     pub dry_run: bool,
     pub started_at: i64,
     pub finished_at: i64,
-    /// Referrers deleted because their subject is gone.
+    /// Referrers deleted because their subject is gone (the first 1000), and how many.
     pub referrers: Vec<Removed>,
+    pub referrers_deleted: u64,
     /// Blobs newly marked deletable (their window starts now); dry: would be.
     pub blobs_marked: u64,
     /// Bytes of those.
     pub bytes_marked: u64,
     /// Marks cleared because a manifest references the blob again.
     pub marks_cleared: u64,
-    /// Blobs deleted (or, dry, that would be), each with its size.
+    /// Blobs deleted (or, dry, that would be), each with its size (the first 1000).
     pub blobs: Vec<Removed>,
     pub blobs_deleted: u64,
     pub bytes_reclaimed: u64,
@@ -84,14 +96,14 @@ impl CollectReport {
         self.errors.push(format!("{what}: {error}"));
     }
 
-    /// The record of a pass that changed something.
+    /// The record of a pass.
     pub fn as_pass(&self, replica: &str) -> GcPass {
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         GcPass {
             replica: replica.to_owned(),
             started_at: self.started_at,
             finished_at: self.finished_at,
-            manifests_deleted: count(self.referrers.len() as u64),
+            manifests_deleted: count(self.referrers_deleted),
             blobs_marked: count(self.blobs_marked),
             blobs_deleted: count(self.blobs_deleted),
             bytes_reclaimed: count(self.bytes_reclaimed),
@@ -101,52 +113,162 @@ impl CollectReport {
             last_error: self.errors.last().cloned(),
         }
     }
+
+    fn listed(list: &mut Vec<Removed>, removed: Removed) {
+        if list.len() < LISTED {
+            list.push(removed);
+        }
+    }
 }
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A pass's hold on the [`PASS_LEASE`].
+struct PassLease<'a> {
+    registry: &'a Registry,
+    owner: String,
+}
+
+impl<'a> PassLease<'a> {
+    fn new(registry: &'a Registry, replica: &str) -> PassLease<'a> {
+        PassLease {
+            registry,
+            owner: format!("{replica}/{}", blobs::new_part_key()),
+        }
+    }
+
+    /// Takes or renews the lease; whether this pass holds it.
+    async fn hold(&self) -> Result<bool, store::StoreError> {
+        let now = now_millis();
+        self.registry
+            .store
+            .jobs()
+            .lead(
+                PASS_LEASE,
+                &self.owner,
+                now,
+                now.saturating_add(millis(PASS_LEASE_FOR)),
+            )
+            .await
+    }
+
+    async fn release(&self) {
+        if let Err(error) = self
+            .registry
+            .store
+            .jobs()
+            .release_lead(PASS_LEASE, &self.owner)
+            .await
+        {
+            tracing::warn!(%error, "giving up the garbage collection lease failed");
+        }
+    }
+}
+
 impl Registry {
     /// Runs one garbage collection pass over the whole registry (see the module
     /// documentation); a real pass is recorded. Failures of single steps are reported
-    /// in the result and the pass goes on; only a failure to read the database at all
-    /// ends it early.
-    pub async fn collect(&self, options: &CollectOptions) -> Result<CollectReport, RegistryError> {
+    /// in the result and the pass goes on. `Ok(None)`: another pass is running (a dry
+    /// run changes nothing, so it never waits for one).
+    pub async fn collect(
+        &self,
+        options: &CollectOptions,
+    ) -> Result<Option<CollectReport>, RegistryError> {
+        let lease = PassLease::new(self, &options.replica);
+        if !options.dry_run && !lease.hold().await? {
+            return Ok(None);
+        }
+        let report = self.run_pass(options, &lease).await;
+        if !options.dry_run {
+            lease.release().await;
+        }
+        Ok(Some(report))
+    }
+
+    /// At a replica's start: a pass its former run was making when it died is not
+    /// running any more, so its lease is given up (the next pass finishes its work)
+    /// instead of keeping passes out until it lapses. Replica names must be unique.
+    pub async fn forget_dead_pass(&self, replica: &str) -> Result<bool, RegistryError> {
+        Ok(self
+            .store
+            .jobs()
+            .release_leads_of(PASS_LEASE, replica)
+            .await?)
+    }
+
+    /// The pass running now, if any (its replica's name and its id).
+    pub async fn collecting(&self) -> Result<Option<String>, RegistryError> {
+        Ok(self.store.jobs().leader(PASS_LEASE, now_millis()).await?)
+    }
+
+    /// Sweeps `listing` for objects older than `cutoff` without a row, as a pass
+    /// does, under the pass lease (`Ok(None)` when another pass holds it): how a
+    /// stale or incomplete listing is shown to delete nothing that has a row.
+    pub async fn sweep_listing<S>(
+        &self,
+        listing: S,
+        cutoff: i64,
+        replica: &str,
+    ) -> Result<Option<CollectReport>, RegistryError>
+    where
+        S: Stream<Item = Result<StoredObject, BlobError>> + Unpin,
+    {
+        let lease = PassLease::new(self, replica);
+        if !lease.hold().await? {
+            return Ok(None);
+        }
+        let mut report = CollectReport::default();
+        self.sweep_orphan_objects(listing, cutoff, Some(&lease), &mut report)
+            .await;
+        lease.release().await;
+        Ok(Some(report))
+    }
+
+    async fn run_pass(&self, options: &CollectOptions, lease: &PassLease<'_>) -> CollectReport {
         let started = Instant::now();
         let now = now_millis();
         let cutoff = now.saturating_sub(millis(options.grace));
+        let dry_run = options.dry_run;
         let mut report = CollectReport {
-            dry_run: options.dry_run,
+            dry_run,
             started_at: now,
             ..CollectReport::default()
         };
-        if !options.dry_run {
+        if !dry_run {
             // What a pass killed after condemning left behind.
-            self.finish_condemned(&mut report).await;
+            self.finish_condemned(lease, &mut report).await;
             match self.purge_expired_uploads(now).await {
                 Ok(purged) => report.uploads_purged = purged as u64,
                 Err(error) => report.failed("purging expired upload sessions", error.message()),
             }
         }
-        self.collect_referrers(cutoff, options.dry_run, &mut report)
-            .await?;
-        if options.dry_run {
-            let (count, bytes) = self.store.collection().unmarked_unreferenced().await?;
-            report.blobs_marked = u64::try_from(count).unwrap_or(0);
-            report.bytes_marked = u64::try_from(bytes).unwrap_or(0);
+        self.collect_referrers(cutoff, dry_run, &mut report).await;
+        if dry_run {
+            match self.store.collection().unmarked_unreferenced().await {
+                Ok((count, bytes)) => {
+                    report.blobs_marked = u64::try_from(count).unwrap_or(0);
+                    report.bytes_marked = u64::try_from(bytes).unwrap_or(0);
+                }
+                Err(error) => report.failed("counting unreferenced blobs", error),
+            }
         } else {
-            let (marked, cleared) = self.store.collection().mark(now).await?;
-            report.blobs_marked = marked;
-            report.marks_cleared = cleared;
+            match self.store.collection().mark(now).await {
+                Ok((marked, cleared)) => {
+                    report.blobs_marked = marked;
+                    report.marks_cleared = cleared;
+                }
+                Err(error) => report.failed("marking unreferenced blobs", error),
+            }
         }
-        self.collect_blobs(cutoff, now, options.dry_run, &mut report)
-            .await?;
+        self.collect_blobs(cutoff, now, (!dry_run).then_some(lease), &mut report)
+            .await;
         let listing = self.blobs.list();
-        self.collect_orphan_objects(listing, cutoff, options.dry_run, &mut report)
+        self.sweep_orphan_objects(listing, cutoff, (!dry_run).then_some(lease), &mut report)
             .await;
         report.finished_at = report.started_at + millis(started.elapsed());
-        if !options.dry_run
+        if !dry_run
             && let Err(error) = self
                 .store
                 .collection()
@@ -155,42 +277,58 @@ impl Registry {
         {
             report.failed("recording the pass", error);
         }
-        Ok(report)
+        report
     }
 
     /// Deletes the objects, then the rows, of blobs condemned by a pass that stopped
-    /// before it was done.
-    async fn finish_condemned(&self, report: &mut CollectReport) {
+    /// before it was done (passes never overlap, so no other is deleting them). One
+    /// that fails is left for the next pass; the others go on.
+    async fn finish_condemned(&self, lease: &PassLease<'_>, report: &mut CollectReport) {
+        let mut after: Option<Digest> = None;
         loop {
-            let condemned = match self.store.collection().condemned(PAGE).await {
+            let condemned = match self
+                .store
+                .collection()
+                .condemned(after.as_ref(), PAGE)
+                .await
+            {
                 Ok(condemned) => condemned,
                 Err(error) => return report.failed("reading condemned blobs", error),
             };
-            if condemned.is_empty() {
+            let Some(last) = condemned.last() else {
                 return;
-            }
-            let count = condemned.len();
-            let deleted = self.delete_objects(condemned, report).await;
+            };
+            after = Some(last.digest.clone());
             // Counted here: the pass that condemned them stopped before it recorded
             // itself (their audit entries were written when they were condemned).
-            for blob in &deleted {
+            for blob in self.delete_objects(condemned, lease, report).await {
                 report.blobs_deleted += 1;
                 report.bytes_reclaimed += u64::try_from(blob.size).unwrap_or(0);
-            }
-            if deleted.len() < count {
-                // Left for the next pass: the store refused some deletions.
-                return;
             }
         }
     }
 
     /// Deletes the objects of condemned blobs, then their rows; returns those whose
-    /// objects and rows are gone.
+    /// objects and rows are gone. Only the pass holding the lease deletes: one that
+    /// lost it (it stalled for longer than the lease) deletes nothing more, and the
+    /// pass that took over finishes its condemned rows.
     async fn delete_objects(
         &self,
         condemned: Vec<CondemnedBlob>,
+        lease: &PassLease<'_>,
         report: &mut CollectReport,
     ) -> Vec<CondemnedBlob> {
+        match lease.hold().await {
+            Ok(true) => {}
+            Ok(false) => {
+                report.failed("deleting objects", "another pass took over the lease");
+                return Vec::new();
+            }
+            Err(error) => {
+                report.failed("renewing the pass lease", error);
+                return Vec::new();
+            }
+        }
         let results: Vec<(CondemnedBlob, Result<(), BlobError>)> =
             futures_util::stream::iter(condemned)
                 .map(|blob| async move {
@@ -215,77 +353,89 @@ impl Registry {
         deleted
     }
 
-    async fn collect_referrers(
-        &self,
-        cutoff: i64,
-        dry_run: bool,
-        report: &mut CollectReport,
-    ) -> Result<(), RegistryError> {
-        let orphans = self
-            .store
-            .collection()
-            .orphan_referrers(cutoff, PAGE)
-            .await?;
-        for OrphanReferrer {
-            repository_id,
-            repository,
-            digest,
-            created_at,
-            ..
-        } in orphans
-        {
-            let removed = Removed {
-                digest: digest.clone(),
-                size: 0,
-                repository: Some(repository.to_string()),
-                since: created_at,
-            };
-            if dry_run {
-                report.referrers.push(removed);
-                continue;
-            }
-            let repository = Repository {
-                id: repository_id,
-                name: repository,
-                created_at: 0,
-            };
-            match self
+    /// Deletes (dry: lists) the referrers whose subject is not in their repository.
+    async fn collect_referrers(&self, cutoff: i64, dry_run: bool, report: &mut CollectReport) {
+        let mut after: Option<(i64, Digest)> = None;
+        loop {
+            let orphans = match self
                 .store
-                .manifests()
-                .delete_orphan_referrer(&repository, &digest, cutoff, GC_ACTOR)
+                .collection()
+                .orphan_referrers(cutoff, after.as_ref().map(|(r, d)| (*r, d)), PAGE)
                 .await
             {
-                Ok(true) => report.referrers.push(removed),
-                Ok(false) => {}
-                Err(error) => report.failed(&format!("deleting referrer {digest}"), error),
+                Ok(orphans) => orphans,
+                Err(error) => return report.failed("reading orphan referrers", error),
+            };
+            let Some(last) = orphans.last() else {
+                return;
+            };
+            after = Some((last.repository_id, last.digest.clone()));
+            for OrphanReferrer {
+                repository_id,
+                repository,
+                digest,
+                created_at,
+                ..
+            } in orphans
+            {
+                let removed = Removed {
+                    digest: digest.clone(),
+                    size: 0,
+                    repository: Some(repository.to_string()),
+                    since: created_at,
+                };
+                let deleted = dry_run || {
+                    let repository = Repository {
+                        id: repository_id,
+                        name: repository,
+                        created_at: 0,
+                    };
+                    match self
+                        .store
+                        .manifests()
+                        .delete_orphan_referrer(&repository, &digest, cutoff, GC_ACTOR)
+                        .await
+                    {
+                        Ok(deleted) => deleted,
+                        Err(error) => {
+                            report.failed(&format!("deleting referrer {digest}"), error);
+                            false
+                        }
+                    }
+                };
+                if deleted {
+                    report.referrers_deleted += 1;
+                    CollectReport::listed(&mut report.referrers, removed);
+                }
             }
         }
-        Ok(())
     }
 
+    /// Condemns and deletes (without a lease, dry: lists) the blobs marked at or
+    /// before `cutoff` that no manifest references.
     async fn collect_blobs(
         &self,
         cutoff: i64,
         now: i64,
-        dry_run: bool,
+        lease: Option<&PassLease<'_>>,
         report: &mut CollectReport,
-    ) -> Result<(), RegistryError> {
+    ) {
         let mut after: Option<Digest> = None;
         loop {
-            let page = self
+            let page = match self
                 .store
                 .collection()
                 .deletable(cutoff, after.as_ref(), PAGE)
-                .await?;
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => return report.failed("reading deletable blobs", error),
+            };
             let Some(last) = page.last() else {
-                return Ok(());
+                return;
             };
             after = Some(last.digest.clone());
-            let since: std::collections::HashMap<Digest, i64> = page
-                .iter()
-                .map(|blob| (blob.digest.clone(), blob.deletable_since))
-                .collect();
-            if dry_run {
+            let Some(lease) = lease else {
                 for DeletableBlob {
                     digest,
                     size,
@@ -295,17 +445,20 @@ impl Registry {
                     let size = u64::try_from(size).unwrap_or(0);
                     report.blobs_deleted += 1;
                     report.bytes_reclaimed += size;
-                    if report.blobs.len() < LISTED {
-                        report.blobs.push(Removed {
-                            digest,
-                            size,
-                            repository: None,
-                            since: deletable_since,
-                        });
-                    }
+                    let removed = Removed {
+                        digest,
+                        size,
+                        repository: None,
+                        since: deletable_since,
+                    };
+                    CollectReport::listed(&mut report.blobs, removed);
                 }
                 continue;
-            }
+            };
+            let since: std::collections::HashMap<Digest, i64> = page
+                .iter()
+                .map(|blob| (blob.digest.clone(), blob.deletable_since))
+                .collect();
             let digests: Vec<Digest> = page.into_iter().map(|blob| blob.digest).collect();
             let condemned = match self
                 .store
@@ -316,34 +469,34 @@ impl Registry {
                 Ok(condemned) => condemned,
                 Err(error) => {
                     report.failed("condemning blobs", error);
-                    return Ok(());
+                    continue;
                 }
             };
-            for blob in self.delete_objects(condemned, report).await {
+            for blob in self.delete_objects(condemned, lease, report).await {
                 let size = u64::try_from(blob.size).unwrap_or(0);
                 report.blobs_deleted += 1;
                 report.bytes_reclaimed += size;
-                if report.blobs.len() < LISTED {
-                    report.blobs.push(Removed {
-                        since: since.get(&blob.digest).copied().unwrap_or(0),
-                        digest: blob.digest,
-                        size,
-                        repository: None,
-                    });
-                }
+                let removed = Removed {
+                    since: since.get(&blob.digest).copied().unwrap_or(0),
+                    digest: blob.digest,
+                    size,
+                    repository: None,
+                };
+                CollectReport::listed(&mut report.blobs, removed);
             }
         }
     }
 
-    /// Deletes the objects of `listing` older than `cutoff` that the database has no
-    /// row for, each under a tombstone row (an upload of the same digest waits for
-    /// it). The listing only proposes: an incomplete one misses orphans until a later
-    /// pass, and a stale one proposes objects whose rows exist, which are kept.
-    pub async fn collect_orphan_objects<S>(
+    /// Deletes (without a lease, dry: lists) the objects of `listing` older than
+    /// `cutoff` that the database has no row for, each under a tombstone row (an
+    /// upload of the same digest waits for it). The listing only proposes: an
+    /// incomplete one misses orphans until a later pass, and a stale one proposes
+    /// objects whose rows exist, which are kept.
+    async fn sweep_orphan_objects<S>(
         &self,
         listing: S,
         cutoff: i64,
-        dry_run: bool,
+        lease: Option<&PassLease<'_>>,
         report: &mut CollectReport,
     ) where
         S: Stream<Item = Result<StoredObject, BlobError>> + Unpin,
@@ -370,13 +523,11 @@ impl Registry {
                     repository: None,
                     since: object.written_at_millis,
                 };
-                if dry_run {
+                let Some(lease) = lease else {
                     report.orphans_deleted += 1;
-                    if report.orphans.len() < LISTED {
-                        report.orphans.push(removed);
-                    }
+                    CollectReport::listed(&mut report.orphans, removed);
                     continue;
-                }
+                };
                 let size = i64::try_from(object.size).unwrap_or(i64::MAX);
                 match self
                     .store
@@ -397,15 +548,13 @@ impl Registry {
                     size,
                 };
                 if !self
-                    .delete_objects(vec![tombstone], report)
+                    .delete_objects(vec![tombstone], lease, report)
                     .await
                     .is_empty()
                 {
                     report.orphans_deleted += 1;
                     report.bytes_reclaimed += object.size;
-                    if report.orphans.len() < LISTED {
-                        report.orphans.push(removed);
-                    }
+                    CollectReport::listed(&mut report.orphans, removed);
                 }
             }
         }

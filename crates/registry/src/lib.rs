@@ -65,6 +65,9 @@ pub struct RegistryConfig {
     pub service: Option<String>,
     /// How static-site archives are checked when a site artifact is pushed.
     pub site_archives: SiteArchiveChecks,
+    /// Whether a quarantined digest is refused to pulls too (else only its promotions,
+    /// rollbacks onto it and admission are refused).
+    pub quarantine_denies_pulls: bool,
 }
 
 impl RegistryConfig {
@@ -94,6 +97,7 @@ impl Default for RegistryConfig {
             external_url: None,
             service: None,
             site_archives: SiteArchiveChecks::default(),
+            quarantine_denies_pulls: true,
         }
     }
 }

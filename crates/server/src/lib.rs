@@ -124,11 +124,11 @@ impl AppState {
     }
 
     /// Runs one garbage collection pass now with these settings (see
-    /// [`registry::Registry::collect`]).
+    /// [`registry::Registry::collect`]); `None`: another pass is running.
     pub async fn collect_garbage(
         &self,
         dry_run: bool,
-    ) -> Result<registry::CollectReport, registry::RegistryError> {
+    ) -> Result<Option<registry::CollectReport>, registry::RegistryError> {
         let options = registry::CollectOptions {
             grace: self.gc.grace,
             dry_run,
@@ -261,8 +261,8 @@ pub async fn run_maintenance(
 }
 
 /// Runs a garbage collection pass every `every`, on the replica holding the
-/// [`GC_LEASE`], until shutdown. (Passes on two replicas at once would still be safe:
-/// the lease only saves repeated work.)
+/// [`GC_LEASE`], until shutdown. (A pass itself holds a lease of its own, so one
+/// started by hand meanwhile waits for the next turn: two never overlap.)
 async fn collect_garbage(
     state: AppState,
     every: Duration,
@@ -278,11 +278,12 @@ async fn collect_garbage(
                     continue;
                 }
                 match state.collect_garbage(false).await {
-                    Ok(report) if report.blobs_deleted + report.orphans_deleted > 0 || !report.referrers.is_empty() => {
+                    Ok(None) => tracing::debug!("another garbage collection pass is running"),
+                    Ok(Some(report)) if report.blobs_deleted + report.orphans_deleted + report.referrers_deleted > 0 || !report.errors.is_empty() => {
                         tracing::info!(
                             blobs = report.blobs_deleted,
                             orphans = report.orphans_deleted,
-                            referrers = report.referrers.len(),
+                            referrers = report.referrers_deleted,
                             bytes = report.bytes_reclaimed,
                             errors = report.errors.len(),
                             "garbage collected"

@@ -68,6 +68,7 @@ pub struct Metrics {
     deployments: Family<DeploymentLabels, Gauge>,
     promotions: Family<StateLabels, Gauge>,
     drift: Family<EnvironmentLabels, Gauge>,
+    quarantined: Family<EnvironmentLabels, Gauge>,
     deploy_jobs: Family<StateLabels, Gauge>,
     gc: GcMetrics,
 }
@@ -173,6 +174,12 @@ impl Metrics {
         let deployments = Family::<DeploymentLabels, Gauge>::default();
         let promotions = Family::<StateLabels, Gauge>::default();
         let drift = Family::<EnvironmentLabels, Gauge>::default();
+        let quarantined = Family::<EnvironmentLabels, Gauge>::default();
+        prometheus.register(
+            "environment_quarantined",
+            "1 for each environment whose current deployment runs a quarantined digest (environments running nothing quarantined are absent)",
+            quarantined.clone(),
+        );
         let deploy_jobs = Family::<StateLabels, Gauge>::default();
         prometheus.register(
             "deploy_jobs",
@@ -244,6 +251,7 @@ impl Metrics {
             deployments,
             promotions,
             drift,
+            quarantined,
             deploy_jobs,
         }
     }
@@ -380,6 +388,23 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             }
         }
         Err(error) => tracing::warn!(%error, "reading drift for /metrics failed"),
+    }
+    match state.store.quarantines().running().await {
+        Ok(runs) => {
+            metrics.quarantined.clear();
+            for run in runs {
+                metrics
+                    .quarantined
+                    .get_or_create(&EnvironmentLabels {
+                        application: run.quarantine.application,
+                        environment: run.environment,
+                    })
+                    .set(1);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "reading quarantined environments for /metrics failed")
+        }
     }
     match state.store.jobs().counts(store::now_millis()).await {
         Ok(counts) => {

@@ -216,6 +216,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "garbage_collection",
         include_str!("../migrations/sqlite/0013_garbage_collection.sql"),
     ),
+    (
+        14,
+        "quarantine",
+        include_str!("../migrations/sqlite/0014_quarantine.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -282,6 +287,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "garbage_collection",
         include_str!("../migrations/postgres/0013_garbage_collection.sql"),
+    ),
+    (
+        14,
+        "quarantine",
+        include_str!("../migrations/postgres/0014_quarantine.sql"),
     ),
 ];
 

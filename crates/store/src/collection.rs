@@ -82,10 +82,16 @@ const UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM manifest_references mr \
      WHERE mr.child_kind = 'blob' AND mr.child_digest = blobs.digest)";
 
 impl Collection<'_> {
-    /// Marks deletable, as of `now`, every live blob no manifest references, and
-    /// clears the mark of every blob one references again. Returns (marked, cleared).
+    /// Marks deletable every live blob no manifest references, and clears the mark of
+    /// every blob one references again. Returns (marked, cleared).
+    ///
+    /// The marks are stamped `now` plus the time the marking statement took (a time
+    /// after it committed, when `now` is the clock): a request that saw a blob unmarked
+    /// (and told a client it exists) did so before that, so the blob's grace window
+    /// starts after the client was told.
     pub async fn mark(&self, now: i64) -> Result<(u64, u64), StoreError> {
         with_pool!(self.backend, write, |pool| {
+            let started = std::time::Instant::now();
             let marked = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE blobs SET deletable_since = $1 \
                  WHERE deletable_since IS NULL AND deleting_since IS NULL AND {UNREFERENCED}"
@@ -94,6 +100,18 @@ impl Collection<'_> {
             .execute(pool)
             .await?
             .rows_affected();
+            // `now` plus the time the statement took (and a millisecond more).
+            let took = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            let committed = now.saturating_add(took).saturating_add(1);
+            if marked > 0 {
+                sqlx::query(
+                    "UPDATE blobs SET deletable_since = $2 WHERE deletable_since = $1 AND deleting_since IS NULL",
+                )
+                .bind(now)
+                .bind(committed)
+                .execute(pool)
+                .await?;
+            }
             let cleared = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE blobs SET deletable_since = NULL \
                  WHERE deletable_since IS NOT NULL AND NOT {UNREFERENCED}"
@@ -227,14 +245,19 @@ impl Collection<'_> {
         Ok(condemned)
     }
 
-    /// Condemned blobs (a pass that stopped before deleting them leaves them), at most
-    /// `limit`, oldest first.
-    pub async fn condemned(&self, limit: i64) -> Result<Vec<CondemnedBlob>, StoreError> {
+    /// Condemned blobs (a pass that stopped before deleting them leaves them) in
+    /// digest order after `after`, at most `limit`.
+    pub async fn condemned(
+        &self,
+        after: Option<&Digest>,
+        limit: i64,
+    ) -> Result<Vec<CondemnedBlob>, StoreError> {
         with_pool!(self.backend, read, |pool| {
             let rows = sqlx::query(
-                "SELECT digest, size FROM blobs WHERE deleting_since IS NOT NULL \
-                 ORDER BY deleting_since, digest LIMIT $1",
+                "SELECT digest, size FROM blobs WHERE deleting_since IS NOT NULL AND digest > $1 \
+                 ORDER BY digest LIMIT $2",
             )
+            .bind(after.map(Digest::to_string).unwrap_or_default())
             .bind(limit)
             .fetch_all(pool)
             .await?;
@@ -344,11 +367,16 @@ impl Collection<'_> {
 
     /// Manifests pushed at or before `cutoff` whose `subject` is not in their
     /// repository, that no tag names and no index lists, at most `limit`.
+    /// In (repository, digest) order after `after`.
     pub async fn orphan_referrers(
         &self,
         cutoff: i64,
+        after: Option<(i64, &Digest)>,
         limit: i64,
     ) -> Result<Vec<OrphanReferrer>, StoreError> {
+        let (after_repository, after_digest) = after
+            .map(|(repository, digest)| (repository, digest.to_string()))
+            .unwrap_or((0, String::new()));
         with_pool!(self.backend, read, |pool| {
             let rows = sqlx::query(
                 "SELECT r.id, r.name, m.digest, m.subject, m.created_at FROM manifests m \
@@ -358,10 +386,13 @@ impl Collection<'_> {
                  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest) \
                  AND NOT EXISTS (SELECT 1 FROM manifest_references mr WHERE mr.repository_id = m.repository_id \
                      AND mr.child_digest = m.digest AND mr.child_kind = 'manifest') \
+                 AND (r.id > $3 OR (r.id = $3 AND m.digest > $4)) \
                  ORDER BY r.id, m.digest LIMIT $2",
             )
             .bind(cutoff)
             .bind(limit)
+            .bind(after_repository)
+            .bind(after_digest)
             .fetch_all(pool)
             .await?;
             rows.iter()

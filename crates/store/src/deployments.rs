@@ -405,10 +405,13 @@ impl Deployments<'_> {
                 // Never back onto a digest a rollback left, unless a promotion has
                 // deployed it again since: rolling back twice goes further back, not
                 // onto the bytes the first rollback got away from.
+                // Nor onto a quarantined digest.
                 None => sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT d.digest, d.config, d.config_revision FROM deployments d \
                      WHERE d.application = $1 AND d.environment = $2 AND d.state = 'deployed' AND d.digest <> $3 \
-                     AND {NOT_LEFT_BY_A_ROLLBACK} ORDER BY d.id DESC LIMIT 1"
+                     AND {NOT_LEFT_BY_A_ROLLBACK} \
+                     AND NOT EXISTS (SELECT 1 FROM quarantines q WHERE q.application = d.application AND q.digest = d.digest) \
+                     ORDER BY d.id DESC LIMIT 1"
                 )))
                 .bind(&plan.application)
                 .bind(&plan.environment)
@@ -429,6 +432,11 @@ impl Deployments<'_> {
                 }));
             };
             let digest: String = target.get("digest");
+            if let Some(quarantine) =
+                crate::quarantines::quarantine_of!(tx, &plan.application, &digest)
+            {
+                return Ok(StoreOutcome::Quarantined(quarantine));
+            }
             let config: Option<String> = target.get("config");
             let config_revision: Option<String> = target.get("config_revision");
             let mut audit = Vec::new();

@@ -568,6 +568,52 @@ impl Jobs<'_> {
         })
     }
 
+    /// Gives up the lease on the work called `name`, if `owner` holds it.
+    pub async fn release_lead(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            sqlx::query(
+                "UPDATE singleton_leases SET lease_until = 0 WHERE name = $1 AND owner = $2",
+            )
+            .bind(name)
+            .bind(owner)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Gives up the lease on the work called `name` if a former run of replica
+    /// `replica` holds it (its owner is `REPLICA/…`): a replica starting knows that
+    /// whatever it held before it died is not being worked on. Returns whether one was.
+    pub async fn release_leads_of(&self, name: &str, replica: &str) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let released = sqlx::query(
+                "UPDATE singleton_leases SET lease_until = 0 \
+                 WHERE name = $1 AND lease_until > 0 AND substr(owner, 1, length($2) + 1) = $2 || '/'",
+            )
+            .bind(name)
+            .bind(replica)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(released > 0)
+        })
+    }
+
+    /// Who holds the lease on the work called `name` at `now`, if anyone.
+    pub async fn leader(&self, name: &str, now: i64) -> Result<Option<String>, StoreError> {
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query(
+                "SELECT owner FROM singleton_leases WHERE name = $1 AND lease_until >= $2",
+            )
+            .bind(name)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| row.get("owner")))
+        })
+    }
+
     /// Whether a deployment into the environment is under way.
     pub async fn deploying(
         &self,

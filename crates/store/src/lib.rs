@@ -30,6 +30,7 @@ mod evidence;
 mod jobs;
 mod manifests;
 mod promotions;
+mod quarantines;
 mod repositories;
 mod resources;
 mod sessions;
@@ -61,6 +62,7 @@ pub use promotions::{
     ConfigRevision, Decided, Decider, Decision, DeploymentCount, FlakyPolicy, Promotion,
     PromotionRequest, Promotions, RecordCounts, StagePlan, StoreOutcome, StoredCondition,
 };
+pub use quarantines::{Quarantine, QuarantineOutcome, QuarantinedRun, Quarantines};
 pub use repositories::{InRepository, Repositories, Repository};
 pub use resources::{
     ApplicationColumns, ApplicationFilter, AppliedChanges, AppliedResource, ApplyConflict,
@@ -151,6 +153,13 @@ impl Store {
 
     pub fn promotions(&self) -> Promotions<'_> {
         Promotions {
+            backend: &self.backend,
+        }
+    }
+
+    /// Quarantined digests.
+    pub fn quarantines(&self) -> Quarantines<'_> {
+        Quarantines {
             backend: &self.backend,
         }
     }

@@ -268,6 +268,8 @@ pub enum StoreOutcome<T> {
     AlreadyDecided,
     /// Nothing to roll back to; the text says why.
     NoRollbackTarget(String),
+    /// The digest is quarantined in the application.
+    Quarantined(crate::Quarantine),
     /// Another deployment to the environment is in flight.
     Busy {
         deployment_id: i64,
@@ -843,6 +845,13 @@ impl Promotions<'_> {
             }
             if !holds_manifest!(tx, &plan.repository, request.digest) {
                 return Ok(StoreOutcome::NotAnArtifact);
+            }
+            if let Some(quarantine) = crate::quarantines::quarantine_of!(
+                tx,
+                &plan.application,
+                request.digest.to_string()
+            ) {
+                return Ok(StoreOutcome::Quarantined(quarantine));
             }
             if let (true, Some(hold)) = (request.auto, hold) {
                 return Ok(StoreOutcome::Held(hold));

@@ -36,12 +36,13 @@ fn manifest(content: &str, layers: &[&Digest], subject: Option<Digest>) -> NewMa
     }
 }
 
-/// Marks as of `at`, then condemns whatever is marked at or before `at`.
+/// Marks as of `at` (a mark is stamped after its statement, a little later), then
+/// condemns whatever is marked within a second of `at`.
 async fn collect_at(store: &Store, at: i64, digests: &[Digest]) -> Vec<Digest> {
     store.collection().mark(at).await.expect("mark");
     store
         .collection()
-        .condemn(digests, at, at + 1, "gc")
+        .condemn(digests, at + 1_000, at + 1_001, "gc")
         .await
         .expect("condemn")
         .into_iter()
@@ -67,13 +68,15 @@ store_tests! {
         assert!(store.collection().condemn(&both, 999, 2_000, "gc").await.expect("condemn").is_empty());
         assert_eq!(store.collection().mark(5_000).await.expect("mark again"), (0, 0), "a mark keeps its first time");
 
-        let deletable = store.collection().deletable(1_000, None, 10).await.expect("deletable");
-        assert_eq!(deletable.iter().map(|b| (&b.digest, b.deletable_since)).collect::<Vec<_>>(), [(&unused, 1_000)]);
-        let condemned = store.collection().condemn(&both, 1_000, 2_000, "gc").await.expect("condemn");
+        // Stamped after the marking statement: later than 1000 by the time it took.
+        let deletable = store.collection().deletable(2_000, None, 10).await.expect("deletable");
+        assert_eq!(deletable.iter().map(|b| &b.digest).collect::<Vec<_>>(), [&unused]);
+        assert!((1_001..2_000).contains(&deletable[0].deletable_since), "{deletable:?}");
+        let condemned = store.collection().condemn(&both, 2_000, 2_000, "gc").await.expect("condemn");
         assert_eq!(condemned.iter().map(|b| &b.digest).collect::<Vec<_>>(), [&unused], "the referenced blob is never condemned");
         assert!(store.blobs().linked(r.id, &unused).await.expect("linked").is_none(), "its links went with it");
         assert!(store.blobs().linked(r.id, &used).await.expect("linked").is_some());
-        assert_eq!(store.collection().condemned(10).await.expect("condemned").len(), 1);
+        assert_eq!(store.collection().condemned(None, 10).await.expect("condemned").len(), 1);
         let entries = store.audit().entries(0, 100).await.expect("audit");
         let collected: Vec<_> = entries.iter().filter(|e| e.action == "collect").collect();
         assert_eq!(collected.len(), 1, "the condemnation is audited");
@@ -81,7 +84,7 @@ store_tests! {
         assert!(collected[0].payload.contains(r#""unlinked_from":["acme/app"]"#), "{}", collected[0].payload);
 
         assert_eq!(store.collection().forget(&[unused.clone(), used.clone()]).await.expect("forget"), 1, "only condemned rows are forgotten");
-        assert!(store.collection().condemned(10).await.expect("condemned").is_empty());
+        assert!(store.collection().condemned(None, 10).await.expect("condemned").is_empty());
         assert_eq!(store.collection().unknown(&both).await.expect("unknown"), [unused]);
     }
 
@@ -146,7 +149,7 @@ store_tests! {
             let (manifests, collection) = (store.manifests(), store.collection());
             let (pushed, condemned) = tokio::join!(
                 manifests.put(&r, &m, None, "tester"),
-                collection.condemn(std::slice::from_ref(&blob), 1_000, 2_000, "gc"),
+                collection.condemn(std::slice::from_ref(&blob), 2_000, 2_000, "gc"),
             );
             let pushed = pushed.expect("put");
             let condemned = condemned.expect("condemn");
@@ -157,7 +160,7 @@ store_tests! {
             }
             // Whatever won, nothing references a condemned blob.
             let referenced = store.manifests().by_digest(r.id, &m.digest).await.expect("get").is_some();
-            let gone = !store.collection().condemned(100).await.expect("condemned").iter().all(|b| b.digest != blob);
+            let gone = !store.collection().condemned(None, 100).await.expect("condemned").iter().all(|b| b.digest != blob);
             assert!(!(referenced && gone), "round {round}: a stored manifest references a condemned blob");
         }
     }
@@ -189,8 +192,8 @@ store_tests! {
             assert_eq!(outcome, PutManifestOutcome::Stored);
         }
         let now = store::now_millis();
-        assert!(store.collection().orphan_referrers(now - 60_000, 10).await.expect("orphans").is_empty(), "none is older than the cutoff");
-        let found = store.collection().orphan_referrers(now + 1_000, 10).await.expect("orphans");
+        assert!(store.collection().orphan_referrers(now - 60_000, None, 10).await.expect("orphans").is_empty(), "none is older than the cutoff");
+        let found = store.collection().orphan_referrers(now + 1_000, None, 10).await.expect("orphans");
         assert_eq!(found.iter().map(|o| &o.digest).collect::<Vec<_>>(), [&orphan.digest], "tagged and live referrers are kept");
         assert!(!store.manifests().delete_orphan_referrer(&r, &live.digest, now + 1_000, "gc").await.expect("delete"));
         assert!(!store.manifests().delete_orphan_referrer(&r, &orphan.digest, now - 60_000, "gc").await.expect("delete"), "the cutoff is checked again");

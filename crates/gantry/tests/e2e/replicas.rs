@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::skopeo::copy_multi_layer_image_in_and_out;
-use crate::support::{GantryServer, Seaweed, curl, free_port, push_new_image, slow_app};
+use crate::support::{
+    GantryServer, Seaweed, curl, free_port, push_new_image, sha256_hex, slow_app,
+};
 
 const RESOURCES: &str = r#"kind: Pipeline
 name: standard
@@ -212,7 +214,8 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
     let database = testkit::TestDatabase::create(testkit::Backend::Postgres).await;
     let url = database.url().to_owned();
     tokio::task::spawn_blocking(move || {
-        let cluster = Cluster::start(&url, "");
+        // Garbage collection by hand only, with a one-second window.
+        let cluster = Cluster::start(&url, "[gc]\ninterval_seconds = 0\ngrace_seconds = 1\n");
         let (replicas, front, admin) = (&cluster.replicas, &cluster.front, &cluster.admin);
         let replicas: Vec<&GantryServer> = replicas
             .iter()
@@ -460,6 +463,52 @@ async fn three_replicas_behind_a_load_balancer_serve_one_registry_and_one_pipeli
                 "{action} by {actor} is in the chain"
             );
         }
+
+        // Garbage collection over the bucket, through the balancer: an abandoned blob
+        // goes, everything every repository's tags name still pulls.
+        let abandoned = b"a blob no manifest will reference";
+        let digest = format!("sha256:{}", sha256_hex(abandoned));
+        let answer = curl(
+            &format!("{external}/v2/acme/web-app/blobs/uploads/?digest={digest}"),
+            &["-u", &format!("admin:{admin}"), "-X", "POST", "--data-binary", "a blob no manifest will reference"],
+        );
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        let (status, first) = json_call(&external, "POST", "/api/v1/gc", admin, &serde_json::json!({}));
+        assert_eq!(status, 200, "{first}");
+        std::thread::sleep(Duration::from_millis(1200));
+        let (status, report) = json_call(&external, "POST", "/api/v1/gc", admin, &serde_json::json!({}));
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["errors"], serde_json::json!([]), "{report}\n{}", cluster.logs());
+        assert!(report["blobs_deleted"].as_u64() >= Some(1), "{report}");
+        let gone = curl(
+            &format!("{external}/v2/acme/web-app/blobs/{digest}"),
+            &["-u", &format!("admin:{admin}"), "-I"],
+        );
+        assert_eq!(gone.status, 404);
+        let creds = format!("admin:{admin}");
+        let catalog = curl(&format!("{external}/v2/_catalog?n=1000"), &["-u", &creds]);
+        let catalog: Value = serde_json::from_str(&catalog.body).expect("catalog JSON");
+        let mut pulled = 0;
+        for repository in catalog["repositories"].as_array().expect("repositories") {
+            let repository = repository.as_str().expect("name");
+            let tags = curl(&format!("{external}/v2/{repository}/tags/list"), &["-u", &creds]);
+            let tags: Value = serde_json::from_str(&tags.body).expect("tags JSON");
+            for tag in tags["tags"].as_array().into_iter().flatten() {
+                let tag = tag.as_str().expect("tag");
+                let accept = "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+                let manifest = curl(&format!("{external}/v2/{repository}/manifests/{tag}"), &["-u", &creds, "-H", accept]);
+                assert_eq!(manifest.status, 200, "{repository}:{tag}");
+                let manifest: Value = serde_json::from_str(&manifest.body).expect("manifest JSON");
+                let config = std::iter::once(&manifest["config"]).filter(|c| c.is_object());
+                for descriptor in config.chain(manifest["layers"].as_array().into_iter().flatten()) {
+                    let blob = descriptor["digest"].as_str().expect("digest");
+                    let answer = curl(&format!("{external}/v2/{repository}/blobs/{blob}"), &["-u", &creds, "-I"]);
+                    assert_eq!(answer.status, 200, "{repository}@{blob} after collection");
+                    pulled += 1;
+                }
+            }
+        }
+        assert!(pulled >= 3, "the check pulled {pulled} blobs");
     })
     .await
     .expect("the test ran");

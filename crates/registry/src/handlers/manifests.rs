@@ -34,6 +34,28 @@ pub(super) async fn get(
         InRepository::Missing => return Err(manifest_unknown(reference)),
         InRepository::NoRepository => return Err(RegistryError::name_unknown(name)),
     };
+    if registry.config.quarantine_denies_pulls
+        && let Some(quarantine) = registry
+            .store
+            .quarantines()
+            .in_repository(name, &record.digest)
+            .await?
+    {
+        return Err(RegistryError::new(
+            ErrorCode::Denied,
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is quarantined in {} (by {}: {}); it is not served until the quarantine is lifted",
+                record.digest, quarantine.application, quarantine.by, quarantine.reason
+            ),
+        )
+        .with_detail(serde_json::json!({
+            "digest": record.digest.to_string(),
+            "application": quarantine.application,
+            "quarantined_by": quarantine.by,
+            "reason": quarantine.reason,
+        })));
+    }
     let length = record.content.len();
     let mut response = crate::empty(StatusCode::OK);
     if !head {

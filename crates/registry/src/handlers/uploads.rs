@@ -802,7 +802,16 @@ async fn finish_claimed(
         }
         _ => false,
     };
-    let generation = reserve(registry, digest, size).await?;
+    // Verified bytes reserve the blob's row before they are placed, so no collection
+    // can delete them between; unverified ones (a digest the session could not hash
+    // as it went) are checked by the commit first, so a refused upload leaves no row
+    // of a size it never had, and then reserve it and check their object is there (a
+    // collection may have deleted an orphan object of that digest the commit found).
+    let reserved = if verified {
+        Some(reserve(registry, digest, size).await?)
+    } else {
+        None
+    };
     // The committed bytes are exactly the verified parts, so committing before the
     // session is finished is safe; finishing then lets exactly one request succeed.
     match registry
@@ -817,6 +826,17 @@ async fn finish_claimed(
         Err(BlobError::ClaimLost) => return Err(concurrent_change()),
         Err(other) => return Err(other.into()),
     }
+    let generation = match reserved {
+        Some(generation) => generation,
+        None => {
+            let generation = reserve(registry, digest, size).await?;
+            if !registry.blobs.exists(digest).await? {
+                forget_session(registry, &upload.id).await;
+                return Err(reservation_lapsed(digest));
+            }
+            generation
+        }
+    };
     match registry
         .store
         .uploads()
@@ -825,7 +845,18 @@ async fn finish_claimed(
     {
         FinishOutcome::Finished => Ok(blob_created(name, digest)),
         FinishOutcome::NotHeld => Err(concurrent_change()),
-        FinishOutcome::Collected => Err(reservation_lapsed(digest)),
+        FinishOutcome::Collected => {
+            // The commit used up the session's parts: it cannot be finished again.
+            forget_session(registry, &upload.id).await;
+            Err(reservation_lapsed(digest))
+        }
+    }
+}
+
+/// Forgets a session whose parts a commit used up but whose blob was not linked.
+async fn forget_session(registry: &Registry, id: &str) {
+    if let Err(error) = registry.store.uploads().delete(id).await {
+        tracing::warn!(%error, upload_id = id, "could not forget an upload session");
     }
 }
 

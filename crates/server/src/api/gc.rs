@@ -26,6 +26,7 @@ const PASSES_SHOWN: i64 = 20;
         (status = 200, description = "What the pass did (or would do)", body = GcReport),
         (status = 401, description = "No valid credentials", body = ErrorBody),
         (status = 403, description = "Not an admin (`registry:gc`)", body = ErrorBody),
+        (status = 409, description = "Another pass is running (one at a time in the cluster)", body = ErrorBody),
     )
 )]
 pub(crate) async fn run(
@@ -35,12 +36,19 @@ pub(crate) async fn run(
 ) -> Result<Json<GcReport>, ApiError> {
     let super::body::OptionalJsonBody(request) = body?;
     let request = request.unwrap_or_default();
-    let report = state
+    let failed =
+        |error| ApiError::internal("the garbage collection pass failed", &GcFailure(error));
+    let Some(report) = state
         .collect_garbage(request.dry_run)
         .await
-        .map_err(|error| {
-            ApiError::internal("the garbage collection pass failed", &GcFailure(error))
-        })?;
+        .map_err(failed)?
+    else {
+        let running = state.registry.collecting().await.map_err(failed)?;
+        return Err(ApiError::conflict(
+            "another garbage collection pass is running; try again when it is done",
+            serde_json::json!({ "running": running }),
+        ));
+    };
     Ok(Json(report_view(&report, state.gc.grace.as_secs())))
 }
 
@@ -103,6 +111,7 @@ fn report_view(report: &CollectReport, grace_seconds: u64) -> GcReport {
         duration_ms: report.finished_at.saturating_sub(report.started_at),
         grace_seconds,
         referrers: report.referrers.iter().map(item).collect(),
+        referrers_deleted: report.referrers_deleted,
         blobs_marked: report.blobs_marked,
         bytes_marked: report.bytes_marked,
         marks_cleared: report.marks_cleared,

@@ -23,6 +23,7 @@ mod page;
 mod params;
 mod promotion_types;
 mod promotions;
+mod quarantine;
 mod resources;
 mod types;
 mod users;
@@ -43,7 +44,7 @@ pub(crate) use error::ApiError;
 #[openapi(
     info(
         title = "Gantry API",
-        description = "Declared pipelines and applications, builds, checks, promotions, approvals, deployments, rollbacks, users, DORA metrics, garbage collection and the audit log. Errors are `{code, message, detail}`."
+        description = "Declared pipelines and applications, builds, checks, promotions, approvals, deployments, rollbacks, users, DORA metrics, quarantines, garbage collection and the audit log. Errors are `{code, message, detail}`."
     ),
     paths(
         resources::apply,
@@ -81,6 +82,9 @@ pub(crate) use error::ApiError;
         users::dora,
         gc::run,
         gc::status,
+        quarantine::quarantine,
+        quarantine::lift,
+        quarantine::list,
         admission::admission,
         admission::review,
         oidc::exchange,
@@ -144,6 +148,10 @@ pub(crate) use error::ApiError;
         api_types::LogLineView,
         api_types::CallbackRequest,
         api_types::CallbackResponse,
+        promotion_types::QuarantineRequest,
+        promotion_types::QuarantineView,
+        promotion_types::QuarantineResponse,
+        promotion_types::QuarantineList,
         api_types::GcRequest,
         api_types::GcItem,
         api_types::GcReport,
@@ -225,6 +233,15 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/v1/metrics/dora", get(users::dora))
         .route("/api/v1/gc", get(gc::status).post(gc::run))
+        .route("/api/v1/apps/{app}/quarantines", get(quarantine::list))
+        .route(
+            "/api/v1/apps/{app}/quarantines/{digest}",
+            put(quarantine::quarantine),
+        )
+        .route(
+            "/api/v1/apps/{app}/quarantines/{digest}/lift",
+            post(quarantine::lift),
+        )
         .route("/api/v1/admission", get(admission::admission))
         .route("/api/v1/admission/review", post(admission::review))
         .route("/api/v1/auth/oidc", post(oidc::exchange))

@@ -76,7 +76,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn digest(text: &str) -> Result<Digest, ApiError> {
+pub(super) fn digest(text: &str) -> Result<Digest, ApiError> {
     Digest::parse(text).map_err(|e| ApiError::bad_request(format!("digest `{text}`: {e}")))
 }
 
@@ -521,7 +521,7 @@ pub(crate) async fn cancel(
     Ok(Json(promotion_view(promotion)))
 }
 
-fn app_env(
+pub(super) fn app_env(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(String, String), ApiError> {
     path.map(|Path(pair)| pair)
@@ -703,6 +703,9 @@ fn app_status_view(status: engine::ApplicationStatus) -> AppStatus {
                     .into_iter()
                     .map(promotion_view)
                     .collect(),
+                quarantined: environment
+                    .quarantined
+                    .map(super::quarantine::quarantine_view),
             })
             .collect(),
     }

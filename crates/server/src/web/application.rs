@@ -180,6 +180,9 @@ fn stage(actor: &Actor, app: &str, environment: &EnvironmentStatus, context: Sta
             @if let Some(deploying) = &environment.deploying {
                 p { span.state.state-deploying { "deploying" } " " (short_digest(&deploying.deployment.digest)) }
             }
+            @if let Some(quarantine) = &environment.quarantined {
+                p { span.badge.badge-quarantined { "quarantined" } " by " (quarantine.by) ": " (quarantine.reason) " — what runs here may no longer be promoted, rolled back onto or admitted" }
+            }
             @if let Some(hold) = &environment.hold {
                 p { span.badge.badge-hold { "held" } " by " (hold.by) ": " (hold.reason) }
             }

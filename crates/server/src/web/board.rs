@@ -223,6 +223,10 @@ fn cell(environment: &EnvironmentStatus, app: &str, row: &BoardRow, now: i64) ->
                 " " span.badge.badge-you { "your approval" }
             }
         }
+        @if let Some(quarantine) = &environment.quarantined {
+            br;
+            span.badge.badge-quarantined title=(format!("quarantined by {}: {}", quarantine.by, quarantine.reason)) { "quarantined" }
+        }
         @if let Some(hold) = &environment.hold {
             br;
             span.badge.badge-hold title=(hold.reason) { "held" }

@@ -274,6 +274,9 @@ enum Call {
     Dora,
     GcStatus,
     GcDryRun,
+    ListQuarantines,
+    Quarantine,
+    LiftQuarantine,
     Admission,
     AdmissionReview,
 }
@@ -338,6 +341,9 @@ const MATRIX: &[Row] = &[
     row(Method::GET,    "/api/v1/tokens",                                  Call::OwnTokens,          Users(ANY_USER)),
     row(Method::DELETE, "/api/v1/tokens/{id}",                             Call::RevokeToken,        Users(OWNER_OR_ADMIN)),
     row(Method::GET,    "/api/v1/metrics/dora",                            Call::Dora,               Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/apps/{app}/quarantines",                  Call::ListQuarantines,    Users(PEOPLE)),
+    row(Method::PUT,    "/api/v1/apps/{app}/quarantines/{digest}",         Call::Quarantine,         Users(ADMIN_ONLY)),
+    row(Method::POST,   "/api/v1/apps/{app}/quarantines/{digest}/lift",    Call::LiftQuarantine,     Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/gc",                                      Call::GcStatus,           Users(ADMIN_ONLY)),
     row(Method::POST,   "/api/v1/gc",                                      Call::GcDryRun,           Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/admission",                               Call::Admission,          Users(PEOPLE)),
@@ -881,6 +887,36 @@ impl<'a> World<'a> {
                 Prepared::new(format!("/api/v1/tokens/{id}"), Payload::Empty)
             }
             Call::Dora => Prepared::new("/api/v1/metrics/dora", Payload::Empty),
+            Call::ListQuarantines => Prepared::new("/api/v1/apps/web/quarantines", Payload::Empty),
+            // Each caller quarantines a digest of its own, then lifts one quarantined for it.
+            Call::Quarantine => {
+                let seed = format!("q-{}", unique());
+                let digest = crate::support::push_image(self.app, "acme/web", &seed, &seed)
+                    .await
+                    .manifest
+                    .digest;
+                Prepared::new(
+                    format!("/api/v1/apps/web/quarantines/{digest}"),
+                    Payload::Json(json!({ "reason": "authorization matrix" })),
+                )
+            }
+            Call::LiftQuarantine => {
+                let seed = format!("l-{}", unique());
+                let digest = crate::support::push_image(self.app, "acme/web", &seed, &seed)
+                    .await
+                    .manifest
+                    .digest;
+                let uri = format!("/api/v1/apps/web/quarantines/{digest}");
+                let body = json!({ "reason": "authorization matrix" });
+                let response = self
+                    .send(Who::Admin, Method::PUT, &uri, Payload::Json(body))
+                    .await;
+                assert_status(&response, StatusCode::CREATED);
+                Prepared::new(
+                    format!("{uri}/lift"),
+                    Payload::Json(json!({ "reason": "authorization matrix" })),
+                )
+            }
             Call::GcStatus => Prepared::new("/api/v1/gc", Payload::Empty),
             Call::GcDryRun => {
                 Prepared::new("/api/v1/gc", Payload::Json(json!({ "dry_run": true })))
@@ -1520,4 +1556,11 @@ async fn get_json(world: &World<'_>, uri: &str) -> Value {
         .await;
     assert_status(&response, StatusCode::OK);
     response.json()
+}
+
+/// A string no other call of this process returns.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_string()
 }

@@ -755,6 +755,121 @@ environments:
         assert_status(&response, StatusCode::UNAUTHORIZED);
     }
 
+    async fn a_quarantined_digest_is_refused_everywhere_until_lifted_and_where_it_runs_is_flagged(app) {
+        let people = setup(&app).await;
+        let pat = user(&app, "pat", false, &["platform@web-app"]).await;
+        let good = push(&app, "good").await;
+        let bad = push(&app, "bad").await;
+        // Both reach dev by themselves; dev runs the bad one now.
+        assert_eq!(notify(&app, &people.ci, &good).await.json()["promotion"]["state"], "deployed");
+        assert_eq!(notify(&app, &people.ci, &bad).await.json()["promotion"]["state"], "deployed");
+        let waiting = id(&promote(&app, &people.dana, "staging", &bad).await);
+
+        let uri = format!("/api/v1/apps/web-app/quarantines/{bad}");
+        let reason = json!({ "reason": "CVE-2026-1234 in the base image" });
+        // Only an admin or the application's platform engineer, never CI, and with a reason.
+        for token in [&people.dana, &people.ci, &people.sam] {
+            let response = call(&app, Method::PUT, &uri, token, reason.clone()).await;
+            assert_status(&response, StatusCode::FORBIDDEN);
+        }
+        let response = call(&app, Method::PUT, &uri, &pat, json!({ "reason": "  " })).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let response = call(&app, Method::PUT, "/api/v1/apps/web-app/quarantines/sha256:nope", &pat, reason.clone()).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let response = call(&app, Method::PUT, &uri, &pat, reason.clone()).await;
+        assert_status(&response, StatusCode::CREATED);
+        let body = response.json();
+        assert_eq!(body["created"], true);
+        assert_eq!(body["cancelled_promotions"], json!([waiting]), "its open promotion is cancelled: {body}");
+        assert_eq!(body["quarantine"]["by"], "pat");
+        let again = call(&app, Method::PUT, &uri, &pat, json!({ "reason": "again" })).await;
+        assert_status(&again, StatusCode::OK);
+        assert_eq!(again.json()["created"], false);
+        assert_eq!(again.json()["quarantine"]["reason"], "CVE-2026-1234 in the base image", "the first reason stays");
+
+        // Promotions of it are refused; its cancelled promotion cannot be approved.
+        let response = promote(&app, &people.dana, "staging", &bad).await;
+        assert_status(&response, StatusCode::CONFLICT);
+        assert!(error_message(&response).contains("quarantined"), "{}", response.text());
+        let response = approve(&app, &people.sam, waiting).await;
+        assert_status(&response, StatusCode::CONFLICT);
+        // Admission denies it, whichever environment.
+        let ask = |env: &'static str| {
+            let uri = format!("/api/v1/admission?env={env}&image=acme%2Fweb-app%40{}", bad.replace(':', "%3A"));
+            let token = people.dana.clone();
+            let app = &app;
+            async move { call(app, Method::GET, &uri, &token, Value::Null).await.json() }
+        };
+        let answer = ask("dev").await;
+        assert_eq!(answer["allowed"], false, "{answer}");
+        assert!(answer["reason"].as_str().unwrap_or_default().contains("quarantined"), "{answer}");
+        // Pulls of it are refused, by digest and by tag, with a clear error; others are served.
+        for reference in [bad.as_str(), "bad"] {
+            let response = crate::support::get(&app, &format!("/v2/acme/web-app/manifests/{reference}")).await;
+            crate::support::assert_error(&response, StatusCode::FORBIDDEN, "DENIED");
+            assert!(crate::support::error_message(&response).contains("quarantined"), "{}", response.text());
+        }
+        let response = crate::support::get(&app, &format!("/v2/acme/web-app/manifests/{good}")).await;
+        assert_status(&response, StatusCode::OK);
+        // Where it runs is flagged: status and /metrics.
+        let now = status(&app, &people.dana).await;
+        assert_eq!(environment(&now, "dev")["quarantined"]["reason"], "CVE-2026-1234 in the base image", "{now}");
+        assert!(environment(&now, "staging")["quarantined"].is_null());
+        let metrics = app.send(Method::GET, "/metrics", &[], Body::empty()).await.text();
+        assert!(metrics.contains(r#"gantry_environment_quarantined{application="web-app",environment="dev"} 1"#), "{metrics}");
+        // A rollback never goes onto it, and takes dev off it.
+        let rollback_uri = "/api/v1/apps/web-app/environments/dev/rollback";
+        let response = call(&app, Method::POST, rollback_uri, &people.dana, json!({ "to": bad })).await;
+        assert_status(&response, StatusCode::CONFLICT);
+        let response = call(&app, Method::POST, rollback_uri, &people.dana, json!({ "reason": "quarantined" })).await;
+        assert_status(&response, StatusCode::CREATED);
+        assert_eq!(response.json()["digest"], good.as_str());
+        let response = call(&app, Method::POST, rollback_uri, &people.dana, json!({ "to": bad })).await;
+        assert_status(&response, StatusCode::CONFLICT);
+        assert!(environment(&status(&app, &people.dana).await, "dev")["quarantined"].is_null());
+
+        let listed = call(&app, Method::GET, "/api/v1/apps/web-app/quarantines", &people.dana, Value::Null).await;
+        assert_status(&listed, StatusCode::OK);
+        assert_eq!(listed.json()["quarantines"][0]["digest"], bad.as_str());
+
+        // Lifting: the same people, with a reason; then everything works again.
+        let lift = format!("{uri}/lift");
+        let response = call(&app, Method::POST, &lift, &people.dana, json!({ "reason": "fixed" })).await;
+        assert_status(&response, StatusCode::FORBIDDEN);
+        let response = call(&app, Method::POST, &lift, &pat, json!({ "reason": "" })).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
+        let response = call(&app, Method::POST, &lift, &pat, json!({ "reason": "false positive" })).await;
+        assert_status(&response, StatusCode::OK);
+        assert_eq!(response.json()["reason"], "CVE-2026-1234 in the base image");
+        let response = call(&app, Method::POST, &lift, &pat, json!({ "reason": "twice" })).await;
+        assert_status(&response, StatusCode::NOT_FOUND);
+        let response = crate::support::get(&app, &format!("/v2/acme/web-app/manifests/{bad}")).await;
+        assert_status(&response, StatusCode::OK);
+        let response = promote(&app, &people.dana, "staging", &bad).await;
+        assert_status(&response, StatusCode::CREATED);
+        assert_eq!(response.json()["state"], "waiting", "promoted again, waiting on its approval");
+
+        let actions = audit_actions(&app).await;
+        for (action, actor) in [("quarantine", "pat"), ("cancel", "pat"), ("lift-quarantine", "pat")] {
+            assert!(actions.contains(&(action.to_owned(), actor.to_owned())), "{action} by {actor} in {actions:?}");
+        }
+    }
+
+    async fn quarantine_may_keep_serving_pulls_and_still_refuse_deployments(app = registry::RegistryConfig { quarantine_denies_pulls: false, ..registry::RegistryConfig::default() }) {
+        let people = setup(&app).await;
+        let bad = push(&app, "bad").await;
+        let response = admin(&app, Method::PUT, &format!("/api/v1/apps/web-app/quarantines/{bad}"), json!({ "reason": "investigating" })).await;
+        assert_status(&response, StatusCode::CREATED);
+        let response = crate::support::get(&app, &format!("/v2/acme/web-app/manifests/{bad}")).await;
+        assert_status(&response, StatusCode::OK);
+        // A build of it is recorded but not promoted anywhere.
+        let notified = notify(&app, &people.ci, &bad).await;
+        assert_status(&notified, StatusCode::CREATED);
+        assert!(notified.json()["promotion"].is_null(), "{}", notified.json());
+        let response = promote(&app, &people.dana, "dev", &bad).await;
+        assert_status(&response, StatusCode::CONFLICT);
+    }
+
     async fn promoted_artifacts_and_their_tags_cannot_be_deleted(app = mutable_tags_config()) {
         let people = setup(&app).await;
         let promoted = push(&app, "keep").await;

@@ -37,7 +37,8 @@ async fn collect_with(app: &TestApp, grace: Duration, dry_run: bool) -> CollectR
             replica: "test".into(),
         })
         .await
-        .expect("a collection pass runs");
+        .expect("a collection pass runs")
+        .expect("no other pass is running");
     assert!(
         report.errors.is_empty(),
         "the pass failed somewhere: {:?}",
@@ -46,19 +47,28 @@ async fn collect_with(app: &TestApp, grace: Duration, dry_run: bool) -> CollectR
     report
 }
 
-/// A pass with no grace window (it marks what is unreferenced and deletes it at
-/// once), then another, which finds nothing more to do.
+/// Passes with no grace window until what is unreferenced is gone: the first marks
+/// it (its window starts when the marks are written), the second deletes it, and a
+/// third finds nothing more to do. What the first two did, together.
 async fn collect_everything(app: &TestApp) -> CollectReport {
-    let report = collect(app, Duration::ZERO).await;
+    let mut report = collect(app, Duration::ZERO).await;
+    let second = collect(app, Duration::ZERO).await;
+    report.blobs_deleted += second.blobs_deleted;
+    report.bytes_reclaimed += second.bytes_reclaimed;
+    report.orphans_deleted += second.orphans_deleted;
+    report.referrers_deleted += second.referrers_deleted;
+    report.blobs.extend(second.blobs);
+    report.referrers.extend(second.referrers);
+    report.orphans.extend(second.orphans);
     let again = collect(app, Duration::ZERO).await;
     assert_eq!(
         (
             again.blobs_deleted,
             again.orphans_deleted,
-            again.referrers.len()
+            again.referrers_deleted
         ),
         (0, 0, 0),
-        "a second pass finds nothing left: {again:?}"
+        "a third pass finds nothing left: {again:?}"
     );
     report
 }
@@ -360,7 +370,7 @@ registry_tests! {
         pull_manifest(&app, "acme/app", &referrers[1].0).await;
 
         let report = collect(&app, Duration::ZERO).await;
-        assert_eq!(report.referrers.len(), 1, "{report:?}");
+        assert_eq!(report.referrers_deleted, 1, "{report:?}");
         assert_eq!(report.referrers[0].digest.to_string(), referrers[1].0.digest);
         collect_everything(&app).await;
         let response = get(&app, &format!("/v2/acme/app/manifests/{}", referrers[1].0.digest)).await;
@@ -439,23 +449,32 @@ registry_tests! {
         });
         // A stale listing naming referenced blobs as old objects, and an incomplete
         // one that leaves out everything: neither deletes a referenced blob.
-        let mut report = CollectReport::default();
-        let listing = futures_util::stream::iter(vec![stale(&image.config), stale(&image.layer)]).boxed();
-        app.state.registry.collect_orphan_objects(listing, store::now_millis(), false, &mut report).await;
-        let empty = futures_util::stream::iter(Vec::new()).boxed();
-        app.state.registry.collect_orphan_objects(empty, store::now_millis(), false, &mut report).await;
+        let sweep = |listing: futures_util::stream::BoxStream<'static, Result<blobs::StoredObject, blobs::BlobError>>| {
+            let registry = app.state.registry.clone();
+            async move {
+                registry
+                    .sweep_listing(listing, store::now_millis(), "test")
+                    .await
+                    .expect("sweep")
+                    .expect("no other pass is running")
+            }
+        };
+        let report = sweep(futures_util::stream::iter(vec![stale(&image.config), stale(&image.layer)]).boxed()).await;
+        assert_eq!(report.orphans_deleted, 0, "{report:?}");
+        let report = sweep(futures_util::stream::iter(Vec::new()).boxed()).await;
         assert_eq!(report.orphans_deleted, 0, "{report:?}");
         assert!(pulls_blob(&app, "acme/app", &image.config).await);
         assert!(pulls_blob(&app, "acme/app", &image.layer).await);
         assert!(app.state.blobs.exists(&orphan_digest).await.expect("exists"), "not listed, not deleted");
         // A listing that errors half way deletes nothing after the error.
-        let failing = futures_util::stream::iter(vec![
-            Err(blobs::BlobError::Session("the store's listing failed".into())),
-            stale(&orphan),
-        ])
-        .boxed();
-        let mut failed = CollectReport::default();
-        app.state.registry.collect_orphan_objects(failing, store::now_millis(), false, &mut failed).await;
+        let failed = sweep(
+            futures_util::stream::iter(vec![
+                Err(blobs::BlobError::Session("the store's listing failed".into())),
+                stale(&orphan),
+            ])
+            .boxed(),
+        )
+        .await;
         assert_eq!((failed.orphans_deleted, failed.errors.len()), (0, 1));
         // The store's own listing finds the orphan, once it is older than the window.
         let recent = collect(&app, Duration::from_secs(3600)).await;
@@ -537,6 +556,82 @@ registry_tests! {
         assert_eq!(value("gantry_gc_last_pass_errors").as_deref(), Some("0"));
     }
 
+    async fn one_pass_runs_at_a_time_and_one_asked_for_meanwhile_is_refused(app) {
+        // Two passes at once could both finish one condemned blob, the second deleting
+        // the bytes of a blob uploaded again in between.
+        let now = store::now_millis();
+        assert!(app.store.jobs().lead("gc-pass", "r9/running", now, now + 60_000).await.expect("lead"));
+        let options = CollectOptions { grace: Duration::ZERO, dry_run: false, replica: "test".into() };
+        assert!(app.state.registry.collect(&options).await.expect("collect").is_none());
+        let response = app.admin(Method::POST, "/api/v1/gc", &[], Body::empty()).await;
+        assert_status(&response, StatusCode::CONFLICT);
+        assert_eq!(response.json()["detail"]["running"], "r9/running");
+        // A dry run changes nothing, so it never waits.
+        let response = app.admin(Method::POST, "/api/v1/gc", &[("content-type", "application/json")], r#"{"dry_run":true}"#).await;
+        assert_status(&response, StatusCode::OK);
+        app.store.jobs().release_lead("gc-pass", "r9/running").await.expect("release");
+        let response = app.admin(Method::POST, "/api/v1/gc", &[], Body::empty()).await;
+        assert_status(&response, StatusCode::OK);
+        assert!(app.state.registry.collecting().await.expect("collecting").is_none(), "a pass gives its lease up");
+    }
+
+    async fn blobs_a_killed_pass_condemned_are_finished_by_the_next_while_an_upload_of_one_waits(app) {
+        let blob = Blob::new("condemned by a pass that died before deleting it");
+        push_blob(&app, "acme/app", &blob).await;
+        let digest = domain::Digest::parse(&blob.digest).expect("digest");
+        app.store.collection().mark(store::now_millis()).await.expect("mark");
+        let later = store::now_millis() + 1;
+        let condemned = app.store.collection().condemn(std::slice::from_ref(&digest), later, later, "gc").await.expect("condemn");
+        assert_eq!(condemned.len(), 1);
+        assert!(app.state.blobs.exists(&digest).await.expect("exists"), "the dead pass deleted nothing yet");
+        let response = head(&app, &format!("/v2/acme/app/blobs/{}", blob.digest)).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "a condemned blob is not served");
+        // An upload of the same bytes waits for the row to go, then stores them anew.
+        let app = Arc::new(app);
+        let upload = {
+            let (app, bytes) = (app.clone(), blob.bytes.clone());
+            tokio::spawn(async move {
+                let blob = Blob::new(bytes);
+                push_blob(&app, "acme/app", &blob).await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!upload.is_finished(), "the upload waits while the blob is condemned");
+        let report = collect(&app, Duration::from_secs(3600)).await;
+        assert_eq!(report.blobs_deleted, 1, "the next pass finished it: {report:?}");
+        upload.await.expect("the upload is acknowledged");
+        assert!(pulls_blob(&app, "acme/app", &blob).await, "stored anew after the deletion");
+        let config = Blob::new(r#"{"os":"linux"}"#);
+        push_blob(&app, "acme/app", &config).await;
+        let manifest = Manifest::from_json(&image_manifest(&config, &[&blob]));
+        push_manifest(&app, "acme/app", "again", &manifest).await;
+        collect(&app, Duration::ZERO).await;
+        assert!(pulls_blob(&app, "acme/app", &blob).await);
+    }
+
+    async fn a_refused_upload_the_session_could_not_hash_leaves_no_row_a_later_upload_would_inherit(app) {
+        // A sha512 digest: the session hashes sha256 as it goes, so the commit checks.
+        let real = b"nineteen bytes ok!!".to_vec();
+        let digest = crate::support::sha512(&real);
+        let location = crate::support::start_upload(&app, "acme/app").await;
+        let chunk = b"twenty other bytes!!".to_vec();
+        let response = app.admin(Method::PUT, &format!("{location}?digest={digest}"), &[("content-type", "application/octet-stream"), ("content-length", &chunk.len().to_string())], chunk).await;
+        assert_error(&response, StatusCode::BAD_REQUEST, "DIGEST_INVALID");
+        let response = app.admin(Method::POST, &format!("/v2/acme/app/blobs/uploads/?digest={digest}"), &[("content-type", "application/octet-stream"), ("content-length", &real.len().to_string())], real.clone()).await;
+        assert_status(&response, StatusCode::CREATED);
+        let response = head(&app, &format!("/v2/acme/app/blobs/{digest}")).await;
+        assert_status(&response, StatusCode::OK);
+        assert_eq!(response.header("content-length"), Some("19"), "the blob has its own size");
+        // And a session that could not hash as it went still finishes when right.
+        let other = b"another blob, sha512".to_vec();
+        let other_digest = crate::support::sha512(&other);
+        let location = crate::support::start_upload(&app, "acme/app").await;
+        let response = app.admin(Method::PUT, &format!("{location}?digest={other_digest}"), &[("content-type", "application/octet-stream"), ("content-length", &other.len().to_string())], other.clone()).await;
+        assert_status(&response, StatusCode::CREATED);
+        let response = get(&app, &format!("/v2/acme/app/blobs/{other_digest}")).await;
+        assert_eq!(response.body.as_ref(), other.as_slice());
+    }
+
     async fn random_pushes_retags_deletes_and_passes_over_shared_layers_agree_with_a_reachability_model(app = mutable_tags_config()) {
         // distribution#4939 and #3899: shared layers swept non-deterministically.
         for seed in [0x9E37_79B9_7F4A_7C15u64, 0xD1B5_4A32_D192_ED03, 0x8CB9_2BA7_2F3D_8DD7] {
@@ -545,7 +640,7 @@ registry_tests! {
             for step in 0..70 {
                 random_step(&app, &mut model, &mut random, step).await;
             }
-            collect(&app, Duration::ZERO).await;
+            collect_everything(&app).await;
             check_model(&app, &model, 70).await;
             assert!(
                 model.uploaded.len() > model.reachable().len() && !model.manifests.is_empty(),
@@ -556,7 +651,7 @@ registry_tests! {
                 let response = delete(&app, &format!("/v2/{}/manifests/{digest}", REPOSITORIES[repo])).await;
                 assert_status(&response, StatusCode::ACCEPTED);
             }
-            collect(&app, Duration::ZERO).await;
+            collect_everything(&app).await;
             check_model(&app, &model, 71).await;
         }
     }
@@ -686,9 +781,9 @@ async fn random_step(app: &TestApp, model: &mut Model, random: &mut Random, step
             push_blob(app, name, &blob).await;
             model.uploaded.insert(blob.digest.clone(), blob);
         }
-        // A pass with no window: everything unreferenced goes now.
+        // Passes with no window: everything unreferenced goes now.
         _ => {
-            collect(app, Duration::ZERO).await;
+            collect_everything(app).await;
             check_model(app, model, step).await;
         }
     }
