@@ -106,27 +106,33 @@ def soak_phase(server, authorization, threads, seconds, phase, failures):
     return images, sent, elapsed, pushed, abandoned
 
 
-def verify(server, authorization, pushed, abandoned, grace, failures):
-    client = Client(server.port, authorization)
-    checked = 0
-    for repository, tag, body, blobs in pushed:
-        status, _, answer = client.request(
-            "GET", f"/v2/{repository}/manifests/{tag}", None,
-            {"Accept": "application/vnd.oci.image.manifest.v1+json"})
-        if status != 200 or answer != body:
-            failures.add(f"pull {repository}:{tag}", status, answer)
-            continue
-        for d in blobs:
-            status, _, answer = client.request("GET", f"/v2/{repository}/blobs/{d}")
-            if status != 200 or digest(answer) != d:
-                failures.add(f"pull {repository}@{d}", status, answer[:100])
-        checked += 1
-    gone = 0
+def verify(server, authorization, pushed, abandoned, grace, failures, threads):
+    """Pulls every image pushed (manifest and blobs, each checked against its digest)
+    from `threads` clients, and counts the abandoned blobs older than the window that
+    are gone."""
+    checked = [0] * threads
+    gone = [0] * threads
     old = [a for a in abandoned if a[2] < time.time() - grace - 2]
-    for repository, d, _ in old:
-        status, _, _ = client.request("HEAD", f"/v2/{repository}/blobs/{d}")
-        gone += status == 404
-    return checked, gone, len(old)
+
+    def work(client, n):
+        for repository, tag, body, blobs in pushed[n::threads]:
+            status, _, answer = client.request(
+                "GET", f"/v2/{repository}/manifests/{tag}", None,
+                {"Accept": "application/vnd.oci.image.manifest.v1+json"})
+            if status != 200 or answer != body:
+                failures.add(f"pull {repository}:{tag}", status, answer)
+                continue
+            for d in blobs:
+                status, _, answer = client.request("GET", f"/v2/{repository}/blobs/{d}")
+                if status != 200 or digest(answer) != d:
+                    failures.add(f"pull {repository}@{d}", status, answer[:100])
+            checked[n] += 1
+        for repository, d, _ in old[n::threads]:
+            status, _, _ = client.request("HEAD", f"/v2/{repository}/blobs/{d}")
+            gone[n] += status == 404
+
+    run_in_threads(server.port, authorization, list(range(threads)), work)
+    return sum(checked), sum(gone), len(old)
 
 
 def gc_status(client):
@@ -155,7 +161,7 @@ def soak(args, backend):
         # Passes keep running while the window of the last abandoned blobs passes.
         if phase == "on":
             time.sleep(8)
-        checked, gone, old = verify(server, authorization, pushed, abandoned, 5, failures)
+        checked, gone, old = verify(server, authorization, pushed, abandoned, 5, failures, args.threads)
         status = gc_status(Client(server.port, authorization))
         durations = [p["duration_ms"] for p in status["passes"]]
         results[phase] = dict(

@@ -35,6 +35,8 @@ const PAGE: i64 = 500;
 const LISTED: usize = 1000;
 /// The lease a pass holds while it runs.
 const PASS_LEASE: &str = "gc-pass";
+/// The slot a pass takes when it sweeps the blob store for objects without a row.
+const ORPHAN_SWEEP: &str = "gc-orphan-sweep";
 /// How long the pass lease lasts unless renewed (it is renewed before every
 /// deletion); a pass whose replica died is taken over after it, or at once when that
 /// replica starts again.
@@ -264,9 +266,14 @@ impl Registry {
         }
         self.collect_blobs(cutoff, now, (!dry_run).then_some(lease), &mut report)
             .await;
-        let listing = self.blobs.list();
-        self.sweep_orphan_objects(listing, cutoff, (!dry_run).then_some(lease), &mut report)
-            .await;
+        // Listing the whole store is the costly part of a pass, and only crashes leave
+        // objects without a row: a real pass sweeps at most once a grace window (and
+        // never more than once a minute); a dry run always looks.
+        if dry_run || self.orphan_sweep_due(lease, now, options.grace).await {
+            let listing = self.blobs.list();
+            self.sweep_orphan_objects(listing, cutoff, (!dry_run).then_some(lease), &mut report)
+                .await;
+        }
         report.finished_at = report.started_at + millis(started.elapsed());
         if !dry_run
             && let Err(error) = self
@@ -278,6 +285,24 @@ impl Registry {
             report.failed("recording the pass", error);
         }
         report
+    }
+
+    /// Whether this pass sweeps the blob store for objects without a row: the
+    /// [`ORPHAN_SWEEP`] slot, taken for a grace window (at least a minute), is free.
+    async fn orphan_sweep_due(&self, lease: &PassLease<'_>, now: i64, grace: Duration) -> bool {
+        let every = millis(grace.max(Duration::from_secs(60)));
+        match self
+            .store
+            .jobs()
+            .lead(ORPHAN_SWEEP, &lease.owner, now, now.saturating_add(every))
+            .await
+        {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "could not tell whether the blob store is due a sweep");
+                false
+            }
+        }
     }
 
     /// Deletes the objects, then the rows, of blobs condemned by a pass that stopped

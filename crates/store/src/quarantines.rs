@@ -48,40 +48,33 @@ const COLUMNS: &str = "q.application, q.digest, q.reason, q.created_by, q.create
 macro_rules! quarantine_from_row {
     ($row:expr) => {{
         let row = $row;
-        let digest: String = row.get("digest");
-        Quarantine {
-            application: row.get("application"),
-            digest: Digest::parse(&digest).map_err(|e| StoreError::corrupt("quarantines", e))?,
-            reason: row.get("reason"),
-            by: row.get("created_by"),
-            at: row.get("created_at"),
+        let digest: String = sqlx::Row::get(row, "digest");
+        $crate::Quarantine {
+            application: sqlx::Row::get(row, "application"),
+            digest: domain::Digest::parse(&digest)
+                .map_err(|e| $crate::StoreError::corrupt("quarantines", e))?,
+            reason: sqlx::Row::get(row, "reason"),
+            by: sqlx::Row::get(row, "created_by"),
+            at: sqlx::Row::get(row, "created_at"),
         }
     }};
 }
 
+pub(crate) use quarantine_from_row;
+
 /// The quarantine of `$digest` (text) in application `$app`, inside transaction `$tx`.
 macro_rules! quarantine_of {
     ($tx:ident, $app:expr, $digest:expr) => {{
-        match sqlx::query(
+        let row = sqlx::query(
             "SELECT q.application, q.digest, q.reason, q.created_by, q.created_at FROM quarantines q \
              WHERE q.application = $1 AND q.digest = $2",
         )
         .bind($app)
         .bind($digest)
         .fetch_optional(&mut *$tx)
-        .await?
-        {
-            Some(row) => {
-                let digest: String = row.get("digest");
-                Some($crate::Quarantine {
-                    application: row.get("application"),
-                    digest: domain::Digest::parse(&digest)
-                        .map_err(|e| $crate::StoreError::corrupt("quarantines", e))?,
-                    reason: row.get("reason"),
-                    by: row.get("created_by"),
-                    at: row.get("created_at"),
-                })
-            }
+        .await?;
+        match row {
+            Some(row) => Some($crate::quarantines::quarantine_from_row!(&row)),
             None => None,
         }
     }};

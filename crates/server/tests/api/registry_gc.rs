@@ -477,7 +477,7 @@ registry_tests! {
         .await;
         assert_eq!((failed.orphans_deleted, failed.errors.len()), (0, 1));
         // The store's own listing finds the orphan, once it is older than the window.
-        let recent = collect(&app, Duration::from_secs(3600)).await;
+        let recent = collect_with(&app, Duration::from_secs(3600), true).await;
         assert_eq!(recent.orphans_deleted, 0, "written just now: within the window");
         let report = collect(&app, Duration::ZERO).await;
         assert_eq!(report.orphans_deleted, 1, "{report:?}");

@@ -9,6 +9,9 @@ ALTER TABLE blobs ADD COLUMN deletable_since INTEGER;
 ALTER TABLE blobs ADD COLUMN deleting_since INTEGER;
 CREATE INDEX blobs_deletable ON blobs (deletable_since) WHERE deletable_since IS NOT NULL;
 CREATE INDEX blobs_deleting ON blobs (deleting_since) WHERE deleting_since IS NOT NULL;
+-- The repositories a blob is linked into (condemning unlinks it from all of them, and
+-- deleting its row checks that none is left).
+CREATE INDEX repository_blobs_by_digest ON repository_blobs (digest);
 -- Whether any manifest, in any repository, references a blob.
 CREATE INDEX manifest_references_by_blob ON manifest_references (child_digest) WHERE child_kind = 'blob';
 -- One row per collection pass (those that changed nothing and failed nothing are kept
