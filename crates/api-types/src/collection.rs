@@ -28,6 +28,59 @@ pub struct GcItem {
     pub since: String,
 }
 
+/// A manifest retention expired (or, dry, would expire).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionExpiry {
+    pub digest: String,
+    pub tags: Vec<String>,
+    /// `dev`, `rc` or `release`.
+    pub tier: String,
+    /// How long it has been in its tier (since its push for `dev`, since its last
+    /// successful deployment otherwise), e.g. `12d 3h`.
+    pub age: String,
+    /// The rule that expires it.
+    pub rule: String,
+}
+
+/// A manifest the rules would expire that a promotion pin kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionSaved {
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub tier: String,
+    pub age: String,
+    /// The rule that would have expired it.
+    pub rule: String,
+    /// What pins it: `prod runs it`, `deployment 12 to staging is within its
+    /// rollback window`, `promotion 7 into prod is pending`, …
+    pub pins: Vec<String>,
+}
+
+/// An expiry refused when it was carried out, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionSkipped {
+    pub digest: String,
+    pub reason: String,
+}
+
+/// What retention did (or would do) in one repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionView {
+    /// The policy governing it: `RetentionPolicy/NAME` or `Application/NAME`.
+    pub policy: String,
+    pub repository: String,
+    /// How many manifests the repository holds.
+    pub manifests: u64,
+    pub expired: Vec<RetentionExpiry>,
+    pub saved: Vec<RetentionSaved>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<RetentionSkipped>,
+}
+
 /// What one pass did, or (dry run) would do. Lists stop at 1000 items; the counts
 /// count everything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +91,12 @@ pub struct GcReport {
     pub duration_ms: i64,
     /// The grace window: how long a blob stays unreferenced before it is deleted.
     pub grace_seconds: u64,
+    /// Retention, repository by repository (only those a policy governs).
+    #[serde(default)]
+    pub retention: Vec<RetentionView>,
+    /// Manifests retention expired.
+    #[serde(default)]
+    pub manifests_expired: u64,
     /// Referrers deleted because their subject is not in their repository.
     pub referrers: Vec<GcItem>,
     #[serde(default)]

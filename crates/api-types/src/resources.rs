@@ -62,7 +62,7 @@ pub enum ApplyAction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResourceOutcome {
-    /// `Pipeline`, `Application` or `TrustPolicy`.
+    /// `Pipeline`, `Application`, `TrustPolicy` or `RetentionPolicy`.
     pub kind: String,
     pub name: String,
     pub action: ApplyAction,

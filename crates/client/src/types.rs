@@ -11,6 +11,7 @@ pub enum ResourceKind {
     Pipeline,
     Application,
     TrustPolicy,
+    RetentionPolicy,
 }
 
 impl ResourceKind {
@@ -20,6 +21,7 @@ impl ResourceKind {
             ResourceKind::Pipeline => "pipelines",
             ResourceKind::Application => "applications",
             ResourceKind::TrustPolicy => "trustpolicies",
+            ResourceKind::RetentionPolicy => "retentionpolicies",
         }
     }
 }

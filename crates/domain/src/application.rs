@@ -89,6 +89,8 @@ pub struct Application {
     /// Free text naming the infrastructure module, e.g. `terraform/modules/web`.
     pub module: Option<String>,
     pub environments: BTreeMap<EnvName, EnvironmentSpec>,
+    /// Retention for its repository; it wins over any `kind: RetentionPolicy`.
+    pub retention: Option<crate::retention::RetentionRules>,
 }
 
 /// One environment of an application: where promoted artifacts go and how to verify them.

@@ -65,6 +65,9 @@ pub enum AuditAction {
     /// ones cancelled), or its quarantine lifted.
     Quarantine,
     LiftQuarantine,
+    /// A retention policy expired a manifest (its tags and the manifest; garbage
+    /// collection then deletes the blobs nothing else references).
+    Expire,
 }
 
 impl AuditAction {
@@ -100,6 +103,7 @@ impl AuditAction {
             AuditAction::Collect => "collect",
             AuditAction::Quarantine => "quarantine",
             AuditAction::LiftQuarantine => "lift-quarantine",
+            AuditAction::Expire => "expire",
         }
     }
 }

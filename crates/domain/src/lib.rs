@@ -17,6 +17,7 @@ pub mod pipeline;
 mod principal;
 pub mod promotion;
 mod resource;
+pub mod retention;
 pub mod text;
 pub mod trust;
 

@@ -1,5 +1,5 @@
 //! The kinds of declarative resource (`kind: Pipeline`, `kind: Application`,
-//! `kind: TrustPolicy`). Their YAML is read by the `resources` crate; the kind is
+//! `kind: TrustPolicy`, `kind: RetentionPolicy`). Their YAML is read by the `resources` crate; the kind is
 //! vocabulary here because the store keys stored resources by it too.
 
 use std::fmt;
@@ -11,13 +11,17 @@ pub enum ResourceKind {
     Application,
     /// Which CI job tokens Gantry exchanges for its own ([`crate::trust::TrustPolicy`]).
     TrustPolicy,
+    /// What retention keeps in the repositories it matches
+    /// ([`crate::retention::RetentionPolicy`]).
+    RetentionPolicy,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 3] = [
+    pub const ALL: [ResourceKind; 4] = [
         ResourceKind::Pipeline,
         ResourceKind::Application,
         ResourceKind::TrustPolicy,
+        ResourceKind::RetentionPolicy,
     ];
 
     /// The `kind:` text, matched exactly (`Pipeline`, not `pipeline`).
@@ -32,6 +36,7 @@ impl ResourceKind {
             ResourceKind::Pipeline => "Pipeline",
             ResourceKind::Application => "Application",
             ResourceKind::TrustPolicy => "TrustPolicy",
+            ResourceKind::RetentionPolicy => "RetentionPolicy",
         }
     }
 }
@@ -55,6 +60,7 @@ mod tests {
         check("Pipeline", Some(ResourceKind::Pipeline));
         check("Application", Some(ResourceKind::Application));
         check("TrustPolicy", Some(ResourceKind::TrustPolicy));
+        check("RetentionPolicy", Some(ResourceKind::RetentionPolicy));
         check("pipeline", None);
         check("trustpolicy", None);
         check("Trust-Policy", None);

@@ -102,6 +102,7 @@ impl Planned {
         let columns = match resource {
             Resource::Pipeline(_) => ResourceColumns::Pipeline,
             Resource::TrustPolicy(_) => ResourceColumns::TrustPolicy,
+            Resource::RetentionPolicy(_) => ResourceColumns::RetentionPolicy,
             Resource::Application(application) => {
                 ResourceColumns::Application(ApplicationColumns {
                     repository: application.repository.clone(),

@@ -61,15 +61,84 @@ fn items(title: &str, items: &[GcItem], since: &str) -> String {
     format!("\n{title}\n{}", table.render())
 }
 
-fn render_report(report: &GcReport) -> String {
-    let (verb, mark) = if report.dry_run {
-        ("would delete", "would mark")
+/// Retention, repository by repository: what each policy expires and why, and the
+/// manifests a pin saved (the rule that would have expired each, and the pins).
+fn render_retention(report: &GcReport) -> String {
+    if report.retention.is_empty() {
+        return String::new();
+    }
+    let verb = if report.dry_run {
+        "would expire"
     } else {
-        ("deleted", "marked")
+        "expired"
+    };
+    let mut text = String::new();
+    for done in &report.retention {
+        text.push_str(&format!(
+            "\nRETENTION {} ({}): {} of {} manifest(s) {verb}, {} saved by a pin\n",
+            done.repository,
+            done.policy,
+            done.expired.len(),
+            done.manifests,
+            done.saved.len(),
+        ));
+        if !done.expired.is_empty() {
+            let mut table = Table::new(&["EXPIRES", "TAGS", "TIER", "AGE", "RULE"]);
+            for expired in &done.expired {
+                table.row(vec![
+                    short_digest(&expired.digest),
+                    tags(&expired.tags),
+                    expired.tier.clone(),
+                    expired.age.clone(),
+                    expired.rule.clone(),
+                ]);
+            }
+            text.push_str(&table.render());
+        }
+        if !done.saved.is_empty() {
+            let mut table =
+                Table::new(&["PINNED", "TAGS", "TIER", "AGE", "WOULD EXPIRE AS", "PINS"]);
+            for saved in &done.saved {
+                table.row(vec![
+                    short_digest(&saved.digest),
+                    tags(&saved.tags),
+                    saved.tier.clone(),
+                    saved.age.clone(),
+                    saved.rule.clone(),
+                    saved.pins.join("; "),
+                ]);
+            }
+            text.push_str(&table.render());
+        }
+        for skipped in &done.skipped {
+            text.push_str(&format!(
+                "kept {}: {}\n",
+                short_digest(&skipped.digest),
+                skipped.reason
+            ));
+        }
+    }
+    text
+}
+
+fn tags(tags: &[String]) -> String {
+    if tags.is_empty() {
+        "-".to_owned()
+    } else {
+        tags.join(",")
+    }
+}
+
+fn render_report(report: &GcReport) -> String {
+    let (verb, mark, expire) = if report.dry_run {
+        ("would delete", "would mark", "would expire")
+    } else {
+        ("deleted", "marked", "expired")
     };
     let mut text = format!(
         "{}garbage collection {} in {} ms (grace window {} s)\n\
          {verb} {} blob(s) unreferenced past the window and {} object(s) without a record: {}\n\
+         {expire} {} manifest(s) by retention\n\
          {verb} {} referrer(s) whose subject is gone\n\
          {mark} {} unreferenced blob(s) deletable ({}), deleted after the grace window unless referenced again\n",
         if report.dry_run { "DRY RUN: " } else { "" },
@@ -79,6 +148,7 @@ fn render_report(report: &GcReport) -> String {
         report.blobs_deleted,
         report.orphans_deleted,
         human_bytes(report.bytes_reclaimed),
+        report.manifests_expired,
         report.referrers_deleted,
         report.blobs_marked,
         human_bytes(report.bytes_marked),
@@ -89,6 +159,7 @@ fn render_report(report: &GcReport) -> String {
             report.uploads_purged
         ));
     }
+    text.push_str(&render_retention(report));
     text.push_str(&items("BLOBS", &report.blobs, "UNREFERENCED SINCE"));
     text.push_str(&items(
         "OBJECTS WITHOUT A RECORD",
@@ -144,4 +215,99 @@ fn render_status(status: &GcStatus) -> String {
     text.push('\n');
     text.push_str(&table.render());
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use client::{GcReport, RetentionExpiry, RetentionSaved, RetentionView};
+
+    use super::render_report;
+
+    fn report(dry_run: bool) -> GcReport {
+        GcReport {
+            dry_run,
+            started_at: "2026-12-05T10:00:00Z".into(),
+            duration_ms: 12,
+            grace_seconds: 3600,
+            retention: vec![RetentionView {
+                policy: "RetentionPolicy/team-builds".into(),
+                repository: "team/api".into(),
+                manifests: 7,
+                expired: vec![RetentionExpiry {
+                    digest: format!("sha256:{}", "a".repeat(64)),
+                    tags: vec!["sha-1".into()],
+                    tier: "dev".into(),
+                    age: "9d 2h".into(),
+                    rule: "not among the newest 2 tagged and older than 7d".into(),
+                }],
+                saved: vec![RetentionSaved {
+                    digest: format!("sha256:{}", "b".repeat(64)),
+                    tags: Vec::new(),
+                    tier: "release".into(),
+                    age: "400d 0h".into(),
+                    rule: "untagged for longer than 30d".into(),
+                    pins: vec![
+                        "prod runs it".into(),
+                        "it is in the release tier release/team/api".into(),
+                    ],
+                }],
+                skipped: Vec::new(),
+            }],
+            manifests_expired: 1,
+            referrers: Vec::new(),
+            referrers_deleted: 0,
+            blobs_marked: 0,
+            bytes_marked: 0,
+            marks_cleared: 0,
+            blobs: Vec::new(),
+            blobs_deleted: 0,
+            orphans: Vec::new(),
+            orphans_deleted: 0,
+            bytes_reclaimed: 0,
+            uploads_purged: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_dry_run_shows_what_each_policy_would_expire_and_the_pin_that_saved_each_digest() {
+        let text = render_report(&report(true));
+        assert!(text.starts_with("DRY RUN: "), "{text}");
+        assert!(
+            text.contains("would expire 1 manifest(s) by retention"),
+            "{text}"
+        );
+        assert!(
+            text.contains("RETENTION team/api (RetentionPolicy/team-builds): 1 of 7 manifest(s) would expire, 1 saved by a pin"),
+            "{text}"
+        );
+        let expired = text
+            .lines()
+            .find(|line| line.contains("sha-1"))
+            .expect("the expired row");
+        for part in [
+            "dev",
+            "9d 2h",
+            "not among the newest 2 tagged and older than 7d",
+        ] {
+            assert!(expired.contains(part), "{expired}");
+        }
+        let saved = text
+            .lines()
+            .find(|line| line.contains("prod runs it"))
+            .expect("the saved row");
+        for part in [
+            "release",
+            "untagged for longer than 30d",
+            "it is in the release tier release/team/api",
+        ] {
+            assert!(saved.contains(part), "{saved}");
+        }
+        let done = render_report(&report(false));
+        assert!(
+            done.contains("expired 1 manifest(s) by retention"),
+            "{done}"
+        );
+        assert!(done.contains("1 of 7 manifest(s) expired"), "{done}");
+    }
 }

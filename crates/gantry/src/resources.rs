@@ -31,6 +31,9 @@ enum KindArg {
     /// Which CI job tokens Gantry exchanges for its own
     #[value(name = "trustpolicies", alias = "trust-policies")]
     TrustPolicies,
+    /// What garbage collection keeps in the repositories each matches
+    #[value(name = "retentionpolicies", alias = "retention-policies")]
+    RetentionPolicies,
 }
 
 impl From<KindArg> for ResourceKind {
@@ -39,6 +42,7 @@ impl From<KindArg> for ResourceKind {
             KindArg::Pipelines => ResourceKind::Pipeline,
             KindArg::Applications => ResourceKind::Application,
             KindArg::TrustPolicies => ResourceKind::TrustPolicy,
+            KindArg::RetentionPolicies => ResourceKind::RetentionPolicy,
         }
     }
 }

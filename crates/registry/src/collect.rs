@@ -1,4 +1,5 @@
-//! Online garbage collection: one pass removes referrers whose subject is gone, marks
+//! Online garbage collection: one pass applies the retention policies (see
+//! [`crate::retention`]), removes referrers whose subject is gone, marks
 //! the blobs no manifest references, deletes those marked for longer than the grace
 //! window, deletes objects the database has no row for, and purges expired upload
 //! sessions, while pushes, mounts and pulls continue.
@@ -23,6 +24,7 @@ use domain::Digest;
 use futures_util::{Stream, StreamExt};
 use store::{CondemnedBlob, DeletableBlob, GcPass, OrphanReferrer, Repository, now_millis};
 
+use crate::retention::{RepositoryRetention, RetentionPlan};
 use crate::{Registry, RegistryError};
 
 /// The actor GC's audit entries name.
@@ -52,6 +54,9 @@ pub struct CollectOptions {
     pub dry_run: bool,
     /// The replica running it, as recorded.
     pub replica: String,
+    /// The retention policies to apply first (see [`crate::retention`]), or why they
+    /// could not be read (the pass then expires nothing and reports it).
+    pub retention: Result<RetentionPlan, String>,
 }
 
 /// What a pass did (or, dry, would do).
@@ -60,6 +65,10 @@ pub struct CollectReport {
     pub dry_run: bool,
     pub started_at: i64,
     pub finished_at: i64,
+    /// What retention expired (or, dry, would), repository by repository, with the
+    /// manifests pins saved.
+    pub retention: Vec<RepositoryRetention>,
+    pub manifests_expired: u64,
     /// Referrers deleted because their subject is gone (the first 1000), and how many.
     pub referrers: Vec<Removed>,
     pub referrers_deleted: u64,
@@ -93,7 +102,7 @@ pub struct Removed {
 }
 
 impl CollectReport {
-    fn failed(&mut self, what: &str, error: impl std::fmt::Display) {
+    pub(crate) fn failed(&mut self, what: &str, error: impl std::fmt::Display) {
         tracing::warn!(%error, "garbage collection: {what} failed");
         self.errors.push(format!("{what}: {error}"));
     }
@@ -105,7 +114,10 @@ impl CollectReport {
             replica: replica.to_owned(),
             started_at: self.started_at,
             finished_at: self.finished_at,
-            manifests_deleted: count(self.referrers_deleted),
+            manifests_deleted: count(
+                self.referrers_deleted
+                    .saturating_add(self.manifests_expired),
+            ),
             blobs_marked: count(self.blobs_marked),
             blobs_deleted: count(self.blobs_deleted),
             bytes_reclaimed: count(self.bytes_reclaimed),
@@ -128,7 +140,7 @@ fn millis(duration: Duration) -> i64 {
 }
 
 /// A pass's hold on the [`PASS_LEASE`].
-struct PassLease<'a> {
+pub(crate) struct PassLease<'a> {
     registry: &'a Registry,
     owner: String,
 }
@@ -142,7 +154,7 @@ impl<'a> PassLease<'a> {
     }
 
     /// Takes or renews the lease; whether this pass holds it.
-    async fn hold(&self) -> Result<bool, store::StoreError> {
+    pub(crate) async fn hold(&self) -> Result<bool, store::StoreError> {
         let now = now_millis();
         self.registry
             .store
@@ -245,6 +257,14 @@ impl Registry {
                 Ok(purged) => report.uploads_purged = purged as u64,
                 Err(error) => report.failed("purging expired upload sessions", error.message()),
             }
+        }
+        // Retention first, so the blobs of what it expires are marked by this pass.
+        match &options.retention {
+            Ok(plan) => {
+                self.apply_retention(plan, now, (!dry_run).then_some(lease), &mut report)
+                    .await;
+            }
+            Err(error) => report.failed("reading the retention policies", error),
         }
         self.collect_referrers(cutoff, dry_run, &mut report).await;
         if dry_run {

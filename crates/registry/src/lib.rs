@@ -13,6 +13,7 @@ mod handlers;
 mod headers;
 mod manifest;
 mod policy;
+mod retention;
 mod site_archive;
 
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub use endpoint::{Endpoint, RouteClass};
 pub use error::{ErrorCode, RegistryError};
 pub use manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 pub use policy::{MutableTagRule, NamespaceCreationRule, RepositoryCreation};
+pub use retention::{
+    ApplicationRetention, ExpiredManifest, RepositoryRetention, RetentionPlan, SavedManifest,
+    SkippedExpiry,
+};
 pub use site_archive::SiteArchiveChecks;
 
 /// Registry settings, from the server's configuration.

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use domain::pipeline::Stage;
+use domain::retention::{RetentionPolicy, RetentionRules, Tier};
 use domain::trust::TrustPolicy;
 use serde::Serialize;
 
@@ -31,6 +32,9 @@ impl Resource {
             }
             Resource::TrustPolicy(policy) => {
                 serde_json::to_string_pretty(&CanonicalTrustPolicy::from(policy))
+            }
+            Resource::RetentionPolicy(policy) => {
+                serde_json::to_string_pretty(&CanonicalRetentionPolicy::from(policy))
             }
         };
         // Serializing plain structs with string keys into a String cannot fail.
@@ -141,6 +145,56 @@ struct CanonicalApplication<'a> {
     tech_stack: Option<&'a str>,
     module: Option<&'a str>,
     environments: BTreeMap<&'a str, CanonicalEnvironment<'a>>,
+    /// Left out when absent, so applications stored before retention existed render
+    /// as they did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention: Option<CanonicalRetentionRules<'a>>,
+}
+
+#[derive(Serialize)]
+struct CanonicalRetentionRules<'a> {
+    keep_tagged: u32,
+    expire_untagged_after: String,
+    expire_after: BTreeMap<&'static str, String>,
+    tags: Vec<&'a str>,
+    rollback_window: u32,
+}
+
+impl<'a> From<&'a RetentionRules> for CanonicalRetentionRules<'a> {
+    fn from(rules: &'a RetentionRules) -> Self {
+        CanonicalRetentionRules {
+            keep_tagged: rules.keep_tagged,
+            expire_untagged_after: rules.expire_untagged_after.to_string(),
+            expire_after: Tier::ALL
+                .into_iter()
+                .map(|tier| (tier.as_str(), rules.expire_after.of(tier).to_string()))
+                .collect(),
+            tags: rules.tags.iter().map(String::as_str).collect(),
+            rollback_window: rules.rollback_window,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CanonicalRetentionPolicy<'a> {
+    kind: &'static str,
+    name: &'a str,
+    repositories: Vec<&'a str>,
+    priority: u32,
+    #[serde(flatten)]
+    rules: CanonicalRetentionRules<'a>,
+}
+
+impl<'a> From<&'a RetentionPolicy> for CanonicalRetentionPolicy<'a> {
+    fn from(policy: &'a RetentionPolicy) -> Self {
+        CanonicalRetentionPolicy {
+            kind: "RetentionPolicy",
+            name: &policy.name,
+            repositories: policy.repositories.iter().map(String::as_str).collect(),
+            priority: policy.priority,
+            rules: CanonicalRetentionRules::from(&policy.rules),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -240,6 +294,10 @@ impl<'a> From<&'a Application> for CanonicalApplication<'a> {
                 .iter()
                 .map(|(name, environment)| (name.as_str(), CanonicalEnvironment::from(environment)))
                 .collect(),
+            retention: application
+                .retention
+                .as_ref()
+                .map(CanonicalRetentionRules::from),
         }
     }
 }
@@ -391,9 +449,7 @@ impl DeclaredPipeline {
     pub fn from_canonical(text: &str) -> Result<DeclaredPipeline, ResourceErrors> {
         match read_back("stored pipeline", text)? {
             Resource::Pipeline(pipeline) => Ok(pipeline),
-            Resource::Application(_) | Resource::TrustPolicy(_) => {
-                Err(not_one("stored pipeline", "Pipeline"))
-            }
+            _ => Err(not_one("stored pipeline", "Pipeline")),
         }
     }
 }
@@ -406,9 +462,7 @@ impl DeclaredPipeline {
 pub fn application_from_canonical(text: &str) -> Result<Application, ResourceErrors> {
     match read_back("stored application", text)? {
         Resource::Application(application) => Ok(application),
-        Resource::Pipeline(_) | Resource::TrustPolicy(_) => {
-            Err(not_one("stored application", "Application"))
-        }
+        _ => Err(not_one("stored application", "Application")),
     }
 }
 
@@ -421,9 +475,16 @@ pub fn application_from_canonical(text: &str) -> Result<Application, ResourceErr
 pub fn trust_policy_from_canonical(text: &str) -> Result<TrustPolicy, ResourceErrors> {
     match read_back("stored trust policy", text)? {
         Resource::TrustPolicy(policy) => Ok(policy),
-        Resource::Pipeline(_) | Resource::Application(_) => {
-            Err(not_one("stored trust policy", "TrustPolicy"))
-        }
+        _ => Err(not_one("stored trust policy", "TrustPolicy")),
+    }
+}
+
+/// Reads a retention policy back from its canonical text, for garbage collection to
+/// apply it.
+pub fn retention_policy_from_canonical(text: &str) -> Result<RetentionPolicy, ResourceErrors> {
+    match read_back("stored retention policy", text)? {
+        Resource::RetentionPolicy(policy) => Ok(policy),
+        _ => Err(not_one("stored retention policy", "RetentionPolicy")),
     }
 }
 

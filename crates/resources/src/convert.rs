@@ -1,7 +1,8 @@
 //! From the YAML shapes in `wire` to the validated model: the rules that relate one
 //! field to another (a target names exactly one kind; a gitops target has `key` or
 //! `keys`; stage names are distinct; a target suits the application's type; a trust
-//! policy keeps `domain::trust::TrustPolicy::validate`).
+//! policy keeps `domain::trust::TrustPolicy::validate`; retention rules stay in
+//! range and their glob lists match something).
 //!
 //! Nested shapes convert through [`IntoModel`] while they are read, so their refusals
 //! carry a line; the document-level rules run after, naming their field paths.
@@ -18,13 +19,15 @@ use crate::text::Text;
 use crate::wire::{
     ApplicationDocument, ApplicationTypeWire, CheckWithLimitsWire, CommandWire, EnvironmentWire,
     GitopsWire, HealthCheckWire, InvalidateWire, PipelineDocument, RecordWire, RegistryCopyWire,
-    StaticSiteWire, TargetWire, TierWire, TrustPolicyDocument, WebhookWire,
+    RetentionPolicyDocument, RetentionRulesWire, StaticSiteWire, TargetWire, TierWire,
+    TrustPolicyDocument, WebhookWire,
 };
 use domain::application::{
     Application, ApplicationError, ApplicationType, CommandTarget, EnvironmentSpec, GitopsTarget,
     HealthCheck, ImageKeys, InvalidationHook, RegistryCopyTarget, StaticSiteTarget, Target,
     WebhookTarget,
 };
+use domain::retention::{RetentionPolicy, RetentionRules, TierAges};
 
 /// A wire shape that becomes a model value, or is refused with a reason.
 pub(crate) trait IntoModel {
@@ -135,6 +138,9 @@ pub(crate) fn application(document: ApplicationDocument) -> Result<Application, 
         }
         environments.insert(name.0, environment);
     }
+    let retention = document
+        .retention
+        .map(|wire| retention_rules(wire, "retention.", &mut problems));
     let repository = document.repository.0;
     if repository.as_str() == domain::RELEASE_NAMESPACE
         || repository
@@ -157,6 +163,7 @@ pub(crate) fn application(document: ApplicationDocument) -> Result<Application, 
         tech_stack: document.tech_stack,
         module: document.module,
         environments,
+        retention,
     })
 }
 
@@ -223,6 +230,130 @@ fn trust_policy_field(error: &TrustPolicyError) -> String {
 
 /// The names of a list, sorted (their order means nothing, so equal policies render
 /// alike); a repeated name is reported at its second position.
+/// The most a policy may keep by count, and the longest rollback window.
+const MAX_KEEP_TAGGED: u32 = 100_000;
+const MAX_ROLLBACK_WINDOW: u32 = 1_000;
+
+/// A policy's rules with the defaults filled in; `prefix` is the path of the fields
+/// (`retention.` on an application, empty on a policy).
+pub(crate) fn retention_rules(
+    wire: RetentionRulesWire,
+    prefix: &str,
+    problems: &mut Vec<FieldProblem>,
+) -> RetentionRules {
+    let defaults = RetentionRules::default();
+    let mut in_range = |field: &str, value: Option<u32>, min: u32, max: u32, default: u32| {
+        let value = value.unwrap_or(default);
+        if !(min..=max).contains(&value) {
+            problems.push(FieldProblem::at(
+                format!("{prefix}{field}"),
+                Problem::OutOfRange {
+                    value: u64::from(value),
+                    min: u64::from(min),
+                    max: u64::from(max),
+                },
+            ));
+        }
+        value
+    };
+    let keep_tagged = in_range(
+        "keep_tagged",
+        wire.keep_tagged,
+        0,
+        MAX_KEEP_TAGGED,
+        defaults.keep_tagged,
+    );
+    let rollback_window = in_range(
+        "rollback_window",
+        wire.rollback_window,
+        1,
+        MAX_ROLLBACK_WINDOW,
+        defaults.rollback_window,
+    );
+    let ages = wire.expire_after.unwrap_or_default();
+    let expire_after = TierAges {
+        dev: ages.dev.map_or(defaults.expire_after.dev, |age| age.0),
+        rc: ages.rc.map_or(defaults.expire_after.rc, |age| age.0),
+        release: ages
+            .release
+            .map_or(defaults.expire_after.release, |age| age.0),
+    };
+    let tags = match wire.tags {
+        None => defaults.tags,
+        Some(tags) => globs(
+            &format!("{prefix}tags"),
+            tags,
+            "leave `tags` out to apply the rules to every tag",
+            problems,
+        ),
+    };
+    RetentionRules {
+        keep_tagged,
+        expire_untagged_after: wire
+            .expire_untagged_after
+            .map_or(defaults.expire_untagged_after, |age| age.0),
+        expire_after,
+        tags,
+        rollback_window,
+    }
+}
+
+/// A non-empty list of non-empty globs, in the order written, without repeats.
+fn globs(
+    field: &str,
+    patterns: Vec<String>,
+    hint: &'static str,
+    problems: &mut Vec<FieldProblem>,
+) -> Vec<String> {
+    if patterns.is_empty() {
+        problems.push(FieldProblem::at(field, Problem::EmptyList { hint }));
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for (index, pattern) in patterns.into_iter().enumerate() {
+        if pattern.is_empty() {
+            problems.push(FieldProblem::at(
+                format!("{field}[{index}]"),
+                Problem::EmptyPattern,
+            ));
+        } else if let Some(first) = kept.iter().position(|p| *p == pattern) {
+            problems.push(FieldProblem::at(
+                format!("{field}[{index}]"),
+                Problem::DuplicateItem {
+                    item: pattern,
+                    list: "the list",
+                    first,
+                },
+            ));
+        } else {
+            kept.push(pattern);
+        }
+    }
+    kept
+}
+
+pub(crate) fn retention_policy(
+    document: RetentionPolicyDocument,
+) -> Result<RetentionPolicy, Vec<FieldProblem>> {
+    let mut problems = Vec::new();
+    let (name, repositories, priority, rules) = document.split();
+    let repositories = globs(
+        "repositories",
+        repositories,
+        "name the repositories the policy governs, e.g. `acme/*`",
+        &mut problems,
+    );
+    let rules = retention_rules(rules, "", &mut problems);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(RetentionPolicy {
+        name,
+        repositories,
+        priority: priority.unwrap_or(domain::retention::DEFAULT_PRIORITY),
+        rules,
+    })
+}
+
 fn distinct_sorted<T: Ord + ToString>(
     list: &'static str,
     items: Vec<Text<T>>,

@@ -46,9 +46,9 @@ pub enum Problem {
     Syntax(String),
     #[error("a resource is a mapping with `kind` and `name`, not {0}")]
     NotAMapping(&'static str),
-    #[error("missing `kind`: use Pipeline, Application or TrustPolicy")]
+    #[error("missing `kind`: use Pipeline, Application, TrustPolicy or RetentionPolicy")]
     MissingKind,
-    #[error("unknown kind `{0}`: use Pipeline, Application or TrustPolicy")]
+    #[error("unknown kind `{0}`: use Pipeline, Application, TrustPolicy or RetentionPolicy")]
     UnknownKind(String),
     /// A field has the wrong type, an invalid value, or is not a field of this kind.
     #[error("{0}")]
@@ -115,6 +115,15 @@ pub enum Problem {
     /// even be stored by PostgreSQL).
     #[error("holds the control character U+{0:04X}; only tabs and line breaks are allowed in text")]
     ControlCharacter(u32),
+    /// A list of globs that would match nothing.
+    #[error("an empty list matches nothing: {hint}")]
+    EmptyList { hint: &'static str },
+    /// An empty glob in a list of them.
+    #[error("an empty pattern matches nothing: use `*` to match anything")]
+    EmptyPattern,
+    /// A number outside the range a field allows.
+    #[error("{value} is out of range: use {min}–{max}")]
+    OutOfRange { value: u64, min: u64, max: u64 },
     /// A rule every trust policy keeps (`domain::trust::TrustPolicy::validate`).
     #[error("{0}")]
     TrustPolicy(TrustPolicyError),

@@ -36,7 +36,9 @@ mod set;
 mod text;
 mod wire;
 
-pub use canonical::{application_from_canonical, trust_policy_from_canonical};
+pub use canonical::{
+    application_from_canonical, retention_policy_from_canonical, trust_policy_from_canonical,
+};
 pub use diff::{DiffLine, diff_lines, has_changes};
 pub use domain::application::{
     Application, ApplicationError, ApplicationType, CommandTarget, ConfigValue, EnvironmentSpec,

@@ -16,7 +16,9 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 use crate::convert::{self, FieldProblem};
 use crate::error::{DocumentLabel, Position, Problem, ResourceError, ResourceErrors};
 use crate::set::{Resource, ResourceKind, ResourceSet};
-use crate::wire::{ApplicationDocument, PipelineDocument, TrustPolicyDocument};
+use crate::wire::{
+    ApplicationDocument, PipelineDocument, RetentionPolicyDocument, TrustPolicyDocument,
+};
 
 /// Reads every resource in `text`, the contents of the file called `path_label` in errors.
 ///
@@ -97,6 +99,10 @@ pub fn parse_file(path_label: &str, text: &str) -> Result<ResourceSet, ResourceE
             ResourceKind::TrustPolicy => {
                 read_as::<TrustPolicyDocument, _>(document, convert::trust_policy)
                     .map(|result| result.map(Resource::TrustPolicy))
+            }
+            ResourceKind::RetentionPolicy => {
+                read_as::<RetentionPolicyDocument, _>(document, convert::retention_policy)
+                    .map(|result| result.map(Resource::RetentionPolicy))
             }
         };
         match read {

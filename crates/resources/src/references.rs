@@ -43,7 +43,7 @@ impl ResourceSet {
                 Resource::TrustPolicy(policy) => {
                     self.check_trust_policy(policy, known_applications, &mut report);
                 }
-                Resource::Pipeline(_) => {}
+                Resource::Pipeline(_) | Resource::RetentionPolicy(_) => {}
             }
         }
         match ResourceErrors::from_vec(errors) {

@@ -5,6 +5,7 @@ use std::fmt;
 
 pub use domain::ResourceKind;
 use domain::pipeline::{AppName, PipelineName};
+use domain::retention::RetentionPolicy;
 use domain::trust::TrustPolicy;
 
 use crate::error::DocumentLabel;
@@ -30,6 +31,7 @@ pub enum Resource {
     Pipeline(DeclaredPipeline),
     Application(Application),
     TrustPolicy(TrustPolicy),
+    RetentionPolicy(RetentionPolicy),
 }
 
 impl Resource {
@@ -38,6 +40,7 @@ impl Resource {
             Resource::Pipeline(_) => ResourceKind::Pipeline,
             Resource::Application(_) => ResourceKind::Application,
             Resource::TrustPolicy(_) => ResourceKind::TrustPolicy,
+            Resource::RetentionPolicy(_) => ResourceKind::RetentionPolicy,
         }
     }
 
@@ -46,6 +49,7 @@ impl Resource {
             Resource::Pipeline(pipeline) => pipeline.name().as_str(),
             Resource::Application(application) => application.name.as_str(),
             Resource::TrustPolicy(policy) => policy.name.as_str(),
+            Resource::RetentionPolicy(policy) => policy.name.as_str(),
         }
     }
 
@@ -99,21 +103,28 @@ impl ResourceSet {
     pub fn pipelines(&self) -> impl Iterator<Item = &DeclaredPipeline> {
         self.resources().filter_map(|resource| match resource {
             Resource::Pipeline(pipeline) => Some(pipeline),
-            Resource::Application(_) | Resource::TrustPolicy(_) => None,
+            _ => None,
         })
     }
 
     pub fn applications(&self) -> impl Iterator<Item = &Application> {
         self.resources().filter_map(|resource| match resource {
             Resource::Application(application) => Some(application),
-            Resource::Pipeline(_) | Resource::TrustPolicy(_) => None,
+            _ => None,
         })
     }
 
     pub fn trust_policies(&self) -> impl Iterator<Item = &TrustPolicy> {
         self.resources().filter_map(|resource| match resource {
             Resource::TrustPolicy(policy) => Some(policy),
-            Resource::Pipeline(_) | Resource::Application(_) => None,
+            _ => None,
+        })
+    }
+
+    pub fn retention_policies(&self) -> impl Iterator<Item = &RetentionPolicy> {
+        self.resources().filter_map(|resource| match resource {
+            Resource::RetentionPolicy(policy) => Some(policy),
+            _ => None,
         })
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use domain::RepoName;
 use domain::gate::FreezeWindow;
 use domain::pipeline::{AppName, CheckName, EnvName, PipelineError, PipelineName, Role};
+use domain::retention::MaxAge;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use domain::application::{
@@ -90,6 +91,12 @@ from_text!(
     SiteDestination::parse
 );
 from_text!(Duration, "a duration such as 30m", parse_duration);
+from_text!(MaxAge, "an age such as 7d, 36h or forever", MaxAge::parse);
+from_text!(
+    RetentionPolicyName,
+    "a retention policy name",
+    RetentionPolicyName::parse
+);
 from_text!(
     TrustPolicyName,
     "a trust policy name",
@@ -105,6 +112,16 @@ pub(crate) struct TrustPolicyName(pub(crate) String);
 impl TrustPolicyName {
     fn parse(text: &str) -> Result<TrustPolicyName, PipelineError> {
         PipelineName::parse(text).map(|name| TrustPolicyName(name.as_str().to_owned()))
+    }
+}
+
+/// A retention policy's name, a DNS label like every other resource name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RetentionPolicyName(pub(crate) String);
+
+impl RetentionPolicyName {
+    fn parse(text: &str) -> Result<RetentionPolicyName, PipelineError> {
+        PipelineName::parse(text).map(|name| RetentionPolicyName(name.as_str().to_owned()))
     }
 }
 

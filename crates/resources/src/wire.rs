@@ -18,11 +18,12 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::convert::IntoModel;
-use crate::text::{Text, TrustPolicyName};
+use crate::text::{RetentionPolicyName, Text, TrustPolicyName};
 use domain::application::{
     ConfigValue, GitBranch, GitRepository, HealthCheck, HttpUrl, InvalidationHook, KeyPath,
     RegistryDestination, RepoFilePath, SecretRef, SiteDestination, Target,
 };
+use domain::retention::MaxAge;
 
 /// Reads a `W` and turns it into its model type, refusing it with the conversion's reason.
 fn model<'de, W, D>(deserializer: D) -> Result<W::Model, D::Error>
@@ -181,6 +182,76 @@ pub(crate) struct ApplicationDocument {
     #[serde(default)]
     pub(crate) module: Option<String>,
     pub(crate) environments: UniqueMap<Text<EnvName>, EnvironmentWire>,
+    /// Retention for the application's repository; it wins over any `RetentionPolicy`.
+    #[serde(default)]
+    pub(crate) retention: Option<RetentionRulesWire>,
+}
+
+/// What a retention policy keeps: every field optional, defaults filled in by
+/// `convert::retention_rules`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetentionRulesWire {
+    #[serde(default)]
+    pub(crate) keep_tagged: Option<u32>,
+    #[serde(default)]
+    pub(crate) expire_untagged_after: Option<Text<MaxAge>>,
+    #[serde(default)]
+    pub(crate) expire_after: Option<TierAgesWire>,
+    #[serde(default)]
+    pub(crate) tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) rollback_window: Option<u32>,
+}
+
+/// The age limit of each tier (`dev`, `rc`, `release`), each optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TierAgesWire {
+    #[serde(default)]
+    pub(crate) dev: Option<Text<MaxAge>>,
+    #[serde(default)]
+    pub(crate) rc: Option<Text<MaxAge>>,
+    #[serde(default)]
+    pub(crate) release: Option<Text<MaxAge>>,
+}
+
+// ---------------------------------------------------------------------------------
+// kind: RetentionPolicy
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetentionPolicyDocument {
+    #[serde(rename = "kind")]
+    _kind: IgnoredAny,
+    pub(crate) name: Text<RetentionPolicyName>,
+    pub(crate) repositories: Vec<String>,
+    #[serde(default)]
+    pub(crate) priority: Option<u32>,
+    #[serde(default)]
+    pub(crate) keep_tagged: Option<u32>,
+    #[serde(default)]
+    pub(crate) expire_untagged_after: Option<Text<MaxAge>>,
+    #[serde(default)]
+    pub(crate) expire_after: Option<TierAgesWire>,
+    #[serde(default)]
+    pub(crate) tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) rollback_window: Option<u32>,
+}
+
+impl RetentionPolicyDocument {
+    /// The rule fields, as an application's `retention` block holds them.
+    pub(crate) fn split(self) -> (String, Vec<String>, Option<u32>, RetentionRulesWire) {
+        let rules = RetentionRulesWire {
+            keep_tagged: self.keep_tagged,
+            expire_untagged_after: self.expire_untagged_after,
+            expire_after: self.expire_after,
+            tags: self.tags,
+            rollback_window: self.rollback_window,
+        };
+        (self.name.0.0, self.repositories, self.priority, rules)
+    }
 }
 
 #[derive(Debug, Clone, Copy, serde::Deserialize)]

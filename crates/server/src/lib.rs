@@ -10,6 +10,7 @@ pub mod connections;
 mod health;
 pub mod limits;
 mod metrics;
+mod retention;
 mod web;
 
 use std::sync::Arc;
@@ -133,6 +134,7 @@ impl AppState {
             grace: self.gc.grace,
             dry_run,
             replica: self.engine.job_owner().to_owned(),
+            retention: retention::plan(&self.store).await,
         };
         self.registry.collect(&options).await
     }

@@ -432,6 +432,13 @@ impl Deployments<'_> {
                 }));
             };
             let digest: String = target.get("digest");
+            // Retention may have expired a digest beyond the rollback window.
+            if !crate::evidence::holds_manifest!(tx, &plan.repository, &digest) {
+                return Ok(StoreOutcome::NoRollbackTarget(format!(
+                    "{digest} is no longer in {}: retention expired it (it was outside {}/{}'s rollback window); promote a digest the repository holds",
+                    plan.repository, plan.application, plan.environment
+                )));
+            }
             if let Some(quarantine) =
                 crate::quarantines::quarantine_of!(tx, &plan.application, &digest)
             {

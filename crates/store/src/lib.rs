@@ -14,7 +14,7 @@
 //! reports); [`Store::users`] and [`Store::access`] (people, CI identities, tokens,
 //! OIDC exchanges, server secrets); [`Store::sessions`] (web UI passwords and
 //! sessions); [`Store::collection`] (garbage collection's marks, condemned blobs and
-//! passes); and [`Store::audit`], the hash-chained log every
+//! passes); [`Store::retention`] (what retention policies read, and their expiries); and [`Store::audit`], the hash-chained log every
 //! change appends to in its own transaction. The backend enum is private to this
 //! crate.
 
@@ -33,6 +33,7 @@ mod promotions;
 mod quarantines;
 mod repositories;
 mod resources;
+mod retention;
 mod sessions;
 mod uploads;
 mod users;
@@ -68,6 +69,7 @@ pub use resources::{
     ApplicationColumns, ApplicationFilter, AppliedChanges, AppliedResource, ApplyConflict,
     ApplyOutcome, EnvironmentCondition, ResourceChange, ResourceColumns, Resources, StoredResource,
 };
+pub use retention::{DeployedDigest, Expiry, ExpiryOutcome, PinScope, RetainedManifest, Retention};
 pub use sessions::{
     InvitationRecord, NewInvitation, NewSession, PasswordRecord, SessionRecord, Sessions,
 };
@@ -153,6 +155,13 @@ impl Store {
 
     pub fn promotions(&self) -> Promotions<'_> {
         Promotions {
+            backend: &self.backend,
+        }
+    }
+
+    /// What retention reads (manifests, pins, deployments) and its expiries.
+    pub fn retention(&self) -> Retention<'_> {
+        Retention {
             backend: &self.backend,
         }
     }

@@ -34,6 +34,9 @@ pub enum ResourceColumns {
     /// Nothing beside the text: the token exchange reads every policy
     /// ([`Resources::all`]) and matches them itself.
     TrustPolicy,
+    /// Nothing beside the text: garbage collection reads every policy and matches
+    /// repositories itself.
+    RetentionPolicy,
 }
 
 impl ResourceColumns {
@@ -42,6 +45,7 @@ impl ResourceColumns {
             ResourceColumns::Pipeline => ResourceKind::Pipeline,
             ResourceColumns::Application(_) => ResourceKind::Application,
             ResourceColumns::TrustPolicy => ResourceKind::TrustPolicy,
+            ResourceColumns::RetentionPolicy => ResourceKind::RetentionPolicy,
         }
     }
 }
@@ -196,7 +200,9 @@ impl Resources<'_> {
             .iter()
             .filter_map(|change| match &change.columns {
                 ResourceColumns::Application(application) => Some(&application.repository),
-                ResourceColumns::Pipeline | ResourceColumns::TrustPolicy => None,
+                ResourceColumns::Pipeline
+                | ResourceColumns::TrustPolicy
+                | ResourceColumns::RetentionPolicy => None,
             })
             .collect();
         repositories.sort();
@@ -219,7 +225,9 @@ impl Resources<'_> {
                         Some(application.pipeline.as_str()),
                         Some(application.app_type.as_str()),
                     ),
-                    ResourceColumns::Pipeline | ResourceColumns::TrustPolicy => (None, None, None),
+                    ResourceColumns::Pipeline
+                    | ResourceColumns::TrustPolicy
+                    | ResourceColumns::RetentionPolicy => (None, None, None),
                 };
                 let applied_resource = |revision| AppliedResource {
                     kind,

@@ -30,7 +30,7 @@ fn documents_are_numbered_from_one_counting_empty_ones() {
     assert_eq!(
         errors_of(&text),
         [
-            "resources.yaml: document 3 (Pipelin `x`), field kind: unknown kind `Pipelin`: use Pipeline, Application or TrustPolicy"
+            "resources.yaml: document 3 (Pipelin `x`), field kind: unknown kind `Pipelin`: use Pipeline, Application, TrustPolicy or RetentionPolicy"
         ]
     );
 }
@@ -44,8 +44,8 @@ fn every_bad_document_is_reported_not_only_the_first() {
         errors_of(&text),
         [
             "resources.yaml:3:29: document 1 (Pipeline `a`), field stages[0].auto: invalid type: string \"yes please\", expected a boolean",
-            "resources.yaml: document 3 (`orphan`): missing `kind`: use Pipeline, Application or TrustPolicy",
-            "resources.yaml:17:1: document 4 (Application `web`), field owner: unknown field `owner`, expected one of `kind`, `name`, `type`, `repository`, `pipeline`, `tech_stack`, `module`, `environments`",
+            "resources.yaml: document 3 (`orphan`): missing `kind`: use Pipeline, Application, TrustPolicy or RetentionPolicy",
+            "resources.yaml:17:1: document 4 (Application `web`), field owner: unknown field `owner`, expected one of `kind`, `name`, `type`, `repository`, `pipeline`, `tech_stack`, `module`, `environments`, `retention`",
         ]
     );
 }
@@ -68,8 +68,8 @@ fn errors_render_one_per_line_for_the_cli() {
         resources::parse_file("ops/apps.yaml", "name: a\n---\nname: b\n").expect_err("no kinds");
     assert_eq!(
         errors.to_string(),
-        "ops/apps.yaml: document 1 (`a`): missing `kind`: use Pipeline, Application or TrustPolicy\n\
-         ops/apps.yaml: document 2 (`b`): missing `kind`: use Pipeline, Application or TrustPolicy"
+        "ops/apps.yaml: document 1 (`a`): missing `kind`: use Pipeline, Application, TrustPolicy or RetentionPolicy\n\
+         ops/apps.yaml: document 2 (`b`): missing `kind`: use Pipeline, Application, TrustPolicy or RetentionPolicy"
     );
     let first = &errors.errors()[0];
     assert_eq!(first.file, "ops/apps.yaml");

@@ -25,12 +25,14 @@ fn a_document_without_a_kind_is_refused_naming_the_document() {
     check(
         "name: x\n",
         &[
-            "resources.yaml: document 1 (`x`): missing `kind`: use Pipeline, Application or TrustPolicy",
+            "resources.yaml: document 1 (`x`): missing `kind`: use Pipeline, Application, TrustPolicy or RetentionPolicy",
         ],
     );
     check(
         "kind: ~\nstages: []\n",
-        &["resources.yaml: document 1: missing `kind`: use Pipeline, Application or TrustPolicy"],
+        &[
+            "resources.yaml: document 1: missing `kind`: use Pipeline, Application, TrustPolicy or RetentionPolicy",
+        ],
     );
 }
 
@@ -39,13 +41,13 @@ fn an_unknown_kind_is_refused_at_the_kind_field() {
     check(
         "kind: pipeline\nname: x\n",
         &[
-            "resources.yaml: document 1 (pipeline `x`), field kind: unknown kind `pipeline`: use Pipeline, Application or TrustPolicy",
+            "resources.yaml: document 1 (pipeline `x`), field kind: unknown kind `pipeline`: use Pipeline, Application, TrustPolicy or RetentionPolicy",
         ],
     );
     check(
         "kind: Deployment\nname: x\n",
         &[
-            "resources.yaml: document 1 (Deployment `x`), field kind: unknown kind `Deployment`: use Pipeline, Application or TrustPolicy",
+            "resources.yaml: document 1 (Deployment `x`), field kind: unknown kind `Deployment`: use Pipeline, Application, TrustPolicy or RetentionPolicy",
         ],
     );
 }

@@ -7,6 +7,7 @@ mod documents;
 mod errors;
 mod example;
 mod references;
+mod retention_policies;
 mod targets;
 mod trust_policies;
 

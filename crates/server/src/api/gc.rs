@@ -1,10 +1,14 @@
 //! `POST /api/v1/gc` (run a garbage collection pass now, or a dry run) and
 //! `GET /api/v1/gc` (its settings and record). Admins only (`registry:gc`).
 
-use api_types::{GcItem, GcPassView, GcReport, GcRequest, GcStatus};
+use api_types::{
+    GcItem, GcPassView, GcReport, GcRequest, GcStatus, RetentionExpiry, RetentionSaved,
+    RetentionSkipped, RetentionView,
+};
 use axum::Json;
 use axum::extract::State;
-use registry::{CollectReport, Removed};
+use domain::retention::render_age;
+use registry::{CollectReport, Removed, RepositoryRetention};
 
 use super::error::ApiError;
 use super::extract::{Authorized, CollectGarbage};
@@ -104,12 +108,53 @@ fn item(removed: &Removed) -> GcItem {
     }
 }
 
+fn retention_view(done: &RepositoryRetention) -> RetentionView {
+    RetentionView {
+        policy: done.policy.clone(),
+        repository: done.repository.clone(),
+        manifests: done.manifests,
+        expired: done
+            .expired
+            .iter()
+            .map(|expired| RetentionExpiry {
+                digest: expired.digest.clone(),
+                tags: expired.tags.clone(),
+                tier: expired.tier.to_string(),
+                age: render_age(expired.age),
+                rule: expired.rule.clone(),
+            })
+            .collect(),
+        saved: done
+            .saved
+            .iter()
+            .map(|saved| RetentionSaved {
+                digest: saved.digest.clone(),
+                tags: saved.tags.clone(),
+                tier: saved.tier.to_string(),
+                age: render_age(saved.age),
+                rule: saved.rule.clone(),
+                pins: saved.pins.clone(),
+            })
+            .collect(),
+        skipped: done
+            .skipped
+            .iter()
+            .map(|skipped| RetentionSkipped {
+                digest: skipped.digest.clone(),
+                reason: skipped.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
 fn report_view(report: &CollectReport, grace_seconds: u64) -> GcReport {
     GcReport {
         dry_run: report.dry_run,
         started_at: rfc3339(report.started_at),
         duration_ms: report.finished_at.saturating_sub(report.started_at),
         grace_seconds,
+        retention: report.retention.iter().map(retention_view).collect(),
+        manifests_expired: report.manifests_expired,
         referrers: report.referrers.iter().map(item).collect(),
         referrers_deleted: report.referrers_deleted,
         blobs_marked: report.blobs_marked,

@@ -114,7 +114,7 @@ pub(crate) async fn apply(
     get,
     path = "/api/v1/resources/{kind}",
     params(
-        ("kind" = String, Path, description = "`pipelines`, `applications` or `trustpolicies`"),
+        ("kind" = String, Path, description = "`pipelines`, `applications`, `trustpolicies` or `retentionpolicies`"),
         ListQuery,
     ),
     responses(
@@ -163,7 +163,7 @@ pub(crate) async fn list(
     get,
     path = "/api/v1/resources/{kind}/{name}",
     params(
-        ("kind" = String, Path, description = "`pipelines`, `applications` or `trustpolicies`"),
+        ("kind" = String, Path, description = "`pipelines`, `applications`, `trustpolicies` or `retentionpolicies`"),
         ("name" = String, Path, description = "The resource's name"),
     ),
     responses(
@@ -253,14 +253,16 @@ async fn read_text(body: Body) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request("a resources file is UTF-8 text"))
 }
 
-/// `pipelines`, `applications` or `trustpolicies`, as the URL names a kind.
+/// `pipelines`, `applications`, `trustpolicies` or `retentionpolicies`, as the URL
+/// names a kind.
 fn parse_kind(plural: &str) -> Result<ResourceKind, ApiError> {
     match plural {
         "pipelines" => Ok(ResourceKind::Pipeline),
         "applications" => Ok(ResourceKind::Application),
         "trustpolicies" => Ok(ResourceKind::TrustPolicy),
+        "retentionpolicies" => Ok(ResourceKind::RetentionPolicy),
         other => Err(ApiError::not_found(format!(
-            "no resource kind `{other}`: use pipelines, applications or trustpolicies"
+            "no resource kind `{other}`: use pipelines, applications, trustpolicies or retentionpolicies"
         ))),
     }
 }

@@ -427,10 +427,15 @@ pub(crate) async fn invite(
 }
 
 /// The kinds of declared resources, as the page names them and as their URLs do.
-const KINDS: [(ResourceKind, &str, &str); 3] = [
+const KINDS: [(ResourceKind, &str, &str); 4] = [
     (ResourceKind::Pipeline, "pipelines", "Pipelines"),
     (ResourceKind::Application, "applications", "Applications"),
     (ResourceKind::TrustPolicy, "trustpolicies", "Trust policies"),
+    (
+        ResourceKind::RetentionPolicy,
+        "retentionpolicies",
+        "Retention policies",
+    ),
 ];
 
 pub(crate) async fn resources(

@@ -30,6 +30,7 @@ mod registry_listing;
 mod registry_manifests;
 mod registry_names;
 mod registry_referrers;
+mod registry_retention;
 mod registry_sites;
 mod registry_token;
 mod registry_uploads;

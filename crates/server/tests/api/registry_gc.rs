@@ -35,6 +35,7 @@ async fn collect_with(app: &TestApp, grace: Duration, dry_run: bool) -> CollectR
             grace,
             dry_run,
             replica: "test".into(),
+            retention: Ok(registry::RetentionPlan::default()),
         })
         .await
         .expect("a collection pass runs")
@@ -561,7 +562,7 @@ registry_tests! {
         // the bytes of a blob uploaded again in between.
         let now = store::now_millis();
         assert!(app.store.jobs().lead("gc-pass", "r9/running", now, now + 60_000).await.expect("lead"));
-        let options = CollectOptions { grace: Duration::ZERO, dry_run: false, replica: "test".into() };
+        let options = CollectOptions { grace: Duration::ZERO, dry_run: false, replica: "test".into(), retention: Ok(registry::RetentionPlan::default()) };
         assert!(app.state.registry.collect(&options).await.expect("collect").is_none());
         let response = app.admin(Method::POST, "/api/v1/gc", &[], Body::empty()).await;
         assert_status(&response, StatusCode::CONFLICT);
