@@ -12,10 +12,12 @@
 
 pub mod access;
 pub mod collection;
+pub mod keys;
 pub mod promotion;
 pub mod resources;
 
 pub use access::*;
 pub use collection::*;
+pub use keys::*;
 pub use promotion::*;
 pub use resources::*;

@@ -379,6 +379,7 @@ pub fn authorize(
         _ if action == Action::ReadAudit => "audit:read".to_owned(),
         _ if action == Action::ManageUsers => "users:manage".to_owned(),
         _ if action == Action::CollectGarbage => "registry:gc".to_owned(),
+        _ if action == Action::ManageKeys => "keys:manage".to_owned(),
         _ if resources => format!("resources:{}", action.as_str()),
         Some(name) => format!("repository:{name}:{}", action.as_str()),
         None => format!("registry:{}", action.as_str()),

@@ -165,6 +165,20 @@ impl Client {
         self.answer(&url, request.send_json(&GcRequest { dry_run }))
     }
 
+    /// The public keys the server signs and signed with (no credentials needed).
+    pub fn signing_keys(&self) -> Result<SigningKeyList, ClientError> {
+        let url = self.endpoint(&["keys"])?;
+        let request = self.authorized(self.agent.get(url.as_str()));
+        self.answer(&url, request.call())
+    }
+
+    /// Makes a new signing key the current one (admins); the old one stays listed.
+    pub fn rotate_signing_key(&self) -> Result<SigningKeyView, ClientError> {
+        let url = self.endpoint(&["keys", "rotate"])?;
+        let request = self.authorized(self.agent.post(url.as_str()));
+        self.answer(&url, request.send(""))
+    }
+
     /// Garbage collection's settings and record (admins).
     pub fn gc_status(&self) -> Result<GcStatus, ClientError> {
         let url = self.endpoint(&["gc"])?;

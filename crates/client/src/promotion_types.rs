@@ -6,6 +6,7 @@
 
 pub use api_types::access::*;
 pub use api_types::collection::*;
+pub use api_types::keys::*;
 pub use api_types::promotion::*;
 
 /// Whether a check passed ([`CheckRequest::status`] spells it with [`CheckStatus::as_str`]).

@@ -68,6 +68,9 @@ pub enum AuditAction {
     /// A retention policy expired a manifest (its tags and the manifest; garbage
     /// collection then deletes the blobs nothing else references).
     Expire,
+    /// A signing key became the current one (first start, or a rotation that retired
+    /// the one before).
+    SigningKey,
 }
 
 impl AuditAction {
@@ -104,6 +107,7 @@ impl AuditAction {
             AuditAction::Quarantine => "quarantine",
             AuditAction::LiftQuarantine => "lift-quarantine",
             AuditAction::Expire => "expire",
+            AuditAction::SigningKey => "signing-key",
         }
     }
 }

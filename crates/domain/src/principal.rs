@@ -178,6 +178,8 @@ pub enum Action {
     ManageUsers,
     /// Run garbage collection and read its record.
     CollectGarbage,
+    /// Rotate the key Gantry signs with.
+    ManageKeys,
 }
 
 impl Action {
@@ -192,6 +194,7 @@ impl Action {
             Action::ReadAudit => "read",
             Action::ManageUsers => "manage",
             Action::CollectGarbage => "gc",
+            Action::ManageKeys => "manage",
         }
     }
 }

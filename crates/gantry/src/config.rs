@@ -41,6 +41,17 @@ pub(crate) struct Config {
     pub(crate) outbound: OutboundSection,
     pub(crate) deploy: DeploySection,
     pub(crate) gc: GcSection,
+    pub(crate) signing: SigningSection,
+}
+
+/// `[signing]`: the key Gantry signs with.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SigningSection {
+    /// The PEM file of the private key (ECDSA P-256, PKCS#8), made (mode 0600) on
+    /// first start when absent; default `gantry-signing-key.pem` under `[deploy]
+    /// secrets_dir`. Every replica must read the same file.
+    pub(crate) key_file: Option<PathBuf>,
 }
 
 /// `[gc]`: garbage collection.
@@ -446,6 +457,7 @@ impl Default for Config {
             outbound: OutboundSection::default(),
             deploy: DeploySection::default(),
             gc: GcSection::default(),
+            signing: SigningSection::default(),
         }
     }
 }
@@ -491,6 +503,24 @@ impl Config {
         self.blob_store
             .clone()
             .unwrap_or_else(|| self.data_dir.join("blobs").display().to_string())
+    }
+
+    /// The files holding targets' secrets: `[deploy] secrets_dir`, default
+    /// `data_dir/secrets`.
+    pub(crate) fn secrets_dir(&self) -> PathBuf {
+        self.deploy
+            .secrets_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secrets"))
+    }
+
+    /// The signing key's file: `[signing] key_file`, default
+    /// `gantry-signing-key.pem` in [`Config::secrets_dir`].
+    pub(crate) fn signing_key_file(&self) -> PathBuf {
+        self.signing
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.secrets_dir().join("gantry-signing-key.pem"))
     }
 
     /// Where blobs live, read from [`Config::blob_store`].

@@ -11,6 +11,7 @@ mod copy;
 mod deployments;
 mod environments;
 mod gc;
+mod keys;
 mod login;
 mod metrics;
 mod progress;
@@ -202,14 +203,25 @@ enum Command {
     Quarantine(quarantine::QuarantineArgs),
     /// Run a garbage collection pass now, or a dry run, or show past passes (admins).
     ///
-    /// Deletes referrers whose subject is gone, blobs no manifest referenced for the
-    /// grace window ([gc] grace_seconds), objects the database has no record of, and
-    /// expired upload sessions, while the registry keeps serving.
+    /// Applies the retention policies (kind: RetentionPolicy, an application's
+    /// retention block; a promotion pin overrides every rule), then deletes referrers
+    /// whose subject is gone, blobs no manifest referenced for the grace window ([gc]
+    /// grace_seconds), objects the database has no record of, and expired upload
+    /// sessions, while the registry keeps serving. --dry-run shows what each policy
+    /// would expire and why, and the pin that saved each digest.
     ///
     /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 a step failed (the next
     /// pass retries it) or anything else.
     #[command(after_help = CLIENT_HELP)]
     Gc(gc::GcArgs),
+    /// List the public keys the server signs with, or rotate the key (admins).
+    ///
+    /// The private key is a file outside the database ([signing] key_file); a
+    /// rotation replaces it, and the old public key stays listed with the time range
+    /// it signed.
+    ///
+    /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else.
+    Keys(keys::KeysArgs),
     /// Create or list users and CI identities (admins).
     #[command(after_help = CLIENT_HELP)]
     User(users::UserArgs),
@@ -328,6 +340,7 @@ fn main() -> ExitCode {
         Command::Deployment(args) => deployments::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::Gc(args) => gc::run(args),
+        Command::Keys(args) => keys::run(args),
         Command::Quarantine(args) => quarantine::run(args),
         Command::User(args) => users::user(args),
         Command::Token(args) => users::token(args),

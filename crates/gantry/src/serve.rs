@@ -170,6 +170,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ..state.web
     };
     let state = state.with_web(web).with_gc(config.gc.settings());
+    // The signing key: read from its file, or made there on first start; its public
+    // half is recorded as the current key (a key file replaced by hand is a rotation).
+    let key_file = config.signing_key_file();
+    let key = attest::SigningKey::load_or_create(&key_file)
+        .with_context(|| format!("the signing key {}", key_file.display()))?;
+    tracing::info!(key_id = %key.key_id(), file = %key_file.display(), "signing key");
+    let state = state.with_signing_key(key);
+    if let Some(ring) = &state.signing {
+        ring.publish(&state.store, "gantry")
+            .await
+            .context("recording the signing key's public half")?;
+    }
     let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let listener = TcpListener::bind(config.listen)
@@ -327,13 +339,7 @@ fn creation(policy: crate::config::RepositoryCreation) -> registry::RepositoryCr
 /// The secrets targets name: files under `[deploy] secrets_dir`, default
 /// `data_dir/secrets`.
 fn secrets(config: &Config) -> engine::Secrets {
-    engine::Secrets::new(Some(
-        config
-            .deploy
-            .secrets_dir
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("secrets")),
-    ))
+    engine::Secrets::new(Some(config.secrets_dir()))
 }
 
 /// Every deploy target this server offers, with its settings from `[deploy]` (the

@@ -11,6 +11,7 @@ mod health;
 pub mod limits;
 mod metrics;
 mod retention;
+pub mod signing;
 mod web;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub web: WebSettings,
     /// When and how garbage collection runs.
     pub gc: GcSettings,
+    /// The key Gantry signs with; `None` until [`AppState::with_signing_key`].
+    pub signing: Option<Arc<signing::KeyRing>>,
 }
 
 /// When garbage collection runs and how long it waits before deleting.
@@ -115,7 +118,15 @@ impl AppState {
             federation: access.federation,
             web,
             gc: GcSettings::default(),
+            signing: None,
         }
+    }
+
+    /// The same state signing with `key` (its public half already recorded as the
+    /// current key, see [`signing::KeyRing::publish`]).
+    pub fn with_signing_key(mut self, key: attest::SigningKey) -> AppState {
+        self.signing = Some(Arc::new(signing::KeyRing::new(key)));
+        self
     }
 
     /// The same state collecting garbage as `gc` says.

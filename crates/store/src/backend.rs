@@ -221,6 +221,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "quarantine",
         include_str!("../migrations/sqlite/0014_quarantine.sql"),
     ),
+    (
+        15,
+        "signing_keys",
+        include_str!("../migrations/sqlite/0015_signing_keys.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -292,6 +297,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "quarantine",
         include_str!("../migrations/postgres/0014_quarantine.sql"),
+    ),
+    (
+        15,
+        "signing_keys",
+        include_str!("../migrations/postgres/0015_signing_keys.sql"),
     ),
 ];
 

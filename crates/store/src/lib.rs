@@ -14,7 +14,8 @@
 //! reports); [`Store::users`] and [`Store::access`] (people, CI identities, tokens,
 //! OIDC exchanges, server secrets); [`Store::sessions`] (web UI passwords and
 //! sessions); [`Store::collection`] (garbage collection's marks, condemned blobs and
-//! passes); [`Store::retention`] (what retention policies read, and their expiries); and [`Store::audit`], the hash-chained log every
+//! passes); [`Store::retention`] (what retention policies read, and their expiries);
+//! [`Store::signing_keys`] (the public keys Gantry signs with, current and retired); and [`Store::audit`], the hash-chained log every
 //! change appends to in its own transaction. The backend enum is private to this
 //! crate.
 
@@ -35,6 +36,7 @@ mod repositories;
 mod resources;
 mod retention;
 mod sessions;
+mod signing_keys;
 mod uploads;
 mod users;
 
@@ -73,6 +75,7 @@ pub use retention::{DeployedDigest, Expiry, ExpiryOutcome, PinScope, RetainedMan
 pub use sessions::{
     InvitationRecord, NewInvitation, NewSession, PasswordRecord, SessionRecord, Sessions,
 };
+pub use signing_keys::{SigningKeyRecord, SigningKeys};
 pub use uploads::{Append, FinishOutcome, Upload, UploadPart, Uploads};
 pub use users::{NewToken, NewUser, TokenOwner, TokenRecord, UserRecord, Users};
 
@@ -162,6 +165,13 @@ impl Store {
     /// What retention reads (manifests, pins, deployments) and its expiries.
     pub fn retention(&self) -> Retention<'_> {
         Retention {
+            backend: &self.backend,
+        }
+    }
+
+    /// The public halves of the keys Gantry signs with.
+    pub fn signing_keys(&self) -> SigningKeys<'_> {
+        SigningKeys {
             backend: &self.backend,
         }
     }

@@ -22,6 +22,8 @@ pub struct TestApp {
     pub backend: Backend,
     _database: TestDatabase,
     _blob_directory: tempfile::TempDir,
+    /// Holds the signing key's file, as `gantry serve` keeps one outside the database.
+    key_directory: tempfile::TempDir,
     /// Dropping it stops the deploy worker.
     _stop_worker: tokio::sync::watch::Sender<bool>,
 }
@@ -122,13 +124,31 @@ impl TestApp {
             .await
             .expect("bootstrap admin");
         assert!(created, "a fresh database has no users");
+        // A signing key, made and published as `gantry serve` does at its start.
+        let key_directory = tempfile::tempdir().expect("temporary directory");
+        let key = attest::SigningKey::load_or_create(&key_directory.path().join("signing.pem"))
+            .expect("signing key");
         // Programs the test's deployments start see what a server would hand them.
         let state = configure(
             AppState::new(store.clone(), blobs, config)
                 .with_access(access)
-                .with_deployers(engine::Deployers::new(programs())),
+                .with_deployers(engine::Deployers::new(programs()))
+                .with_signing_key(key),
         );
-        TestApp::assemble(state, store, admin_token, backend, database, blob_directory)
+        if let Some(ring) = &state.signing {
+            ring.publish(&store, "gantry")
+                .await
+                .expect("publish the signing key");
+        }
+        TestApp::assemble(
+            state,
+            store,
+            admin_token,
+            backend,
+            database,
+            blob_directory,
+            key_directory,
+        )
     }
 
     /// Starts the deploy worker of `state` (stopped when the app is dropped) and
@@ -140,6 +160,7 @@ impl TestApp {
         backend: Backend,
         database: TestDatabase,
         blob_directory: tempfile::TempDir,
+        key_directory: tempfile::TempDir,
     ) -> TestApp {
         let (stop_worker, stopped) = tokio::sync::watch::channel(false);
         let engine = state.engine.clone();
@@ -153,7 +174,13 @@ impl TestApp {
             backend,
             _database: database,
             _blob_directory: blob_directory,
+            key_directory,
         }
+    }
+
+    /// The file holding the app's signing key.
+    pub fn signing_key_file(&self) -> std::path::PathBuf {
+        self.key_directory.path().join("signing.pem")
     }
 
     /// The database behind the app.

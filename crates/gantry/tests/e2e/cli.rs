@@ -251,7 +251,7 @@ fn audit_verify_passes_on_an_untouched_log_and_names_an_entry_edited_in_the_data
     session.gantry_ok(&["apply", "-f", "gantry.yaml"]);
     let intact = session.gantry_ok(&["audit", "verify"]);
     assert!(
-        intact.starts_with("audit log intact: 5 entries"),
+        intact.starts_with("audit log intact: 6 entries"),
         "{intact}"
     );
 
@@ -262,15 +262,16 @@ fn audit_verify_passes_on_an_untouched_log_and_names_an_entry_edited_in_the_data
         .collect();
     assert_eq!(
         entries.len(),
-        5,
-        "the admin and its token, two creations and one update: {exported}"
+        6,
+        "the admin, its token and the signing key, two creations and one update: {exported}"
     );
     assert!(
-        entries[..2].iter().all(|e| e["actor"] == "gantry"),
-        "the first start's admin and token, recorded as done by Gantry: {exported}"
+        entries[..3].iter().all(|e| e["actor"] == "gantry"),
+        "the first start's admin, token and signing key, recorded as done by Gantry: {exported}"
     );
+    assert_eq!(entries[2]["action"], "signing-key", "{exported}");
     assert!(
-        entries[2..]
+        entries[3..]
             .iter()
             .all(|e| e["action"] == "apply" && e["actor"] == "admin"),
         "{exported}"
@@ -282,7 +283,7 @@ fn audit_verify_passes_on_an_untouched_log_and_names_an_entry_edited_in_the_data
     // Someone with access to the database rewrites who made the second change.
     let database = session.path().join("gantry-data/gantry.db");
     let edit = format!(
-        "import sqlite3; c = sqlite3.connect({:?}); c.execute(\"UPDATE audit_log SET actor = 'mallory' WHERE sequence = 4\"); c.commit()",
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute(\"UPDATE audit_log SET actor = 'mallory' WHERE sequence = 5\"); c.commit()",
         database.display().to_string()
     );
     let edited = Command::new("python3")
@@ -293,7 +294,7 @@ fn audit_verify_passes_on_an_untouched_log_and_names_an_entry_edited_in_the_data
     let broken = session.gantry(&["audit", "verify"]);
     assert_eq!(exit_code(&broken), 5, "{}", describe(&broken));
     let verdict = String::from_utf8_lossy(&broken.stdout);
-    assert!(verdict.contains("BROKEN at entry 4"), "{verdict}");
+    assert!(verdict.contains("BROKEN at entry 5"), "{verdict}");
 }
 
 #[test]

@@ -104,6 +104,12 @@ impl Permission for CollectGarbage {
     const ACTION: Action = Action::CollectGarbage;
 }
 
+/// Rotating the signing key.
+pub(crate) struct ManageKeys;
+impl Permission for ManageKeys {
+    const ACTION: Action = Action::ManageKeys;
+}
+
 /// A caller that may do `P::ACTION`: `401` with a challenge for who is not
 /// authenticated, `403` naming the permission for who may not.
 pub(crate) struct Authorized<P>(pub(crate) Principal, pub(crate) PhantomData<P>);

@@ -18,6 +18,7 @@ mod deployments;
 mod error;
 mod extract;
 mod gc;
+mod keys;
 mod oidc;
 mod page;
 mod params;
@@ -82,6 +83,8 @@ pub(crate) use error::ApiError;
         users::dora,
         gc::run,
         gc::status,
+        keys::list,
+        keys::rotate,
         quarantine::quarantine,
         quarantine::lift,
         quarantine::list,
@@ -161,6 +164,8 @@ pub(crate) use error::ApiError;
         api_types::GcReport,
         api_types::GcPassView,
         api_types::GcStatus,
+        api_types::SigningKeyView,
+        api_types::SigningKeyList,
     ))
 )]
 struct ApiDoc;
@@ -237,6 +242,8 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/v1/metrics/dora", get(users::dora))
         .route("/api/v1/gc", get(gc::status).post(gc::run))
+        .route("/api/v1/keys", get(keys::list))
+        .route("/api/v1/keys/rotate", post(keys::rotate))
         .route("/api/v1/apps/{app}/quarantines", get(quarantine::list))
         .route(
             "/api/v1/apps/{app}/quarantines/{digest}",

@@ -21,25 +21,27 @@ testkit::app_tests! {
         }
         let verdict = verify(&app).await;
         assert_eq!(verdict["intact"], true, "{verdict}");
-        // The bootstrap admin's creation and its token, then one push entry per image
-        // and the repository's creation.
-        assert_eq!(verdict["entries"], 6);
+        // The bootstrap admin's creation and its token, the signing key, then one push
+        // entry per image and the repository's creation.
+        assert_eq!(verdict["entries"], 7);
         let export = app.admin(Method::GET, "/api/v1/audit/export", &[], Body::empty()).await;
         assert_status(&export, StatusCode::OK);
         assert_eq!(export.header("content-type"), Some("application/x-ndjson"));
         let lines: Vec<serde_json::Value> =
             export.text().lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect();
-        assert_eq!(lines.len(), 6);
+        assert_eq!(lines.len(), 7);
         assert_eq!(lines[0]["sequence"], 1);
-        // The first start created the admin and its token, recorded as done by Gantry.
+        // The first start created the admin and its token and published the signing
+        // key, recorded as done by Gantry.
         assert_eq!((&lines[0]["actor"], &lines[0]["action"], &lines[0]["subject"]), (&serde_json::json!("gantry"), &serde_json::json!("user"), &serde_json::json!("user/admin")));
         assert_eq!((&lines[1]["action"], &lines[1]["subject"]), (&serde_json::json!("token"), &serde_json::json!("user/admin")));
-        assert_eq!(lines[2]["actor"], "admin");
+        assert_eq!((&lines[2]["actor"], &lines[2]["action"]), (&serde_json::json!("gantry"), &serde_json::json!("signing-key")));
+        assert_eq!(lines[3]["actor"], "admin");
         // The first push created the repository, and said so.
-        assert_eq!((&lines[2]["action"], &lines[2]["subject"]), (&serde_json::json!("create-repository"), &serde_json::json!("acme/app")));
-        assert_eq!(lines[3]["action"], "push");
-        assert_eq!(lines[3]["previous_hash"], lines[2]["hash"], "the export shows the chain");
-        assert_eq!(verdict["head"], lines[5]["hash"]);
+        assert_eq!((&lines[3]["action"], &lines[3]["subject"]), (&serde_json::json!("create-repository"), &serde_json::json!("acme/app")));
+        assert_eq!(lines[4]["action"], "push");
+        assert_eq!(lines[4]["previous_hash"], lines[3]["hash"], "the export shows the chain");
+        assert_eq!(verdict["head"], lines[6]["hash"]);
     }
 
     async fn an_entry_edited_in_the_database_is_named_by_verify(app) {

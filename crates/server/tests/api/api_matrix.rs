@@ -274,6 +274,8 @@ enum Call {
     Dora,
     GcStatus,
     GcDryRun,
+    SigningKeys,
+    RotateSigningKey,
     ListQuarantines,
     Quarantine,
     LiftQuarantine,
@@ -346,6 +348,8 @@ const MATRIX: &[Row] = &[
     row(Method::POST,   "/api/v1/apps/{app}/quarantines/{digest}/lift",    Call::LiftQuarantine,     Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/gc",                                      Call::GcStatus,           Users(ADMIN_ONLY)),
     row(Method::POST,   "/api/v1/gc",                                      Call::GcDryRun,           Users(ADMIN_ONLY)),
+    row(Method::GET,    "/api/v1/keys",                                    Call::SigningKeys,        Public(Succeeds)),
+    row(Method::POST,   "/api/v1/keys/rotate",                             Call::RotateSigningKey,   Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/admission",                               Call::Admission,          Users(PEOPLE)),
     row(Method::POST,   "/api/v1/admission/review",                        Call::AdmissionReview,    Users(PEOPLE)),
 ];
@@ -918,6 +922,8 @@ impl<'a> World<'a> {
                 )
             }
             Call::GcStatus => Prepared::new("/api/v1/gc", Payload::Empty),
+            Call::SigningKeys => Prepared::new("/api/v1/keys", Payload::Empty),
+            Call::RotateSigningKey => Prepared::new("/api/v1/keys/rotate", Payload::Empty),
             Call::GcDryRun => {
                 Prepared::new("/api/v1/gc", Payload::Json(json!({ "dry_run": true })))
             }

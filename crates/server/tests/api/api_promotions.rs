@@ -8,7 +8,9 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{TestApp, TestResponse};
 
-use crate::support::{assert_status, mutable_tags_config, push_image, user_with_roles as user};
+use crate::support::{
+    assert_status, call, mutable_tags_config, push_image, user_with_roles as user,
+};
 
 /// The message of an API error.
 fn error_message(response: &TestResponse) -> String {
@@ -52,19 +54,6 @@ const TRIVY_HIGH: &str = r#"{"SchemaVersion": 2, "ArtifactName": "acme/web-app",
 
 const TRIVY_CLEAN: &str = r#"{"SchemaVersion": 2, "ArtifactName": "acme/web-app", "Results": [
   {"Target": "alpine", "Class": "os-pkgs", "Type": "alpine", "Vulnerabilities": null}]}"#;
-
-/// Sends `body` as JSON with `token` as Bearer.
-async fn call(app: &TestApp, method: Method, uri: &str, token: &str, body: Value) -> TestResponse {
-    let auth = format!("Bearer {token}");
-    let mut headers = vec![("authorization", auth.as_str())];
-    let body = if body.is_null() {
-        Body::empty()
-    } else {
-        headers.push(("content-type", "application/json"));
-        Body::from(body.to_string())
-    };
-    app.send(method, uri, &headers, body).await
-}
 
 /// As the admin (Basic auth).
 async fn admin(app: &TestApp, method: Method, uri: &str, body: Value) -> TestResponse {

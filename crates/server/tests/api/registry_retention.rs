@@ -10,11 +10,11 @@ use axum::body::Body;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use store::{Expiry, ExpiryOutcome, PinScope};
-use testkit::{TestApp, TestResponse, app_tests};
+use testkit::{TestApp, app_tests};
 
 use crate::support::{
-    Blob, EMPTY_JSON_MEDIA_TYPE, Image, Manifest, assert_status, get, image_index, push_blob,
-    push_image, push_manifest, user_with_roles as user,
+    Blob, EMPTY_JSON_MEDIA_TYPE, Image, Manifest, apply, assert_status, call, get, image_index,
+    push_blob, push_image, push_manifest, user_with_roles as user,
 };
 
 /// dev (auto) → staging → prod (1 staff), on the `record` target, with retention that
@@ -45,30 +45,6 @@ retention:
   expire_after: { dev: 1s, rc: 1s, release: 1s }
   rollback_window: 2
 "#;
-
-async fn call(app: &TestApp, method: Method, uri: &str, token: &str, body: Value) -> TestResponse {
-    let auth = format!("Bearer {token}");
-    let mut headers = vec![("authorization", auth.as_str())];
-    let body = if body.is_null() {
-        Body::empty()
-    } else {
-        headers.push(("content-type", "application/json"));
-        Body::from(body.to_string())
-    };
-    app.send(method, uri, &headers, body).await
-}
-
-async fn apply(app: &TestApp, text: &str) {
-    let response = app
-        .admin(
-            Method::POST,
-            "/api/v1/apply",
-            &[("content-type", "application/yaml")],
-            text.to_owned(),
-        )
-        .await;
-    assert_status(&response, StatusCode::OK);
-}
 
 /// Runs a pass through the API (as `gantry gc` does) and returns its report.
 async fn gc(app: &TestApp, dry_run: bool) -> Value {

@@ -448,3 +448,22 @@ pub(crate) async fn apply(app: &TestApp, yaml: impl Into<Body>) {
         .await;
     assert_status(&response, StatusCode::OK);
 }
+
+/// Sends `body` as JSON with `token` as Bearer (no body when `body` is null).
+pub(crate) async fn call(
+    app: &TestApp,
+    method: Method,
+    uri: &str,
+    token: &str,
+    body: Value,
+) -> TestResponse {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    let body = if body.is_null() {
+        Body::empty()
+    } else {
+        headers.push(("content-type", "application/json"));
+        Body::from(body.to_string())
+    };
+    app.send(method, uri, &headers, body).await
+}
