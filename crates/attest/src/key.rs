@@ -9,8 +9,8 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
 use ring::signature::{
-    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
-    UnparsedPublicKey,
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED, EcdsaKeyPair,
+    KeyPair, UnparsedPublicKey,
 };
 use sha2::{Digest, Sha256};
 
@@ -150,7 +150,7 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
-    fn from_point(point: &[u8]) -> Result<PublicKey, KeyError> {
+    pub(crate) fn from_point(point: &[u8]) -> Result<PublicKey, KeyError> {
         if point.len() != POINT_LEN || point[0] != 0x04 {
             return Err(KeyError::NotAPublicKey(
                 "not an uncompressed P-256 point".to_owned(),
@@ -202,9 +202,15 @@ impl PublicKey {
         })
     }
 
-    /// Whether `signature` (ASN.1 DER) is this key's over `message`.
+    /// Whether `signature` is this key's over `message`: ASN.1 DER, or the 64-byte
+    /// `r || s` some signers write.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)
+        let algorithm = if signature.len() == 64 {
+            &ECDSA_P256_SHA256_FIXED
+        } else {
+            &ECDSA_P256_SHA256_ASN1
+        };
+        UnparsedPublicKey::new(algorithm, &self.point)
             .verify(message, signature)
             .is_ok()
     }

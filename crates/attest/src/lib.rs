@@ -9,8 +9,9 @@
 //! file atomically with a new key. A key is named by its key id, the SHA-256 of its
 //! public key (SubjectPublicKeyInfo DER), and published as PEM and as a JWK.
 //! Signatures are ASN.1 DER, as DSSE envelopes and cosign carry them;
-//! [`PublicKey::verify`] checks one.
+//! [`PublicKey::verify`] checks one. [`dsse`] is the envelope attestations travel in.
 
+pub mod dsse;
 mod key;
 
 pub use key::{ALGORITHM, KeyError, PublicKey, SigningKey};
