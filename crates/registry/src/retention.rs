@@ -192,22 +192,28 @@ impl Registry {
         };
         let manifests = self.store.retention().inventory(&repository).await?;
         let release = release_repository(name);
-        let (pins, deployed) = match governed.owner {
+        let (pins, tiers) = match governed.owner {
             Some(owner) => (
                 self.store
                     .retention()
                     .pins(&owner.application, governed.rules.rollback_window, &release)
                     .await?,
-                self.store.retention().deployed(&owner.application).await?,
+                tiers(
+                    &self.store.retention().deployed(&owner.application).await?,
+                    owner,
+                ),
             ),
-            None => (BTreeMap::new(), Vec::new()),
+            None => (BTreeMap::new(), BTreeMap::new()),
         };
         let artifacts: Vec<Artifact> = manifests
             .into_iter()
             .map(|manifest| {
-                let (tier, since) = tier_of(&manifest.digest, &deployed, governed.owner);
+                let (tier, since) = tiers
+                    .get(&manifest.digest)
+                    .copied()
+                    .unwrap_or((Tier::Dev, manifest.pushed_at));
                 Artifact {
-                    tier_since: since.unwrap_or(manifest.pushed_at).max(manifest.pushed_at),
+                    tier_since: since.max(manifest.pushed_at),
                     pins: pins.get(&manifest.digest).cloned().unwrap_or_default(),
                     digest: manifest.digest,
                     pushed_at: manifest.pushed_at,
@@ -347,32 +353,31 @@ impl Registry {
     }
 }
 
-/// A digest's tier and when its age in it starts: `release` or `rc` from its last
-/// successful deployment to such an environment, else `dev` from its push.
-fn tier_of(
-    digest: &str,
+/// Each deployed digest's tier and when its age in it starts: `release` or `rc` from
+/// its last successful deployment to such an environment. A digest not in the map is
+/// `dev`, its age counted from its push.
+fn tiers(
     deployed: &[store::DeployedDigest],
-    owner: Option<&ApplicationRetention>,
-) -> (Tier, Option<i64>) {
-    let Some(owner) = owner else {
-        return (Tier::Dev, None);
-    };
-    let mut tier = Tier::Dev;
-    let mut since: Option<i64> = None;
-    for deployment in deployed.iter().filter(|d| d.digest == digest) {
-        let this = if owner.release_environments.contains(&deployment.environment) {
+    owner: &ApplicationRetention,
+) -> BTreeMap<String, (Tier, i64)> {
+    let mut tiers: BTreeMap<String, (Tier, i64)> = BTreeMap::new();
+    for deployment in deployed {
+        let tier = if owner.release_environments.contains(&deployment.environment) {
             Tier::Release
         } else {
             Tier::Rc
         };
-        if this > tier {
-            tier = this;
-            since = Some(deployment.last_deployed_at);
-        } else if this == tier {
-            since = Some(since.map_or(deployment.last_deployed_at, |at| {
-                at.max(deployment.last_deployed_at)
-            }));
-        }
+        let at = deployment.last_deployed_at;
+        tiers
+            .entry(deployment.digest.clone())
+            .and_modify(|(held, since)| {
+                if tier > *held {
+                    (*held, *since) = (tier, at);
+                } else if tier == *held {
+                    *since = (*since).max(at);
+                }
+            })
+            .or_insert((tier, at));
     }
-    (tier, since)
+    tiers
 }
