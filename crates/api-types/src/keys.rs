@@ -33,3 +33,27 @@ pub struct SigningKeyView {
 pub struct SigningKeyList {
     pub keys: Vec<SigningKeyView>,
 }
+
+/// A signed checkpoint of the audit log: entry `sequence` had hash `hash` at `at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckpointView {
+    pub sequence: i64,
+    pub hash: String,
+    /// RFC 3339.
+    pub at: String,
+    /// Milliseconds since the Unix epoch, as signed.
+    pub at_millis: i64,
+    pub key_id: String,
+    /// Base64 ASN.1 DER ECDSA P-256 signature over the DSSE pre-authentication
+    /// encoding of `{"at":AT_MILLIS,"hash":…,"key_id":…,"sequence":…}` with payload
+    /// type `application/vnd.gantry.audit-checkpoint.v1+json`.
+    pub signature: String,
+}
+
+/// `GET /api/v1/audit/checkpoints`: every checkpoint, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckpointList {
+    pub checkpoints: Vec<CheckpointView>,
+}

@@ -172,6 +172,28 @@ impl PublicKey {
         }
     }
 
+    /// Every PEM `PUBLIC KEY` in `text` (a file of several keys, such as `gantry keys
+    /// export` writes: the current one and those rotated out), in order.
+    pub fn all_from_pem(text: &str) -> Result<Vec<PublicKey>, KeyError> {
+        const END: &str = "-----END PUBLIC KEY-----";
+        let mut keys = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("-----BEGIN PUBLIC KEY-----") {
+            let Some(stop) = rest[start..].find(END) else {
+                return Err(KeyError::NotAPublicKey(format!("no `{END}` line")));
+            };
+            let end = start + stop + END.len();
+            keys.push(PublicKey::from_pem(&rest[start..end])?);
+            rest = &rest[end..];
+        }
+        if keys.is_empty() {
+            return Err(KeyError::NotAPublicKey(
+                "no `-----BEGIN PUBLIC KEY-----` line".to_owned(),
+            ));
+        }
+        Ok(keys)
+    }
+
     /// SubjectPublicKeyInfo DER.
     pub fn spki_der(&self) -> Vec<u8> {
         let mut der = SPKI_PREFIX.to_vec();

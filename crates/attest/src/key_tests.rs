@@ -119,3 +119,19 @@ fn a_public_key_that_is_not_p256_is_refused() {
     assert!(error.contains("not an ECDSA P-256 key"), "{error}");
     assert!(PublicKey::from_pem("nothing").is_err());
 }
+
+#[test]
+fn a_file_of_several_public_keys_reads_as_all_of_them() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let first = SigningKey::load_or_create(&directory.path().join("key.pem")).expect("a key");
+    let second = first.rotate().expect("rotated");
+    let text = format!(
+        "# current\n{}\n# retired\n{}",
+        second.public().pem(),
+        first.public().pem()
+    );
+    let keys = PublicKey::all_from_pem(&text).expect("two keys");
+    assert_eq!(keys, vec![second.public().clone(), first.public().clone()]);
+    assert!(PublicKey::all_from_pem("nothing here").is_err());
+    assert!(PublicKey::all_from_pem("-----BEGIN PUBLIC KEY-----\nAAAA").is_err());
+}

@@ -9,9 +9,15 @@
 //! file atomically with a new key. A key is named by its key id, the SHA-256 of its
 //! public key (SubjectPublicKeyInfo DER), and published as PEM and as a JWK.
 //! Signatures are ASN.1 DER, as DSSE envelopes and cosign carry them;
-//! [`PublicKey::verify`] checks one. [`dsse`] is the envelope attestations travel in.
+//! [`PublicKey::verify`] checks one. [`dsse`] is the envelope attestations travel in,
+//! [`referrer`] the OCI referrer (cosign v3's layout) that carries them beside the
+//! image, and [`verify`] what a verifier accepts of them; [`checkpoint`] signs the
+//! audit log's head.
 
+pub mod checkpoint;
 pub mod dsse;
 mod key;
+pub mod referrer;
+pub mod verify;
 
 pub use key::{ALGORITHM, KeyError, PublicKey, SigningKey};

@@ -172,6 +172,21 @@ impl Client {
         self.answer(&url, request.call())
     }
 
+    /// Signs a checkpoint of the audit log's head now (admins): the one made, or the
+    /// newest when the head is checkpointed already.
+    pub fn audit_checkpoint(&self) -> Result<CheckpointView, ClientError> {
+        let url = self.endpoint(&["audit", "checkpoints"])?;
+        let request = self.authorized(self.agent.post(url.as_str()));
+        self.answer(&url, request.send(""))
+    }
+
+    /// The audit log's signed checkpoints, oldest first.
+    pub fn audit_checkpoints(&self) -> Result<CheckpointList, ClientError> {
+        let url = self.endpoint(&["audit", "checkpoints"])?;
+        let request = self.authorized(self.agent.get(url.as_str()));
+        self.answer(&url, request.call())
+    }
+
     /// Makes a new signing key the current one (admins); the old one stays listed.
     pub fn rotate_signing_key(&self) -> Result<SigningKeyView, ClientError> {
         let url = self.endpoint(&["keys", "rotate"])?;

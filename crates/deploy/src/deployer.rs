@@ -112,7 +112,31 @@ pub trait Deployer: Send + Sync {
         let _ = target;
         Box::pin(async { Ok(None) })
     }
+
+    /// Carries what was attached to a deployed artifact after it was deployed (the
+    /// deployment's signed attestations, OCI referrers of `context.digest` in
+    /// `context.repository`) to where the target put the artifact, for targets that put
+    /// it somewhere a verifier reads (another registry). The default has nowhere to.
+    fn attach<'a>(&'a self, context: &'a AttachContext<'a>) -> AttachFuture<'a> {
+        let _ = context;
+        Box::pin(async { Ok(String::new()) })
+    }
 }
+
+/// What a deployer is handed to carry a deployed artifact's referrers.
+#[derive(Debug)]
+pub struct AttachContext<'a> {
+    pub environment: &'a str,
+    pub spec: &'a EnvironmentSpec,
+    /// The repository inside Gantry's registry holding the artifact and its referrers.
+    pub repository: &'a str,
+    pub digest: &'a str,
+    /// The referrers to carry, by digest.
+    pub referrers: &'a [String],
+}
+
+/// A note on what was carried, or why it failed (transient failures are retried).
+pub type AttachFuture<'a> = Pin<Box<dyn Future<Output = Result<String, DeployError>> + Send + 'a>>;
 
 /// What a deployer is told when asked what an environment runs.
 #[derive(Debug)]

@@ -16,8 +16,8 @@ pub mod process;
 mod secrets;
 
 pub use deployer::{
-    DeployContext, DeployError, DeployFuture, DeployLog, DeployResult, Deployer, ObserveContext,
-    ObserveFuture, RecordDeployer,
+    AttachContext, AttachFuture, DeployContext, DeployError, DeployFuture, DeployLog, DeployResult,
+    Deployer, ObserveContext, ObserveFuture, RecordDeployer,
 };
 pub use environment::ChildEnvironment;
 pub use secrets::Secrets;

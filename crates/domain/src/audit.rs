@@ -71,6 +71,9 @@ pub enum AuditAction {
     /// A signing key became the current one (first start, or a rotation that retired
     /// the one before).
     SigningKey,
+    /// A deployment's attestation was signed (and then stored beside the image as an
+    /// OCI referrer).
+    Attest,
 }
 
 impl AuditAction {
@@ -108,6 +111,7 @@ impl AuditAction {
             AuditAction::LiftQuarantine => "lift-quarantine",
             AuditAction::Expire => "expire",
             AuditAction::SigningKey => "signing-key",
+            AuditAction::Attest => "attest",
         }
     }
 }

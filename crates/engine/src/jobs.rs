@@ -421,7 +421,8 @@ impl Engine {
         Ok(())
     }
 
-    /// What a finished deployment leads to: after a failure, the auto-rollback (unless
+    /// What a finished deployment leads to: after a success, its signed attestations
+    /// (see the `attestation` module); after a failure, the auto-rollback (unless
     /// something newer was deployed there since, such as the promotion queued behind
     /// it); after a successful promotion, the auto-promotion into the next stage
     /// (unless that happened already). Both are idempotent, so the follow-up can be
@@ -437,6 +438,10 @@ impl Engine {
         let id = order.deployment_id;
         let outcome: Result<(), crate::EngineError> = async {
             use domain::promotion::DeploymentReason;
+            // The attestation first, so it is there before the digest moves on.
+            if succeeded {
+                self.attest(order).await?;
+            }
             if !succeeded
                 && order.reason != DeploymentReason::Rollback
                 && !self

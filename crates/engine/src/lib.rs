@@ -25,6 +25,7 @@
 mod actor;
 mod admission;
 mod apply;
+mod attestation;
 mod board;
 mod clock;
 mod command;
@@ -39,6 +40,7 @@ mod provenance;
 mod quarantine;
 mod queries;
 mod reconcile;
+mod signing;
 mod webhook;
 
 use domain::ResourceKind;
@@ -54,6 +56,7 @@ pub use clock::Clock;
 pub use command::CommandDeployer;
 // What the engine's own API takes: the deployers it is built with and what they are
 // built from. Deployers implement the `deploy` crate's contract directly.
+pub use attestation::ATTEST_ACTOR;
 pub use deploy::{ChildEnvironment, Deployer, Secrets};
 pub use deployer::Deployers;
 pub use environments::{RollbackRequest, RolledBack};
@@ -67,6 +70,7 @@ pub use queries::{
     EnvironmentStatus, Page,
 };
 pub use reconcile::{RECONCILE_ACTOR, ReconcileReport};
+pub use signing::{KeyRing, SigningError};
 pub use webhook::{Callbacks, WebhookDeployer, signature as webhook_signature};
 
 /// An idempotency key, when a request carries one, is 1 to 255 bytes: the same rule
@@ -110,6 +114,8 @@ pub struct Engine {
     callbacks: Callbacks,
     /// The time decisions are made at (deploy jobs' leases keep the system's).
     clock: Clock,
+    /// The key deployments' attestations are signed with; `None` signs none.
+    signing: Option<std::sync::Arc<KeyRing>>,
 }
 
 /// The registry host image references name until the server sets the one clients
@@ -132,8 +138,16 @@ impl Engine {
             jobs: std::sync::Arc::new(jobs::JobRuntime::new(JobSettings::default())),
             callbacks: Callbacks::new(store.clone()),
             clock: Clock::system(),
+            signing: None,
             store,
         }
+    }
+
+    /// The same engine, signing an attestation of every successful deployment with
+    /// `ring`'s key (see the `attestation` module).
+    pub fn with_attestations(mut self, ring: std::sync::Arc<KeyRing>) -> Engine {
+        self.signing = Some(ring);
+        self
     }
 
     /// The same engine with the `webhook` target: payloads signed with secrets from

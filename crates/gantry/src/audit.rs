@@ -10,6 +10,8 @@ use clap::{Args, Subcommand};
 
 use crate::remote::RemoteArgs;
 
+mod keyed;
+
 /// The exit code of a verification that found the log altered.
 pub(crate) const BROKEN_CHAIN: u8 = 5;
 
@@ -22,7 +24,31 @@ pub(crate) struct AuditArgs {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Recompute the hash chain on the server; exit 5 naming the first entry that does not verify.
+    ///
+    /// With --key, the chain is recomputed here from the export and checked against the
+    /// signed checkpoints (the server's, or those kept elsewhere with --checkpoints):
+    /// a rewrite that recomputed every later hash passes the plain check, but not this.
     Verify {
+        /// The server's public key (PEM, `gantry keys list --pem`); repeat for keys
+        /// rotated out
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// Checkpoints kept elsewhere (`gantry audit checkpoints -f FILE`) instead of
+        /// the server's
+        #[arg(long = "checkpoints", requires = "keys")]
+        checkpoints: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Write the audit log's signed checkpoints, oldest first, as JSON Lines, to keep
+    /// them somewhere the database's writers cannot reach.
+    Checkpoints {
+        /// Write here instead of stdout
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Sign a checkpoint of the head first (admins)
+        #[arg(long)]
+        now: bool,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -38,7 +64,12 @@ enum AuditCommand {
 
 pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        AuditCommand::Verify { remote } => {
+        AuditCommand::Verify {
+            keys,
+            checkpoints,
+            remote,
+        } if !keys.is_empty() => keyed::verify(&remote, &keys, checkpoints.as_deref()),
+        AuditCommand::Verify { remote, .. } => {
             let verdict = remote.client()?.audit_verify()?;
             if verdict.intact {
                 println!(
@@ -57,6 +88,24 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             );
             println!("{} entries before it verify", verdict.entries);
             Ok(ExitCode::from(BROKEN_CHAIN))
+        }
+        AuditCommand::Checkpoints { file, now, remote } => {
+            let client = remote.client()?;
+            if now {
+                client.audit_checkpoint()?;
+            }
+            let list = client.audit_checkpoints()?;
+            let mut text = String::new();
+            for checkpoint in &list.checkpoints {
+                text.push_str(&serde_json::to_string(checkpoint)?);
+                text.push('\n');
+            }
+            match file {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Export { file, remote } => {
             let client = remote.client()?;

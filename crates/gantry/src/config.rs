@@ -44,14 +44,33 @@ pub(crate) struct Config {
     pub(crate) signing: SigningSection,
 }
 
-/// `[signing]`: the key Gantry signs with.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[signing]`: the key Gantry signs with, and what it signs.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct SigningSection {
     /// The PEM file of the private key (ECDSA P-256, PKCS#8), made (mode 0600) on
     /// first start when absent; default `gantry-signing-key.pem` under `[deploy]
     /// secrets_dir`. Every replica must read the same file.
     pub(crate) key_file: Option<PathBuf>,
+    /// Sign an attestation of every successful deployment and store it beside the
+    /// image as an OCI referrer.
+    pub(crate) attest_deployments: bool,
+    /// Sign a checkpoint of the audit log once this many entries were appended since
+    /// the last one, or `checkpoint_minutes` passed with any appended; 0 turns that
+    /// trigger off.
+    pub(crate) checkpoint_entries: u64,
+    pub(crate) checkpoint_minutes: u64,
+}
+
+impl Default for SigningSection {
+    fn default() -> Self {
+        SigningSection {
+            key_file: None,
+            attest_deployments: true,
+            checkpoint_entries: 1000,
+            checkpoint_minutes: 10,
+        }
+    }
 }
 
 /// `[gc]`: garbage collection.

@@ -26,6 +26,15 @@ enum KeysCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Write every public key, the current one first, as PEM: the file `gantry verify
+    /// --key` and `gantry audit verify --key` read (no credentials needed)
+    Export {
+        /// Write here instead of stdout
+        #[arg(short = 'f', long = "file")]
+        file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Make a new signing key; the old one stays listed for verification (admins)
     Rotate {
         #[command(flatten)]
@@ -40,6 +49,19 @@ pub(crate) fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             match client.output {
                 OutputFormat::Json => print!("{}", json(&list)?),
                 OutputFormat::Table => print!("{}", render(&list.keys, pem)),
+            }
+        }
+        KeysCommand::Export { file, client } => {
+            let list = client.client()?.signing_keys()?;
+            let text: String = list
+                .keys
+                .iter()
+                .map(|key| format!("# {} ({})\n{}", key.key_id, if key.current { "current" } else { "retired" }, key.public_key))
+                .collect();
+            match file {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
+                None => print!("{text}"),
             }
         }
         KeysCommand::Rotate { client } => {

@@ -24,6 +24,7 @@ mod s3_keys;
 mod serve;
 mod table;
 mod users;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -222,6 +223,16 @@ enum Command {
     ///
     /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else.
     Keys(keys::KeysArgs),
+    /// Check, against any registry holding the image and without asking Gantry, that a
+    /// deployment of those bytes to an environment was attested with a trusted key.
+    ///
+    /// `gantry verify HOST/REPO@sha256:… --env prod --key gantry.pub` finds the image's
+    /// signed attestations among its OCI referrers, checks each signature, subject and
+    /// predicate, and prints the custody chain: built, checked, approved, deployed.
+    ///
+    /// Exit codes: 0 a valid attestation for the environment exists, 5 none does (the
+    /// reasons are printed), 2 invalid input, 4 credentials refused, 1 anything else.
+    Verify(verify::VerifyArgs),
     /// Create or list users and CI identities (admins).
     #[command(after_help = CLIENT_HELP)]
     User(users::UserArgs),
@@ -346,6 +357,7 @@ fn main() -> ExitCode {
         Command::Token(args) => users::token(args),
         Command::Login(args) => login::login(args),
         Command::Copy(args) => copy::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Push(args) => push::run(args),
     };
     outcome.unwrap_or_else(|error| remote::report(&error, task))

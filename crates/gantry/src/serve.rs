@@ -176,7 +176,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let key = attest::SigningKey::load_or_create(&key_file)
         .with_context(|| format!("the signing key {}", key_file.display()))?;
     tracing::info!(key_id = %key.key_id(), file = %key_file.display(), "signing key");
-    let state = state.with_signing_key(key);
+    let state = state.with_signing_key(key, config.signing.attest_deployments);
+    let state = state.with_checkpoints(server::CheckpointSettings {
+        entries: config.signing.checkpoint_entries,
+        interval: (config.signing.checkpoint_minutes > 0)
+            .then(|| Duration::from_secs(config.signing.checkpoint_minutes * 60)),
+    });
     if let Some(ring) = &state.signing {
         ring.publish(&state.store, "gantry")
             .await

@@ -17,7 +17,7 @@ use url::Url;
 
 use crate::CopyError;
 use crate::auth::{AuthState, Challenge, Credentials, Scheme};
-use crate::manifest::{ACCEPTED_MEDIA_TYPES, MAX_MANIFEST_BYTES, Manifest};
+use crate::manifest::{ACCEPTED_MEDIA_TYPES, MAX_MANIFEST_BYTES, Manifest, OCI_INDEX};
 use crate::reference::ManifestReference;
 
 /// How many redirects a blob download follows (registries send blobs to storage).
@@ -518,13 +518,134 @@ impl RegistryClient {
         }
     }
 
-    /// Stores `manifest`'s exact bytes under `reference` (its digest or a tag).
+    /// Stores `manifest`'s exact bytes under `reference` (its digest or a tag), and,
+    /// when it names a `subject` and the registry did not answer with `OCI-Subject`
+    /// (it has no referrers API, as the reference registry 2.8), adds it to the
+    /// subject's referrers list under the referrers tag schema, as the distribution
+    /// specification asks of clients.
     pub fn put_manifest(
         &self,
         repository: &RepoName,
         reference: &ManifestReference,
         manifest: &Manifest,
     ) -> Result<(), CopyError> {
+        let subject_acknowledged = self.put_manifest_bytes(repository, reference, manifest)?;
+        if !subject_acknowledged && let Some(referrer) = crate::manifest::as_referrer(manifest) {
+            self.add_to_referrers_tag(repository, &referrer)?;
+        }
+        Ok(())
+    }
+
+    /// The manifests referring to `subject` in `repository`, as an index's
+    /// descriptors (with `artifactType` and `annotations`): from the referrers API, or,
+    /// where the registry has none, from the referrers tag schema (`sha256-HEX`). An
+    /// empty list when nothing refers to it.
+    pub fn referrers(
+        &self,
+        repository: &RepoName,
+        subject: &Digest,
+    ) -> Result<Vec<serde_json::Value>, CopyError> {
+        let url = self.url(repository, &format!("referrers/{subject}"))?;
+        let response = self.execute(
+            Method::GET,
+            &url,
+            &[pull_scope(repository)],
+            &[("Accept", OCI_INDEX.to_owned())],
+            RequestBody::None,
+            false,
+        )?;
+        match response.status().as_u16() {
+            200 => {
+                let index: serde_json::Value = response
+                    .into_body()
+                    .with_config()
+                    .limit(MAX_MANIFEST_BYTES)
+                    .read_json()
+                    .map_err(|e| {
+                        CopyError::InvalidManifest(format!("the referrers of {subject}: {e}"))
+                    })?;
+                Ok(index_entries(&index))
+            }
+            404 => match self.manifest(repository, &referrers_tag(subject)?) {
+                Ok(index) => {
+                    let value: serde_json::Value =
+                        serde_json::from_slice(&index.content).map_err(|e| {
+                            CopyError::InvalidManifest(format!(
+                                "the referrers tag of {subject}: {e}"
+                            ))
+                        })?;
+                    Ok(index_entries(&value))
+                }
+                Err(CopyError::NotFound(_)) => Ok(Vec::new()),
+                Err(other) => Err(other),
+            },
+            status => {
+                let body = error_text(response);
+                Err(CopyError::from_status(format!("GET {url}"), status, &body))
+            }
+        }
+    }
+
+    /// Adds `referrer` to its subject's list under the referrers tag schema, unless it
+    /// is listed already.
+    fn add_to_referrers_tag(
+        &self,
+        repository: &RepoName,
+        referrer: &crate::manifest::Referrer,
+    ) -> Result<(), CopyError> {
+        let tag = referrers_tag(&referrer.subject)?;
+        let mut index = match self.manifest(repository, &tag) {
+            Ok(existing) => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(&existing.content).map_err(|e| {
+                        CopyError::InvalidManifest(format!("the referrers tag {tag}: {e}"))
+                    })?;
+                if value.get("mediaType").and_then(serde_json::Value::as_str) != Some(OCI_INDEX) {
+                    return Err(CopyError::InvalidManifest(format!(
+                        "tag {tag} of {repository} is not a referrers index; the referrer was not listed"
+                    )));
+                }
+                value
+            }
+            Err(CopyError::NotFound(_)) => serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [],
+            }),
+            Err(other) => return Err(other),
+        };
+        let digest = referrer.descriptor["digest"].clone();
+        let Some(entries) = index
+            .get_mut("manifests")
+            .and_then(serde_json::Value::as_array_mut)
+        else {
+            return Err(CopyError::InvalidManifest(format!(
+                "the referrers index under {tag} lists no manifests"
+            )));
+        };
+        if entries.iter().any(|entry| entry["digest"] == digest) {
+            return Ok(());
+        }
+        entries.push(referrer.descriptor.clone());
+        let content = serde_json::to_vec(&index)
+            .map_err(|e| CopyError::InvalidManifest(format!("the referrers index: {e}")))?;
+        let updated = Manifest {
+            digest: Digest::sha256_of(&content),
+            media_type: OCI_INDEX.to_owned(),
+            content,
+        };
+        self.put_manifest_bytes(repository, &tag, &updated)?;
+        Ok(())
+    }
+
+    /// Stores `manifest`'s exact bytes under `reference`; whether the registry
+    /// answered with `OCI-Subject` (it lists referrers itself).
+    fn put_manifest_bytes(
+        &self,
+        repository: &RepoName,
+        reference: &ManifestReference,
+        manifest: &Manifest,
+    ) -> Result<bool, CopyError> {
         let url = self.url(repository, &format!("manifests/{reference}"))?;
         let response = self.execute(
             Method::PUT,
@@ -552,7 +673,7 @@ impl RegistryClient {
                 actual: stated,
             });
         }
-        Ok(())
+        Ok(header(&response, "oci-subject").is_some())
     }
 
     /// Whether `repository` holds the blob.
@@ -723,4 +844,24 @@ pub(crate) fn digest_of(algorithm: domain::DigestAlgorithm, content: &[u8]) -> D
     let mut hasher = DigestHasher::new(algorithm);
     hasher.update(content);
     hasher.finish()
+}
+
+/// The referrers tag schema's tag for `subject`: `ALGORITHM-HEX`.
+fn referrers_tag(subject: &Digest) -> Result<ManifestReference, CopyError> {
+    domain::Tag::parse(&format!(
+        "{}-{}",
+        subject.algorithm().as_str(),
+        subject.hex()
+    ))
+    .map(ManifestReference::Tag)
+    .map_err(|e| CopyError::Invalid(format!("the referrers tag of {subject}: {e}")))
+}
+
+/// The descriptors an index lists.
+fn index_entries(index: &serde_json::Value) -> Vec<serde_json::Value> {
+    index
+        .get("manifests")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }

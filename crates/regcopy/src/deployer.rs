@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use blobs::BlobStore;
 use deploy::{
-    DeployContext, DeployError, DeployFuture, Deployer, ObserveContext, ObserveFuture, Secrets,
+    AttachContext, AttachFuture, DeployContext, DeployError, DeployFuture, Deployer,
+    ObserveContext, ObserveFuture, Secrets,
 };
 use domain::application::{RegistryCopyTarget, SecretRef, Target};
 use domain::{Digest, RepoName, Tag};
@@ -290,6 +291,51 @@ impl RegistryCopyDeployer {
         Ok(note)
     }
 
+    /// Copies `context.referrers` (attestations made after the deployment) to the
+    /// destination, beside the artifact.
+    async fn carry(&self, context: &AttachContext<'_>) -> Result<String, DeployError> {
+        let target = registry_copy_target(&context.spec.target)?;
+        let repository = RepoName::parse(context.repository)
+            .map_err(|e| DeployError::Failed(format!("the source repository is invalid: {e}")))?;
+        let referrers = context
+            .referrers
+            .iter()
+            .map(|digest| Digest::parse(digest))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| DeployError::Failed(format!("a referrer's digest is invalid: {e}")))?;
+        let source = StoreSource::open(self.store.clone(), self.blobs.clone(), repository)
+            .await
+            .map_err(deploy_error)?;
+        let client = self.client_for(target.to.registry())?;
+        let destination_repository = target.to.repository().clone();
+        let destination_name = target.to.to_string();
+        let settings = self.copy;
+        let count = referrers.len();
+        tokio::task::spawn_blocking(move || {
+            for referrer in &referrers {
+                copy(
+                    &source,
+                    &ManifestReference::Digest(referrer.clone()),
+                    Destination {
+                        client: &client,
+                        repository: &destination_repository,
+                        tags: &[],
+                    },
+                    settings,
+                    &|_: &Progress| {},
+                )?;
+            }
+            Ok::<_, CopyError>(())
+        })
+        .await
+        .map_err(|e| DeployError::Transient(format!("the copy task failed: {e}")))?
+        .map_err(deploy_error)?;
+        Ok(format!(
+            "copied {count} referrer(s) of {} to {destination_name}",
+            context.digest
+        ))
+    }
+
     async fn read_back(&self, target: &ObserveContext<'_>) -> Result<Option<String>, String> {
         let Target::RegistryCopy(copy_target) = &target.spec.target else {
             return Ok(None);
@@ -325,6 +371,11 @@ impl Deployer for RegistryCopyDeployer {
             }
             outcome
         })
+    }
+
+    /// Copies attestations made after the deployment to the destination.
+    fn attach<'a>(&'a self, context: &'a AttachContext<'a>) -> AttachFuture<'a> {
+        Box::pin(self.carry(context))
     }
 
     /// The digest the destination's environment tag names.

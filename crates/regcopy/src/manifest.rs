@@ -69,6 +69,41 @@ struct WireDescriptor {
     urls: Vec<String>,
 }
 
+/// A manifest that names a `subject`: the subject, and the descriptor that lists it
+/// in the subject's referrers (its `artifactType`, else its config's media type, and
+/// its annotations).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Referrer {
+    pub(crate) subject: Digest,
+    pub(crate) descriptor: serde_json::Value,
+}
+
+/// The referrer `manifest` is, if it names a subject.
+pub(crate) fn as_referrer(manifest: &Manifest) -> Option<Referrer> {
+    let value: serde_json::Value = serde_json::from_slice(&manifest.content).ok()?;
+    let subject = Digest::parse(value.get("subject")?.get("digest")?.as_str()?).ok()?;
+    let artifact_type = value
+        .get("artifactType")
+        .and_then(serde_json::Value::as_str)
+        .filter(|t| !t.is_empty())
+        .or_else(|| value.get("config")?.get("mediaType")?.as_str());
+    let mut descriptor = serde_json::json!({
+        "mediaType": manifest.media_type,
+        "digest": manifest.digest.to_string(),
+        "size": manifest.content.len(),
+    });
+    if let Some(artifact_type) = artifact_type {
+        descriptor["artifactType"] = serde_json::json!(artifact_type);
+    }
+    if let Some(annotations) = value.get("annotations").filter(|a| a.is_object()) {
+        descriptor["annotations"] = annotations.clone();
+    }
+    Some(Referrer {
+        subject,
+        descriptor,
+    })
+}
+
 impl Manifest {
     /// The media type the bytes declare, when a registry's `Content-Type` is missing
     /// or generic.

@@ -6,13 +6,15 @@
 //! which is what lets several replicas serve the same data.
 
 mod api;
+mod checkpoints;
 pub mod connections;
 mod health;
 pub mod limits;
 mod metrics;
 mod retention;
-pub mod signing;
 mod web;
+
+pub use checkpoints::{CheckpointError, CheckpointSettings};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,8 +43,10 @@ pub struct AppState {
     pub web: WebSettings,
     /// When and how garbage collection runs.
     pub gc: GcSettings,
+    /// When the audit log's head is signed.
+    pub checkpoints: CheckpointSettings,
     /// The key Gantry signs with; `None` until [`AppState::with_signing_key`].
-    pub signing: Option<Arc<signing::KeyRing>>,
+    pub signing: Option<Arc<engine::KeyRing>>,
 }
 
 /// When garbage collection runs and how long it waits before deleting.
@@ -118,14 +122,26 @@ impl AppState {
             federation: access.federation,
             web,
             gc: GcSettings::default(),
+            checkpoints: CheckpointSettings::default(),
             signing: None,
         }
     }
 
     /// The same state signing with `key` (its public half already recorded as the
-    /// current key, see [`signing::KeyRing::publish`]).
-    pub fn with_signing_key(mut self, key: attest::SigningKey) -> AppState {
-        self.signing = Some(Arc::new(signing::KeyRing::new(key)));
+    /// current key, see [`engine::KeyRing::publish`]), and, when `attest`, signing an
+    /// attestation of every successful deployment with it.
+    pub fn with_signing_key(mut self, key: attest::SigningKey, attest: bool) -> AppState {
+        let ring = Arc::new(engine::KeyRing::new(key));
+        if attest {
+            self.engine = self.engine.with_attestations(ring.clone());
+        }
+        self.signing = Some(ring);
+        self
+    }
+
+    /// The same state signing audit checkpoints as `checkpoints` says.
+    pub fn with_checkpoints(mut self, checkpoints: CheckpointSettings) -> AppState {
+        self.checkpoints = checkpoints;
         self
     }
 
@@ -230,7 +246,8 @@ const GATE_INTERVAL: Duration = Duration::from_secs(15);
 /// every [`GATE_INTERVAL`], and every `interval` a [`maintain`] pass. Each is claimed
 /// by one replica at a time under a lease in the store (three periods long, renewed by
 /// its holder), so replicas do not repeat each other's work, and another replica takes
-/// it over when the holder dies. And every [`AUDIT_CHAIN_INTERVAL`], on every replica,
+/// it over when the holder dies; so is signing an audit checkpoint when one is due,
+/// looked at every [`CHECKPOINT_PERIOD`]. And every [`AUDIT_CHAIN_INTERVAL`], on every replica,
 /// chaining the audit entries committed since ([`store::Audit::chain_pending`]).
 pub async fn run_maintenance(
     state: AppState,
@@ -243,6 +260,8 @@ pub async fn run_maintenance(
     let gate_period = GATE_INTERVAL.min(interval);
     let mut gates = tokio::time::interval(gate_period);
     gates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checkpoints = tokio::time::interval(CHECKPOINT_PERIOD);
+    checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // In a task of its own, so a long maintenance pass never delays the chain.
     let chainer = tokio::spawn(chain_audit(state.store.clone(), shutdown.clone()));
     // And garbage collection in one of its own, so a long pass delays neither.
@@ -254,6 +273,15 @@ pub async fn run_maintenance(
         tokio::select! {
             _ = ticker.tick() => {
                 maintain(&state, interval).await;
+            }
+            _ = checkpoints.tick() => {
+                if state.signing.is_some() && state.engine.leads(CHECKPOINT_LEASE, CHECKPOINT_PERIOD).await {
+                    match state.checkpoint_audit(false).await {
+                        Ok(Some(checkpoint)) => tracing::info!(sequence = checkpoint.sequence, "audit checkpoint signed"),
+                        Ok(None) => {}
+                        Err(error) => tracing::warn!(%error, "signing an audit checkpoint failed"),
+                    }
+                }
             }
             _ = gates.tick() => {
                 if state.engine.leads(GATES_LEASE, gate_period).await {
@@ -332,6 +360,10 @@ async fn chain_audit(store: store::Store, shutdown: tokio::sync::watch::Receiver
 /// How often each replica chains the audit entries committed since (PostgreSQL; the
 /// replicas take turns on the head row, and one that finds it taken moves on).
 const AUDIT_CHAIN_INTERVAL: Duration = Duration::from_millis(200);
+/// How often a replica looks whether an audit checkpoint is due.
+const CHECKPOINT_PERIOD: Duration = Duration::from_secs(5);
+/// The lease signing audit checkpoints is claimed under.
+const CHECKPOINT_LEASE: &str = "audit-checkpoints";
 /// The lease re-evaluating waiting promotions is claimed under.
 const GATES_LEASE: &str = "gates";
 /// The lease scheduled garbage collection passes are claimed under.

@@ -408,6 +408,18 @@ impl Audit<'_> {
         Ok(chained)
     }
 
+    /// The chain's head after chaining what is pending: the last entry's sequence
+    /// and hash (0 and the genesis hash for an empty log).
+    pub async fn head(&self) -> Result<(i64, String), StoreError> {
+        self.flush().await?;
+        with_pool!(self.backend, read, |pool| {
+            let row = sqlx::query("SELECT sequence, hash FROM audit_head WHERE id = 1")
+                .fetch_one(pool)
+                .await?;
+            Ok((row.get("sequence"), row.get("hash")))
+        })
+    }
+
     /// Entries not chained yet (always 0 on SQLite).
     pub async fn pending(&self) -> Result<i64, StoreError> {
         let Backend::Postgres(pool) = self.backend else {

@@ -226,6 +226,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "signing_keys",
         include_str!("../migrations/sqlite/0015_signing_keys.sql"),
     ),
+    (
+        16,
+        "attestations",
+        include_str!("../migrations/sqlite/0016_attestations.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -302,6 +307,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "signing_keys",
         include_str!("../migrations/postgres/0015_signing_keys.sql"),
+    ),
+    (
+        16,
+        "attestations",
+        include_str!("../migrations/postgres/0016_attestations.sql"),
     ),
 ];
 

@@ -15,11 +15,12 @@
 //! OIDC exchanges, server secrets); [`Store::sessions`] (web UI passwords and
 //! sessions); [`Store::collection`] (garbage collection's marks, condemned blobs and
 //! passes); [`Store::retention`] (what retention policies read, and their expiries);
-//! [`Store::signing_keys`] (the public keys Gantry signs with, current and retired); and [`Store::audit`], the hash-chained log every
+//! [`Store::signing_keys`] (the public keys Gantry signs with, current and retired); [`Store::attestations`] (deployments' signed attestations, the audit log's signed checkpoints); and [`Store::audit`], the hash-chained log every
 //! change appends to in its own transaction. The backend enum is private to this
 //! crate.
 
 mod access;
+mod attestations;
 mod audit;
 mod backend;
 mod blobs;
@@ -41,6 +42,7 @@ mod uploads;
 mod users;
 
 pub use access::{Access, ExchangeOutcome, OidcExchange};
+pub use attestations::{AttestationRecord, Attestations, Checkpoint, NewAttestation};
 pub use audit::{Audit, AuditEntry, AuditFilter, ChainVerdict, NewAuditEntry, canonical_json};
 pub(crate) use backend::Backend;
 pub use backend::StoreOptions;
@@ -165,6 +167,13 @@ impl Store {
     /// What retention reads (manifests, pins, deployments) and its expiries.
     pub fn retention(&self) -> Retention<'_> {
         Retention {
+            backend: &self.backend,
+        }
+    }
+
+    /// Deployments' signed attestations, and the audit log's signed checkpoints.
+    pub fn attestations(&self) -> Attestations<'_> {
+        Attestations {
             backend: &self.backend,
         }
     }

@@ -133,7 +133,7 @@ impl TestApp {
             AppState::new(store.clone(), blobs, config)
                 .with_access(access)
                 .with_deployers(engine::Deployers::new(programs()))
-                .with_signing_key(key),
+                .with_signing_key(key, true),
         );
         if let Some(ring) = &state.signing {
             ring.publish(&store, "gantry")

@@ -297,6 +297,93 @@ fn audit_verify_passes_on_an_untouched_log_and_names_an_entry_edited_in_the_data
     assert!(verdict.contains("BROKEN at entry 5"), "{verdict}");
 }
 
+/// Rewrites the audit log as someone with write access to the database but not to the
+/// signing key would: entry `sequence`'s actor changed, and every later hash (and the
+/// head) recomputed, so the plain chain still verifies.
+fn rewrite_audit_log(database: &Path, sequence: i64) {
+    let script = r#"
+import hashlib, sqlite3, sys
+def entry_hash(seq, at, actor, action, subject, payload, previous):
+    h = hashlib.sha256()
+    for part in (b"gantry-audit-v1", seq.to_bytes(8, "big", signed=True), at.to_bytes(8, "big", signed=True),
+                 actor.encode(), action.encode(), subject.encode(), payload.encode(), previous.encode()):
+        h.update(len(part).to_bytes(8, "big")); h.update(part)
+    return h.hexdigest()
+c = sqlite3.connect(sys.argv[1]); target = int(sys.argv[2])
+c.execute("UPDATE audit_log SET actor = 'mallory' WHERE sequence = ?", (target,))
+rows = c.execute("SELECT sequence, at, actor, action, subject, payload, previous_hash FROM audit_log WHERE sequence >= ? ORDER BY sequence", (target,)).fetchall()
+previous = rows[0][6]
+for seq, at, actor, action, subject, payload, _ in rows:
+    digest = entry_hash(seq, at, actor, action, subject, payload, previous)
+    c.execute("UPDATE audit_log SET previous_hash = ?, hash = ? WHERE sequence = ?", (previous, digest, seq))
+    previous = digest
+c.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (previous,))
+c.commit()
+"#;
+    let rewritten = Command::new("python3")
+        .args(["-c", script])
+        .arg(database)
+        .arg(sequence.to_string())
+        .output()
+        .expect("python3 runs");
+    assert!(rewritten.status.success(), "{}", describe(&rewritten));
+}
+
+#[test]
+fn a_consistent_rewrite_of_the_audit_log_passes_the_plain_check_and_not_the_signed_checkpoints() {
+    let session = Session::start();
+    session.gantry_ok(&["apply", "-f", "gantry.yaml"]);
+    let changed = RESOURCES.replace("count: 1 }]\n  - name: prod", "count: 2 }]\n  - name: prod");
+    std::fs::write(session.path().join("gantry.yaml"), changed).expect("write gantry.yaml");
+    session.gantry_ok(&["apply", "-f", "gantry.yaml"]);
+    // The head signed now, the checkpoints kept elsewhere, the public keys exported.
+    session.gantry_ok(&["audit", "checkpoints", "--now", "-f", "kept.jsonl"]);
+    let kept = std::fs::read_to_string(session.path().join("kept.jsonl")).expect("checkpoints");
+    let last: serde_json::Value =
+        serde_json::from_str(kept.lines().last().expect("a checkpoint")).expect("JSON");
+    assert_eq!(last["sequence"], 6, "{kept}");
+    session.gantry_ok(&["keys", "export", "-f", "gantry.pub"]);
+    let intact = session.gantry_ok(&["audit", "verify", "--key", "gantry.pub"]);
+    assert!(intact.starts_with("audit log intact: 6 entries"), "{intact}");
+    assert!(intact.contains("the last at entry 6"), "{intact}");
+
+    rewrite_audit_log(&session.path().join("gantry-data/gantry.db"), 5);
+    // The hash chain alone cannot tell.
+    let fooled = session.gantry_ok(&["audit", "verify"]);
+    assert!(fooled.starts_with("audit log intact: 6 entries"), "{fooled}");
+    // The signed checkpoints can: the server's, and those kept elsewhere.
+    for args in [
+        vec!["audit", "verify", "--key", "gantry.pub"],
+        vec!["audit", "verify", "--key", "gantry.pub", "--checkpoints", "kept.jsonl"],
+    ] {
+        let caught = session.gantry(&args);
+        assert_eq!(exit_code(&caught), 5, "{}", describe(&caught));
+        // Named at the first checkpoint at or after the rewritten entry: 6 (signed
+        // above), or 5 if the server's own periodic checkpoint fell there.
+        let verdict = String::from_utf8_lossy(&caught.stdout);
+        assert!(
+            verdict.contains("BROKEN at entry 5") || verdict.contains("BROKEN at entry 6"),
+            "{verdict}"
+        );
+        assert!(verdict.contains("no longer matches the checkpoint"), "{verdict}");
+    }
+    // A checkpoint rewritten to match is not signed by the key.
+    let database = session.path().join("gantry-data/gantry.db");
+    let forge = format!(
+        "import sqlite3; c = sqlite3.connect({:?}); h = c.execute('SELECT hash FROM audit_head').fetchone()[0]; c.execute('UPDATE audit_checkpoints SET hash = ? WHERE sequence = 6', (h,)); c.execute('DELETE FROM audit_checkpoints WHERE sequence < 6'); c.commit()",
+        database.display().to_string()
+    );
+    let forged = Command::new("python3").args(["-c", &forge]).output().expect("python3 runs");
+    assert!(forged.status.success(), "{}", describe(&forged));
+    let caught = session.gantry(&["audit", "verify", "--key", "gantry.pub"]);
+    assert_eq!(exit_code(&caught), 5, "{}", describe(&caught));
+    assert!(
+        String::from_utf8_lossy(&caught.stdout).contains("signature does not verify"),
+        "{}",
+        describe(&caught)
+    );
+}
+
 #[test]
 fn audit_commands_need_a_token() {
     let session = Session::start();

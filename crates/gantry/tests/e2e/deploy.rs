@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    GantryServer, PeerRegistry, Seaweed, make_image, run, served_manifest_digest, sha256_hex,
-    skopeo, stdout_of,
+    GantryServer, PeerRegistry, Seaweed, curl, describe, make_image, push_new_image, run,
+    served_manifest_digest, sha256_hex, skopeo, stdout_of,
 };
 
 /// The exit code of `gantry promote` when the promotion waits on its gate.
@@ -1397,11 +1397,17 @@ fn registry_copy_into_a_gantry_with_immutable_tags_carries_the_build_tag_and_ref
         )))
     .stdout;
     let referrers: Value = serde_json::from_slice(&referrers).expect("an index");
-    assert_eq!(
-        referrers["manifests"][0]["digest"],
-        referrer.as_str(),
-        "{referrers:#}"
+    let listed = referrers["manifests"].as_array().expect("manifests");
+    assert!(
+        listed.iter().any(|entry| entry["digest"] == referrer.as_str()),
+        "the build's referrer was carried: {referrers:#}"
     );
+    // So were the deployment's two signed attestations, made after the copy.
+    let attestations = listed
+        .iter()
+        .filter(|entry| entry["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json")
+        .count();
+    assert_eq!(attestations, 2, "{referrers:#}");
 
     // The second build: the destination will not move `prod`, and the failure says so.
     let second = push_tagged(&platform, "acme/web", "102");
@@ -1600,4 +1606,102 @@ fn gantry_copy_answers_in_o_json_and_names_plain_http_for_a_plain_registry() {
             "{key} missing from serve --help:\n{help}"
         );
     }
+}
+
+/// `gantry verify` as an outside verifier runs it: against the reference registry a
+/// prod deployment was copied into, with only the public keys, Gantry stopped.
+fn verify(platform: &Platform, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("verify")
+        .args(args)
+        .current_dir(platform.path())
+        .env("HOME", platform.path())
+        .env_remove("GANTRY_URL")
+        .env_remove("GANTRY_TOKEN")
+        .output()
+        .expect("run the gantry binary")
+}
+
+#[test]
+fn a_promotion_copied_into_the_reference_registry_verifies_there_offline_until_its_tag_moves() {
+    let destination = PeerRegistry::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = format!(
+        "{}\n[deploy.registry_copy.registries.\"{}\"]\nplain_http = true\n",
+        config_base(dir.path()),
+        destination.address
+    );
+    let mut platform = Platform::start(dir, &config);
+    platform.apply(&forge(&destination.address, true));
+    let digest = push_tagged(&platform, "acme/web", "v1");
+    let promoted = platform.json(
+        "admin",
+        0,
+        &["promote", "web", "--env", "prod", "--digest", &digest],
+    );
+    assert_eq!(promoted["state"], "deployed", "{promoted:#}");
+    platform.expect("admin", 0, &["keys", "export", "-f", "gantry.pub"]);
+    // The reference registry has no referrers API: the attestations are listed under
+    // the referrers tag schema, `sha256-HEX`, as the distribution specification asks.
+    let hex = digest.trim_start_matches("sha256:");
+    let listed = curl(
+        &format!("http://{}/v2/acme/web/manifests/sha256-{hex}", destination.address),
+        &["-H", "Accept: application/vnd.oci.image.index.v1+json"],
+    );
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let index: Value = serde_json::from_str(&listed.body).expect("an index");
+    let bundles: Vec<&Value> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter(|entry| entry["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json")
+        .collect();
+    assert_eq!(bundles.len(), 2, "{index:#}");
+    assert!(
+        bundles.iter().any(|entry| entry["annotations"]["dev.sigstore.bundle.predicateType"]
+            == "https://slsa.dev/verification_summary/v1"),
+        "{index:#}"
+    );
+
+    // Gantry is stopped: only the registry and the key are involved.
+    platform.kill();
+    let by_digest = format!("{}/acme/web@{digest}", destination.address);
+    let by_tag = format!("{}/acme/web:prod", destination.address);
+    let verified = verify(&platform, &[&by_digest, "--env", "prod", "--key", "gantry.pub", "--plain-http"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", describe(&verified));
+    let shown = String::from_utf8_lossy(&verified.stdout);
+    assert!(shown.starts_with("VERIFIED:"), "{shown}");
+    assert!(shown.contains("deployed   to prod by promotion (registry-copy target)"), "{shown}");
+    let verified = verify(&platform, &[&by_tag, "--env", "prod", "--key", "gantry.pub", "--plain-http", "-o", "json"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", describe(&verified));
+    let report: Value = serde_json::from_slice(&verified.stdout).expect("JSON");
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["custody"]["environment"], "prod");
+    // Not for an environment it was never deployed to.
+    let refused = verify(&platform, &[&by_digest, "--env", "staging", "--key", "gantry.pub", "--plain-http"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", describe(&refused));
+    // Nor with a key that did not sign it.
+    let other = tempfile::tempdir().expect("temporary directory");
+    let stranger = attest::SigningKey::load_or_create(&other.path().join("k.pem")).expect("a key");
+    std::fs::write(platform.path().join("stranger.pub"), stranger.public().pem()).expect("write");
+    let refused = verify(&platform, &[&by_digest, "--env", "prod", "--key", "stranger.pub", "--plain-http"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).contains("no trusted key verifies its signature"),
+        "{}",
+        describe(&refused)
+    );
+
+    // The tag moved to other bytes: those bytes were never attested.
+    push_new_image(&destination.address, "anyone:x", "acme/web:prod", "1x8K");
+    let refused = verify(&platform, &[&by_tag, "--env", "prod", "--key", "gantry.pub", "--plain-http"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).starts_with("NOT VERIFIED"),
+        "{}",
+        describe(&refused)
+    );
+    // The attested bytes still verify by digest.
+    let verified = verify(&platform, &[&by_digest, "--env", "prod", "--key", "gantry.pub", "--plain-http"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", describe(&verified));
 }

@@ -85,6 +85,8 @@ pub(crate) use error::ApiError;
         gc::status,
         keys::list,
         keys::rotate,
+        keys::checkpoints,
+        keys::checkpoint,
         quarantine::quarantine,
         quarantine::lift,
         quarantine::list,
@@ -166,6 +168,8 @@ pub(crate) use error::ApiError;
         api_types::GcStatus,
         api_types::SigningKeyView,
         api_types::SigningKeyList,
+        api_types::CheckpointList,
+        api_types::CheckpointView,
     ))
 )]
 struct ApiDoc;
@@ -178,6 +182,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/resources/{kind}/{name}", get(resources::get))
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/audit/export", get(audit::export))
+        .route(
+            "/api/v1/audit/checkpoints",
+            get(keys::checkpoints).post(keys::checkpoint),
+        )
         .route("/api/v1/builds", post(promotions::notify))
         .route(
             "/api/v1/checks",

@@ -80,7 +80,7 @@ app_tests! {
         assert_eq!(payload["retired"], json!([before.key_id()]));
 
         // A replica still holding the old key picks the new one up from the file.
-        let other = server::signing::KeyRing::new(before);
+        let other = engine::KeyRing::new(before);
         assert_eq!(other.current(&app.store).await.expect("current"), new_id);
         // Publishing the key a replica already holds changes nothing.
         assert!(!other.publish(&app.store, "gantry").await.expect("publish"));

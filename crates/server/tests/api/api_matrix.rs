@@ -276,6 +276,8 @@ enum Call {
     GcDryRun,
     SigningKeys,
     RotateSigningKey,
+    AuditCheckpoints,
+    AuditCheckpoint,
     ListQuarantines,
     Quarantine,
     LiftQuarantine,
@@ -310,6 +312,8 @@ const MATRIX: &[Row] = &[
     row(Method::GET,    "/api/v1/resources/{kind}/{name}",                 Call::GetResource,        Users(PEOPLE)),
     row(Method::GET,    "/api/v1/audit/verify",                            Call::AuditVerify,        Users(ADMIN_ONLY)),
     row(Method::GET,    "/api/v1/audit/export",                            Call::AuditExport,        Users(ADMIN_ONLY)),
+    row(Method::GET,    "/api/v1/audit/checkpoints",                       Call::AuditCheckpoints,   Users(ADMIN_ONLY)),
+    row(Method::POST,   "/api/v1/audit/checkpoints",                       Call::AuditCheckpoint,    Users(ADMIN_ONLY)),
     row(Method::POST,   "/api/v1/builds",                                  Call::Notify,             Users(WEB_DEVELOPERS)),
     row(Method::POST,   "/api/v1/checks",                                  Call::ReportCheck,        Users(WEB_DEVELOPERS)),
     row(Method::POST,   "/api/v1/promotions",                              Call::PromoteIntoStaging, Users(STAGING_DEPLOYERS)),
@@ -768,6 +772,8 @@ impl<'a> World<'a> {
             }
             Call::AuditVerify => Prepared::new("/api/v1/audit/verify", Payload::Empty),
             Call::AuditExport => Prepared::new("/api/v1/audit/export", Payload::Empty),
+            Call::AuditCheckpoints => Prepared::new("/api/v1/audit/checkpoints", Payload::Empty),
+            Call::AuditCheckpoint => Prepared::new("/api/v1/audit/checkpoints", Payload::Empty),
             Call::Notify => Prepared::new(
                 "/api/v1/builds",
                 Payload::Json(

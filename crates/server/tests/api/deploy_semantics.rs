@@ -190,10 +190,14 @@ registry_tests! {
         assert_eq!(deployed[0]["state"], "deployed");
         assert_eq!(runs(&file), vec![format!("dev {digest} promotion")]);
         // The audit log has exactly what was acknowledged: one promote, one deployment
-        // started and finished.
+        // started and finished, and its two attestations signed and stored beside it.
         let new = audit(&app).await.split_off(before);
         let actions: Vec<&str> = new.iter().map(|(action, _)| action.as_str()).collect();
-        assert_eq!(actions, ["promote", "deploy", "deploy"], "{new:#?}");
+        assert_eq!(
+            actions,
+            ["promote", "deploy", "deploy", "attest", "attest", "push", "push"],
+            "{new:#?}"
+        );
 
         // One arriving after the deployment finished gets the same answer: the
         // environment runs the digest.

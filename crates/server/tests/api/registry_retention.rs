@@ -177,7 +177,14 @@ app_tests! {
         assert_eq!(app.database().snapshot().await, before, "a dry run changes nothing");
         let planned = retention(&dry, repository);
         assert_eq!(planned["policy"], "Application/web-app");
-        let doomed = sorted(&[&digest(2), &digest(6), &doomed_signature.digest]);
+        // v2's deployment to dev was attested: its attestations (referrers) go with it;
+        // those of what stays pinned stay.
+        let v2_attestations = digests(&get(&app, &format!("/v2/{repository}/referrers/{}", digest(2))).await.json()["manifests"]);
+        assert_eq!(v2_attestations.len(), 2, "v2's deployment is attested");
+        let v1_attestations = digests(&get(&app, &format!("/v2/{repository}/referrers/{}", digest(1))).await.json()["manifests"]);
+        let mut doomed = sorted(&[&digest(2), &digest(6), &doomed_signature.digest]);
+        doomed.extend(v2_attestations.iter().cloned());
+        doomed.sort();
         assert_eq!(digests(&planned["expired"]), doomed, "{planned}");
         // Each pinned digest is listed with the pin that saved it and the rule it escaped.
         let saved = planned["saved"].as_array().expect("saved");
@@ -202,14 +209,17 @@ app_tests! {
         assert_eq!(v2["tags"], json!(["v2"]));
 
         let report = gc(&app, false).await;
-        assert_eq!(report["manifests_expired"], 3, "{report}");
+        assert_eq!(report["manifests_expired"], 5, "{report}");
         assert_eq!(digests(&retention(&report, repository)["expired"]), doomed);
-        for gone in [digest(2), digest(6), doomed_signature.digest.clone()] {
+        for gone in &doomed {
             assert!(!pulls(&app, repository, &gone).await, "{gone} expired");
         }
         assert!(!pulls(&app, repository, "v2").await, "its tag went with it");
         for kept in [digest(1), digest(3), digest(4), digest(5), index.digest.clone(),
-                     amd.manifest.digest.clone(), arm.manifest.digest.clone(), kept_signature.digest.clone()] {
+                     amd.manifest.digest.clone(), arm.manifest.digest.clone(), kept_signature.digest.clone()]
+            .into_iter()
+            .chain(v1_attestations.iter().cloned())
+        {
             assert!(pulls(&app, repository, &kept).await, "{kept} is pinned or goes with a pinned root");
         }
         // Each expiry is audited, by gc, with the rule.
@@ -219,7 +229,7 @@ app_tests! {
             .map(|line| serde_json::from_str::<Value>(line).expect("JSON"))
             .filter(|entry| entry["action"] == "expire")
             .collect();
-        assert_eq!(expiries.len(), 3, "{export}");
+        assert_eq!(expiries.len(), 5, "{export}");
         for entry in &expiries {
             assert_eq!(entry["actor"], "gc");
             let payload: Value = serde_json::from_str(entry["payload"].as_str().expect("payload")).expect("JSON");

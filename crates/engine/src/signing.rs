@@ -42,17 +42,19 @@ impl KeyRing {
     /// replica rotated it.
     pub async fn current(&self, store: &store::Store) -> Result<String, SigningError> {
         let mut key = self.key.lock().await;
-        let recorded = store
-            .signing_keys()
-            .list()
-            .await?
-            .into_iter()
-            .find(|record| record.retired_at.is_none())
-            .map(|record| record.key_id);
-        if recorded.is_some_and(|id| id != key.key_id()) {
-            *key = SigningKey::load(key.path())?;
-        }
+        reload(&mut key, store).await?;
         Ok(key.key_id())
+    }
+
+    /// Calls `sign` with the current key (reloaded first as [`KeyRing::current`] does).
+    pub async fn with_key<T>(
+        &self,
+        store: &store::Store,
+        sign: impl FnOnce(&SigningKey) -> T,
+    ) -> Result<T, SigningError> {
+        let mut key = self.key.lock().await;
+        reload(&mut key, store).await?;
+        Ok(sign(&key))
     }
 
     /// Makes a new key, replaces the key file with it, and records it as current
@@ -65,6 +67,21 @@ impl KeyRing {
         *key = next;
         Ok(id)
     }
+}
+
+/// Reloads the key file when the store's current key is not the one held.
+async fn reload(key: &mut SigningKey, store: &store::Store) -> Result<(), SigningError> {
+    let recorded = store
+        .signing_keys()
+        .list()
+        .await?
+        .into_iter()
+        .find(|record| record.retired_at.is_none())
+        .map(|record| record.key_id);
+    if recorded.is_some_and(|id| id != key.key_id()) {
+        *key = SigningKey::load(key.path())?;
+    }
+    Ok(())
 }
 
 async fn publish(

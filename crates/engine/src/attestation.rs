@@ -1,0 +1,453 @@
+//! Signed attestations of deployments: after a deployment succeeds, its follow-up (a
+//! durable step, run again by any replica until it is done) signs two in-toto
+//! statements about the deployed digest, each in a DSSE envelope inside a Sigstore
+//! bundle: a SLSA Verification Summary (VSA v1) saying which environment's gates it
+//! passed, and Gantry's promotion predicate (provenance, checks with findings,
+//! approvals with roles, the requester, any override, the deployment and its target's
+//! result, the audit entry's sequence and hash). Each is recorded in the store first
+//! (so a follow-up run again writes the same bytes), then stored as an OCI referrer of
+//! the digest (cosign v3's layout, see `attest::referrer`) in the application's
+//! repository and in the release tier it was served from, then handed to the target
+//! (`registry-copy` carries it to the destination registry).
+
+use attest::referrer::{
+    BUNDLE_MEDIA_TYPE, EMPTY_CONFIG, PROMOTION_PREDICATE_TYPE, Subject, VSA_PREDICATE_TYPE,
+};
+use attest::verify::{Passage, levels};
+use domain::promotion::DeploymentReason;
+use domain::{Digest, RepoName, oci};
+use serde_json::{Value, json};
+use store::{AttestationRecord, DeploymentOrder, ManifestChild, NewAttestation, NewManifest};
+
+use crate::{Engine, EngineError};
+
+/// The actor attestations are signed and stored as.
+pub const ATTEST_ACTOR: &str = "gantry";
+
+impl Engine {
+    /// Signs, records and publishes deployment `order`'s attestations, unless this
+    /// server signs none. Idempotent: what is recorded is reused, what is published is
+    /// not published again.
+    pub(crate) async fn attest(&self, order: &DeploymentOrder) -> Result<(), EngineError> {
+        let Some(ring) = self.signing.as_ref() else {
+            return Ok(());
+        };
+        let mut records = self
+            .store
+            .attestations()
+            .of_deployment(order.deployment_id)
+            .await?;
+        if records.len() < 2 {
+            let made = self.statements(order).await?;
+            for (predicate_type, subject, predicate) in made.statements {
+                if records.iter().any(|r| r.predicate_type == predicate_type) {
+                    continue;
+                }
+                let created = timestamp(made.now);
+                let signed = ring
+                    .with_key(&self.store, |key| {
+                        attest::referrer::sign(&subject, predicate_type, predicate, &created, key)
+                    })
+                    .await
+                    .map_err(|e| EngineError::Busy(format!("signing an attestation: {e}")))?
+                    .map_err(|e| EngineError::Busy(format!("signing an attestation: {e}")))?;
+                let record = self
+                    .store
+                    .attestations()
+                    .record(
+                        &NewAttestation {
+                            deployment_id: order.deployment_id,
+                            predicate_type: predicate_type.to_owned(),
+                            application: order.application.clone(),
+                            environment: order.environment.clone(),
+                            digest: order.digest.clone(),
+                            key_id: signed.key_id,
+                            bundle: String::from_utf8_lossy(&signed.bundle).into_owned(),
+                            manifest: String::from_utf8_lossy(&signed.manifest).into_owned(),
+                            manifest_digest: signed.manifest_digest.to_string(),
+                            created_at: made.now,
+                        },
+                        ATTEST_ACTOR,
+                    )
+                    .await?;
+                records.push(record);
+            }
+        }
+        if records.iter().all(|record| record.published_at.is_some()) {
+            return Ok(());
+        }
+        self.publish(order, &records).await?;
+        self.store
+            .attestations()
+            .published(order.deployment_id, self.clock.now_millis())
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the attestations into the application's repository and the one the
+    /// environment serves from, then hands them to the target.
+    async fn publish(
+        &self,
+        order: &DeploymentOrder,
+        records: &[AttestationRecord],
+    ) -> Result<(), EngineError> {
+        let loaded = self.load(&order.application).await?;
+        let environment = domain::pipeline::EnvName::parse(&order.environment)
+            .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let shared = loaded.application.repository.clone();
+        let serves_from = loaded
+            .pipeline
+            .release_tier(&environment)
+            .repository(&shared)
+            .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let mut repositories = vec![shared];
+        if !repositories.contains(&serves_from) {
+            repositories.push(serves_from.clone());
+        }
+        for repository in &repositories {
+            for record in records {
+                self.put_referrer(repository, record).await?;
+            }
+        }
+        let Some(spec) = loaded.application.environments.get(&environment) else {
+            return Ok(());
+        };
+        let Some(deployer) = self.deployers.get(spec.target.kind_name()) else {
+            return Ok(());
+        };
+        let referrers: Vec<String> = records
+            .iter()
+            .map(|record| record.manifest_digest.clone())
+            .collect();
+        let repository = serves_from.to_string();
+        let context = deploy::AttachContext {
+            environment: &order.environment,
+            spec,
+            repository: &repository,
+            digest: &order.digest,
+            referrers: &referrers,
+        };
+        let note = deployer
+            .attach(&context)
+            .await
+            .map_err(|e| EngineError::Busy(format!("carrying the attestations: {e}")))?;
+        if !note.is_empty() {
+            tracing::info!(
+                deployment = order.deployment_id,
+                note,
+                "attestations carried"
+            );
+        }
+        Ok(())
+    }
+
+    /// Stores one attestation in `repository`: its two blobs, then its manifest.
+    async fn put_referrer(
+        &self,
+        repository: &RepoName,
+        record: &AttestationRecord,
+    ) -> Result<(), EngineError> {
+        let stored = self
+            .store
+            .repositories()
+            .get_or_create(repository, ATTEST_ACTOR)
+            .await?;
+        let config = Digest::sha256_of(EMPTY_CONFIG);
+        let bundle = record.bundle.as_bytes();
+        let layer = Digest::sha256_of(bundle);
+        for (digest, content) in [(&config, EMPTY_CONFIG), (&layer, bundle)] {
+            let size = i64::try_from(content.len()).unwrap_or(i64::MAX);
+            let generation = match self.store.blobs().reserve(digest, size).await? {
+                store::Reservation::Reserved { generation } => generation,
+                store::Reservation::Condemned => {
+                    return Err(EngineError::Busy(format!(
+                        "garbage collection is deleting blob {digest}; the attestation is written later"
+                    )));
+                }
+            };
+            self.blobs
+                .put_small(digest, bytes::Bytes::copy_from_slice(content))
+                .await
+                .map_err(|e| EngineError::Busy(format!("storing blob {digest}: {e}")))?;
+            if !self
+                .store
+                .blobs()
+                .link_reserved(stored.id, digest, generation)
+                .await?
+            {
+                return Err(EngineError::Busy(format!(
+                    "blob {digest} was collected while it was stored; the attestation is written later"
+                )));
+            }
+        }
+        let manifest: Value = serde_json::from_str(&record.manifest)
+            .map_err(|e| EngineError::Corrupt(format!("a recorded attestation: {e}")))?;
+        let digest = Digest::parse(&record.manifest_digest)
+            .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let subject =
+            Digest::parse(&record.digest).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let new = NewManifest {
+            digest,
+            media_type: oci::IMAGE_MANIFEST.to_owned(),
+            artifact_type: Some(BUNDLE_MEDIA_TYPE.to_owned()),
+            subject: Some(subject),
+            annotations: manifest.get("annotations").map(Value::to_string),
+            content: record.manifest.as_bytes().to_vec(),
+            children: vec![
+                ManifestChild::Blob {
+                    digest: config,
+                    size: EMPTY_CONFIG.len() as u64,
+                },
+                ManifestChild::Blob {
+                    digest: layer,
+                    size: bundle.len() as u64,
+                },
+            ],
+        };
+        match self
+            .store
+            .manifests()
+            .put(&stored, &new, None, ATTEST_ACTOR)
+            .await?
+        {
+            store::PutManifestOutcome::Stored => Ok(()),
+            other => Err(EngineError::Busy(format!(
+                "storing attestation {} in {repository}: {other:?}",
+                record.manifest_digest
+            ))),
+        }
+    }
+
+    /// The two statements about deployment `order`, from what the store holds.
+    async fn statements(&self, order: &DeploymentOrder) -> Result<Statements, EngineError> {
+        let now = self.clock.now_millis();
+        let loaded = self.load(&order.application).await?;
+        let environment = domain::pipeline::EnvName::parse(&order.environment)
+            .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let shared = loaded.application.repository.clone();
+        let serves_from = loaded
+            .pipeline
+            .release_tier(&environment)
+            .repository(&shared)
+            .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let digest =
+            Digest::parse(&order.digest).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let repository = self
+            .store
+            .repositories()
+            .get(&shared)
+            .await?
+            .ok_or_else(|| EngineError::Corrupt(format!("repository {shared} is gone")))?;
+        let manifest = self
+            .store
+            .manifests()
+            .by_digest(repository.id, &digest)
+            .await?
+            .ok_or_else(|| EngineError::Corrupt(format!("{digest} is no longer in {shared}")))?;
+        let subject = Subject {
+            name: format!("{}/{serves_from}", self.registry_host),
+            digest: digest.clone(),
+            media_type: manifest.media_type.clone(),
+            size: manifest.content.len() as u64,
+        };
+        let deployment = self
+            .store
+            .deployments()
+            .deployment(order.deployment_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Corrupt(format!("deployment {} is gone", order.deployment_id))
+            })?;
+        let promotion = match order.promotion_id {
+            Some(id) => self.store.promotions().get(id).await?,
+            None => None,
+        };
+        let evidence = self.store.evidence();
+        let build = evidence.build(&order.application, &order.digest).await?;
+        let checks = evidence.checks(&order.application, &order.digest).await?;
+        let previous = self
+            .store
+            .deployments()
+            .history(
+                &order.application,
+                Some(&order.environment),
+                Some(order.deployment_id),
+                50,
+            )
+            .await?
+            .into_iter()
+            .find(|earlier| earlier.state == domain::promotion::DeploymentState::Deployed)
+            .map(|earlier| earlier.digest);
+        let audit = self.deploy_entry(order).await?;
+        // The gate: the pipeline as stored, named by its revision and digest.
+        let pipeline_name = loaded.pipeline.name().as_str().to_owned();
+        let pipeline = self
+            .store
+            .resources()
+            .get(domain::ResourceKind::Pipeline, &pipeline_name)
+            .await?
+            .ok_or_else(|| EngineError::Corrupt(format!("pipeline {pipeline_name} is gone")))?;
+        let policy = json!({
+            "uri": format!(
+                "https://{}/api/v1/resources/pipelines/{pipeline_name}?revision={}",
+                self.registry_host, pipeline.revision
+            ),
+            "digest": { "sha256": Digest::sha256_of(pipeline.canonical.as_bytes()).hex() },
+        });
+        let previous_environment = loaded
+            .pipeline
+            .pipeline()
+            .stage(&environment)
+            .and_then(|(_, before)| before)
+            .map(|stage| stage.environment.as_str().to_owned());
+        let passage = match (order.reason, &promotion) {
+            (DeploymentReason::Rollback, _) => Passage::RolledBack,
+            (_, Some(promotion)) if promotion.override_reason.is_some() => Passage::Overridden,
+            _ => Passage::Gated,
+        };
+        let (verified_levels, result) = levels(&order.environment, passage);
+        let resource_uri = format!("oci://{}/{serves_from}@{digest}", self.registry_host);
+        let vsa = json!({
+            "verifier": {
+                "id": format!("https://{}/", self.registry_host),
+                "version": { "gantry": env!("CARGO_PKG_VERSION") },
+            },
+            "timeVerified": timestamp(now),
+            "resourceUri": resource_uri,
+            "policy": policy,
+            "inputAttestations": [],
+            "verificationResult": result,
+            "verifiedLevels": verified_levels,
+            "slsaVersion": "1.0",
+        });
+        let mut approvals = Vec::new();
+        if let Some(promotion) = &promotion {
+            for decision in promotion
+                .decisions
+                .iter()
+                .filter(|decision| decision.decision == "approve")
+            {
+                let roles: Vec<String> = match self.store.users().get(&decision.approver).await? {
+                    Some(user) => user
+                        .roles_for(
+                            &order.application,
+                            domain::pipeline::GrantScope::Environment(&order.environment),
+                        )
+                        .into_iter()
+                        .map(|role| role.as_str().to_owned())
+                        .collect(),
+                    None => Vec::new(),
+                };
+                approvals.push(json!({
+                    "approver": decision.approver,
+                    "roles": roles,
+                    "at": timestamp(decision.at),
+                    "comment": decision.comment,
+                }));
+            }
+        }
+        let promotion_predicate = json!({
+            "application": order.application,
+            "environment": order.environment,
+            "previousEnvironment": previous_environment,
+            "digest": order.digest,
+            "previousDigest": previous,
+            "repository": shared.as_str(),
+            "servedFrom": serves_from.as_str(),
+            "attestedAt": timestamp(now),
+            "provenance": build.as_ref().map(|build| json!({
+                "commit": build.provenance.commit,
+                "branch": build.provenance.branch,
+                "source": build.provenance.source,
+                "runId": build.provenance.run_id,
+                "runUrl": build.provenance.run_url,
+                "tag": build.provenance.tag,
+                "builder": build.builder,
+                "triggeredBy": build.provenance.triggered_by,
+                "author": build.provenance.author,
+                "committedAt": build.provenance.committed_at.map(timestamp),
+                "notifiedAt": timestamp(build.notified_at),
+            })),
+            "checks": checks.iter().map(|check| json!({
+                "name": check.name,
+                "passed": check.passed,
+                "url": check.url,
+                "format": check.format,
+                "findings": check.findings.as_ref().map(|findings| findings
+                    .iter()
+                    .map(|(severity, count)| (severity.as_str().to_owned(), json!(count)))
+                    .collect::<serde_json::Map<String, Value>>()),
+                "reportedBy": check.reported_by,
+                "reportedAt": timestamp(check.reported_at),
+            })).collect::<Vec<_>>(),
+            "gate": {
+                "policy": policy,
+                "conditions": promotion.as_ref().map(|promotion| promotion.conditions.iter().map(|condition| json!({
+                    "kind": condition.kind,
+                    "subject": condition.subject,
+                    "met": condition.met,
+                    "reason": condition.reason,
+                })).collect::<Vec<_>>()).unwrap_or_default(),
+            },
+            "approvals": approvals,
+            "requestedBy": order.requested_by,
+            "requestedAt": promotion.as_ref().map(|promotion| timestamp(promotion.created_at)),
+            "override": promotion.as_ref().and_then(|promotion| promotion.override_reason.as_ref().map(|reason| json!({
+                "by": promotion.requested_by,
+                "reason": reason,
+            }))),
+            "deployment": {
+                "id": order.deployment_id,
+                "reason": order.reason.as_str(),
+                "promotion": order.promotion_id,
+                "target": deployment.target,
+                "result": deployment.message,
+                "startedAt": timestamp(deployment.started_at),
+                "finishedAt": deployment.finished_at.map(timestamp),
+            },
+            "audit": audit,
+        });
+        Ok(Statements {
+            now,
+            statements: vec![
+                (VSA_PREDICATE_TYPE, subject.clone(), vsa),
+                (PROMOTION_PREDICATE_TYPE, subject, promotion_predicate),
+            ],
+        })
+    }
+
+    /// The audit entry that recorded the deployment's success: its sequence and hash.
+    async fn deploy_entry(&self, order: &DeploymentOrder) -> Result<Value, EngineError> {
+        let subject = format!("{}/{}", order.application, order.environment);
+        let filter = store::AuditFilter {
+            action: Some(domain::audit::AuditAction::Deploy.as_str()),
+            subject: Some(&subject),
+            ..store::AuditFilter::default()
+        };
+        let entries = self.store.audit().search(&filter, None, 200).await?;
+        let entry = entries.iter().find(|entry| {
+            serde_json::from_str::<Value>(&entry.payload).is_ok_and(|payload| {
+                payload["deployment"] == json!(order.deployment_id)
+                    && payload["state"] == json!("deployed")
+            })
+        });
+        Ok(match entry {
+            Some(entry) => json!({ "sequence": entry.sequence, "hash": entry.hash }),
+            None => Value::Null,
+        })
+    }
+}
+
+/// The statements of one deployment, made at `now`.
+struct Statements {
+    now: i64,
+    statements: Vec<(&'static str, Subject, Value)>,
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
+fn timestamp(millis: i64) -> String {
+    jiff::Timestamp::from_millisecond(millis)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
