@@ -100,6 +100,9 @@ pub struct EnvironmentSpec {
     pub health_check: Option<HealthCheck>,
     /// Roll back to the previous successful digest when a deployment fails.
     pub auto_rollback: bool,
+    /// Admission lets an image run here only with a signed attestation of its
+    /// deployment to this environment (see `attest::verify`).
+    pub require_attestation: bool,
     /// Keys set alongside the digest (a release bundle's default config).
     pub config: BTreeMap<KeyPath, ConfigValue>,
 }

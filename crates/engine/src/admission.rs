@@ -128,6 +128,29 @@ pub(crate) async fn admit(
         .was_deployed(&application, environment.as_str(), &digest_text)
         .await?
     {
+        let requires = loaded
+            .application
+            .environments
+            .get(environment)
+            .is_some_and(|spec| spec.require_attestation);
+        if requires {
+            return match attested(engine, &application, environment, &digest).await? {
+                Ok(reason) => Ok(Admission {
+                    image: image.to_owned(),
+                    allowed: true,
+                    reason: format!(
+                        "{digest_text} was promoted to {application}/{environment}; {reason}"
+                    ),
+                    digest: Some(digest_text),
+                }),
+                Err(reason) => Ok(deny(
+                    format!(
+                        "{digest_text} was promoted to {application}/{environment}, but {environment} requires a signed attestation: {reason}"
+                    ),
+                    Some(digest_text),
+                )),
+            };
+        }
         Ok(Admission {
             image: image.to_owned(),
             allowed: true,
@@ -140,6 +163,67 @@ pub(crate) async fn admit(
             Some(digest_text),
         ))
     }
+}
+
+/// Whether `digest` has a signed attestation of a deployment to `environment`, stored
+/// beside it: each recorded attestation is opened with the public keys Gantry signs
+/// and signed with and judged as `gantry verify` judges it. What was accepted, or why
+/// nothing was.
+async fn attested(
+    engine: &Engine,
+    application: &str,
+    environment: &EnvName,
+    digest: &Digest,
+) -> Result<Result<String, String>, EngineError> {
+    let store = &engine.store;
+    let keys: Vec<attest::PublicKey> = store
+        .signing_keys()
+        .list()
+        .await?
+        .iter()
+        .filter_map(|record| attest::PublicKey::from_pem(&record.public_key).ok())
+        .collect();
+    let mut opened = Vec::new();
+    let mut refused = Vec::new();
+    for record in store
+        .attestations()
+        .of_digest(application, &digest.to_string())
+        .await?
+        .into_iter()
+        .filter(|record| record.environment == environment.as_str())
+    {
+        if record.published_at.is_none() {
+            refused.push(format!(
+                "attestation {} is not stored beside the image yet",
+                record.manifest_digest
+            ));
+            continue;
+        }
+        match attest::referrer::open(
+            record.manifest.as_bytes(),
+            record.bundle.as_bytes(),
+            digest,
+            &keys,
+        ) {
+            Ok(attestation) => opened.push(attestation),
+            Err(refusal) => refused.push(format!("attestation {}: {refusal}", record.manifest_digest)),
+        }
+    }
+    let requirements = attest::verify::Requirements {
+        environment: environment.as_str().to_owned(),
+        now_millis: engine.clock.now_millis(),
+        ..attest::verify::Requirements::default()
+    };
+    Ok(match attest::verify::judge(&opened, &requirements) {
+        Ok(accepted) => Ok(format!(
+            "attested by {} (key {})",
+            accepted.summary.manifest_digest, accepted.summary.key_id
+        )),
+        Err(mut reasons) => {
+            reasons.extend(refused);
+            Err(reasons.join("; "))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -211,6 +211,7 @@ impl Job {
                 target: Target::Gitops(target),
                 health_check: None,
                 auto_rollback: false,
+                require_attestation: false,
                 config: BTreeMap::new(),
             },
             image: image(n),

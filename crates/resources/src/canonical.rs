@@ -202,7 +202,13 @@ struct CanonicalEnvironment<'a> {
     target: CanonicalTarget<'a>,
     health_check: Option<CanonicalHealthCheck<'a>>,
     auto_rollback: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    require_attestation: bool,
     config: BTreeMap<&'a str, CanonicalConfigValue<'a>>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn is_true(value: &bool) -> bool {
@@ -311,6 +317,7 @@ impl<'a> From<&'a EnvironmentSpec> for CanonicalEnvironment<'a> {
                 .as_ref()
                 .map(CanonicalHealthCheck::from),
             auto_rollback: environment.auto_rollback,
+            require_attestation: environment.require_attestation,
             config: environment
                 .config
                 .iter()

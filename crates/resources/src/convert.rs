@@ -394,6 +394,7 @@ impl EnvironmentWire {
             target: self.target,
             health_check: self.health_check,
             auto_rollback: self.auto_rollback,
+            require_attestation: self.require_attestation,
             config: self
                 .config
                 .0

@@ -272,6 +272,8 @@ pub(crate) struct EnvironmentWire {
     #[serde(default)]
     pub(crate) auto_rollback: bool,
     #[serde(default)]
+    pub(crate) require_attestation: bool,
+    #[serde(default)]
     pub(crate) config: UniqueMap<Text<KeyPath>, ConfigValueWire>,
 }
 

@@ -1663,6 +1663,53 @@ fn a_promotion_copied_into_the_reference_registry_verifies_there_offline_until_i
         "{index:#}"
     );
 
+    // An independent DSSE implementation (securesystemslib) verifies each envelope
+    // with the exported public key.
+    let keys = platform.api("/api/v1/keys");
+    let current = &keys["keys"][0];
+    std::fs::write(
+        platform.path().join("current.pub"),
+        current["public_key"].as_str().expect("PEM"),
+    )
+    .expect("write the key");
+    let mut bundle_files = Vec::new();
+    for (n, entry) in bundles.iter().enumerate() {
+        let referrer = entry["digest"].as_str().expect("digest");
+        let manifest = curl(
+            &format!("http://{}/v2/acme/web/manifests/{referrer}", destination.address),
+            &["-H", "Accept: application/vnd.oci.image.manifest.v1+json"],
+        );
+        let manifest: Value = serde_json::from_str(&manifest.body).expect("a manifest");
+        let layer = manifest["layers"][0]["digest"].as_str().expect("layer");
+        let bundle = curl(
+            &format!("http://{}/v2/acme/web/blobs/{layer}", destination.address),
+            &["-L"],
+        );
+        let path = platform.path().join(format!("bundle-{n}.json"));
+        std::fs::write(&path, &bundle.body).expect("write the bundle");
+        bundle_files.push(path);
+    }
+    let checked = Command::new(crate::support::peer_python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/sslib_verify.py"))
+        .arg(platform.path().join("current.pub"))
+        .arg(current["key_id"].as_str().expect("key id"))
+        .args(&bundle_files)
+        .output()
+        .expect("run python");
+    assert!(checked.status.success(), "{}", describe(&checked));
+    let mut types: Vec<String> = String::from_utf8_lossy(&checked.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "https://gantry.dev/attestations/promotion/v1",
+            "https://slsa.dev/verification_summary/v1"
+        ]
+    );
+
     // Gantry is stopped: only the registry and the key are involved.
     platform.kill();
     let by_digest = format!("{}/acme/web@{digest}", destination.address);

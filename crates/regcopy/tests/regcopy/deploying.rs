@@ -131,6 +131,7 @@ fn environment(destination: &str) -> EnvironmentSpec {
         }),
         health_check: None,
         auto_rollback: false,
+        require_attestation: false,
         config: BTreeMap::new(),
     }
 }

@@ -268,7 +268,7 @@ environments:
   a: { target: { record: {} }, config: { replicas: 2, debug: true, name: x } }
   b: { target: { gitops: { repo: "https://git.example.com/x.git", branch: main, file: a/b.yaml, keys: { repository: image.repo, digest: image.digest } } } }
   c: { target: { gitops: { repo: "https://git.example.com/x.git", file: c.yaml, key: image } } }
-  d: { target: { registry-copy: { to: "prod.example.com/acme/all" } }, health_check: { url: "https://x.example.com/health" }, auto_rollback: true }
+  d: { target: { registry-copy: { to: "prod.example.com/acme/all" } }, health_check: { url: "https://x.example.com/health" }, auto_rollback: true, require_attestation: true }
   e: { target: { webhook: { url: "https://hooks.example.com/deploy", secret_ref: hook, timeout: 5m } } }
   f: { target: { command: { program: deploy.sh, args: [a, b], timeout: 10m } } }
 "#;
@@ -281,4 +281,29 @@ environments:
     let pipeline = set.pipelines().next().expect("one pipeline");
     let text = resources::Resource::Pipeline(pipeline.clone()).canonical();
     assert!(resources::application_from_canonical(&text).is_err());
+}
+
+#[test]
+fn require_attestation_renders_only_when_set_so_older_applications_render_as_before() {
+    let text = |extra: &str| {
+        let set = parsed(&format!(
+            "kind: Pipeline\nname: p\nstages: [{{ name: prod }}]\n---\nkind: Application\nname: a\ntype: container\nrepository: acme/a\npipeline: p\nenvironments:\n  prod: {{ target: {{ record: {{}} }}{extra} }}\n"
+        ));
+        let application = set.applications().next().expect("one application").clone();
+        assert_eq!(
+            application
+                .environments
+                .values()
+                .next()
+                .expect("prod")
+                .require_attestation,
+            !extra.is_empty()
+        );
+        resources::Resource::Application(application).canonical()
+    };
+    assert!(!text("").contains("require_attestation"), "{}", text(""));
+    let required = text(", require_attestation: true");
+    assert!(required.contains("require_attestation"), "{required}");
+    let reread = resources::application_from_canonical(&required).expect("reads back");
+    assert!(reread.environments.values().all(|spec| spec.require_attestation));
 }

@@ -97,7 +97,7 @@ fn unknown_fields_are_refused_with_the_fields_that_exist() {
             "    target: { record: {} }\n    healthcheck: { url: \"https://web/\" }\n",
         ),
         &[
-            "resources.yaml:9:5: document 1 (Application `web`), field environments.dev.healthcheck: unknown field `healthcheck`, expected one of `target`, `health_check`, `auto_rollback`, `config`",
+            "resources.yaml:9:5: document 1 (Application `web`), field environments.dev.healthcheck: unknown field `healthcheck`, expected one of `target`, `health_check`, `auto_rollback`, `require_attestation`, `config`",
         ],
     );
 }

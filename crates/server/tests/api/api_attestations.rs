@@ -83,6 +83,22 @@ async fn export(app: &TestApp) -> Vec<Value> {
         .collect()
 }
 
+/// `PIPELINE` with prod requiring a signed attestation at admission.
+fn requiring() -> String {
+    PIPELINE.replace(
+        "  prod: { target: { record: {} } }\n",
+        "  prod: { target: { record: {} }, require_attestation: true }\n",
+    )
+}
+
+async fn admission(app: &TestApp, image: &str) -> Value {
+    let uri = format!("/api/v1/admission?env=prod&image={}", image.replace(':', "%3A").replace('@', "%40"));
+    let response = app.admin(Method::GET, &uri, &[], Body::empty()).await;
+    assert_status(&response, StatusCode::OK);
+    response.json()
+}
+
+
 app_tests! {
     async fn a_deployment_is_attested_beside_the_image_with_its_custody_chain(app) {
         apply(&app, PIPELINE).await;
@@ -245,5 +261,42 @@ app_tests! {
             made["at_millis"].as_i64().expect("at"),
             made["signature"].as_str().expect("signature"),
         ));
+    }
+
+    async fn admission_requiring_an_attestation_admits_only_what_a_valid_one_covers(app) {
+        apply(&app, requiring()).await;
+        let ci = user(&app, "ci", true, &["developer"]).await;
+        let dana = user(&app, "dana", false, &["developer"]).await;
+        let sam = user(&app, "sam", false, &["staff@web"]).await;
+        let digest = push_image(&app, "acme/web", "v1", "admitted").await.manifest.digest;
+        call(&app, Method::POST, "/api/v1/builds", &ci, json!({ "application": "web", "digest": digest })).await;
+        call(&app, Method::POST, "/api/v1/checks", &ci,
+            json!({ "application": "web", "digest": digest, "name": "unit", "status": "passed" })).await;
+        let response = call(&app, Method::POST, "/api/v1/promotions", &dana,
+            json!({ "application": "web", "environment": "prod", "digest": digest })).await;
+        let id = response.json()["id"].as_i64().expect("id");
+        let response = call(&app, Method::POST, &format!("/api/v1/promotions/{id}/approve"), &sam, json!({})).await;
+        assert_eq!(response.json()["state"], "deployed", "{}", response.text());
+        let image = format!("localhost/release/acme/web@{digest}");
+        let admitted = admission(&app, &image).await;
+        assert_eq!(admitted["allowed"], true, "{admitted}");
+        assert!(admitted["reason"].as_str().is_some_and(|r| r.contains("attested by sha256:")), "{admitted}");
+
+        // An attestation altered in the database no longer verifies.
+        app.database()
+            .execute_raw("UPDATE attestations SET bundle = REPLACE(bundle, '\"sig\":\"M', '\"sig\":\"N')")
+            .await;
+        app.database()
+            .execute_raw("UPDATE attestations SET bundle = REPLACE(bundle, '\"payloadType\"', '\"payloadType\" ')")
+            .await;
+        let denied = admission(&app, &image).await;
+        assert_eq!(denied["allowed"], false, "{denied}");
+        assert!(denied["reason"].as_str().is_some_and(|r| r.contains("requires a signed attestation")), "{denied}");
+
+        // None at all: denied, though the digest was promoted there.
+        app.database().execute_raw("DELETE FROM attestations").await;
+        let denied = admission(&app, &image).await;
+        assert_eq!(denied["allowed"], false, "{denied}");
+        assert!(denied["reason"].as_str().is_some_and(|r| r.contains("no signed verification summary for prod")), "{denied}");
     }
 }

@@ -155,6 +155,7 @@ fn environment(
         }),
         health_check: None,
         auto_rollback: false,
+        require_attestation: false,
         config: BTreeMap::new(),
     }
 }
