@@ -680,3 +680,66 @@ mod tests {
         );
     }
 }
+
+/// `GET /api/v1/artifacts/{digest}/custody`: the artifact's chain of custody in each
+/// application that knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CustodyView {
+    pub digest: String,
+    pub applications: Vec<ApplicationCustodyView>,
+}
+
+/// Built, scanned and tested, approved, deployed, attested: one application's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplicationCustodyView {
+    pub application: String,
+    pub repository: String,
+    /// Provenance (absent when no build was reported).
+    pub built: Option<BuildView>,
+    /// Every check report with its findings, oldest first.
+    pub checks: Vec<CheckView>,
+    /// Every approval and rejection of its promotions, oldest first.
+    pub decisions: Vec<CustodyDecisionView>,
+    /// Every deployment of it, newest first, with its target.
+    pub deployments: Vec<DeploymentView>,
+    /// Every signed attestation of its deployments, newest first, verified now.
+    pub attestations: Vec<AttestationView>,
+}
+
+/// A decision on a promotion of the artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CustodyDecisionView {
+    pub promotion_id: i64,
+    pub environment: String,
+    pub approver: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    /// The roles the approver holds for the environment now.
+    pub roles: Vec<String>,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A signed attestation of a deployment of the artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttestationView {
+    pub deployment_id: i64,
+    pub environment: String,
+    /// `https://slsa.dev/verification_summary/v1` or Gantry's promotion predicate.
+    pub predicate_type: String,
+    /// The referrer manifest holding it (pull it by this digest).
+    pub manifest_digest: String,
+    pub key_id: String,
+    pub created_at: String,
+    /// Stored beside the image in the registry (and carried by the target).
+    pub stored: bool,
+    /// Its signature (under a key `GET /api/v1/keys` lists) and subject verify now.
+    pub verified: bool,
+    /// What was checked, or why it does not verify.
+    pub verification: String,
+}

@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use crate::promotion_types::{
     AppList, AppStatus, ArtifactView, BuildRequest, CheckRequest, CheckView, CommentRequest,
-    DeploymentDetail, DeploymentList, DeploymentLog, DeploymentView, DoraResponse, HoldRequest,
-    HoldView, NotifyResponse, OidcExchangeRequest, OidcExchangeResponse, PasswordRequest,
-    PromoteRequest, Promoted, PromotionFilter, PromotionList, PromotionView, QuarantineList,
-    QuarantineRequest, QuarantineResponse, QuarantineView, RejectRequest, Rollback,
+    CustodyView, DeploymentDetail, DeploymentList, DeploymentLog, DeploymentView, DoraResponse,
+    HoldRequest, HoldView, NotifyResponse, OidcExchangeRequest, OidcExchangeResponse,
+    PasswordRequest, PromoteRequest, Promoted, PromotionFilter, PromotionList, PromotionView,
+    QuarantineList, QuarantineRequest, QuarantineResponse, QuarantineView, RejectRequest, Rollback,
     RollbackRequest, TokenList, TokenRequest, TokenResponse, TokenView, UserList, UserRequest,
     UserView,
 };
@@ -61,6 +61,13 @@ impl Client {
     /// Everything known about one artifact: provenance, checks, deployments.
     pub fn artifact(&self, application: &str, digest: &str) -> Result<ArtifactView, ClientError> {
         let url = self.endpoint(&["apps", application, "artifacts", digest])?;
+        let request = self.authorized(self.agent.get(url.as_str()));
+        self.answer(&url, request.call())
+    }
+
+    /// An artifact's chain of custody in every application that knows it.
+    pub fn custody(&self, digest: &str) -> Result<CustodyView, ClientError> {
+        let url = self.endpoint(&["artifacts", digest, "custody"])?;
         let request = self.authorized(self.agent.get(url.as_str()));
         self.answer(&url, request.call())
     }

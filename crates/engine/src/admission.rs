@@ -206,7 +206,9 @@ async fn attested(
             &keys,
         ) {
             Ok(attestation) => opened.push(attestation),
-            Err(refusal) => refused.push(format!("attestation {}: {refusal}", record.manifest_digest)),
+            Err(refusal) => {
+                refused.push(format!("attestation {}: {refusal}", record.manifest_digest))
+            }
         }
     }
     let requirements = attest::verify::Requirements {

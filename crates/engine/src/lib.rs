@@ -29,6 +29,7 @@ mod attestation;
 mod board;
 mod clock;
 mod command;
+mod custody;
 mod deployer;
 mod deployment;
 mod environments;
@@ -54,6 +55,7 @@ pub use apply::{AppliedFile, ApplyError, PlannedAction, ResourcePlan};
 pub use board::{BoardQuery, BoardRow};
 pub use clock::Clock;
 pub use command::CommandDeployer;
+pub use custody::{AttestationCheck, Custody, CustodyDecision};
 // What the engine's own API takes: the deployers it is built with and what they are
 // built from. Deployers implement the `deploy` crate's contract directly.
 pub use attestation::ATTEST_ACTOR;

@@ -5,7 +5,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use client::{AppList, AppStatus, ArtifactView, Client, DeploymentList, DeploymentView};
+use client::{
+    AppList, AppStatus, ArtifactView, Client, CustodyView, DeploymentList, DeploymentView,
+};
 use jiff::Timestamp;
 
 use crate::check::findings_line;
@@ -45,10 +47,15 @@ pub(crate) struct HistoryArgs {
 
 #[derive(Args)]
 pub(crate) struct ArtifactArgs {
-    /// The application
+    /// The application (with --custody: optional, every application that knows the
+    /// digest by default)
     application: String,
     /// The artifact's digest (`sha256:…`)
-    digest: String,
+    digest: Option<String>,
+    /// The chain of custody: built, checked, approved, deployed, attested (each
+    /// signed attestation verified now)
+    #[arg(long)]
+    custody: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -91,10 +98,36 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
-    let artifact = args
-        .client
-        .client()?
-        .artifact(&args.application, &args.digest)?;
+    if args.custody {
+        // `artifact DIGEST --custody`, or `artifact APP DIGEST --custody` for one.
+        let (only, digest) = match &args.digest {
+            Some(digest) => (Some(args.application.as_str()), digest.as_str()),
+            None => (None, args.application.as_str()),
+        };
+        let mut custody = args.client.client()?.custody(digest)?;
+        if let Some(only) = only {
+            custody.applications.retain(|view| view.application == only);
+            if custody.applications.is_empty() {
+                return Err(crate::remote::InvalidInput(format!(
+                    "{only} never built, promoted or deployed {digest}"
+                ))
+                .into());
+            }
+        }
+        match args.client.output {
+            OutputFormat::Json => print!("{}", json(&custody)?),
+            OutputFormat::Table => print!("{}", render_custody(&custody)),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(digest) = &args.digest else {
+        return Err(crate::remote::InvalidInput(
+            "name the application and the digest: gantry artifact APP DIGEST (or DIGEST --custody)"
+                .to_owned(),
+        )
+        .into());
+    };
+    let artifact = args.client.client()?.artifact(&args.application, digest)?;
     match args.client.output {
         OutputFormat::Json => print!("{}", json(&artifact)?),
         OutputFormat::Table => print!("{}", render_artifact(&artifact)),
@@ -307,6 +340,99 @@ fn render_history(list: &DeploymentList) -> String {
     let mut out = deployments_table(&list.deployments);
     if let Some(next) = list.next {
         out.push_str(&format!("(more: older than {next}; raise --limit)\n"));
+    }
+    out
+}
+
+/// Per application: built, checked, approved, deployed, attested.
+fn render_custody(custody: &CustodyView) -> String {
+    let mut out = String::new();
+    for view in &custody.applications {
+        out.push_str(&format!(
+            "chain of custody of {} in {} ({})\n",
+            custody.digest, view.application, view.repository
+        ));
+        match &view.built {
+            Some(build) => out.push_str(&format!(
+                "  built      commit {} run {} by {} at {}\n",
+                or_dash(build.commit.as_deref()),
+                or_dash(build.run_id.as_deref()),
+                build.builder,
+                build.notified_at
+            )),
+            None => out.push_str("  built      (no build was reported)\n"),
+        }
+        for check in &view.checks {
+            let findings = check
+                .findings
+                .as_ref()
+                .map(|findings| format!(" ({})", findings_line(findings)))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  checked    {} {}{findings} by {} at {}\n",
+                check.name, check.status, check.reported_by, check.reported_at
+            ));
+        }
+        for decision in &view.decisions {
+            let roles = if decision.roles.is_empty() {
+                "no role".to_owned()
+            } else {
+                decision.roles.join(", ")
+            };
+            out.push_str(&format!(
+                "  {:<10} promotion {} into {} by {} ({roles}) at {}\n",
+                if decision.decision == "approve" {
+                    "approved"
+                } else {
+                    "rejected"
+                },
+                decision.promotion_id,
+                decision.environment,
+                decision.approver,
+                decision.at
+            ));
+        }
+        for deployment in view.deployments.iter().rev() {
+            out.push_str(&format!(
+                "  deployed   to {} by {} ({} target, {}) at {}\n",
+                deployment.environment,
+                deployment.reason,
+                deployment.target,
+                deployment.state,
+                deployment.started_at
+            ));
+        }
+        for attestation in view.attestations.iter().rev() {
+            let kind = attestation
+                .predicate_type
+                .rsplit('/')
+                .nth(1)
+                .unwrap_or(&attestation.predicate_type);
+            out.push_str(&format!(
+                "  attested   {} of deployment {} to {}: {} {}{}\n",
+                kind,
+                attestation.deployment_id,
+                attestation.environment,
+                short_digest(&attestation.manifest_digest),
+                if attestation.verified {
+                    "verified"
+                } else {
+                    "DOES NOT VERIFY"
+                },
+                if attestation.stored {
+                    String::new()
+                } else {
+                    " (not stored beside the image yet)".to_owned()
+                },
+            ));
+            if !attestation.verified {
+                out.push_str(&format!("             {}\n", attestation.verification));
+            }
+        }
+        if view.attestations.is_empty() {
+            out.push_str("  attested   (no attestation)\n");
+        }
+        out.push('\n');
     }
     out
 }

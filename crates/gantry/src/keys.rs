@@ -56,7 +56,14 @@ pub(crate) fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             let text: String = list
                 .keys
                 .iter()
-                .map(|key| format!("# {} ({})\n{}", key.key_id, if key.current { "current" } else { "retired" }, key.public_key))
+                .map(|key| {
+                    format!(
+                        "# {} ({})\n{}",
+                        key.key_id,
+                        if key.current { "current" } else { "retired" },
+                        key.public_key
+                    )
+                })
                 .collect();
             match file {
                 Some(path) => std::fs::write(&path, text)

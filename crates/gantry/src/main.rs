@@ -176,9 +176,11 @@ enum Command {
     /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else.
     #[command(after_help = CLIENT_HELP)]
     History(apps::HistoryArgs),
-    /// Everything known about one artifact: provenance, checks and deployments.
+    /// Everything known about one artifact: provenance, checks and deployments; with
+    /// --custody, its chain of custody (`gantry artifact DIGEST --custody`): built,
+    /// checked, approved, deployed, and each signed attestation verified now.
     ///
-    /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else (e.g. not
+    /// Exit codes: 0 success, 2 invalid input, 4 unauthorized or forbidden, 1 anything else (e.g. not
     /// known).
     #[command(after_help = CLIENT_HELP)]
     Artifact(apps::ArtifactArgs),

@@ -344,17 +344,30 @@ fn a_consistent_rewrite_of_the_audit_log_passes_the_plain_check_and_not_the_sign
     assert_eq!(last["sequence"], 6, "{kept}");
     session.gantry_ok(&["keys", "export", "-f", "gantry.pub"]);
     let intact = session.gantry_ok(&["audit", "verify", "--key", "gantry.pub"]);
-    assert!(intact.starts_with("audit log intact: 6 entries"), "{intact}");
+    assert!(
+        intact.starts_with("audit log intact: 6 entries"),
+        "{intact}"
+    );
     assert!(intact.contains("the last at entry 6"), "{intact}");
 
     rewrite_audit_log(&session.path().join("gantry-data/gantry.db"), 5);
     // The hash chain alone cannot tell.
     let fooled = session.gantry_ok(&["audit", "verify"]);
-    assert!(fooled.starts_with("audit log intact: 6 entries"), "{fooled}");
+    assert!(
+        fooled.starts_with("audit log intact: 6 entries"),
+        "{fooled}"
+    );
     // The signed checkpoints can: the server's, and those kept elsewhere.
     for args in [
         vec!["audit", "verify", "--key", "gantry.pub"],
-        vec!["audit", "verify", "--key", "gantry.pub", "--checkpoints", "kept.jsonl"],
+        vec![
+            "audit",
+            "verify",
+            "--key",
+            "gantry.pub",
+            "--checkpoints",
+            "kept.jsonl",
+        ],
     ] {
         let caught = session.gantry(&args);
         assert_eq!(exit_code(&caught), 5, "{}", describe(&caught));
@@ -365,7 +378,10 @@ fn a_consistent_rewrite_of_the_audit_log_passes_the_plain_check_and_not_the_sign
             verdict.contains("BROKEN at entry 5") || verdict.contains("BROKEN at entry 6"),
             "{verdict}"
         );
-        assert!(verdict.contains("no longer matches the checkpoint"), "{verdict}");
+        assert!(
+            verdict.contains("no longer matches the checkpoint"),
+            "{verdict}"
+        );
     }
     // A checkpoint rewritten to match is not signed by the key.
     let database = session.path().join("gantry-data/gantry.db");
@@ -373,7 +389,10 @@ fn a_consistent_rewrite_of_the_audit_log_passes_the_plain_check_and_not_the_sign
         "import sqlite3; c = sqlite3.connect({:?}); h = c.execute('SELECT hash FROM audit_head').fetchone()[0]; c.execute('UPDATE audit_checkpoints SET hash = ? WHERE sequence = 6', (h,)); c.execute('DELETE FROM audit_checkpoints WHERE sequence < 6'); c.commit()",
         database.display().to_string()
     );
-    let forged = Command::new("python3").args(["-c", &forge]).output().expect("python3 runs");
+    let forged = Command::new("python3")
+        .args(["-c", &forge])
+        .output()
+        .expect("python3 runs");
     assert!(forged.status.success(), "{}", describe(&forged));
     let caught = session.gantry(&["audit", "verify", "--key", "gantry.pub"]);
     assert_eq!(exit_code(&caught), 5, "{}", describe(&caught));

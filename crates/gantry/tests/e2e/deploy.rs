@@ -1399,7 +1399,9 @@ fn registry_copy_into_a_gantry_with_immutable_tags_carries_the_build_tag_and_ref
     let referrers: Value = serde_json::from_slice(&referrers).expect("an index");
     let listed = referrers["manifests"].as_array().expect("manifests");
     assert!(
-        listed.iter().any(|entry| entry["digest"] == referrer.as_str()),
+        listed
+            .iter()
+            .any(|entry| entry["digest"] == referrer.as_str()),
         "the build's referrer was carried: {referrers:#}"
     );
     // So were the deployment's two signed attestations, made after the copy.
@@ -1645,7 +1647,10 @@ fn a_promotion_copied_into_the_reference_registry_verifies_there_offline_until_i
     // the referrers tag schema, `sha256-HEX`, as the distribution specification asks.
     let hex = digest.trim_start_matches("sha256:");
     let listed = curl(
-        &format!("http://{}/v2/acme/web/manifests/sha256-{hex}", destination.address),
+        &format!(
+            "http://{}/v2/acme/web/manifests/sha256-{hex}",
+            destination.address
+        ),
         &["-H", "Accept: application/vnd.oci.image.index.v1+json"],
     );
     assert_eq!(listed.status, 200, "{}", listed.body);
@@ -1658,8 +1663,10 @@ fn a_promotion_copied_into_the_reference_registry_verifies_there_offline_until_i
         .collect();
     assert_eq!(bundles.len(), 2, "{index:#}");
     assert!(
-        bundles.iter().any(|entry| entry["annotations"]["dev.sigstore.bundle.predicateType"]
-            == "https://slsa.dev/verification_summary/v1"),
+        bundles.iter().any(
+            |entry| entry["annotations"]["dev.sigstore.bundle.predicateType"]
+                == "https://slsa.dev/verification_summary/v1"
+        ),
         "{index:#}"
     );
 
@@ -1676,7 +1683,10 @@ fn a_promotion_copied_into_the_reference_registry_verifies_there_offline_until_i
     for (n, entry) in bundles.iter().enumerate() {
         let referrer = entry["digest"].as_str().expect("digest");
         let manifest = curl(
-            &format!("http://{}/v2/acme/web/manifests/{referrer}", destination.address),
+            &format!(
+                "http://{}/v2/acme/web/manifests/{referrer}",
+                destination.address
+            ),
             &["-H", "Accept: application/vnd.oci.image.manifest.v1+json"],
         );
         let manifest: Value = serde_json::from_str(&manifest.body).expect("a manifest");
@@ -1690,7 +1700,10 @@ fn a_promotion_copied_into_the_reference_registry_verifies_there_offline_until_i
         bundle_files.push(path);
     }
     let checked = Command::new(crate::support::peer_python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/sslib_verify.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/e2e/sslib_verify.py"
+        ))
         .arg(platform.path().join("current.pub"))
         .arg(current["key_id"].as_str().expect("key id"))
         .args(&bundle_files)
@@ -1710,28 +1723,93 @@ fn a_promotion_copied_into_the_reference_registry_verifies_there_offline_until_i
         ]
     );
 
+    // The custody view lists both attestations, verified, beside the deployment.
+    let custody = platform.expect("admin", 0, &["artifact", &digest, "--custody"]);
+    assert!(
+        custody.contains("deployed   to prod by promotion (registry-copy target, deployed)"),
+        "{custody}"
+    );
+    assert_eq!(custody.matches(" verified\n").count(), 2, "{custody}");
+    let custody = platform.json("admin", 0, &["artifact", "web", &digest, "--custody"]);
+    assert_eq!(
+        custody["applications"][0]["attestations"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{custody:#}"
+    );
+
     // Gantry is stopped: only the registry and the key are involved.
     platform.kill();
     let by_digest = format!("{}/acme/web@{digest}", destination.address);
     let by_tag = format!("{}/acme/web:prod", destination.address);
-    let verified = verify(&platform, &[&by_digest, "--env", "prod", "--key", "gantry.pub", "--plain-http"]);
+    let verified = verify(
+        &platform,
+        &[
+            &by_digest,
+            "--env",
+            "prod",
+            "--key",
+            "gantry.pub",
+            "--plain-http",
+        ],
+    );
     assert_eq!(verified.status.code(), Some(0), "{}", describe(&verified));
     let shown = String::from_utf8_lossy(&verified.stdout);
     assert!(shown.starts_with("VERIFIED:"), "{shown}");
-    assert!(shown.contains("deployed   to prod by promotion (registry-copy target)"), "{shown}");
-    let verified = verify(&platform, &[&by_tag, "--env", "prod", "--key", "gantry.pub", "--plain-http", "-o", "json"]);
+    assert!(
+        shown.contains("deployed   to prod by promotion (registry-copy target)"),
+        "{shown}"
+    );
+    let verified = verify(
+        &platform,
+        &[
+            &by_tag,
+            "--env",
+            "prod",
+            "--key",
+            "gantry.pub",
+            "--plain-http",
+            "-o",
+            "json",
+        ],
+    );
     assert_eq!(verified.status.code(), Some(0), "{}", describe(&verified));
     let report: Value = serde_json::from_slice(&verified.stdout).expect("JSON");
     assert_eq!(report["verified"], true);
     assert_eq!(report["custody"]["environment"], "prod");
     // Not for an environment it was never deployed to.
-    let refused = verify(&platform, &[&by_digest, "--env", "staging", "--key", "gantry.pub", "--plain-http"]);
+    let refused = verify(
+        &platform,
+        &[
+            &by_digest,
+            "--env",
+            "staging",
+            "--key",
+            "gantry.pub",
+            "--plain-http",
+        ],
+    );
     assert_eq!(refused.status.code(), Some(5), "{}", describe(&refused));
     // Nor with a key that did not sign it.
     let other = tempfile::tempdir().expect("temporary directory");
     let stranger = attest::SigningKey::load_or_create(&other.path().join("k.pem")).expect("a key");
-    std::fs::write(platform.path().join("stranger.pub"), stranger.public().pem()).expect("write");
-    let refused = verify(&platform, &[&by_digest, "--env", "prod", "--key", "stranger.pub", "--plain-http"]);
+    std::fs::write(
+        platform.path().join("stranger.pub"),
+        stranger.public().pem(),
+    )
+    .expect("write");
+    let refused = verify(
+        &platform,
+        &[
+            &by_digest,
+            "--env",
+            "prod",
+            "--key",
+            "stranger.pub",
+            "--plain-http",
+        ],
+    );
     assert_eq!(refused.status.code(), Some(5), "{}", describe(&refused));
     assert!(
         String::from_utf8_lossy(&refused.stdout).contains("no trusted key verifies its signature"),
@@ -1741,7 +1819,17 @@ fn a_promotion_copied_into_the_reference_registry_verifies_there_offline_until_i
 
     // The tag moved to other bytes: those bytes were never attested.
     push_new_image(&destination.address, "anyone:x", "acme/web:prod", "1x8K");
-    let refused = verify(&platform, &[&by_tag, "--env", "prod", "--key", "gantry.pub", "--plain-http"]);
+    let refused = verify(
+        &platform,
+        &[
+            &by_tag,
+            "--env",
+            "prod",
+            "--key",
+            "gantry.pub",
+            "--plain-http",
+        ],
+    );
     assert_eq!(refused.status.code(), Some(5), "{}", describe(&refused));
     assert!(
         String::from_utf8_lossy(&refused.stdout).starts_with("NOT VERIFIED"),
@@ -1749,6 +1837,211 @@ fn a_promotion_copied_into_the_reference_registry_verifies_there_offline_until_i
         describe(&refused)
     );
     // The attested bytes still verify by digest.
-    let verified = verify(&platform, &[&by_digest, "--env", "prod", "--key", "gantry.pub", "--plain-http"]);
+    let verified = verify(
+        &platform,
+        &[
+            &by_digest,
+            "--env",
+            "prod",
+            "--key",
+            "gantry.pub",
+            "--plain-http",
+        ],
+    );
     assert_eq!(verified.status.code(), Some(0), "{}", describe(&verified));
+}
+
+/// The Sigstore bundle referrers a registry lists for `digest` in `acme/web` (the
+/// referrers API, else the referrers tag schema), by digest, sorted.
+fn bundle_referrers(address: &str, creds: Option<&str>, digest: &str) -> Vec<String> {
+    let mut args = vec!["-H", "Accept: application/vnd.oci.image.index.v1+json"];
+    if let Some(creds) = creds {
+        args.extend(["-u", creds]);
+    }
+    let mut answer = curl(
+        &format!("http://{address}/v2/acme/web/referrers/{digest}"),
+        &args,
+    );
+    if answer.status == 404 {
+        let hex = digest.trim_start_matches("sha256:");
+        answer = curl(
+            &format!("http://{address}/v2/acme/web/manifests/sha256-{hex}"),
+            &args,
+        );
+    }
+    if answer.status == 404 {
+        return Vec::new();
+    }
+    let index: Value = serde_json::from_str(&answer.body)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", answer.status, answer.body));
+    let mut found: Vec<String> = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json")
+        .filter_map(|entry| entry["digest"].as_str().map(str::to_owned))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_server_killed_between_a_deployment_and_its_attestation_writes_it_exactly_once_after_restart() {
+    let mut destination = PeerRegistry::start();
+    let health = StallingHealthEndpoint::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = format!(
+        "{}lease_seconds = 2\n\n[deploy.registry_copy.registries.\"{}\"]\nplain_http = true\n",
+        config_base(dir.path()),
+        destination.address
+    );
+    let mut platform = Platform::start(dir, &config);
+    platform.apply(&format!(
+        r#"kind: Pipeline
+name: forge
+stages:
+  - name: prod
+---
+kind: Application
+name: web
+type: container
+repository: acme/web
+pipeline: forge
+environments:
+  prod:
+    target: {{ registry-copy: {{ to: "{registry}/acme/web" }} }}
+    health_check: {{ url: "{url}", expect_status: 200, timeout: 2s, retries: 1 }}
+"#,
+        registry = destination.address,
+        url = health.url,
+    ));
+    let digest = push_tagged(&platform, "acme/web", "v1");
+    let gantry = env!("CARGO_BIN_EXE_gantry");
+    let mut promote = Command::new(gantry)
+        .args([
+            "promote", "web", "--env", "prod", "--digest", &digest, "-o", "json",
+        ])
+        .current_dir(platform.path())
+        .env("HOME", platform.path())
+        .env("GANTRY_URL", format!("http://{}", platform.address()))
+        .env("GANTRY_TOKEN", platform.token("admin"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gantry promote");
+    // The image is at the destination and the health check has begun: the destination
+    // goes away, so the attestations made once the deployment is done cannot follow.
+    health
+        .first
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            panic!(
+                "the health check never came; server log:\n{}",
+                platform.server().log()
+            )
+        });
+    destination.stop();
+    let promoted = promote.wait().expect("gantry promote ends");
+    assert!(promoted.success(), "{promoted}");
+    // Deployed, attested inside Gantry, not yet carried: the follow-up is due again.
+    platform.server().wait_for_log("it will be retried");
+    let creds = format!("admin:{}", platform.token("admin"));
+    let in_gantry = bundle_referrers(&platform.address(), Some(&creds), &digest);
+    assert_eq!(in_gantry.len(), 2, "{}", platform.server().log());
+
+    // Killed there. The destination comes back; so does Gantry, on the same data.
+    platform.kill();
+    destination.restart();
+    platform.restart();
+    // A follow-up whose replica died is taken over once its grace (30 s) has passed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut carried = Vec::new();
+    while Instant::now() < deadline {
+        carried = bundle_referrers(&destination.address, None, &digest);
+        if carried.len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The same two attestations, signed once: the bytes recorded before the crash.
+    assert_eq!(carried, in_gantry, "{}", platform.server().log());
+    assert_eq!(
+        bundle_referrers(&platform.address(), Some(&creds), &digest),
+        in_gantry
+    );
+    let export = platform.expect("admin", 0, &["audit", "export"]);
+    let signed = export
+        .lines()
+        .filter(|line| line.contains("\"action\":\"attest\""))
+        .count();
+    assert_eq!(signed, 2, "{export}");
+    // And the copy verifies where it landed.
+    platform.expect("admin", 0, &["keys", "export", "-f", "gantry.pub"]);
+    let verified = verify(
+        &platform,
+        &[
+            &format!("{}/acme/web@{digest}", destination.address),
+            "--env",
+            "prod",
+            "--key",
+            "gantry.pub",
+            "--plain-http",
+        ],
+    );
+    assert_eq!(verified.status.code(), Some(0), "{}", describe(&verified));
+}
+
+#[test]
+fn gantry_verify_checks_gantrys_own_registry_and_finds_nothing_once_the_attestations_are_deleted() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = config_base(dir.path());
+    let platform = Platform::start(dir, &config);
+    platform.apply(
+        "kind: Pipeline\nname: p\nstages:\n  - name: prod\n---\nkind: Application\nname: web\ntype: container\n\
+repository: acme/web\npipeline: p\nenvironments:\n  prod: { target: { record: {} } }\n",
+    );
+    let digest = push_tagged(&platform, "acme/web", "v1");
+    let promoted = platform.json(
+        "admin",
+        0,
+        &["promote", "web", "--env", "prod", "--digest", &digest],
+    );
+    assert_eq!(promoted["state"], "deployed", "{promoted:#}");
+    platform.expect("admin", 0, &["keys", "export", "-f", "gantry.pub"]);
+    let creds = format!("admin:{}", platform.token("admin"));
+    let image = format!("{}/acme/web@{digest}", platform.address());
+    let args = [
+        &image,
+        "--env",
+        "prod",
+        "--key",
+        "gantry.pub",
+        "--plain-http",
+        "--creds",
+        &creds,
+    ];
+    let verified = verify(&platform, &args);
+    assert_eq!(verified.status.code(), Some(0), "{}", describe(&verified));
+    // Without credentials for a registry that wants them: exit 4, saying so.
+    let refused = verify(&platform, &args[..6]);
+    assert_eq!(refused.status.code(), Some(4), "{}", describe(&refused));
+
+    // Someone deletes the attestations: no valid one is found.
+    for referrer in bundle_referrers(&platform.address(), Some(&creds), &digest) {
+        let deleted = curl(
+            &format!(
+                "http://{}/v2/acme/web/manifests/{referrer}",
+                platform.address()
+            ),
+            &["-X", "DELETE", "-u", &creds],
+        );
+        assert_eq!(deleted.status, 202, "{}", deleted.body);
+    }
+    let refused = verify(&platform, &args);
+    assert_eq!(refused.status.code(), Some(5), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stdout)
+            .contains("no signed verification summary for prod"),
+        "{}",
+        describe(&refused)
+    );
 }

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The shared test tools (mkimage.py, start-peer-registry.sh).
 pub(crate) fn tools_dir() -> PathBuf {
@@ -189,6 +189,37 @@ impl PeerRegistry {
             address: format!("127.0.0.1:{port}"),
             root,
         }
+    }
+}
+
+impl PeerRegistry {
+    /// Stops the registry, keeping what it stores, and waits until its port is closed.
+    pub(crate) fn stop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&self.address).is_ok() {
+            assert!(Instant::now() < deadline, "the registry did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts it again on the same port and storage.
+    pub(crate) fn restart(&mut self) {
+        let port = self
+            .address
+            .rsplit_once(':')
+            .map(|(_, port)| port.to_owned())
+            .expect("HOST:PORT");
+        let pid = stdout_of(
+            Command::new("bash")
+                .arg(tools_dir().join("start-peer-registry.sh"))
+                .arg(&port)
+                .arg(self.root.path()),
+        );
+        self.pid = pid
+            .trim()
+            .parse()
+            .expect("start-peer-registry.sh prints the PID");
     }
 }
 

@@ -305,5 +305,10 @@ fn require_attestation_renders_only_when_set_so_older_applications_render_as_bef
     let required = text(", require_attestation: true");
     assert!(required.contains("require_attestation"), "{required}");
     let reread = resources::application_from_canonical(&required).expect("reads back");
-    assert!(reread.environments.values().all(|spec| spec.require_attestation));
+    assert!(
+        reread
+            .environments
+            .values()
+            .all(|spec| spec.require_attestation)
+    );
 }

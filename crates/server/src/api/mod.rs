@@ -69,6 +69,7 @@ pub(crate) use error::ApiError;
         promotions::get_app,
         promotions::history,
         promotions::artifact,
+        promotions::custody,
         deployments::get_deployment,
         builds::site_zip,
         deployments::deployment_log,
@@ -133,6 +134,10 @@ pub(crate) use error::ApiError;
         promotion_types::AppStatus,
         promotion_types::AppList,
         promotion_types::ArtifactView,
+        promotion_types::CustodyView,
+        promotion_types::ApplicationCustodyView,
+        promotion_types::CustodyDecisionView,
+        promotion_types::AttestationView,
         promotion_types::DoraView,
         promotion_types::DoraResponse,
         promotion_types::UserRequest,
@@ -215,6 +220,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/api/v1/apps/{app}/artifacts/{digest}",
             get(promotions::artifact),
+        )
+        .route(
+            "/api/v1/artifacts/{digest}/custody",
+            get(promotions::custody),
         )
         .route(
             "/api/v1/apps/{app}/environments/{env}",

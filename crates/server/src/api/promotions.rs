@@ -789,6 +789,79 @@ pub(crate) async fn history(
     }))
 }
 
+/// An artifact's chain of custody in every application that knows it: built
+/// (provenance), scanned and tested (checks with findings), approved (who, when, with
+/// which roles), deployed (where, when, by which target), and attested (each signed
+/// attestation of a deployment, verified now).
+#[utoipa::path(
+    get,
+    path = "/api/v1/artifacts/{digest}/custody",
+    params(("digest" = String, Path)),
+    responses(
+        (status = 200, description = "The chain of custody", body = CustodyView),
+        (status = 400, description = "Not a digest", body = ErrorBody),
+        (status = 404, description = "No application built, promoted or deployed it", body = ErrorBody),
+    )
+)]
+pub(crate) async fn custody(
+    State(state): State<AppState>,
+    _: Authorized<ReadResources>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<CustodyView>, ApiError> {
+    let Path(text) = path.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let digest = digest(&text)?;
+    let applications = state.engine.applications_knowing(&digest).await?;
+    if applications.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no application built, promoted or deployed {digest}"
+        )));
+    }
+    let mut views = Vec::with_capacity(applications.len());
+    for application in applications {
+        let custody = state.engine.custody(&application, &digest).await?;
+        let record = custody.record;
+        views.push(ApplicationCustodyView {
+            application: record.application,
+            repository: record.repository,
+            built: record.build.map(build_view),
+            checks: record.checks.into_iter().map(check_view).collect(),
+            decisions: custody
+                .decisions
+                .into_iter()
+                .map(|decision| CustodyDecisionView {
+                    promotion_id: decision.promotion_id,
+                    environment: decision.environment,
+                    approver: decision.approver,
+                    decision: decision.decision,
+                    roles: decision.roles,
+                    at: rfc3339(decision.at),
+                    comment: decision.comment,
+                })
+                .collect(),
+            deployments: record.deployments.into_iter().map(summary_view).collect(),
+            attestations: custody
+                .attestations
+                .into_iter()
+                .map(|attestation| AttestationView {
+                    deployment_id: attestation.deployment_id,
+                    environment: attestation.environment,
+                    predicate_type: attestation.predicate_type,
+                    manifest_digest: attestation.manifest_digest,
+                    key_id: attestation.key_id,
+                    created_at: rfc3339(attestation.created_at),
+                    stored: attestation.stored,
+                    verified: attestation.verified,
+                    verification: attestation.verification,
+                })
+                .collect(),
+        });
+    }
+    Ok(Json(CustodyView {
+        digest: digest.to_string(),
+        applications: views,
+    }))
+}
+
 /// Everything known about one artifact: provenance, checks, deployments.
 #[utoipa::path(
     get,

@@ -1,13 +1,14 @@
 //! An artifact's page (`/artifacts/DIGEST`): for each application that knows the
 //! digest, its provenance (commit with a link to the source, branch, CI run,
 //! builder), its checks with their findings, where it runs now and a timeline of where
-//! it ran, the promotions with every approval and rejection, its deployments, the
-//! manifests that refer to it, and the command that pulls it by digest.
+//! it ran, the promotions with every approval and rejection, its deployments, its
+//! signed attestations (each verified when the page is drawn), the manifests that
+//! refer to it, and the command that pulls it by digest: its chain of custody.
 
 use axum::extract::{Path, Query, State};
 use domain::Digest;
 use domain::pipeline::Severity;
-use engine::{ApplicationStatus, ArtifactRecord};
+use engine::{ApplicationStatus, Custody};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -44,9 +45,9 @@ pub(crate) async fn artifact(
     }
     let mut sections = Vec::with_capacity(applications.len());
     for app in &applications {
-        let record = state.engine.artifact(app, &digest).await?;
+        let custody = state.engine.custody(app, &digest).await?;
         let status = state.engine.application_status(app).await?;
-        sections.push(section(state.engine.registry_host(), &record, &status));
+        sections.push(section(state.engine.registry_host(), &custody, &status));
     }
     Ok(page(
         &format!("Artifact {}", shortened(&digest.to_string())),
@@ -60,7 +61,8 @@ pub(crate) async fn artifact(
 }
 
 /// One application's record of the artifact.
-fn section(host: &str, record: &ArtifactRecord, status: &ApplicationStatus) -> Markup {
+fn section(host: &str, custody: &Custody, status: &ApplicationStatus) -> Markup {
+    let record = &custody.record;
     let app = &record.application;
     let runs_in: Vec<&str> = status
         .environments
@@ -170,6 +172,27 @@ fn section(host: &str, record: &ArtifactRecord, status: &ApplicationStatus) -> M
                              } }
                     } } }
                 }
+            }
+            h3 { "Attestations" }
+            @if custody.attestations.is_empty() { p { "No deployment of it was attested." } } @else {
+                table {
+                    caption { "Signed attestations of its deployments, newest first, verified now with the keys Gantry lists" }
+                    thead { tr { th scope="col" { "Environment" } th scope="col" { "Deployment" } th scope="col" { "Predicate" }
+                                 th scope="col" { "Attestation" } th scope="col" { "Verification" } th scope="col" { "Signed" } } }
+                    tbody { @for attestation in &custody.attestations { tr {
+                        td { (attestation.environment) }
+                        td { (attestation.deployment_id) }
+                        td { code.wrap { (attestation.predicate_type) } }
+                        td { (short_digest(&attestation.manifest_digest))
+                             @if !attestation.stored { br; "not stored beside the image yet" } }
+                        td { @if attestation.verified { span.met { "verified" } } @else { span.unmet { "does not verify" } }
+                             br; (attestation.verification) }
+                        td { (time(attestation.created_at)) }
+                    } } }
+                }
+                p { "Check them anywhere the image was copied, without Gantry: "
+                    code { "gantry verify " (host) "/" (record.repository) "@" (record.digest) " --env ENV --key gantry.pub" }
+                    " (" code { "gantry keys export" } " writes the keys)." }
             }
             h3 { "Referrers" }
             @if record.referrers.is_empty() { p { "No manifest in " code { (record.repository) } " refers to it." } } @else {

@@ -58,7 +58,10 @@ async fn attestations(
             continue;
         }
         // The index carries the annotations cosign filters on.
-        assert_eq!(entry["annotations"]["dev.sigstore.bundle.content"], "dsse-envelope");
+        assert_eq!(
+            entry["annotations"]["dev.sigstore.bundle.content"],
+            "dsse-envelope"
+        );
         let referrer = entry["digest"].as_str().expect("digest");
         let manifest = get(app, &format!("/v2/{repository}/manifests/{referrer}")).await;
         assert_status(&manifest, StatusCode::OK);
@@ -66,8 +69,13 @@ async fn attestations(
         let bundle = get(app, &format!("/v2/{repository}/blobs/{layer}")).await;
         assert_status(&bundle, StatusCode::OK);
         opened.push(
-            attest::referrer::open(&manifest.body, &bundle.body, &subject, std::slice::from_ref(key))
-                .expect("the attestation verifies with the published key"),
+            attest::referrer::open(
+                &manifest.body,
+                &bundle.body,
+                &subject,
+                std::slice::from_ref(key),
+            )
+            .expect("the attestation verifies with the published key"),
         );
     }
     opened.sort_by(|a, b| a.predicate_type.cmp(&b.predicate_type));
@@ -92,12 +100,14 @@ fn requiring() -> String {
 }
 
 async fn admission(app: &TestApp, image: &str) -> Value {
-    let uri = format!("/api/v1/admission?env=prod&image={}", image.replace(':', "%3A").replace('@', "%40"));
+    let uri = format!(
+        "/api/v1/admission?env=prod&image={}",
+        image.replace(':', "%3A").replace('@', "%40")
+    );
     let response = app.admin(Method::GET, &uri, &[], Body::empty()).await;
     assert_status(&response, StatusCode::OK);
     response.json()
 }
-
 
 app_tests! {
     async fn a_deployment_is_attested_beside_the_image_with_its_custody_chain(app) {
@@ -168,6 +178,37 @@ app_tests! {
         // Each signing audited once per attestation.
         let attests = entries.iter().filter(|entry| entry["action"] == "attest").count();
         assert_eq!(attests, 4);
+
+        // The custody view says the same, and verifies each attestation now.
+        let response = call(&app, Method::GET, &format!("/api/v1/artifacts/{digest}/custody"), &dana, Value::Null).await;
+        assert_status(&response, StatusCode::OK);
+        let view = response.json();
+        let web = &view["applications"][0];
+        assert_eq!(web["application"], "web");
+        assert_eq!(web["built"]["commit"], "abc1234def");
+        assert_eq!(web["checks"][0]["name"], "unit");
+        assert_eq!(web["decisions"][0]["approver"], "sam");
+        assert_eq!(web["decisions"][0]["decision"], "approve");
+        assert_eq!(web["decisions"][0]["roles"], json!(["staff"]));
+        assert_eq!(web["deployments"].as_array().map(Vec::len), Some(2), "{view}");
+        let attested = web["attestations"].as_array().expect("attestations");
+        assert_eq!(attested.len(), 4, "{view}");
+        assert!(attested.iter().all(|a| a["verified"] == true && a["stored"] == true), "{view}");
+        assert_eq!(attested[0]["environment"], "prod", "newest first: {view}");
+        // An attestation altered in the database shows as not verifying.
+        app.database()
+            .execute_raw("UPDATE attestations SET bundle = REPLACE(bundle, '\"payloadType\"', '\"payloadType\" ') WHERE environment = 'prod'")
+            .await;
+        let view = call(&app, Method::GET, &format!("/api/v1/artifacts/{digest}/custody"), &dana, Value::Null).await.json();
+        let attested = view["applications"][0]["attestations"].as_array().expect("attestations").clone();
+        assert!(attested.iter().filter(|a| a["environment"] == "prod").all(|a| a["verified"] == false), "{view}");
+        assert!(attested.iter().filter(|a| a["environment"] == "dev").all(|a| a["verified"] == true), "{view}");
+        // Asking about bytes nobody knows, or not a digest.
+        let unknown = format!("sha256:{}", "0".repeat(64));
+        let response = call(&app, Method::GET, &format!("/api/v1/artifacts/{unknown}/custody"), &dana, Value::Null).await;
+        assert_status(&response, StatusCode::NOT_FOUND);
+        let response = call(&app, Method::GET, "/api/v1/artifacts/latest/custody", &dana, Value::Null).await;
+        assert_status(&response, StatusCode::BAD_REQUEST);
     }
 
     async fn a_follow_up_run_again_writes_the_same_attestations_once(app) {

@@ -277,6 +277,7 @@ enum Call {
     SigningKeys,
     RotateSigningKey,
     AuditCheckpoints,
+    Custody,
     AuditCheckpoint,
     ListQuarantines,
     Quarantine,
@@ -331,6 +332,7 @@ const MATRIX: &[Row] = &[
     row(Method::GET,    "/api/v1/apps/{app}",                              Call::GetApp,             Users(PEOPLE)),
     row(Method::GET,    "/api/v1/apps/{app}/history",                      Call::History,            Users(PEOPLE)),
     row(Method::GET,    "/api/v1/apps/{app}/artifacts/{digest}",           Call::Artifact,           Users(PEOPLE)),
+    row(Method::GET,    "/api/v1/artifacts/{digest}/custody",              Call::Custody,            Users(PEOPLE)),
     row(Method::GET,    "/api/v1/apps/{app}/environments/{env}",           Call::EnvironmentParams,  Users(PEOPLE)),
     row(Method::GET,    "/params/{app}/{env}/image",                       Call::ImageParam,         Users(PEOPLE)),
     // Reading a site build needs what pulling its repository needs.
@@ -850,6 +852,10 @@ impl<'a> World<'a> {
                 .await;
                 Prepared::new("/builds/web/site-build.zip", Payload::Empty)
             }
+            Call::Custody => Prepared::new(
+                format!("/api/v1/artifacts/{digest}/custody"),
+                Payload::Empty,
+            ),
             Call::Artifact => Prepared::new(
                 format!("/api/v1/apps/web/artifacts/{digest}"),
                 Payload::Empty,

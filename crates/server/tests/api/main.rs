@@ -6,8 +6,8 @@
 mod support;
 
 mod api_apply;
-mod api_audit;
 mod api_attestations;
+mod api_audit;
 mod api_keys;
 mod api_matrix;
 mod api_oidc;

@@ -212,7 +212,7 @@ app_tests! {
         assert_eq!(report["manifests_expired"], 5, "{report}");
         assert_eq!(digests(&retention(&report, repository)["expired"]), doomed);
         for gone in &doomed {
-            assert!(!pulls(&app, repository, &gone).await, "{gone} expired");
+            assert!(!pulls(&app, repository, gone).await, "{gone} expired");
         }
         assert!(!pulls(&app, repository, "v2").await, "its tag went with it");
         for kept in [digest(1), digest(3), digest(4), digest(5), index.digest.clone(),

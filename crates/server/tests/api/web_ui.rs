@@ -571,6 +571,8 @@ registry_tests! {
             "def5678", "ci-bot", "docker pull ", &format!("/acme/web-app@{second}"),
             "Runs now in", "/apps/web-app/environments/staging", "sam approved",
             &format!("/promotions/{second_id}"), "No check was reported.",
+            // Its deployments' signed attestations, verified as the page is drawn.
+            "Attestations", "https://slsa.dev/verification_summary/v1", ">verified<", "gantry verify ",
         ] {
             assert!(html.contains(expected), "{expected}: {html}");
         }
