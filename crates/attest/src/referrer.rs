@@ -79,6 +79,13 @@ pub fn statement(subject: &Subject, predicate_type: &str, predicate: Value) -> V
     })
 }
 
+/// The bytes a statement of `predicate` about `subject` is signed as (the DSSE
+/// payload): what [`sign`] signs, so another statement can name it by digest.
+pub fn payload(subject: &Subject, predicate_type: &str, predicate: Value) -> Vec<u8> {
+    // A JSON value always serializes.
+    serde_json::to_vec(&statement(subject, predicate_type, predicate)).unwrap_or_default()
+}
+
 /// Signs a statement of `predicate` about `subject` with `key`, made at `created`
 /// (RFC 3339), and lays it out as a referrer of the subject.
 pub fn sign(
@@ -88,8 +95,7 @@ pub fn sign(
     created: &str,
     key: &SigningKey,
 ) -> Result<SignedAttestation, KeyError> {
-    let payload = serde_json::to_vec(&statement(subject, predicate_type, predicate))
-        .map_err(|_| KeyError::Sign)?;
+    let payload = payload(subject, predicate_type, predicate);
     let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, key)?;
     let bundle = serde_json::to_vec(&json!({
         "mediaType": BUNDLE_MEDIA_TYPE,
@@ -171,6 +177,9 @@ pub struct OpenedAttestation {
     pub key_id: String,
     pub predicate_type: String,
     pub predicate: Value,
+    /// The lowercase hex SHA-256 of the signed statement (how another statement, such
+    /// as a summary's `inputAttestations`, names it).
+    pub payload_digest: String,
     /// The manifest's `org.opencontainers.image.created`.
     pub created: Option<String>,
 }
@@ -266,6 +275,7 @@ pub fn open(
         .ok_or_else(|| malformed("the statement names no predicate type"))?
         .to_owned();
     Ok(OpenedAttestation {
+        payload_digest: Digest::sha256_of(&envelope.payload).hex().to_owned(),
         manifest_digest,
         key_id: key.key_id(),
         predicate_type,

@@ -1,14 +1,17 @@
 //! What `gantry verify` and admission accept: among an image's attestations that
 //! opened (signature and subject hold, see [`crate::referrer::open`]), a Verification
-//! Summary for the environment asked about whose result is `PASSED` and whose
-//! verified levels say its gates passed there, fresh enough, and, when roles are
-//! required, a promotion attestation for that environment whose approvals hold them.
+//! Summary for the environment asked about (of the application asked about, when one
+//! is named) whose result is `PASSED` and whose verified levels say its gates passed
+//! there, fresh enough, and, when roles are required, the promotion attestation the
+//! summary names in its `inputAttestations` (the same deployment's) whose approvals
+//! hold them.
 //!
-//! The levels a deployment's summary carries ([`levels`]): `GANTRY_DEPLOYED_{env}`
-//! always; `GANTRY_GATES_PASSED_{env}` when a promotion's gate passed;
-//! `GANTRY_GATES_OVERRIDDEN_{env}` when an admin overrode it (the result is then
-//! `FAILED`, accepted only when overrides are allowed); `GANTRY_ROLLED_BACK_{env}`
-//! for a rollback onto an earlier deployment.
+//! The levels a deployment's summary carries ([`levels`]): `GANTRY_APPLICATION_{app}`
+//! and `GANTRY_DEPLOYED_{env}` always; `GANTRY_GATES_PASSED_{env}` when a promotion's
+//! gate passed; `GANTRY_GATES_OVERRIDDEN_{env}` when an admin let it past a shut gate
+//! (the result is then `FAILED`, accepted only when overrides are allowed);
+//! `GANTRY_ROLLED_BACK_{env}` for a rollback onto an earlier deployment (not accepted
+//! by itself: the digest's own gated summary for the environment is).
 
 use serde_json::Value;
 
@@ -25,30 +28,32 @@ pub enum Passage {
     RolledBack,
 }
 
-/// The verified levels and the result a summary of a deployment to `environment`
-/// carries.
-pub fn levels(environment: &str, passage: Passage) -> (Vec<String>, &'static str) {
-    let deployed = format!("GANTRY_DEPLOYED_{environment}");
-    match passage {
-        Passage::Gated => (
-            vec![deployed, format!("GANTRY_GATES_PASSED_{environment}")],
-            "PASSED",
-        ),
-        Passage::Overridden => (
-            vec![deployed, format!("GANTRY_GATES_OVERRIDDEN_{environment}")],
-            "FAILED",
-        ),
-        Passage::RolledBack => (
-            vec![deployed, format!("GANTRY_ROLLED_BACK_{environment}")],
-            "PASSED",
-        ),
-    }
+/// The verified levels and the result a summary of a deployment of `application` to
+/// `environment` carries.
+pub fn levels(
+    application: &str,
+    environment: &str,
+    passage: Passage,
+) -> (Vec<String>, &'static str) {
+    let mut levels = vec![
+        format!("GANTRY_APPLICATION_{application}"),
+        format!("GANTRY_DEPLOYED_{environment}"),
+    ];
+    let (level, result) = match passage {
+        Passage::Gated => (format!("GANTRY_GATES_PASSED_{environment}"), "PASSED"),
+        Passage::Overridden => (format!("GANTRY_GATES_OVERRIDDEN_{environment}"), "FAILED"),
+        Passage::RolledBack => (format!("GANTRY_ROLLED_BACK_{environment}"), "PASSED"),
+    };
+    levels.push(level);
+    (levels, result)
 }
 
 /// What a verification asks for.
 #[derive(Debug, Clone, Default)]
 pub struct Requirements {
     pub environment: String,
+    /// The application the deployment must be of (environments are per application).
+    pub application: Option<String>,
     /// The summary must be at most this old (milliseconds) at `now_millis`.
     pub max_age_millis: Option<i64>,
     pub now_millis: i64,
@@ -74,7 +79,7 @@ pub fn judge(
 ) -> Result<Accepted, Vec<String>> {
     let environment = requirements.environment.as_str();
     let mut reasons = Vec::new();
-    let mut promotions: Vec<&OpenedAttestation> = opened
+    let promotions: Vec<&OpenedAttestation> = opened
         .iter()
         .filter(|attestation| {
             attestation.predicate_type == PROMOTION_PREDICATE_TYPE
@@ -85,7 +90,6 @@ pub fn judge(
                     == Some(environment)
         })
         .collect();
-    promotions.sort_by_key(|attestation| std::cmp::Reverse(time_of(attestation, "attestedAt")));
     let mut summaries: Vec<&OpenedAttestation> = opened
         .iter()
         .filter(|attestation| attestation.predicate_type == VSA_PREDICATE_TYPE)
@@ -102,6 +106,20 @@ pub fn judge(
             .get("verificationResult")
             .and_then(Value::as_str)
             .unwrap_or("");
+        if let Some(application) = &requirements.application {
+            let named = format!("GANTRY_APPLICATION_{application}");
+            if !levels.contains(&named.as_str()) {
+                let of = levels
+                    .iter()
+                    .find_map(|level| level.strip_prefix("GANTRY_APPLICATION_"))
+                    .unwrap_or("no application");
+                reasons.push(format!(
+                    "{}: it attests a deployment of {of}, not of {application}",
+                    summary.manifest_digest
+                ));
+                continue;
+            }
+        }
         let passed = format!("GANTRY_GATES_PASSED_{environment}");
         let overridden = format!("GANTRY_GATES_OVERRIDDEN_{environment}");
         let gated = result == "PASSED" && levels.contains(&passed.as_str());
@@ -157,7 +175,21 @@ pub fn judge(
                 }
             }
         }
-        let promotion = promotions.first().copied();
+        // The promotion attestation of the same deployment: the one the summary names.
+        let named: Vec<&str> = predicate
+            .get("inputAttestations")
+            .and_then(Value::as_array)
+            .map(|inputs| {
+                inputs
+                    .iter()
+                    .filter_map(|input| input.get("digest")?.get("sha256")?.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let promotion = promotions
+            .iter()
+            .copied()
+            .find(|promotion| named.contains(&promotion.payload_digest.as_str()));
         if !requirements.roles.is_empty() {
             let held: Vec<String> = promotion
                 .and_then(|promotion| promotion.predicate.get("approvals"))

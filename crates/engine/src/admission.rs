@@ -213,6 +213,7 @@ async fn attested(
     }
     let requirements = attest::verify::Requirements {
         environment: environment.as_str().to_owned(),
+        application: Some(application.to_owned()),
         now_millis: engine.clock.now_millis(),
         ..attest::verify::Requirements::default()
     };

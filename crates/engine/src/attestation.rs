@@ -25,10 +25,29 @@ use crate::{Engine, EngineError};
 pub const ATTEST_ACTOR: &str = "gantry";
 
 impl Engine {
-    /// Signs, records and publishes deployment `order`'s attestations, unless this
-    /// server signs none. Idempotent: what is recorded is reused, what is published is
-    /// not published again.
+    /// Signs, records, stores and carries deployment `order`'s attestations, unless
+    /// this server signs none. Idempotent: what is recorded is reused, what is stored
+    /// or carried is not done again. A failure that may pass (the store, the blob
+    /// store, a destination registry that is down) is returned, so the follow-up is
+    /// tried again; one that will not (the deployed manifest or its application gone, a
+    /// destination that refuses) is logged and the rest of the follow-up goes on.
     pub(crate) async fn attest(&self, order: &DeploymentOrder) -> Result<(), EngineError> {
+        match self.attest_once(order).await {
+            Ok(()) => Ok(()),
+            Err(error @ (EngineError::Busy(_) | EngineError::Store(_))) => Err(error),
+            Err(error) => {
+                tracing::warn!(
+                    deployment = order.deployment_id,
+                    digest = %order.digest,
+                    %error,
+                    "the deployment's attestations cannot be made or carried; not retried"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn attest_once(&self, order: &DeploymentOrder) -> Result<(), EngineError> {
         let Some(ring) = self.signing.as_ref() else {
             return Ok(());
         };
@@ -37,78 +56,97 @@ impl Engine {
             .attestations()
             .of_deployment(order.deployment_id)
             .await?;
-        if records.len() < 2 {
+        if records.is_empty() {
             let made = self.statements(order).await?;
-            for (predicate_type, subject, predicate) in made.statements {
-                if records.iter().any(|r| r.predicate_type == predicate_type) {
-                    continue;
-                }
-                let created = timestamp(made.now);
-                let signed = ring
+            let created = timestamp(made.now);
+            let mut signed = Vec::with_capacity(made.statements.len());
+            for (predicate_type, predicate) in made.statements {
+                let attestation = ring
                     .with_key(&self.store, |key| {
-                        attest::referrer::sign(&subject, predicate_type, predicate, &created, key)
+                        attest::referrer::sign(
+                            &made.subject,
+                            predicate_type,
+                            predicate,
+                            &created,
+                            key,
+                        )
                     })
                     .await
                     .map_err(|e| EngineError::Busy(format!("signing an attestation: {e}")))?
                     .map_err(|e| EngineError::Busy(format!("signing an attestation: {e}")))?;
-                let record = self
-                    .store
-                    .attestations()
-                    .record(
-                        &NewAttestation {
-                            deployment_id: order.deployment_id,
-                            predicate_type: predicate_type.to_owned(),
-                            application: order.application.clone(),
-                            environment: order.environment.clone(),
-                            digest: order.digest.clone(),
-                            key_id: signed.key_id,
-                            bundle: String::from_utf8_lossy(&signed.bundle).into_owned(),
-                            manifest: String::from_utf8_lossy(&signed.manifest).into_owned(),
-                            manifest_digest: signed.manifest_digest.to_string(),
-                            created_at: made.now,
-                        },
-                        ATTEST_ACTOR,
-                    )
-                    .await?;
-                records.push(record);
+                signed.push(NewAttestation {
+                    deployment_id: order.deployment_id,
+                    predicate_type: predicate_type.to_owned(),
+                    application: order.application.clone(),
+                    environment: order.environment.clone(),
+                    digest: order.digest.clone(),
+                    key_id: attestation.key_id,
+                    bundle: String::from_utf8_lossy(&attestation.bundle).into_owned(),
+                    manifest: String::from_utf8_lossy(&attestation.manifest).into_owned(),
+                    manifest_digest: attestation.manifest_digest.to_string(),
+                    created_at: made.now,
+                });
             }
+            records = self
+                .store
+                .attestations()
+                .record(&signed, ATTEST_ACTOR)
+                .await?;
         }
-        if records.iter().all(|record| record.published_at.is_some()) {
-            return Ok(());
+        let (loaded, serves_from) = self.serving(order).await?;
+        if records.iter().any(|record| record.published_at.is_none()) {
+            let mut repositories = vec![loaded.application.repository.clone()];
+            if !repositories.contains(&serves_from) {
+                repositories.push(serves_from.clone());
+            }
+            for repository in &repositories {
+                for record in &records {
+                    self.put_referrer(repository, record).await?;
+                }
+            }
+            self.store
+                .attestations()
+                .published(order.deployment_id, self.clock.now_millis())
+                .await?;
         }
-        self.publish(order, &records).await?;
-        self.store
-            .attestations()
-            .published(order.deployment_id, self.clock.now_millis())
-            .await?;
+        if records.iter().any(|record| record.carried_at.is_none()) {
+            self.carry(order, &loaded, &serves_from, &records).await?;
+            self.store
+                .attestations()
+                .carried(order.deployment_id, self.clock.now_millis())
+                .await?;
+        }
         Ok(())
     }
 
-    /// Writes the attestations into the application's repository and the one the
-    /// environment serves from, then hands them to the target.
-    async fn publish(
+    /// The declared application and the repository `order`'s environment serves from.
+    async fn serving(
         &self,
         order: &DeploymentOrder,
-        records: &[AttestationRecord],
-    ) -> Result<(), EngineError> {
+    ) -> Result<(crate::Loaded, RepoName), EngineError> {
         let loaded = self.load(&order.application).await?;
         let environment = domain::pipeline::EnvName::parse(&order.environment)
             .map_err(|e| EngineError::Corrupt(e.to_string()))?;
-        let shared = loaded.application.repository.clone();
         let serves_from = loaded
             .pipeline
             .release_tier(&environment)
-            .repository(&shared)
+            .repository(&loaded.application.repository)
             .map_err(|e| EngineError::Corrupt(e.to_string()))?;
-        let mut repositories = vec![shared];
-        if !repositories.contains(&serves_from) {
-            repositories.push(serves_from.clone());
-        }
-        for repository in &repositories {
-            for record in records {
-                self.put_referrer(repository, record).await?;
-            }
-        }
+        Ok((loaded, serves_from))
+    }
+
+    /// Hands the attestations to the environment's target, which carries them where it
+    /// put the image. A refusal is final (logged); a transient failure is retried.
+    async fn carry(
+        &self,
+        order: &DeploymentOrder,
+        loaded: &crate::Loaded,
+        serves_from: &RepoName,
+        records: &[AttestationRecord],
+    ) -> Result<(), EngineError> {
+        let Ok(environment) = domain::pipeline::EnvName::parse(&order.environment) else {
+            return Ok(());
+        };
         let Some(spec) = loaded.application.environments.get(&environment) else {
             return Ok(());
         };
@@ -127,18 +165,29 @@ impl Engine {
             digest: &order.digest,
             referrers: &referrers,
         };
-        let note = deployer
-            .attach(&context)
-            .await
-            .map_err(|e| EngineError::Busy(format!("carrying the attestations: {e}")))?;
-        if !note.is_empty() {
-            tracing::info!(
-                deployment = order.deployment_id,
-                note,
-                "attestations carried"
-            );
+        match deployer.attach(&context).await {
+            Ok(note) => {
+                if !note.is_empty() {
+                    tracing::info!(
+                        deployment = order.deployment_id,
+                        note,
+                        "attestations carried"
+                    );
+                }
+                Ok(())
+            }
+            Err(deploy::DeployError::Transient(error)) => Err(EngineError::Busy(format!(
+                "carrying the attestations: {error}"
+            ))),
+            Err(deploy::DeployError::Failed(error)) => {
+                tracing::warn!(
+                    deployment = order.deployment_id,
+                    %error,
+                    "the target refused the attestations; they stay beside the image in Gantry"
+                );
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// Stores one attestation in `repository`: its two blobs, then its manifest.
@@ -218,32 +267,35 @@ impl Engine {
         }
     }
 
-    /// The two statements about deployment `order`, from what the store holds.
+    /// The two statements about deployment `order` (its promotion predicate, then the
+    /// summary naming it), from what the store holds.
     async fn statements(&self, order: &DeploymentOrder) -> Result<Statements, EngineError> {
         let now = self.clock.now_millis();
-        let loaded = self.load(&order.application).await?;
+        let (loaded, serves_from) = self.serving(order).await?;
         let environment = domain::pipeline::EnvName::parse(&order.environment)
             .map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let shared = loaded.application.repository.clone();
-        let serves_from = loaded
-            .pipeline
-            .release_tier(&environment)
-            .repository(&shared)
-            .map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let digest =
             Digest::parse(&order.digest).map_err(|e| EngineError::Corrupt(e.to_string()))?;
-        let repository = self
-            .store
-            .repositories()
-            .get(&shared)
-            .await?
-            .ok_or_else(|| EngineError::Corrupt(format!("repository {shared} is gone")))?;
-        let manifest = self
-            .store
-            .manifests()
-            .by_digest(repository.id, &digest)
-            .await?
-            .ok_or_else(|| EngineError::Corrupt(format!("{digest} is no longer in {shared}")))?;
+        // Where the environment serves it from, else the application's repository.
+        let mut manifest = None;
+        for name in [&serves_from, &shared] {
+            if let Some(repository) = self.store.repositories().get(name).await?
+                && let Some(found) = self
+                    .store
+                    .manifests()
+                    .by_digest(repository.id, &digest)
+                    .await?
+            {
+                manifest = Some(found);
+                break;
+            }
+        }
+        let Some(manifest) = manifest else {
+            return Err(EngineError::NotAnArtifact(format!(
+                "{digest} is no longer in {serves_from} nor {shared}: nothing to attest"
+            )));
+        };
         let subject = Subject {
             name: format!("{}/{serves_from}", self.registry_host),
             digest: digest.clone(),
@@ -259,7 +311,9 @@ impl Engine {
                 EngineError::Corrupt(format!("deployment {} is gone", order.deployment_id))
             })?;
         let promotion = match order.promotion_id {
-            Some(id) => self.store.promotions().get(id).await?,
+            Some(id) => Some(self.store.promotions().get(id).await?.ok_or_else(|| {
+                EngineError::Corrupt(format!("promotion {id} of the deployment is gone"))
+            })?),
             None => None,
         };
         let evidence = self.store.evidence();
@@ -300,14 +354,27 @@ impl Engine {
             .stage(&environment)
             .and_then(|(_, before)| before)
             .map(|stage| stage.environment.as_str().to_owned());
+        // Overridden only when the override let it past a condition that was not met
+        // (an override of an open gate changes nothing).
         let passage = match (order.reason, &promotion) {
             (DeploymentReason::Rollback, _) => Passage::RolledBack,
-            (_, Some(promotion)) if promotion.override_reason.is_some() => Passage::Overridden,
-            _ => Passage::Gated,
+            (_, Some(promotion))
+                if promotion.override_reason.is_some()
+                    && promotion.conditions.iter().any(|condition| !condition.met) =>
+            {
+                Passage::Overridden
+            }
+            (_, Some(_)) => Passage::Gated,
+            (_, None) => {
+                return Err(EngineError::Corrupt(format!(
+                    "deployment {} is a promotion with no promotion",
+                    order.deployment_id
+                )));
+            }
         };
-        let (verified_levels, result) = levels(&order.environment, passage);
+        let (verified_levels, result) = levels(&order.application, &order.environment, passage);
         let resource_uri = format!("oci://{}/{serves_from}@{digest}", self.registry_host);
-        let vsa = json!({
+        let mut vsa = json!({
             "verifier": {
                 "id": format!("https://{}/", self.registry_host),
                 "version": { "gantry": env!("CARGO_PKG_VERSION") },
@@ -407,11 +474,23 @@ impl Engine {
             },
             "audit": audit,
         });
+        // The summary names the promotion attestation of the same deployment by the
+        // digest of its signed statement.
+        let signed_promotion = attest::referrer::payload(
+            &subject,
+            PROMOTION_PREDICATE_TYPE,
+            promotion_predicate.clone(),
+        );
+        vsa["inputAttestations"] = json!([{
+            "uri": format!("https://{}/api/v1/deployments/{}", self.registry_host, order.deployment_id),
+            "digest": { "sha256": Digest::sha256_of(&signed_promotion).hex() },
+        }]);
         Ok(Statements {
             now,
+            subject,
             statements: vec![
-                (VSA_PREDICATE_TYPE, subject.clone(), vsa),
-                (PROMOTION_PREDICATE_TYPE, subject, promotion_predicate),
+                (PROMOTION_PREDICATE_TYPE, promotion_predicate),
+                (VSA_PREDICATE_TYPE, vsa),
             ],
         })
     }
@@ -441,7 +520,8 @@ impl Engine {
 /// The statements of one deployment, made at `now`.
 struct Statements {
     now: i64,
-    statements: Vec<(&'static str, Subject, Value)>,
+    subject: Subject,
+    statements: Vec<(&'static str, Value)>,
 }
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).

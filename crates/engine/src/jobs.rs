@@ -421,13 +421,13 @@ impl Engine {
         Ok(())
     }
 
-    /// What a finished deployment leads to: after a success, its signed attestations
-    /// (see the `attestation` module); after a failure, the auto-rollback (unless
+    /// What a finished deployment leads to: after a failure, the auto-rollback (unless
     /// something newer was deployed there since, such as the promotion queued behind
     /// it); after a successful promotion, the auto-promotion into the next stage
-    /// (unless that happened already). Both are idempotent, so the follow-up can be
-    /// run again by another replica when the one that finished the deployment died
-    /// before it was done; it is marked done only when it succeeded.
+    /// (unless that happened already); after a success, last, its signed attestations
+    /// (see the `attestation` module). Each is idempotent, so the follow-up can be run
+    /// again by another replica when the one that finished the deployment died before
+    /// it was done; it is marked done only when it succeeded.
     async fn follow_up(
         &self,
         order: &DeploymentOrder,
@@ -438,10 +438,6 @@ impl Engine {
         let id = order.deployment_id;
         let outcome: Result<(), crate::EngineError> = async {
             use domain::promotion::DeploymentReason;
-            // The attestation first, so it is there before the digest moves on.
-            if succeeded {
-                self.attest(order).await?;
-            }
             if !succeeded
                 && order.reason != DeploymentReason::Rollback
                 && !self
@@ -454,6 +450,11 @@ impl Engine {
             }
             if succeeded && order.reason == DeploymentReason::Promotion {
                 self.auto_next(order).await?;
+            }
+            // Last, so an attestation that cannot be made yet (a destination registry
+            // down) holds nothing else up; the other steps are idempotent when retried.
+            if succeeded {
+                self.attest(order).await?;
             }
             Ok(())
         }

@@ -37,10 +37,15 @@ pub(crate) struct VerifyArgs {
     /// The environment the deployment must have been attested for
     #[arg(long = "env")]
     environment: String,
+    /// The application the deployment must be of (environments are per application:
+    /// name it unless every application on the server is trusted alike)
+    #[arg(long = "app")]
+    application: Option<String>,
     /// A PEM public key to trust (`gantry keys list --pem`); repeat for several
     #[arg(long = "key")]
     keys: Vec<PathBuf>,
-    /// Trust the public keys a Gantry server lists (`https://HOST/api/v1/keys`)
+    /// Trust the public keys a Gantry server lists (`https://HOST/api/v1/keys`; plain
+    /// HTTP only to a loopback address or with --plain-http)
     #[arg(long = "keys-url")]
     keys_url: Option<String>,
     /// Refuse an attestation older than this (`90m`, `12h`, `30d`)
@@ -80,6 +85,12 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(url) = &args.keys_url {
+        if !trusted_keys_url(url, args.plain_http) {
+            eprintln!(
+                "gantry: --keys-url must be an https:// URL (keys fetched in clear text could be anyone's); --plain-http allows http://"
+            );
+            return Ok(ExitCode::from(2));
+        }
         keys.extend(keys_from(url)?);
     }
     if keys.is_empty() {
@@ -146,6 +157,7 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         now_millis: jiff::Timestamp::now().as_millisecond(),
         roles: args.roles.clone(),
         allow_override: args.allow_override,
+        application: args.application.clone(),
     };
     let verdict = attest::verify::judge(&opened, &requirements);
     let shown = format!("{}/{repository}@{digest}", image.registry());
@@ -219,7 +231,12 @@ fn attestations(
                     ));
                     continue;
                 }
-                Err(other) => return Err(other),
+                Err(error @ CopyError::Unauthorized { .. }) => return Err(error),
+                // One unreadable referrer does not hide the others.
+                Err(other) => {
+                    refused.push(format!("{referrer}: {other}"));
+                    continue;
+                }
             };
         let Some((layer, size)) = attest::referrer::bundle_layer(&manifest.content) else {
             refused.push(format!("{referrer}: not a Sigstore bundle referrer"));
@@ -232,17 +249,40 @@ fn attestations(
             continue;
         }
         let mut bundle = Vec::new();
-        client
-            .open_blob(repository, &layer)?
-            .take(MAX_BUNDLE_BYTES + 1)
-            .read_to_end(&mut bundle)
-            .map_err(|e| CopyError::Invalid(format!("reading bundle {layer}: {e}")))?;
+        let read = client.open_blob(repository, &layer).and_then(|blob| {
+            blob.take(MAX_BUNDLE_BYTES + 1)
+                .read_to_end(&mut bundle)
+                .map_err(|e| CopyError::Invalid(format!("reading bundle {layer}: {e}")))
+        });
+        match read {
+            Ok(_) => {}
+            Err(error @ CopyError::Unauthorized { .. }) => return Err(error),
+            Err(other) => {
+                refused.push(format!("{referrer}: {other}"));
+                continue;
+            }
+        }
         match attest::referrer::open(&manifest.content, &bundle, digest, keys) {
             Ok(attestation) => opened.push(attestation),
             Err(refusal) => refused.push(format!("{referrer}: {refusal}")),
         }
     }
     Ok((opened, refused))
+}
+
+/// Whether keys may be fetched from `url`: over HTTPS, or plain HTTP to a loopback
+/// address or when the caller allowed it.
+fn trusted_keys_url(url: &str, plain_http: bool) -> bool {
+    match url::Url::parse(url) {
+        Ok(parsed) if parsed.scheme() == "https" => true,
+        Ok(parsed) if parsed.scheme() == "http" => {
+            plain_http
+                || matches!(parsed.host(), Some(url::Host::Domain("localhost")))
+                || matches!(parsed.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+                || matches!(parsed.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        }
+        _ => false,
+    }
 }
 
 /// The public keys a Gantry server lists at `url` (`GET /api/v1/keys`).
@@ -294,8 +334,17 @@ fn parse_age(text: &str) -> Result<i64, String> {
 
 /// The verdict and the custody chain, for people.
 fn render(image: &str, environment: &str, accepted: &Accepted) -> String {
-    let mut out = format!("VERIFIED: {image} passed the gates of {environment}\n");
     let summary = &accepted.summary;
+    let application = summary.predicate["verifiedLevels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|level| level.strip_prefix("GANTRY_APPLICATION_"))
+        .unwrap_or("-");
+    let mut out = format!(
+        "VERIFIED: {image} passed the gates of {environment} (application {application})\n"
+    );
     out.push_str(&format!(
         "  attested   {} by key {} at {}\n",
         summary.manifest_digest,
@@ -408,6 +457,27 @@ fn short(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_fetched_over_https_or_from_loopback_unless_plain_http_is_allowed() {
+        assert!(trusted_keys_url(
+            "https://gantry.example.com/api/v1/keys",
+            false
+        ));
+        assert!(!trusted_keys_url(
+            "http://gantry.example.com/api/v1/keys",
+            false
+        ));
+        assert!(trusted_keys_url(
+            "http://gantry.example.com/api/v1/keys",
+            true
+        ));
+        assert!(trusted_keys_url("http://127.0.0.1:5000/api/v1/keys", false));
+        assert!(trusted_keys_url("http://localhost:5000/api/v1/keys", false));
+        assert!(trusted_keys_url("http://[::1]:5000/api/v1/keys", false));
+        assert!(!trusted_keys_url("ftp://gantry.example.com/keys", true));
+        assert!(!trusted_keys_url("not a url", true));
+    }
 
     #[test]
     fn ages_read_with_their_units_and_refuse_others() {

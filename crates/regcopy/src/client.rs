@@ -545,45 +545,70 @@ impl RegistryClient {
         repository: &RepoName,
         subject: &Digest,
     ) -> Result<Vec<serde_json::Value>, CopyError> {
-        let url = self.url(repository, &format!("referrers/{subject}"))?;
-        let response = self.execute(
-            Method::GET,
-            &url,
-            &[pull_scope(repository)],
-            &[("Accept", OCI_INDEX.to_owned())],
-            RequestBody::None,
-            false,
-        )?;
-        match response.status().as_u16() {
-            200 => {
-                let index: serde_json::Value = response
-                    .into_body()
-                    .with_config()
-                    .limit(MAX_MANIFEST_BYTES)
-                    .read_json()
-                    .map_err(|e| {
-                        CopyError::InvalidManifest(format!("the referrers of {subject}: {e}"))
-                    })?;
-                Ok(index_entries(&index))
-            }
-            404 => match self.manifest(repository, &referrers_tag(subject)?) {
-                Ok(index) => {
-                    let value: serde_json::Value =
-                        serde_json::from_slice(&index.content).map_err(|e| {
-                            CopyError::InvalidManifest(format!(
-                                "the referrers tag of {subject}: {e}"
-                            ))
+        let mut url = self.url(repository, &format!("referrers/{subject}"))?;
+        let mut entries = Vec::new();
+        // The referrers API pages with `Link: <…>; rel="next"`.
+        for page in 0..MAX_REFERRER_PAGES {
+            let response = self.execute(
+                Method::GET,
+                &url,
+                &[pull_scope(repository)],
+                &[("Accept", OCI_INDEX.to_owned())],
+                RequestBody::None,
+                false,
+            )?;
+            match response.status().as_u16() {
+                200 => {
+                    let next = header(&response, "link").and_then(next_link);
+                    let index: serde_json::Value = response
+                        .into_body()
+                        .with_config()
+                        .limit(MAX_MANIFEST_BYTES)
+                        .read_json()
+                        .map_err(|e| {
+                            CopyError::InvalidManifest(format!("the referrers of {subject}: {e}"))
                         })?;
-                    Ok(index_entries(&value))
+                    entries.extend(index_entries(&index));
+                    match next {
+                        Some(next) => {
+                            url = url.join(&next).map_err(|e| {
+                                CopyError::Invalid(format!(
+                                    "the referrers' next page `{next}`: {e}"
+                                ))
+                            })?;
+                        }
+                        None => return Ok(entries),
+                    }
                 }
-                Err(CopyError::NotFound(_)) => Ok(Vec::new()),
-                Err(other) => Err(other),
-            },
-            status => {
-                let body = error_text(response);
-                Err(CopyError::from_status(format!("GET {url}"), status, &body))
+                // No referrers API: the referrers tag schema. A tag that is not a
+                // referrers index lists nothing, as the specification asks.
+                404 if page == 0 => {
+                    return match self.manifest(repository, &referrers_tag(subject)?) {
+                        Ok(index) => {
+                            Ok(serde_json::from_slice::<serde_json::Value>(&index.content)
+                                .ok()
+                                .filter(|value| {
+                                    value.get("mediaType").and_then(serde_json::Value::as_str)
+                                        == Some(OCI_INDEX)
+                                })
+                                .map(|value| index_entries(&value))
+                                .unwrap_or_default())
+                        }
+                        Err(CopyError::NotFound(_) | CopyError::InvalidManifest(_)) => {
+                            Ok(Vec::new())
+                        }
+                        Err(other) => Err(other),
+                    };
+                }
+                status => {
+                    let body = error_text(response);
+                    return Err(CopyError::from_status(format!("GET {url}"), status, &body));
+                }
             }
         }
+        Err(CopyError::InvalidManifest(format!(
+            "the referrers of {subject} run past {MAX_REFERRER_PAGES} pages"
+        )))
     }
 
     /// Adds `referrer` to its subject's list under the referrers tag schema, unless it
@@ -846,15 +871,37 @@ pub(crate) fn digest_of(algorithm: domain::DigestAlgorithm, content: &[u8]) -> D
     hasher.finish()
 }
 
-/// The referrers tag schema's tag for `subject`: `ALGORITHM-HEX`.
+/// The referrers tag schema's tag for `subject`: `ALGORITHM-REF`, the reference its
+/// hex truncated to 64 characters (as the distribution specification writes it).
 fn referrers_tag(subject: &Digest) -> Result<ManifestReference, CopyError> {
-    domain::Tag::parse(&format!(
-        "{}-{}",
-        subject.algorithm().as_str(),
-        subject.hex()
-    ))
-    .map(ManifestReference::Tag)
-    .map_err(|e| CopyError::Invalid(format!("the referrers tag of {subject}: {e}")))
+    let hex = subject.hex();
+    let reference = &hex[..hex.len().min(64)];
+    domain::Tag::parse(&format!("{}-{reference}", subject.algorithm().as_str()))
+        .map(ManifestReference::Tag)
+        .map_err(|e| CopyError::Invalid(format!("the referrers tag of {subject}: {e}")))
+}
+
+/// The most pages of referrers read for one subject.
+const MAX_REFERRER_PAGES: usize = 100;
+
+/// The target of a `Link: <URL>; rel="next"` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|param| {
+                let param = param.trim().replace(' ', "");
+                param == "rel=\"next\"" || param == "rel=next"
+            })
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
+    })
 }
 
 /// The descriptors an index lists.
@@ -864,4 +911,36 @@ fn index_entries(index: &serde_json::Value) -> Vec<serde_json::Value> {
         .and_then(serde_json::Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod referrer_tests {
+    use super::*;
+
+    #[test]
+    fn the_referrers_tag_is_the_algorithm_and_at_most_64_characters_of_the_hex() {
+        let sha256 = Digest::sha256_of(b"subject");
+        assert_eq!(
+            referrers_tag(&sha256).expect("a tag").to_string(),
+            format!("sha256-{}", sha256.hex())
+        );
+        let sha512 = Digest::of(domain::DigestAlgorithm::Sha512, b"subject");
+        assert_eq!(
+            referrers_tag(&sha512).expect("a tag").to_string(),
+            format!("sha512-{}", &sha512.hex()[..64])
+        );
+    }
+
+    #[test]
+    fn the_next_page_is_read_from_the_link_header() {
+        assert_eq!(
+            next_link(r#"</v2/a/referrers/sha256:x?last=y>; rel="next""#).as_deref(),
+            Some("/v2/a/referrers/sha256:x?last=y")
+        );
+        assert_eq!(
+            next_link(r#"<https://r/prev>; rel="prev", <https://r/next>; rel="next""#).as_deref(),
+            Some("https://r/next")
+        );
+        assert_eq!(next_link(r#"<https://r/prev>; rel="prev""#), None);
+    }
 }

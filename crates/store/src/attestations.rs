@@ -1,11 +1,12 @@
 //! Signed attestations of deployments and signed checkpoints of the audit log
 //! (migration 0016).
 //!
-//! An attestation is recorded here, bytes and all, before it is written into the
-//! registry: the deployment's follow-up that signs it may die and run again on another
-//! replica, and must then write the very same bytes (an ECDSA signature differs each
-//! time it is made), so the first record of a deployment's attestation of a predicate
-//! type wins and later attempts read it back.
+//! A deployment's attestations are recorded here together, bytes and all, before they
+//! are written into the registry: the deployment's follow-up that signs them may die
+//! and run again on another replica, and must then write the very same bytes (an ECDSA
+//! signature differs each time it is made, and the summary names the promotion
+//! attestation's digest), so the first set recorded for a deployment wins and later
+//! attempts read it back.
 
 use domain::audit::AuditAction;
 use sqlx::Row;
@@ -42,9 +43,11 @@ pub struct AttestationRecord {
     pub manifest: String,
     pub manifest_digest: String,
     pub created_at: i64,
-    /// When it was written into the registry (and handed to the target); `None`
-    /// until then.
+    /// When it was written into the registry beside the image; `None` until then.
     pub published_at: Option<i64>,
+    /// When it was handed to the deployment's target (which carries it where it put
+    /// the image, or has nowhere to); `None` until then.
+    pub carried_at: Option<i64>,
 }
 
 /// A signed checkpoint of the audit log.
@@ -64,7 +67,7 @@ pub struct Attestations<'a> {
 }
 
 const COLUMNS: &str = "deployment_id, predicate_type, application, environment, digest, key_id, \
-     bundle, manifest, manifest_digest, created_at, published_at";
+     bundle, manifest, manifest_digest, created_at, published_at, carried_at";
 
 macro_rules! record_from {
     ($row:expr) => {{
@@ -81,67 +84,83 @@ macro_rules! record_from {
             manifest_digest: row.get("manifest_digest"),
             created_at: row.get("created_at"),
             published_at: row.get("published_at"),
+            carried_at: row.get("carried_at"),
         }
     }};
 }
 
 impl Attestations<'_> {
-    /// Records `attestation` unless its deployment already has one of its predicate
-    /// type, audited as signed by `actor` when it is new; returns the one recorded
-    /// (this one, or the earlier one that won).
+    /// Records a deployment's attestations, all of them in one transaction, unless the
+    /// deployment has some already (recorded by an earlier run of its follow-up); each
+    /// new one is audited as signed by `actor`. Returns the deployment's attestations as
+    /// recorded (these, or the earlier ones that won), by predicate type.
     pub async fn record(
         &self,
-        attestation: &NewAttestation,
+        attestations: &[NewAttestation],
         actor: &str,
-    ) -> Result<AttestationRecord, StoreError> {
+    ) -> Result<Vec<AttestationRecord>, StoreError> {
+        let Some(deployment_id) = attestations.first().map(|a| a.deployment_id) else {
+            return Ok(Vec::new());
+        };
         with_pool!(self.backend, write, |pool| {
             let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(
-                "INSERT INTO attestations (deployment_id, predicate_type, application, environment, \
-                 digest, key_id, bundle, manifest, manifest_digest, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (deployment_id, predicate_type) DO NOTHING",
+            // The deployment's job row orders two runs of its follow-up: the second
+            // waits here, then finds the first one's records.
+            sqlx::query(
+                "UPDATE deploy_jobs SET deployment_id = deployment_id WHERE deployment_id = $1",
             )
-            .bind(attestation.deployment_id)
-            .bind(&attestation.predicate_type)
-            .bind(&attestation.application)
-            .bind(&attestation.environment)
-            .bind(&attestation.digest)
-            .bind(&attestation.key_id)
-            .bind(&attestation.bundle)
-            .bind(&attestation.manifest)
-            .bind(&attestation.manifest_digest)
-            .bind(attestation.created_at)
+            .bind(deployment_id)
             .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if inserted {
-                let entry = NewAuditEntry {
-                    at: attestation.created_at,
-                    actor: actor.to_owned(),
-                    action: AuditAction::Attest,
-                    subject: format!("{}/{}", attestation.application, attestation.environment),
-                    payload: serde_json::json!({
-                        "deployment": attestation.deployment_id,
-                        "digest": attestation.digest,
-                        "predicate_type": attestation.predicate_type,
-                        "attestation": attestation.manifest_digest,
-                        "key_id": attestation.key_id,
-                    }),
-                };
-                crate::append_audit!(tx, &entry);
+            .await?;
+            let recorded: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM attestations WHERE deployment_id = $1")
+                    .bind(deployment_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if recorded == 0 {
+                for attestation in attestations {
+                    sqlx::query(
+                        "INSERT INTO attestations (deployment_id, predicate_type, application, environment, \
+                         digest, key_id, bundle, manifest, manifest_digest, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    )
+                    .bind(attestation.deployment_id)
+                    .bind(&attestation.predicate_type)
+                    .bind(&attestation.application)
+                    .bind(&attestation.environment)
+                    .bind(&attestation.digest)
+                    .bind(&attestation.key_id)
+                    .bind(&attestation.bundle)
+                    .bind(&attestation.manifest)
+                    .bind(&attestation.manifest_digest)
+                    .bind(attestation.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    let entry = NewAuditEntry {
+                        at: attestation.created_at,
+                        actor: actor.to_owned(),
+                        action: AuditAction::Attest,
+                        subject: format!("{}/{}", attestation.application, attestation.environment),
+                        payload: serde_json::json!({
+                            "deployment": attestation.deployment_id,
+                            "digest": attestation.digest,
+                            "predicate_type": attestation.predicate_type,
+                            "attestation": attestation.manifest_digest,
+                            "key_id": attestation.key_id,
+                        }),
+                    };
+                    crate::append_audit!(tx, &entry);
+                }
             }
             let sql = format!(
-                "SELECT {COLUMNS} FROM attestations WHERE deployment_id = $1 AND predicate_type = $2"
+                "SELECT {COLUMNS} FROM attestations WHERE deployment_id = $1 ORDER BY predicate_type"
             );
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(attestation.deployment_id)
-                .bind(&attestation.predicate_type)
-                .fetch_one(&mut *tx)
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(deployment_id)
+                .fetch_all(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(record_from!(&row))
+            Ok(rows.iter().map(|row| record_from!(row)).collect())
         })
     }
 
@@ -179,6 +198,20 @@ impl Attestations<'_> {
                 .fetch_all(pool)
                 .await?;
             Ok(rows.iter().map(|row| record_from!(row)).collect())
+        })
+    }
+
+    /// Marks deployment `deployment_id`'s attestations handed to its target.
+    pub async fn carried(&self, deployment_id: i64, now: i64) -> Result<(), StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            sqlx::query(
+                "UPDATE attestations SET carried_at = $2 WHERE deployment_id = $1 AND carried_at IS NULL",
+            )
+            .bind(deployment_id)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(())
         })
     }
 

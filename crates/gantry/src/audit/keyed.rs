@@ -29,15 +29,8 @@ pub(super) fn verify(
         );
     }
     let client = remote.client()?;
-    let mut exported = Vec::new();
-    client.audit_export(&mut exported)?;
-    let entries = String::from_utf8(exported)
-        .context("the export is not UTF-8")?
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(serde_json::from_str::<AuditEntryView>)
-        .collect::<Result<Vec<_>, _>>()
-        .context("reading the export")?;
+    // The checkpoints first: one signed after the export was read would name an entry
+    // the export does not hold.
     let checkpoints: Vec<CheckpointView> = match kept {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("reading {}", path.display()))?
@@ -48,6 +41,15 @@ pub(super) fn verify(
             .with_context(|| format!("reading the checkpoints in {}", path.display()))?,
         None => client.audit_checkpoints()?.checkpoints,
     };
+    let mut exported = Vec::new();
+    client.audit_export(&mut exported)?;
+    let entries = String::from_utf8(exported)
+        .context("the export is not UTF-8")?
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(serde_json::from_str::<AuditEntryView>)
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the export")?;
     match check(&entries, &checkpoints, &keys) {
         Ok(report) => {
             println!(

@@ -1749,12 +1749,34 @@ fn a_promotion_copied_into_the_reference_registry_verifies_there_offline_until_i
             &by_digest,
             "--env",
             "prod",
+            "--app",
+            "web",
             "--key",
             "gantry.pub",
             "--plain-http",
         ],
     );
     assert_eq!(verified.status.code(), Some(0), "{}", describe(&verified));
+    // Environments are per application: another application's prod is not this one's.
+    let refused = verify(
+        &platform,
+        &[
+            &by_digest,
+            "--env",
+            "prod",
+            "--app",
+            "sandbox",
+            "--key",
+            "gantry.pub",
+            "--plain-http",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(5), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).contains("of web, not of sandbox"),
+        "{}",
+        describe(&refused)
+    );
     let shown = String::from_utf8_lossy(&verified.stdout);
     assert!(shown.starts_with("VERIFIED:"), "{shown}");
     assert!(

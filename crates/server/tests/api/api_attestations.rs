@@ -140,16 +140,27 @@ app_tests! {
         assert_eq!(in_release.len(), 2, "{in_release:#?}");
         let summary = &in_release[1].predicate;
         assert_eq!(summary["verificationResult"], "PASSED");
-        assert_eq!(summary["verifiedLevels"], json!(["GANTRY_DEPLOYED_prod", "GANTRY_GATES_PASSED_prod"]));
+        assert_eq!(
+            summary["verifiedLevels"],
+            json!(["GANTRY_APPLICATION_web", "GANTRY_DEPLOYED_prod", "GANTRY_GATES_PASSED_prod"])
+        );
+        // It names the promotion attestation of the same deployment by its digest.
+        assert_eq!(
+            summary["inputAttestations"][0]["digest"]["sha256"],
+            in_release[0].payload_digest.as_str()
+        );
         assert_eq!(summary["resourceUri"], format!("oci://localhost/release/acme/web@{digest}"));
         assert!(summary["policy"]["digest"]["sha256"].as_str().is_some_and(|d| d.len() == 64), "{summary}");
-        let accepted = attest::verify::judge(&in_release, &attest::verify::Requirements {
+        let asking = |application: &str| attest::verify::Requirements {
             environment: "prod".to_owned(),
+            application: Some(application.to_owned()),
             roles: vec!["staff".to_owned()],
             now_millis: jiff::Timestamp::now().as_millisecond(),
             ..attest::verify::Requirements::default()
-        });
-        assert!(accepted.is_ok(), "{accepted:?}");
+        };
+        let accepted = attest::verify::judge(&in_release, &asking("web")).expect("accepted");
+        assert_eq!(accepted.promotion.as_ref(), Some(&in_release[0]));
+        assert!(attest::verify::judge(&in_release, &asking("other")).is_err());
         // The custody chain: provenance, checks, approvals with roles, the deployment,
         // the audit entry that recorded it.
         let custody = &in_release[0].predicate;

@@ -1,7 +1,8 @@
 -- Signed attestations of deployments (in-toto statements in DSSE envelopes, stored as
--- OCI referrers of the deployed image): recorded before they are written into the
--- registry, so the follow-up that writes them, run again after a crash, writes the
--- same bytes once. One per deployment and predicate type.
+-- OCI referrers of the deployed image): a deployment's are recorded together, before
+-- they are written into the registry (`published_at`) and handed to its target
+-- (`carried_at`), so the follow-up that writes them, run again after a crash, writes
+-- the same bytes once. One per deployment and predicate type.
 CREATE TABLE attestations (
     deployment_id    INTEGER NOT NULL,
     predicate_type   TEXT    NOT NULL,
@@ -14,6 +15,7 @@ CREATE TABLE attestations (
     manifest_digest  TEXT    NOT NULL,
     created_at       INTEGER NOT NULL,
     published_at     INTEGER,
+    carried_at       INTEGER,
     PRIMARY KEY (deployment_id, predicate_type)
 );
 CREATE INDEX attestations_by_digest ON attestations (application, digest);
