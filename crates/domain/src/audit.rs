@@ -148,6 +148,69 @@ pub fn entry_hash(fields: &AuditFields<'_>) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// Walks a chain entry by entry, oldest first, from the genesis: each entry must be
+/// the next sequence, link to the hash of the one before and hash to its own hash. The
+/// one definition of a sound chain, for the server's check and the client's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainWalk {
+    expected_sequence: i64,
+    previous_hash: String,
+}
+
+/// Where and why a chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub sequence: i64,
+    pub reason: String,
+}
+
+impl Default for ChainWalk {
+    fn default() -> Self {
+        ChainWalk {
+            expected_sequence: 1,
+            previous_hash: GENESIS_HASH.to_owned(),
+        }
+    }
+}
+
+impl ChainWalk {
+    /// Takes the next entry, whose stored hash is `hash`.
+    pub fn step(&mut self, entry: &AuditFields<'_>, hash: &str) -> Result<(), ChainBreak> {
+        let expected = self.expected_sequence;
+        if entry.sequence != expected {
+            return Err(ChainBreak {
+                sequence: expected,
+                reason: format!("entry {expected} is missing (next is {})", entry.sequence),
+            });
+        }
+        if entry.previous_hash != self.previous_hash {
+            return Err(ChainBreak {
+                sequence: entry.sequence,
+                reason: "its previous-hash does not match the entry before it".to_owned(),
+            });
+        }
+        if entry_hash(entry) != hash {
+            return Err(ChainBreak {
+                sequence: entry.sequence,
+                reason: "its content does not match its hash (the entry was altered)".to_owned(),
+            });
+        }
+        self.previous_hash = hash.to_owned();
+        self.expected_sequence += 1;
+        Ok(())
+    }
+
+    /// The entries taken so far.
+    pub fn entries(&self) -> i64 {
+        self.expected_sequence - 1
+    }
+
+    /// The hash of the last entry taken (the genesis hash before any).
+    pub fn head(&self) -> &str {
+        &self.previous_hash
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +267,60 @@ mod tests {
             ..fields("ann", "{}")
         };
         assert_ne!(entry_hash(&a), entry_hash(&b));
+    }
+
+    #[test]
+    fn a_walk_takes_a_sound_chain_and_names_the_first_missing_relinked_or_altered_entry() {
+        // Three entries, each linked to the one before.
+        let mut hashes = vec![GENESIS_HASH.to_owned()];
+        for sequence in 1..=3 {
+            let previous = hashes.last().cloned().unwrap_or_default();
+            let hash = entry_hash(&AuditFields {
+                sequence,
+                previous_hash: &previous,
+                ..fields("ann", "{}")
+            });
+            hashes.push(hash);
+        }
+        let entry = |sequence: i64, actor: &'static str| AuditFields {
+            sequence,
+            previous_hash: "",
+            ..fields(actor, "{}")
+        };
+        let walk_of = |skip: Option<i64>, actor_of_2: &'static str| {
+            let mut walk = ChainWalk::default();
+            for sequence in 1..=3i64 {
+                if Some(sequence) == skip {
+                    continue;
+                }
+                let index = usize::try_from(sequence).unwrap_or(0);
+                let fields = AuditFields {
+                    previous_hash: &hashes[index - 1],
+                    ..entry(sequence, if sequence == 2 { actor_of_2 } else { "ann" })
+                };
+                walk.step(&fields, &hashes[index])?;
+            }
+            Ok::<_, ChainBreak>((walk.entries(), walk.head().to_owned()))
+        };
+        assert_eq!(walk_of(None, "ann"), Ok((3, hashes[3].clone())));
+        let altered = walk_of(None, "mallory").expect_err("altered");
+        assert_eq!(altered.sequence, 2);
+        assert!(altered.reason.contains("altered"), "{altered:?}");
+        let missing = walk_of(Some(2), "ann").expect_err("missing");
+        assert_eq!(missing.sequence, 2);
+        assert!(missing.reason.contains("missing"), "{missing:?}");
+        let mut walk = ChainWalk::default();
+        let relinked = walk
+            .step(
+                &AuditFields {
+                    previous_hash: "f00",
+                    ..entry(1, "ann")
+                },
+                &hashes[1],
+            )
+            .expect_err("relinked");
+        assert!(relinked.reason.contains("previous-hash"), "{relinked:?}");
+        assert_eq!(walk.entries(), 0);
+        assert_eq!(walk.head(), GENESIS_HASH);
     }
 }

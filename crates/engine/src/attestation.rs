@@ -394,17 +394,9 @@ impl Engine {
                 .iter()
                 .filter(|decision| decision.decision == "approve")
             {
-                let roles: Vec<String> = match self.store.users().get(&decision.approver).await? {
-                    Some(user) => user
-                        .roles_for(
-                            &order.application,
-                            domain::pipeline::GrantScope::Environment(&order.environment),
-                        )
-                        .into_iter()
-                        .map(|role| role.as_str().to_owned())
-                        .collect(),
-                    None => Vec::new(),
-                };
+                let roles = self
+                    .roles_held(&order.application, &order.environment, &decision.approver)
+                    .await?;
                 approvals.push(json!({
                     "approver": decision.approver,
                     "roles": roles,

@@ -50,6 +50,27 @@ pub struct AttestationCheck {
 }
 
 impl Engine {
+    /// The roles `user` holds now for `application`'s `environment` (none for a user
+    /// no longer known).
+    pub(crate) async fn roles_held(
+        &self,
+        application: &str,
+        environment: &str,
+        user: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        Ok(match self.store.users().get(user).await? {
+            Some(record) => record
+                .roles_for(
+                    application,
+                    domain::pipeline::GrantScope::Environment(environment),
+                )
+                .into_iter()
+                .map(|role| role.as_str().to_owned())
+                .collect(),
+            None => Vec::new(),
+        })
+    }
+
     /// `digest`'s chain of custody in `application`.
     pub async fn custody(
         &self,
@@ -60,17 +81,9 @@ impl Engine {
         let mut decisions = Vec::new();
         for promotion in &record.promotions {
             for decision in &promotion.decisions {
-                let roles = match self.store.users().get(&decision.approver).await? {
-                    Some(user) => user
-                        .roles_for(
-                            application,
-                            domain::pipeline::GrantScope::Environment(&promotion.environment),
-                        )
-                        .into_iter()
-                        .map(|role| role.as_str().to_owned())
-                        .collect(),
-                    None => Vec::new(),
-                };
+                let roles = self
+                    .roles_held(application, &promotion.environment, &decision.approver)
+                    .await?;
                 decisions.push(CustodyDecision {
                     promotion_id: promotion.id,
                     environment: promotion.environment.clone(),

@@ -12,7 +12,7 @@
 //! order of chaining); an entry committed before another was appended is chained
 //! before it; and a read of the log shows every entry committed before the read began.
 
-use domain::audit::{AuditFields, GENESIS_HASH, entry_hash};
+use domain::audit::{AuditFields, ChainWalk, entry_hash};
 use sqlx::Row;
 
 use crate::{Backend, StoreError, with_pool};
@@ -505,10 +505,9 @@ impl Audit<'_> {
                 .await?;
             Ok::<(i64, String), StoreError>((row.get("sequence"), row.get("hash")))
         })?;
-        let mut expected_previous = GENESIS_HASH.to_owned();
-        let mut expected_sequence = 1;
-        'pages: while expected_sequence <= head_sequence {
-            let page = self.chained_entries(expected_sequence - 1, PAGE).await?;
+        let mut walk = ChainWalk::default();
+        'pages: while walk.entries() < head_sequence {
+            let page = self.chained_entries(walk.entries(), PAGE).await?;
             if page.is_empty() {
                 break;
             }
@@ -516,22 +515,7 @@ impl Audit<'_> {
                 if entry.sequence > head_sequence {
                     break 'pages;
                 }
-                if entry.sequence != expected_sequence {
-                    return Ok(ChainVerdict::Broken {
-                        sequence: expected_sequence,
-                        reason: format!(
-                            "entry {expected_sequence} is missing (next is {})",
-                            entry.sequence
-                        ),
-                    });
-                }
-                if entry.previous_hash != expected_previous {
-                    return Ok(ChainVerdict::Broken {
-                        sequence: entry.sequence,
-                        reason: "its previous-hash does not match the entry before it".to_owned(),
-                    });
-                }
-                let recomputed = entry_hash(&AuditFields {
+                let fields = AuditFields {
                     sequence: entry.sequence,
                     at: entry.at,
                     actor: &entry.actor,
@@ -539,20 +523,17 @@ impl Audit<'_> {
                     subject: &entry.subject,
                     payload: &entry.payload,
                     previous_hash: &entry.previous_hash,
-                });
-                if recomputed != entry.hash {
+                };
+                if let Err(broken) = walk.step(&fields, &entry.hash) {
                     return Ok(ChainVerdict::Broken {
-                        sequence: entry.sequence,
-                        reason: "its content does not match its hash (the entry was altered)"
-                            .to_owned(),
+                        sequence: broken.sequence,
+                        reason: broken.reason,
                     });
                 }
-                expected_previous = entry.hash.clone();
-                expected_sequence += 1;
             }
         }
-        let entries = expected_sequence - 1;
-        if entries != head_sequence || expected_previous != head_hash {
+        let entries = walk.entries();
+        if entries != head_sequence || walk.head() != head_hash {
             return Ok(ChainVerdict::Broken {
                 sequence: entries + 1,
                 reason: format!(
@@ -562,7 +543,7 @@ impl Audit<'_> {
         }
         Ok(ChainVerdict::Intact {
             entries,
-            head: expected_previous,
+            head: walk.head().to_owned(),
         })
     }
 }

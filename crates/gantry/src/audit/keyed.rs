@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use attest::PublicKey;
 use client::{AuditEntryView, CheckpointView};
-use domain::audit::{AuditFields, GENESIS_HASH, entry_hash};
+use domain::audit::{AuditFields, ChainWalk};
 
 use super::BROKEN_CHAIN;
 use crate::remote::RemoteArgs;
@@ -98,22 +98,9 @@ fn check(
     checkpoints: &[CheckpointView],
     keys: &[PublicKey],
 ) -> Result<Report, Broken> {
-    let mut previous = GENESIS_HASH.to_owned();
-    for (index, entry) in entries.iter().enumerate() {
-        let expected = index as i64 + 1;
-        if entry.sequence != expected {
-            return Err(Broken {
-                sequence: expected,
-                reason: format!("entry {expected} is missing (next is {})", entry.sequence),
-            });
-        }
-        if entry.previous_hash != previous {
-            return Err(Broken {
-                sequence: entry.sequence,
-                reason: "its previous-hash does not match the entry before it".to_owned(),
-            });
-        }
-        let recomputed = entry_hash(&AuditFields {
+    let mut walk = ChainWalk::default();
+    for entry in entries {
+        let fields = AuditFields {
             sequence: entry.sequence,
             at: entry.at_millis,
             actor: &entry.actor,
@@ -121,14 +108,11 @@ fn check(
             subject: &entry.subject,
             payload: &entry.payload,
             previous_hash: &entry.previous_hash,
-        });
-        if recomputed != entry.hash {
-            return Err(Broken {
-                sequence: entry.sequence,
-                reason: "its content does not match its hash (the entry was altered)".to_owned(),
-            });
-        }
-        previous = entry.hash.clone();
+        };
+        walk.step(&fields, &entry.hash).map_err(|broken| Broken {
+            sequence: broken.sequence,
+            reason: broken.reason,
+        })?;
     }
     let mut matched = 0;
     let mut last = 0;
