@@ -56,8 +56,9 @@ impl Engine {
             .attestations()
             .of_deployment(order.deployment_id)
             .await?;
+        let (loaded, serves_from) = self.serving(order).await?;
         if records.is_empty() {
-            let made = self.statements(order).await?;
+            let made = self.statements(order, &loaded, &serves_from).await?;
             let created = timestamp(made.now);
             let mut signed = Vec::with_capacity(made.statements.len());
             for (predicate_type, predicate) in made.statements {
@@ -93,16 +94,13 @@ impl Engine {
                 .record(&signed, ATTEST_ACTOR)
                 .await?;
         }
-        let (loaded, serves_from) = self.serving(order).await?;
         if records.iter().any(|record| record.published_at.is_none()) {
             let mut repositories = vec![loaded.application.repository.clone()];
             if !repositories.contains(&serves_from) {
                 repositories.push(serves_from.clone());
             }
             for repository in &repositories {
-                for record in &records {
-                    self.put_referrer(repository, record).await?;
-                }
+                self.store_referrers(repository, &records).await?;
             }
             self.store
                 .attestations()
@@ -190,11 +188,12 @@ impl Engine {
         }
     }
 
-    /// Stores one attestation in `repository`: its two blobs, then its manifest.
-    async fn put_referrer(
+    /// Stores the attestations in `repository`: their blobs (the empty config and each
+    /// bundle) reserved, placed and linked as an upload does, then each manifest.
+    async fn store_referrers(
         &self,
         repository: &RepoName,
-        record: &AttestationRecord,
+        records: &[AttestationRecord],
     ) -> Result<(), EngineError> {
         let stored = self
             .store
@@ -202,76 +201,101 @@ impl Engine {
             .get_or_create(repository, ATTEST_ACTOR)
             .await?;
         let config = Digest::sha256_of(EMPTY_CONFIG);
-        let bundle = record.bundle.as_bytes();
-        let layer = Digest::sha256_of(bundle);
-        for (digest, content) in [(&config, EMPTY_CONFIG), (&layer, bundle)] {
-            let size = i64::try_from(content.len()).unwrap_or(i64::MAX);
-            let generation = match self.store.blobs().reserve(digest, size).await? {
-                store::Reservation::Reserved { generation } => generation,
-                store::Reservation::Condemned => {
-                    return Err(EngineError::Busy(format!(
-                        "garbage collection is deleting blob {digest}; the attestation is written later"
-                    )));
-                }
-            };
+        let layers: Vec<(Digest, &[u8])> = records
+            .iter()
+            .map(|record| {
+                (
+                    Digest::sha256_of(record.bundle.as_bytes()),
+                    record.bundle.as_bytes(),
+                )
+            })
+            .collect();
+        let mut blobs: Vec<(&Digest, &[u8])> = vec![(&config, EMPTY_CONFIG)];
+        blobs.extend(layers.iter().map(|(digest, content)| (digest, *content)));
+        let sizes: Vec<(&Digest, i64)> = blobs
+            .iter()
+            .map(|(digest, content)| (*digest, i64::try_from(content.len()).unwrap_or(i64::MAX)))
+            .collect();
+        let Some(generations) = self.store.blobs().reserve_all(&sizes).await? else {
+            return Err(EngineError::Busy(
+                "garbage collection is deleting a blob of the attestations; they are stored later"
+                    .to_owned(),
+            ));
+        };
+        for (digest, content) in &blobs {
             self.blobs
                 .put_small(digest, bytes::Bytes::copy_from_slice(content))
                 .await
                 .map_err(|e| EngineError::Busy(format!("storing blob {digest}: {e}")))?;
-            if !self
-                .store
-                .blobs()
-                .link_reserved(stored.id, digest, generation)
-                .await?
-            {
-                return Err(EngineError::Busy(format!(
-                    "blob {digest} was collected while it was stored; the attestation is written later"
-                )));
-            }
         }
-        let manifest: Value = serde_json::from_str(&record.manifest)
-            .map_err(|e| EngineError::Corrupt(format!("a recorded attestation: {e}")))?;
-        let digest = Digest::parse(&record.manifest_digest)
-            .map_err(|e| EngineError::Corrupt(e.to_string()))?;
-        let subject =
-            Digest::parse(&record.digest).map_err(|e| EngineError::Corrupt(e.to_string()))?;
-        let new = NewManifest {
-            digest,
-            media_type: oci::IMAGE_MANIFEST.to_owned(),
-            artifact_type: Some(BUNDLE_MEDIA_TYPE.to_owned()),
-            subject: Some(subject),
-            annotations: manifest.get("annotations").map(Value::to_string),
-            content: record.manifest.as_bytes().to_vec(),
-            children: vec![
-                ManifestChild::Blob {
-                    digest: config,
-                    size: EMPTY_CONFIG.len() as u64,
-                },
-                ManifestChild::Blob {
-                    digest: layer,
-                    size: bundle.len() as u64,
-                },
-            ],
-        };
-        match self
+        let reserved: Vec<(&Digest, i64)> = blobs
+            .iter()
+            .map(|(digest, _)| *digest)
+            .zip(generations)
+            .collect();
+        if !self
             .store
-            .manifests()
-            .put(&stored, &new, None, ATTEST_ACTOR)
+            .blobs()
+            .link_all_reserved(stored.id, &reserved)
             .await?
         {
-            store::PutManifestOutcome::Stored => Ok(()),
-            other => Err(EngineError::Busy(format!(
-                "storing attestation {} in {repository}: {other:?}",
-                record.manifest_digest
-            ))),
+            return Err(EngineError::Busy(
+                "a blob of the attestations was collected while it was stored; they are stored later"
+                    .to_owned(),
+            ));
         }
+        for (record, (layer, bundle)) in records.iter().zip(&layers) {
+            let manifest: Value = serde_json::from_str(&record.manifest)
+                .map_err(|e| EngineError::Corrupt(format!("a recorded attestation: {e}")))?;
+            let digest = Digest::parse(&record.manifest_digest)
+                .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            let subject =
+                Digest::parse(&record.digest).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            let new = NewManifest {
+                digest,
+                media_type: oci::IMAGE_MANIFEST.to_owned(),
+                artifact_type: Some(BUNDLE_MEDIA_TYPE.to_owned()),
+                subject: Some(subject),
+                annotations: manifest.get("annotations").map(Value::to_string),
+                content: record.manifest.as_bytes().to_vec(),
+                children: vec![
+                    ManifestChild::Blob {
+                        digest: config.clone(),
+                        size: EMPTY_CONFIG.len() as u64,
+                    },
+                    ManifestChild::Blob {
+                        digest: layer.clone(),
+                        size: bundle.len() as u64,
+                    },
+                ],
+            };
+            match self
+                .store
+                .manifests()
+                .put(&stored, &new, None, ATTEST_ACTOR)
+                .await?
+            {
+                store::PutManifestOutcome::Stored => {}
+                other => {
+                    return Err(EngineError::Busy(format!(
+                        "storing attestation {} in {repository}: {other:?}",
+                        record.manifest_digest
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The two statements about deployment `order` (its promotion predicate, then the
     /// summary naming it), from what the store holds.
-    async fn statements(&self, order: &DeploymentOrder) -> Result<Statements, EngineError> {
+    async fn statements(
+        &self,
+        order: &DeploymentOrder,
+        loaded: &crate::Loaded,
+        serves_from: &RepoName,
+    ) -> Result<Statements, EngineError> {
         let now = self.clock.now_millis();
-        let (loaded, serves_from) = self.serving(order).await?;
         let environment = domain::pipeline::EnvName::parse(&order.environment)
             .map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let shared = loaded.application.repository.clone();
@@ -279,7 +303,7 @@ impl Engine {
             Digest::parse(&order.digest).map_err(|e| EngineError::Corrupt(e.to_string()))?;
         // Where the environment serves it from, else the application's repository.
         let mut manifest = None;
-        for name in [&serves_from, &shared] {
+        for name in [serves_from, &shared] {
             if let Some(repository) = self.store.repositories().get(name).await?
                 && let Some(found) = self
                     .store

@@ -99,6 +99,59 @@ impl Blobs<'_> {
         })
     }
 
+    /// [`Blobs::reserve`] for several blobs in one transaction (a server-side writer's
+    /// few small blobs): their generations in order, or `None`, reserving nothing, when
+    /// a collection pass is deleting one of them.
+    pub async fn reserve_all(
+        &self,
+        blobs: &[(&Digest, i64)],
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = now_millis();
+            let mut tx = pool.begin().await?;
+            let mut generations = Vec::with_capacity(blobs.len());
+            for (digest, size) in blobs {
+                let row = sqlx::query(
+                    "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (digest) DO UPDATE SET deletable_since = NULL \
+                     WHERE blobs.deleting_since IS NULL RETURNING created_at",
+                )
+                .bind(digest.to_string())
+                .bind(size)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match row {
+                    Some(row) => generations.push(row.get::<i64, _>("created_at")),
+                    None => return Ok(None),
+                }
+            }
+            tx.commit().await?;
+            Ok(Some(generations))
+        })
+    }
+
+    /// [`Blobs::link_reserved`] for several blobs in one transaction: false, linking
+    /// nothing, when any reservation no longer holds.
+    pub async fn link_all_reserved(
+        &self,
+        repository_id: i64,
+        blobs: &[(&Digest, i64)],
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, write, |pool| {
+            let now = now_millis();
+            let mut tx = pool.begin().await?;
+            for (digest, generation) in blobs {
+                if !touch_reserved!(tx, digest, *generation) {
+                    return Ok(false);
+                }
+                link_blob!(tx, repository_id, digest, now);
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
     /// Links a reserved blob, whose bytes the caller has placed, to the repository.
     /// Returns false, changing nothing, when the reservation no longer holds (the row
     /// was condemned, or collected and created anew, while the bytes were placed).
