@@ -80,7 +80,8 @@ enum Command {
     /// Exit codes: 0 success, 4 unauthorized or forbidden, 1 anything else.
     #[command(after_help = CLIENT_HELP)]
     Resources(resources::ResourcesArgs),
-    /// Verify or export the server's hash-chained audit log (admins).
+    /// Verify or export the server's hash-chained audit log, or its signed checkpoints
+    /// (admins); `audit verify --key` checks the chain here against the checkpoints.
     ///
     /// Exit codes: 0 success (verify: the chain is intact), 5 the chain is broken (the
     /// first bad entry is named), 4 unauthorized or forbidden, 1 anything else.
@@ -217,7 +218,7 @@ enum Command {
     /// pass retries it) or anything else.
     #[command(after_help = CLIENT_HELP)]
     Gc(gc::GcArgs),
-    /// List the public keys the server signs with, or rotate the key (admins).
+    /// List or export the public keys the server signs with, or rotate the key (admins).
     ///
     /// The private key is a file outside the database ([signing] key_file); a
     /// rotation replaces it, and the old public key stays listed with the time range
