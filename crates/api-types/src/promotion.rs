@@ -717,7 +717,7 @@ pub struct CustodyDecisionView {
     pub approver: String,
     /// `approve` or `reject`.
     pub decision: String,
-    /// The roles the approver holds for the environment now.
+    /// The roles the approver held for the environment when deciding.
     pub roles: Vec<String>,
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -418,9 +418,15 @@ impl Engine {
                 .iter()
                 .filter(|decision| decision.decision == "approve")
             {
-                let roles = self
-                    .roles_held(&order.application, &order.environment, &decision.approver)
-                    .await?;
+                // The roles held when approving; for approvals recorded before those were
+                // kept, the roles held now.
+                let roles = match &decision.roles {
+                    Some(roles) => roles.clone(),
+                    None => {
+                        self.roles_held(&order.application, &order.environment, &decision.approver)
+                            .await?
+                    }
+                };
                 approvals.push(json!({
                     "approver": decision.approver,
                     "roles": roles,

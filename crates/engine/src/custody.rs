@@ -18,7 +18,8 @@ pub struct Custody {
     pub attestations: Vec<AttestationCheck>,
 }
 
-/// A decision on a promotion, with the roles its giver holds for the environment.
+/// A decision on a promotion, with the roles its giver held for the environment when
+/// deciding (for decisions recorded before those were kept, the roles held now).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustodyDecision {
     pub promotion_id: i64,
@@ -51,7 +52,8 @@ pub struct AttestationCheck {
 
 impl Engine {
     /// The roles `user` holds now for `application`'s `environment` (none for a user
-    /// no longer known).
+    /// no longer known): what a decision recorded before its roles were kept is read
+    /// with.
     pub(crate) async fn roles_held(
         &self,
         application: &str,
@@ -81,9 +83,13 @@ impl Engine {
         let mut decisions = Vec::new();
         for promotion in &record.promotions {
             for decision in &promotion.decisions {
-                let roles = self
-                    .roles_held(application, &promotion.environment, &decision.approver)
-                    .await?;
+                let roles = match &decision.roles {
+                    Some(roles) => roles.clone(),
+                    None => {
+                        self.roles_held(application, &promotion.environment, &decision.approver)
+                            .await?
+                    }
+                };
                 decisions.push(CustodyDecision {
                     promotion_id: promotion.id,
                     environment: promotion.environment.clone(),

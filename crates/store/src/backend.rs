@@ -231,6 +231,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "attestations",
         include_str!("../migrations/sqlite/0016_attestations.sql"),
     ),
+    (
+        17,
+        "decision_roles",
+        include_str!("../migrations/sqlite/0017_decision_roles.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -312,6 +317,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "attestations",
         include_str!("../migrations/postgres/0016_attestations.sql"),
+    ),
+    (
+        17,
+        "decision_roles",
+        include_str!("../migrations/postgres/0017_decision_roles.sql"),
     ),
 ];
 

@@ -166,6 +166,19 @@ pub struct Decision {
     pub decision: String,
     pub comment: Option<String>,
     pub at: i64,
+    /// The roles the approver held for the promotion's application and environment
+    /// when deciding; `None` for decisions recorded before they were kept.
+    pub roles: Option<Vec<String>>,
+}
+
+/// Roles as the `approvals.roles` column keeps them: comma-separated.
+fn roles_from(text: Option<String>) -> Option<Vec<String>> {
+    text.map(|text| {
+        text.split(',')
+            .filter(|role| !role.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
 }
 
 /// A stored promotion.
@@ -741,7 +754,7 @@ pub(crate) use append_all;
 macro_rules! decisions_of {
     ($executor:expr, $id:expr) => {{
         sqlx::query(
-            "SELECT approver, decision, comment, at FROM approvals WHERE promotion_id = $1 ORDER BY at, approver",
+            "SELECT approver, decision, comment, at, roles FROM approvals WHERE promotion_id = $1 ORDER BY at, approver",
         )
         .bind($id)
         .fetch_all($executor)
@@ -752,6 +765,7 @@ macro_rules! decisions_of {
             decision: row.get("decision"),
             comment: row.get("comment"),
             at: row.get("at"),
+            roles: roles_from(row.get("roles")),
         })
         .collect::<Vec<_>>()
     }};
@@ -765,7 +779,7 @@ macro_rules! attach_decisions {
         if !promotions.is_empty() {
             let ids = crate::backend::placeholders(1, promotions.len());
             let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT promotion_id, approver, decision, comment, at FROM approvals \
+                "SELECT promotion_id, approver, decision, comment, at, roles FROM approvals \
                  WHERE promotion_id IN ({ids}) ORDER BY at, approver"
             )));
             for promotion in promotions.iter() {
@@ -782,6 +796,7 @@ macro_rules! attach_decisions {
                         decision: row.get("decision"),
                         comment: row.get("comment"),
                         at: row.get("at"),
+                        roles: roles_from(row.get("roles")),
                     });
             }
             for promotion in promotions.iter_mut() {
@@ -1088,8 +1103,8 @@ impl Promotions<'_> {
             }
             let decision = if approve { "approve" } else { "reject" };
             let inserted = sqlx::query(
-                "INSERT INTO approvals (promotion_id, approver, decision, digest, environment, config_revision, comment, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (promotion_id, approver) DO NOTHING",
+                "INSERT INTO approvals (promotion_id, approver, decision, digest, environment, config_revision, comment, at, roles) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (promotion_id, approver) DO NOTHING",
             )
             .bind(id)
             .bind(decider.name)
@@ -1099,6 +1114,14 @@ impl Promotions<'_> {
             .bind(&promotion.config_revision)
             .bind(comment)
             .bind(now)
+            .bind(
+                decider
+                    .roles
+                    .iter()
+                    .map(|role| role.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
             .execute(&mut *tx)
             .await?
             .rows_affected();

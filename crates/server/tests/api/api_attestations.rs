@@ -201,6 +201,11 @@ app_tests! {
         assert_eq!(web["decisions"][0]["approver"], "sam");
         assert_eq!(web["decisions"][0]["decision"], "approve");
         assert_eq!(web["decisions"][0]["roles"], json!(["staff"]));
+        // The roles held when approving, kept with the approval: taking them away
+        // later changes neither the attestation nor the view.
+        app.database().execute_raw("DELETE FROM user_roles WHERE user_name = 'sam'").await;
+        let later = call(&app, Method::GET, &format!("/api/v1/artifacts/{digest}/custody"), &dana, Value::Null).await.json();
+        assert_eq!(later["applications"][0]["decisions"][0]["roles"], json!(["staff"]), "{later}");
         assert_eq!(web["deployments"].as_array().map(Vec::len), Some(2), "{view}");
         let attested = web["attestations"].as_array().expect("attestations");
         assert_eq!(attested.len(), 4, "{view}");
