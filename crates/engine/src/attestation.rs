@@ -1,14 +1,16 @@
-//! Signed attestations of deployments: after a deployment succeeds, its follow-up (a
-//! durable step, run again by any replica until it is done) signs two in-toto
-//! statements about the deployed digest, each in a DSSE envelope inside a Sigstore
-//! bundle: a SLSA Verification Summary (VSA v1) saying which environment's gates it
-//! passed, and Gantry's promotion predicate (provenance, checks with findings,
-//! approvals with roles, the requester, any override, the deployment and its target's
-//! result, the audit entry's sequence and hash). Each is recorded in the store first
-//! (so a follow-up run again writes the same bytes), then stored as an OCI referrer of
-//! the digest (cosign v3's layout, see `attest::referrer`) in the application's
-//! repository and in the release tier it was served from, then handed to the target
-//! (`registry-copy` carries it to the destination registry).
+//! Signed attestations of deployments: the last step of a successful deployment's
+//! follow-up (a durable step, run again by any replica until it is done) signs two
+//! in-toto statements about the deployed digest, each in a DSSE envelope inside a
+//! Sigstore bundle: Gantry's promotion predicate (provenance, checks with findings,
+//! approvals with the roles held when approving, the requester, any override, the
+//! deployment and its target's result, the audit entry's sequence and hash), and a
+//! SLSA Verification Summary (VSA v1) saying which application's environment's gates
+//! it passed and naming the promotion predicate's statement by digest. Both are
+//! recorded in the store together first (so a follow-up run again writes the same
+//! bytes), then stored as OCI referrers of the digest (cosign v3's layout, see
+//! `attest::referrer`) in the application's repository and in the release tier it was
+//! served from, then handed to the target (`registry-copy` carries them to the
+//! destination registry).
 
 use attest::referrer::{
     BUNDLE_MEDIA_TYPE, EMPTY_CONFIG, PROMOTION_PREDICATE_TYPE, Subject, VSA_PREDICATE_TYPE,
@@ -30,7 +32,7 @@ impl Engine {
     /// or carried is not done again. A failure that may pass (the store, the blob
     /// store, a destination registry that is down) is returned, so the follow-up is
     /// tried again; one that will not (the deployed manifest or its application gone, a
-    /// destination that refuses) is logged and the rest of the follow-up goes on.
+    /// destination that refuses) is logged, and the follow-up is done.
     pub(crate) async fn attest(&self, order: &DeploymentOrder) -> Result<(), EngineError> {
         match self.attest_once(order).await {
             Ok(()) => Ok(()),
