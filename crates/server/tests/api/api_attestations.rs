@@ -339,6 +339,21 @@ app_tests! {
         assert_eq!(admitted["allowed"], true, "{admitted}");
         assert!(admitted["reason"].as_str().is_some_and(|r| r.contains("attested by sha256:")), "{admitted}");
 
+        // A break-glass deployment past the shut gate (no check, no approval) is
+        // admitted: its signed summary says an admin overrode the gate.
+        let hotfix = push_image(&app, "acme/web", "v2", "hotfix").await.manifest.digest;
+        call(&app, Method::POST, "/api/v1/builds", &ci, json!({ "application": "web", "digest": hotfix })).await;
+        let response = app.admin(Method::POST, "/api/v1/promotions", &[("content-type", "application/json")],
+            json!({ "application": "web", "environment": "prod", "digest": hotfix, "override_reason": "incident 7" }).to_string()).await;
+        assert_eq!(response.json()["state"], "deployed", "{}", response.text());
+        let overridden = admission(&app, &format!("localhost/release/acme/web@{hotfix}")).await;
+        assert_eq!(overridden["allowed"], true, "{overridden}");
+        let key = public_key(&app).await;
+        let summary = attestations(&app, "release/acme/web", &hotfix, &key).await;
+        assert_eq!(summary[1].predicate["verificationResult"], "FAILED");
+        assert!(summary[1].predicate["verifiedLevels"].to_string().contains("GANTRY_GATES_OVERRIDDEN_prod"));
+        assert_eq!(summary[0].predicate["override"]["reason"], "incident 7");
+
         // An attestation altered in the database no longer verifies.
         app.database()
             .execute_raw("UPDATE attestations SET bundle = REPLACE(bundle, '\"sig\":\"M', '\"sig\":\"N')")
