@@ -1,4 +1,4 @@
-//! Signed attestations of deployments: the last step of a successful deployment's
+//! Signed attestations of deployments: the first step of a successful deployment's
 //! follow-up (a durable step, run again by any replica until it is done) signs two
 //! in-toto statements about the deployed digest, each in a DSSE envelope inside a
 //! Sigstore bundle: Gantry's promotion predicate (provenance, checks with findings,
@@ -9,8 +9,8 @@
 //! recorded in the store together first (so a follow-up run again writes the same
 //! bytes), then stored as OCI referrers of the digest (cosign v3's layout, see
 //! `attest::referrer`) in the application's repository and in the release tier it was
-//! served from, then handed to the target (`registry-copy` carries them to the
-//! destination registry).
+//! served from; its last step hands them to the target (`registry-copy` carries them
+//! to the destination registry).
 
 use attest::referrer::{
     BUNDLE_MEDIA_TYPE, EMPTY_CONFIG, PROMOTION_PREDICATE_TYPE, Subject, VSA_PREDICATE_TYPE,
@@ -27,26 +27,42 @@ use crate::{Engine, EngineError};
 pub const ATTEST_ACTOR: &str = "gantry";
 
 impl Engine {
-    /// Signs, records, stores and carries deployment `order`'s attestations, unless
-    /// this server signs none. Idempotent: what is recorded is reused, what is stored
-    /// or carried is not done again. A failure that may pass (the store, the blob
-    /// store, a destination registry that is down) is returned, so the follow-up is
-    /// tried again; one that will not (the deployed manifest or its application gone, a
-    /// destination that refuses) is logged, and the follow-up is done.
+    /// Signs, records and stores beside the image deployment `order`'s attestations,
+    /// unless this server signs none. Idempotent: what is recorded is reused, what is
+    /// stored is not stored again. A failure that may pass (the store, the blob store)
+    /// is returned, so the follow-up is tried again; one that will not (the deployed
+    /// manifest or its application gone) is logged, and that step is done.
     pub(crate) async fn attest(&self, order: &DeploymentOrder) -> Result<(), EngineError> {
-        match self.attest_once(order).await {
-            Ok(()) => Ok(()),
-            Err(error @ (EngineError::Busy(_) | EngineError::Store(_))) => Err(error),
-            Err(error) => {
-                tracing::warn!(
-                    deployment = order.deployment_id,
-                    digest = %order.digest,
-                    %error,
-                    "the deployment's attestations cannot be made or carried; not retried"
-                );
-                Ok(())
+        settle(order, self.attest_once(order).await)
+    }
+
+    /// Hands deployment `order`'s stored attestations to its target, which carries them
+    /// where it put the image. A destination that is down is tried again (the error
+    /// is returned); one that refuses is logged, and that step is done.
+    pub(crate) async fn carry_attestations(
+        &self,
+        order: &DeploymentOrder,
+    ) -> Result<(), EngineError> {
+        let carried = async {
+            let records = self
+                .store
+                .attestations()
+                .of_deployment(order.deployment_id)
+                .await?;
+            let ready =
+                !records.is_empty() && records.iter().all(|record| record.published_at.is_some());
+            if !ready || records.iter().all(|record| record.carried_at.is_some()) {
+                return Ok(());
             }
-        }
+            let (loaded, serves_from) = self.serving(order).await?;
+            self.carry(order, &loaded, &serves_from, &records).await?;
+            self.store
+                .attestations()
+                .carried(order.deployment_id, self.clock.now_millis())
+                .await?;
+            Ok(())
+        };
+        settle(order, carried.await)
     }
 
     async fn attest_once(&self, order: &DeploymentOrder) -> Result<(), EngineError> {
@@ -107,13 +123,6 @@ impl Engine {
             self.store
                 .attestations()
                 .published(order.deployment_id, self.clock.now_millis())
-                .await?;
-        }
-        if records.iter().any(|record| record.carried_at.is_none()) {
-            self.carry(order, &loaded, &serves_from, &records).await?;
-            self.store
-                .attestations()
-                .carried(order.deployment_id, self.clock.now_millis())
                 .await?;
         }
         Ok(())
@@ -538,6 +547,24 @@ impl Engine {
             Some(entry) => json!({ "sequence": entry.sequence, "hash": entry.hash }),
             None => Value::Null,
         })
+    }
+}
+
+/// A step's failure as the follow-up sees it: one that may pass is returned (the
+/// follow-up is tried again); one that will not is logged and the step counts as done.
+fn settle(order: &DeploymentOrder, result: Result<(), EngineError>) -> Result<(), EngineError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(error @ (EngineError::Busy(_) | EngineError::Store(_))) => Err(error),
+        Err(error) => {
+            tracing::warn!(
+                deployment = order.deployment_id,
+                digest = %order.digest,
+                %error,
+                "the deployment's attestations cannot be made or carried; not retried"
+            );
+            Ok(())
+        }
     }
 }
 

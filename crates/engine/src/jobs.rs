@@ -421,13 +421,14 @@ impl Engine {
         Ok(())
     }
 
-    /// What a finished deployment leads to: after a failure, the auto-rollback (unless
-    /// something newer was deployed there since, such as the promotion queued behind
-    /// it); after a successful promotion, the auto-promotion into the next stage
-    /// (unless that happened already); after a success, last, its signed attestations
-    /// (see the `attestation` module). Each is idempotent, so the follow-up can be run
-    /// again by another replica when the one that finished the deployment died before
-    /// it was done; it is marked done only when it succeeded.
+    /// What a finished deployment leads to: after a success, its signed attestations,
+    /// stored beside the image (see the `attestation` module); after a failure, the
+    /// auto-rollback (unless something newer was deployed there since, such as the
+    /// promotion queued behind it); after a successful promotion, the auto-promotion
+    /// into the next stage (unless that happened already); last, the attestations
+    /// handed to the target. Each is idempotent, so the follow-up can be run again by
+    /// another replica when the one that finished the deployment died before it was
+    /// done; it is marked done only when every step succeeded.
     async fn follow_up(
         &self,
         order: &DeploymentOrder,
@@ -436,29 +437,42 @@ impl Engine {
         lease: Option<&str>,
     ) {
         let id = order.deployment_id;
-        let outcome: Result<(), crate::EngineError> = async {
-            use domain::promotion::DeploymentReason;
-            if !succeeded
-                && order.reason != DeploymentReason::Rollback
-                && !self
+        use domain::promotion::DeploymentReason;
+        // Every step runs, each whatever became of the others (each is idempotent when
+        // the follow-up is run again); the first failure leaves the follow-up due.
+        let mut outcome: Result<(), crate::EngineError> = Ok(());
+        let mut keep = |result: Result<(), crate::EngineError>| {
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        };
+        // The attestations signed and stored beside the image first: admission with
+        // `require_attestation` waits for them, not for the next stage's deployment.
+        if succeeded {
+            keep(self.attest(order).await);
+        }
+        if !succeeded && order.reason != DeploymentReason::Rollback {
+            let rollback = async {
+                if !self
                     .store
                     .jobs()
                     .newer_deployment(&order.application, &order.environment, id)
                     .await?
-            {
-                self.auto_rollback(order, message).await?;
-            }
-            if succeeded && order.reason == DeploymentReason::Promotion {
-                self.auto_next(order).await?;
-            }
-            // Last, so an attestation that cannot be made yet (a destination registry
-            // down) holds nothing else up; the other steps are idempotent when retried.
-            if succeeded {
-                self.attest(order).await?;
-            }
-            Ok(())
+                {
+                    self.auto_rollback(order, message).await?;
+                }
+                Ok(())
+            };
+            keep(rollback.await);
         }
-        .await;
+        if succeeded && order.reason == DeploymentReason::Promotion {
+            keep(self.auto_next(order).await);
+        }
+        // Carried to where the target put the image last: a destination that is down
+        // holds nothing else up.
+        if succeeded {
+            keep(self.carry_attestations(order).await);
+        }
         match outcome {
             Ok(()) => {
                 if let Err(error) = self.store.jobs().follow_up_done(id, lease).await {

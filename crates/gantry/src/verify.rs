@@ -45,9 +45,13 @@ pub(crate) struct VerifyArgs {
     #[arg(long = "key")]
     keys: Vec<PathBuf>,
     /// Trust the public keys a Gantry server lists (`https://HOST/api/v1/keys`; plain
-    /// HTTP only to a loopback address or with --plain-http)
+    /// HTTP only to a loopback address or with --insecure-keys-url)
     #[arg(long = "keys-url")]
     keys_url: Option<String>,
+    /// Allow --keys-url over plain HTTP to any host (anyone on the path could swap the
+    /// keys; a trusted network only)
+    #[arg(long = "insecure-keys-url")]
+    insecure_keys_url: bool,
     /// Refuse an attestation older than this (`90m`, `12h`, `30d`)
     #[arg(long = "max-age")]
     max_age: Option<String>,
@@ -85,9 +89,9 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(url) = &args.keys_url {
-        if !trusted_keys_url(url, args.plain_http) {
+        if !trusted_keys_url(url, args.insecure_keys_url) {
             eprintln!(
-                "gantry: --keys-url must be an https:// URL (keys fetched in clear text could be anyone's); --plain-http allows http://"
+                "gantry: --keys-url must be an https:// URL (keys fetched in clear text could be anyone's); --insecure-keys-url allows http://"
             );
             return Ok(ExitCode::from(2));
         }
@@ -271,12 +275,12 @@ fn attestations(
 }
 
 /// Whether keys may be fetched from `url`: over HTTPS, or plain HTTP to a loopback
-/// address or when the caller allowed it.
-fn trusted_keys_url(url: &str, plain_http: bool) -> bool {
+/// address or when the caller allowed it (`insecure`).
+fn trusted_keys_url(url: &str, insecure: bool) -> bool {
     match url::Url::parse(url) {
         Ok(parsed) if parsed.scheme() == "https" => true,
         Ok(parsed) if parsed.scheme() == "http" => {
-            plain_http
+            insecure
                 || matches!(parsed.host(), Some(url::Host::Domain("localhost")))
                 || matches!(parsed.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
                 || matches!(parsed.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())

@@ -91,6 +91,25 @@ async fn export(app: &TestApp) -> Vec<Value> {
         .collect()
 }
 
+/// dev → staging, both `auto`, on the `record` target.
+const CHAIN: &str = r#"kind: Pipeline
+name: chain
+stages:
+  - name: dev
+    auto: true
+  - name: staging
+    auto: true
+---
+kind: Application
+name: web
+type: container
+repository: acme/web
+pipeline: chain
+environments:
+  dev: { target: { record: {} } }
+  staging: { target: { record: {} } }
+"#;
+
 /// `PIPELINE` with prod requiring a signed attestation at admission.
 fn requiring() -> String {
     PIPELINE.replace(
@@ -370,5 +389,26 @@ app_tests! {
         let denied = admission(&app, &image).await;
         assert_eq!(denied["allowed"], false, "{denied}");
         assert!(denied["reason"].as_str().is_some_and(|r| r.contains("no signed verification summary for prod")), "{denied}");
+    }
+
+    async fn a_deployments_attestations_are_stored_before_the_next_stage_deploys(app) {
+        apply(&app, CHAIN).await;
+        let ci = user(&app, "ci", true, &["developer"]).await;
+        let digest = push_image(&app, "acme/web", "v1", "chained").await.manifest.digest;
+        let response = call(&app, Method::POST, "/api/v1/builds", &ci, json!({ "application": "web", "digest": digest })).await;
+        assert_status(&response, StatusCode::CREATED);
+        // Both stages deployed and attested; dev's attestations were stored before the
+        // auto-promotion into staging began, not after its deployment.
+        let entries = export(&app).await;
+        let position = |action: &str, subject: &str| {
+            entries
+                .iter()
+                .position(|entry| entry["action"] == action && entry["subject"] == subject)
+                .unwrap_or_else(|| panic!("no {action} of {subject}: {entries:?}"))
+        };
+        assert!(position("attest", "web/dev") < position("promote", "web/staging"), "{entries:?}");
+        assert!(position("attest", "web/staging") > position("deploy", "web/staging"));
+        let key = public_key(&app).await;
+        assert_eq!(attestations(&app, "acme/web", &digest, &key).await.len(), 4);
     }
 }
