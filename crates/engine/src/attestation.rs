@@ -78,24 +78,31 @@ impl Engine {
         if records.is_empty() {
             let made = self.statements(order, &loaded, &serves_from).await?;
             let created = timestamp(made.now);
-            let mut signed = Vec::with_capacity(made.statements.len());
-            for (predicate_type, predicate) in made.statements {
-                let attestation = ring
-                    .with_key(&self.store, |key| {
-                        attest::referrer::sign(
-                            &made.subject,
-                            predicate_type,
-                            predicate,
-                            &created,
-                            key,
-                        )
-                    })
-                    .await
-                    .map_err(|e| EngineError::Busy(format!("signing an attestation: {e}")))?
-                    .map_err(|e| EngineError::Busy(format!("signing an attestation: {e}")))?;
-                signed.push(NewAttestation {
+            // Both under one hold of the key: one look at the store for a rotation.
+            let subject = &made.subject;
+            let attestations = ring
+                .with_key(&self.store, |key| {
+                    made.statements
+                        .into_iter()
+                        .map(|(predicate_type, predicate)| {
+                            attest::referrer::sign(
+                                subject,
+                                predicate_type,
+                                predicate,
+                                &created,
+                                key,
+                            )
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .map_err(|e| EngineError::Busy(format!("signing an attestation: {e}")))?
+                .map_err(|e| EngineError::Busy(format!("signing an attestation: {e}")))?;
+            let signed: Vec<NewAttestation> = attestations
+                .into_iter()
+                .map(|attestation| NewAttestation {
                     deployment_id: order.deployment_id,
-                    predicate_type: predicate_type.to_owned(),
+                    predicate_type: attestation.predicate_type,
                     application: order.application.clone(),
                     environment: order.environment.clone(),
                     digest: order.digest.clone(),
@@ -104,8 +111,8 @@ impl Engine {
                     manifest: String::from_utf8_lossy(&attestation.manifest).into_owned(),
                     manifest_digest: attestation.manifest_digest.to_string(),
                     created_at: made.now,
-                });
-            }
+                })
+                .collect();
             records = self
                 .store
                 .attestations()
